@@ -1,0 +1,200 @@
+"""Accounts, confirmation codes, recipients, transfers and the ledger (SPEC section 6).
+
+Money is integer cents. Rules the database can hold (uniqueness, non-negative
+balance, allowed statuses and kinds) are database constraints, not only checks
+in Python: several app machines write to one database at once.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from accounts.money import format_dollars
+
+# Five wrong PINs in a row lock the account; each further lock doubles, up to a day.
+PIN_FAILURES_BEFORE_LOCK = 5
+FIRST_LOCK = timedelta(minutes=15)
+LONGEST_LOCK = timedelta(hours=24)
+
+
+class Account(models.Model):
+    phone_number = models.CharField(max_length=16, unique=True, help_text="E.164, the caller ID")
+    member_id = models.CharField(max_length=6, unique=True)
+    pin_hash = models.CharField(max_length=256)
+    failed_pin_count = models.PositiveIntegerField(default=0)
+    locked_until = models.DateTimeField(null=True, blank=True)
+    lock_count = models.PositiveIntegerField(default=0)
+    # A cache of the sum of this account's ledger entries, updated in the same
+    # transaction as every entry; the constraint makes an overdraft impossible.
+    balance_cents = models.BigIntegerField(default=0)
+    created = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(balance_cents__gte=0), name="accounts_account_balance_not_negative"),
+            models.CheckConstraint(condition=Q(member_id__regex=r"^[0-9]{6}$"), name="accounts_account_member_id_6_digits"),
+            models.CheckConstraint(condition=Q(phone_number__regex=r"^\+[1-9][0-9]{1,14}$"), name="accounts_account_phone_e164"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Account {self.member_id} ({self.phone_number})"
+
+    @property
+    def balance(self) -> str:
+        return format_dollars(self.balance_cents)
+
+    def is_locked(self, now: datetime | None = None) -> bool:
+        return self.locked_until is not None and self.locked_until > (now or timezone.now())
+
+    def register_failed_pin(self, now: datetime | None = None) -> bool:
+        """Count a wrong PIN; returns True when this failure locks the account."""
+        self.failed_pin_count += 1
+        if self.failed_pin_count < PIN_FAILURES_BEFORE_LOCK:
+            return False
+        self.lock_count += 1
+        self.failed_pin_count = 0
+        self.locked_until = (now or timezone.now()) + self.lock_duration(self.lock_count)
+        return True
+
+    def register_right_pin(self) -> None:
+        self.failed_pin_count = 0
+
+    def unlock(self) -> None:
+        self.locked_until = None
+        self.failed_pin_count = 0
+
+    @staticmethod
+    def lock_duration(lock_count: int) -> timedelta:
+        # Cap the exponent too, so that a huge lock count cannot overflow timedelta.
+        return min(FIRST_LOCK * 2 ** min(max(lock_count - 1, 0), 16), LONGEST_LOCK)
+
+
+class Recipient(models.Model):
+    code = models.CharField(max_length=6, unique=True, help_text="6 digits the caller enters")
+    name = models.CharField(max_length=100)
+    active = models.BooleanField(default=True)
+    created = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(code__regex=r"^[0-9]{6}$"), name="accounts_recipient_code_6_digits"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.code})"
+
+
+class TransferStatus(models.TextChoices):
+    SUBMITTED = "submitted"
+    SETTLED = "settled"
+    REJECTED = "rejected"
+
+
+class LedgerKind(models.TextChoices):
+    DEPOSIT = "deposit"
+    TRANSFER = "transfer"
+    REVERSAL = "reversal"
+
+
+class CodePurpose(models.TextChoices):
+    REGISTRATION = "registration"
+    TRANSFER = "transfer"
+
+
+class Transfer(models.Model):
+    Status = TransferStatus
+
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="transfers")
+    recipient = models.ForeignKey(Recipient, on_delete=models.PROTECT, related_name="transfers")
+    amount_cents = models.BigIntegerField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.SUBMITTED)
+    # The call and the prompt it was confirmed at: a retried webhook finds the
+    # transfer it already made instead of making a second one.
+    idempotency_key = models.CharField(max_length=100, unique=True)
+    created = models.DateTimeField(default=timezone.now)
+    decided = models.DateTimeField(null=True, blank=True, help_text="when settled or rejected")
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(amount_cents__gt=0), name="accounts_transfer_amount_positive"),
+            models.CheckConstraint(condition=Q(status__in=TransferStatus.values), name="accounts_transfer_status_valid"),
+        ]
+        indexes = [models.Index(fields=["status", "created"], name="accounts_transfer_status_idx")]
+
+    def __str__(self) -> str:
+        return f"Transfer {self.pk}: {format_dollars(self.amount_cents)} to {self.recipient_id} ({self.status})"
+
+
+class LedgerEntry(models.Model):
+    """One movement of money. Append-only: corrections are new, reversing entries."""
+
+    Kind = LedgerKind
+
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="ledger_entries")
+    amount_cents = models.BigIntegerField(help_text="positive credits, negative debits")
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    transfer = models.ForeignKey(Transfer, on_delete=models.PROTECT, null=True, blank=True, related_name="ledger_entries")
+    created = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name_plural = "ledger entries"
+        constraints = [
+            models.CheckConstraint(condition=Q(kind__in=LedgerKind.values), name="accounts_ledgerentry_kind_valid"),
+            # Each kind moves money in one direction and names a transfer or not.
+            models.CheckConstraint(
+                condition=(
+                    Q(kind="deposit", amount_cents__gt=0, transfer__isnull=True)
+                    | Q(kind="transfer", amount_cents__lt=0, transfer__isnull=False)
+                    | Q(kind="reversal", amount_cents__gt=0, transfer__isnull=False)
+                ),
+                name="accounts_ledgerentry_kind_shape",
+            ),
+            # A transfer is debited once and reversed at most once.
+            models.UniqueConstraint(
+                fields=["transfer", "kind"], condition=Q(transfer__isnull=False), name="accounts_ledgerentry_once_per_transfer"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {format_dollars(self.amount_cents)} on account {self.account_id}"
+
+    def save(self, *args, **kwargs) -> None:
+        # A guard, not business logic: history is never rewritten.
+        if self.pk is not None and not self._state.adding:
+            raise TypeError("ledger entries are append-only; write a reversing entry instead")
+        super().save(*args, **kwargs)
+
+
+class ConfirmationCode(models.Model):
+    """A 6-digit code read to the caller, which an operator can verify offline."""
+
+    Purpose = CodePurpose
+
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="confirmation_codes")
+    purpose = models.CharField(max_length=12, choices=Purpose.choices)
+    # HMAC-SHA256 keyed with PIN_PEPPER: an operator can look a code up, a
+    # stolen database alone cannot.
+    code_hash = models.CharField(max_length=64, db_index=True)
+    transfer = models.OneToOneField(Transfer, on_delete=models.PROTECT, null=True, blank=True, related_name="confirmation_code")
+    created = models.DateTimeField(default=timezone.now)
+    expires = models.DateTimeField()
+    verified_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(purpose__in=CodePurpose.values), name="accounts_confirmationcode_purpose_valid"),
+            models.CheckConstraint(
+                condition=Q(purpose="registration", transfer__isnull=True) | Q(purpose="transfer", transfer__isnull=False),
+                name="accounts_confirmationcode_transfer_matches_purpose",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_purpose_display()} code for account {self.account_id}"
+
+    def is_expired(self, now: datetime | None = None) -> bool:
+        return self.expires <= (now or timezone.now())

@@ -1,0 +1,322 @@
+"""Work that spans models: registering, signing in, moving money, verifying codes.
+
+Every function here is keyword-only and atomic. Money paths take the account
+row with select_for_update() first, so that checking a balance and debiting it
+are one step even when two calls on one account confirm at the same moment.
+Rows are always locked in the same order (call session, then account) so that
+two transactions never wait on each other in a circle.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F, Sum
+from django.utils import timezone
+
+from accounts import codes, pins
+from accounts.models import Account, ConfirmationCode, LedgerEntry, Recipient, Transfer
+
+logger = logging.getLogger(__name__)
+
+
+class AccountsError(Exception):
+    """Base of the domain errors that views and commands turn into words."""
+
+
+class PhoneNumberTaken(AccountsError):
+    pass
+
+
+class MemberIdTaken(AccountsError):
+    pass
+
+
+class WrongPin(AccountsError):
+    """A wrong PIN, or no account for the number: the caller is told the same."""
+
+
+@dataclass
+class AccountLocked(AccountsError):
+    until: datetime
+
+
+class UnknownAccount(AccountsError):
+    pass
+
+
+class InvalidAmount(AccountsError):
+    pass
+
+
+@dataclass
+class TransferLimitExceeded(AccountsError):
+    limit_cents: int
+
+
+class InsufficientFunds(AccountsError):
+    pass
+
+
+class UnknownRecipient(AccountsError):
+    pass
+
+
+class IdempotencyConflict(AccountsError):
+    """A transfer key reused for a different transfer."""
+
+
+class TransferAlreadyDecided(AccountsError):
+    pass
+
+
+class UnknownCode(AccountsError):
+    pass
+
+
+@dataclass(frozen=True)
+class TransferReceipt:
+    transfer: Transfer
+    # The plain code, only for the request that created the transfer; a
+    # replayed request gets None (the code exists only as its hash).
+    code: str | None
+
+
+@dataclass(frozen=True)
+class CodeCheck:
+    confirmation_code: ConfirmationCode
+    already_verified: bool
+    expired: bool
+
+
+def transfer_limit_cents() -> int:
+    return settings.TRANSFER_LIMIT_DOLLARS * 100
+
+
+# Accounts ---------------------------------------------------------------
+
+
+@transaction.atomic
+def account_register(*, phone_number: str, member_id: str, pin_hash: str, now: datetime | None = None) -> tuple[Account, str]:
+    """Create an account from a PIN hashed at the "create a PIN" step; returns it and its code."""
+    now = now or timezone.now()
+    if Account.objects.filter(phone_number=phone_number).exists():
+        raise PhoneNumberTaken
+    if Account.objects.filter(member_id=member_id).exists():
+        raise MemberIdTaken
+    try:
+        # A savepoint, so that losing a race to another call leaves this
+        # transaction usable and the error says which rule was broken.
+        with transaction.atomic():
+            account = Account.objects.create(phone_number=phone_number, member_id=member_id, pin_hash=pin_hash, created=now)
+    except IntegrityError:
+        if Account.objects.filter(phone_number=phone_number).exists():
+            raise PhoneNumberTaken from None
+        raise MemberIdTaken from None
+    code = _confirmation_code_issue(account=account, purpose=ConfirmationCode.Purpose.REGISTRATION, now=now)
+    logger.info("account registered: account=%s", account.pk)
+    return account, code
+
+
+def account_sign_in(*, phone_number: str, pin: str, now: datetime | None = None) -> Account:
+    """The account for this number if the PIN is right; WrongPin or AccountLocked otherwise."""
+    now = now or timezone.now()
+    # The failure count must be committed before the error is raised: raising
+    # inside the transaction would roll the count back and undo the lockout.
+    with transaction.atomic():
+        account, outcome = _account_check_pin(phone_number=phone_number, pin=pin, now=now)
+    if outcome == "locked":
+        raise AccountLocked(until=account.locked_until)
+    if outcome == "wrong":
+        raise WrongPin
+    return account
+
+
+def _account_check_pin(*, phone_number: str, pin: str, now: datetime) -> tuple[Account | None, str]:
+    # The row stays locked while the PIN is checked, so that concurrent
+    # guesses on one account are all counted.
+    account = Account.objects.select_for_update().filter(phone_number=phone_number).first()
+    if account is None:
+        pins.pin_matches(pin, None)  # the same work as a real check: no enumeration by timing
+        return None, "wrong"
+    if account.is_locked(now):
+        return account, "locked"
+
+    def rehash(new_hash: str) -> None:
+        account.pin_hash = new_hash
+
+    if not pins.pin_matches(pin, account.pin_hash, rehash=rehash):
+        locked = account.register_failed_pin(now)
+        account.save(update_fields=["failed_pin_count", "lock_count", "locked_until"])
+        if locked:
+            logger.warning(
+                "account locked: account=%s lock=%s until=%s", account.pk, account.lock_count, account.locked_until.isoformat()
+            )
+            return account, "locked"
+        logger.info("sign-in refused: account=%s failures=%s", account.pk, account.failed_pin_count)
+        return account, "wrong"
+    account.register_right_pin()
+    account.save(update_fields=["failed_pin_count", "pin_hash"])
+    return account, "signed in"
+
+
+@transaction.atomic
+def account_unlock(*, phone_number: str) -> Account:
+    account = Account.objects.select_for_update().filter(phone_number=phone_number).first()
+    if account is None:
+        raise UnknownAccount
+    account.unlock()
+    account.save(update_fields=["locked_until", "failed_pin_count"])
+    logger.info("account unlocked by operator: account=%s", account.pk)
+    return account
+
+
+# Money -----------------------------------------------------------------
+
+
+@transaction.atomic
+def deposit(*, account: Account, amount_cents: int, now: datetime | None = None) -> LedgerEntry:
+    """Credit an account, as a ledger entry."""
+    if amount_cents <= 0:
+        raise InvalidAmount
+    Account.objects.select_for_update().filter(pk=account.pk).get()
+    entry = LedgerEntry.objects.create(account=account, amount_cents=amount_cents, kind=LedgerEntry.Kind.DEPOSIT, created=now or timezone.now())
+    Account.objects.filter(pk=account.pk).update(balance_cents=F("balance_cents") + amount_cents)
+    account.refresh_from_db(fields=["balance_cents"])
+    logger.info("deposit: account=%s cents=%s", account.pk, amount_cents)
+    return entry
+
+
+def transfer_check(*, account: Account, amount_cents: int) -> None:
+    """Refuse an amount early, before the caller picks a recipient; transfer_submit checks again."""
+    if amount_cents <= 0:
+        raise InvalidAmount
+    if amount_cents > transfer_limit_cents():
+        raise TransferLimitExceeded(limit_cents=transfer_limit_cents())
+    if amount_cents > account.balance_cents:
+        raise InsufficientFunds
+
+
+@transaction.atomic
+def transfer_submit(
+    *, account: Account, recipient_code: str, amount_cents: int, idempotency_key: str, now: datetime | None = None
+) -> TransferReceipt:
+    """Debit the account and record a submitted transfer with its confirmation code.
+
+    The same idempotency_key with the same transfer returns the first result
+    and writes nothing; with a different transfer it is an IdempotencyConflict.
+    """
+    now = now or timezone.now()
+    # The lock that makes the balance check and the debit one step.
+    locked = Account.objects.select_for_update().get(pk=account.pk)
+    existing = Transfer.objects.filter(idempotency_key=idempotency_key).select_related("recipient").first()
+    if existing is not None:
+        if (existing.account_id, existing.recipient.code, existing.amount_cents) != (account.pk, recipient_code, amount_cents):
+            raise IdempotencyConflict
+        return TransferReceipt(transfer=existing, code=None)
+
+    recipient = Recipient.objects.filter(code=recipient_code, active=True).first()
+    if recipient is None:
+        raise UnknownRecipient
+    transfer_check(account=locked, amount_cents=amount_cents)
+
+    transfer = Transfer.objects.create(
+        account=locked, recipient=recipient, amount_cents=amount_cents, idempotency_key=idempotency_key, created=now
+    )
+    LedgerEntry.objects.create(account=locked, amount_cents=-amount_cents, kind=LedgerEntry.Kind.TRANSFER, transfer=transfer, created=now)
+    Account.objects.filter(pk=locked.pk).update(balance_cents=F("balance_cents") - amount_cents)
+    code = _confirmation_code_issue(account=locked, purpose=ConfirmationCode.Purpose.TRANSFER, transfer=transfer, now=now)
+    account.balance_cents = locked.balance_cents - amount_cents
+    logger.info("transfer submitted: transfer=%s account=%s cents=%s", transfer.pk, locked.pk, amount_cents)
+    return TransferReceipt(transfer=transfer, code=code)
+
+
+@transaction.atomic
+def transfer_settle(*, transfer: Transfer, now: datetime | None = None) -> Transfer:
+    """Mark a submitted transfer paid out. The money already left the balance."""
+    transfer = _transfer_lock_undecided(transfer)
+    transfer.status = Transfer.Status.SETTLED
+    transfer.decided = now or timezone.now()
+    transfer.save(update_fields=["status", "decided"])
+    logger.info("transfer settled: transfer=%s", transfer.pk)
+    return transfer
+
+
+@transaction.atomic
+def transfer_reject(*, transfer: Transfer, now: datetime | None = None) -> Transfer:
+    """Refuse a submitted transfer and give the money back with a reversing entry."""
+    now = now or timezone.now()
+    # Account first, then transfer: the order transfer_submit takes them in.
+    Account.objects.select_for_update().filter(pk=transfer.account_id).get()
+    transfer = _transfer_lock_undecided(transfer)
+    LedgerEntry.objects.create(
+        account_id=transfer.account_id, amount_cents=transfer.amount_cents, kind=LedgerEntry.Kind.REVERSAL, transfer=transfer, created=now
+    )
+    Account.objects.filter(pk=transfer.account_id).update(balance_cents=F("balance_cents") + transfer.amount_cents)
+    transfer.status = Transfer.Status.REJECTED
+    transfer.decided = now
+    transfer.save(update_fields=["status", "decided"])
+    logger.info("transfer rejected: transfer=%s account=%s", transfer.pk, transfer.account_id)
+    return transfer
+
+
+def _transfer_lock_undecided(transfer: Transfer) -> Transfer:
+    transfer = Transfer.objects.select_for_update().get(pk=transfer.pk)
+    if transfer.status != Transfer.Status.SUBMITTED:
+        raise TransferAlreadyDecided
+    return transfer
+
+
+def ledger_balance_cents(*, account: Account) -> int:
+    """The balance recomputed from the ledger, which the cached column must equal."""
+    return LedgerEntry.objects.filter(account=account).aggregate(total=Sum("amount_cents"))["total"] or 0
+
+
+# Confirmation codes ---------------------------------------------------------
+
+
+def _confirmation_code_issue(*, account: Account, purpose: str, now: datetime, transfer: Transfer | None = None) -> str:
+    """Store a new code's keyed hash and return the code, the only time it exists in the clear."""
+    for _ in range(10):
+        code = codes.new_code()
+        digest = codes.code_digest(code)
+        # Among codes still valid, one code must name one thing.
+        if not ConfirmationCode.objects.filter(code_hash=digest, expires__gt=now).exists():
+            break
+    ConfirmationCode.objects.create(
+        account=account,
+        purpose=purpose,
+        transfer=transfer,
+        code_hash=digest,
+        created=now,
+        expires=now + timedelta(days=settings.CONFIRMATION_CODE_TTL_DAYS),
+    )
+    return code
+
+
+@transaction.atomic
+def confirmation_code_verify(*, code: str, now: datetime | None = None) -> CodeCheck:
+    """Look a code up by its keyed hash and mark it verified, once; UnknownCode if none."""
+    now = now or timezone.now()
+    if not codes.is_code(code):
+        raise UnknownCode
+    found = (
+        ConfirmationCode.objects.select_for_update(of=("self",))
+        .filter(code_hash=codes.code_digest(code))
+        .select_related("account", "transfer__recipient")
+        .order_by("-expires")
+        .first()
+    )
+    if found is None:
+        raise UnknownCode
+    already_verified = found.verified_at is not None
+    expired = found.is_expired(now)
+    if not already_verified and not expired:
+        found.verified_at = now
+        found.save(update_fields=["verified_at"])
+    logger.info("confirmation checked: confirmation=%s expired=%s already=%s", found.pk, expired, already_verified)
+    return CodeCheck(confirmation_code=found, already_verified=already_verified, expired=expired)

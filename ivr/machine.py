@@ -1,0 +1,228 @@
+"""The call as a state machine: one mechanism that runs every step.
+
+A step (ivr/steps.py) says what it asks, which keys it takes and where each
+answer leads. This module does everything steps have in common: loading and
+locking the call's state, telling a real answer from a retry or a stale URL,
+counting silences and wrong keys (three of either at one prompt ends the call,
+as FreeSWITCH's max-timeouts and max-failures do), and building the TwiML with
+an explicit <Redirect> after every <Gather>.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from django.conf import settings
+from django.db import transaction
+from django.urls import reverse
+from django.utils import timezone
+from twilio.twiml.voice_response import VoiceResponse
+
+from ivr import twiml
+from ivr.models import CallSession
+
+STRIKES = 3
+NOTHING_HEARD = "We did not hear anything."
+GOODBYE_SILENCE = "We did not hear from you. Please call again when you are ready. Goodbye."
+GOODBYE_WRONG_KEYS = "Sorry, we could not understand your entries. Please call again later. Goodbye."
+PAUSE = object()  # a one-second pause between lines of a prompt
+
+# Twilio never sends more keys than a prompt asked for; anything longer is
+# garbage, and is refused without more work.
+LONGEST_ENTRY = 32
+
+
+@dataclass(frozen=True)
+class Goto:
+    """The answer is taken: move to a step (a new prompt), saying notice first."""
+
+    step: str
+    notice: str = ""
+
+
+@dataclass(frozen=True)
+class Again:
+    """Ask the same prompt again after notice; a strike unless strike=False."""
+
+    notice: str
+    strike: bool = True
+
+
+@dataclass(frozen=True)
+class Goodbye:
+    message: str
+
+
+Outcome = Goto | Again | Goodbye
+
+
+class Step:
+    """One prompt of the call. Subclasses are registered by name with @step."""
+
+    name: ClassVar[str]
+    keys: ClassVar[re.Pattern[str]]  # the entries this prompt accepts, ASCII only
+    wrong_keys: ClassVar[str]  # said when an entry does not match keys
+    num_digits: ClassVar[int | None] = None
+    finish_on_key: ClassVar[str] = ""
+    signed_in_only: ClassVar[bool] = True
+    # Where three wrong entries lead; None ends the call.
+    after_three_wrong: ClassVar[str | None] = None
+
+    def prompt(self, call: CallSession) -> list[str | object]:
+        raise NotImplementedError
+
+    def answer(self, call: CallSession, keys: str) -> Outcome:
+        raise NotImplementedError
+
+
+STEPS: dict[str, Step] = {}
+
+
+def step(cls: type[Step]) -> type[Step]:
+    STEPS[cls.name] = cls()
+    return cls
+
+
+@dataclass
+class Reply:
+    """What to answer Twilio, and what to log about it (never the keys)."""
+
+    twiml: VoiceResponse
+    step: str
+    outcome: str
+    notices: list[str] = field(default_factory=list)
+
+
+def step_url(step_name: str, prompt_number: int, *, no_input: bool = False) -> str:
+    url = f"{settings.BASE_URL}{reverse('ivr:step', args=[step_name])}?n={prompt_number}"
+    return url + "&no_input=1" if no_input else url
+
+
+@transaction.atomic
+def start_call(*, call_sid: str, caller: str, greeting: str) -> Reply:
+    """The entry prompt, for a new call or Twilio's retry of its first webhook."""
+    call, _ = CallSession.objects.select_for_update().get_or_create(call_sid=call_sid, defaults={"caller": caller})
+    call.caller = caller
+    call.restart()
+    call.last_answer = ""
+    return _ask(call, [greeting], outcome="started")
+
+
+@transaction.atomic
+def answer_prompt(*, call_sid: str, caller: str, step_name: str, prompt_number: int | None, keys: str | None) -> Reply:
+    """Take the caller's keys (None for silence) for the prompt a URL names."""
+    # Locked for the whole step: Twilio's retry of this request waits here for
+    # the first attempt to finish, then is recognised as a retry.
+    call = CallSession.objects.select_for_update(of=("self",)).filter(call_sid=call_sid).select_related("account").first()
+    if call is None or call.caller != caller:
+        # A call we do not know (state purged, or a replayed URL): start over.
+        return start_call(call_sid=call_sid, caller=caller, greeting="Let's start again.")
+
+    # Which prompt was answered and how, without the keys: a signed request
+    # cannot change its Digits, so a retry is the same URL answered the same way.
+    answer = f"{step_name}:{prompt_number}:{'keys' if keys is not None else 'silence'}"
+    if call.ended or (step_name, prompt_number) != (call.step, call.prompt_number):
+        if answer == call.last_answer:
+            return _replay(call)
+        call.restart()
+        return _ask(call, ["Let's start again."], outcome="stale")
+
+    current = STEPS.get(call.step)
+    if current is None or (current.signed_in_only and not call.signed_in):
+        call.restart()
+        return _ask(call, ["Let's start again."], outcome="stale")
+
+    call.last_answer = answer
+    keys = _normalize(current, keys)
+    if keys is None:
+        return _no_input(call)
+    if len(keys) > LONGEST_ENTRY or not current.keys.fullmatch(keys):
+        return _wrong_keys(call, current.wrong_keys)
+    call.timeouts = 0
+    outcome = current.answer(call, keys)
+    if isinstance(outcome, Goodbye):
+        return _goodbye(call, outcome.message, outcome="goodbye")
+    if isinstance(outcome, Again):
+        if outcome.strike:
+            return _wrong_keys(call, outcome.notice)
+        return _ask(call, [outcome.notice], outcome="again")
+    call.go_to(outcome.step)
+    return _ask(call, [outcome.notice] if outcome.notice else [], outcome=f"to {outcome.step}")
+
+
+def _normalize(current: Step, keys: str | None) -> str | None:
+    # Twilio leaves finishOnKey out of Digits; some clients send it anyway.
+    if keys and current.finish_on_key and keys.endswith(current.finish_on_key):
+        keys = keys[: -len(current.finish_on_key)]
+    return keys or None
+
+
+def _no_input(call: CallSession) -> Reply:
+    call.timeouts += 1
+    if call.timeouts >= STRIKES:
+        return _goodbye(call, GOODBYE_SILENCE, outcome="silent three times")
+    return _ask(call, [NOTHING_HEARD], outcome="no input")
+
+
+def _wrong_keys(call: CallSession, notice: str) -> Reply:
+    call.timeouts = 0
+    call.invalid_entries += 1
+    if call.invalid_entries < STRIKES:
+        return _ask(call, [notice], outcome="wrong keys")
+    fallback = STEPS[call.step].after_three_wrong
+    if fallback is None:
+        return _goodbye(call, f"{notice} {GOODBYE_WRONG_KEYS}", outcome="wrong keys three times")
+    call.go_to(fallback)
+    return _ask(call, [notice], outcome=f"wrong keys three times, to {fallback}")
+
+
+def _goodbye(call: CallSession, message: str, *, outcome: str) -> Reply:
+    call.ended = timezone.now()
+    call.account = None
+    call.scratch = {"goodbye": message}
+    _save(call)
+    return Reply(twiml.goodbye(message), call.step, outcome)
+
+
+def _replay(call: CallSession) -> Reply:
+    """Twilio's retry of an answer already taken: the same prompt again, nothing new written."""
+    if call.ended:
+        return Reply(twiml.goodbye(call.scratch.get("goodbye", "Goodbye.")), call.step, "replay")
+    return Reply(_render(call), call.step, "replay")
+
+
+def _ask(call: CallSession, notices: list[str], *, outcome: str) -> Reply:
+    call.prompt_number += 1
+    _save(call)
+    return Reply(_render(call, notices), call.step, outcome)
+
+
+def _save(call: CallSession) -> None:
+    call.updated = timezone.now()
+    call.save()
+
+
+def _render(call: CallSession, notices: list[str] = ()) -> VoiceResponse:
+    current = STEPS[call.step]
+    response = VoiceResponse()
+    for notice in notices:
+        twiml.say(response, notice)
+    with response.gather(
+        input="dtmf",
+        action=step_url(current.name, call.prompt_number),
+        method="POST",
+        timeout=settings.IVR_GATHER_TIMEOUT,
+        finish_on_key=current.finish_on_key,
+        action_on_empty_result=False,
+        **({"num_digits": current.num_digits} if current.num_digits else {}),
+    ) as gather:
+        for line in current.prompt(call):
+            if line is PAUSE:
+                twiml.pause(gather)
+            else:
+                twiml.say(gather, line)
+    # Silence, or finishOnKey pressed alone, sends nothing to action: this runs.
+    response.redirect(step_url(current.name, call.prompt_number, no_input=True), method="POST")
+    return response

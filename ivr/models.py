@@ -1,0 +1,67 @@
+"""The state of calls in progress, kept in the database, never in process memory.
+
+Any webhook of a call may reach any gunicorn worker on any machine, so every
+request loads the call from here and saves it back.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+# The first step of every call.
+ENTRY_STEP = "entry"
+
+
+class CallSessionQuerySet(models.QuerySet):
+    def stale(self, *, idle_for: timedelta, now: datetime | None = None) -> CallSessionQuerySet:
+        """Calls that ended, or that nobody has touched for idle_for (a lost status callback)."""
+        now = now or timezone.now()
+        return self.filter(Q(ended__isnull=False) | Q(updated__lt=now - idle_for))
+
+
+class CallSession(models.Model):
+    call_sid = models.CharField(max_length=64, unique=True)
+    caller = models.CharField(max_length=16, help_text="the caller's number, E.164")
+    step = models.CharField(max_length=32, default=ENTRY_STEP)
+    # Which prompt of the call this is: every prompt served gets the next
+    # number, and its URLs carry it, so that a stale or replayed request is
+    # told apart from an answer to the prompt the caller is hearing.
+    prompt_number = models.PositiveIntegerField(default=0)
+    # Small per-step values (member ID, a PIN's hash, an amount, a sealed code).
+    # Never the digits of a PIN or a code.
+    scratch = models.JSONField(default=dict, blank=True)
+    account = models.ForeignKey("accounts.Account", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    timeouts = models.PositiveSmallIntegerField(default=0, help_text="silences in a row at this prompt")
+    invalid_entries = models.PositiveSmallIntegerField(default=0, help_text="wrong keys at this prompt")
+    pin_failures = models.PositiveSmallIntegerField(default=0, help_text="wrong PINs in this call")
+    # A digest of the last answer taken, to recognise Twilio's retry of it.
+    last_answer = models.CharField(max_length=64, blank=True)
+    created = models.DateTimeField(default=timezone.now)
+    updated = models.DateTimeField(default=timezone.now, db_index=True)
+    ended = models.DateTimeField(null=True, blank=True, help_text="when we said goodbye")
+
+    objects = CallSessionQuerySet.as_manager()
+
+    def __str__(self) -> str:
+        return f"Call …{self.call_sid[-6:]} at {self.step}"
+
+    @property
+    def signed_in(self) -> bool:
+        return self.account_id is not None
+
+    def go_to(self, step: str) -> None:
+        """Move to a step: a new prompt, with its own strike counts."""
+        self.step = step
+        self.timeouts = 0
+        self.invalid_entries = 0
+
+    def restart(self) -> None:
+        """Back to the entry prompt, signed out, as at the start of a call."""
+        self.go_to(ENTRY_STEP)
+        self.account = None
+        self.scratch = {}
+        self.ended = None

@@ -1,0 +1,90 @@
+"""Twilio's webhooks. Thin: read the parameters, ask the call's state machine, answer TwiML."""
+
+from __future__ import annotations
+
+import logging
+
+from django.http import HttpRequest, HttpResponse
+from twilio.twiml.voice_response import VoiceResponse
+
+from ivr import machine, twiml
+from ivr.caller_id import account_number
+from ivr.decorators import twilio_webhook
+from ivr.models import CallSession
+
+logger = logging.getLogger(__name__)
+
+WELCOME = "Welcome to MyiBot."
+NEED_CALLER_ID = (
+    "We are sorry. This service needs your phone number, and it was not shown. "
+    "Please call again without hiding your number. Goodbye."
+)
+MISSING_CALL = "We are sorry. Something went wrong with this call. Please call again. Goodbye."
+# Twilio's final call statuses: the call is over and its state can go.
+CALL_OVER = frozenset({"completed", "busy", "failed", "no-answer", "canceled"})
+
+
+def _answer(response: VoiceResponse, step: str, outcome: str) -> HttpResponse:
+    http = twiml.twiml_response(response)
+    http.ivr_step, http.ivr_outcome = step, outcome
+    return http
+
+
+def _refusal(request: HttpRequest) -> HttpResponse | None:
+    """A goodbye for calls we cannot serve: withheld caller ID or no CallSid. Nothing is stored."""
+    if account_number(request.POST.get("From")) is None:
+        return _answer(twiml.goodbye(NEED_CALLER_ID), "entry", "caller ID withheld")
+    if not request.POST.get("CallSid", "").strip() or len(request.POST["CallSid"]) > 64:
+        return _answer(twiml.goodbye(MISSING_CALL), "entry", "no CallSid")
+    return None
+
+
+@twilio_webhook
+def voice(request: HttpRequest) -> HttpResponse:
+    """A call comes in: the entry prompt."""
+    if refusal := _refusal(request):
+        return refusal
+    reply = machine.start_call(call_sid=request.POST["CallSid"], caller=request.POST["From"].strip(), greeting=WELCOME)
+    return _answer(reply.twiml, reply.step, reply.outcome)
+
+
+@twilio_webhook
+def step(request: HttpRequest, step_name: str) -> HttpResponse:
+    """The caller's keys for a prompt, or the <Redirect> that follows it when nothing came."""
+    if refusal := _refusal(request):
+        return refusal
+    try:
+        prompt_number = int(request.GET.get("n", ""))
+    except ValueError:
+        prompt_number = None
+    keys = None if request.GET.get("no_input") else request.POST.get("Digits")
+    reply = machine.answer_prompt(
+        call_sid=request.POST["CallSid"],
+        caller=request.POST["From"].strip(),
+        step_name=step_name,
+        prompt_number=prompt_number,
+        keys=keys,
+    )
+    return _answer(reply.twiml, reply.step, reply.outcome)
+
+
+@twilio_webhook
+def status(request: HttpRequest) -> HttpResponse:
+    """Twilio's call status callback: forget a call once it is over.
+
+    Answers 200 for calls we do not know, so that Twilio does not retry.
+    """
+    call_status = request.POST.get("CallStatus", "")
+    outcome = "noted"
+    if call_status in CALL_OVER:
+        deleted, _ = CallSession.objects.filter(call_sid=request.POST.get("CallSid", "")).delete()
+        outcome = "forgotten" if deleted else "unknown call"
+    response = HttpResponse("")
+    response.ivr_step, response.ivr_outcome = f"status {call_status[:20]}", outcome
+    return response
+
+
+@twilio_webhook
+def fallback(request: HttpRequest) -> HttpResponse:
+    """Twilio's fallback URL, used when our voice URL fails: static words, no database."""
+    return _answer(twiml.unavailable(), "fallback", "apology")

@@ -1,0 +1,209 @@
+"""MyiBot settings, read from the environment (SPEC section 4).
+
+Safe by default: DEBUG is off, and with DEBUG off every secret must be set or
+start-up stops with a message naming the missing variable. With DEBUG on,
+insecure development values stand in, with a warning.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def envbool(name: str, default: bool) -> bool:
+    value = os.environ.get(name, "").strip().lower()
+    if not value:
+        return default
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ImproperlyConfigured(f"{name} must be true or false, not {value!r}")
+
+
+def envint(name: str, default: int, *, minimum: int = 0) -> int:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a whole number, not {value!r}") from None
+    if number < minimum:
+        raise ImproperlyConfigured(f"{name} must be at least {minimum}")
+    return number
+
+
+def envsecret(name: str, development_value: str) -> str:
+    """A required secret; with DEBUG on, a development value stands in with a warning."""
+    value = os.environ.get(name, "").strip()
+    if value:
+        return value
+    if not DEBUG:
+        raise ImproperlyConfigured(f"{name} is required when DEBUG is off; set it in the environment")
+    _development_stand_ins.append(name)
+    return development_value
+
+
+_development_stand_ins: list[str] = []
+
+
+DEBUG = envbool("DEBUG", False)
+
+SECRET_KEY = envsecret("SECRET_KEY", "dev-insecure-secret-key-do-not-use-in-production")
+TWILIO_AUTH_TOKEN = envsecret("TWILIO_AUTH_TOKEN", "dev-twilio-auth-token")
+BASE_URL = envsecret("BASE_URL", "http://127.0.0.1:3001").rstrip("/")
+# Mixed into every PIN and confirmation code before hashing; it lives outside
+# the database so that a stolen database alone does not give up 4-digit PINs.
+PIN_PEPPER = envsecret("PIN_PEPPER", "dev-pin-pepper")
+if _development_stand_ins:
+    # Logging is not configured yet; this is the one place settings speak.
+    sys.stderr.write(
+        f"WARNING: DEBUG is on and {', '.join(_development_stand_ins)} not set: "
+        "insecure development values stand in. Never run like this in production.\n"
+    )
+
+_base = urlsplit(BASE_URL)
+if _base.scheme not in ("http", "https") or not _base.hostname:
+    raise ImproperlyConfigured(f"BASE_URL must be an origin like https://myibot.fly.dev, not {BASE_URL!r}")
+if _base.path or _base.query:
+    raise ImproperlyConfigured("BASE_URL must be an origin only, without a path")
+
+ALLOWED_HOSTS = [
+    host.strip() for host in os.environ.get("ALLOWED_HOSTS", _base.hostname).split(",") if host.strip()
+]
+if DEBUG:
+    ALLOWED_HOSTS += ["127.0.0.1", "localhost", "testserver"]
+CSRF_TRUSTED_ORIGINS = [BASE_URL]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "accounts",
+    "ivr",
+]
+
+MIDDLEWARE = [
+    # First, so that Fly's plain-HTTP health check is answered before the
+    # SSL redirect and the ALLOWED_HOSTS check (the check uses the machine's IP).
+    "myibot.health.HealthCheckMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "myibot.urls"
+WSGI_APPLICATION = "myibot.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": dj_database_url.config(
+        default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
+        # Reusing connections saves a connect per webhook; health checks make
+        # a connection dropped by the server a retry, not a failed call.
+        conn_max_age=envint("CONN_MAX_AGE", 600),
+        conn_health_checks=True,
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Several gunicorn workers may share the file: wait for a lock instead of failing.
+    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# PINs: HMAC with PIN_PEPPER, then Argon2id at OWASP's minimum (accounts/pins.py).
+# Django's own Argon2 hasher stays listed so older hashes verify and are upgraded.
+PASSWORD_HASHERS = [
+    "accounts.hashers.PinArgon2idHasher",
+    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+]
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": (
+            "django.contrib.staticfiles.storage.StaticFilesStorage"
+            if DEBUG
+            else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        )
+    },
+}
+
+# Behind Fly's proxy, which terminates TLS and says so in X-Forwarded-Proto.
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+if not DEBUG:
+    SECURE_SSL_REDIRECT = True
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+    SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", 31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+
+# The IVR: how it speaks and how long it waits for slow callers.
+IVR_VOICE = os.environ.get("IVR_VOICE", "Polly.Joanna")
+IVR_LANGUAGE = os.environ.get("IVR_LANGUAGE", "en-US")
+IVR_GATHER_TIMEOUT = envint("IVR_GATHER_TIMEOUT", 8, minimum=6)
+
+# Money and codes.
+TRANSFER_LIMIT_DOLLARS = envint("TRANSFER_LIMIT_DOLLARS", 500, minimum=1)
+CONFIRMATION_CODE_TTL_DAYS = envint("CONFIRMATION_CODE_TTL_DAYS", 30, minimum=1)
+CALL_SESSION_MAX_IDLE_MINUTES = envint("CALL_SESSION_MAX_IDLE_MINUTES", 120, minimum=1)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+    },
+    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+}

@@ -1,0 +1,163 @@
+"""Fixtures shared by every test: a phone that signs its requests as Twilio does."""
+
+from __future__ import annotations
+
+import itertools
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+import pytest
+from django.conf import settings
+from django.db import connection
+from django.test import Client
+from twilio.request_validator import RequestValidator
+
+from accounts import pins
+from accounts.models import Account, Recipient
+from accounts.services import deposit
+
+postgres_only = pytest.mark.skipif(
+    connection.vendor != "postgresql",
+    reason="needs PostgreSQL: SQLite has no row locks (run with DATABASE_URL=postgres://...)",
+)
+
+_call_numbers = itertools.count(1)
+
+
+def sign(url: str, params: dict[str, str]) -> str:
+    return RequestValidator(settings.TWILIO_AUTH_TOKEN).compute_signature(url, params)
+
+
+@dataclass
+class Twiml:
+    """A parsed TwiML answer, with the questions tests ask of it."""
+
+    root: ET.Element
+    raw: str
+
+    @property
+    def verbs(self) -> list[str]:
+        return [child.tag for child in self.root]
+
+    @property
+    def text(self) -> str:
+        """Everything the caller hears, as one string."""
+        return " ".join(say.text or "" for say in self.root.iter("Say"))
+
+    @property
+    def gather(self) -> ET.Element | None:
+        return self.root.find("Gather")
+
+    @property
+    def redirect(self) -> str | None:
+        element = self.root.find("Redirect")
+        return element.text if element is not None else None
+
+    @property
+    def hangs_up(self) -> bool:
+        return self.verbs[-1:] == ["Hangup"]
+
+
+@dataclass
+class Phone:
+    """One call, as Twilio would place it: signed webhooks that follow the TwiML."""
+
+    client: Client
+    caller: str = "+15551230001"
+    call_sid: str = field(default_factory=lambda: f"CA{next(_call_numbers):032d}")
+    last: Twiml | None = None
+    responses: list = field(default_factory=list)
+
+    def post(self, url: str, params: dict[str, str] | None = None, *, signed: bool = True, extra: dict | None = None):
+        """POST to a full URL (BASE_URL + path) as Twilio does; returns the HTTP response."""
+        if url.startswith("/"):
+            url = settings.BASE_URL + url
+        body = {"CallSid": self.call_sid, "From": self.caller, "To": "+15550000000", "AccountSid": "AC" + "0" * 32,
+                "CallStatus": "in-progress", "Direction": "inbound", "ApiVersion": "2010-04-01"}
+        body.update(params or {})
+        body = {k: v for k, v in body.items() if v is not None}
+        headers = dict(extra or {})
+        if signed:
+            headers["HTTP_X_TWILIO_SIGNATURE"] = sign(url, body)
+        parts = urlsplit(url)
+        path = parts.path + (f"?{parts.query}" if parts.query else "")
+        response = self.client.post(path, body, secure=True, **headers)
+        self.responses.append(response)
+        return response
+
+    def twiml(self, response) -> Twiml:
+        assert response.status_code == 200, response.content
+        assert response["Content-Type"].startswith("text/xml")
+        raw = response.content.decode()
+        parsed = Twiml(ET.fromstring(raw), raw)
+        assert parsed.root.tag == "Response"
+        _assert_no_dead_air(parsed)
+        self.last = parsed
+        return parsed
+
+    def dial(self) -> Twiml:
+        return self.twiml(self.post("/twilio/voice"))
+
+    def press(self, keys: str) -> Twiml:
+        """Answer the last <Gather> with keys, as Twilio posts them to its action."""
+        gather = self.last.gather
+        assert gather is not None, f"no prompt to answer in {self.last.raw}"
+        return self.twiml(self.post(gather.get("action"), {"Digits": keys}))
+
+    def silence(self) -> Twiml:
+        """Say nothing: Twilio follows the <Redirect> after the <Gather>."""
+        assert self.last.redirect, f"no redirect in {self.last.raw}"
+        return self.twiml(self.post(self.last.redirect))
+
+    def hang_up(self, status: str = "completed"):
+        return self.post("/twilio/status", {"CallStatus": status})
+
+
+def _assert_no_dead_air(parsed: Twiml) -> None:
+    """Every <Gather> is followed by another verb, and every answer ends in a prompt or a goodbye."""
+    verbs = parsed.verbs
+    assert verbs, "empty TwiML is dead air"
+    for index, verb in enumerate(verbs):
+        if verb == "Gather":
+            assert index + 1 < len(verbs), "a <Gather> must be followed by another verb"
+            gather = parsed.root[index]
+            assert gather.get("input") == "dtmf"
+            assert int(gather.get("timeout")) >= 6
+            assert gather.get("numDigits") or gather.get("finishOnKey")
+    assert verbs[-1] in ("Redirect", "Hangup"), verbs
+
+
+@pytest.fixture
+def phone(client: Client) -> Phone:
+    return Phone(client)
+
+
+@pytest.fixture
+def make_phone(client: Client):
+    def make(caller: str = "+15551230001") -> Phone:
+        return Phone(client, caller=caller)
+
+    return make
+
+
+@pytest.fixture
+def account(db) -> Account:
+    """A registered caller, PIN 3971, with 100 dollars."""
+    created = Account.objects.create(phone_number="+15551230001", member_id="123456", pin_hash=pins.hash_pin("3971"))
+    deposit(account=created, amount_cents=100_00)
+    created.refresh_from_db()
+    return created
+
+
+@pytest.fixture
+def recipient(db) -> Recipient:
+    return Recipient.objects.create(code="246810", name="Jane Doe")
+
+
+@pytest.fixture
+def signed_in(phone: Phone, account: Account) -> Phone:
+    phone.dial()
+    answer = phone.press("3971")
+    assert "Main menu" in answer.text
+    return phone

@@ -1,0 +1,143 @@
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from accounts.models import Account, ConfirmationCode
+from accounts import codes
+from ivr.models import CallSession
+
+pytestmark = pytest.mark.django_db
+
+
+def spoken_code(text: str) -> str:
+    match = re.search(r"confirmation code is: ((?:\d, ){5}\d)", text)
+    assert match, text
+    return match.group(1).replace(", ", "")
+
+
+def register(phone, member_id="654321", pin="3971"):
+    phone.dial()
+    assert "enter your 6-digit member ID" in phone.press("#").text
+    assert "create a 4-digit PIN" in phone.press(member_id).text
+    assert "same PIN again" in phone.press(pin).text
+    return phone.press(pin)
+
+
+def test_it_registers_a_new_caller_and_reads_the_code_slowly(phone):
+    answer = register(phone)
+
+    account = Account.objects.get(phone_number=phone.caller)
+    assert account.member_id == "654321"
+    assert account.balance_cents == 0
+    assert "Your account is ready" in answer.text
+    code = spoken_code(answer.text)
+    stored = ConfirmationCode.objects.get(account=account)
+    assert stored.purpose == "registration"
+    assert stored.code_hash == codes.code_digest(code)
+    assert answer.text.count(", ".join(code)) == 2, "the code is read twice"
+    assert answer.root.find("Gather/Pause") is not None, "with pauses between readings"
+
+
+def test_it_repeats_the_same_code_and_continues_signed_in(phone):
+    code = spoken_code(register(phone).text)
+
+    again = phone.press("1")
+    assert spoken_code(again.text) == code
+    menu = phone.press("2")
+    assert "Main menu" in menu.text
+    assert "Your balance is 0 dollars and 0 cents" in phone.press("1").text
+
+
+def test_it_holds_only_a_hash_of_the_pin_between_create_and_confirm(phone):
+    phone.dial()
+    phone.press("#")
+    phone.press("654321")
+    phone.press("3971")
+
+    call = CallSession.objects.get(call_sid=phone.call_sid)
+    assert "3971" not in str(call.scratch)
+    assert call.scratch["pin_hash"].startswith("argon2id$")
+
+
+def test_it_goes_back_to_create_on_a_pin_mismatch(phone):
+    phone.dial()
+    phone.press("#")
+    phone.press("654321")
+    phone.press("3971")
+
+    answer = phone.press("3972")
+    assert "did not match" in answer.text
+    assert "create a 4-digit PIN" in answer.text
+    assert not Account.objects.exists()
+    phone.press("4682")
+    assert "Your account is ready" in phone.press("4682").text
+
+
+def test_it_ends_the_call_after_three_mismatches(phone):
+    phone.dial()
+    phone.press("#")
+    phone.press("654321")
+    for attempt in range(3):
+        phone.press("3971")
+        answer = phone.press("3972")
+    assert answer.hangs_up
+    assert not Account.objects.exists()
+
+
+@pytest.mark.parametrize("weak, reason", [
+    ("0000", "one digit"), ("7777", "one digit"), ("1234", "in order"), ("6789", "in order"),
+    ("0123", "in order"), ("4321", "in order"), ("3210", "in order"), ("9876", "in order"),
+    ("1212", "most common"), ("2580", "most common"), ("6969", "most common"), ("1004", "most common"),
+    ("2000", "most common"),
+])
+def test_it_refuses_weak_pins_with_a_reason(phone, weak, reason):
+    phone.dial()
+    phone.press("#")
+    phone.press("654321")
+
+    answer = phone.press(weak)
+    assert "too easy to guess" in answer.text
+    assert reason in answer.text
+    assert "create a 4-digit PIN" in answer.text
+
+
+def test_it_says_so_when_the_number_already_has_an_account(phone, account):
+    phone.dial()
+    answer = phone.press("#")
+    assert "already has an account" in answer.text
+    assert "enter your 4-digit PIN" in answer.text
+
+
+def test_it_refuses_a_member_id_in_use(phone, account):
+    phone.caller = "+15559990000"
+    phone.dial()
+    phone.press("#")
+    answer = phone.press(account.member_id)
+    assert "already has an account" in answer.text
+    assert "member ID" in answer.text
+    assert Account.objects.count() == 1
+
+
+def test_it_refuses_a_member_id_taken_during_the_call(phone):
+    phone.dial()
+    phone.press("#")
+    phone.press("654321")
+    phone.press("3971")
+    Account.objects.create(phone_number="+15559990000", member_id="654321", pin_hash="x")
+
+    answer = phone.press("3971")
+    assert "already has an account" in answer.text
+    assert "member ID" in answer.text
+    assert Account.objects.count() == 1
+
+
+@pytest.mark.parametrize("keys", ["12345", "1234567", "12a456", "١٢٣٤٥٦", "*", "#", "123456" * 2000, "12 456"])
+def test_it_refuses_a_member_id_of_the_wrong_shape(phone, keys):
+    phone.dial()
+    phone.press("#")
+    answer = phone.press(keys)
+    assert "A member ID has 6 digits" in answer.text
+    assert "member ID" in answer.text
+    assert not answer.hangs_up
