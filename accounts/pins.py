@@ -57,6 +57,10 @@ def pin_matches(pin: str, pin_hash: str | None, *, rehash: Callable[[str], None]
     was made with older parameters.
     """
 
+    if pin_hash is None:
+        make_password(_peppered(pin))
+        return False
+
     def setter(peppered: str) -> None:
         if rehash is not None:
             rehash(make_password(peppered))

@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from accounts import codes, pins
 from accounts.models import Account, ConfirmationCode, LedgerEntry, Recipient, Transfer
+from accounts.money import format_dollars
 
 logger = logging.getLogger(__name__)
 
@@ -320,3 +321,24 @@ def confirmation_code_verify(*, code: str, now: datetime | None = None) -> CodeC
         found.save(update_fields=["verified_at"])
     logger.info("confirmation checked: confirmation=%s expired=%s already=%s", found.pk, expired, already_verified)
     return CodeCheck(confirmation_code=found, already_verified=already_verified, expired=expired)
+
+
+def describe_code_check(check: CodeCheck) -> str:
+    """What an operator is told about a code: for verify_code and the admin's form."""
+    found = check.confirmation_code
+    if found.transfer_id:
+        transfer = found.transfer
+        what = (
+            f"transfer {transfer.pk} of {format_dollars(transfer.amount_cents)} to {transfer.recipient} "
+            f"from {found.account}, {transfer.status}"
+        )
+    else:
+        what = f"registration of {found.account}"
+    when = f"issued {found.created:%Y-%m-%d %H:%M} UTC"
+    if check.expired:
+        state = f"EXPIRED on {found.expires:%Y-%m-%d %H:%M} UTC; not verified"
+    elif check.already_verified:
+        state = f"already verified on {found.verified_at:%Y-%m-%d %H:%M} UTC"
+    else:
+        state = "verified now"
+    return f"Code confirms the {what}; {when}; {state}."

@@ -18,6 +18,7 @@ from django.conf import settings
 from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.crypto import salted_hmac
 from twilio.twiml.voice_response import VoiceResponse
 
 from ivr import twiml
@@ -120,9 +121,9 @@ def answer_prompt(*, call_sid: str, caller: str, step_name: str, prompt_number: 
         # A call we do not know (state purged, or a replayed URL): start over.
         return start_call(call_sid=call_sid, caller=caller, greeting="Let's start again.")
 
-    # Which prompt was answered and how, without the keys: a signed request
-    # cannot change its Digits, so a retry is the same URL answered the same way.
-    answer = f"{step_name}:{prompt_number}:{'keys' if keys is not None else 'silence'}"
+    # Which prompt was answered with what, keyed with SECRET_KEY so that the
+    # stored digest gives away no PIN: Twilio's retry is the same URL, same keys.
+    answer = salted_hmac("ivr.answer", f"{step_name}:{prompt_number}:{keys!r}", algorithm="sha256").hexdigest()
     if call.ended or (step_name, prompt_number) != (call.step, call.prompt_number):
         if answer == call.last_answer:
             return _replay(call)

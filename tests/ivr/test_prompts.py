@@ -1,0 +1,146 @@
+"""Every prompt against silence, wrong keys, hostile Digits and the third strike."""
+
+from __future__ import annotations
+
+import pytest
+
+from accounts.models import Account, LedgerEntry, Transfer
+from ivr.models import CallSession
+
+pytestmark = pytest.mark.django_db
+
+NEW_CALLER = "+15557770000"
+
+# How to reach each prompt, what it says, and wrong entries of the right kind.
+PROMPTS = {
+    "entry": (None, [], "enter your 4-digit PIN", ["123", "12345", "*", "1#", "0"]),
+    "register_member_id": (NEW_CALLER, ["#"], "enter your 6-digit member ID", ["12345", "1234567", "#", "*"]),
+    "register_create_pin": (NEW_CALLER, ["#", "654321"], "create a 4-digit PIN", ["123", "12345", "#", "*12"]),
+    "register_confirm_pin": (NEW_CALLER, ["#", "654321", "3971"], "same PIN again", ["397", "39711", "#"]),
+    "registration_code": (NEW_CALLER, ["#", "654321", "3971", "3971"], "To hear the code again", ["3", "0", "#", "*", "12"]),
+    "menu": (None, ["3971"], "Main menu", ["4", "0", "9", "#", "*", "12"]),
+    "balance": (None, ["3971", "1"], "Your balance is", ["3", "0", "#", "*", "11"]),
+    "send_amount": (None, ["3971", "2"], "whole dollars, then press pound", ["12345", "*", "1*2"]),
+    "send_recipient": (None, ["3971", "2", "25"], "6-digit code of the person", ["12345", "1234567", "#", "*"]),
+    "send_confirm": (None, ["3971", "2", "25", "246810"], "To confirm, press 1", ["3", "0", "#", "*", "12"]),
+    "send_code": (None, ["3971", "2", "25", "246810", "1"], "To hear the code again", ["3", "0", "#", "*"]),
+}
+HOSTILE = ["9" * 10_000, "١٢٣٤", "１２３４５６", "abcd", "12a4", "\x00\x01", "DROP TABLE", "\u202e1234"]
+
+
+@pytest.fixture
+def at(phone, account, recipient):
+    def reach(step_name: str):
+        caller, keys, heard, _ = PROMPTS[step_name]
+        if caller:
+            phone.caller = caller
+        phone.dial()
+        for key in keys:
+            phone.press(key)
+        assert heard in phone.last.text, (step_name, phone.last.text)
+        assert CallSession.objects.get(call_sid=phone.call_sid).step == step_name
+        return phone
+
+    return reach
+
+
+def wrong_entries():
+    for name, (_, _, _, wrong) in PROMPTS.items():
+        for keys in wrong:
+            yield pytest.param(name, keys, id=f"{name}-{keys}")
+
+
+@pytest.mark.parametrize("step_name", PROMPTS)
+def test_it_asks_again_after_silence(at, step_name):
+    phone = at(step_name)
+    heard = PROMPTS[step_name][2]
+
+    answer = phone.silence()
+    assert "did not hear anything" in answer.text
+    assert heard in answer.text
+    assert not answer.hangs_up
+
+
+@pytest.mark.parametrize("step_name", PROMPTS)
+def test_it_says_goodbye_after_three_silences(at, step_name):
+    phone = at(step_name)
+    phone.silence()
+    phone.silence()
+
+    answer = phone.silence()
+    assert answer.hangs_up
+    assert "Goodbye" in answer.text
+    assert answer.gather is None
+
+
+@pytest.mark.parametrize("step_name", PROMPTS)
+def test_it_counts_silences_in_a_row_only(at, step_name):
+    phone = at(step_name)
+    phone.silence()
+    phone.silence()
+    phone.press(PROMPTS[step_name][3][0])  # a key resets the silence count
+
+    answer = phone.silence()
+    assert not answer.hangs_up
+
+
+@pytest.mark.parametrize("step_name, keys", list(wrong_entries()))
+def test_it_refuses_wrong_keys(at, step_name, keys):
+    phone = at(step_name)
+
+    answer = phone.press(keys)
+    assert PROMPTS[step_name][2] in answer.text
+    assert not answer.hangs_up
+    assert CallSession.objects.get(call_sid=phone.call_sid).invalid_entries == 1
+
+
+@pytest.mark.parametrize("step_name", PROMPTS)
+@pytest.mark.parametrize("keys", HOSTILE, ids=["10k", "arabic", "fullwidth", "letters", "mixed", "control", "sql", "bidi"])
+def test_it_survives_hostile_digits(at, step_name, keys):
+    phone = at(step_name)
+    before = (Account.objects.count(), Transfer.objects.count(), LedgerEntry.objects.count())
+
+    answer = phone.press(keys)
+    assert PROMPTS[step_name][2] in answer.text
+    assert not answer.hangs_up
+    assert (Account.objects.count(), Transfer.objects.count(), LedgerEntry.objects.count()) == before
+
+
+@pytest.mark.parametrize("step_name", PROMPTS)
+def test_it_treats_missing_digits_as_silence(at, step_name):
+    phone = at(step_name)
+
+    answer = phone.twiml(phone.post(phone.last.gather.get("action")))
+    assert "did not hear anything" in answer.text
+
+
+@pytest.mark.parametrize("step_name", [name for name in PROMPTS if name != "send_recipient"])
+def test_it_says_goodbye_on_the_third_wrong_entry(at, step_name):
+    phone = at(step_name)
+    wrong = PROMPTS[step_name][3][0]
+    phone.press(wrong)
+    phone.press(wrong)
+
+    answer = phone.press(wrong)
+    assert answer.hangs_up
+    assert "Goodbye" in answer.text
+
+
+def test_it_goes_back_to_the_menu_after_three_unknown_recipients(at):
+    phone = at("send_recipient")
+    phone.press("999999")
+    phone.press("999998")
+
+    answer = phone.press("999997")
+    assert "could not find that recipient" in answer.text
+    assert "Main menu" in answer.text
+    assert not Transfer.objects.exists()
+
+
+@pytest.mark.parametrize("step_name", PROMPTS)
+def test_every_prompt_asks_for_exactly_its_keys(at, step_name):
+    gather = at(step_name).last.gather
+    assert gather.get("input") == "dtmf"
+    assert gather.get("method") == "POST"
+    assert gather.get("actionOnEmptyResult") == "false"
+    assert gather.get("numDigits") or gather.get("finishOnKey") == "#"
