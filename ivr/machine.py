@@ -11,7 +11,7 @@ an explicit <Redirect> after every <Gather>.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import ClassVar
 
 from django.conf import settings
@@ -91,9 +91,7 @@ class Reply:
     """What to answer Twilio, and what to log about it (never the keys)."""
 
     twiml: VoiceResponse
-    step: str
     outcome: str
-    notices: list[str] = field(default_factory=list)
 
 
 def step_url(step_name: str, prompt_number: int, *, no_input: bool = False) -> str:
@@ -184,25 +182,29 @@ def _goodbye(call: CallSession, message: str, *, outcome: str) -> Reply:
     call.account = None
     call.scratch = {"goodbye": message}
     _save(call)
-    return Reply(twiml.goodbye(message), call.step, outcome)
+    return Reply(twiml.goodbye(message), outcome)
 
 
 def _replay(call: CallSession) -> Reply:
     """Twilio's retry of an answer already taken: the same prompt again, nothing new written."""
     if call.ended:
-        return Reply(twiml.goodbye(call.scratch.get("goodbye", "Goodbye.")), call.step, "replay")
-    return Reply(_render(call), call.step, "replay")
+        return Reply(twiml.goodbye(call.scratch.get("goodbye", "Goodbye.")), "replay")
+    return Reply(_render(call), "replay")
 
 
 def _ask(call: CallSession, notices: list[str], *, outcome: str) -> Reply:
     call.prompt_number += 1
     _save(call)
-    return Reply(_render(call, notices), call.step, outcome)
+    return Reply(_render(call, notices), outcome)
 
 
 def _save(call: CallSession) -> None:
     call.updated = timezone.now()
-    call.save()
+    if call._state.adding:
+        call.save()
+    else:
+        # Everything a step may change, and not the CallSid and caller it never does.
+        call.save(update_fields=CallSession.STEP_FIELDS)
 
 
 def _render(call: CallSession, notices: list[str] = ()) -> VoiceResponse:

@@ -46,6 +46,11 @@ class CallSession(models.Model):
 
     objects = CallSessionQuerySet.as_manager()
 
+    STEP_FIELDS = (
+        "step", "prompt_number", "scratch", "account", "timeouts", "invalid_entries",
+        "pin_failures", "last_answer", "updated", "ended",
+    )
+
     def __str__(self) -> str:
         return f"Call …{self.call_sid[-6:]} at {self.step}"
 

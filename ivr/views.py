@@ -45,7 +45,7 @@ def voice(request: HttpRequest) -> HttpResponse:
     if refusal := _refusal(request):
         return refusal
     reply = machine.start_call(call_sid=request.POST["CallSid"], caller=request.POST["From"].strip(), greeting=WELCOME)
-    return _answer(reply.twiml, reply.step, reply.outcome)
+    return _answer(reply.twiml, "entry", reply.outcome)
 
 
 @twilio_webhook
@@ -65,7 +65,7 @@ def step(request: HttpRequest, step_name: str) -> HttpResponse:
         prompt_number=prompt_number,
         keys=keys,
     )
-    return _answer(reply.twiml, reply.step, reply.outcome)
+    return _answer(reply.twiml, step_name, reply.outcome)
 
 
 @twilio_webhook

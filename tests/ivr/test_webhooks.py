@@ -166,7 +166,7 @@ def test_it_logs_one_line_per_webhook_without_digits(phone, account, caplog):
         phone.press("3971")
     lines = [r.getMessage() for r in caplog.records if r.name == "ivr.decorators"]
     assert len(lines) == 2
-    assert lines[1].startswith(f"webhook call=…{phone.call_sid[-6:]} step=menu outcome=to menu ms=")
+    assert lines[1].startswith(f"webhook call=…{phone.call_sid[-6:]} step=entry outcome=to menu ms=")
     assert "3971" not in caplog.text
 
 

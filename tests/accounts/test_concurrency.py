@@ -1,0 +1,151 @@
+"""Money under real concurrency: real threads, real transactions, real row locks (PostgreSQL)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+import pytest
+from django.db import connection, connections
+from django.test import Client
+
+from accounts import pins, services
+from accounts.models import Account, LedgerEntry, Recipient, Transfer
+from tests.conftest import Phone, postgres_only
+
+pytestmark = [postgres_only, pytest.mark.django_db(transaction=True)]
+
+
+def all_at_once(work: list[Callable[[], object]]) -> list[object]:
+    """Run each callable in its own thread, released together; returns results or exceptions."""
+    barrier = threading.Barrier(len(work))
+    results: list[object] = [None] * len(work)
+
+    def run(index: int) -> None:
+        try:
+            barrier.wait()
+            results[index] = work[index]()
+        except Exception as error:  # collected and asserted on by the test
+            results[index] = error
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(work))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return results
+
+
+def make_account(phone_number: str, member_id: str, cents: int) -> Account:
+    account = Account.objects.create(phone_number=phone_number, member_id=member_id, pin_hash=pins.hash_pin("3971"))
+    if cents:
+        services.deposit(account=account, amount_cents=cents)
+    return account
+
+
+def test_ten_simultaneous_transfers_spend_only_what_is_there():
+    assert connection.vendor == "postgresql"
+    account = make_account("+15550000001", "100001", 75_00)
+    Recipient.objects.create(code="246810", name="Jane Doe")
+
+    def send(number: int) -> Callable[[], object]:
+        return lambda: services.transfer_submit(
+            account=Account.objects.get(pk=account.pk), recipient_code="246810", amount_cents=25_00, idempotency_key=f"race:{number}"
+        )
+
+    results = all_at_once([send(n) for n in range(10)])
+    receipts = [r for r in results if isinstance(r, services.TransferReceipt)]
+    refusals = [r for r in results if isinstance(r, services.InsufficientFunds)]
+    assert (len(receipts), len(refusals)) == (3, 7), results
+    account.refresh_from_db()
+    assert account.balance_cents == 0 == services.ledger_balance_cents(account=account)
+    assert Transfer.objects.count() == 3
+
+
+def test_ten_callers_confirming_at_once_on_one_account_through_the_webhooks():
+    account = make_account("+15550000001", "100001", 80_00)
+    Recipient.objects.create(code="246810", name="Jane Doe")
+    phones = []
+    for _ in range(10):
+        phone = Phone(Client(), caller=account.phone_number)
+        phone.dial()
+        for keys in ["3971", "2", "25", "246810"]:
+            phone.press(keys)
+        phones.append(phone)
+
+    results = all_at_once([lambda phone=phone: phone.press("1") for phone in phones])
+    heard = [r.text for r in results]
+    assert sum("is submitted" in text for text in heard) == 3, heard
+    assert sum("Not enough funds. No money was sent." in text for text in heard) == 7
+    account.refresh_from_db()
+    assert account.balance_cents == 5_00 == services.ledger_balance_cents(account=account)
+
+
+def test_a_retry_racing_its_first_attempt_makes_one_transfer():
+    account = make_account("+15550000001", "100001", 100_00)
+    Recipient.objects.create(code="246810", name="Jane Doe")
+    phone = Phone(Client(), caller=account.phone_number)
+    phone.dial()
+    for keys in ["3971", "2", "25", "246810"]:
+        phone.press(keys)
+    action = phone.last.gather.get("action")
+
+    results = all_at_once([lambda: Phone(Client(), caller=phone.caller, call_sid=phone.call_sid).post(action, {"Digits": "1"})] * 2)
+    assert [r.status_code for r in results] == [200, 200]
+    assert Transfer.objects.count() == 1
+    assert all("confirmation code is" in r.content.decode() for r in results)
+
+
+def test_two_accounts_paying_one_recipient_at_once_both_succeed():
+    first = make_account("+15550000001", "100001", 50_00)
+    second = make_account("+15550000002", "100002", 50_00)
+    Recipient.objects.create(code="246810", name="Jane Doe")
+
+    results = all_at_once([
+        lambda: services.transfer_submit(account=first, recipient_code="246810", amount_cents=30_00, idempotency_key="a:1"),
+        lambda: services.transfer_submit(account=second, recipient_code="246810", amount_cents=30_00, idempotency_key="b:1"),
+    ])
+    assert all(isinstance(r, services.TransferReceipt) for r in results), results
+    for account in (first, second):
+        account.refresh_from_db()
+        assert account.balance_cents == 20_00
+
+
+def test_a_failure_between_the_ledger_and_the_balance_leaves_nothing_committed(monkeypatch):
+    account = make_account("+15550000001", "100001", 50_00)
+    Recipient.objects.create(code="246810", name="Jane Doe")
+    real_create = LedgerEntry.objects.create
+
+    def create_then_fail(**kwargs):
+        real_create(**kwargs)
+        raise RuntimeError("the machine was stopped")
+
+    monkeypatch.setattr(LedgerEntry.objects, "create", create_then_fail)
+    with pytest.raises(RuntimeError):
+        services.transfer_submit(account=account, recipient_code="246810", amount_cents=30_00, idempotency_key="x:1")
+    monkeypatch.undo()
+
+    assert not Transfer.objects.exists()
+    assert LedgerEntry.objects.filter(kind="transfer").count() == 0
+    account.refresh_from_db()
+    assert account.balance_cents == 50_00
+
+
+def test_concurrent_wrong_pins_are_all_counted():
+    account = make_account("+15550000001", "100001", 0)
+    results = all_at_once([lambda: services.account_sign_in(phone_number=account.phone_number, pin="1357")] * 4)
+    assert all(isinstance(r, services.WrongPin) for r in results)
+    account.refresh_from_db()
+    assert account.failed_pin_count == 4
+
+
+def test_two_callers_registering_one_member_id_at_once_make_one_account():
+    pin_hash = pins.hash_pin("4682")
+    results = all_at_once([
+        lambda: services.account_register(phone_number="+15550000001", member_id="100001", pin_hash=pin_hash),
+        lambda: services.account_register(phone_number="+15550000002", member_id="100001", pin_hash=pin_hash),
+    ])
+    assert Account.objects.count() == 1
+    assert sum(isinstance(r, services.MemberIdTaken) for r in results) == 1

@@ -1,0 +1,239 @@
+from __future__ import annotations
+
+import random
+from datetime import timedelta
+
+import pytest
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from hypothesis import given, settings as hypothesis_settings, strategies as st
+from hypothesis.extra.django import TestCase as HypothesisTestCase
+
+from accounts import codes, pins, services
+from accounts.models import Account, ConfirmationCode, LedgerEntry, Recipient, Transfer
+
+pytestmark = pytest.mark.django_db
+
+
+def submit(account, amount_cents=2500, key="CA1:5", code="246810"):
+    return services.transfer_submit(account=account, recipient_code=code, amount_cents=amount_cents, idempotency_key=key)
+
+
+class TestDeposit:
+    def test_it_credits_the_account_as_a_ledger_entry(self, account):
+        entry = services.deposit(account=account, amount_cents=1250)
+        assert (entry.kind, entry.amount_cents, entry.transfer) == ("deposit", 1250, None)
+        assert account.balance_cents == 11250
+        assert Account.objects.get(pk=account.pk).balance_cents == 11250
+
+    @pytest.mark.parametrize("cents", [0, -100])
+    def test_it_refuses_amounts_that_are_not_positive(self, account, cents):
+        with pytest.raises(services.InvalidAmount):
+            services.deposit(account=account, amount_cents=cents)
+        assert LedgerEntry.objects.count() == 1
+
+
+class TestTransferSubmit:
+    def test_it_debits_and_records_a_submitted_transfer_with_a_code(self, account, recipient):
+        receipt = submit(account)
+        transfer = receipt.transfer
+        assert (transfer.status, transfer.amount_cents, transfer.recipient) == ("submitted", 2500, recipient)
+        assert codes.is_code(receipt.code)
+        stored = ConfirmationCode.objects.get(transfer=transfer)
+        assert (stored.purpose, stored.code_hash) == ("transfer", codes.code_digest(receipt.code))
+        assert stored.expires - stored.created == timedelta(days=30)
+        account.refresh_from_db()
+        assert account.balance_cents == 7500 == services.ledger_balance_cents(account=account)
+
+    def test_the_same_key_returns_the_first_transfer_and_writes_nothing(self, account, recipient):
+        first = submit(account)
+        again = submit(account)
+        assert again.transfer == first.transfer
+        assert again.code is None
+        assert Transfer.objects.count() == 1
+        assert ConfirmationCode.objects.filter(purpose="transfer").count() == 1
+        account.refresh_from_db()
+        assert account.balance_cents == 7500
+
+    def test_the_same_key_for_another_transfer_is_a_conflict(self, account, recipient):
+        submit(account)
+        with pytest.raises(services.IdempotencyConflict):
+            submit(account, amount_cents=3000)
+
+    def test_it_refuses_more_than_the_balance(self, account, recipient):
+        with pytest.raises(services.InsufficientFunds):
+            submit(account, amount_cents=10001)
+        assert not Transfer.objects.exists()
+
+    def test_it_allows_exactly_the_balance(self, account, recipient):
+        submit(account, amount_cents=10000)
+        account.refresh_from_db()
+        assert account.balance_cents == 0
+
+    def test_it_refuses_more_than_the_limit(self, account, recipient, settings):
+        settings.TRANSFER_LIMIT_DOLLARS = 50
+        with pytest.raises(services.TransferLimitExceeded) as refusal:
+            submit(account, amount_cents=5001)
+        assert refusal.value.limit_cents == 5000
+
+    @pytest.mark.parametrize("cents", [0, -1])
+    def test_it_refuses_amounts_that_are_not_positive(self, account, recipient, cents):
+        with pytest.raises(services.InvalidAmount):
+            submit(account, amount_cents=cents)
+
+    @pytest.mark.parametrize("code", ["999999", "135790"])
+    def test_it_refuses_unknown_and_inactive_recipients(self, account, recipient, code):
+        Recipient.objects.create(code="135790", name="Gone", active=False)
+        with pytest.raises(services.UnknownRecipient):
+            submit(account, code=code)
+
+    def test_a_failure_between_the_writes_leaves_nothing_behind(self, account, recipient, monkeypatch):
+        def broken(**kwargs):
+            raise RuntimeError("the disk is full")
+
+        monkeypatch.setattr(LedgerEntry.objects, "create", broken)
+        with pytest.raises(RuntimeError):
+            submit(account)
+        assert not Transfer.objects.exists()
+        account.refresh_from_db()
+        assert account.balance_cents == 10000
+
+
+class TestTransferDecisions:
+    def test_settling_moves_no_money(self, account, recipient):
+        transfer = services.transfer_settle(transfer=submit(account).transfer)
+        assert transfer.status == "settled"
+        assert transfer.decided is not None
+        account.refresh_from_db()
+        assert account.balance_cents == 7500
+        assert LedgerEntry.objects.filter(kind="reversal").count() == 0
+
+    def test_rejecting_writes_a_reversing_entry(self, account, recipient):
+        transfer = services.transfer_reject(transfer=submit(account).transfer)
+        assert transfer.status == "rejected"
+        reversal = LedgerEntry.objects.get(kind="reversal")
+        assert (reversal.amount_cents, reversal.transfer) == (2500, transfer)
+        account.refresh_from_db()
+        assert account.balance_cents == 10000 == services.ledger_balance_cents(account=account)
+
+    @pytest.mark.parametrize("first, second", [("settle", "reject"), ("reject", "reject"), ("reject", "settle"), ("settle", "settle")])
+    def test_a_decided_transfer_cannot_be_decided_again(self, account, recipient, first, second):
+        transfer = submit(account).transfer
+        getattr(services, f"transfer_{first}")(transfer=transfer)
+        with pytest.raises(services.TransferAlreadyDecided):
+            getattr(services, f"transfer_{second}")(transfer=transfer)
+        assert LedgerEntry.objects.filter(kind="reversal").count() == (1 if first == "reject" else 0)
+
+
+class TestDatabaseConstraints:
+    def test_a_balance_can_never_go_below_zero(self, account):
+        with pytest.raises(IntegrityError), transaction.atomic():
+            Account.objects.filter(pk=account.pk).update(balance_cents=-1)
+
+    def test_a_transfer_amount_must_be_positive(self, account, recipient):
+        with pytest.raises(IntegrityError), transaction.atomic():
+            Transfer.objects.create(account=account, recipient=recipient, amount_cents=0, idempotency_key="k")
+
+    def test_a_transfer_status_must_be_known(self, account, recipient):
+        with pytest.raises(IntegrityError), transaction.atomic():
+            Transfer.objects.create(account=account, recipient=recipient, amount_cents=1, idempotency_key="k", status="lost")
+
+    def test_an_idempotency_key_is_unique(self, account, recipient):
+        Transfer.objects.create(account=account, recipient=recipient, amount_cents=1, idempotency_key="k")
+        with pytest.raises(IntegrityError), transaction.atomic():
+            Transfer.objects.create(account=account, recipient=recipient, amount_cents=1, idempotency_key="k")
+
+    @pytest.mark.parametrize("kind, cents", [("deposit", -5), ("transfer", 5), ("reversal", -5), ("bonus", 5)])
+    def test_a_ledger_entry_has_the_shape_of_its_kind(self, account, kind, cents):
+        with pytest.raises(IntegrityError), transaction.atomic():
+            LedgerEntry.objects.create(account=account, amount_cents=cents, kind=kind)
+
+    def test_a_transfer_is_reversed_at_most_once(self, account, recipient):
+        transfer = services.transfer_reject(transfer=submit(account).transfer)
+        with pytest.raises(IntegrityError), transaction.atomic():
+            LedgerEntry.objects.create(account=account, amount_cents=2500, kind="reversal", transfer=transfer)
+
+    def test_ledger_entries_are_append_only(self, account):
+        entry = LedgerEntry.objects.get()
+        entry.amount_cents = 1_000_000
+        with pytest.raises(TypeError):
+            entry.save()
+
+    @pytest.mark.parametrize("field, value", [("member_id", "12345"), ("member_id", "abcdef"), ("phone_number", "5551230001")])
+    def test_account_identifiers_have_their_shape(self, field, value):
+        with pytest.raises(IntegrityError), transaction.atomic():
+            Account.objects.create(**{"phone_number": "+15550001111", "member_id": "111111", "pin_hash": "x", field: value})
+
+    def test_phone_numbers_and_member_ids_are_unique(self, account):
+        for clash in ({"phone_number": account.phone_number}, {"member_id": account.member_id}):
+            with pytest.raises(IntegrityError), transaction.atomic():
+                Account.objects.create(**{"phone_number": "+15550001111", "member_id": "111111", "pin_hash": "x", **clash})
+
+
+class TestRegistration:
+    def test_it_creates_an_account_with_a_registration_code(self):
+        account, code = services.account_register(phone_number="+15550001111", member_id="111111", pin_hash=pins.hash_pin("4682"))
+        assert account.balance_cents == 0
+        stored = ConfirmationCode.objects.get(account=account)
+        assert (stored.purpose, stored.code_hash, stored.transfer) == ("registration", codes.code_digest(code), None)
+
+    def test_it_refuses_a_taken_number_or_member_id(self, account):
+        with pytest.raises(services.PhoneNumberTaken):
+            services.account_register(phone_number=account.phone_number, member_id="111111", pin_hash="x")
+        with pytest.raises(services.MemberIdTaken):
+            services.account_register(phone_number="+15550001111", member_id=account.member_id, pin_hash="x")
+
+
+class TestSignIn:
+    def test_it_counts_failures_and_locks_with_doubling_durations(self, account):
+        now = timezone.now()
+        for lock in range(1, 9):
+            for attempt in range(4):
+                with pytest.raises(services.WrongPin):
+                    services.account_sign_in(phone_number=account.phone_number, pin="1357", now=now)
+            with pytest.raises(services.AccountLocked) as locked:
+                services.account_sign_in(phone_number=account.phone_number, pin="1357", now=now)
+            expected = min(timedelta(minutes=15) * 2 ** (lock - 1), timedelta(hours=24))
+            assert locked.value.until - now == expected
+            now = locked.value.until  # the lock expires
+        assert expected == timedelta(hours=24), "capped at a day"
+
+    def test_a_locked_account_refuses_even_the_right_pin(self, account):
+        Account.objects.filter(pk=account.pk).update(locked_until=timezone.now() + timedelta(minutes=5))
+        with pytest.raises(services.AccountLocked):
+            services.account_sign_in(phone_number=account.phone_number, pin="3971")
+
+    def test_unlock_lifts_the_lock(self, account):
+        Account.objects.filter(pk=account.pk).update(locked_until=timezone.now() + timedelta(minutes=5), failed_pin_count=3)
+        services.account_unlock(phone_number=account.phone_number)
+        assert services.account_sign_in(phone_number=account.phone_number, pin="3971") == account
+
+    def test_unlock_of_an_unknown_number(self):
+        with pytest.raises(services.UnknownAccount):
+            services.account_unlock(phone_number="+15550001111")
+
+
+class TestLedgerInvariant(HypothesisTestCase):
+    """Whatever happens, an account's balance is the sum of its ledger entries and never negative."""
+
+    @hypothesis_settings(max_examples=30, deadline=None)
+    @given(st.lists(st.tuples(st.sampled_from(["deposit", "transfer", "reject", "settle"]), st.integers(1, 60_000)), max_size=25),
+           st.randoms(use_true_random=False))
+    def test_the_balance_is_always_the_sum_of_the_ledger(self, operations, rng: random.Random):
+        account = Account.objects.create(phone_number="+15550002222", member_id="222222", pin_hash="x")
+        Recipient.objects.get_or_create(code="246810", defaults={"name": "Jane Doe"})
+        for number, (operation, cents) in enumerate(operations):
+            open_transfers = list(Transfer.objects.filter(account=account, status="submitted"))
+            try:
+                if operation == "deposit":
+                    services.deposit(account=account, amount_cents=cents)
+                elif operation == "transfer":
+                    submit(account, amount_cents=cents, key=f"invariant:{number}")
+                elif open_transfers:
+                    decide = services.transfer_reject if operation == "reject" else services.transfer_settle
+                    decide(transfer=rng.choice(open_transfers))
+            except (services.InsufficientFunds, services.TransferLimitExceeded):
+                pass
+            account.refresh_from_db()
+            assert account.balance_cents == services.ledger_balance_cents(account=account)
+            assert account.balance_cents >= 0

@@ -1,0 +1,170 @@
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from accounts import codes
+from accounts.models import ConfirmationCode, LedgerEntry, Recipient, Transfer
+from accounts.services import deposit, ledger_balance_cents
+
+pytestmark = pytest.mark.django_db
+
+
+def spoken_code(text: str) -> str:
+    match = re.search(r"confirmation code is: ((?:\d, ){5}\d)", text)
+    assert match, text
+    return match.group(1).replace(", ", "")
+
+
+def to_confirm(phone, amount="25", code="246810"):
+    assert "whole dollars" in phone.press("2").text
+    assert "6-digit code" in phone.press(amount).text
+    return phone.press(code)
+
+
+def test_it_sends_money_and_reads_a_confirmation_code(signed_in, account, recipient):
+    confirm = to_confirm(signed_in)
+    assert "You are sending 25 dollars to Jane Doe, recipient code 2, 4, 6, 8, 1, 0." in confirm.text
+    assert "To confirm, press 1. To cancel, press 2." in confirm.text
+
+    sent = signed_in.press("1")
+    assert "Your transfer of 25 dollars to Jane Doe is submitted." in sent.text
+    code = spoken_code(sent.text)
+    transfer = Transfer.objects.get()
+    assert (transfer.account, transfer.recipient, transfer.amount_cents, transfer.status) == (account, recipient, 2500, "submitted")
+    assert transfer.idempotency_key.startswith(signed_in.call_sid + ":")
+    assert ConfirmationCode.objects.get(transfer=transfer).code_hash == codes.code_digest(code)
+    assert list(LedgerEntry.objects.filter(transfer=transfer).values_list("amount_cents", "kind")) == [(-2500, "transfer")]
+
+    assert spoken_code(signed_in.press("1").text) == code, "the same code again"
+    assert "Main menu" in signed_in.press("2").text
+    assert "Your balance is 75 dollars and 0 cents." in signed_in.press("1").text
+    account.refresh_from_db()
+    assert account.balance_cents == ledger_balance_cents(account=account) == 7500
+
+
+def test_an_operator_credit_then_a_transfer_then_the_balance(phone, account, recipient, django_user_model):
+    """The issue's acceptance story, from a new caller's first call."""
+    from django.core.management import call_command
+
+    phone.caller = "+15557770000"
+    phone.dial()
+    for keys in ["#", "654321", "4682", "4682", "2"]:
+        phone.press(keys)
+    call_command("deposit", "+15557770000", "100")
+    phone.press("2")
+    phone.press("25")
+    phone.press("246810")
+    assert "is submitted" in phone.press("1").text
+    phone.press("2")
+    assert "Your balance is 75 dollars and 0 cents." in phone.press("1").text
+
+
+def test_cancel_writes_nothing(signed_in, account, recipient):
+    to_confirm(signed_in)
+    answer = signed_in.press("2")
+    assert "Cancelled. No money was sent." in answer.text
+    assert "Main menu" in answer.text
+    assert not Transfer.objects.exists()
+    assert LedgerEntry.objects.count() == 1  # the deposit
+    assert not ConfirmationCode.objects.filter(purpose="transfer").exists()
+
+
+@pytest.mark.parametrize("amount, heard", [
+    ("0", "at least 1 dollar"),
+    ("0000", "at least 1 dollar"),
+    ("501", "The most you can send at one time is 500 dollars."),
+    ("9999", "The most you can send at one time is 500 dollars."),
+    ("101", "Not enough funds. Your balance is 100 dollars and 0 cents."),
+    ("12345", "whole dollars only"),
+])
+def test_it_refuses_amounts_with_a_reason(signed_in, account, recipient, amount, heard):
+    signed_in.press("2")
+    answer = signed_in.press(amount)
+    assert heard in answer.text
+    assert "whole dollars, then press pound" in answer.text
+    assert not Transfer.objects.exists()
+
+
+def test_the_limit_is_a_setting(signed_in, account, recipient, settings):
+    settings.TRANSFER_LIMIT_DOLLARS = 20
+    signed_in.press("2")
+    assert "The most you can send at one time is 20 dollars." in signed_in.press("21").text
+
+
+def test_it_accepts_the_amount_with_the_pound_key_sent_along(signed_in, account, recipient):
+    signed_in.press("2")
+    assert "6-digit code" in signed_in.press("25#").text
+
+
+def test_it_refuses_an_unknown_or_inactive_recipient(signed_in, account, recipient):
+    Recipient.objects.create(code="135790", name="Gone Away", active=False)
+    signed_in.press("2")
+    signed_in.press("25")
+    assert "could not find that recipient code" in signed_in.press("999999").text
+    assert "could not find that recipient code" in signed_in.press("135790").text
+
+
+def test_a_retried_confirmation_writes_nothing_and_speaks_the_same_code(signed_in, account, recipient):
+    to_confirm(signed_in)
+    action = signed_in.last.gather.get("action")
+    first = signed_in.twiml(signed_in.post(action, {"Digits": "1"}))
+
+    retry = signed_in.twiml(signed_in.post(action, {"Digits": "1"}))
+    assert spoken_code(retry.text) == spoken_code(first.text)
+    assert "is submitted" in retry.text
+    assert Transfer.objects.count() == 1
+    assert LedgerEntry.objects.filter(kind="transfer").count() == 1
+    assert ConfirmationCode.objects.filter(purpose="transfer").count() == 1
+    account.refresh_from_db()
+    assert account.balance_cents == 7500
+
+
+def test_two_transfers_in_one_call_are_two_transfers(signed_in, account, recipient):
+    to_confirm(signed_in, amount="10")
+    signed_in.press("1")
+    signed_in.press("2")
+    to_confirm(signed_in, amount="20")
+    signed_in.press("1")
+    assert Transfer.objects.count() == 2
+    account.refresh_from_db()
+    assert account.balance_cents == 7000
+
+
+def test_funds_spent_elsewhere_meanwhile_are_refused_at_confirm(signed_in, account, recipient):
+    to_confirm(signed_in, amount="80")
+    from accounts.services import transfer_submit
+
+    transfer_submit(account=account, recipient_code="246810", amount_cents=5000, idempotency_key="other-call:1")
+    answer = signed_in.press("1")
+    assert "Not enough funds. No money was sent." in answer.text
+    assert "Main menu" in answer.text
+    assert Transfer.objects.count() == 1
+
+
+def test_a_recipient_deactivated_meanwhile_is_refused_at_confirm(signed_in, account, recipient):
+    to_confirm(signed_in)
+    Recipient.objects.filter(pk=recipient.pk).update(active=False)
+    answer = signed_in.press("1")
+    assert "can no longer receive money" in answer.text
+    assert not Transfer.objects.exists()
+
+
+def test_a_deposit_during_the_call_is_in_the_next_balance(signed_in, account):
+    deposit(account=account, amount_cents=1050)
+    assert "Your balance is 110 dollars and 50 cents." in signed_in.press("1").text
+
+
+@pytest.mark.parametrize("step_keys, budget", [
+    # Counted with the savepoints the test's own transaction adds (two a step).
+    ([], 4),  # menu: the call, locked; its update
+    (["2"], 4),  # amount
+    (["2", "25"], 5),  # recipient: and the recipient
+    (["2", "25", "246810"], 14),  # confirm: the transfer, its ledger entry, the debit, its code
+])
+def test_send_money_steps_stay_within_their_query_budget(signed_in, recipient, django_assert_max_num_queries, step_keys, budget):
+    for keys in step_keys:
+        signed_in.press(keys)
+    with django_assert_max_num_queries(budget):
+        signed_in.press("1")
