@@ -1,17 +1,18 @@
 # Two commands set everything up on a fresh machine: `make run` and `make test`.
 PYTHON ?= python3
-VENV := .venv
+VENV := $(or $(VENV_DIR),.venv)
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test migrate call bench clean
+.PHONY: install run test call bench clean
 
 # (Re)install when the pinned requirements change.
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	touch $(STAMP)
+
+install: $(STAMP)
 
 run: $(STAMP)
 	DEBUG=true $(BIN)/python manage.py migrate --noinput

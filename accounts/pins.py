@@ -9,24 +9,16 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import re
 from collections.abc import Callable
 
 from django.conf import settings
 from django.contrib.auth.hashers import check_password, make_password
-
-PIN_LENGTH = 4
-_PIN = re.compile(r"[0-9]{4}", re.ASCII)
 
 # Common 4-digit PINs not already caught by the repeat and run rules: the most
 # used ones in DataGenetics' study of 3.4 million PINs (1212, 1004, 2000, 6969,
 # 1122, 1313, 2001, 1010), the keypad's middle column down and up (2580, 0852)
 # and L-O-V-E on the keypad (5683).
 COMMON_PINS = frozenset({"1212", "1004", "2000", "2580", "0852", "6969", "1122", "1313", "2001", "1010", "5683"})
-
-
-def is_pin(text: str) -> bool:
-    return bool(_PIN.fullmatch(text))
 
 
 def pin_weakness(pin: str) -> str | None:

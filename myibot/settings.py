@@ -196,6 +196,10 @@ TRANSFER_LIMIT_DOLLARS = envint("TRANSFER_LIMIT_DOLLARS", 500, minimum=1)
 CONFIRMATION_CODE_TTL_DAYS = envint("CONFIRMATION_CODE_TTL_DAYS", 30, minimum=1)
 CALL_SESSION_MAX_IDLE_MINUTES = envint("CALL_SESSION_MAX_IDLE_MINUTES", 120, minimum=1)
 
+# Error reports (the DEBUG page, and any handler that formats one) hide the
+# caller's Digits and PIN_PEPPER as well as Django's usual secrets.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "myibot.reporting.CallerSafeExceptionReporterFilter"
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from argon2 import PasswordHasher, Type, extract_parameters
+from argon2.exceptions import VerifyMismatchError
+from django.contrib.auth.hashers import Argon2PasswordHasher, make_password
+
+from accounts import pins, services
+from accounts.models import Account
+
+pytestmark = pytest.mark.django_db
+
+
+def test_a_stored_hash_is_argon2id_at_owasps_minimum():
+    stored = pins.hash_pin("4682")
+    algorithm, argon2_hash = stored.split("$", 1)
+    assert algorithm == "argon2id"
+    parameters = extract_parameters("$" + argon2_hash)
+    assert parameters.type is Type.ID
+    assert (parameters.memory_cost, parameters.time_cost, parameters.parallelism) == (19456, 2, 1)
+
+
+def test_a_stored_hash_does_not_verify_the_bare_pin_with_plain_argon2():
+    stored = pins.hash_pin("4682")
+    argon2_hash = "$" + stored.split("$", 1)[1]
+    with pytest.raises(VerifyMismatchError):
+        PasswordHasher().verify(argon2_hash, "4682")
+    assert pins.pin_matches("4682", stored)
+
+
+def test_a_stored_hash_does_not_verify_with_another_pepper(settings):
+    stored = pins.hash_pin("4682")
+    settings.PIN_PEPPER = "another-pepper"
+    assert not pins.pin_matches("4682", stored)
+
+
+def test_two_hashes_of_one_pin_differ():
+    assert pins.hash_pin("4682") != pins.hash_pin("4682")
+
+
+def test_a_hash_made_with_djangos_default_argon2_verifies_and_is_upgraded(account):
+    old = Argon2PasswordHasher().encode(pins._peppered("3971"), Argon2PasswordHasher().salt())
+    Account.objects.filter(pk=account.pk).update(pin_hash=old)
+    assert old.startswith("argon2$")
+
+    services.account_sign_in(phone_number=account.phone_number, pin="3971")
+    account.refresh_from_db()
+    assert account.pin_hash.startswith("argon2id$")
+    assert extract_parameters("$" + account.pin_hash.split("$", 1)[1]).memory_cost == 19456
+    assert services.account_sign_in(phone_number=account.phone_number, pin="3971") == account
+
+
+def test_a_wrong_pin_does_not_upgrade_an_old_hash(account):
+    old = make_password(pins._peppered("3971"), hasher="argon2")
+    Account.objects.filter(pk=account.pk).update(pin_hash=old)
+    with pytest.raises(services.WrongPin):
+        services.account_sign_in(phone_number=account.phone_number, pin="1357")
+    account.refresh_from_db()
+    assert account.pin_hash == old
+
+
+def test_the_weak_pin_rules_refuse_repeats_runs_and_common_pins():
+    refused = {"".join(p) for p in itertools.product("0123456789", repeat=4) if pins.pin_weakness("".join(p))}
+    assert {"0000", "9999", "0123", "1234", "6789", "9876", "3210", "1212", "1004", "2000", "2580", "6969"} <= refused
+    assert "3971" not in refused and "4682" not in refused
+    assert len(refused) == 10 + 7 + 7 + len(pins.COMMON_PINS)

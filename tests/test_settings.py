@@ -1,0 +1,94 @@
+"""Settings from the environment, production checks, and error reports."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.test import RequestFactory
+from django.views.debug import ExceptionReporter
+
+ROOT = Path(__file__).resolve().parent.parent
+PRODUCTION = {
+    "DEBUG": "false",
+    "SECRET_KEY": "prod-" + "k" * 50,
+    "TWILIO_AUTH_TOKEN": "prod-token",
+    "BASE_URL": "https://myibot.fly.dev",
+    "PIN_PEPPER": "prod-pepper",
+}
+
+
+def manage(*args: str, **env: str) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if k not in PRODUCTION and k != "DJANGO_SETTINGS_MODULE"}
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env={**clean, **env}, capture_output=True, text=True, timeout=60
+    )
+
+
+@pytest.mark.parametrize("missing", ["SECRET_KEY", "TWILIO_AUTH_TOKEN", "BASE_URL", "PIN_PEPPER"])
+def test_it_refuses_to_start_without_a_required_secret(missing):
+    env = {k: v for k, v in PRODUCTION.items() if k != missing}
+    result = manage("check", **env)
+    assert result.returncode != 0
+    assert f"{missing} is required when DEBUG is off" in result.stderr
+
+
+def test_debug_is_off_by_default():
+    env = {k: v for k, v in PRODUCTION.items() if k != "DEBUG"}
+    result = manage("shell", "-c", "from django.conf import settings; print(settings.DEBUG, settings.ALLOWED_HOSTS)", **env)
+    assert "False ['myibot.fly.dev']" in result.stdout.splitlines(), result.stderr
+
+
+def test_with_debug_on_development_values_stand_in_with_a_warning():
+    result = manage("check", DEBUG="true")
+    assert result.returncode == 0, result.stderr
+    assert "insecure development values" in result.stderr
+    assert "PIN_PEPPER" in result.stderr
+
+
+def test_it_refuses_a_base_url_with_a_path():
+    result = manage("check", **{**PRODUCTION, "BASE_URL": "https://myibot.fly.dev/app"})
+    assert result.returncode != 0
+    assert "BASE_URL must be an origin" in result.stderr
+
+
+def test_the_deploy_checks_pass_with_production_settings():
+    result = manage("check", "--deploy", "--fail-level", "WARNING", **PRODUCTION)
+    assert result.returncode == 0, result.stderr
+    assert "no issues" in result.stdout
+
+
+def test_allowed_hosts_and_trusted_origins_come_from_base_url(settings):
+    from django.conf import settings as live
+
+    assert set(live.ALLOWED_HOSTS) == {"testserver"}  # pytest-django appends it once more
+    assert live.CSRF_TRUSTED_ORIGINS == ["https://testserver"]
+    assert live.SECURE_PROXY_SSL_HEADER == ("HTTP_X_FORWARDED_PROTO", "https")
+    assert live.SECURE_SSL_REDIRECT and live.SESSION_COOKIE_SECURE and live.CSRF_COOKIE_SECURE
+    assert live.SECURE_HSTS_SECONDS >= 31536000
+
+
+def test_the_forwarded_proto_header_counts_as_https(client, db):
+    response = client.get("/admin/login/", HTTP_X_FORWARDED_PROTO="https")
+    assert response.status_code == 200
+
+
+def test_error_reports_hide_digits_and_the_pepper(settings):
+    request = RequestFactory().post("/twilio/step/entry?n=1", {"Digits": "3971", "CallSid": "CA1"})
+    try:
+        raise RuntimeError("boom")
+    except RuntimeError:
+        report = ExceptionReporter(request, *sys.exc_info()).get_traceback_text()
+    assert "3971" not in report
+    assert settings.PIN_PEPPER not in report
+    assert settings.TWILIO_AUTH_TOKEN not in report
+
+
+def test_the_pin_hasher_is_listed_first_with_djangos_after_it(settings):
+    assert settings.PASSWORD_HASHERS[:2] == [
+        "accounts.hashers.PinArgon2idHasher",
+        "django.contrib.auth.hashers.Argon2PasswordHasher",
+    ]
