@@ -1,0 +1,175 @@
+"""Django admin for operators: look callers up, lift locks, decide transfers, verify codes.
+
+Money never changes here by editing a number: balances and ledger entries are
+read-only, and settling or rejecting goes through accounts.services, which
+writes the reversing entry a rejection needs. PIN and code hashes are never shown.
+"""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import path
+
+from accounts import services
+from accounts.models import Account, ConfirmationCode, LedgerEntry, Recipient, Transfer
+from accounts.money import format_dollars
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """History that operators read and never rewrite."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(Account)
+class AccountAdmin(admin.ModelAdmin):
+    list_display = ["phone_number", "member_id", "balance_display", "lock_state", "failed_pin_count", "created"]
+    search_fields = ["phone_number", "member_id"]
+    # The PIN hash is neither shown nor editable; money moves only through services.
+    fields = ["phone_number", "member_id", "balance_display", "lock_state", "failed_pin_count", "lock_count", "locked_until", "created"]
+    readonly_fields = ["balance_display", "lock_state", "failed_pin_count", "lock_count", "locked_until", "created"]
+    actions = ["unlock"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # callers register themselves, by phone
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False  # an account with money history is kept
+
+    @admin.display(description="balance", ordering="balance_cents")
+    def balance_display(self, account: Account) -> str:
+        return format_dollars(account.balance_cents)
+
+    @admin.display(description="lock")
+    def lock_state(self, account: Account) -> str:
+        if account.is_locked():
+            return f"locked until {account.locked_until:%Y-%m-%d %H:%M} UTC"
+        return "open"
+
+    @admin.action(description="Unlock: lift the PIN lockout")
+    def unlock(self, request: HttpRequest, queryset: QuerySet[Account]) -> None:
+        for account in queryset:
+            services.account_unlock(phone_number=account.phone_number)
+        self.message_user(request, f"Unlocked {queryset.count()} account(s).", messages.SUCCESS)
+
+
+@admin.register(Recipient)
+class RecipientAdmin(admin.ModelAdmin):
+    list_display = ["code", "name", "active", "created"]
+    list_filter = ["active"]
+    search_fields = ["code", "name"]
+    readonly_fields = ["created"]
+    actions = ["deactivate", "activate"]
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False  # deactivate instead: transfers point at recipients
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Recipient | None = None) -> list[str]:
+        # A code callers already use does not change under them.
+        return [*self.readonly_fields, "code"] if obj else self.readonly_fields
+
+    @admin.action(description="Deactivate: callers can no longer send to them")
+    def deactivate(self, request: HttpRequest, queryset: QuerySet[Recipient]) -> None:
+        self.message_user(request, f"Deactivated {queryset.update(active=False)} recipient(s).", messages.SUCCESS)
+
+    @admin.action(description="Activate")
+    def activate(self, request: HttpRequest, queryset: QuerySet[Recipient]) -> None:
+        self.message_user(request, f"Activated {queryset.update(active=True)} recipient(s).", messages.SUCCESS)
+
+
+@admin.register(Transfer)
+class TransferAdmin(ReadOnlyAdmin):
+    list_display = ["id", "account", "recipient", "amount_display", "status", "created", "decided"]
+    list_filter = ["status", "created"]
+    date_hierarchy = "created"
+    search_fields = ["account__phone_number", "account__member_id", "recipient__code", "recipient__name"]
+    list_select_related = ["account", "recipient"]
+    fields = ["account", "recipient", "amount_display", "status", "created", "decided"]
+    readonly_fields = fields
+    actions = ["settle", "reject"]
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        # The list's actions need it; a transfer's own page stays read-only.
+        return obj is None and request.user.has_perm("accounts.change_transfer")
+
+    @admin.display(description="amount", ordering="amount_cents")
+    def amount_display(self, transfer: Transfer) -> str:
+        return format_dollars(transfer.amount_cents)
+
+    @admin.action(description="Settle: the money was paid out")
+    def settle(self, request: HttpRequest, queryset: QuerySet[Transfer]) -> None:
+        self._decide(request, queryset, services.transfer_settle, "Settled")
+
+    @admin.action(description="Reject: give the money back to the caller")
+    def reject(self, request: HttpRequest, queryset: QuerySet[Transfer]) -> None:
+        self._decide(request, queryset, services.transfer_reject, "Rejected")
+
+    def _decide(self, request: HttpRequest, queryset: QuerySet[Transfer], decide, done: str) -> None:
+        decided, skipped = 0, 0
+        for transfer in queryset.order_by("pk"):
+            try:
+                decide(transfer=transfer)
+                decided += 1
+            except services.TransferAlreadyDecided:
+                skipped += 1
+        self.message_user(request, f"{done} {decided} transfer(s).", messages.SUCCESS)
+        if skipped:
+            self.message_user(request, f"Skipped {skipped} transfer(s) already settled or rejected.", messages.WARNING)
+
+
+@admin.register(LedgerEntry)
+class LedgerEntryAdmin(ReadOnlyAdmin):
+    list_display = ["id", "account", "kind", "amount_display", "transfer", "created"]
+    list_filter = ["kind", "created"]
+    search_fields = ["account__phone_number", "account__member_id"]
+    list_select_related = ["account", "transfer"]
+
+    @admin.display(description="amount", ordering="amount_cents")
+    def amount_display(self, entry: LedgerEntry) -> str:
+        return format_dollars(entry.amount_cents)
+
+
+class VerifyCodeForm(forms.Form):
+    code = forms.RegexField(regex=r"^[0-9]{6}$", max_length=6, strip=True, help_text="the 6 digits the caller reads to you",
+                            error_messages={"invalid": "A confirmation code is exactly 6 digits."})
+
+
+@admin.register(ConfirmationCode)
+class ConfirmationCodeAdmin(ReadOnlyAdmin):
+    list_display = ["id", "account", "purpose", "transfer", "created", "expires", "verified_at"]
+    list_filter = ["purpose", "verified_at"]
+    search_fields = ["account__phone_number", "account__member_id"]
+    list_select_related = ["account", "transfer"]
+    exclude = ["code_hash"]  # never shown: with the pepper it would give the code away
+    change_list_template = "admin/accounts/confirmationcode/change_list.html"
+
+    def get_urls(self):
+        return [path("verify/", self.admin_site.admin_view(self.verify_view), name="accounts_confirmationcode_verify"), *super().get_urls()]
+
+    def verify_view(self, request: HttpRequest) -> HttpResponse:
+        """What `manage.py verify_code` does, as a form: look the code up and mark it verified."""
+        if not request.user.has_perm("accounts.view_confirmationcode"):
+            return TemplateResponse(request, "admin/accounts/confirmationcode/verify.html", status=403,
+                                    context={**self.admin_site.each_context(request), "denied": True})
+        result = None
+        form = VerifyCodeForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                result = services.describe_code_check(services.confirmation_code_verify(code=form.cleaned_data["code"]))
+            except services.UnknownCode:
+                result = "Unknown code: no confirmation code matches it."
+            form = VerifyCodeForm()  # the code is not shown back on the page
+        context = {**self.admin_site.each_context(request), "title": "Verify a confirmation code", "form": form,
+                   "result": result, "opts": self.model._meta}
+        return TemplateResponse(request, "admin/accounts/confirmationcode/verify.html", context)

@@ -1,0 +1,182 @@
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth.models import Permission
+from django.urls import reverse
+from django.utils import timezone
+
+from accounts import services
+from accounts.models import Account, ConfirmationCode, LedgerEntry, Recipient, Transfer
+from ivr.models import CallSession
+
+pytestmark = pytest.mark.django_db
+
+MODELS = ["account", "recipient", "transfer", "ledgerentry", "confirmationcode"]
+
+
+@pytest.fixture
+def staff(admin_client):
+    admin_client.defaults["wsgi.url_scheme"] = "https"
+    admin_client.defaults["SERVER_PORT"] = "443"
+    return admin_client
+
+
+@pytest.fixture
+def transfer(account, recipient) -> Transfer:
+    return services.transfer_submit(account=account, recipient_code=recipient.code, amount_cents=2500, idempotency_key="CA1:1").transfer
+
+
+@pytest.fixture
+def call(db, account) -> CallSession:
+    return CallSession.objects.create(call_sid="CA" + "1" * 32, caller=account.phone_number, account=account,
+                                      scratch={"pin_hash": "argon2id$secret-looking-hash"})
+
+
+@pytest.mark.parametrize("app, model", [("accounts", m) for m in MODELS] + [("ivr", "callsession")])
+def test_every_list_and_page_loads_for_staff(staff, transfer, call, app, model):
+    response = staff.get(reverse(f"admin:{app}_{model}_changelist"), secure=True)
+    assert response.status_code == 200
+    instance = {"account": transfer.account, "recipient": transfer.recipient, "transfer": transfer,
+                "ledgerentry": LedgerEntry.objects.first(), "confirmationcode": ConfirmationCode.objects.first(),
+                "callsession": call}[model]
+    response = staff.get(reverse(f"admin:{app}_{model}_change", args=[instance.pk]), secure=True)
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize("url", ["/admin/", "/admin/accounts/account/", "/admin/accounts/confirmationcode/verify/"])
+def test_anonymous_and_non_staff_users_are_sent_to_log_in(client, django_user_model, url):
+    assert client.get(url, secure=True).status_code == 302
+    user = django_user_model.objects.create_user("caller", password="a-long-password-1")
+    client.force_login(user)
+    response = client.get(url, secure=True)
+    assert response.status_code == 302
+    assert "/admin/login/" in response["Location"]
+
+
+def test_the_account_page_never_shows_the_pin_hash(staff, account):
+    page = staff.get(reverse("admin:accounts_account_change", args=[account.pk]), secure=True).content.decode()
+    assert account.pin_hash not in page
+    assert "pin_hash" not in page
+    assert "$100.00" in page
+
+
+def test_the_account_list_searches_by_phone_and_member_id(staff, account):
+    for term in (account.phone_number, account.member_id):
+        page = staff.get(reverse("admin:accounts_account_changelist"), {"q": term}, secure=True).content.decode()
+        assert account.phone_number in page
+
+
+def test_the_account_list_shows_the_lock_and_the_balance(staff, account):
+    Account.objects.filter(pk=account.pk).update(locked_until=timezone.now() + timedelta(minutes=15))
+    page = staff.get(reverse("admin:accounts_account_changelist"), secure=True).content.decode()
+    assert "locked until" in page
+    assert "$100.00" in page
+
+
+def test_operators_cannot_edit_a_balance(staff, account):
+    url = reverse("admin:accounts_account_change", args=[account.pk])
+    staff.post(url, {"phone_number": account.phone_number, "member_id": account.member_id, "balance_cents": "999999"}, secure=True)
+    account.refresh_from_db()
+    assert account.balance_cents == 10000
+
+
+def test_the_unlock_action(staff, account):
+    Account.objects.filter(pk=account.pk).update(locked_until=timezone.now() + timedelta(minutes=15), failed_pin_count=3)
+    response = staff.post(reverse("admin:accounts_account_changelist"), {"action": "unlock", "_selected_action": [account.pk]},
+                          secure=True, follow=True)
+    assert "Unlocked 1 account(s)." in response.content.decode()
+    account.refresh_from_db()
+    assert not account.is_locked()
+
+
+def test_recipients_are_created_edited_and_deactivated(staff):
+    staff.post(reverse("admin:accounts_recipient_add"), {"code": "135790", "name": "John Roe", "active": "on"}, secure=True)
+    recipient = Recipient.objects.get(code="135790")
+    staff.post(reverse("admin:accounts_recipient_change", args=[recipient.pk]), {"name": "John Roe Jr", "active": "on"}, secure=True)
+    recipient.refresh_from_db()
+    assert recipient.name == "John Roe Jr"
+    staff.post(reverse("admin:accounts_recipient_changelist"), {"action": "deactivate", "_selected_action": [recipient.pk]}, secure=True)
+    recipient.refresh_from_db()
+    assert not recipient.active
+
+
+def test_a_recipient_code_must_be_six_digits(staff):
+    response = staff.post(reverse("admin:accounts_recipient_add"), {"code": "12345", "name": "X", "active": "on"}, secure=True)
+    assert response.status_code == 200  # the form again, with the error
+    assert not Recipient.objects.exists()
+
+
+def test_the_settle_action_goes_through_the_service(staff, transfer):
+    staff.post(reverse("admin:accounts_transfer_changelist"), {"action": "settle", "_selected_action": [transfer.pk]}, secure=True)
+    transfer.refresh_from_db()
+    assert transfer.status == "settled"
+    assert transfer.decided is not None
+
+
+def test_the_reject_action_writes_the_reversing_entry(staff, transfer, account):
+    response = staff.post(reverse("admin:accounts_transfer_changelist"), {"action": "reject", "_selected_action": [transfer.pk]},
+                          secure=True, follow=True)
+    assert "Rejected 1 transfer(s)." in response.content.decode()
+    transfer.refresh_from_db()
+    assert transfer.status == "rejected"
+    assert LedgerEntry.objects.get(kind="reversal").amount_cents == 2500
+    account.refresh_from_db()
+    assert account.balance_cents == 10000
+
+
+def test_a_decided_transfer_is_skipped_not_reversed_twice(staff, transfer):
+    for _ in range(2):
+        response = staff.post(reverse("admin:accounts_transfer_changelist"), {"action": "reject", "_selected_action": [transfer.pk]},
+                              secure=True, follow=True)
+    assert "Skipped 1 transfer(s)" in response.content.decode()
+    assert LedgerEntry.objects.filter(kind="reversal").count() == 1
+
+
+def test_the_transfer_list_filters_by_status_and_shows_dollars(staff, transfer):
+    page = staff.get(reverse("admin:accounts_transfer_changelist"), {"status__exact": "submitted"}, secure=True).content.decode()
+    assert "$25.00" in page
+    page = staff.get(reverse("admin:accounts_transfer_changelist"), {"status__exact": "settled"}, secure=True).content.decode()
+    assert "$25.00" not in page
+
+
+def test_history_is_read_only(staff, transfer, call):
+    for name in ["accounts_ledgerentry", "accounts_confirmationcode", "accounts_transfer", "ivr_callsession"]:
+        assert staff.get(reverse(f"admin:{name}_add"), secure=True).status_code == 403
+    entry = LedgerEntry.objects.first()
+    assert staff.post(reverse("admin:accounts_ledgerentry_delete", args=[entry.pk]), {"post": "yes"}, secure=True).status_code == 403
+
+
+def test_code_and_call_pages_hide_hashes_and_scratch(staff, transfer, call):
+    code = ConfirmationCode.objects.first()
+    page = staff.get(reverse("admin:accounts_confirmationcode_change", args=[code.pk]), secure=True).content.decode()
+    assert code.code_hash not in page
+    page = staff.get(reverse("admin:ivr_callsession_change", args=[call.pk]), secure=True).content.decode()
+    assert "secret-looking-hash" not in page
+
+
+def test_the_verify_form_verifies_a_code_once(staff, account, recipient):
+    receipt = services.transfer_submit(account=account, recipient_code=recipient.code, amount_cents=2500, idempotency_key="k")
+    url = reverse("admin:accounts_confirmationcode_verify")
+    assert "Verify a code" in staff.get(reverse("admin:accounts_confirmationcode_changelist"), secure=True).content.decode()
+
+    page = staff.post(url, {"code": receipt.code}, secure=True).content.decode()
+    assert "verified now" in page
+    assert f"transfer {receipt.transfer.pk} of $25.00" in page
+    assert ConfirmationCode.objects.get(transfer=receipt.transfer).verified_at is not None
+    assert "already verified" in staff.post(url, {"code": receipt.code}, secure=True).content.decode()
+
+
+@pytest.mark.parametrize("code, heard", [("000000", "Unknown code"), ("12345", "exactly 6 digits")])
+def test_the_verify_form_refuses_unknown_and_malformed_codes(staff, code, heard):
+    page = staff.post(reverse("admin:accounts_confirmationcode_verify"), {"code": code}, secure=True).content.decode()
+    assert heard in page
+
+
+def test_the_verify_form_needs_the_view_permission(client, django_user_model):
+    user = django_user_model.objects.create_user("clerk", password="a-long-password-1", is_staff=True)
+    client.force_login(user)
+    assert client.get(reverse("admin:accounts_confirmationcode_verify"), secure=True).status_code == 403
+    user.user_permissions.add(Permission.objects.get(codename="view_confirmationcode"))
+    assert client.get(reverse("admin:accounts_confirmationcode_verify"), secure=True).status_code == 200
