@@ -1,0 +1,28 @@
+# MyiBot: slim Python 3.12, dependencies from requirements.txt only, non-root.
+FROM python:3.12-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PORT=3001
+
+WORKDIR /app
+
+COPY requirements.txt .
+RUN pip install -r requirements.txt
+
+COPY . .
+
+# collectstatic needs settings to load; these build-time values never reach
+# the running app, which gets its secrets from `fly secrets`.
+RUN DEBUG=false SECRET_KEY=collectstatic TWILIO_AUTH_TOKEN=collectstatic \
+    BASE_URL=https://build.invalid PIN_PEPPER=collectstatic \
+    python manage.py collectstatic --noinput \
+ && useradd --system --uid 10001 --no-create-home myibot
+
+USER myibot
+
+EXPOSE 3001
+
+CMD ["gunicorn", "--config", "gunicorn.conf.py", "myibot.wsgi"]

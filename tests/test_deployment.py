@@ -1,0 +1,91 @@
+"""fly.toml, the Dockerfile, gunicorn.conf.py and the settings agree with each other."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def fly() -> dict:
+    return tomllib.loads((ROOT / "fly.toml").read_text())
+
+
+@pytest.fixture(scope="module")
+def dockerfile() -> str:
+    return (ROOT / "Dockerfile").read_text()
+
+
+def load_gunicorn_conf(monkeypatch, **env: str):
+    for name in ("PORT", "WEB_CONCURRENCY", "GUNICORN_THREADS", "GUNICORN_TIMEOUT"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    spec = importlib.util.spec_from_file_location("gunicorn_conf", ROOT / "gunicorn.conf.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_release_command_migrates(fly):
+    assert fly["deploy"]["release_command"] == "python manage.py migrate --noinput"
+
+
+def test_the_port_agrees_everywhere(fly, dockerfile, monkeypatch):
+    conf = load_gunicorn_conf(monkeypatch)
+    assert conf.bind == "0.0.0.0:3001"
+    assert fly["http_service"]["internal_port"] == 3001
+    assert fly["env"]["PORT"] == "3001"
+    assert "EXPOSE 3001" in dockerfile
+    assert "PORT=3001" in dockerfile
+
+
+def test_the_health_check_is_the_apps(fly, client, db):
+    checks = fly["http_service"]["checks"]
+    assert [check["path"] for check in checks] == ["/healthz"]
+    assert checks[0]["method"] == "GET"
+    # Fly's check arrives over plain HTTP with the machine's address as the host.
+    assert client.get(checks[0]["path"], HTTP_HOST="172.19.5.3:3001").status_code == 200
+
+
+def test_https_is_forced_and_a_machine_always_runs(fly):
+    service = fly["http_service"]
+    assert service["force_https"] is True
+    assert service["min_machines_running"] >= 1
+    assert service["auto_stop_machines"] in ("off", False)
+
+
+def test_base_url_is_set_and_https(fly):
+    assert re.fullmatch(r"https://[a-z0-9.-]+", fly["env"]["BASE_URL"])
+
+
+def test_the_vm_is_sized(fly):
+    vm = fly["vm"][0]
+    assert vm["memory"] == "256mb"
+
+
+def test_the_image_is_slim_non_root_and_serves_the_wsgi_app(dockerfile):
+    assert re.search(r"^FROM python:3\.12-slim", dockerfile, re.M)
+    assert "pip install -r requirements.txt" in dockerfile
+    assert "requirements-dev" not in dockerfile
+    assert "collectstatic --noinput" in dockerfile
+    assert re.search(r"^USER (?!root)\w+", dockerfile, re.M)
+    assert 'CMD ["gunicorn", "--config", "gunicorn.conf.py", "myibot.wsgi"]' in dockerfile
+
+
+def test_gunicorn_defaults(monkeypatch):
+    conf = load_gunicorn_conf(monkeypatch)
+    assert conf.workers == 2
+    assert conf.timeout < 15, "below Twilio's 15 s, so a stuck worker is restarted before Twilio gives up"
+    assert conf.worker_class == "gthread"
+
+
+def test_gunicorn_reads_the_environment(monkeypatch):
+    conf = load_gunicorn_conf(monkeypatch, PORT="8080", WEB_CONCURRENCY="3")
+    assert (conf.bind, conf.workers) == ("0.0.0.0:8080", 3)
