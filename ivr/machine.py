@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
@@ -99,13 +99,26 @@ def step_url(step_name: str, prompt_number: int, *, no_input: bool = False) -> s
     return url + "&no_input=1" if no_input else url
 
 
-@transaction.atomic
 def start_call(*, call_sid: str, caller: str, greeting: str) -> Reply:
     """The entry prompt, for a new call or Twilio's retry of its first webhook."""
-    call, _ = CallSession.objects.select_for_update().get_or_create(call_sid=call_sid, defaults={"caller": caller})
-    call.caller = caller
-    call.restart()
-    call.last_answer = ""
+    try:
+        return _start_call(call_sid=call_sid, caller=caller, greeting=greeting)
+    except IntegrityError:
+        # A retry of this webhook created the call between our look and our
+        # insert; its transaction is gone, so look again in a new one.
+        return _start_call(call_sid=call_sid, caller=caller, greeting=greeting)
+
+
+@transaction.atomic
+def _start_call(*, call_sid: str, caller: str, greeting: str) -> Reply:
+    call = CallSession.objects.select_for_update().filter(call_sid=call_sid).first()
+    if call is None:
+        # Inserted with its first prompt in one statement (see _save).
+        call = CallSession(call_sid=call_sid, caller=caller)
+    else:
+        call.caller = caller
+        call.restart()
+        call.last_answer = ""
     return _ask(call, [greeting], outcome="started")
 
 
@@ -117,7 +130,7 @@ def answer_prompt(*, call_sid: str, caller: str, step_name: str, prompt_number: 
     call = CallSession.objects.select_for_update(of=("self",)).filter(call_sid=call_sid).select_related("account").first()
     if call is None or call.caller != caller:
         # A call we do not know (state purged, or a replayed URL): start over.
-        return start_call(call_sid=call_sid, caller=caller, greeting="Let's start again.")
+        return _start_call(call_sid=call_sid, caller=caller, greeting="Let's start again.")
 
     # Which prompt was answered with what, keyed with SECRET_KEY so that the
     # stored digest gives away no PIN: Twilio's retry is the same URL, same keys.
@@ -201,7 +214,7 @@ def _ask(call: CallSession, notices: list[str], *, outcome: str) -> Reply:
 def _save(call: CallSession) -> None:
     call.updated = timezone.now()
     if call._state.adding:
-        call.save()
+        call.save(force_insert=True)
     else:
         # Everything a step may change, and not the CallSid and caller it never does.
         call.save(update_fields=CallSession.STEP_FIELDS)

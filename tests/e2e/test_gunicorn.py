@@ -22,7 +22,7 @@ from twilio.request_validator import RequestValidator
 
 from ivr.machine import STEPS
 from ivr.simulator import Answer, OverHttp, Prompt, SimulatedCall, Transport, scripted
-from tests.e2e.servers import AUTH_TOKEN, PUBLIC_URL, Server, fresh_database, manage, production_env
+from bench.servers import AUTH_TOKEN, PUBLIC_URL, Server, fresh_database, manage, production_env
 
 pytestmark = pytest.mark.e2e
 

@@ -154,17 +154,3 @@ def test_a_recipient_deactivated_meanwhile_is_refused_at_confirm(signed_in, acco
 def test_a_deposit_during_the_call_is_in_the_next_balance(signed_in, account):
     deposit(account=account, amount_cents=1050)
     assert "Your balance is 110 dollars and 50 cents." in signed_in.press("1").text
-
-
-@pytest.mark.parametrize("step_keys, budget", [
-    # Counted with the savepoints the test's own transaction adds (two a step).
-    ([], 4),  # menu: the call, locked; its update
-    (["2"], 4),  # amount
-    (["2", "25"], 5),  # recipient: and the recipient
-    (["2", "25", "246810"], 14),  # confirm: the transfer, its ledger entry, the debit, its code
-])
-def test_send_money_steps_stay_within_their_query_budget(signed_in, recipient, django_assert_max_num_queries, step_keys, budget):
-    for keys in step_keys:
-        signed_in.press(keys)
-    with django_assert_max_num_queries(budget):
-        signed_in.press("1")

@@ -1,4 +1,4 @@
-"""Real gunicorn servers with production settings, on a fresh database, for e2e tests and the benchmark."""
+"""Real gunicorn servers with production settings, on a fresh database: for the benchmark and the e2e tests."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 PUBLIC_URL = "https://myibot.e2e.test"
 AUTH_TOKEN = "e2e-twilio-auth-token"
 

@@ -1,0 +1,76 @@
+"""How many SQL queries each step may make: every round trip is time a caller waits.
+
+Counted as Django captures them, including the two savepoints the test's own
+transaction adds around each step's atomic block (in production those are the
+BEGIN and COMMIT of the step's transaction).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.django_db
+
+SAVEPOINTS = 2
+
+
+def test_entry(phone, django_assert_max_num_queries):
+    # Is the call known (locked if so)? Then its row, inserted with its first prompt.
+    with django_assert_max_num_queries(SAVEPOINTS + 2):
+        phone.dial()
+
+
+def test_pin(phone, account, django_assert_max_num_queries):
+    phone.dial()
+    # The call, locked; the account, locked; the account's counters; the call.
+    with django_assert_max_num_queries(SAVEPOINTS + 2 + 4):
+        assert "Main menu" in phone.press("3971").text
+
+
+@pytest.mark.parametrize("keys", ["1", "3"], ids=["to balance", "repeat"])
+def test_menu(signed_in, django_assert_max_num_queries, keys):
+    # The call with its account in one locked query, then its update: at most 4 in all.
+    with django_assert_max_num_queries(4):
+        signed_in.press(keys)
+
+
+def test_balance_again(signed_in, django_assert_max_num_queries):
+    signed_in.press("1")
+    with django_assert_max_num_queries(4):
+        assert "Your balance is" in signed_in.press("1").text
+
+
+@pytest.mark.parametrize("before, keys, budget", [
+    (["2"], "25", 4),  # amount: checked against the balance already loaded
+    (["2", "25"], "246810", 5),  # recipient: and the recipient
+    (["2", "25", "246810"], "2", 4),  # cancel
+    # Confirm: the account locked, the key checked, the recipient, the transfer,
+    # its ledger entry, the debit, a free code checked and stored.
+    (["2", "25", "246810"], "1", SAVEPOINTS + 2 + 8 + SAVEPOINTS),
+    (["2", "25", "246810", "1"], "1", 4),  # hear the code again
+], ids=["amount", "recipient", "cancel", "confirm", "code again"])
+def test_send_money(signed_in, recipient, django_assert_max_num_queries, before, keys, budget):
+    for earlier in before:
+        signed_in.press(earlier)
+    with django_assert_max_num_queries(budget):
+        signed_in.press(keys)
+
+
+def test_registration_steps(phone, django_assert_max_num_queries):
+    phone.caller = "+15557770000"
+    phone.dial()
+    with django_assert_max_num_queries(5):
+        phone.press("#")  # is the number taken?
+    with django_assert_max_num_queries(5):
+        phone.press("654321")  # is the member ID taken?
+    with django_assert_max_num_queries(4):
+        phone.press("4682")
+    with django_assert_max_num_queries(SAVEPOINTS + 2 + 7 + SAVEPOINTS):
+        phone.press("4682")  # the account and its code
+
+
+def test_fallback_and_status(phone, django_assert_max_num_queries):
+    with django_assert_max_num_queries(0):
+        phone.post("/twilio/fallback")
+    with django_assert_max_num_queries(1):
+        phone.hang_up()
