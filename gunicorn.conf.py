@@ -8,7 +8,7 @@ import ctypes.util
 import os
 
 bind = f"0.0.0.0:{os.environ.get('PORT', '3001')}"
-# Two processes fit a 256 MB machine with room to spare (about 60 MB each);
+# Two processes fit a 256 MB machine (238 MB peak RSS summed under load);
 # threads let one process answer while another request waits on the database
 # or on a PIN hash (argon2 releases the GIL).
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
@@ -31,28 +31,27 @@ accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
 errorlog = "-"
 # Never the query string or the body.
 access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(M)sms'
-forwarded_allow_ips = "*"
 # gunicorn's runtime control socket is unused here, and the non-root user in
 # the image has no home directory to put it in.
 control_socket_disable = True
 
 
 def _bound_malloc() -> None:
-    """Give Argon2's 19 MiB blocks back to the system when a PIN check ends.
+    """Keep Argon2's 19 MiB blocks from piling up in every thread's malloc arena.
 
-    glibc raises its mmap threshold after the first large free, after which
-    every thread's arena keeps a 19 MiB block for good; a fixed threshold
-    (1 MiB: above Python's own allocations) and two arenas keep memory at what
-    is in use. Set in the master, before the workers fork. glibc only.
+    glibc gives each thread an arena (up to 8 per core) and each may keep a
+    freed 19 MiB block for good. One arena, with one PIN check at a time per
+    process (accounts/pins.py), keeps one block per worker and reuses it: a
+    fixed mmap threshold would return it to the system after every check but
+    costs about 10 ms of page faults each time (docs/PERFORMANCE.md).
+    Set in the master, before the workers fork. glibc only.
     """
     libc_name = ctypes.util.find_library("c")
     if not libc_name:
         return
     try:
-        libc = ctypes.CDLL(libc_name)
-        m_mmap_threshold, m_arena_max = -3, -8
-        libc.mallopt(m_mmap_threshold, 1024 * 1024)
-        libc.mallopt(m_arena_max, 2)
+        m_arena_max = -8
+        ctypes.CDLL(libc_name).mallopt(m_arena_max, 1)
     except (OSError, AttributeError):
         pass
 
