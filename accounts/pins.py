@@ -26,7 +26,7 @@ def pin_weakness(pin: str) -> str | None:
     """Why a new PIN is too easy to guess, in words for the caller, or None."""
     if len(set(pin)) == 1:
         return "It uses one digit four times."
-    steps = {int(b) - int(a) for a, b in zip(pin, pin[1:])}
+    steps = {int(b) - int(a) for a, b in zip(pin, pin[1:], strict=False)}
     if steps in ({1}, {-1}):
         return "Its digits run in order."
     if pin in COMMON_PINS:

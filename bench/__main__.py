@@ -157,7 +157,7 @@ def main() -> None:
                 while time.monotonic() < stop_at:
                     keys = scripted(WALK)
 
-                    def answer(prompt):
+                    def answer(prompt, keys=keys):
                         time.sleep(args.think * rng.uniform(0.5, 1.5))
                         return keys(prompt)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -23,6 +24,13 @@ postgres_only = pytest.mark.skipif(
 )
 
 _call_numbers = itertools.count(1)
+
+
+def spoken_code(text: str) -> str:
+    """The 6-digit confirmation code in what the caller heard, as digits."""
+    match = re.search(r"confirmation code is: ((?:\d, ){5}\d)", text)
+    assert match, text
+    return match.group(1).replace(", ", "")
 
 
 def sign(url: str, params: dict[str, str]) -> str:

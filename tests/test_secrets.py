@@ -8,6 +8,8 @@ import re
 import pytest
 from django.core.management import call_command
 
+from tests.conftest import spoken_code
+
 pytestmark = pytest.mark.django_db
 
 SECRET_PIN, WRONG_PIN, MEMBER_ID = "4682", "1357", "654321"
@@ -19,7 +21,7 @@ def test_whole_calls_log_none_of_the_digits_entered(make_phone, recipient, caplo
         phone.dial()
         for keys in ["#", MEMBER_ID, SECRET_PIN, SECRET_PIN]:
             answer = phone.press(keys)
-        registration_code = re.search(r"code is: ((?:\d, ){5}\d)", answer.text).group(1).replace(", ", "")
+        registration_code = spoken_code(answer.text)
         phone.press("2")
         call_command("deposit", phone.caller, "100")
         phone.hang_up()
@@ -31,7 +33,7 @@ def test_whole_calls_log_none_of_the_digits_entered(make_phone, recipient, caplo
         phone.press("2")
         phone.press("25")
         phone.press(recipient.code)
-        transfer_code = re.search(r"code is: ((?:\d, ){5}\d)", phone.press("1").text).group(1).replace(", ", "")
+        transfer_code = spoken_code(phone.press("1").text)
         call_command("verify_code", transfer_code)
 
     logged = "\n".join(record.getMessage() + str(record.args) + str(record.__dict__.get("exc_text")) for record in caplog.records)

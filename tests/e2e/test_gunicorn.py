@@ -20,9 +20,9 @@ import pytest
 from django.db import connection
 from twilio.request_validator import RequestValidator
 
+from bench.servers import AUTH_TOKEN, PUBLIC_URL, Server, fresh_database, manage, production_env
 from ivr.machine import STEPS
 from ivr.simulator import Answer, OverHttp, Prompt, SimulatedCall, Transport, scripted
-from bench.servers import AUTH_TOKEN, PUBLIC_URL, Server, fresh_database, manage, production_env
 
 pytestmark = pytest.mark.e2e
 

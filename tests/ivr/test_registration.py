@@ -1,20 +1,13 @@
 from __future__ import annotations
 
-import re
-
 import pytest
 
-from accounts.models import Account, ConfirmationCode
 from accounts import codes
+from accounts.models import Account, ConfirmationCode
 from ivr.models import CallSession
+from tests.conftest import spoken_code
 
 pytestmark = pytest.mark.django_db
-
-
-def spoken_code(text: str) -> str:
-    match = re.search(r"confirmation code is: ((?:\d, ){5}\d)", text)
-    assert match, text
-    return match.group(1).replace(", ", "")
 
 
 def register(phone, member_id="654321", pin="3971"):

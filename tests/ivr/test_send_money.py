@@ -1,20 +1,13 @@
 from __future__ import annotations
 
-import re
-
 import pytest
 
 from accounts import codes
 from accounts.models import ConfirmationCode, LedgerEntry, Recipient, Transfer
 from accounts.services import deposit, ledger_balance_cents
+from tests.conftest import spoken_code
 
 pytestmark = pytest.mark.django_db
-
-
-def spoken_code(text: str) -> str:
-    match = re.search(r"confirmation code is: ((?:\d, ){5}\d)", text)
-    assert match, text
-    return match.group(1).replace(", ", "")
 
 
 def to_confirm(phone, amount="25", code="246810"):
