@@ -220,7 +220,7 @@ def _save(call: CallSession) -> None:
         call.save(update_fields=CallSession.STEP_FIELDS)
 
 
-def _render(call: CallSession, notices: list[str] = ()) -> VoiceResponse:
+def _render(call: CallSession, notices: list[str] | tuple[str, ...] = ()) -> VoiceResponse:
     current = STEPS[call.step]
     response = VoiceResponse()
     for notice in notices:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.db import connections
 from django.test import Client
 from django.utils import timezone
@@ -108,3 +108,15 @@ def test_purge_deletes_ended_and_idle_calls_only(make_phone, capsys):
     call_command("purge_call_sessions")
     assert list(CallSession.objects.values_list("call_sid", flat=True)) == [live.call_sid]
     assert "Deleted the state of 2 ended or idle call(s)." in capsys.readouterr().out
+
+
+def test_purge_takes_an_idle_limit_and_refuses_a_silly_one(make_phone, capsys):
+    phone = make_phone()
+    phone.dial()
+    CallSession.objects.update(updated=timezone.now() - timedelta(minutes=30))
+    call_command("purge_call_sessions", "--idle-minutes", "60")
+    assert CallSession.objects.count() == 1
+    call_command("purge_call_sessions", "--idle-minutes", "20")
+    assert CallSession.objects.count() == 0
+    with pytest.raises(CommandError, match="at least 1"):
+        call_command("purge_call_sessions", "--idle-minutes", "0")

@@ -134,3 +134,16 @@ def test_it_refuses_a_member_id_of_the_wrong_shape(phone, keys):
     assert "A member ID has 6 digits" in answer.text
     assert "member ID" in answer.text
     assert not answer.hangs_up
+
+
+def test_a_new_caller_registers_hangs_up_then_signs_in_and_hears_the_balance(make_phone):
+    first = make_phone("+15557770000")
+    register(first, pin="4682")
+    first.press("2")
+    first.hang_up()
+    assert not CallSession.objects.exists()
+
+    second = make_phone("+15557770000")
+    second.dial()
+    assert "Main menu" in second.press("4682").text
+    assert "Your balance is 0 dollars and 0 cents." in second.press("1").text
