@@ -225,6 +225,9 @@ def _render(call: CallSession, notices: list[str] | tuple[str, ...] = ()) -> Voi
     response = VoiceResponse()
     for notice in notices:
         twiml.say(response, notice)
+    if notices:
+        # A breath between what happened and what to do next, for a tired caller on a bad line.
+        twiml.pause(response)
     with response.gather(
         input="dtmf",
         action=step_url(current.name, call.prompt_number),

@@ -217,4 +217,9 @@ LOGGING = {
         "console": {"class": "logging.StreamHandler", "formatter": "plain"},
     },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    "loggers": {
+        # With DEBUG on, Django logs every SQL statement with its parameters,
+        # which carry what callers typed (member IDs, amounts): never at any LOG_LEVEL.
+        "django.db.backends": {"level": "INFO", "propagate": True},
+    },
 }

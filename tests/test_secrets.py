@@ -15,8 +15,12 @@ pytestmark = pytest.mark.django_db
 SECRET_PIN, WRONG_PIN, MEMBER_ID = "4682", "1357", "654321"
 
 
-def test_whole_calls_log_none_of_the_digits_entered(make_phone, recipient, caplog):
-    with caplog.at_level(logging.DEBUG):
+@pytest.mark.parametrize("debug", [False, True], ids=["production", "DEBUG on"])
+def test_whole_calls_log_none_of_the_digits_entered(make_phone, recipient, caplog, settings, debug):
+    # With DEBUG on and Django's own loggers turned up, Django would log every
+    # SQL statement with its parameters.
+    settings.DEBUG = debug
+    with caplog.at_level(logging.DEBUG), caplog.at_level(logging.DEBUG, logger="django"):
         phone = make_phone("+15557770000")
         phone.dial()
         for keys in ["#", MEMBER_ID, SECRET_PIN, SECRET_PIN]:
@@ -38,7 +42,7 @@ def test_whole_calls_log_none_of_the_digits_entered(make_phone, recipient, caplo
 
     logged = "\n".join(record.getMessage() + str(record.args) + str(record.__dict__.get("exc_text")) for record in caplog.records)
     assert "webhook call=" in logged
-    for secret in (SECRET_PIN, WRONG_PIN, registration_code, transfer_code):
+    for secret in (SECRET_PIN, WRONG_PIN, MEMBER_ID, registration_code, transfer_code):
         assert not re.search(rf"(?<![0-9A-Za-z]){secret}(?![0-9A-Za-z])", logged), secret
     assert "Digits" not in logged
 

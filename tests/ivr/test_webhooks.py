@@ -98,7 +98,7 @@ def test_it_says_goodbye_without_a_call_sid(phone):
 
 def test_it_greets_a_call_and_asks_for_the_pin(phone):
     answer = phone.dial()
-    assert answer.verbs == ["Say", "Gather", "Redirect"]
+    assert answer.verbs == ["Say", "Pause", "Gather", "Redirect"]
     assert "Welcome" in answer.text
     gather = answer.gather
     assert gather.get("numDigits") == "4"
