@@ -44,13 +44,15 @@ def seal_code(code: str, *, context: str) -> str:
     binds the seal to one call.
     """
     nonce = secrets.token_hex(8)
-    pad = int.from_bytes(_keyed(b"code-seal:", f"{context}:{nonce}"), "big") % _MODULUS
-    return f"{nonce}:{(int(code) + pad) % _MODULUS:06d}"
+    return f"{nonce}:{(int(code) + _pad(context, nonce)) % _MODULUS:06d}"
 
 
 def unseal_code(sealed: str, *, context: str) -> str | None:
     nonce, _, masked = sealed.partition(":")
     if not nonce or not is_code(masked):
         return None
-    pad = int.from_bytes(_keyed(b"code-seal:", f"{context}:{nonce}"), "big") % _MODULUS
-    return f"{(int(masked) - pad) % _MODULUS:06d}"
+    return f"{(int(masked) - _pad(context, nonce)) % _MODULUS:06d}"
+
+
+def _pad(context: str, nonce: str) -> int:
+    return int.from_bytes(_keyed(b"code-seal:", f"{context}:{nonce}"), "big") % _MODULUS

@@ -94,9 +94,9 @@ class Reply:
     outcome: str
 
 
-def step_url(step_name: str, prompt_number: int, *, no_input: bool = False) -> str:
-    url = f"{settings.BASE_URL}{reverse('ivr:step', args=[step_name])}?n={prompt_number}"
-    return url + "&no_input=1" if no_input else url
+def step_url(step_name: str, prompt_number: int) -> str:
+    """Where a prompt's keys go; its no-input <Redirect> adds &no_input=1."""
+    return f"{settings.BASE_URL}{reverse('ivr:step', args=[step_name])}?n={prompt_number}"
 
 
 def start_call(*, call_sid: str, caller: str, greeting: str) -> Reply:
@@ -222,6 +222,7 @@ def _save(call: CallSession) -> None:
 
 def _render(call: CallSession, notices: list[str] | tuple[str, ...] = ()) -> VoiceResponse:
     current = STEPS[call.step]
+    action = step_url(current.name, call.prompt_number)
     response = VoiceResponse()
     for notice in notices:
         twiml.say(response, notice)
@@ -230,7 +231,7 @@ def _render(call: CallSession, notices: list[str] | tuple[str, ...] = ()) -> Voi
         twiml.pause(response)
     with response.gather(
         input="dtmf",
-        action=step_url(current.name, call.prompt_number),
+        action=action,
         method="POST",
         timeout=settings.IVR_GATHER_TIMEOUT,
         finish_on_key=current.finish_on_key,
@@ -243,5 +244,5 @@ def _render(call: CallSession, notices: list[str] | tuple[str, ...] = ()) -> Voi
             else:
                 twiml.say(gather, line)
     # Silence, or finishOnKey pressed alone, sends nothing to action: this runs.
-    response.redirect(step_url(current.name, call.prompt_number, no_input=True), method="POST")
+    response.redirect(f"{action}&no_input=1", method="POST")
     return response
