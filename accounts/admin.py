@@ -14,8 +14,8 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import path
 
-from accounts import services
-from accounts.models import Account, ConfirmationCode, LedgerEntry, Recipient, Transfer
+from accounts import identity, services
+from accounts.models import Account, ConfirmationCode, LedgerEntry, Recipient, SharedLine, SignInSpray, Transfer
 from accounts.money import format_dollars
 
 
@@ -34,18 +34,22 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 @admin.register(Account)
 class AccountAdmin(admin.ModelAdmin):
-    list_display = ["phone_number", "member_id", "balance_display", "lock_state", "failed_pin_count", "created"]
-    search_fields = ["phone_number", "member_id"]
-    # The PIN hash is neither shown nor editable; money moves only through services.
-    fields = ["phone_number", "member_id", "balance_display", "lock_state", "failed_pin_count", "lock_count", "locked_until", "created"]
-    readonly_fields = ["balance_display", "lock_state", "failed_pin_count", "lock_count", "locked_until", "created"]
-    actions = ["unlock"]
+    list_display = ["member_id", "home_number", "status", "balance_display", "lock_state", "failed_pin_count", "created"]
+    list_filter = ["status"]
+    search_fields = ["member_id", "home_number"]
+    # Identity and money never change by editing a field: the PIN hash is not
+    # shown, and member ID, home number, status and balance change only through
+    # the actions and commands, which log what they did.
+    fields = ["member_id", "home_number", "status", "verified_at", "balance_display", "lock_state", "failed_pin_count",
+              "lock_count", "locked_until", "created"]
+    readonly_fields = fields
+    actions = ["unlock", "verify", "reject_registration"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # callers register themselves, by phone
 
     def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False  # an account with money history is kept
+        return False  # an account with money history is kept; reject_registration removes an unverified one
 
     @admin.display(description="balance", ordering="balance_cents")
     def balance_display(self, account: Account) -> str:
@@ -57,11 +61,62 @@ class AccountAdmin(admin.ModelAdmin):
             return f"locked until {account.locked_until:%Y-%m-%d %H:%M} UTC"
         return "open"
 
-    @admin.action(description="Unlock: lift the PIN lockout")
+    @admin.action(description="Unlock: lift the PIN lockout and reset its escalation")
     def unlock(self, request: HttpRequest, queryset: QuerySet[Account]) -> None:
+        unlocked = sum(identity.account_unlock(account=account) for account in queryset)
+        self.message_user(request, f"Unlocked {unlocked} account(s); {queryset.count() - unlocked} had nothing to unlock.",
+                          messages.SUCCESS)
+
+    @admin.action(description="Verify: staff checked the registration; money may move")
+    def verify(self, request: HttpRequest, queryset: QuerySet[Account]) -> None:
+        verified = 0
         for account in queryset:
-            services.account_unlock(phone_number=account.phone_number)
-        self.message_user(request, f"Unlocked {queryset.count()} account(s).", messages.SUCCESS)
+            if identity.account_verify(account=account):
+                verified += 1
+                self.log_change(request, account, "Verified the registration.")
+        self.message_user(request, f"Verified {verified} account(s).", messages.SUCCESS)
+
+    @admin.action(description="Reject registration: remove an unverified account that holds no money")
+    def reject_registration(self, request: HttpRequest, queryset: QuerySet[Account]) -> None:
+        rejected, refused = 0, []
+        for account in queryset:
+            try:
+                identity.registration_reject(member_id=account.member_id)
+                rejected += 1
+            except (identity.NotPending, identity.HoldsMoney):
+                refused.append(account.member_id)
+        self.message_user(request, f"Rejected {rejected} registration(s).", messages.SUCCESS)
+        if refused:
+            self.message_user(request, f"Kept {', '.join(refused)}: verified, or holding money or history.", messages.WARNING)
+
+
+class SharedLineForm(forms.ModelForm):
+    class Meta:
+        model = SharedLine
+        fields = ["phone_number", "name"]
+
+    def clean_phone_number(self) -> str:
+        try:
+            return identity.parse_phone_number(self.cleaned_data["phone_number"])
+        except identity.NotAPhoneNumber:
+            raise forms.ValidationError("Not a phone number in E.164 or national form.") from None
+
+
+@admin.register(SharedLine)
+class SharedLineAdmin(admin.ModelAdmin):
+    form = SharedLineForm
+    list_display = ["phone_number", "name", "created"]
+    search_fields = ["phone_number", "name"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: SharedLine | None = None) -> list[str]:
+        return ["phone_number", "created"] if obj else ["created"]
+
+
+@admin.register(SignInSpray)
+class SignInSprayAdmin(ReadOnlyAdmin):
+    """Sprays of failed sign-ins: while one lasts, every caller must give a member ID."""
+
+    list_display = ["started", "until", "failures"]
 
 
 @admin.register(Recipient)
@@ -93,7 +148,7 @@ class TransferAdmin(ReadOnlyAdmin):
     list_display = ["id", "account", "recipient", "amount_display", "status", "created", "decided"]
     list_filter = ["status", "created"]
     date_hierarchy = "created"
-    search_fields = ["account__phone_number", "account__member_id", "recipient__code", "recipient__name"]
+    search_fields = ["account__member_id", "account__home_number", "recipient__code", "recipient__name"]
     list_select_related = ["account", "recipient"]
     fields = ["account", "recipient", "amount_display", "status", "created", "decided"]
     readonly_fields = fields
@@ -132,7 +187,7 @@ class TransferAdmin(ReadOnlyAdmin):
 class LedgerEntryAdmin(ReadOnlyAdmin):
     list_display = ["id", "account", "kind", "amount_display", "transfer", "created"]
     list_filter = ["kind", "created"]
-    search_fields = ["account__phone_number", "account__member_id"]
+    search_fields = ["account__member_id", "account__home_number"]
     list_select_related = ["account", "transfer"]
 
     @admin.display(description="amount", ordering="amount_cents")
@@ -149,7 +204,7 @@ class VerifyCodeForm(forms.Form):
 class ConfirmationCodeAdmin(ReadOnlyAdmin):
     list_display = ["id", "account", "purpose", "transfer", "created", "expires", "verified_at"]
     list_filter = ["purpose", "verified_at"]
-    search_fields = ["account__phone_number", "account__member_id"]
+    search_fields = ["account__member_id", "account__home_number"]
     list_select_related = ["account", "transfer"]
     exclude = ["code_hash"]  # never shown: with the pepper it would give the code away
     change_list_template = "admin/accounts/confirmationcode/change_list.html"

@@ -21,9 +21,26 @@ FIRST_LOCK = timedelta(minutes=15)
 LONGEST_LOCK = timedelta(hours=24)
 
 
+E164_REGEX = r"^\+[1-9][0-9]{1,14}$"
+
+
+class AccountStatus(models.TextChoices):
+    # Registered by phone; money cannot leave until staff verify the registration code.
+    PENDING = "pending"
+    ACTIVE = "active"
+
+
 class Account(models.Model):
-    phone_number = models.CharField(max_length=16, unique=True, help_text="E.164, the caller ID")
-    member_id = models.CharField(max_length=6, unique=True)
+    """A caller's account. The member ID is the identity; the home number only a convenience."""
+
+    Status = AccountStatus
+
+    member_id = models.CharField(max_length=6, unique=True, help_text="6 digits: who the caller is")
+    # The caller's own phone, set at registration when its caller ID was
+    # trusted and personal: a call from it may sign in with the PIN alone.
+    home_number = models.CharField(max_length=16, unique=True, null=True, blank=True, help_text="E.164, or none")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    verified_at = models.DateTimeField(null=True, blank=True, help_text="when staff verified the registration")
     pin_hash = models.CharField(max_length=256)
     failed_pin_count = models.PositiveIntegerField(default=0)
     locked_until = models.DateTimeField(null=True, blank=True)
@@ -37,11 +54,22 @@ class Account(models.Model):
         constraints = [
             models.CheckConstraint(condition=Q(balance_cents__gte=0), name="accounts_account_balance_not_negative"),
             models.CheckConstraint(condition=Q(member_id__regex=r"^[0-9]{6}$"), name="accounts_account_member_id_6_digits"),
-            models.CheckConstraint(condition=Q(phone_number__regex=r"^\+[1-9][0-9]{1,14}$"), name="accounts_account_phone_e164"),
+            models.CheckConstraint(condition=Q(home_number__regex=E164_REGEX), name="accounts_account_home_number_e164"),
+            models.CheckConstraint(condition=Q(status__in=AccountStatus.values), name="accounts_account_status_valid"),
+            # Active means verified, and verified means active.
+            models.CheckConstraint(
+                condition=Q(status="pending", verified_at__isnull=True) | Q(status="active", verified_at__isnull=False),
+                name="accounts_account_verified_when_active",
+            ),
         ]
+        indexes = [models.Index(fields=["status", "created"], name="accounts_account_status_idx")]
 
     def __str__(self) -> str:
-        return f"Account {self.member_id} ({self.phone_number})"
+        return f"Account {self.member_id}"
+
+    @property
+    def is_verified(self) -> bool:
+        return self.status == AccountStatus.ACTIVE
 
     @property
     def balance(self) -> str:
@@ -61,16 +89,68 @@ class Account(models.Model):
         return True
 
     def register_right_pin(self) -> None:
+        # The owner proved who they are: the escalation starts again from 15
+        # minutes, so an attacker cannot keep them out for a day at a time.
         self.failed_pin_count = 0
+        self.lock_count = 0
 
     def unlock(self) -> None:
         self.locked_until = None
         self.failed_pin_count = 0
+        self.lock_count = 0
+
+    def verify(self, now: datetime | None = None) -> None:
+        self.status = AccountStatus.ACTIVE
+        self.verified_at = now or timezone.now()
 
     @staticmethod
     def lock_duration(lock_count: int) -> timedelta:
         # Cap the exponent too, so that a huge lock count cannot overflow timedelta.
         return min(FIRST_LOCK * 2 ** min(max(lock_count - 1, 0), 16), LONGEST_LOCK)
+
+
+class SharedLine(models.Model):
+    """A phone many callers use (a housing unit's payphone): never anyone's home number."""
+
+    phone_number = models.CharField(max_length=16, unique=True, help_text="E.164")
+    name = models.CharField(max_length=100, blank=True, help_text="where it is, for operators")
+    created = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(phone_number__regex=E164_REGEX), name="accounts_sharedline_phone_e164"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.phone_number})" if self.name else self.phone_number
+
+
+class SignInFailure(models.Model):
+    """One failed sign-in anywhere in the service, kept only to notice a spray.
+
+    No account and no number: the per-account count lives on the account.
+    """
+
+    created = models.DateTimeField(default=timezone.now, db_index=True)
+
+    def __str__(self) -> str:
+        return f"Failed sign-in at {self.created:%Y-%m-%d %H:%M:%S}"
+
+
+class SignInSpray(models.Model):
+    """Failed sign-ins across many accounts above the service's limit: PIN-only entry is off until `until`."""
+
+    started = models.DateTimeField(default=timezone.now)
+    until = models.DateTimeField(db_index=True)
+    failures = models.PositiveIntegerField(help_text="failed sign-ins in the minute that started it")
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(until__gt=models.F("started")), name="accounts_signinspray_ends_after_start"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Sign-in spray from {self.started:%Y-%m-%d %H:%M} to {self.until:%H:%M} UTC"
 
 
 class Recipient(models.Model):

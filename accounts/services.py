@@ -1,4 +1,4 @@
-"""Work that spans models: registering, signing in, moving money, verifying codes.
+"""Work that spans models: moving money and verifying codes (accounts/identity.py has who a caller is).
 
 Every function here is keyword-only and atomic. Money paths take the account
 row with select_for_update() first, so that checking a balance and debiting it
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import F, Sum
 from django.utils import timezone
 
@@ -29,25 +29,12 @@ class AccountsError(Exception):
     """Base of the domain errors that views and commands turn into words."""
 
 
-class PhoneNumberTaken(AccountsError):
-    pass
-
-
-class MemberIdTaken(AccountsError):
-    pass
-
-
-class WrongPin(AccountsError):
-    """A wrong PIN, or no account for the number: the caller is told the same."""
-
-
-@dataclass
-class AccountLocked(AccountsError):
-    until: datetime
-
-
 class UnknownAccount(AccountsError):
     pass
+
+
+class AccountNotVerified(AccountsError):
+    """Money cannot leave a pending account: staff have not verified its registration."""
 
 
 class InvalidAmount(AccountsError):
@@ -98,84 +85,6 @@ def transfer_limit_cents() -> int:
     return settings.TRANSFER_LIMIT_DOLLARS * 100
 
 
-# Accounts ---------------------------------------------------------------
-
-
-@transaction.atomic
-def account_register(*, phone_number: str, member_id: str, pin_hash: str, now: datetime | None = None) -> tuple[Account, str]:
-    """Create an account from a PIN hashed at the "create a PIN" step; returns it and its code."""
-    now = now or timezone.now()
-    if Account.objects.filter(phone_number=phone_number).exists():
-        raise PhoneNumberTaken
-    if Account.objects.filter(member_id=member_id).exists():
-        raise MemberIdTaken
-    try:
-        # A savepoint, so that losing a race to another call leaves this
-        # transaction usable and the error says which rule was broken.
-        with transaction.atomic():
-            account = Account.objects.create(phone_number=phone_number, member_id=member_id, pin_hash=pin_hash, created=now)
-    except IntegrityError:
-        if Account.objects.filter(phone_number=phone_number).exists():
-            raise PhoneNumberTaken from None
-        raise MemberIdTaken from None
-    code = _confirmation_code_issue(account=account, purpose=ConfirmationCode.Purpose.REGISTRATION, now=now)
-    logger.info("account registered: account=%s", account.pk)
-    return account, code
-
-
-def account_sign_in(*, phone_number: str, pin: str, now: datetime | None = None) -> Account:
-    """The account for this number if the PIN is right; WrongPin or AccountLocked otherwise."""
-    now = now or timezone.now()
-    # The failure count must be committed before the error is raised: raising
-    # inside the transaction would roll the count back and undo the lockout.
-    with transaction.atomic():
-        account, outcome = _account_check_pin(phone_number=phone_number, pin=pin, now=now)
-    if outcome == "locked":
-        raise AccountLocked(until=account.locked_until)
-    if outcome == "wrong":
-        raise WrongPin
-    return account
-
-
-def _account_check_pin(*, phone_number: str, pin: str, now: datetime) -> tuple[Account | None, str]:
-    # The row stays locked while the PIN is checked, so that concurrent
-    # guesses on one account are all counted.
-    account = Account.objects.select_for_update().filter(phone_number=phone_number).first()
-    if account is None:
-        pins.pin_matches(pin, None)  # the same work as a real check: no enumeration by timing
-        return None, "wrong"
-    if account.is_locked(now):
-        return account, "locked"
-
-    def rehash(new_hash: str) -> None:
-        account.pin_hash = new_hash
-
-    if not pins.pin_matches(pin, account.pin_hash, rehash=rehash):
-        locked = account.register_failed_pin(now)
-        account.save(update_fields=["failed_pin_count", "lock_count", "locked_until"])
-        if locked:
-            logger.warning(
-                "account locked: account=%s lock=%s until=%s", account.pk, account.lock_count, account.locked_until.isoformat()
-            )
-            return account, "locked"
-        logger.info("sign-in refused: account=%s failures=%s", account.pk, account.failed_pin_count)
-        return account, "wrong"
-    account.register_right_pin()
-    account.save(update_fields=["failed_pin_count", "pin_hash"])
-    return account, "signed in"
-
-
-@transaction.atomic
-def account_unlock(*, phone_number: str) -> Account:
-    account = Account.objects.select_for_update().filter(phone_number=phone_number).first()
-    if account is None:
-        raise UnknownAccount
-    account.unlock()
-    account.save(update_fields=["locked_until", "failed_pin_count"])
-    logger.info("account unlocked by operator: account=%s", account.pk)
-    return account
-
-
 # Money -----------------------------------------------------------------
 
 
@@ -194,6 +103,8 @@ def deposit(*, account: Account, amount_cents: int, now: datetime | None = None)
 
 def transfer_check(*, account: Account, amount_cents: int) -> None:
     """Refuse an amount early, before the caller picks a recipient; transfer_submit checks again."""
+    if not account.is_verified:
+        raise AccountNotVerified
     if amount_cents <= 0:
         raise InvalidAmount
     if amount_cents > transfer_limit_cents():
@@ -230,7 +141,7 @@ def transfer_submit(
     )
     LedgerEntry.objects.create(account=locked, amount_cents=-amount_cents, kind=LedgerEntry.Kind.TRANSFER, transfer=transfer, created=now)
     Account.objects.filter(pk=locked.pk).update(balance_cents=F("balance_cents") - amount_cents)
-    code = _confirmation_code_issue(account=locked, purpose=ConfirmationCode.Purpose.TRANSFER, transfer=transfer, now=now)
+    code = confirmation_code_issue(account=locked, purpose=ConfirmationCode.Purpose.TRANSFER, transfer=transfer, now=now)
     account.balance_cents = locked.balance_cents - amount_cents
     logger.info("transfer submitted: transfer=%s account=%s cents=%s", transfer.pk, locked.pk, amount_cents)
     return TransferReceipt(transfer=transfer, code=code)
@@ -280,7 +191,7 @@ def ledger_balance_cents(*, account: Account) -> int:
 # Confirmation codes ---------------------------------------------------------
 
 
-def _confirmation_code_issue(*, account: Account, purpose: str, now: datetime, transfer: Transfer | None = None) -> str:
+def confirmation_code_issue(*, account: Account, purpose: str, now: datetime, transfer: Transfer | None = None) -> str:
     """Store a new code's keyed hash and return the code, the only time it exists in the clear."""
     for _ in range(10):
         code = codes.new_code()
@@ -319,6 +230,11 @@ def confirmation_code_verify(*, code: str, now: datetime | None = None) -> CodeC
     if not already_verified and not expired:
         found.verified_at = now
         found.save(update_fields=["verified_at"])
+        if found.purpose == ConfirmationCode.Purpose.REGISTRATION and not found.account.is_verified:
+            # The caller read staff the code they heard at registration: money may now move.
+            found.account.verify(now)
+            found.account.save(update_fields=["status", "verified_at"])
+            logger.info("account verified: account=%s", found.account_id)
     logger.info("confirmation checked: confirmation=%s expired=%s already=%s", found.pk, expired, already_verified)
     return CodeCheck(confirmation_code=found, already_verified=already_verified, expired=expired)
 
@@ -333,7 +249,7 @@ def describe_code_check(check: CodeCheck) -> str:
             f"from {found.account}, {transfer.status}"
         )
     else:
-        what = f"registration of {found.account}"
+        what = f"registration of {found.account} ({found.account.get_status_display().lower()})"
     when = f"issued {found.created:%Y-%m-%d %H:%M} UTC"
     if check.expired:
         state = f"EXPIRED on {found.expires:%Y-%m-%d %H:%M} UTC; not verified"

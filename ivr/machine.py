@@ -1,6 +1,6 @@
 """The call as a state machine: one mechanism that runs every step.
 
-A step (ivr/steps.py) says what it asks, which keys it takes and where each
+A step (ivr/steps/) says what it asks, which keys it takes and where each
 answer leads. This module does everything steps have in common: loading and
 locking the call's state, telling a real answer from a retry or a stale URL,
 counting silences and wrong keys (three of either at one prompt ends the call,
@@ -11,6 +11,7 @@ an explicit <Redirect> after every <Gather>.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -19,16 +20,22 @@ from django.db import IntegrityError, transaction
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
+from django.utils.functional import Promise
+from django.utils.translation import gettext_lazy as _
 from twilio.twiml.voice_response import VoiceResponse
 
 from ivr import twiml
 from ivr.models import CallSession
 
 STRIKES = 3
-NOTHING_HEARD = "We did not hear anything."
-GOODBYE_SILENCE = "We did not hear from you. Please call again when you are ready. Goodbye."
-GOODBYE_WRONG_KEYS = "Sorry, we could not understand your entries. Please call again later. Goodbye."
+NOTHING_HEARD = _("We did not hear anything.")
+GOODBYE_SILENCE = _("We did not hear from you. Please call again when you are ready. Goodbye.")
+GOODBYE_WRONG_KEYS = _("Sorry, we could not understand your entries. Please call again later. Goodbye.")
+START_AGAIN = _("Let's start again.")
 PAUSE = object()  # a one-second pause between lines of a prompt
+
+# What a caller hears: a plain or lazily translated string.
+Words = str | Promise
 
 # Twilio never sends more keys than a prompt asked for; anything longer is
 # garbage, and is refused without more work.
@@ -40,20 +47,20 @@ class Goto:
     """The answer is taken: move to a step (a new prompt), saying notice first."""
 
     step: str
-    notice: str = ""
+    notice: Words = ""
 
 
 @dataclass(frozen=True)
 class Again:
     """Ask the same prompt again after notice; a strike unless strike=False."""
 
-    notice: str
+    notice: Words
     strike: bool = True
 
 
 @dataclass(frozen=True)
 class Goodbye:
-    message: str
+    message: Words
 
 
 Outcome = Goto | Again | Goodbye
@@ -64,14 +71,14 @@ class Step:
 
     name: ClassVar[str]
     keys: ClassVar[re.Pattern[str]]  # the entries this prompt accepts, ASCII only
-    wrong_keys: ClassVar[str]  # said when an entry does not match keys
+    wrong_keys: ClassVar[Words]  # said when an entry does not match keys
     num_digits: ClassVar[int | None] = None
     finish_on_key: ClassVar[str] = ""
     signed_in_only: ClassVar[bool] = True
     # Where three wrong entries lead; None ends the call.
     after_three_wrong: ClassVar[str | None] = None
 
-    def prompt(self, call: CallSession) -> list[str | object]:
+    def prompt(self, call: CallSession) -> list[Words | object]:
         raise NotImplementedError
 
     def answer(self, call: CallSession, keys: str) -> Outcome:
@@ -79,11 +86,20 @@ class Step:
 
 
 STEPS: dict[str, Step] = {}
+# Which step a call starts at: the PIN prompt for a trusted home number, the
+# member-ID prompt for everyone else. Registered by ivr.steps with @first_step.
+_first_step: Callable[[CallSession], str] | None = None
 
 
 def step(cls: type[Step]) -> type[Step]:
     STEPS[cls.name] = cls()
     return cls
+
+
+def first_step(choose: Callable[[CallSession], str]) -> Callable[[CallSession], str]:
+    global _first_step
+    _first_step = choose
+    return choose
 
 
 @dataclass
@@ -99,38 +115,50 @@ def step_url(step_name: str, prompt_number: int) -> str:
     return f"{settings.BASE_URL}{reverse('ivr:step', args=[step_name])}?n={prompt_number}"
 
 
-def start_call(*, call_sid: str, caller: str, greeting: str) -> Reply:
-    """The entry prompt, for a new call or Twilio's retry of its first webhook."""
+def start_call(*, call_sid: str, caller: str, trusted: bool, greeting: Words) -> Reply:
+    """The first prompt, for a new call or Twilio's retry of its first webhook.
+
+    caller is the E.164 number or "" when withheld; trusted says whether the
+    caller ID may open PIN-only sign-in.
+    """
     try:
-        return _start_call(call_sid=call_sid, caller=caller, greeting=greeting)
+        return _start_call(call_sid=call_sid, caller=caller, trusted=trusted, greeting=greeting)
     except IntegrityError:
         # A retry of this webhook created the call between our look and our
         # insert; its transaction is gone, so look again in a new one.
-        return _start_call(call_sid=call_sid, caller=caller, greeting=greeting)
+        return _start_call(call_sid=call_sid, caller=caller, trusted=trusted, greeting=greeting)
 
 
 @transaction.atomic
-def _start_call(*, call_sid: str, caller: str, greeting: str) -> Reply:
+def _start_call(*, call_sid: str, caller: str, trusted: bool, greeting: Words) -> Reply:
     call = CallSession.objects.select_for_update().filter(call_sid=call_sid).first()
     if call is None:
         # Inserted with its first prompt in one statement (see _save).
-        call = CallSession(call_sid=call_sid, caller=caller)
+        call = CallSession(call_sid=call_sid, caller=caller, caller_trusted=trusted)
     else:
-        call.caller = caller
-        call.restart()
+        call.caller, call.caller_trusted = caller, trusted
         call.last_answer = ""
+    _restart(call)
     return _ask(call, [greeting], outcome="started")
 
 
+def _restart(call: CallSession) -> None:
+    """Back to the first prompt, signed out; which prompt depends on the caller."""
+    call.restart()
+    call.go_to(_first_step(call))
+
+
 @transaction.atomic
-def answer_prompt(*, call_sid: str, caller: str, step_name: str, prompt_number: int | None, keys: str | None) -> Reply:
+def answer_prompt(
+    *, call_sid: str, caller: str, trusted: bool, step_name: str, prompt_number: int | None, keys: str | None
+) -> Reply:
     """Take the caller's keys (None for silence) for the prompt a URL names."""
     # Locked for the whole step: Twilio's retry of this request waits here for
     # the first attempt to finish, then is recognised as a retry.
     call = CallSession.objects.select_for_update(of=("self",)).filter(call_sid=call_sid).select_related("account").first()
     if call is None or call.caller != caller:
         # A call we do not know (state purged, or a replayed URL): start over.
-        return _start_call(call_sid=call_sid, caller=caller, greeting="Let's start again.")
+        return _start_call(call_sid=call_sid, caller=caller, trusted=trusted, greeting=START_AGAIN)
 
     # Which prompt was answered with what, keyed with SECRET_KEY so that the
     # stored digest gives away no PIN: Twilio's retry is the same URL, same keys.
@@ -138,13 +166,13 @@ def answer_prompt(*, call_sid: str, caller: str, step_name: str, prompt_number: 
     if call.ended or (step_name, prompt_number) != (call.step, call.prompt_number):
         if answer == call.last_answer:
             return _replay(call)
-        call.restart()
-        return _ask(call, ["Let's start again."], outcome="stale")
+        _restart(call)
+        return _ask(call, [START_AGAIN], outcome="stale")
 
     current = STEPS.get(call.step)
     if current is None or (current.signed_in_only and not call.signed_in):
-        call.restart()
-        return _ask(call, ["Let's start again."], outcome="stale")
+        _restart(call)
+        return _ask(call, [START_AGAIN], outcome="stale")
 
     call.last_answer = answer
     keys = _normalize(current, keys)
@@ -178,34 +206,36 @@ def _no_input(call: CallSession) -> Reply:
     return _ask(call, [NOTHING_HEARD], outcome="no input")
 
 
-def _wrong_keys(call: CallSession, notice: str) -> Reply:
+def _wrong_keys(call: CallSession, notice: Words) -> Reply:
     call.timeouts = 0
     call.invalid_entries += 1
     if call.invalid_entries < STRIKES:
         return _ask(call, [notice], outcome="wrong keys")
     fallback = STEPS[call.step].after_three_wrong
     if fallback is None:
-        return _goodbye(call, f"{notice} {GOODBYE_WRONG_KEYS}", outcome="wrong keys three times")
+        return _goodbye(call, [notice, GOODBYE_WRONG_KEYS], outcome="wrong keys three times")
     call.go_to(fallback)
     return _ask(call, [notice], outcome=f"wrong keys three times, to {fallback}")
 
 
-def _goodbye(call: CallSession, message: str, *, outcome: str) -> Reply:
+def _goodbye(call: CallSession, message: Words | list[Words], *, outcome: str) -> Reply:
+    lines = [str(line) for line in (message if isinstance(message, list) else [message])]
     call.ended = timezone.now()
     call.account = None
-    call.scratch = {"goodbye": message}
+    # The words said, so that Twilio's retry of this request hears them again.
+    call.scratch = {"goodbye": lines}
     _save(call)
-    return Reply(twiml.goodbye(message), outcome)
+    return Reply(twiml.goodbye(*lines), outcome)
 
 
 def _replay(call: CallSession) -> Reply:
     """Twilio's retry of an answer already taken: the same prompt again, nothing new written."""
     if call.ended:
-        return Reply(twiml.goodbye(call.scratch.get("goodbye", "Goodbye.")), "replay")
+        return Reply(twiml.goodbye(*call.scratch.get("goodbye", [str(_("Goodbye."))])), "replay")
     return Reply(_render(call), "replay")
 
 
-def _ask(call: CallSession, notices: list[str], *, outcome: str) -> Reply:
+def _ask(call: CallSession, notices: list[Words], *, outcome: str) -> Reply:
     call.prompt_number += 1
     _save(call)
     return Reply(_render(call, notices), outcome)
@@ -220,7 +250,7 @@ def _save(call: CallSession) -> None:
         call.save(update_fields=CallSession.STEP_FIELDS)
 
 
-def _render(call: CallSession, notices: list[str] | tuple[str, ...] = ()) -> VoiceResponse:
+def _render(call: CallSession, notices: list[Words] | tuple[Words, ...] = ()) -> VoiceResponse:
     current = STEPS[call.step]
     action = step_url(current.name, call.prompt_number)
     response = VoiceResponse()

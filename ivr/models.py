@@ -25,7 +25,11 @@ class CallSessionQuerySet(models.QuerySet):
 
 class CallSession(models.Model):
     call_sid = models.CharField(max_length=64, unique=True)
-    caller = models.CharField(max_length=16, help_text="the caller's number, E.164")
+    # The caller's number, E.164, or "" when it was withheld (never stored).
+    caller = models.CharField(max_length=16, blank=True, help_text="the caller's number, E.164, or empty when withheld")
+    # Whether the caller ID may open PIN-only sign-in: shown, and not failed
+    # by the carrier's STIR/SHAKEN validation. Decided once, at the first webhook.
+    caller_trusted = models.BooleanField(default=False)
     step = models.CharField(max_length=32, default=ENTRY_STEP)
     # Which prompt of the call this is: every prompt served gets the next
     # number, and its URLs carry it, so that a stale or replayed request is

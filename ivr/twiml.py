@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.http import HttpResponse
+from django.utils.functional import Promise
+from django.utils.translation import gettext_lazy as _
 from twilio.twiml.voice_response import Gather, VoiceResponse
 
-UNAVAILABLE = "We are sorry. This service is temporarily unavailable. Please call again later. Goodbye."
+UNAVAILABLE = _("We are sorry. This service is temporarily unavailable. Please call again later. Goodbye.")
 
 
 def spoken_digits(digits: str) -> str:
@@ -14,17 +16,18 @@ def spoken_digits(digits: str) -> str:
     return ", ".join(digits)
 
 
-def say(verb: VoiceResponse | Gather, text: str) -> None:
-    verb.say(text, voice=settings.IVR_VOICE, language=settings.IVR_LANGUAGE)
+def say(verb: VoiceResponse | Gather, text: str | Promise) -> None:
+    verb.say(str(text), voice=settings.IVR_VOICE, language=settings.IVR_LANGUAGE)
 
 
 def pause(verb: VoiceResponse | Gather, seconds: int = 1) -> None:
     verb.pause(length=seconds)
 
 
-def goodbye(message: str) -> VoiceResponse:
+def goodbye(*lines: str | Promise) -> VoiceResponse:
     response = VoiceResponse()
-    say(response, message)
+    for line in lines:
+        say(response, line)
     response.hangup()
     return response
 

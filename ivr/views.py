@@ -5,21 +5,17 @@ from __future__ import annotations
 import logging
 
 from django.http import HttpRequest, HttpResponse
+from django.utils.translation import gettext_lazy as _
 from twilio.twiml.voice_response import VoiceResponse
 
-from ivr import machine, twiml
-from ivr.caller_id import account_number
+from ivr import caller_id, machine, twiml
 from ivr.decorators import twilio_webhook
 from ivr.models import CallSession
 
 logger = logging.getLogger(__name__)
 
-WELCOME = "Welcome to MyiBot."
-NEED_CALLER_ID = (
-    "We are sorry. This service needs your phone number, and it was not shown. "
-    "Please call again without hiding your number. Goodbye."
-)
-MISSING_CALL = "We are sorry. Something went wrong with this call. Please call again. Goodbye."
+WELCOME = _("Welcome to MyiBot.")
+MISSING_CALL = _("We are sorry. Something went wrong with this call. Please call again. Goodbye.")
 # Twilio's final call statuses: the call is over and its state can go.
 CALL_OVER = frozenset({"completed", "busy", "failed", "no-answer", "canceled"})
 
@@ -31,20 +27,26 @@ def _answer(response: VoiceResponse, step: str, outcome: str) -> HttpResponse:
 
 
 def _refusal(request: HttpRequest) -> HttpResponse | None:
-    """A goodbye for calls we cannot serve: withheld caller ID or no CallSid. Nothing is stored."""
-    if account_number(request.POST.get("From")) is None:
-        return _answer(twiml.goodbye(NEED_CALLER_ID), "entry", "caller ID withheld")
+    """A goodbye for a request that names no call. Nothing is stored."""
     if not request.POST.get("CallSid", "").strip() or len(request.POST["CallSid"]) > 64:
         return _answer(twiml.goodbye(MISSING_CALL), "entry", "no CallSid")
     return None
 
 
+def _caller(request: HttpRequest) -> dict[str, object]:
+    """The caller's number ("" when withheld: served, never stored) and whether it is trusted."""
+    return {
+        "caller": caller_id.caller_number(request.POST.get("From")),
+        "trusted": bool(caller_id.trusted_number(request.POST.get("From"), request.POST.get("StirVerstat"))),
+    }
+
+
 @twilio_webhook
 def voice(request: HttpRequest) -> HttpResponse:
-    """A call comes in: the entry prompt."""
+    """A call comes in: the PIN prompt for a trusted home number, the member-ID prompt for anyone else."""
     if refusal := _refusal(request):
         return refusal
-    reply = machine.start_call(call_sid=request.POST["CallSid"], caller=request.POST["From"].strip(), greeting=WELCOME)
+    reply = machine.start_call(call_sid=request.POST["CallSid"], greeting=WELCOME, **_caller(request))
     return _answer(reply.twiml, "entry", reply.outcome)
 
 
@@ -59,11 +61,7 @@ def step(request: HttpRequest, step_name: str) -> HttpResponse:
         prompt_number = None
     keys = None if request.GET.get("no_input") else request.POST.get("Digits")
     reply = machine.answer_prompt(
-        call_sid=request.POST["CallSid"],
-        caller=request.POST["From"].strip(),
-        step_name=step_name,
-        prompt_number=prompt_number,
-        keys=keys,
+        call_sid=request.POST["CallSid"], step_name=step_name, prompt_number=prompt_number, keys=keys, **_caller(request)
     )
     return _answer(reply.twiml, step_name, reply.outcome)
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import dj_database_url
+import phonenumbers
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -197,6 +198,17 @@ if not DEBUG:
 IVR_VOICE = os.environ.get("IVR_VOICE", "Polly.Joanna")
 IVR_LANGUAGE = os.environ.get("IVR_LANGUAGE", "en-US")
 IVR_GATHER_TIMEOUT = envint("IVR_GATHER_TIMEOUT", 8, minimum=6)
+
+# Identity. Numbers operators type without a country code ("555-123-0001")
+# are read as numbers of this region (an ISO 3166 code, as phonenumbers takes it).
+PHONE_REGION = os.environ.get("PHONE_REGION", "US").strip().upper()
+if PHONE_REGION not in phonenumbers.SUPPORTED_REGIONS:
+    raise ImproperlyConfigured(f"PHONE_REGION must be a region code such as US or MX, not {PHONE_REGION!r}")
+# A registration nobody verified is released after this many days, freeing its member ID.
+REGISTRATION_VERIFY_DAYS = envint("REGISTRATION_VERIFY_DAYS", 14, minimum=1)
+# Failed sign-ins across the whole service in one minute above which PIN-only
+# entry is suspended for 15 minutes (a spray of one guess on many accounts).
+SIGN_IN_SPRAY_PER_MINUTE = envint("SIGN_IN_SPRAY_PER_MINUTE", 30, minimum=1)
 
 # Money and codes.
 TRANSFER_LIMIT_DOLLARS = envint("TRANSFER_LIMIT_DOLLARS", 500, minimum=1)

@@ -12,6 +12,7 @@ import pytest
 from django.conf import settings
 from django.db import connection
 from django.test import Client
+from django.utils import timezone
 from twilio.request_validator import RequestValidator
 
 from accounts import pins
@@ -28,7 +29,7 @@ _call_numbers = itertools.count(1)
 
 def spoken_code(text: str) -> str:
     """The 6-digit confirmation code in what the caller heard, as digits."""
-    match = re.search(r"confirmation code is: ((?:\d, ){5}\d)", text)
+    match = re.search(r"(?:confirmation|registration) code is: ((?:\d, ){5}\d)", text)
     assert match, text
     return match.group(1).replace(", ", "")
 
@@ -151,8 +152,11 @@ def make_phone(client: Client):
 
 @pytest.fixture
 def account(db) -> Account:
-    """A registered caller, PIN 3971, with 100 dollars."""
-    created = Account.objects.create(phone_number="+15551230001", member_id="123456", pin_hash=pins.hash_pin("3971"))
+    """A verified caller, member ID 123456, home number +15551230001, PIN 3971, with 100 dollars."""
+    created = Account.objects.create(
+        home_number="+15551230001", member_id="123456", pin_hash=pins.hash_pin("3971"),
+        status=Account.Status.ACTIVE, verified_at=timezone.now(),
+    )
     deposit(account=created, amount_cents=100_00)
     created.refresh_from_db()
     return created

@@ -28,7 +28,15 @@ def test_whole_calls_log_none_of_the_digits_entered(make_phone, recipient, caplo
         registration_code = spoken_code(answer.text)
         phone.press("2")
         call_command("deposit", phone.caller, "100")
+        call_command("verify_code", registration_code)
         phone.hang_up()
+
+        # From another phone: the member ID, then the PIN.
+        other = make_phone("+15558880000")
+        other.dial()
+        other.press(MEMBER_ID)
+        other.press(SECRET_PIN)
+        other.hang_up()
 
         phone = make_phone("+15557770000")
         phone.dial()
@@ -48,12 +56,12 @@ def test_whole_calls_log_none_of_the_digits_entered(make_phone, recipient, caplo
 
 
 def test_a_failure_inside_logs_a_traceback_without_the_digits(phone, account, monkeypatch, caplog):
-    from accounts import services
+    from accounts import identity
 
     def broken(**kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(services, "account_sign_in", broken)
+    monkeypatch.setattr(identity, "account_sign_in", broken)
     phone.dial()
     with caplog.at_level(logging.DEBUG):
         answer = phone.press("3971")

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.django_db
 
 
 def issue_registration_code(account) -> str:
-    return services._confirmation_code_issue(account=account, purpose="registration", now=timezone.now())
+    return services.confirmation_code_issue(account=account, purpose="registration", now=timezone.now())
 
 
 def test_codes_are_six_digits_from_secrets():

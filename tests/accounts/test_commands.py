@@ -6,14 +6,15 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from accounts.models import Account, LedgerEntry, Recipient
+from accounts.models import Account, LedgerEntry, Recipient, SharedLine
+from accounts.services import deposit
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.mark.parametrize("amount, cents", [("100", 10000), ("12.50", 1250), ("12.5", 1250), ("$7", 700), ("0.01", 1)])
 def test_deposit_credits_dollars(account, capsys, amount, cents):
-    call_command("deposit", account.phone_number, amount)
+    call_command("deposit", account.home_number, amount)
     account.refresh_from_db()
     assert account.balance_cents == 10000 + cents
     assert LedgerEntry.objects.filter(kind="deposit").count() == 2
@@ -26,13 +27,30 @@ def test_deposit_credits_dollars(account, capsys, amount, cents):
 ])
 def test_deposit_refuses_bad_amounts(account, amount, message):
     with pytest.raises(CommandError, match=message):
-        call_command("deposit", account.phone_number, amount)
+        call_command("deposit", account.home_number, amount)
     assert LedgerEntry.objects.count() == 1
 
 
-def test_deposit_refuses_an_unknown_phone(db):
-    with pytest.raises(CommandError, match="no account has the phone number"):
+@pytest.mark.parametrize("reference", ["123456", "+15551230001", "555-123-0001", "(555) 123-0001", "5551230001", " 123456 "])
+def test_deposit_names_the_account_by_member_id_or_home_number_in_any_form(account, capsys, reference):
+    call_command("deposit", reference, "10")
+    account.refresh_from_db()
+    assert account.balance_cents == 11000
+    assert "Account 123456" in capsys.readouterr().out
+
+
+def test_deposit_refuses_an_unknown_account(db):
+    with pytest.raises(CommandError, match="no account has the member ID or home number"):
         call_command("deposit", "+15550009999", "10")
+    with pytest.raises(CommandError, match="no account has the member ID or home number 654321"):
+        call_command("deposit", "654321", "10")
+
+
+@pytest.mark.parametrize("reference", ["12", "1234567", "abc", "+1555abc0001", "555-1234"])
+def test_deposit_says_when_a_name_is_not_a_phone_number(account, reference):
+    with pytest.raises(CommandError, match="not a 6-digit member ID, nor a phone number in E.164 or national form"):
+        call_command("deposit", reference, "10")
+    assert LedgerEntry.objects.count() == 1
 
 
 def test_create_recipient(db, capsys):
@@ -59,14 +77,62 @@ def test_create_recipient_refuses_an_overlong_name(db):
 
 
 def test_unlock(account, capsys):
-    Account.objects.filter(pk=account.pk).update(locked_until=timezone.now() + timedelta(hours=1), failed_pin_count=4)
-    call_command("unlock", account.phone_number)
+    Account.objects.filter(pk=account.pk).update(locked_until=timezone.now() + timedelta(hours=1), failed_pin_count=4,
+                                                 lock_count=3)
+    call_command("unlock", "(555) 123-0001")
     account.refresh_from_db()
     assert not account.is_locked()
-    assert account.failed_pin_count == 0
+    assert (account.failed_pin_count, account.lock_count) == (0, 0)
     assert "Unlocked" in capsys.readouterr().out
+
+
+def test_unlock_says_when_there_was_nothing_to_unlock(account, capsys):
+    call_command("unlock", account.member_id)
+    assert "nothing to unlock" in capsys.readouterr().out
 
 
 def test_unlock_refuses_an_unknown_phone(db):
     with pytest.raises(CommandError, match="no account"):
         call_command("unlock", "+15550009999")
+
+
+def test_add_and_remove_a_shared_line(account, capsys):
+    call_command("add_shared_line", "555-123-0001", "Unit", "B", "payphone")
+    line = SharedLine.objects.get()
+    assert (line.phone_number, line.name) == ("+15551230001", "Unit B payphone")
+    out = capsys.readouterr().out
+    assert "shared line" in out and "home number of Account 123456" in out
+    with pytest.raises(CommandError, match="already a shared line"):
+        call_command("add_shared_line", "+15551230001")
+    call_command("remove_shared_line", "(555) 123-0001")
+    assert not SharedLine.objects.exists()
+    with pytest.raises(CommandError, match="is not a shared line"):
+        call_command("remove_shared_line", "+15551230001")
+
+
+@pytest.mark.parametrize("command", ["add_shared_line", "remove_shared_line"])
+def test_shared_line_commands_refuse_what_is_not_a_phone_number(db, command):
+    with pytest.raises(CommandError, match="not a phone number in E.164 or national form"):
+        call_command(command, "12")
+
+
+def test_reject_registration_frees_the_member_id_and_number(db, capsys):
+    Account.objects.create(member_id="654321", home_number="+15557770000", pin_hash="x")
+    call_command("reject_registration", "654321")
+    assert not Account.objects.exists()
+    assert "+15557770000" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("member_id, message", [("12345", "exactly 6 digits"), ("999999", "no account"),
+                                                 ("123456", "verified")])
+def test_reject_registration_refusals(account, member_id, message):
+    with pytest.raises(CommandError, match=message):
+        call_command("reject_registration", member_id)
+    assert Account.objects.filter(pk=account.pk).exists()
+
+
+def test_reject_registration_keeps_a_pending_account_with_money(db):
+    pending = Account.objects.create(member_id="654321", pin_hash="x")
+    deposit(account=pending, amount_cents=500)
+    with pytest.raises(CommandError, match="has money or history"):
+        call_command("reject_registration", "654321")

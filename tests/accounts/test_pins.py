@@ -7,7 +7,7 @@ from argon2 import PasswordHasher, Type, extract_parameters
 from argon2.exceptions import VerifyMismatchError
 from django.contrib.auth.hashers import Argon2PasswordHasher, make_password
 
-from accounts import pins, services
+from accounts import identity, pins
 from accounts.models import Account
 
 pytestmark = pytest.mark.django_db
@@ -45,24 +45,37 @@ def test_a_hash_made_with_djangos_default_argon2_verifies_and_is_upgraded(accoun
     Account.objects.filter(pk=account.pk).update(pin_hash=old)
     assert old.startswith("argon2$")
 
-    services.account_sign_in(phone_number=account.phone_number, pin="3971")
+    identity.account_sign_in(member_id=account.member_id, pin="3971")
     account.refresh_from_db()
     assert account.pin_hash.startswith("argon2id$")
     assert extract_parameters("$" + account.pin_hash.split("$", 1)[1]).memory_cost == 19456
-    assert services.account_sign_in(phone_number=account.phone_number, pin="3971") == account
+    assert identity.account_sign_in(member_id=account.member_id, pin="3971") == account
 
 
 def test_a_wrong_pin_does_not_upgrade_an_old_hash(account):
     old = make_password(pins._peppered("3971"), hasher="argon2")
     Account.objects.filter(pk=account.pk).update(pin_hash=old)
-    with pytest.raises(services.WrongPin):
-        services.account_sign_in(phone_number=account.phone_number, pin="1357")
+    with pytest.raises(identity.WrongPin):
+        identity.account_sign_in(member_id=account.member_id, pin="1357")
     account.refresh_from_db()
     assert account.pin_hash == old
 
 
-def test_the_weak_pin_rules_refuse_repeats_runs_and_common_pins():
+def test_the_weak_pin_rules_refuse_repeats_runs_years_steps_pairs_and_common_pins():
     refused = {"".join(p) for p in itertools.product("0123456789", repeat=4) if pins.pin_weakness("".join(p))}
-    assert {"0000", "9999", "0123", "1234", "6789", "9876", "3210", "1212", "1004", "2000", "2580", "6969"} <= refused
-    assert "3971" not in refused and "4682" not in refused
-    assert len(refused) == 10 + 7 + 7 + len(pins.COMMON_PINS)
+    # DataGenetics' top 20, years 1950-2029, equal steps, pairs, three of a kind, keypad shapes.
+    assert {"1234", "1111", "0000", "1212", "7777", "1004", "2000", "4444", "2222", "6969", "9999", "3333", "5555",
+            "6666", "1122", "1313", "8888", "4321", "2001", "1010"} <= refused
+    assert {"1950", "1984", "2029", "2468", "1357", "8642", "0369", "9630", "0007", "1000", "7770", "3344",
+            "2580", "0852", "5683"} <= refused
+    assert not {"3971", "4682", "1949", "2030", "5927", "8153"} & refused
+    # Most PINs stay available: the rules refuse about 4 in 100.
+    assert 300 < len(refused) < 500
+
+
+@pytest.mark.parametrize("pin, reason", [
+    ("7777", "one digit four times"), ("6789", "run in order"), ("2468", "equal steps"), ("1987", "a year"),
+    ("1122", "a pair"), ("6969", "a pair"), ("0007", "three times in a row"), ("2580", "most common"),
+])
+def test_each_weak_pin_has_its_reason(pin, reason):
+    assert reason in pins.pin_weakness(pin)

@@ -81,7 +81,9 @@ def two_servers(database_url):
 @pytest.fixture(scope="module")
 def funded(two_servers, database_url):
     call, heard = place(two_servers, ["#", "200001", "3971", "3971", "2"], caller=FUNDED)
-    assert "Your account is ready" in heard
+    assert "Your account is created" in heard
+    code = re.search(r"registration code is: ((?:\d, ){5}\d)", heard).group(1).replace(", ", "")
+    manage(production_env(database_url), "verify_code", code)
     manage(production_env(database_url), "deposit", FUNDED, "100")
     return FUNDED
 
@@ -89,12 +91,22 @@ def funded(two_servers, database_url):
 def test_a_call_alternating_between_two_servers_registers_signs_in_and_sends_money(two_servers, database_url):
     caller = "+15552000002"
     call, heard = place(two_servers, ["#", "200002", "4682", "4682", "1", "2", "1"], caller=caller)
-    assert "Your account is ready" in heard
+    assert "Your account is created" in heard
     assert "Your balance is 0 dollars and 0 cents" in heard
-    codes = re.findall(r"confirmation code is: ((?:\d, ){5}\d)", heard)
+    codes = re.findall(r"(?:registration code is|Again): ((?:\d, ){5}\d)", heard)
     assert len(codes) == 4 and len(set(codes)) == 1, "the code, read twice, then repeated"
 
-    manage(production_env(database_url), "deposit", caller, "100")
+    # Pending: no money moves until staff verify the code.
+    manage(production_env(database_url), "deposit", "555-200-0002", "100")
+    call, heard = place(two_servers, ["4682", "2", "1"], caller=caller)
+    assert "Your account is not verified yet" in heard
+    assert "registration of Account 200002" in manage(production_env(database_url), "verify_code", codes[0].replace(", ", ""))
+
+    # From a withheld number: the member ID, then the PIN.
+    call, heard = place(two_servers, ["200002", "4682", "1"], caller="anonymous")
+    assert "Please enter your 6-digit member ID" in heard
+    assert "Your balance is 100 dollars and 0 cents" in heard
+
     call, heard = place(two_servers, ["4682", "2", "25", RECIPIENT, "1", "2", "1"], caller=caller)
     assert "You are sending 25 dollars to Jane Doe" in heard
     assert "is submitted" in heard
@@ -144,7 +156,8 @@ def test_healthz_is_served_over_plain_http_with_production_settings(two_servers)
 
 RIGHT_ANSWERS = [
     ("enter your 4-digit PIN", ["3971", "#"]),
-    ("member ID", None),  # six random digits
+    ("To create an account", None),  # six random digits
+    ("enter your 6-digit member ID", ["200001", "200001", "#"]),  # the funded caller's member ID
     ("create a 4-digit PIN", ["4682"]),
     ("same PIN again", ["4682"]),
     ("To hear the code again", ["1", "2"]),

@@ -95,7 +95,7 @@ def test_a_call_survives_a_new_worker_for_every_step(client):
         phone.client = Client()
         answer = take_step()
     assert "Your balance is 0 dollars and 0 cents" in answer.text
-    assert Account.objects.filter(phone_number="+15557770000").exists()
+    assert Account.objects.filter(home_number="+15557770000").exists()
 
 
 def test_purge_deletes_ended_and_idle_calls_only(make_phone, capsys):
@@ -107,7 +107,7 @@ def test_purge_deletes_ended_and_idle_calls_only(make_phone, capsys):
 
     call_command("purge_call_sessions")
     assert list(CallSession.objects.values_list("call_sid", flat=True)) == [live.call_sid]
-    assert "Deleted the state of 2 ended or idle call(s)." in capsys.readouterr().out
+    assert "Deleted the state of 2 ended or idle call(s);" in capsys.readouterr().out
 
 
 def test_purge_takes_an_idle_limit_and_refuses_a_silly_one(make_phone, capsys):

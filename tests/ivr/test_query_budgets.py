@@ -15,16 +15,47 @@ SAVEPOINTS = 2
 
 
 def test_entry(phone, django_assert_max_num_queries):
-    # Is the call known (locked if so)? Then its row, inserted with its first prompt.
-    with django_assert_max_num_queries(SAVEPOINTS + 2):
+    # Is the call known (locked if so)? Is the number a home number open to
+    # PIN-only sign-in (one query: not shared, no spray)? Then the call's row,
+    # inserted with its first prompt.
+    with django_assert_max_num_queries(SAVEPOINTS + 3):
         phone.dial()
 
 
-def test_pin(phone, account, django_assert_max_num_queries):
+def test_entry_withheld(phone, django_assert_max_num_queries):
+    # A withheld number needs no look-up: the member-ID prompt.
+    phone.caller = "anonymous"
+    with django_assert_max_num_queries(SAVEPOINTS + 2):
+        assert "member ID" in phone.dial().text
+
+
+def test_pin_only(phone, account, django_assert_max_num_queries):
     phone.dial()
-    # The call, locked; the account, locked; the account's counters; the call.
+    # The call, locked; still PIN-only?; the account, locked; the call. The
+    # account is written only when its counters change.
     with django_assert_max_num_queries(SAVEPOINTS + 2 + 4):
         assert "Main menu" in phone.press("3971").text
+
+
+def test_member_id_then_pin(phone, account, django_assert_max_num_queries):
+    phone.caller = "+15550009999"
+    phone.dial()
+    # The member ID is not looked up: the call, locked, and its update.
+    with django_assert_max_num_queries(4):
+        phone.press("123456")
+    # The call, locked; the account by member ID, locked; the call.
+    with django_assert_max_num_queries(SAVEPOINTS + 2 + 3):
+        assert "Main menu" in phone.press("3971").text
+
+
+def test_wrong_pin(phone, account, django_assert_max_num_queries):
+    phone.caller = "+15550009999"
+    phone.dial()
+    phone.press("123456")
+    # The call; the account, locked; its counters; the service-wide failure
+    # mark, the failures of the last minute, is a spray on?; the call.
+    with django_assert_max_num_queries(SAVEPOINTS + 2 + 6):
+        assert "not correct" in phone.press("1357").text
 
 
 @pytest.mark.parametrize("keys", ["1", "3"], ids=["to balance", "repeat"])
@@ -59,14 +90,16 @@ def test_send_money(signed_in, recipient, django_assert_max_num_queries, before,
 def test_registration_steps(phone, django_assert_max_num_queries):
     phone.caller = "+15557770000"
     phone.dial()
-    with django_assert_max_num_queries(5):
-        phone.press("#")  # is the number taken?
+    with django_assert_max_num_queries(4):
+        phone.press("#")
     with django_assert_max_num_queries(5):
         phone.press("654321")  # is the member ID taken?
     with django_assert_max_num_queries(4):
         phone.press("4682")
-    with django_assert_max_num_queries(SAVEPOINTS + 2 + 7 + SAVEPOINTS):
-        phone.press("4682")  # the account and its code
+    # Is the number shared or taken? The account, inserted ON CONFLICT DO
+    # NOTHING, and read back; a free code checked and stored.
+    with django_assert_max_num_queries(SAVEPOINTS + 2 + 6 + SAVEPOINTS):
+        phone.press("4682")
 
 
 def test_fallback_and_status(phone, django_assert_max_num_queries):

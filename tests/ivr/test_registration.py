@@ -21,10 +21,12 @@ def register(phone, member_id="654321", pin="3971"):
 def test_it_registers_a_new_caller_and_reads_the_code_slowly(phone):
     answer = register(phone)
 
-    account = Account.objects.get(phone_number=phone.caller)
+    account = Account.objects.get(home_number=phone.caller)
     assert account.member_id == "654321"
     assert account.balance_cents == 0
-    assert "Your account is ready" in answer.text
+    assert (account.status, account.verified_at) == ("pending", None)
+    assert "Your account is created" in answer.text
+    assert "give them this registration code" in answer.text
     code = spoken_code(answer.text)
     stored = ConfirmationCode.objects.get(account=account)
     assert stored.purpose == "registration"
@@ -65,7 +67,7 @@ def test_it_goes_back_to_create_on_a_pin_mismatch(phone):
     assert "create a 4-digit PIN" in answer.text
     assert not Account.objects.exists()
     phone.press("4682")
-    assert "Your account is ready" in phone.press("4682").text
+    assert "Your account is created" in phone.press("4682").text
 
 
 def test_it_ends_the_call_after_three_mismatches(phone):
@@ -82,8 +84,9 @@ def test_it_ends_the_call_after_three_mismatches(phone):
 @pytest.mark.parametrize("weak, reason", [
     ("0000", "one digit"), ("7777", "one digit"), ("1234", "in order"), ("6789", "in order"),
     ("0123", "in order"), ("4321", "in order"), ("3210", "in order"), ("9876", "in order"),
-    ("1212", "most common"), ("2580", "most common"), ("6969", "most common"), ("1004", "most common"),
-    ("2000", "most common"),
+    ("1212", "pair"), ("2580", "most common"), ("6969", "pair"), ("1004", "most common"),
+    ("2000", "a year"), ("1987", "a year"), ("2468", "equal steps"), ("1357", "equal steps"), ("0007", "three times"),
+    ("1122", "pair"), ("1313", "pair"),
 ])
 def test_it_refuses_weak_pins_with_a_reason(phone, weak, reason):
     phone.dial()
@@ -96,11 +99,21 @@ def test_it_refuses_weak_pins_with_a_reason(phone, weak, reason):
     assert "create a 4-digit PIN" in answer.text
 
 
-def test_it_says_so_when_the_number_already_has_an_account(phone, account):
+def test_a_home_number_can_register_another_account_which_gets_no_home_number(phone, account):
     phone.dial()
-    answer = phone.press("#")
-    assert "already has an account" in answer.text
-    assert "enter your 4-digit PIN" in answer.text
+    assert "For other options, press pound" in phone.last.text
+    assert "To create a new account, press pound" in phone.press("#").text
+    register_from_member_id_prompt(phone, member_id="654321")
+    created = Account.objects.get(member_id="654321")
+    assert created.home_number is None
+    assert Account.objects.get(home_number=phone.caller) == account
+
+
+def register_from_member_id_prompt(phone, member_id="654321", pin="4682"):
+    assert "To create an account" in phone.press("#").text
+    phone.press(member_id)
+    phone.press(pin)
+    return phone.press(pin)
 
 
 def test_it_refuses_a_member_id_in_use(phone, account):
@@ -118,7 +131,7 @@ def test_it_refuses_a_member_id_taken_during_the_call(phone):
     phone.press("#")
     phone.press("654321")
     phone.press("3971")
-    Account.objects.create(phone_number="+15559990000", member_id="654321", pin_hash="x")
+    Account.objects.create(home_number="+15559990000", member_id="654321", pin_hash="x")
 
     answer = phone.press("3971")
     assert "already has an account" in answer.text
@@ -144,6 +157,6 @@ def test_a_new_caller_registers_hangs_up_then_signs_in_and_hears_the_balance(mak
     assert not CallSession.objects.exists()
 
     second = make_phone("+15557770000")
-    second.dial()
+    assert "For other options, press pound" in second.dial().text, "the registering number became the home number"
     assert "Main menu" in second.press("4682").text
     assert "Your balance is 0 dollars and 0 cents." in second.press("1").text

@@ -46,24 +46,31 @@ def test_a_wrong_pin_asks_again(phone, account):
     assert not answer.hangs_up
 
 
-def test_an_unknown_caller_hears_exactly_what_a_wrong_pin_hears(make_phone, account):
-    known, unknown = make_phone(account.phone_number), make_phone("+15550009999")
+def test_an_unknown_member_id_hears_exactly_what_a_wrong_pin_hears(make_phone, account):
+    known, unknown = make_phone("+15550008888"), make_phone("+15550009999")
     for phone in (known, unknown):
         phone.dial()
+    assert without_prompt_numbers(known.last.raw) == without_prompt_numbers(unknown.last.raw)
     for attempt in range(3):
-        heard = [without_prompt_numbers(phone.press("1357").raw.replace(phone.call_sid, "")) for phone in (known, unknown)]
+        heard = [
+            without_prompt_numbers(phone.press(member_id).raw) for phone, member_id in ((known, "123456"), (unknown, "999999"))
+        ]
+        assert heard[0] == heard[1], "the PIN prompt comes whether the member ID exists or not"
+        heard = [without_prompt_numbers(phone.press("1357").raw) for phone in (known, unknown)]
         assert heard[0] == heard[1]
 
 
-def test_an_unknown_caller_costs_a_hash_as_a_known_one_does(phone, monkeypatch):
+def test_an_unknown_member_id_costs_a_hash_as_a_known_one_does(phone, monkeypatch):
     from accounts import pins
 
     hashed = []
     real = pins.make_password
     monkeypatch.setattr(pins, "make_password", lambda *a, **k: hashed.append(a) or real(*a, **k))
+    phone.caller = "+15550009999"
     phone.dial()
+    phone.press("999999")
     phone.press("1357")
-    assert len(hashed) == 1, "a dummy hash runs for an unknown number"
+    assert len(hashed) == 1, "a dummy hash runs for an unknown member ID"
 
 
 def test_the_third_wrong_pin_ends_the_call(phone, account):
@@ -79,20 +86,22 @@ def test_the_third_wrong_pin_ends_the_call_even_after_going_to_registration(phon
     phone.dial()
     phone.press("1357")
     phone.press("1358")
-    phone.press("#")  # "already has an account", back at the PIN prompt
+    assert "member ID" in phone.press("#").text  # other options: the member-ID prompt
+    phone.press(account.member_id)
     assert phone.press("1359").hangs_up
 
 
 def test_it_locks_after_five_failed_pins_across_calls(make_phone, account, caplog):
     with caplog.at_level(logging.INFO):
         for call in range(3):
-            phone = make_phone(account.phone_number)
+            phone = make_phone(account.home_number)
             phone.dial()
             for attempt in range(2):
                 answer = phone.press("1357")
                 if "locked" in answer.text:
                     break
-    assert "temporarily locked" in answer.text
+    assert "locked for 15 minutes" in answer.text
+    assert "Staff can help" in answer.text
     assert answer.hangs_up
     account.refresh_from_db()
     assert account.is_locked()
@@ -100,28 +109,28 @@ def test_it_locks_after_five_failed_pins_across_calls(make_phone, account, caplo
     assert "account locked: account=%s" % account.pk in caplog.text
     assert "1357" not in caplog.text
 
-    phone = make_phone(account.phone_number)
+    phone = make_phone(account.home_number)
     phone.dial()
     answer = phone.press("3971")
-    assert "temporarily locked" in answer.text, "the right PIN does not open a locked account"
+    assert "locked for 15 minutes" in answer.text, "the right PIN does not open a locked account"
     assert answer.hangs_up
 
 
 def test_six_wrong_pins_over_three_calls_keep_the_right_one_out_until_unlocked(make_phone, account):
     tries = 0
     for call in range(3):
-        phone = make_phone(account.phone_number)
+        phone = make_phone(account.home_number)
         phone.dial()
         while tries < 6 and not phone.last.hangs_up:
             phone.press("1357")
             tries += 1
     assert tries == 6
-    phone = make_phone(account.phone_number)
+    phone = make_phone(account.home_number)
     phone.dial()
-    assert "temporarily locked" in phone.press("3971").text
+    assert "locked for 15 minutes" in phone.press("3971").text
 
-    call_command("unlock", account.phone_number)
-    phone = make_phone(account.phone_number)
+    call_command("unlock", account.home_number)
+    phone = make_phone(account.home_number)
     phone.dial()
     assert "Main menu" in phone.press("3971").text
 
@@ -133,7 +142,7 @@ def test_the_lock_lifts_when_it_expires(phone, account):
 
 
 def test_a_right_pin_resets_the_failure_count(make_phone, account):
-    phone = make_phone(account.phone_number)
+    phone = make_phone(account.home_number)
     phone.dial()
     phone.press("1357")
     phone.press("1357")

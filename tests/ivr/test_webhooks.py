@@ -80,13 +80,16 @@ def test_it_is_csrf_exempt(phone):
     ["", "anonymous", "Anonymous", "restricted", "unknown", "private", "+266696687", "+7378742833", "+86282452253",
      "5551230001", "+0123", "+1555abc", "+1" + "5" * 20, "x" * 5000, None],
 )
-def test_it_says_goodbye_to_withheld_caller_ids_and_stores_nothing(phone, caller_id):
+def test_it_serves_withheld_caller_ids_by_member_id_and_never_stores_them(phone, caller_id):
     phone.caller = caller_id
-    for url in ["/twilio/voice", "/twilio/step/entry?n=1"]:
-        answer = phone.twiml(phone.post(url, {"Digits": "1234"}))
-        assert "needs your phone number" in answer.text
-        assert answer.hangs_up
-    assert not CallSession.objects.exists()
+    answer = phone.dial()
+    assert "Please enter your 6-digit member ID" in answer.text
+    assert not answer.hangs_up
+    call = CallSession.objects.get(call_sid=phone.call_sid)
+    assert (call.caller, call.caller_trusted) == ("", False)
+    # A forged or stale step URL on such a call starts over at the member-ID prompt.
+    again = phone.twiml(phone.post("/twilio/step/entry?n=1", {"Digits": "1234"}))
+    assert "start again" in again.text and "member ID" in again.text
 
 
 def test_it_says_goodbye_without_a_call_sid(phone):
@@ -96,8 +99,9 @@ def test_it_says_goodbye_without_a_call_sid(phone):
     assert not CallSession.objects.exists()
 
 
-def test_it_greets_a_call_and_asks_for_the_pin(phone):
+def test_it_greets_a_home_number_and_asks_for_the_pin(phone, account):
     answer = phone.dial()
+    assert "For other options, press pound" in answer.text
     assert answer.verbs == ["Say", "Pause", "Gather", "Redirect"]
     assert "Welcome" in answer.text
     gather = answer.gather

@@ -1,0 +1,8 @@
+"""Every prompt of the call (SPEC section 5): what it says, what it takes, where it leads.
+
+One module per part of the call, one class per prompt, each holding its own
+words. Counting silences and wrong keys, retries, stale URLs and the TwiML
+itself are ivr/machine.py's work. Importing this package registers the steps.
+"""
+
+from ivr.steps import entry, menu, registration, send_money  # noqa: F401

@@ -1,0 +1,138 @@
+"""Sending money: amount, recipient, confirmation, then the confirmation code."""
+
+from __future__ import annotations
+
+import re
+
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+
+from accounts import services
+from accounts.models import Recipient
+from accounts.money import spoken_amount, spoken_dollars
+from ivr.machine import Again, Goto, Outcome, Step, Words, step
+from ivr.models import CallSession
+from ivr.steps.common import ONE_KEY_1_2, PRESS_1_OR_2, SIX_DIGITS, code_lines, keep_code
+from ivr.steps.menu import NOT_VERIFIED
+from ivr.twiml import spoken_digits
+
+NOTHING_SENT = gettext_lazy("No money was sent.")
+
+
+@step
+class SendAmount(Step):
+    name = "send_amount"
+    keys = re.compile(r"[0-9]{1,4}", re.ASCII)
+    wrong_keys = gettext_lazy("Please enter whole dollars only, up to 4 digits, then press pound.")
+    finish_on_key = "#"
+
+    def prompt(self, call: CallSession) -> list[Words | object]:
+        return [_("How many dollars would you like to send? Enter the amount in whole dollars, then press pound.")]
+
+    def answer(self, call: CallSession, keys: str) -> Outcome:
+        amount_cents = int(keys) * 100
+        try:
+            services.transfer_check(account=call.account, amount_cents=amount_cents)
+        except services.AccountNotVerified:
+            return Goto("menu", NOT_VERIFIED)
+        except services.InvalidAmount:
+            return Again(_("The amount must be at least 1 dollar."))
+        except services.TransferLimitExceeded as refusal:
+            return Again(_("The most you can send at one time is %(amount)s.") % {"amount": spoken_dollars(refusal.limit_cents)})
+        except services.InsufficientFunds:
+            return Again(_("Not enough funds. Your balance is %(amount)s.") % {"amount": spoken_amount(call.account.balance_cents)})
+        call.scratch = {"amount_cents": amount_cents}
+        return Goto("send_recipient")
+
+
+@step
+class SendRecipient(Step):
+    name = "send_recipient"
+    keys = SIX_DIGITS
+    wrong_keys = gettext_lazy("A recipient code has 6 digits.")
+    num_digits = 6
+    after_three_wrong = "menu"
+
+    def prompt(self, call: CallSession) -> list[Words | object]:
+        return [_("Enter the 6-digit code of the person you are sending to.")]
+
+    def answer(self, call: CallSession, keys: str) -> Outcome:
+        recipient = Recipient.objects.filter(code=keys, active=True).first()
+        if recipient is None:
+            return Again(_("We could not find that recipient code."))
+        call.scratch.update(recipient_code=recipient.code, recipient_name=recipient.name)
+        return Goto("send_confirm")
+
+
+@step
+class SendConfirm(Step):
+    name = "send_confirm"
+    keys = ONE_KEY_1_2
+    wrong_keys = PRESS_1_OR_2
+    num_digits = 1
+
+    def prompt(self, call: CallSession) -> list[Words | object]:
+        return [
+            _("You are sending %(amount)s to %(name)s, recipient code %(code)s.")
+            % {
+                "amount": spoken_dollars(call.scratch["amount_cents"]),
+                "name": call.scratch["recipient_name"],
+                "code": spoken_digits(call.scratch["recipient_code"]),
+            },
+            _("To confirm, press 1. To cancel, press 2."),
+        ]
+
+    def answer(self, call: CallSession, keys: str) -> Outcome:
+        if keys == "2":
+            call.scratch = {}
+            return Goto("menu", _("Cancelled. No money was sent."))
+        try:
+            receipt = services.transfer_submit(
+                account=call.account,
+                recipient_code=call.scratch["recipient_code"],
+                amount_cents=call.scratch["amount_cents"],
+                # This prompt of this call: a retried confirmation finds its transfer.
+                idempotency_key=f"{call.call_sid}:{call.prompt_number}",
+            )
+        except services.AccountNotVerified:
+            call.scratch = {}
+            return Goto("menu", NOT_VERIFIED)
+        except services.InsufficientFunds:
+            call.scratch = {}
+            return Goto("menu", f"{_('Not enough funds.')} {NOTHING_SENT}")
+        except services.UnknownRecipient:
+            call.scratch = {}
+            return Goto("menu", f"{_('That recipient can no longer receive money.')} {NOTHING_SENT}")
+        except (services.TransferLimitExceeded, services.InvalidAmount):
+            call.scratch = {}
+            return Goto("menu", f"{_('That amount cannot be sent.')} {NOTHING_SENT}")
+        if receipt.code is None:
+            call.scratch = {}
+            return Goto("menu", _("This transfer was already submitted."))
+        sent = _("Your transfer of %(amount)s to %(name)s is submitted.") % {
+            "amount": spoken_dollars(receipt.transfer.amount_cents),
+            "name": call.scratch["recipient_name"],
+        }
+        keep_code(call, receipt.code, sent=sent)
+        return Goto("send_code")
+
+
+@step
+class SendCode(Step):
+    name = "send_code"
+    keys = ONE_KEY_1_2
+    wrong_keys = PRESS_1_OR_2
+    num_digits = 1
+
+    def prompt(self, call: CallSession) -> list[Words | object]:
+        return [
+            call.scratch.get("sent", ""),
+            *code_lines(call, _("Your confirmation code is:")),
+            _("To hear the code again, press 1. For the main menu, press 2."),
+        ]
+
+    def answer(self, call: CallSession, keys: str) -> Outcome:
+        if keys == "1":
+            return Goto(self.name)
+        call.scratch = {}
+        return Goto("menu")
