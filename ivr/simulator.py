@@ -1,36 +1,95 @@
 """A phone that behaves like Twilio, for `manage.py call`, the end-to-end tests and the benchmark.
 
 It posts the parameters Twilio posts, signs every request with the auth token
-as Twilio does, and follows the TwiML as Twilio documents it:
+as Twilio does, and follows the TwiML as Twilio documents it, not as our
+server happens to use it today:
 
-- <Say> is heard, <Pause> is a pause.
-- <Gather> reads keys: finishOnKey (default "#") ends the entry and is not
-  sent; numDigits ends it when reached. No keys (silence, or finishOnKey
-  alone) sends nothing to action and the next verb runs, unless
-  actionOnEmptyResult="true", which posts Digits="".
+- <Say> is heard, SSML children included (<break>, <prosody>, <say-as>, ...);
+  <Pause> is a pause (1 s unless length says otherwise).
+- <Gather>: action defaults to the document's own URL, method POST, timeout
+  5 s, finishOnKey "#" ("" disables it), numDigits unlimited. numDigits
+  reached, or finishOnKey pressed, posts at once; any other entry is posted
+  when the timeout runs out. Digits never include finishOnKey; FinishedOnKey
+  names the key that ended the entry ("" when numDigits or the timeout did).
+  Silence, or finishOnKey pressed alone, posts nothing and the next verb runs,
+  unless actionOnEmptyResult="true", which posts Digits="".
+- Keys typed while a <Say> or <Pause> nested in the <Gather> plays answer the
+  <Gather> and stop its audio (barge-in); keys typed during verbs outside a
+  <Gather> are lost.
 - <Redirect> is followed; <Hangup>, or running out of verbs, ends the call.
+- A non-2xx answer, or none within 15 s, sends Twilio to the fallback URL
+  with ErrorCode and ErrorUrl; when that fails too, Twilio says its own error
+  message and hangs up.
 - At the end, the status callback is posted with CallStatus=completed.
+
+It never sleeps. A virtual clock counts what the call costs the caller:
+seconds of speech, pauses and SSML breaks, and above all the seconds spent
+waiting after an entry for Twilio's timeout. `SimulatedCall.totals` holds the
+figures, and every Event carries them as they stood when it happened, so a
+test can ask what the caller went through before hearing something
+(`call.totals_before("balance|saldo")`).
+
+Scripts answer prompts through a callback, keys(prompt), which returns what
+the caller presses: a string (typed once the prompt has been heard in full),
+a Press (typed earlier: Press.at_once("3971") types through the notices),
+"" for silence, or None to hang up.
 """
 
 from __future__ import annotations
 
+import http.client
+import math
+import re
 import secrets
 import time
 import urllib.error
 import urllib.request
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from urllib.parse import urlencode, urlsplit
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from urllib.parse import urlencode, urljoin, urlsplit
 
 from twilio.request_validator import RequestValidator
+
+VOICE_PATH = "/twilio/voice"
+FALLBACK_PATH = "/twilio/fallback"
+STATUS_PATH = "/twilio/status"
 
 # A call that makes this many requests without asking for keys is looping.
 MAX_REQUESTS_WITHOUT_A_PROMPT = 20
 
+# Twilio gives up on a webhook that has not answered in 15 seconds.
+TWILIO_TIMEOUT_SECONDS = 15.0
+# Twilio's error codes for a failed webhook, sent to the fallback URL as ErrorCode.
+ERROR_HTTP = "11200"  # HTTP retrieval failure: the answer was not 2xx
+ERROR_NO_ANSWER = "11205"  # HTTP connection failure: no answer, or none in time
+# What Twilio says when the fallback URL fails too, before hanging up.
+APPLICATION_ERROR = "We are sorry, an application error has occurred. Goodbye."
+
+# Speech rate for the virtual clock: 150 words a minute (0.4 s a word), about
+# what Polly's voices read a prompt at. An estimate: it is the same for every
+# prompt, so comparisons between prompts and between versions hold.
+WORDS_PER_SECOND = 2.5
+# <break strength="..."/> in seconds, as Polly roughly renders them; a bare
+# <break/> is "medium". Estimates, like the speech rate.
+BREAK_SECONDS = {"none": 0.0, "x-weak": 0.0, "weak": 0.25, "medium": 0.5, "strong": 0.75, "x-strong": 1.25}
+# <prosody rate="..."> as a factor of the normal rate ("80%" is 0.8).
+PROSODY_RATES = {"x-slow": 0.6, "slow": 0.8, "medium": 1.0, "fast": 1.25, "x-fast": 1.5}
+
+# "press 1", "press pound", "oprima 2", "marque el 3": the keys a prompt offers.
+OFFER = re.compile(
+    r"\b(?:press|dial|oprima|marque|pulse|presione)\s+(?:the\s+|la\s+tecla\s+|el\s+)?"
+    r"(?P<key>[0-9*#]|pound|hash|star|numeral|almohadilla|asterisco)(?!\w)",
+    re.IGNORECASE,
+)
+KEY_NAMES = {"pound": "#", "hash": "#", "numeral": "#", "almohadilla": "#", "star": "*", "asterisco": "*"}
+WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
+# Errors a transport raises when the server does not answer (refused, reset, timed out, garbled).
+NO_ANSWER_ERRORS = (OSError, http.client.HTTPException)
+
 
 class CallFailed(Exception):
-    """The server answered something Twilio could not follow."""
+    """The server answered something Twilio could not follow (not TwiML, a loop, a GET)."""
 
 
 @dataclass
@@ -41,7 +100,11 @@ class Answer:
 
 
 class Transport:
-    """Sends one signed POST; signed_url is the URL Twilio would have called."""
+    """Sends one signed POST; signed_url is the URL Twilio would have called.
+
+    Raises OSError (or http.client.HTTPException) when no answer comes: the
+    simulator treats that as Twilio treats a connection failure or a timeout.
+    """
 
     def post(self, signed_url: str, params: dict[str, str], headers: dict[str, str]) -> Answer:
         raise NotImplementedError
@@ -67,7 +130,7 @@ class InProcess(Transport):
 class OverHttp(Transport):
     """To a running server, as Fly's proxy would forward Twilio's request to it."""
 
-    def __init__(self, server: str, timeout: float = 15.0) -> None:
+    def __init__(self, server: str, timeout: float = TWILIO_TIMEOUT_SECONDS) -> None:
         self.server = server.rstrip("/")
         self.timeout = timeout
 
@@ -91,41 +154,171 @@ class OverHttp(Transport):
         return Answer(status, body, (time.perf_counter() - started) * 1000)
 
 
-@dataclass
-class Event:
-    """One line of the transcript."""
+@dataclass(frozen=True)
+class Totals:
+    """What the call has cost the caller so far, on the virtual clock."""
 
-    kind: str  # say, pause, prompt, keys, silence, request, hangup, end
-    text: str
+    requests: int = 0  # POSTs made: webhooks, fallbacks, the status callback
+    entries: int = 0  # <Gather>s answered with keys (finishOnKey pressed alone counts)
+    keys_lost: int = 0  # keys typed during verbs outside a <Gather>: Twilio drops them
+    words: int = 0  # words heard; words cut off by a key are not
+    wait_seconds: float = 0.0  # waiting after entries for the timeout (0 when numDigits or finishOnKey ended them)
+    silence_seconds: float = 0.0  # waiting at prompts the caller did not answer
+    seconds: float = 0.0  # the whole call: speech, pauses, breaks and waits
+
+
+@dataclass(frozen=True)
+class Audio:
+    """One <Say>, <Pause> or <Play> as the caller hears it."""
+
+    kind: str  # "say", "pause" or "play"
+    text: str  # say: the words, SSML rendered (a break is a space); play: the URL; pause: ""
+    seconds: float  # how long it plays, loops included
+    words: int = 0  # words spoken, loops included
+    language: str = ""  # say: its language attribute ("en-US" when absent, Twilio's default)
+    voice: str = ""  # say: its voice attribute ("" when absent)
+    loop: int = 1  # times played; 0 is Twilio's "until the call ends", counted as once
+    shown: str = ""  # say: the text with SSML breaks marked, e.g. "4, [700 ms] 7"
+    nested: bool = False  # inside a <Gather>: keys typed while it plays answer the <Gather>
+
+
+@dataclass(frozen=True)
+class Press:
+    """Keys and when the caller types them.
+
+    after_says is how many <Say>s the caller hears before typing, counted from
+    the first thing said since the previous entry (notices outside the <Gather>
+    included), then the <Gather>'s own. 0 types at once; None (a plain string)
+    types once the whole prompt has been heard. Keys that land on a verb outside
+    the <Gather> are lost, and the <Gather> then hears silence: the caller
+    believes they have answered and waits.
+    """
+
+    keys: str
+    after_says: int | None = None
+
+    @classmethod
+    def at_once(cls, keys: str) -> Press:
+        return cls(keys, after_says=0)
 
 
 @dataclass
 class Prompt:
-    """A <Gather> waiting for keys, as the caller meets it."""
+    """A <Gather> waiting for keys, as the caller meets it, before any of its audio plays."""
 
     num_digits: int | None
     finish_on_key: str
     timeout: int
-    heard: str  # what the caller heard inside the <Gather>
+    heard: str  # everything the <Gather> says, in order (a caller who types early hears less)
+    audio: list[Audio] = field(default_factory=list)  # the <Gather>'s nested <Say>s, <Pause>s and <Play>s
+    before: list[Audio] = field(default_factory=list)  # heard outside any <Gather> since the last entry
+    action: str = ""  # the URL the entry is posted to (absolute)
+    action_on_empty_result: bool = False
+    number: int = 0  # 1 for the call's first <Gather>
+    url: str = ""  # the TwiML document the <Gather> is in
+
+    @property
+    def says(self) -> list[Audio]:
+        return [item for item in self.audio if item.kind == "say"]
+
+    @property
+    def languages(self) -> list[str]:
+        """The languages of the <Gather>'s <Say>s, each once, in order."""
+        return list(dict.fromkeys(say.language for say in self.says))
+
+    @property
+    def offered(self) -> list[str]:
+        """The keys the <Gather> offers in words ("press 1", "press pound"), in order."""
+        return list(dict.fromkeys(key for say in self.says for key in offered_keys(say.text)))
+
+
+@dataclass
+class Event:
+    """One line of the transcript.
+
+    kind is one of: say, pause, play (heard); prompt (a <Gather> listens);
+    keys (an entry), silence (none); wait (seconds before Twilio posts, after an
+    entry or silence); lost (keys typed outside a <Gather>); interrupted (a
+    <Gather>'s audio cut off by keys); request (a POST); error (a webhook
+    failed); hangup; unsupported (a verb the simulator skips).
+    """
+
+    kind: str
+    text: str
+    seconds: float = 0.0  # on the virtual clock: say, pause, wait
+    language: str = ""  # say
+    voice: str = ""  # say
+    nested: bool = False  # say, pause: inside a <Gather>
+    shown: str = ""  # say: the text with SSML breaks marked
+    note: str = ""  # why, in words: what was posted, what a wait means
+    flagged: bool = False  # wait: a key the prompt offers was followed by a wait for the timeout
+    totals: Totals = field(default_factory=Totals)  # the call's totals just before this event
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A webhook that failed, as Twilio reports it to the fallback URL."""
+
+    url: str
+    error_code: str  # ERROR_HTTP or ERROR_NO_ANSWER
+    status: int | None  # the HTTP status, None when no answer came
+    reason: str
+
+
+# What a keys callback returns: keys typed after the prompt, a Press, "" for silence, None to hang up.
+KeysCallback = Callable[[Prompt], "str | Press | None"]
+Request = tuple[str, dict[str, str]]
+
+
+class _HangUp:
+    """The caller hung up at a prompt."""
+
+
+HANG_UP = _HangUp()
 
 
 @dataclass
 class SimulatedCall:
-    """One phone call. keys(prompt) returns what the caller presses, "" for silence, None to hang up."""
+    """One phone call. place(keys) follows it to the end; keys(prompt) answers each <Gather>.
+
+    lang answers a language prompt (a <Gather> whose <Say>s are in more than one
+    language) by itself: the caller presses the key offered in the <Say> whose
+    language starts with lang, after hearing that <Say>, without asking keys().
+    None leaves it to keys() like any prompt. The default, "en", keeps scripts
+    written for a one-language call working. stir, when set, is sent as
+    StirVerstat on every request.
+    """
 
     base_url: str
     auth_token: str
     transport: Transport
-    caller: str = "+15551230001"
+    caller: str = "+15551230001"  # sent as From and Caller exactly, "anonymous" and "" included
     called: str = "+15550000000"
     call_sid: str = field(default_factory=lambda: "CA" + secrets.token_hex(16))
     on_event: Callable[[Event], None] = lambda event: None
     transcript: list[Event] = field(default_factory=list)
-    answers: list[tuple[str, Answer]] = field(default_factory=list)
-    ended_by: str = ""
+    answers: list[tuple[str, Answer]] = field(default_factory=list)  # every answer received, by URL
+    ended_by: str = ""  # "caller", "server" (<Hangup>), "end of document", "application error"
+    stir: str | None = None  # StirVerstat, e.g. "TN-Validation-Passed-A"
+    lang: str | None = "en"
+    fallback_url: str | None = None  # None: base_url + /twilio/fallback; "": no fallback URL configured
+    prompts: list[Prompt] = field(default_factory=list)  # every <Gather> met, in order
+    failures: list[Failure] = field(default_factory=list)  # every webhook that failed, in order
+    totals: Totals = field(default_factory=Totals, init=False)  # so far; see totals_before() for earlier
+    # Heard outside a <Gather> since the last entry: keys typed then are lost.
+    _before: list[Audio] = field(default_factory=list, init=False, repr=False)
+    _requests_since_prompt: int = field(default=0, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.base_url = self.base_url.rstrip("/")
+        if self.fallback_url is None:
+            self.fallback_url = self.base_url + FALLBACK_PATH
+
+    # Requests ---------------------------------------------------------------
 
     def params(self, **extra: str) -> dict[str, str]:
-        return {
+        """The parameters Twilio sends with every request of this call."""
+        params = {
             "CallSid": self.call_sid,
             "AccountSid": "AC" + "0" * 32,
             "From": self.caller,
@@ -135,109 +328,391 @@ class SimulatedCall:
             "CallStatus": "in-progress",
             "Direction": "inbound",
             "ApiVersion": "2010-04-01",
-            **extra,
         }
+        if self.stir:
+            params["StirVerstat"] = self.stir
+        return {**params, **extra}
 
     def post(self, url: str, params: dict[str, str]) -> Answer:
+        """One signed POST, as Twilio makes it. Raises what the transport raises when no answer comes."""
         url = url if "://" in url else self.base_url + url
         signature = RequestValidator(self.auth_token).compute_signature(url, params)
-        answer = self.transport.post(url, params, {"X-Twilio-Signature": signature})
+        self._count(requests=1)
+        try:
+            answer = self.transport.post(url, params, {"X-Twilio-Signature": signature})
+        except NO_ANSWER_ERRORS as error:
+            self._note("request", f"POST {_path(url)} -> no answer ({error})")
+            raise
         self.answers.append((url, answer))
-        self._note("request", f"POST {urlsplit(url).path} -> {answer.status} ({answer.milliseconds:.0f} ms)")
+        self._note("request", f"POST {_path(url)} -> {answer.status} ({answer.milliseconds:.0f} ms)")
         return answer
 
-    def place(self, keys: Callable[[Prompt], str | None]) -> list[Event]:
+    def totals_before(self, pattern: str | re.Pattern[str]) -> Totals | None:
+        """The totals just before the first <Say> heard that matches pattern (a regex, any case).
+
+        E.g. totals_before("balance|saldo").entries: the entries it took to hear the balance.
+        None when nothing heard matched.
+        """
+        regex = re.compile(pattern, re.IGNORECASE) if isinstance(pattern, str) else pattern
+        for event in self.transcript:
+            if event.kind == "say" and regex.search(event.text):
+                return event.totals
+        return None
+
+    # The call ---------------------------------------------------------------
+
+    def place(self, keys: KeysCallback) -> list[Event]:
         """Place the call and follow the TwiML until it ends; returns the transcript."""
-        document_url = self.base_url + "/twilio/voice"
-        answer = self.post(document_url, self.params())
-        requests_since_prompt = 0
+        request: Request | None = (self.base_url + VOICE_PATH, self.params())
         try:
-            while answer is not None:
-                if answer.status != 200:
-                    raise CallFailed(f"HTTP {answer.status} from {document_url}")
-                requests_since_prompt += 1
-                if requests_since_prompt > MAX_REQUESTS_WITHOUT_A_PROMPT:
+            while request is not None:
+                self._requests_since_prompt += 1
+                if self._requests_since_prompt > MAX_REQUESTS_WITHOUT_A_PROMPT:
                     raise CallFailed("the call loops without asking for anything")
-                next_request = None
-                for verb in self._verbs(answer.body):
-                    if verb.tag == "Say":
-                        self._note("say", (verb.text or "").strip())
-                    elif verb.tag == "Pause":
-                        self._note("pause", f"{verb.get('length', '1')} s")
-                    elif verb.tag == "Gather":
-                        requests_since_prompt = 0
-                        outcome = self._gather(verb, document_url, keys)
-                        if outcome == "hangup":
-                            self.ended_by = "caller"
-                            return self.transcript
-                        if outcome is not None:
-                            next_request = outcome
-                            break
-                    elif verb.tag == "Redirect":
-                        next_request = ((verb.text or "").strip() or document_url, self.params())
-                        break
-                    elif verb.tag == "Hangup":
-                        self._note("hangup", "the line goes quiet")
-                        self.ended_by = "server"
-                        return self.transcript
-                    else:
-                        self._note("say", f"[unsupported verb <{verb.tag}>]")
-                if next_request is None:
-                    # Out of verbs: Twilio ends the call.
-                    self._note("hangup", "no more verbs: the call ends")
-                    self.ended_by = "end of document"
-                    return self.transcript
-                document_url, params = next_request
-                answer = self.post(document_url, params)
+                document = self._fetch(*request)
+                if document is None:
+                    break
+                request = self._follow(*document, keys)
         finally:
-            self.post(self.base_url + "/twilio/status", self.params(CallStatus="completed", CallDuration="60"))
+            self._status_callback()
         return self.transcript
 
-    def _verbs(self, body: str) -> Iterator[ET.Element]:
-        try:
-            root = ET.fromstring(body)
-        except ET.ParseError as error:
-            raise CallFailed(f"not TwiML: {error}") from None
-        if root.tag != "Response":
-            raise CallFailed(f"not TwiML: the root is <{root.tag}>")
-        return iter(list(root))
+    def _fetch(self, url: str, params: dict[str, str]) -> tuple[str, str] | None:
+        """The TwiML for a request, from the fallback URL if the URL fails; None when both fail."""
+        outcome = self._try(url, params)
+        if isinstance(outcome, Answer):
+            return url, outcome.body
+        if self.fallback_url:
+            fallback = self._try(self.fallback_url, self.params(ErrorCode=outcome.error_code, ErrorUrl=url))
+            if isinstance(fallback, Answer):
+                return self.fallback_url, fallback.body
+        # Twilio's own words, then it hangs up.
+        self._hear(Audio("say", APPLICATION_ERROR, _speech_seconds(APPLICATION_ERROR), _words(APPLICATION_ERROR),
+                         language="en-US", voice="Twilio", shown=APPLICATION_ERROR))
+        self._note("hangup", "Twilio hangs up: the webhook and its fallback failed")
+        self.ended_by = "application error"
+        return None
 
-    def _gather(self, gather: ET.Element, document_url: str, keys: Callable[[Prompt], str | None]):
-        heard = []
-        for child in gather:
-            if child.tag == "Say":
-                heard.append((child.text or "").strip())
-                self._note("say", heard[-1])
-            elif child.tag == "Pause":
-                self._note("pause", f"{child.get('length', '1')} s")
-        num_digits = int(gather.get("numDigits")) if gather.get("numDigits") else None
-        finish_on_key = gather.get("finishOnKey", "#")
-        prompt = Prompt(num_digits, finish_on_key, int(gather.get("timeout", "5")), " ".join(heard))
-        self._note("prompt", f"keys? numDigits={num_digits or 'any'} finishOnKey={finish_on_key or 'none'}")
-        pressed = keys(prompt)
-        if pressed is None:
-            self._note("hangup", "the caller hangs up")
-            return "hangup"
-        collected = ""
-        for key in pressed:
-            if finish_on_key and key == finish_on_key:
+    def _try(self, url: str, params: dict[str, str]) -> Answer | Failure:
+        try:
+            answer = self.post(url, params)
+        except NO_ANSWER_ERRORS as error:
+            failure = Failure(url, ERROR_NO_ANSWER, None, f"no answer: {error}")
+        else:
+            if answer.milliseconds > TWILIO_TIMEOUT_SECONDS * 1000:
+                failure = Failure(url, ERROR_NO_ANSWER, answer.status,
+                                  f"answered after {answer.milliseconds / 1000:.1f} s: Twilio gave up at 15 s")
+            elif not 200 <= answer.status < 300:
+                failure = Failure(url, ERROR_HTTP, answer.status, f"HTTP {answer.status}")
+            else:
+                return answer
+        self.failures.append(failure)
+        then = ("the fallback failed too" if url == self.fallback_url else "Twilio requests the fallback URL"
+                if self.fallback_url else "no fallback URL")
+        self._note("error", f"POST {_path(url)}: {failure.reason} (ErrorCode {failure.error_code}): {then}")
+        return failure
+
+    def _status_callback(self) -> None:
+        duration = str(math.ceil(self.totals.seconds))
+        try:
+            self.post(self.base_url + STATUS_PATH, self.params(CallStatus="completed", CallDuration=duration))
+        except NO_ANSWER_ERRORS as error:
+            self._note("error", f"the status callback got no answer: {error}")
+
+    def _follow(self, document_url: str, body: str, keys: KeysCallback) -> Request | None:
+        """Run one TwiML document: the next request, or None when the call ends."""
+        for verb in _verbs(body):
+            if verb.tag in ("Say", "Pause", "Play"):
+                audio = _audio(verb, nested=False)
+                self._hear(audio)
+                self._before.append(audio)
+            elif verb.tag == "Gather":
+                self._requests_since_prompt = 0
+                outcome = self._gather(verb, document_url, keys)
+                if outcome is HANG_UP:
+                    self.ended_by = "caller"
+                    return None
+                if outcome is not None:
+                    return outcome
+            elif verb.tag == "Redirect":
+                _posts_only(verb)
+                return urljoin(document_url, (verb.text or "").strip()), self.params()
+            elif verb.tag in ("Hangup", "Reject"):
+                self._note("hangup", "the line goes quiet" if verb.tag == "Hangup" else "the call is rejected")
+                self.ended_by = "server"
+                return None
+            else:
+                self._note("unsupported", f"<{verb.tag}> is not simulated: skipped")
+        # Out of verbs: Twilio ends the call.
+        self._note("hangup", "no more verbs: the call ends")
+        self.ended_by = "end of document"
+        return None
+
+    # <Gather> -----------------------------------------------------------------
+
+    def _gather(self, gather: ET.Element, document_url: str, keys: KeysCallback) -> Request | _HangUp | None:
+        _posts_only(gather)
+        before, self._before = self._before, []
+        prompt = self._prompt(gather, document_url, before)
+        self.prompts.append(prompt)
+
+        chosen = self._language_choice(prompt)
+        if chosen is not None:
+            press = chosen
+        else:
+            answer = keys(prompt)
+            if answer is None:
+                for audio in prompt.audio:
+                    self._hear(audio)
+                self._note("hangup", "the caller hangs up")
+                return HANG_UP
+            press = answer if isinstance(answer, Press) else Press(answer)
+
+        pressed = self._listen(prompt, press)
+        languages = f" languages={','.join(prompt.languages)}" if len(prompt.languages) > 1 else ""
+        self._note("prompt", f"keys? numDigits={prompt.num_digits or 'any'} "
+                             f"finishOnKey={prompt.finish_on_key or 'none'} timeout={prompt.timeout} s{languages}")
+        why = f"lang={self.lang}: the caller picks their language; " if chosen is not None else ""
+        return self._entry(prompt, pressed, why)
+
+    def _listen(self, prompt: Prompt, press: Press) -> str:
+        """Play the <Gather>'s audio up to the caller's keys; returns the keys the <Gather> receives."""
+        before, audio = prompt.before, prompt.audio
+        point = _typing_point(before + audio, press.after_says) if press.keys else len(before) + len(audio)
+        pressed = press.keys
+        if pressed and point < len(before):
+            # Typed while a verb outside the <Gather> played: Twilio was not listening.
+            landed = before[point]
+            during = repr(landed.text) if landed.kind == "say" else f"a <{landed.kind.title()}>"
+            self._note("lost", pressed, note=f"typed during {during}, outside the <Gather>: "
+                                             "Twilio drops them and the <Gather> hears nothing")
+            self._count(keys_lost=len(pressed))
+            pressed, point = "", len(before) + len(audio)
+        # Barge-in: the first key stops the <Gather>'s audio.
+        cut = point - len(before)
+        for item in audio[:cut]:
+            self._hear(item)
+        if audio[cut:]:
+            unheard = " / ".join(item.text or f"<{item.kind.title()}>" for item in audio[cut:])
+            self._note("interrupted", unheard, note="keys stop the <Gather>'s audio")
+        return pressed
+
+    def _entry(self, prompt: Prompt, pressed: str, why: str = "") -> Request | None:
+        """Twilio's reading of the keys: what is posted, and after how long."""
+        collected, finished_on, ignored = "", "", ""
+        for index, key in enumerate(pressed):
+            if prompt.finish_on_key and key == prompt.finish_on_key:
+                finished_on, ignored = key, pressed[index + 1:]
                 break
             collected += key
-            if num_digits and len(collected) >= num_digits:
+            if prompt.num_digits and len(collected) >= prompt.num_digits:
+                ignored = pressed[index + 1:]
                 break
-        if not collected and gather.get("actionOnEmptyResult") != "true":
-            self._note("silence", "(no keys)" if not pressed else f"(only {pressed!r}: nothing is sent)")
-            return None
-        self._note("keys", collected)
-        return (gather.get("action") or document_url, self.params(Digits=collected))
+        complete = bool(finished_on) or bool(prompt.num_digits and len(collected) >= prompt.num_digits)
+        # numDigits reached or finishOnKey pressed: Twilio posts at once. Anything else waits for the timeout.
+        wait = 0 if complete else prompt.timeout
+        posts = bool(collected) or prompt.action_on_empty_result
+        sent = (f"posts Digits={collected!r} FinishedOnKey={finished_on!r}" if posts
+                else "posts nothing: the next verb runs")
 
-    def _note(self, kind: str, text: str) -> None:
-        event = Event(kind, text)
+        if not pressed:
+            self._note("silence", "(no keys)", note=sent)
+            self._note("wait", f"{wait} s", seconds=wait, note="silence: Twilio waits for the timeout")
+            self._count(silence_seconds=wait, seconds=wait)
+        else:
+            late = f"; {ignored!r} came after the entry ended: lost" if ignored else ""
+            self._note("keys", pressed, note=why + sent + late)
+            offered = wait > 0 and pressed in prompt.offered
+            note = (f"{pressed!r} is offered by the prompt, yet the caller waits {wait} s for the timeout" if offered
+                    else "" if wait == 0 else "no numDigits reached, no finishOnKey: Twilio waits for the timeout")
+            self._note("wait", f"{wait} s", seconds=wait, note=note, flagged=offered)
+            self._count(entries=1, wait_seconds=wait, seconds=wait)
+        if not posts:
+            return None
+        return prompt.action, self.params(Digits=collected, FinishedOnKey=finished_on, msg="Gather End")
+
+    def _prompt(self, gather: ET.Element, document_url: str, before: list[Audio]) -> Prompt:
+        try:
+            num_digits = int(gather.get("numDigits", "0")) or None
+            timeout = int(gather.get("timeout", "5"))
+        except ValueError as error:
+            raise CallFailed(f"a <Gather> Twilio cannot read: {error}") from None
+        audio = []
+        for child in gather:
+            if child.tag in ("Say", "Pause", "Play"):
+                audio.append(_audio(child, nested=True))
+            else:
+                self._note("unsupported", f"<{child.tag}> inside <Gather> is not simulated: skipped")
+        return Prompt(
+            num_digits=num_digits,
+            finish_on_key=gather.get("finishOnKey", "#"),
+            timeout=timeout,
+            heard=" ".join(item.text for item in audio if item.kind == "say"),
+            audio=audio,
+            before=before,
+            action=urljoin(document_url, gather.get("action") or document_url),
+            action_on_empty_result=gather.get("actionOnEmptyResult", "false").lower() == "true",
+            number=len(self.prompts) + 1,
+            url=document_url,
+        )
+
+    def _language_choice(self, prompt: Prompt) -> Press | None:
+        """The caller's own key on a language prompt, typed after hearing their language's <Say>."""
+        if not self.lang or len(prompt.languages) < 2:
+            return None
+        says_heard = sum(1 for audio in prompt.before if audio.kind == "say")
+        for audio in prompt.audio:
+            if audio.kind != "say":
+                continue
+            says_heard += 1
+            keys = offered_keys(audio.text)
+            if audio.language.lower().startswith(self.lang.lower()) and keys:
+                return Press(keys[0], after_says=says_heard)
+        return None
+
+    # The transcript and the clock ---------------------------------------------
+
+    def _hear(self, audio: Audio) -> None:
+        loops = (f" (x{audio.loop})" if audio.loop > 1
+                 else " (loop=0: until the call ends; counted once)" if audio.loop == 0 else "")
+        text = audio.text if audio.kind != "pause" else f"{audio.seconds:g} s"
+        self._note(audio.kind, text, seconds=audio.seconds, language=audio.language, voice=audio.voice,
+                   nested=audio.nested, shown=audio.shown + loops if audio.kind == "say" else "")
+        self._count(words=audio.words, seconds=audio.seconds)
+
+    def _count(self, **more: float) -> None:
+        self.totals = replace(self.totals, **{name: getattr(self.totals, name) + value for name, value in more.items()})
+
+    def _note(self, kind: str, text: str, **details: object) -> None:
+        event = Event(kind, text, totals=self.totals, **details)  # type: ignore[arg-type]
         self.transcript.append(event)
         self.on_event(event)
 
 
-def scripted(keys: list[str]) -> Callable[[Prompt], str | None]:
+# TwiML reading --------------------------------------------------------------------
+
+
+def _verbs(body: str) -> list[ET.Element]:
+    try:
+        root = ET.fromstring(body)
+    except ET.ParseError as error:
+        raise CallFailed(f"not TwiML: {error}") from None
+    if root.tag != "Response":
+        raise CallFailed(f"not TwiML: the root is <{root.tag}>")
+    return list(root)
+
+
+def _posts_only(verb: ET.Element) -> None:
+    # Our server takes POST only; a GET here is a bug the caller would meet as Twilio's error message.
+    if verb.get("method", "POST").upper() != "POST":
+        raise CallFailed(f"<{verb.tag} method={verb.get('method')!r}>: the simulator (and our server) take POST only")
+
+
+def _audio(verb: ET.Element, *, nested: bool) -> Audio:
+    try:
+        length, loop = float(verb.get("length", "1")), int(verb.get("loop", "1"))
+    except ValueError as error:
+        raise CallFailed(f"a <{verb.tag}> Twilio cannot read: {error}") from None
+    if verb.tag == "Pause":
+        return Audio("pause", "", length, nested=nested)
+    times = max(loop, 1)
+    if verb.tag == "Play":
+        # The length of a recording is unknown here: it counts no time.
+        return Audio("play", (verb.text or "").strip(), 0.0, loop=loop, nested=nested)
+    speech = _Speech()
+    speech.read(verb, rate=1.0)
+    text = speech.text()
+    return Audio("say", text, round(speech.seconds * times, 2), _words(text) * times,
+                 language=verb.get("language", "en-US"), voice=verb.get("voice", ""), loop=loop,
+                 shown=speech.text(marked=True), nested=nested)
+
+
+class _Speech:
+    """A <Say> and its SSML children, read as the caller hears them: text, breaks and time."""
+
+    def __init__(self) -> None:
+        self.pieces: list[tuple[str, str]] = []  # (plain, marked)
+        self.seconds = 0.0
+
+    def read(self, element: ET.Element, rate: float) -> None:
+        # itertext-style: an element's text, then each child, then the text after it (its tail).
+        self.said(element.text, rate)
+        for child in element:
+            tag = child.tag.rsplit("}", 1)[-1]
+            if tag == "break":
+                seconds = _break_seconds(child)
+                self.seconds += seconds
+                self.pieces.append((" ", f" [{seconds * 1000:.0f} ms] "))
+            elif tag == "sub":
+                # <sub alias="..."> is said as its alias.
+                self.said(" " + child.get("alias", "".join(child.itertext())) + " ", rate)
+            else:
+                # Every SSML element is its own run of words: <say-as>4 7</say-as> does not run into the next word.
+                self.pieces.append((" ", " "))
+                self.read(child, rate * _prosody_rate(child.get("rate")) if tag == "prosody" else rate)
+                self.pieces.append((" ", " "))
+            self.said(child.tail, rate)
+
+    def said(self, text: str | None, rate: float) -> None:
+        if text:
+            self.pieces.append((text, text))
+            self.seconds += len(WORD.findall(text)) / WORDS_PER_SECOND / rate
+
+    def text(self, *, marked: bool = False) -> str:
+        joined = " ".join("".join(piece[marked] for piece in self.pieces).split())
+        # Spaces that SSML elements leave before punctuation: "is 4 7 ." reads "is 4 7."
+        return re.sub(r"\s+([,.;:!?])", r"\1", joined)
+
+
+def _break_seconds(element: ET.Element) -> float:
+    time_ = element.get("time")
+    if time_:
+        match = re.fullmatch(r"\s*([0-9.]+)\s*(ms|s)\s*", time_)
+        if not match:
+            raise CallFailed(f"<break time={time_!r}>: Twilio takes e.g. 700ms or 2s")
+        return float(match.group(1)) / (1000 if match.group(2) == "ms" else 1)
+    return BREAK_SECONDS.get(element.get("strength", "medium"), BREAK_SECONDS["medium"])
+
+
+def _prosody_rate(rate: str | None) -> float:
+    if not rate:
+        return 1.0
+    if rate.endswith("%"):
+        return max(float(rate[:-1]) / 100, 0.2)
+    return PROSODY_RATES.get(rate, 1.0)
+
+
+def _words(text: str) -> int:
+    return len(WORD.findall(text))
+
+
+def _speech_seconds(text: str) -> float:
+    return round(_words(text) / WORDS_PER_SECOND, 2)
+
+
+def _typing_point(sequence: list[Audio], after_says: int | None) -> int:
+    """The index in sequence of the first item not heard when the caller types."""
+    if after_says is None:
+        return len(sequence)
+    says = 0
+    for index, audio in enumerate(sequence):
+        if says >= after_says:
+            return index
+        says += audio.kind == "say"
+    return len(sequence)
+
+
+def _path(url: str) -> str:
+    parts = urlsplit(url)
+    return parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+def offered_keys(text: str) -> list[str]:
+    """The keys a sentence offers: "For English, press 1." -> ["1"]; "press pound" -> ["#"]."""
+    return [KEY_NAMES.get(match.group("key").lower(), match.group("key")) for match in OFFER.finditer(text)]
+
+
+def scripted(keys: Iterable[str | Press]) -> KeysCallback:
     """Answer prompts from a list ("" is silence); hang up when it runs out."""
     remaining = iter(keys)
     return lambda prompt: next(remaining, None)

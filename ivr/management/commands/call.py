@@ -6,10 +6,21 @@ import sys
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from ivr.simulator import CallFailed, Event, InProcess, OverHttp, Prompt, SimulatedCall, scripted
+from ivr.simulator import CallFailed, Event, InProcess, OverHttp, Press, Prompt, SimulatedCall, scripted
 
-SHOWN = {"say": "  SAY    {}", "pause": "  PAUSE  {}", "prompt": "  ...    {}", "keys": "  KEYS   {}",
-         "silence": "  KEYS   {}", "hangup": "  HANGUP {}"}
+SHOWN = {"pause": "  PAUSE  {}", "play": "  PLAY   {}", "prompt": "  ...    {}", "lost": "  LOST   {}",
+         "error": "  ERROR  {}", "hangup": "  HANGUP {}", "unsupported": "  ??     {}"}
+STIR_VALUES = ("TN-Validation-Passed-A", "TN-Validation-Passed-B", "TN-Validation-Passed-C",
+               "TN-Validation-Failed-A", "TN-Validation-Failed-B", "TN-Validation-Failed-C", "No-TN-Validation")
+
+
+def say_line(language: str, voice: str, text: str) -> str:
+    return f"  SAY    [{' '.join(part for part in (language, voice) if part)}] {text}"
+
+
+def parse_keys(keys: str) -> list[str | Press]:
+    """--keys: one item a prompt; "" is silence, "^3971" types 3971 at once, through any notices."""
+    return [Press.at_once(item[1:]) if item.startswith("^") else item for item in keys.split(",")]
 
 
 class Command(BaseCommand):
@@ -18,44 +29,110 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--url", help="a running server, e.g. http://127.0.0.1:3001 (default: in process)")
         parser.add_argument("--base-url", help="the public URL Twilio signs (default: BASE_URL in process, --url otherwise)")
-        parser.add_argument("--from", dest="caller", default="+15551230001", help="the caller ID (default +15551230001)")
-        parser.add_argument("--keys", help='a whole call, comma-separated: "#,123456#,3971#,3971#,2,1" ("" is silence)')
+        parser.add_argument("--from", dest="caller", default="+15551230001",
+                            help='the caller ID, sent as is (default +15551230001; "anonymous" is a withheld number)')
+        parser.add_argument("--keys", help='a whole call, comma-separated: "#,123456#,3971#,3971#,2,1" ("" is silence, '
+                                           '"^3971" types at once, through any notices)')
         parser.add_argument("--token", help="the auth token to sign with (default: TWILIO_AUTH_TOKEN)")
+        parser.add_argument("--lang", choices=("en", "es", "none"), default="en",
+                            help="answer a language prompt in this language by itself; none: with --keys (default en)")
+        parser.add_argument("--stir", metavar="VERSTAT",
+                            help=f"SHAKEN/STIR result sent as StirVerstat: {', '.join(STIR_VALUES)}")
         parser.add_argument("--verbose", action="store_true", help="show every request and how long it took")
 
     def handle(self, *args: object, url: str | None, base_url: str | None, caller: str, keys: str | None,
-               token: str | None, verbose: bool, **options: object) -> None:
+               token: str | None, lang: str, stir: str | None, verbose: bool, **options: object) -> None:
+        disabled = logging.root.manager.disable
         if not verbose:
-            # The server's own log lines would interleave with what the caller hears.
-            logging.disable(logging.INFO)
-        transport = OverHttp(url) if url else InProcess()
+            # The server's own log lines (its 403 warnings too) would interleave with what the caller hears.
+            logging.disable(logging.WARNING)
+        try:
+            self._call(url, (base_url or url or settings.BASE_URL).rstrip("/"), caller, keys,
+                       token or settings.TWILIO_AUTH_TOKEN, None if lang == "none" else lang, stir, verbose)
+        finally:
+            # In process (tests), logging is everyone's: give it back as it was.
+            logging.disable(disabled)
+
+    def _call(self, url: str | None, base_url: str, caller: str, keys: str | None, token: str,
+              lang: str | None, stir: str | None, verbose: bool) -> None:
+        self._verbose, self._prompt_shown = verbose, False
         call = SimulatedCall(
-            base_url=(base_url or url or settings.BASE_URL).rstrip("/"),
-            auth_token=token or settings.TWILIO_AUTH_TOKEN,
-            transport=transport,
+            base_url=base_url,
+            auth_token=token,
+            transport=OverHttp(url) if url else InProcess(),
             caller=caller,
-            on_event=lambda event: self._show(event, verbose),
+            on_event=self._show,
+            lang=lang,
+            stir=stir,
         )
         where = f"server {url}" if url else "in process"
-        self.stdout.write(f"Calling from {caller or '(withheld)'} ({where}). Call {call.call_sid}.")
-        answer_prompt = scripted(keys.split(",")) if keys is not None else self._ask
+        extras = "".join(f", {label} {value}" for label, value in (("StirVerstat", stir), ("lang", lang)) if value)
+        self.stdout.write(f"Calling from {caller or '(no caller ID)'} ({where}{extras}). Call {call.call_sid}.")
         try:
-            call.place(answer_prompt)
+            call.place(scripted(parse_keys(keys)) if keys is not None else self._ask)
         except CallFailed as error:
             raise CommandError(f"the call failed: {error}") from None
-        except OSError as error:
-            raise CommandError(f"cannot reach {url}: {error}") from None
-        self.stdout.write(f"Call ended ({call.ended_by}) after {len(call.answers)} requests.")
+        totals = call.totals
+        self.stdout.write(
+            f"Call ended ({call.ended_by}): {totals.requests} requests, {totals.entries} entries, "
+            f"{totals.words} words heard, {totals.wait_seconds:g} s waiting after entries, "
+            f"{totals.seconds:.0f} s in all."
+        )
+        problem = self._explain(call, base_url, url)
+        if problem and call.ended_by == "application error":
+            raise CommandError(problem)
+        if problem:
+            self.stderr.write(problem)
 
-    def _show(self, event: Event, verbose: bool) -> None:
+    def _explain(self, call: SimulatedCall, base_url: str, url: str | None) -> str:
+        """What went wrong, in words the person at the terminal can act on."""
+        if any(failure.status == 403 for failure in call.failures):
+            return (
+                "the server answered 403: the signature did not match. The server checks X-Twilio-Signature "
+                f"against its BASE_URL and TWILIO_AUTH_TOKEN. Check --base-url (now {base_url}: it must be the "
+                "URL the server signs against, its BASE_URL) and --token (it must be the server's TWILIO_AUTH_TOKEN)."
+            )
+        if call.failures and all(failure.status is None for failure in call.failures):
+            return f"cannot reach {url or 'the server'}: {call.failures[0].reason}"
+        if call.failures:
+            return "the call failed: " + "; ".join(f"{failure.url}: {failure.reason}" for failure in call.failures)
+        return ""
+
+    def _show(self, event: Event) -> None:
         if event.kind == "request":
-            if verbose:
+            if self._verbose:
                 self.stdout.write(f"  HTTP   {event.text}")
             return
-        self.stdout.write(SHOWN.get(event.kind, "  {}").format(event.text))
+        if self._prompt_shown and (event.nested or event.kind == "prompt"):
+            # _ask showed the prompt before asking for keys.
+            self._prompt_shown = event.kind != "prompt"
+            return
+        if event.kind == "say":
+            self.stdout.write(say_line(event.language, event.voice, event.shown or event.text))
+        elif event.kind == "keys":
+            self.stdout.write(f"  KEYS   {event.text}   ({event.note})")
+        elif event.kind == "silence":
+            self.stdout.write(f"  KEYS   (silence)   ({event.note})")
+        elif event.kind == "wait":
+            marker = f"   <-- {event.note}" if event.flagged else ""
+            self.stdout.write(f"  WAIT   {event.text}{marker}")
+        elif event.kind == "lost":
+            self.stdout.write(f"  LOST   {event.text}   ({event.note})")
+        elif event.kind == "interrupted":
+            self.stdout.write(f"  ---    (interrupted) not heard: {event.text}")
+        else:
+            self.stdout.write(SHOWN.get(event.kind, "  {}").format(event.text))
 
     def _ask(self, prompt: Prompt) -> str | None:
         """Interactive keys: a line of keys, an empty line for silence, Ctrl-D or 'h' to hang up."""
+        for audio in prompt.audio:
+            if audio.kind == "say":
+                self.stdout.write(say_line(audio.language, audio.voice, audio.shown))
+            else:
+                self.stdout.write(SHOWN[audio.kind].format(f"{audio.seconds:g} s" if audio.kind == "pause" else audio.text))
+        self.stdout.write(f"  ...    keys? numDigits={prompt.num_digits or 'any'} "
+                          f"finishOnKey={prompt.finish_on_key or 'none'} timeout={prompt.timeout} s")
+        self._prompt_shown = True
         try:
             line = input("  keys (Enter = silence, h = hang up)> ")
         except EOFError:
