@@ -71,6 +71,12 @@ if _development_stand_ins:
         "insecure development values stand in. Never run like this in production.\n"
     )
 
+# Twilio webhook signatures beyond TWILIO_AUTH_TOKEN (docs/TWILIO.md). Optional, empty when unused.
+# A second Auth Token accepted beside TWILIO_AUTH_TOKEN, only while the token is rotated.
+TWILIO_SECONDARY_AUTH_TOKEN = os.environ.get("TWILIO_SECONDARY_AUTH_TOKEN", "").strip()
+# The secret of a Webhook Rule's SharedKey; a request saying it is signed with one is refused without it.
+TWILIO_WEBHOOK_SHARED_KEY = os.environ.get("TWILIO_WEBHOOK_SHARED_KEY", "").strip()
+
 _base = urlsplit(BASE_URL)
 if _base.scheme not in ("http", "https") or not _base.hostname:
     raise ImproperlyConfigured(f"BASE_URL must be an origin like https://myibot.fly.dev, not {BASE_URL!r}")
