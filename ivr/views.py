@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
+import re
+from urllib.parse import urlsplit
 
 from django.http import HttpRequest, HttpResponse
 from django.utils.translation import gettext_lazy as _
 from twilio.twiml.voice_response import VoiceResponse
 
 from ivr import caller_id, machine, twiml
-from ivr.decorators import twilio_webhook
+from ivr.decorators import call_label, twilio_webhook
 from ivr.models import CallSession
 
 logger = logging.getLogger(__name__)
@@ -66,23 +68,66 @@ def step(request: HttpRequest, step_name: str) -> HttpResponse:
     return _answer(reply.twiml, step_name, reply.outcome)
 
 
+def _same_caller(stored_caller: str, from_: str | None) -> bool:
+    """Whether a status callback's From is the caller a call was stored for.
+
+    Compared as the call stored it: a withheld From matches only a call whose
+    caller was withheld too.
+    """
+    return caller_id.caller_number(from_) == stored_caller
+
+
 @twilio_webhook
 def status(request: HttpRequest) -> HttpResponse:
     """Twilio's call status callback: forget a call once it is over.
 
-    Answers 200 for calls we do not know, so that Twilio does not retry.
+    Only the call's own caller can end it here: a signed callback naming another
+    caller's From deletes nothing. Answers 200 for calls we do not know too:
+    an error status would tell Twilio nothing it could act on.
     """
     call_status = request.POST.get("CallStatus", "")
     outcome = "noted"
     if call_status in CALL_OVER:
-        deleted, _ = CallSession.objects.filter(call_sid=request.POST.get("CallSid", "")).delete()
-        outcome = "forgotten" if deleted else "unknown call"
+        call = CallSession.objects.filter(call_sid=request.POST.get("CallSid", "")).only("caller").first()
+        if call is None:
+            outcome = "unknown call"
+        elif not _same_caller(call.caller, request.POST.get("From")):
+            outcome = "another caller: kept"
+        else:
+            call.delete()
+            outcome = "forgotten"
     response = HttpResponse("")
     response.ivr_step, response.ivr_outcome = f"status {call_status[:20]}", outcome
     return response
 
 
+# What a logged value from Twilio's fallback request may keep: a forged one cannot
+# start a new log line or pass for another field.
+_UNSAFE_ERROR_CODE = re.compile(r"[^0-9A-Za-z]")
+_UNSAFE_URL_PATH = re.compile(r"[^0-9A-Za-z/._~-]")
+
+
+def _error_url_path(error_url: str) -> str:
+    """The path of the URL that failed, never its query (which may carry what a caller typed)."""
+    try:
+        path = urlsplit(error_url[:2000]).path
+    except ValueError:
+        return "-"
+    return _UNSAFE_URL_PATH.sub("", path)[:120] or "-"
+
+
 @twilio_webhook
 def fallback(request: HttpRequest) -> HttpResponse:
-    """Twilio's fallback URL, used when our voice URL fails: static words, no database."""
+    """Twilio's fallback URL, used when our voice URL fails: static words, no database.
+
+    Logs the error Twilio reports (ErrorCode, and the path of ErrorUrl), so
+    that a failure seen only by Twilio shows in our logs too.
+    """
+    error_code = _UNSAFE_ERROR_CODE.sub("", request.POST.get("ErrorCode", "")[:100])[:10] or "-"
+    logger.warning(
+        "twilio fallback: call=%s error=%s url=%s",
+        call_label(request),
+        error_code,
+        _error_url_path(request.POST.get("ErrorUrl", "")),
+    )
     return _answer(twiml.unavailable(), "fallback", "apology")

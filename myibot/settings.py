@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -72,6 +73,12 @@ if _development_stand_ins:
         "insecure development values stand in. Never run like this in production.\n"
     )
 
+# Twilio webhook signatures beyond TWILIO_AUTH_TOKEN (docs/TWILIO.md). Optional, empty when unused.
+# A second Auth Token accepted beside TWILIO_AUTH_TOKEN, only while the token is rotated.
+TWILIO_SECONDARY_AUTH_TOKEN = os.environ.get("TWILIO_SECONDARY_AUTH_TOKEN", "").strip()
+# The secret of a Webhook Rule's SharedKey; a request saying it is signed with one is refused without it.
+TWILIO_WEBHOOK_SHARED_KEY = os.environ.get("TWILIO_WEBHOOK_SHARED_KEY", "").strip()
+
 _base = urlsplit(BASE_URL)
 if _base.scheme not in ("http", "https") or not _base.hostname:
     raise ImproperlyConfigured(f"BASE_URL must be an origin like https://myibot.fly.dev, not {BASE_URL!r}")
@@ -92,6 +99,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "axes",
     "accounts",
     "ivr",
 ]
@@ -108,6 +116,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes requires: it turns a locked-out admin login into a 429.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "myibot.urls"
@@ -193,6 +203,26 @@ if not DEBUG:
     SECURE_HSTS_PRELOAD = True
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
+
+# Admin sign-in throttling (django-axes). Only /admin/ authenticates; Twilio's
+# webhooks never do, so axes never sees them.
+AUTHENTICATION_BACKENDS = [
+    # First: it refuses a locked-out username or address before any password is checked.
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = 5
+AXES_COOLOFF_TIME = timedelta(minutes=15)
+# Two separate locks, not their combination: five failures for one username lock
+# it from every address, and five from one address lock it for every username.
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_ONLY_ADMIN_SITE = True
+# Fly's proxy sets Fly-Client-IP; REMOTE_ADDR is the proxy's own address there.
+AXES_CLIENT_IP_CALLABLE = "myibot.client_ip.client_ip"
+# Axes stores a failed login's form data with the password always masked, and
+# masks the username and address in its log lines (its defaults, kept).
+# Not verbose: no "AXES: BEGIN" line on every manage.py command; failures and lockouts are still logged.
+AXES_VERBOSE = False
 
 # The IVR: how it speaks and how long it waits for slow callers.
 IVR_VOICE = os.environ.get("IVR_VOICE", "Polly.Joanna")
