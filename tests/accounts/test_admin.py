@@ -8,12 +8,12 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts import services
-from accounts.models import Account, ConfirmationCode, LedgerEntry, Recipient, Transfer
+from accounts.models import Account, ConfirmationCode, LedgerEntry, Recipient, SharedLine, SignInSpray, Transfer
 from ivr.models import CallSession
 
 pytestmark = pytest.mark.django_db
 
-MODELS = ["account", "recipient", "transfer", "ledgerentry", "confirmationcode"]
+MODELS = ["account", "recipient", "transfer", "ledgerentry", "confirmationcode", "sharedline", "signinspray"]
 
 
 @pytest.fixture
@@ -40,7 +40,10 @@ def test_every_list_and_page_loads_for_staff(staff, transfer, call, app, model):
     assert response.status_code == 200
     instance = {"account": transfer.account, "recipient": transfer.recipient, "transfer": transfer,
                 "ledgerentry": LedgerEntry.objects.first(), "confirmationcode": ConfirmationCode.objects.first(),
-                "callsession": call}[model]
+                "callsession": call,
+                "sharedline": SharedLine.objects.create(phone_number="+15554440000", name="Unit B"),
+                "signinspray": SignInSpray.objects.create(until=timezone.now() + timedelta(minutes=15), failures=31),
+                }[model]
     response = staff.get(reverse(f"admin:{app}_{model}_change", args=[instance.pk]), secure=True)
     assert response.status_code == 200
 
@@ -75,11 +78,13 @@ def test_the_account_list_shows_the_lock_and_the_balance(staff, account):
     assert "$100.00" in page
 
 
-def test_operators_cannot_edit_a_balance(staff, account):
+def test_operators_cannot_edit_a_balance_or_identity(staff, account):
     url = reverse("admin:accounts_account_change", args=[account.pk])
-    staff.post(url, {"phone_number": account.home_number, "member_id": account.member_id, "balance_cents": "999999"}, secure=True)
+    staff.post(url, {"home_number": "+15559990000", "member_id": "999999", "balance_cents": "999999", "status": "pending"},
+               secure=True)
     account.refresh_from_db()
-    assert account.balance_cents == 10000
+    assert (account.balance_cents, account.member_id, account.home_number, account.status) == (
+        10000, "123456", "+15551230001", "active")
 
 
 def test_the_unlock_action(staff, account):
@@ -180,3 +185,40 @@ def test_the_verify_form_needs_the_view_permission(client, django_user_model):
     assert client.get(reverse("admin:accounts_confirmationcode_verify"), secure=True).status_code == 403
     user.user_permissions.add(Permission.objects.get(codename="view_confirmationcode"))
     assert client.get(reverse("admin:accounts_confirmationcode_verify"), secure=True).status_code == 200
+
+
+@pytest.fixture
+def pending(db) -> Account:
+    return Account.objects.create(member_id="654321", home_number="+15557770000", pin_hash="x")
+
+
+def test_the_account_list_filters_by_status(staff, account, pending):
+    page = staff.get(reverse("admin:accounts_account_changelist") + "?status__exact=pending", secure=True).content.decode()
+    assert "654321" in page and "123456" not in page
+
+
+def test_the_verify_action_activates_pending_accounts(staff, account, pending):
+    response = staff.post(reverse("admin:accounts_account_changelist"),
+                          {"action": "verify", "_selected_action": [account.pk, pending.pk]}, secure=True, follow=True)
+    assert "Verified 1 account(s)." in response.content.decode()
+    pending.refresh_from_db()
+    assert pending.status == "active" and pending.verified_at is not None
+
+
+def test_the_reject_action_removes_only_unverified_accounts_without_money(staff, account, pending):
+    response = staff.post(reverse("admin:accounts_account_changelist"),
+                          {"action": "reject_registration", "_selected_action": [account.pk, pending.pk]}, secure=True, follow=True)
+    page = response.content.decode()
+    assert "Rejected 1 registration(s)." in page
+    assert "Kept 123456" in page
+    assert list(Account.objects.values_list("member_id", flat=True)) == ["123456"]
+
+
+def test_shared_lines_are_added_in_national_form_and_removed(staff):
+    staff.post(reverse("admin:accounts_sharedline_add"), {"phone_number": "(555) 444-0000", "name": "Unit B"}, secure=True)
+    line = SharedLine.objects.get()
+    assert (line.phone_number, line.name) == ("+15554440000", "Unit B")
+    response = staff.post(reverse("admin:accounts_sharedline_add"), {"phone_number": "12", "name": ""}, secure=True)
+    assert "Not a phone number in E.164 or national form." in response.content.decode()
+    staff.post(reverse("admin:accounts_sharedline_delete", args=[line.pk]), {"post": "yes"}, secure=True)
+    assert not SharedLine.objects.exists()
