@@ -19,6 +19,8 @@ COPY . .
 RUN DEBUG=false SECRET_KEY=collectstatic TWILIO_AUTH_TOKEN=collectstatic \
     BASE_URL=https://build.invalid PIN_PEPPER=collectstatic \
     python manage.py collectstatic --noinput \
+ && DEBUG=false SECRET_KEY=catalogue TWILIO_AUTH_TOKEN=catalogue BASE_URL=https://build.invalid PIN_PEPPER=catalogue \
+    python manage.py catalogue --check --compile \
  && useradd --system --uid 10001 --no-create-home myibot
 
 USER myibot

@@ -3,8 +3,10 @@ PYTHON ?= python3
 VENV := $(or $(VENV_DIR),.venv)
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The compiled catalogues callers hear, built from their .po (never committed: a stale one would lie).
+CATALOGUES := $(patsubst %.po,%.mo,$(wildcard locale/*/LC_MESSAGES/django.po))
 
-.PHONY: install run test call bench clean
+.PHONY: install run test call bench clean messages
 
 # (Re)install when the pinned requirements change.
 $(STAMP): requirements.txt requirements-dev.txt
@@ -12,21 +14,28 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) $(CATALOGUES)
 
-run: $(STAMP)
+%.mo: %.po $(STAMP)
+	DEBUG=true $(BIN)/python manage.py catalogue --compile
+
+# After changing what callers hear: add the new strings to each .po, then translate them.
+messages: $(STAMP)
+	DEBUG=true $(BIN)/python manage.py catalogue --update --compile
+
+run: $(STAMP) $(CATALOGUES)
 	DEBUG=true $(BIN)/python manage.py migrate --noinput
 	DEBUG=true $(BIN)/python manage.py runserver 127.0.0.1:3001
 
-test: $(STAMP)
+test: $(STAMP) $(CATALOGUES)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-call: $(STAMP)
+call: $(STAMP) $(CATALOGUES)
 	DEBUG=true $(BIN)/python manage.py migrate --noinput
 	DEBUG=true $(BIN)/python manage.py call $(CALL_ARGS)
 
-bench: $(STAMP)
+bench: $(STAMP) $(CATALOGUES)
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache staticfiles
+	rm -rf $(VENV) .pytest_cache staticfiles $(CATALOGUES)

@@ -62,23 +62,38 @@ class HoldsMoney(AccountsError):
 # Entry ---------------------------------------------------------------------------
 
 
-def pin_only_account(*, home_number: str | None, now: datetime | None = None) -> Account | None:
-    """The account a call from this number may sign in to with the PIN alone, or None.
+@dataclass(frozen=True)
+class HomeLine:
+    """What a caller's number tells us: whose home number it is, their language, and whether PIN-only entry is open."""
 
-    Only a personal number (not a shared line) that is an account's home
-    number, and only while no spray of failed sign-ins is going on. The caller
-    ID's own trust (withheld, failed STIR validation) is the caller's concern:
-    pass None for a number that is not trusted. One query.
+    account_id: int
+    language: str
+    pin_only: bool
+
+
+def caller_home(*, phone_number: str, now: datetime | None = None) -> HomeLine | None:
+    """The account whose home number this is, or None. One query.
+
+    PIN-only entry is open only from a personal number (not a shared line) and
+    only while no spray of failed sign-ins is going on. The caller ID's own
+    trust (withheld, failed STIR validation) is the caller's concern.
     """
-    if not home_number:
+    if not phone_number:
         return None
     now = now or timezone.now()
-    return (
-        Account.objects.filter(home_number=home_number)
-        .filter(~Exists(SharedLine.objects.filter(phone_number=OuterRef("home_number"))))
-        .filter(~Exists(SignInSpray.objects.filter(until__gt=now)))
+    found = (
+        Account.objects.filter(home_number=phone_number)
+        .annotate(
+            shared=Exists(SharedLine.objects.filter(phone_number=OuterRef("home_number"))),
+            spray=Exists(SignInSpray.objects.filter(until__gt=now)),
+        )
+        .values_list("pk", "language", "shared", "spray")
         .first()
     )
+    if found is None:
+        return None
+    account_id, language, shared, spray = found
+    return HomeLine(account_id=account_id, language=language, pin_only=not (shared or spray))
 
 
 def is_shared_line(phone_number: str) -> bool:
@@ -94,7 +109,7 @@ def member_id_is_taken(member_id: str) -> bool:
 
 @transaction.atomic
 def account_register(
-    *, member_id: str, pin_hash: str, home_number: str | None = None, now: datetime | None = None
+    *, member_id: str, pin_hash: str, home_number: str | None = None, language: str = "en", now: datetime | None = None
 ) -> tuple[Account, str]:
     """Create a pending account from a PIN hashed at the "create a PIN" step; returns it and its code.
 
@@ -106,10 +121,11 @@ def account_register(
     now = now or timezone.now()
     if home_number and (is_shared_line(home_number) or Account.objects.filter(home_number=home_number).exists()):
         home_number = None
-    account = _insert_account(member_id=member_id, pin_hash=pin_hash, home_number=home_number, now=now)
+    new = {"member_id": member_id, "pin_hash": pin_hash, "language": language, "created": now}
+    account = _insert_account(Account(home_number=home_number, **new))
     if account is None and home_number:
         # Another call took the number (or the member ID) a moment ago.
-        account = _insert_account(member_id=member_id, pin_hash=pin_hash, home_number=None, now=now)
+        account = _insert_account(Account(home_number=None, **new))
     if account is None:
         raise MemberIdTaken
     code = confirmation_code_issue(account=account, purpose=ConfirmationCode.Purpose.REGISTRATION, now=now)
@@ -117,13 +133,12 @@ def account_register(
     return account, code
 
 
-def _insert_account(*, member_id: str, pin_hash: str, home_number: str | None, now: datetime) -> Account | None:
+def _insert_account(account: Account) -> Account | None:
     """Insert unless a unique rule stops it; the new account, or None.
 
     Raw SQL for RETURNING with ON CONFLICT DO NOTHING, which both PostgreSQL
     and SQLite (3.35+) speak and Django's bulk_create cannot combine.
     """
-    account = Account(member_id=member_id, home_number=home_number, pin_hash=pin_hash, created=now)
     fields = [field for field in Account._meta.concrete_fields if not field.primary_key]
     table, quote = Account._meta.db_table, connection.ops.quote_name
     sql = (
@@ -254,6 +269,13 @@ def _check_pin(account: Account | None, *, pin: str, now: datetime) -> str:
         account.register_right_pin()
         account.save(update_fields=["failed_pin_count", "lock_count", "pin_hash"])
     return "signed in"
+
+
+def account_remember_language(*, account: Account, language: str) -> None:
+    """Keep the language a caller chose, for their next call: one write, only when it changed."""
+    if account.language != language:
+        Account.objects.filter(pk=account.pk).update(language=language)
+        account.language = language
 
 
 def _count_service_failure(now: datetime) -> None:

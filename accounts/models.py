@@ -22,6 +22,8 @@ LONGEST_LOCK = timedelta(hours=24)
 
 
 E164_REGEX = r"^\+[1-9][0-9]{1,14}$"
+# The languages a caller can choose (IVR_LANGUAGES picks which are offered).
+CALLER_LANGUAGES = ["en", "es"]
 
 
 class AccountStatus(models.TextChoices):
@@ -40,6 +42,8 @@ class Account(models.Model):
     # trusted and personal: a call from it may sign in with the PIN alone.
     home_number = models.CharField(max_length=16, unique=True, null=True, blank=True, help_text="E.164, or none")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    # The language the caller chose, used from the first word of their next call from the home number.
+    language = models.CharField(max_length=5, default="en", help_text="en or es")
     verified_at = models.DateTimeField(null=True, blank=True, help_text="when staff verified the registration")
     pin_hash = models.CharField(max_length=256)
     failed_pin_count = models.PositiveIntegerField(default=0)
@@ -56,6 +60,7 @@ class Account(models.Model):
             models.CheckConstraint(condition=Q(member_id__regex=r"^[0-9]{6}$"), name="accounts_account_member_id_6_digits"),
             models.CheckConstraint(condition=Q(home_number__regex=E164_REGEX), name="accounts_account_home_number_e164"),
             models.CheckConstraint(condition=Q(status__in=AccountStatus.values), name="accounts_account_status_valid"),
+            models.CheckConstraint(condition=Q(language__in=CALLER_LANGUAGES), name="accounts_account_language_valid"),
             # Active means verified, and verified means active.
             models.CheckConstraint(
                 condition=Q(status="pending", verified_at__isnull=True) | Q(status="active", verified_at__isnull=False),

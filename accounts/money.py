@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from decimal import Decimal, InvalidOperation
 
+from django.utils.translation import gettext, ngettext
+
 # "100", "12.5", "12.50": dollars with at most two decimals, nothing else.
 _DOLLARS = re.compile(r"[0-9]{1,9}(\.[0-9]{1,2})?", re.ASCII)
 
@@ -27,15 +29,21 @@ def format_dollars(cents: int) -> str:
     return f"{sign}${dollars:,}.{rest:02d}"
 
 
+def _dollars(dollars: int) -> str:
+    return ngettext("%(count)d dollar", "%(count)d dollars", dollars) % {"count": dollars}
+
+
 def spoken_amount(cents: int) -> str:
-    """For callers: 7550 -> "75 dollars and 50 cents"."""
+    """For callers, in the active language: 7550 -> "75 dollars and 50 cents", "75 dólares con 50 centavos"."""
     dollars, rest = divmod(cents, 100)
-    return f"{dollars} {'dollar' if dollars == 1 else 'dollars'} and {rest} {'cent' if rest == 1 else 'cents'}"
+    return gettext("%(dollars)s and %(cents)s") % {
+        "dollars": _dollars(dollars),
+        "cents": ngettext("%(count)d cent", "%(count)d cents", rest) % {"count": rest},
+    }
 
 
 def spoken_dollars(cents: int) -> str:
-    """Whole-dollar amounts as the caller entered them: 2500 -> "25 dollars"."""
+    """Whole-dollar amounts as the caller entered them: 2500 -> "25 dollars", "25 dólares"."""
     if cents % 100:
         return spoken_amount(cents)
-    dollars = cents // 100
-    return f"{dollars} {'dollar' if dollars == 1 else 'dollars'}"
+    return _dollars(cents // 100)

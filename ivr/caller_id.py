@@ -4,7 +4,7 @@ The caller's number is never an identity, only a convenience: a call from an
 account's home number may sign in with the PIN alone, if the number is shown,
 is a real E.164 number, and the carrier did not report that its STIR/SHAKEN
 validation failed (a sign that the number was spoofed). Shared lines are the
-database's business (accounts.identity.pin_only_account).
+database's business (accounts.identity.caller_home).
 """
 
 from __future__ import annotations

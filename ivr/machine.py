@@ -5,7 +5,13 @@ answer leads. This module does everything steps have in common: loading and
 locking the call's state, telling a real answer from a retry or a stale URL,
 counting silences and wrong keys (three of either at one prompt ends the call,
 as FreeSWITCH's max-timeouts and max-failures do), and building the TwiML with
-an explicit <Redirect> after every <Gather>.
+an explicit <Redirect> after every <Gather>, in the caller's language.
+
+No dead air after a key: every <Gather> has actionOnEmptyResult="true", so
+Twilio posts even an empty entry at once, and tells us with FinishedOnKey
+whether the caller pressed the prompt's finishOnKey alone ("#") or said
+nothing. Notices are nested inside the next <Gather>, so that keys pressed
+while they play are kept.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from typing import ClassVar
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.crypto import salted_hmac
 from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
@@ -36,6 +42,31 @@ PAUSE = object()  # a one-second pause between lines of a prompt
 
 # What a caller hears: a plain or lazily translated string.
 Words = str | Promise
+
+
+@dataclass(frozen=True)
+class InLanguage:
+    """A line said in a given language and its voice, whatever the call's ("Para español, oprima 2.")."""
+
+    language: str
+    text: Words
+    params: tuple[tuple[str, object], ...] = ()  # filled in after translating, in that language
+
+
+@dataclass(frozen=True)
+class Code:
+    """Digits read for writing down, each followed by a real pause.
+
+    uninterrupted: said before the <Gather>, so that no key cuts it off (keys
+    pressed meanwhile are lost); a re-prompt after a wrong key skips it.
+    """
+
+    before: Words
+    digits: str
+    uninterrupted: bool = False
+
+
+Line = Words | InLanguage | Code | object
 
 # Twilio never sends more keys than a prompt asked for; anything longer is
 # garbage, and is refused without more work.
@@ -73,16 +104,22 @@ class Step:
     keys: ClassVar[re.Pattern[str]]  # the entries this prompt accepts, ASCII only
     wrong_keys: ClassVar[Words]  # said when an entry does not match keys
     num_digits: ClassVar[int | None] = None
-    finish_on_key: ClassVar[str] = ""
+    # Ends an entry at once; pressed alone it arrives as itself (keys == "#"),
+    # and the step's keys pattern decides whether it is an answer.
+    finish_on_key: ClassVar[str] = "#"
     signed_in_only: ClassVar[bool] = True
     # Where three wrong entries lead; None ends the call.
     after_three_wrong: ClassVar[str | None] = None
 
-    def prompt(self, call: CallSession) -> list[Words | object]:
+    def prompt(self, call: CallSession) -> list[Line]:
         raise NotImplementedError
 
     def answer(self, call: CallSession, keys: str) -> Outcome:
         raise NotImplementedError
+
+    def silence(self, call: CallSession) -> Outcome | None:
+        """Where silence leads, when it is an answer here; None counts it toward the three."""
+        return None
 
 
 STEPS: dict[str, Step] = {}
@@ -138,6 +175,7 @@ def _start_call(*, call_sid: str, caller: str, trusted: bool, greeting: Words) -
     else:
         call.caller, call.caller_trusted = caller, trusted
         call.last_answer = ""
+        call.language = ""
     _restart(call)
     return _ask(call, [greeting], outcome="started")
 
@@ -150,9 +188,21 @@ def _restart(call: CallSession) -> None:
 
 @transaction.atomic
 def answer_prompt(
-    *, call_sid: str, caller: str, trusted: bool, step_name: str, prompt_number: int | None, keys: str | None
+    *,
+    call_sid: str,
+    caller: str,
+    trusted: bool,
+    step_name: str,
+    prompt_number: int | None,
+    keys: str | None,
+    finished_on_key: str = "",
 ) -> Reply:
-    """Take the caller's keys (None for silence) for the prompt a URL names."""
+    """Take the caller's keys for the prompt a URL names.
+
+    keys is None for the <Redirect> after a <Gather> (silence, as a client
+    without actionOnEmptyResult sends it); "" with finished_on_key "" is
+    silence too, and "" with the prompt's finishOnKey is that key alone.
+    """
     # Locked for the whole step: Twilio's retry of this request waits here for
     # the first attempt to finish, then is recognised as a retry.
     call = CallSession.objects.select_for_update(of=("self",)).filter(call_sid=call_sid).select_related("account").first()
@@ -162,7 +212,9 @@ def answer_prompt(
 
     # Which prompt was answered with what, keyed with SECRET_KEY so that the
     # stored digest gives away no PIN: Twilio's retry is the same URL, same keys.
-    answer = salted_hmac("ivr.answer", f"{step_name}:{prompt_number}:{keys!r}", algorithm="sha256").hexdigest()
+    answer = salted_hmac(
+        "ivr.answer", f"{step_name}:{prompt_number}:{keys!r}:{finished_on_key!r}", algorithm="sha256"
+    ).hexdigest()
     if call.ended or (step_name, prompt_number) != (call.step, call.prompt_number):
         if answer == call.last_answer:
             return _replay(call)
@@ -175,42 +227,63 @@ def answer_prompt(
         return _ask(call, [START_AGAIN], outcome="stale")
 
     call.last_answer = answer
-    keys = _normalize(current, keys)
-    if keys is None:
-        return _no_input(call)
-    if len(keys) > LONGEST_ENTRY or not current.keys.fullmatch(keys):
-        return _wrong_keys(call, current.wrong_keys)
-    call.timeouts = 0
-    outcome = current.answer(call, keys)
+    keys, alone = _normalize(current, keys, finished_on_key)
+    with speaking(call):
+        if keys is None:
+            silent = current.silence(call)
+            return _no_input(call) if silent is None else _take(call, silent, note="silence")
+        if len(keys) > LONGEST_ENTRY or not current.keys.fullmatch(keys):
+            return _wrong_keys(call, current.wrong_keys)
+        call.timeouts = 0
+        # The log says when a lone finishOnKey came (FinishedOnKey), never other keys.
+        return _take(call, current.answer(call, keys), note="pound alone" if alone else "")
+
+
+def _take(call: CallSession, outcome: Outcome, *, note: str = "") -> Reply:
+    """Carry out what a step decided. note says, in the log, how the answer came (never its keys)."""
+    note = f"{note}, " if note else ""
     if isinstance(outcome, Goodbye):
-        return _goodbye(call, outcome.message, outcome="goodbye")
+        return _goodbye(call, outcome.message, outcome=f"{note}goodbye")
     if isinstance(outcome, Again):
         if outcome.strike:
             return _wrong_keys(call, outcome.notice)
-        return _ask(call, [outcome.notice], outcome="again")
+        return _ask(call, [outcome.notice], outcome=f"{note}again", repeat=True)
     call.go_to(outcome.step)
-    return _ask(call, [outcome.notice] if outcome.notice else [], outcome=f"to {outcome.step}")
+    return _ask(call, [outcome.notice] if outcome.notice else [], outcome=f"{note}to {outcome.step}")
 
 
-def _normalize(current: Step, keys: str | None) -> str | None:
+def _normalize(current: Step, keys: str | None, finished_on_key: str) -> tuple[str | None, bool]:
+    """The entry as the step reads it, None for silence; and whether it was finishOnKey alone."""
+    if keys is None:
+        return None, False
+    if keys == "":
+        # Twilio sends FinishedOnKey="#" for "#" pressed alone, empty after silence.
+        if current.finish_on_key and finished_on_key == current.finish_on_key:
+            return current.finish_on_key, True
+        return None, False
     # Twilio leaves finishOnKey out of Digits; some clients send it anyway.
-    if keys and current.finish_on_key and keys.endswith(current.finish_on_key):
+    if current.finish_on_key and keys.endswith(current.finish_on_key) and len(keys) > len(current.finish_on_key):
         keys = keys[: -len(current.finish_on_key)]
-    return keys or None
+    return keys, False
+
+
+def speaking(call: CallSession) -> translation.override:
+    """The call's language for gettext, the first offered one until the caller chooses."""
+    return translation.override(call.language or settings.IVR_LANGUAGES[0])
 
 
 def _no_input(call: CallSession) -> Reply:
     call.timeouts += 1
     if call.timeouts >= STRIKES:
         return _goodbye(call, GOODBYE_SILENCE, outcome="silent three times")
-    return _ask(call, [NOTHING_HEARD], outcome="no input")
+    return _ask(call, [NOTHING_HEARD], outcome="no input", repeat=True)
 
 
 def _wrong_keys(call: CallSession, notice: Words) -> Reply:
     call.timeouts = 0
     call.invalid_entries += 1
     if call.invalid_entries < STRIKES:
-        return _ask(call, [notice], outcome="wrong keys")
+        return _ask(call, [notice], outcome="wrong keys", repeat=True)
     fallback = STEPS[call.step].after_three_wrong
     if fallback is None:
         return _goodbye(call, [notice, GOODBYE_WRONG_KEYS], outcome="wrong keys three times")
@@ -219,26 +292,33 @@ def _wrong_keys(call: CallSession, notice: Words) -> Reply:
 
 
 def _goodbye(call: CallSession, message: Words | list[Words], *, outcome: str) -> Reply:
-    lines = [str(line) for line in (message if isinstance(message, list) else [message])]
-    call.ended = timezone.now()
-    call.account = None
-    # The words said, so that Twilio's retry of this request hears them again.
-    call.scratch = {"goodbye": lines}
-    _save(call)
-    return Reply(twiml.goodbye(*lines), outcome)
+    with speaking(call):
+        lines = [str(line) for line in (message if isinstance(message, list) else [message]) if str(line)]
+        call.ended = timezone.now()
+        call.account = None
+        # The words said, so that Twilio's retry of this request hears them again.
+        call.scratch = {"goodbye": lines}
+        _save(call)
+        return Reply(twiml.goodbye(*lines), outcome)
 
 
 def _replay(call: CallSession) -> Reply:
     """Twilio's retry of an answer already taken: the same prompt again, nothing new written."""
-    if call.ended:
-        return Reply(twiml.goodbye(*call.scratch.get("goodbye", [str(_("Goodbye."))])), "replay")
-    return Reply(_render(call), "replay")
+    with speaking(call):
+        if call.ended:
+            return Reply(twiml.goodbye(*call.scratch.get("goodbye", [str(_("Goodbye."))])), "replay")
+        said = call.last_notices or {}
+        return Reply(_render(call, said.get("notices", []), repeat=said.get("repeat", False)), "replay")
 
 
-def _ask(call: CallSession, notices: list[Words], *, outcome: str) -> Reply:
+def _ask(call: CallSession, notices: list[Words], *, outcome: str, repeat: bool = False) -> Reply:
+    """Save the call at its next prompt and render it; repeat: the same prompt again, after a notice."""
     call.prompt_number += 1
-    _save(call)
-    return Reply(_render(call, notices), outcome)
+    with speaking(call):
+        notices = [str(notice) for notice in notices if str(notice)]
+        call.last_notices = {"notices": notices, "repeat": repeat} if notices or repeat else {}
+        _save(call)
+        return Reply(_render(call, notices, repeat=repeat), outcome)
 
 
 def _save(call: CallSession) -> None:
@@ -250,29 +330,50 @@ def _save(call: CallSession) -> None:
         call.save(update_fields=CallSession.STEP_FIELDS)
 
 
-def _render(call: CallSession, notices: list[Words] | tuple[Words, ...] = ()) -> VoiceResponse:
+def _render(call: CallSession, notices: list[Words] | tuple[Words, ...] = (), *, repeat: bool = False) -> VoiceResponse:
     current = STEPS[call.step]
     action = step_url(current.name, call.prompt_number)
+    notices = [notice for notice in notices if str(notice)]
+    lines = current.prompt(call)
+    outside = [line for line in lines if isinstance(line, Code) and line.uninterrupted]
+    lines = [line for line in lines if line not in outside]
     response = VoiceResponse()
-    for notice in notices:
-        twiml.say(response, notice)
-    if notices:
-        # A breath between what happened and what to do next, for a tired caller on a bad line.
-        twiml.pause(response)
+    if outside and not repeat:
+        # What must be heard whole comes before the <Gather>, after the notices that lead to it.
+        for notice in notices:
+            twiml.say(response, notice)
+        for line in outside:
+            _speak(response, line)
+        notices = []
     with response.gather(
         input="dtmf",
         action=action,
         method="POST",
         timeout=settings.IVR_GATHER_TIMEOUT,
         finish_on_key=current.finish_on_key,
-        action_on_empty_result=False,
+        action_on_empty_result=True,
         **({"num_digits": current.num_digits} if current.num_digits else {}),
     ) as gather:
-        for line in current.prompt(call):
-            if line is PAUSE:
-                twiml.pause(gather)
-            else:
-                twiml.say(gather, line)
-    # Silence, or finishOnKey pressed alone, sends nothing to action: this runs.
+        for notice in notices:
+            twiml.say(gather, notice)
+        if notices:
+            # A breath between what happened and what to do next, for a tired caller on a bad line.
+            twiml.pause(gather)
+        for line in lines:
+            _speak(gather, line)
+    # Twilio posts every entry to action, empty ones too; a client that does
+    # not (or a call whose action failed) falls through to this, as silence.
     response.redirect(f"{action}&no_input=1", method="POST")
     return response
+
+
+def _speak(verb, line: Line) -> None:
+    if line is PAUSE:
+        twiml.pause(verb)
+    elif isinstance(line, InLanguage):
+        with translation.override(line.language):
+            twiml.say(verb, str(line.text) % dict(line.params), line.language)
+    elif isinstance(line, Code):
+        twiml.say_digits(verb, line.before, line.digits)
+    else:
+        twiml.say(verb, line)

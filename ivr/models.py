@@ -30,6 +30,8 @@ class CallSession(models.Model):
     # Whether the caller ID may open PIN-only sign-in: shown, and not failed
     # by the carrier's STIR/SHAKEN validation. Decided once, at the first webhook.
     caller_trusted = models.BooleanField(default=False)
+    # The caller's language for this call; empty until they choose or are recognised.
+    language = models.CharField(max_length=5, blank=True)
     step = models.CharField(max_length=32, default=ENTRY_STEP)
     # Which prompt of the call this is: every prompt served gets the next
     # number, and its URLs carry it, so that a stale or replayed request is
@@ -42,8 +44,10 @@ class CallSession(models.Model):
     timeouts = models.PositiveSmallIntegerField(default=0, help_text="silences in a row at this prompt")
     invalid_entries = models.PositiveSmallIntegerField(default=0, help_text="wrong keys at this prompt")
     pin_failures = models.PositiveSmallIntegerField(default=0, help_text="wrong PINs in this call")
-    # A digest of the last answer taken, to recognise Twilio's retry of it.
+    # A digest of the last answer taken, to recognise Twilio's retry of it,
+    # and the notices said before the prompt, so that a retry hears them too.
     last_answer = models.CharField(max_length=64, blank=True)
+    last_notices = models.JSONField(default=dict, blank=True)
     created = models.DateTimeField(default=timezone.now)
     updated = models.DateTimeField(default=timezone.now, db_index=True)
     ended = models.DateTimeField(null=True, blank=True, help_text="when we said goodbye")
@@ -51,8 +55,8 @@ class CallSession(models.Model):
     objects = CallSessionQuerySet.as_manager()
 
     STEP_FIELDS = (
-        "step", "prompt_number", "scratch", "account", "timeouts", "invalid_entries",
-        "pin_failures", "last_answer", "updated", "ended",
+        "language", "step", "prompt_number", "scratch", "account", "timeouts", "invalid_entries",
+        "pin_failures", "last_answer", "last_notices", "updated", "ended",
     )
 
     def __str__(self) -> str:

@@ -557,8 +557,16 @@ class SimulatedCall:
         )
 
     def _language_choice(self, prompt: Prompt) -> Press | None:
-        """The caller's own key on a language prompt, typed after hearing their language's <Say>."""
+        """The caller's own key on a language prompt, typed after hearing their language's <Say>.
+
+        A language prompt offers one key per language, each in a <Say> of its
+        own language; a menu that also offers another language ("Para
+        español, oprima 9") offers several keys in one <Say>, and is not one.
+        """
         if not self.lang or len(prompt.languages) < 2:
+            return None
+        offering = [audio for audio in prompt.audio if audio.kind == "say" and offered_keys(audio.text)]
+        if len({audio.language for audio in offering}) < 2 or any(len(offered_keys(a.text)) != 1 for a in offering):
             return None
         says_heard = sum(1 for audio in prompt.before if audio.kind == "say")
         for audio in prompt.audio:

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.http import HttpResponse
+from django.utils import translation
 from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
-from twilio.twiml.voice_response import Gather, VoiceResponse
+from twilio.twiml.voice_response import Gather, Say, VoiceResponse
 
 UNAVAILABLE = _("We are sorry. This service is temporarily unavailable. Please call again later. Goodbye.")
+# Between the digits of a code read for writing down: long enough to write a
+# digit on a bad line, where Twilio's commas alone are a blink.
+DIGIT_BREAK = "700ms"
 
 
 def spoken_digits(digits: str) -> str:
@@ -16,8 +20,27 @@ def spoken_digits(digits: str) -> str:
     return ", ".join(digits)
 
 
-def say(verb: VoiceResponse | Gather, text: str | Promise) -> None:
-    verb.say(str(text), voice=settings.IVR_VOICE, language=settings.IVR_LANGUAGE)
+def voice_for(language: str | None = None) -> dict[str, str]:
+    """The <Say> voice and locale for a language (the active one by default)."""
+    code = (language or translation.get_language() or "en")[:2]
+    voice, locale = settings.IVR_VOICES.get(code, settings.IVR_VOICES["en"])
+    return {"voice": voice, "language": locale}
+
+
+def say(verb: VoiceResponse | Gather, text: str | Promise, language: str | None = None) -> Say:
+    return verb.say(str(text), **voice_for(language))
+
+
+def say_digits(verb: VoiceResponse | Gather, before: str | Promise, digits: str, after: str = ".") -> Say:
+    """A code read for writing down: each digit followed by a real pause (SSML <break>)."""
+    spoken = verb.say(**voice_for())
+    # Text between SSML elements is each element's tail: the heading goes with the first digit.
+    for index, digit in enumerate(digits):
+        last = index == len(digits) - 1
+        spoken.nest((f"{before} {digit}" if index == 0 else f" {digit}") + (after if last else ","))
+        if not last:
+            spoken.break_(time=DIGIT_BREAK)
+    return spoken
 
 
 def pause(verb: VoiceResponse | Gather, seconds: int = 1) -> None:

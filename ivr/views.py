@@ -63,7 +63,12 @@ def step(request: HttpRequest, step_name: str) -> HttpResponse:
         prompt_number = None
     keys = None if request.GET.get("no_input") else request.POST.get("Digits")
     reply = machine.answer_prompt(
-        call_sid=request.POST["CallSid"], step_name=step_name, prompt_number=prompt_number, keys=keys, **_caller(request)
+        call_sid=request.POST["CallSid"],
+        step_name=step_name,
+        prompt_number=prompt_number,
+        keys=keys,
+        finished_on_key=request.POST.get("FinishedOnKey", ""),
+        **_caller(request),
     )
     return _answer(reply.twiml, step_name, reply.outcome)
 

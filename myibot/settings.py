@@ -17,6 +17,8 @@ import dj_database_url
 import phonenumbers
 from django.core.exceptions import ImproperlyConfigured
 
+from myibot.voices import voice_problem
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -224,10 +226,29 @@ AXES_CLIENT_IP_CALLABLE = "myibot.client_ip.client_ip"
 # Not verbose: no "AXES: BEGIN" line on every manage.py command; failures and lockouts are still logged.
 AXES_VERBOSE = False
 
-# The IVR: how it speaks and how long it waits for slow callers.
-IVR_VOICE = os.environ.get("IVR_VOICE", "Polly.Joanna")
-IVR_LANGUAGE = os.environ.get("IVR_LANGUAGE", "en-US")
+# The IVR: the languages it offers, the voice of each, and how long it waits
+# for slow callers. Every sentence a caller hears goes through gettext; the
+# Spanish catalogue is locale/es/LC_MESSAGES/django.po.
+LANGUAGE_NAMES = {"en": "English", "es": "Español"}
+LANGUAGES = list(LANGUAGE_NAMES.items())
+LOCALE_PATHS = [BASE_DIR / "locale"]
+IVR_LANGUAGES = [code.strip().lower() for code in os.environ.get("IVR_LANGUAGES", "en,es").split(",") if code.strip()]
+if not IVR_LANGUAGES or len(set(IVR_LANGUAGES)) != len(IVR_LANGUAGES) or not set(IVR_LANGUAGES) <= set(LANGUAGE_NAMES):
+    raise ImproperlyConfigured(f"IVR_LANGUAGES must list some of {', '.join(LANGUAGE_NAMES)} once each, in menu order, e.g. en,es")
+# Each language's <Say> voice and locale; a voice must speak its locale.
+IVR_VOICES = {
+    "en": (os.environ.get("IVR_VOICE_EN", "Polly.Joanna"), os.environ.get("IVR_LOCALE_EN", "en-US")),
+    "es": (os.environ.get("IVR_VOICE_ES", "Polly.Lupe"), os.environ.get("IVR_LOCALE_ES", "es-US")),
+}
+for _code, (_voice, _locale) in IVR_VOICES.items():
+    if not _locale.startswith(_code + "-"):
+        raise ImproperlyConfigured(f"IVR_LOCALE_{_code.upper()} must be a locale of {_code}, such as {_code}-US, not {_locale!r}")
+    if _problem := voice_problem(_voice, _locale):
+        raise ImproperlyConfigured(f"IVR_VOICE_{_code.upper()}: {_problem}")
 IVR_GATHER_TIMEOUT = envint("IVR_GATHER_TIMEOUT", 8, minimum=6)
+# Version 1's entry prompts: "#" as a key, reaching us only when the timeout
+# ends. Only for a number on which Twilio turns out not to send FinishedOnKey.
+IVR_POUND_AS_KEY = envbool("IVR_POUND_AS_KEY", False)
 
 # Identity. Numbers operators type without a country code ("555-123-0001")
 # are read as numbers of this region (an ISO 3166 code, as phonenumbers takes it).

@@ -27,6 +27,16 @@ postgres_only = pytest.mark.skipif(
 _call_numbers = itertools.count(1)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _compiled_catalogues() -> None:
+    """Tests hear the catalogue as it is in locale/*.po, even when run without make."""
+    from ivr import catalogue
+
+    # Before any test translates: Django reads a catalogue once, on first use.
+    if catalogue.stale_compiled():
+        catalogue.compile_all()
+
+
 def spoken_code(text: str) -> str:
     """The 6-digit confirmation code in what the caller heard, as digits."""
     match = re.search(r"(?:confirmation|registration) code is: ((?:\d, ){5}\d)", text)
@@ -51,8 +61,8 @@ class Twiml:
 
     @property
     def text(self) -> str:
-        """Everything the caller hears, as one string."""
-        return " ".join(say.text or "" for say in self.root.iter("Say"))
+        """Everything the caller hears, as one string (SSML breaks are silent)."""
+        return " ".join("".join(say.itertext()).strip() for say in self.root.iter("Say"))
 
     @property
     def gather(self) -> ET.Element | None:
@@ -105,17 +115,40 @@ class Phone:
         self.last = parsed
         return parsed
 
-    def dial(self) -> Twiml:
-        return self.twiml(self.post("/twilio/voice"))
+    def dial(self, language: str | None = "en") -> Twiml:
+        """Call in; a language prompt (for a caller not known by number) is answered with language's key.
+
+        language=None leaves the language prompt to the test.
+        """
+        answer = self.twiml(self.post("/twilio/voice"))
+        if language and answer.gather is not None and "/step/language?" in answer.gather.get("action"):
+            answer = self.press(str(settings.IVR_LANGUAGES.index(language) + 1))
+        return answer
 
     def press(self, keys: str) -> Twiml:
-        """Answer the last <Gather> with keys, as Twilio posts them to its action."""
+        """Answer the last <Gather> with keys, as Twilio posts them to its action.
+
+        As Twilio does: a finishOnKey ends the entry and is left out of Digits
+        (FinishedOnKey names it); pressed alone it posts Digits="" at once.
+        """
         gather = self.last.gather
         assert gather is not None, f"no prompt to answer in {self.last.raw}"
-        return self.twiml(self.post(gather.get("action"), {"Digits": keys}))
+        finish = gather.get("finishOnKey", "#")
+        finished = ""
+        if finish and finish in keys:
+            keys, finished = keys[: keys.index(finish)], finish
+        if not keys and not finished:
+            return self.silence()
+        return self.twiml(self.post(gather.get("action"), {"Digits": keys, "FinishedOnKey": finished}))
 
     def silence(self) -> Twiml:
-        """Say nothing: Twilio follows the <Redirect> after the <Gather>."""
+        """Say nothing: with actionOnEmptyResult, Twilio posts an empty entry to the action at once."""
+        gather = self.last.gather
+        assert gather is not None and gather.get("actionOnEmptyResult") == "true", self.last.raw
+        return self.twiml(self.post(gather.get("action"), {"Digits": "", "FinishedOnKey": ""}))
+
+    def redirect(self) -> Twiml:
+        """Follow the <Redirect> after the <Gather>, as a client without actionOnEmptyResult would."""
         assert self.last.redirect, f"no redirect in {self.last.raw}"
         return self.twiml(self.post(self.last.redirect))
 
@@ -134,6 +167,10 @@ def _assert_no_dead_air(parsed: Twiml) -> None:
             assert gather.get("input") == "dtmf"
             assert int(gather.get("timeout")) >= 6
             assert gather.get("numDigits") or gather.get("finishOnKey")
+            assert gather.get("actionOnEmptyResult") == "true", "an empty entry must reach us at once"
+            # Notices and pauses inside the <Gather>: before it, only a code read whole.
+            for before in verbs[:index]:
+                assert before in ("Say", "Pause"), verbs
     assert verbs[-1] in ("Redirect", "Hangup"), verbs
 
 

@@ -92,3 +92,28 @@ def test_the_pin_hasher_is_listed_first_with_djangos_after_it(settings):
         "accounts.hashers.PinArgon2idHasher",
         "django.contrib.auth.hashers.Argon2PasswordHasher",
     ]
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"IVR_VOICE_ES": "Polly.Joanna"}, "IVR_VOICE_ES: Polly.Joanna speaks en-US, not es-US"),
+    ({"IVR_VOICE_EN": "Polly.Lupe"}, "IVR_VOICE_EN: Polly.Lupe speaks es-US, not en-US"),
+    ({"IVR_VOICE_ES": "Polly.Nobody"}, "not a Polly voice"),
+    ({"IVR_VOICE_ES": "Google.en-US-Neural2-A"}, "does not speak es-US"),
+    ({"IVR_VOICE_ES": "man"}, "speaks English only"),
+    ({"IVR_LOCALE_ES": "en-US"}, "IVR_LOCALE_ES must be a locale of es"),
+    ({"IVR_LANGUAGES": "en,fr"}, "IVR_LANGUAGES must list some of en, es"),
+    ({"IVR_LANGUAGES": "en,en"}, "IVR_LANGUAGES must list some of en, es"),
+    ({"PHONE_REGION": "XX"}, "PHONE_REGION must be a region code"),
+])
+def test_it_refuses_to_start_with_a_voice_or_language_that_would_fail_on_a_call(env, message):
+    result = manage("check", **PRODUCTION, **env)
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+@pytest.mark.parametrize("env", [{"IVR_VOICE_ES": "Polly.Mia", "IVR_LOCALE_ES": "es-MX"},
+                                 {"IVR_VOICE_ES": "Google.es-US-Neural2-B"}, {"IVR_VOICE_EN": "Polly.Joanna-Neural"},
+                                 {"IVR_LANGUAGES": "es,en"}, {"IVR_LANGUAGES": "en"}])
+def test_it_starts_with_a_voice_that_fits_its_language(env):
+    result = manage("check", **PRODUCTION, **env)
+    assert result.returncode == 0, result.stderr

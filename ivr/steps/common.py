@@ -8,24 +8,32 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from accounts import codes
-from ivr.machine import PAUSE, Words
+from ivr.machine import PAUSE, Code, Line, Words
 from ivr.models import CallSession
-from ivr.twiml import spoken_digits
 
 ONE_KEY_1_2 = re.compile(r"[12]", re.ASCII)
 FOUR_DIGITS = re.compile(r"[0-9]{4}", re.ASCII)
 SIX_DIGITS = re.compile(r"[0-9]{6}", re.ASCII)
 PRESS_1_OR_2 = gettext_lazy("Please press 1 or 2.")
 A_PIN_HAS_4_DIGITS = gettext_lazy("A PIN has 4 digits.")
+# Each language offered in its own words and voice, with its key: its place
+# in IVR_LANGUAGES at the language prompt, 9 at the main menu.
+LANGUAGE_OPTIONS = {
+    "en": gettext_lazy("For English, press %(key)s."),
+    "es": gettext_lazy("Para español, oprima %(key)s."),
+}
 
 
-def code_lines(call: CallSession, heading: Words) -> list[Words | object]:
-    """A code, read slowly and twice: heading is "Your confirmation code is:" or the like."""
+def code_lines(call: CallSession, heading: Words) -> list[Line]:
+    """A code, read for writing down and twice: the first time whole, before any key can cut it off.
+
+    heading is "Your confirmation code is:" or the like.
+    """
     code = codes.unseal_code(call.scratch.get("code", ""), context=call.call_sid) or ""
     return [
-        f"{heading} {spoken_digits(code)}.",
+        Code(heading, code, uninterrupted=True),
         PAUSE,
-        _("Again: %(digits)s.") % {"digits": spoken_digits(code)},
+        Code(_("Again:"), code),
         PAUSE,
         _("Please write it down."),
     ]

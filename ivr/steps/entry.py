@@ -1,16 +1,17 @@
-"""How a call starts: the PIN alone from a trusted home number, or the member ID and PIN."""
+"""How a call starts: the language, then the PIN alone from a trusted home number, or the member ID and PIN."""
 
 from __future__ import annotations
 
 import re
 
+from django.conf import settings
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
 from accounts import identity
-from ivr.machine import Again, Goodbye, Goto, Outcome, Step, Words, first_step, step
+from ivr.machine import Again, Goodbye, Goto, InLanguage, Line, Outcome, Step, first_step, step
 from ivr.models import CallSession
-from ivr.steps.common import A_PIN_HAS_4_DIGITS, FOUR_DIGITS
+from ivr.steps.common import A_PIN_HAS_4_DIGITS, FOUR_DIGITS, LANGUAGE_OPTIONS
 
 # An unknown member ID and a wrong PIN hear the same words: nothing tells a
 # caller which member IDs exist.
@@ -21,9 +22,49 @@ PINS_PER_CALL = 3
 
 @first_step
 def choose_first_step(call: CallSession) -> str:
-    """The PIN prompt when the caller ID is a trusted home number and PIN-only entry is on; else the member ID."""
-    home = identity.pin_only_account(home_number=call.caller if call.caller_trusted else None)
-    return PinOnly.name if home is not None else MemberId.name
+    """The language prompt for a caller we do not know; then the PIN prompt for a trusted
+    home number with PIN-only entry open, the member-ID prompt for anyone else."""
+    home = identity.caller_home(phone_number=call.caller)
+    if home is not None and not call.language and home.language in settings.IVR_LANGUAGES:
+        # Remembered by number: never asked again.
+        call.language = home.language
+    if not call.language and len(settings.IVR_LANGUAGES) > 1:
+        return Language.name
+    return PinOnly.name if home is not None and home.pin_only and call.caller_trusted else MemberId.name
+
+
+def _pound_as_key() -> bool:
+    return settings.IVR_POUND_AS_KEY
+
+
+@step
+class Language(Step):
+    """ "For English, press 1. Para español, oprima 2.", each in its own voice. Silence: the first language."""
+
+    name = "language"
+    keys = re.compile(r"[1-9]", re.ASCII)
+    wrong_keys = ""  # the prompt itself, in every language, says what to press
+    num_digits = 1
+    signed_in_only = False
+
+    def prompt(self, call: CallSession) -> list[Line]:
+        return [
+            InLanguage(code, LANGUAGE_OPTIONS[code], (("key", key),))
+            for key, code in enumerate(settings.IVR_LANGUAGES, start=1)
+        ]
+
+    def answer(self, call: CallSession, keys: str) -> Outcome:
+        if int(keys) > len(settings.IVR_LANGUAGES):
+            return Again("")
+        return self._chosen(call, settings.IVR_LANGUAGES[int(keys) - 1])
+
+    def silence(self, call: CallSession) -> Outcome:
+        return self._chosen(call, settings.IVR_LANGUAGES[0])
+
+    def _chosen(self, call: CallSession, language: str) -> Outcome:
+        call.language = language
+        # A caller we do not know by number has no home number to sign in from.
+        return Goto(MemberId.name)
 
 
 def _locked(refusal: identity.AccountLocked) -> Goodbye:
@@ -42,6 +83,8 @@ def _locked(refusal: identity.AccountLocked) -> Goodbye:
 def _signed_in(call: CallSession, account) -> Goto:
     call.account = account
     call.scratch = {}
+    if call.language:
+        identity.account_remember_language(account=account, language=call.language)
     return Goto("menu", _("You are signed in."))
 
 
@@ -57,26 +100,31 @@ class PinOnly(Step):
     """A trusted call from an account's home number: the PIN alone signs in."""
 
     name = "entry"
-    # "#" alone must reach us, so "#" is a key here, not finishOnKey: pressed
-    # alone it arrives as Digits="#" when the timeout ends, while silence
-    # arrives at the <Redirect>. Four digits arrive as soon as they are pressed.
+    # "#" alone must reach us at once: with finishOnKey "#" and
+    # actionOnEmptyResult, Twilio posts Digits="" FinishedOnKey="#" the moment
+    # it is pressed. IVR_POUND_AS_KEY turns back to version 1's way ("#" as a
+    # digit, posted when the timeout ends) should a real number not send FinishedOnKey.
     keys = re.compile(r"[0-9]{4}|#", re.ASCII)
     wrong_keys = gettext_lazy("Your PIN has 4 digits.")
     num_digits = 4
     signed_in_only = False
 
-    def prompt(self, call: CallSession) -> list[Words | object]:
+    @property
+    def finish_on_key(self) -> str:
+        return "" if _pound_as_key() else "#"
+
+    def prompt(self, call: CallSession) -> list[Line]:
         return [_("Please enter your 4-digit PIN."), _("For other options, press pound.")]
 
     def answer(self, call: CallSession, keys: str) -> Outcome:
         if keys == "#":
             return Goto(MemberId.name)
         # Asked again: a spray may have begun, or an operator made this a shared line.
-        home = identity.pin_only_account(home_number=call.caller if call.caller_trusted else None)
-        if home is None:
+        home = identity.caller_home(phone_number=call.caller)
+        if home is None or not home.pin_only:
             return Goto(MemberId.name)
         try:
-            account = identity.account_sign_in(account_id=home.pk, pin=keys)
+            account = identity.account_sign_in(account_id=home.account_id, pin=keys)
         except identity.AccountLocked as refusal:
             return _locked(refusal)
         except identity.WrongPin:
@@ -94,7 +142,11 @@ class MemberId(Step):
     num_digits = 6
     signed_in_only = False
 
-    def prompt(self, call: CallSession) -> list[Words | object]:
+    @property
+    def finish_on_key(self) -> str:
+        return "" if _pound_as_key() else "#"
+
+    def prompt(self, call: CallSession) -> list[Line]:
         return [_("Please enter your 6-digit member ID."), _("To create a new account, press pound.")]
 
     def answer(self, call: CallSession, keys: str) -> Outcome:
@@ -117,7 +169,7 @@ class Pin(Step):
     # Three wrong entries: perhaps the member ID was wrong; ask it again.
     after_three_wrong = MemberId.name
 
-    def prompt(self, call: CallSession) -> list[Words | object]:
+    def prompt(self, call: CallSession) -> list[Line]:
         return [_("Please enter your 4-digit PIN.")]
 
     def answer(self, call: CallSession, keys: str) -> Outcome:

@@ -6,11 +6,12 @@ leaves it until staff verify the registration code the caller hears here.
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from accounts import identity, pins
-from ivr.machine import Again, Goodbye, Goto, Outcome, Step, Words, step
+from ivr.machine import Again, Goodbye, Goto, Outcome, Line, Step, step
 from ivr.models import CallSession
 from ivr.steps.common import A_PIN_HAS_4_DIGITS, FOUR_DIGITS, ONE_KEY_1_2, PRESS_1_OR_2, SIX_DIGITS, code_lines, keep_code
 
@@ -26,7 +27,7 @@ class RegisterMemberId(Step):
     num_digits = 6
     signed_in_only = False
 
-    def prompt(self, call: CallSession) -> list[Words | object]:
+    def prompt(self, call: CallSession) -> list[Line]:
         return [_("To create an account, enter your 6-digit member ID.")]
 
     def answer(self, call: CallSession, keys: str) -> Outcome:
@@ -44,7 +45,7 @@ class RegisterCreatePin(Step):
     num_digits = 4
     signed_in_only = False
 
-    def prompt(self, call: CallSession) -> list[Words | object]:
+    def prompt(self, call: CallSession) -> list[Line]:
         return [_("Now create a 4-digit PIN that is hard to guess.")]
 
     def answer(self, call: CallSession, keys: str) -> Outcome:
@@ -65,7 +66,7 @@ class RegisterConfirmPin(Step):
     num_digits = 4
     signed_in_only = False
 
-    def prompt(self, call: CallSession) -> list[Words | object]:
+    def prompt(self, call: CallSession) -> list[Line]:
         return [_("Please enter the same PIN again to confirm it.")]
 
     def answer(self, call: CallSession, keys: str) -> Outcome:
@@ -81,6 +82,7 @@ class RegisterConfirmPin(Step):
                 pin_hash=pin_hash,
                 # Only a number we trust, and the service decides whether it is free and personal.
                 home_number=call.caller if call.caller_trusted else None,
+                language=call.language or settings.IVR_LANGUAGES[0],
             )
         except identity.MemberIdTaken:
             call.scratch = {}
@@ -97,10 +99,10 @@ class RegistrationCode(Step):
     wrong_keys = PRESS_1_OR_2
     num_digits = 1
 
-    def prompt(self, call: CallSession) -> list[Words | object]:
+    def prompt(self, call: CallSession) -> list[Line]:
         return [
-            _("Staff must verify your account before you can send money. Please give them this registration code."),
             *code_lines(call, _("Your registration code is:")),
+            _("Staff must verify your account before you can send money. Please give them this registration code."),
             _("To hear the code again, press 1. To continue to the main menu, press 2."),
         ]
 

@@ -10,7 +10,7 @@ from django.utils.translation import gettext_lazy
 from accounts import services
 from accounts.models import Recipient
 from accounts.money import spoken_amount, spoken_dollars
-from ivr.machine import Again, Goto, Outcome, Step, Words, step
+from ivr.machine import Again, Goto, Outcome, Line, Step, step
 from ivr.models import CallSession
 from ivr.steps.common import ONE_KEY_1_2, PRESS_1_OR_2, SIX_DIGITS, code_lines, keep_code
 from ivr.steps.menu import NOT_VERIFIED
@@ -26,7 +26,7 @@ class SendAmount(Step):
     wrong_keys = gettext_lazy("Please enter whole dollars only, up to 4 digits, then press pound.")
     finish_on_key = "#"
 
-    def prompt(self, call: CallSession) -> list[Words | object]:
+    def prompt(self, call: CallSession) -> list[Line]:
         return [_("How many dollars would you like to send? Enter the amount in whole dollars, then press pound.")]
 
     def answer(self, call: CallSession, keys: str) -> Outcome:
@@ -53,7 +53,7 @@ class SendRecipient(Step):
     num_digits = 6
     after_three_wrong = "menu"
 
-    def prompt(self, call: CallSession) -> list[Words | object]:
+    def prompt(self, call: CallSession) -> list[Line]:
         return [_("Enter the 6-digit code of the person you are sending to.")]
 
     def answer(self, call: CallSession, keys: str) -> Outcome:
@@ -71,7 +71,7 @@ class SendConfirm(Step):
     wrong_keys = PRESS_1_OR_2
     num_digits = 1
 
-    def prompt(self, call: CallSession) -> list[Words | object]:
+    def prompt(self, call: CallSession) -> list[Line]:
         return [
             _("You are sending %(amount)s to %(name)s, recipient code %(code)s.")
             % {
@@ -113,8 +113,8 @@ class SendConfirm(Step):
             "amount": spoken_dollars(receipt.transfer.amount_cents),
             "name": call.scratch["recipient_name"],
         }
-        keep_code(call, receipt.code, sent=sent)
-        return Goto("send_code")
+        keep_code(call, receipt.code)
+        return Goto("send_code", sent)
 
 
 @step
@@ -124,9 +124,8 @@ class SendCode(Step):
     wrong_keys = PRESS_1_OR_2
     num_digits = 1
 
-    def prompt(self, call: CallSession) -> list[Words | object]:
+    def prompt(self, call: CallSession) -> list[Line]:
         return [
-            call.scratch.get("sent", ""),
             *code_lines(call, _("Your confirmation code is:")),
             _("To hear the code again, press 1. For the main menu, press 2."),
         ]

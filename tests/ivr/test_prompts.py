@@ -14,11 +14,13 @@ NEW_CALLER = "+15557770000"
 # How to reach each prompt, what it says, and wrong entries of the right kind.
 PROMPTS = {
     "entry": (None, [], "enter your 4-digit PIN", ["123", "12345", "*", "1#", "0"]),
+    "member_id": (NEW_CALLER, [], "enter your 6-digit member ID", ["12345", "1234567", "*", "12#"]),
+    "pin": (NEW_CALLER, ["123456"], "Please enter your 4-digit PIN.", ["123", "12345", "*", "#"]),
     "register_member_id": (NEW_CALLER, ["#"], "enter your 6-digit member ID", ["12345", "1234567", "#", "*"]),
     "register_create_pin": (NEW_CALLER, ["#", "654321"], "create a 4-digit PIN", ["123", "12345", "#", "*12"]),
     "register_confirm_pin": (NEW_CALLER, ["#", "654321", "3971"], "same PIN again", ["397", "39711", "#"]),
     "registration_code": (NEW_CALLER, ["#", "654321", "3971", "3971"], "To hear the code again", ["3", "0", "#", "*", "12"]),
-    "menu": (None, ["3971"], "Main menu", ["4", "0", "9", "#", "*", "12"]),
+    "menu": (None, ["3971"], "Main menu", ["4", "0", "8", "#", "*", "12"]),
     "balance": (None, ["3971", "1"], "Your balance is", ["3", "0", "#", "*", "11"]),
     "send_amount": (None, ["3971", "2"], "whole dollars, then press pound", ["12345", "*", "1*2"]),
     "send_recipient": (None, ["3971", "2", "25"], "6-digit code of the person", ["12345", "1234567", "#", "*"]),
@@ -114,7 +116,7 @@ def test_it_treats_missing_digits_as_silence(at, step_name):
     assert "did not hear anything" in answer.text
 
 
-@pytest.mark.parametrize("step_name", [name for name in PROMPTS if name != "send_recipient"])
+@pytest.mark.parametrize("step_name", [name for name in PROMPTS if name not in ("send_recipient", "pin")])
 def test_it_says_goodbye_on_the_third_wrong_entry(at, step_name):
     phone = at(step_name)
     wrong = PROMPTS[step_name][3][0]
@@ -124,6 +126,16 @@ def test_it_says_goodbye_on_the_third_wrong_entry(at, step_name):
     answer = phone.press(wrong)
     assert answer.hangs_up
     assert "Goodbye" in answer.text
+
+
+def test_it_asks_the_member_id_again_after_three_wrong_pin_entries(at):
+    phone = at("pin")
+    phone.press("12")
+    phone.press("12")
+    answer = phone.press("12")
+    assert "A PIN has 4 digits" in answer.text
+    assert "Please enter your 6-digit member ID" in answer.text
+    assert not answer.hangs_up
 
 
 def test_it_goes_back_to_the_menu_after_three_unknown_recipients(at):
@@ -142,5 +154,26 @@ def test_every_prompt_asks_for_exactly_its_keys(at, step_name):
     gather = at(step_name).last.gather
     assert gather.get("input") == "dtmf"
     assert gather.get("method") == "POST"
-    assert gather.get("actionOnEmptyResult") == "false"
-    assert gather.get("numDigits") or gather.get("finishOnKey") == "#"
+    assert gather.get("actionOnEmptyResult") == "true"
+    assert gather.get("finishOnKey") == "#"
+    assert gather.get("action").startswith(f"https://testserver/twilio/step/{step_name}?n=")
+
+
+@pytest.mark.parametrize("step_name", PROMPTS)
+def test_a_notice_is_inside_the_gather_on_every_re_prompt(at, step_name):
+    phone = at(step_name)
+    for answer in (phone.silence(), phone.press(PROMPTS[step_name][3][0])):
+        gather = answer.gather
+        heard_inside = " ".join("".join(say.itertext()) for say in gather.iter("Say"))
+        assert heard_inside.split(".")[0] in ("We did not hear anything", answer.text.split(".")[0])
+        assert answer.verbs[0] == "Gather", "nothing is said outside the <Gather>, where keys would be lost"
+        assert gather[0].tag == "Say" and gather[1].tag == "Pause", "the notice, then a breath, inside"
+
+
+@pytest.mark.parametrize("step_name", PROMPTS)
+def test_a_pound_alone_is_answered_at_once_never_after_a_timeout(at, step_name):
+    """FinishedOnKey="#" with Digits="" is "#" pressed alone: the step answers it, not as silence."""
+    phone = at(step_name)
+    answer = phone.press("#")
+    assert "did not hear anything" not in answer.text
+    assert not answer.hangs_up

@@ -14,19 +14,27 @@ pytestmark = pytest.mark.django_db
 SAVEPOINTS = 2
 
 
-def test_entry(phone, django_assert_max_num_queries):
-    # Is the call known (locked if so)? Is the number a home number open to
-    # PIN-only sign-in (one query: not shared, no spray)? Then the call's row,
-    # inserted with its first prompt.
+def test_entry(phone, account, django_assert_max_num_queries):
+    # Is the call known (locked if so)? Whose home number is this, in which
+    # language, open to PIN-only sign-in (one query: not shared, no spray)?
+    # Then the call's row, inserted with its first prompt.
     with django_assert_max_num_queries(SAVEPOINTS + 3):
-        phone.dial()
+        assert "For other options" in phone.dial().text
+
+
+def test_entry_unknown_number_then_language(phone, django_assert_max_num_queries):
+    with django_assert_max_num_queries(SAVEPOINTS + 3):
+        assert "Para español" in phone.dial(language=None).text
+    # The call, locked, and its update: the language is not looked up.
+    with django_assert_max_num_queries(4):
+        assert "miembro" in phone.press("2").text
 
 
 def test_entry_withheld(phone, django_assert_max_num_queries):
-    # A withheld number needs no look-up: the member-ID prompt.
+    # A withheld number needs no look-up: the language prompt.
     phone.caller = "anonymous"
     with django_assert_max_num_queries(SAVEPOINTS + 2):
-        assert "member ID" in phone.dial().text
+        phone.dial(language=None)
 
 
 def test_pin_only(phone, account, django_assert_max_num_queries):

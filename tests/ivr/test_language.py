@@ -1,0 +1,266 @@
+"""English and Spanish (SPEC section 5, Language), and no dead air after a key (No dead air, Every prompt)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.utils import translation
+
+from accounts.models import Account, Transfer
+from accounts.money import spoken_amount, spoken_dollars
+from accounts.services import deposit
+from ivr.models import CallSession
+from ivr.simulator import InProcess, SimulatedCall, scripted
+from tests.conftest import spoken_code
+
+pytestmark = pytest.mark.django_db
+
+SPANISH = {"voice": "Polly.Lupe", "language": "es-US"}
+ENGLISH = {"voice": "Polly.Joanna", "language": "en-US"}
+
+
+def voices(answer) -> list[dict[str, str]]:
+    return [{"voice": say.get("voice"), "language": say.get("language")} for say in answer.root.iter("Say")]
+
+
+def spanish_only(answer) -> None:
+    """Every <Say> in Spanish with the Spanish voice, but the offer of English itself."""
+    for say in answer.root.iter("Say"):
+        text = "".join(say.itertext())
+        if text.startswith("For English"):
+            assert {"voice": say.get("voice"), "language": say.get("language")} == ENGLISH
+        else:
+            assert {"voice": say.get("voice"), "language": say.get("language")} == SPANISH, text
+
+
+def test_an_unknown_caller_hears_each_language_offered_in_its_own_voice(phone):
+    answer = phone.dial(language=None)
+    says = list(answer.gather.iter("Say"))
+    assert [("".join(s.itertext()), s.get("voice"), s.get("language")) for s in says] == [
+        ("Welcome to MyiBot.", "Polly.Joanna", "en-US"),
+        ("For English, press 1.", "Polly.Joanna", "en-US"),
+        ("Para español, oprima 2.", "Polly.Lupe", "es-US"),
+    ]
+    assert answer.gather.get("numDigits") == "1"
+
+
+def test_silence_at_the_language_prompt_continues_in_the_first_language(phone):
+    phone.dial(language=None)
+    answer = phone.silence()
+    assert "Please enter your 6-digit member ID" in answer.text
+    assert "did not hear" not in answer.text
+    assert CallSession.objects.get().language == "en"
+
+
+def test_a_wrong_key_at_the_language_prompt_asks_again(phone):
+    phone.dial(language=None)
+    answer = phone.press("7")
+    assert "Para español, oprima 2." in answer.text
+    assert CallSession.objects.get().invalid_entries == 1
+
+
+def test_a_whole_call_in_spanish_registration_sign_in_balance_send_money_and_code(make_phone, recipient):
+    phone = make_phone("+15557770000")
+    phone.dial(language="es")
+    spanish_only(phone.last)
+    assert "Por favor, marque su número de miembro de 6 dígitos." in phone.last.text
+    phone.press("#")
+    spanish_only(phone.last)
+    for keys in ["654321", "4682"]:
+        spanish_only(phone.press(keys))
+    registered = phone.press("4682")
+    spanish_only(registered)
+    assert "Su código de registro es:" in registered.text
+    code = re.search(r"registro es: ((?:\d, ){5}\d)", registered.text).group(1).replace(", ", "")
+    account = Account.objects.get(member_id="654321")
+    assert account.language == "es"
+    menu = phone.press("2")
+    spanish_only(menu)
+    assert "Menú principal" in menu.text and "For English, press 9." in menu.text
+    refused = phone.press("2")
+    assert "Su cuenta todavía no está verificada" in refused.text
+    phone.hang_up()
+
+    from django.core.management import call_command
+
+    call_command("verify_code", code)
+    deposit(account=account, amount_cents=100_50)
+
+    # The next call from the home number: Spanish from the first word, PIN alone.
+    phone = make_phone("+15557770000")
+    answer = phone.dial(language=None)
+    spanish_only(answer)
+    assert "Bienvenido a MyiBot." in answer.text and "Para otras opciones" in answer.text
+    spanish_only(phone.press("4682"))
+    balance = phone.press("1")
+    spanish_only(balance)
+    assert "Su saldo es de 100 dólares con 50 centavos." in balance.text
+    phone.press("2")
+    phone.press("2")
+    spanish_only(phone.press("25#"))
+    confirm = phone.press(recipient.code)
+    spanish_only(confirm)
+    assert "Va a enviar 25 dólares a Jane Doe" in confirm.text
+    sent = phone.press("1")
+    spanish_only(sent)
+    assert "Su envío de 25 dólares a Jane Doe está registrado." in sent.text
+    assert "Su código de confirmación es:" in sent.text
+    assert Transfer.objects.get().amount_cents == 2500
+    phone.press("2")
+    assert "Su saldo es de 75 dólares con 50 centavos." in phone.press("1").text
+
+
+def test_9_at_the_main_menu_switches_language_and_remembers_it(signed_in, account, make_phone):
+    menu = signed_in.last
+    assert "Para español, oprima 9." in menu.text
+    switched = signed_in.press("9")
+    spanish_only(switched)
+    assert "Menú principal" in switched.text and "For English, press 9." in switched.text
+    account.refresh_from_db()
+    assert account.language == "es"
+    spanish_only(signed_in.press("1"))
+    back = signed_in.press("2")
+    assert "Menú principal" in back.text
+    english = signed_in.press("9")
+    assert "Main menu" in english.text
+    account.refresh_from_db()
+    assert account.language == "en"
+
+
+def test_the_language_chosen_at_sign_in_is_saved_on_the_account(make_phone, account):
+    phone = make_phone("+15550009999")
+    phone.dial(language="es")
+    phone.press(account.member_id)
+    spanish_only(phone.press("3971"))
+    account.refresh_from_db()
+    assert account.language == "es"
+
+
+def test_one_language_means_no_language_prompt_and_no_9(phone, account, settings):
+    settings.IVR_LANGUAGES = ["en"]
+    phone.caller = "+15550009999"
+    answer = phone.dial(language=None)
+    assert "Please enter your 6-digit member ID" in answer.text
+    assert "español" not in answer.text
+    phone.press(account.member_id)
+    menu = phone.press("3971")
+    assert "español" not in menu.text
+    assert "Please press 1, 2 or 3." in phone.press("9").text
+
+
+@pytest.mark.parametrize("language, cents, words", [
+    ("en", 7550, "75 dollars and 50 cents"), ("en", 101, "1 dollar and 1 cent"), ("en", 0, "0 dollars and 0 cents"),
+    ("es", 7550, "75 dólares con 50 centavos"), ("es", 101, "1 dólar con 1 centavo"), ("es", 0, "0 dólares con 0 centavos"),
+])
+def test_amounts_are_said_in_each_language_with_plurals(language, cents, words):
+    with translation.override(language):
+        assert spoken_amount(cents) == words
+
+
+@pytest.mark.parametrize("language, cents, words", [("en", 100, "1 dollar"), ("en", 2500, "25 dollars"),
+                                                    ("es", 100, "1 dólar"), ("es", 2500, "25 dólares")])
+def test_whole_dollars_are_said_in_each_language(language, cents, words):
+    with translation.override(language):
+        assert spoken_dollars(cents) == words
+
+
+@pytest.mark.parametrize("language, heard", [("en", "This account is locked for 2 hours."),
+                                              ("es", "Esta cuenta está bloqueada por 2 horas.")])
+def test_the_lock_duration_is_said_in_each_language(make_phone, account, language, heard):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    Account.objects.filter(pk=account.pk).update(locked_until=timezone.now() + timedelta(minutes=90), language=language)
+    phone = make_phone(account.home_number)
+    phone.dial(language=None)
+    assert heard in phone.press("3971").text
+
+
+# No dead air after a key ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("entry", ["home", "member_id"])
+def test_pound_alone_at_an_entry_prompt_is_posted_at_once_and_told_from_silence(make_phone, account, entry):
+    phone = make_phone(account.home_number if entry == "home" else "+15550009999")
+    answer = phone.dial()
+    gather = answer.gather
+    assert (gather.get("finishOnKey"), gather.get("actionOnEmptyResult")) == ("#", "true")
+    action = gather.get("action")
+
+    # Silence: an empty entry without FinishedOnKey.
+    silence = phone.twiml(phone.post(action, {"Digits": "", "FinishedOnKey": ""}))
+    assert "We did not hear anything" in silence.text
+    # "#" alone: the same empty entry, with FinishedOnKey="#", is the offered key.
+    pound = phone.twiml(phone.post(silence.gather.get("action"), {"Digits": "", "FinishedOnKey": "#"}))
+    assert "did not hear" not in pound.text
+    expected = "Please enter your 6-digit member ID" if entry == "home" else "To create an account"
+    assert expected in pound.text
+
+
+def test_an_old_client_without_finished_on_key_still_reaches_silence_through_the_redirect(phone, account):
+    phone.dial()
+    assert "We did not hear anything" in phone.redirect().text
+
+
+def test_the_version_1_setting_makes_pound_a_key_again(phone, account, settings):
+    settings.IVR_POUND_AS_KEY = True
+    answer = phone.dial()
+    assert answer.gather.get("finishOnKey") == ""
+    pound = phone.twiml(phone.post(answer.gather.get("action"), {"Digits": "#", "FinishedOnKey": ""}))
+    assert "Please enter your 6-digit member ID" in pound.text
+
+
+def simulated(caller: str = "+15557770000", lang: str | None = "en", **kwargs) -> SimulatedCall:
+    from django.conf import settings
+
+    return SimulatedCall(base_url=settings.BASE_URL, auth_token=settings.TWILIO_AUTH_TOKEN, transport=InProcess(),
+                         caller=caller, lang=lang, **kwargs)
+
+
+@pytest.mark.parametrize("keys", [["#"], ["#", "#"]], ids=["home then member ID", "member ID then register"])
+def test_the_simulators_clock_shows_no_wait_after_pound_alone(account, keys):
+    call = simulated(caller=account.home_number)
+    call.place(scripted(keys))
+    waits = [event for event in call.transcript if event.kind == "wait"]
+    assert [event.text for event in waits][: len(keys)] == ["0 s"] * len(keys), [e.text for e in call.transcript]
+    assert not any(event.flagged for event in call.transcript)
+
+
+def test_the_simulator_shows_zero_waiting_after_every_offered_key_in_a_whole_call(account, recipient):
+    call = simulated(caller=account.home_number)
+    call.place(scripted(["3971", "1", "2", "2", "25#", recipient.code, "1", "1", "2", "9", "1"]))
+    assert call.totals.wait_seconds == 0, [(e.kind, e.text) for e in call.transcript]
+    assert not any(event.flagged for event in call.transcript)
+    heard = " ".join(event.text for event in call.transcript if event.kind == "say")
+    assert "Su saldo es de 75 dólares con 0 centavos." in heard
+
+
+# Caller effort ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("lang", ["en", "es"])
+def test_caller_effort_before_the_balance(account, lang, capsys):
+    """Entries, words heard and seconds waited before the balance: a returning caller on a home
+    number, a returning caller on another phone, and a new caller (who registers first)."""
+    Account.objects.filter(pk=account.pk).update(language=lang)
+    home = simulated(caller=account.home_number, lang=lang)
+    home.place(scripted(["3971", "1"]))
+    elsewhere = simulated(caller="+15550009999", lang=lang)
+    elsewhere.place(scripted([account.member_id, "3971", "1"]))
+    new = simulated(caller="+15557770000", lang=lang)
+    new.place(scripted(["#", "654321", "4682", "4682", "2", "1"]))
+
+    figures = {}
+    for name, call in (("home number", home), ("other phone", elsewhere), ("new caller", new)):
+        before = call.totals_before("Your balance is|Su saldo es")
+        assert before is not None, name
+        figures[name] = before
+        with capsys.disabled():
+            print(f"\n[{lang}] {name}: {before.entries} entries, {before.words} words, "
+                  f"{before.wait_seconds:g} s waiting after entries, {before.seconds:.0f} s in all before the balance")
+        assert before.wait_seconds == 0
+    assert figures["home number"].entries == 2, "a returning caller on a home number: the PIN, then 1"
+    assert figures["other phone"].entries == 4, "language, member ID, PIN, 1"
+    assert figures["new caller"].entries == 7
