@@ -56,8 +56,17 @@ def goodbye(*lines: str | Promise) -> VoiceResponse:
 
 
 def unavailable() -> VoiceResponse:
-    """The calm answer to anything that fails inside: never an HTTP error, never dead air."""
-    return goodbye(UNAVAILABLE)
+    """The calm answer to anything that fails inside: never an HTTP error, never dead air.
+
+    Said in every language offered, each in its voice: where this is needed we
+    may not know (or be able to read) the caller's language.
+    """
+    response = VoiceResponse()
+    for language in settings.IVR_LANGUAGES:
+        with translation.override(language):
+            say(response, UNAVAILABLE, language)
+    response.hangup()
+    return response
 
 
 def twiml_response(response: VoiceResponse) -> HttpResponse:

@@ -21,8 +21,11 @@ def fallback_log(caplog) -> list[str]:
 def test_it_says_a_calm_goodbye_without_the_database(phone, django_assert_num_queries):
     with django_assert_num_queries(0):
         answer = phone.twiml(phone.post("/twilio/fallback", {"ErrorCode": "11200", "ErrorUrl": "https://x/y"}))
-    assert answer.verbs == ["Say", "Hangup"]
-    assert answer.text == "We are sorry. This service is temporarily unavailable. Please call again later. Goodbye."
+    assert answer.verbs == ["Say", "Say", "Hangup"], "in every language offered"
+    assert answer.text == (
+        "We are sorry. This service is temporarily unavailable. Please call again later. Goodbye. "
+        "Lo sentimos. Este servicio no está disponible por el momento. Por favor, llame más tarde. Adiós."
+    )
 
 
 def test_it_logs_twilios_error_code_and_the_path_of_the_url_that_failed(phone, caplog):
@@ -79,6 +82,9 @@ def test_the_documented_twiml_bin_says_what_our_fallback_says(phone, document):
     [bin_xml] = re.findall(r"```xml\n(.*?)```", text, re.DOTALL)
     documented = ET.fromstring(bin_xml.encode())
     ours = phone.twiml(phone.post("/twilio/fallback")).root
-    assert [child.tag for child in documented] == [child.tag for child in ours] == ["Say", "Hangup"]
-    assert documented[0].text == ours[0].text
-    assert documented[0].attrib == ours[0].attrib == {"voice": "Polly.Joanna", "language": "en-US"}
+    assert [child.tag for child in documented] == [child.tag for child in ours] == ["Say", "Say", "Hangup"]
+    for documented_say, our_say in zip(documented[:2], ours[:2], strict=True):
+        assert documented_say.text == our_say.text
+        assert documented_say.attrib == our_say.attrib
+    assert ours[0].attrib == {"voice": "Polly.Joanna", "language": "en-US"}
+    assert ours[1].attrib == {"voice": "Polly.Lupe", "language": "es-US"}

@@ -91,7 +91,7 @@ def test_a_whole_call_in_spanish_registration_sign_in_balance_send_money_and_cod
     phone = make_phone("+15557770000")
     answer = phone.dial(language=None)
     spanish_only(answer)
-    assert "Bienvenido a MyiBot." in answer.text and "Para otras opciones" in answer.text
+    assert "Le damos la bienvenida a MyiBot." in answer.text and "Para otras opciones" in answer.text
     spanish_only(phone.press("4682"))
     balance = phone.press("1")
     spanish_only(balance)
@@ -104,7 +104,7 @@ def test_a_whole_call_in_spanish_registration_sign_in_balance_send_money_and_cod
     assert "Va a enviar 25 dólares a Jane Doe" in confirm.text
     sent = phone.press("1")
     spanish_only(sent)
-    assert "Su envío de 25 dólares a Jane Doe está registrado." in sent.text
+    assert "Su envío de 25 dólares a Jane Doe quedó registrado." in sent.text
     assert "Su código de confirmación es:" in sent.text
     assert Transfer.objects.get().amount_cents == 2500
     phone.press("2")
