@@ -271,6 +271,16 @@ def _check_pin(account: Account | None, *, pin: str, now: datetime) -> str:
     return "signed in"
 
 
+@transaction.atomic
+def account_change_pin(*, account: Account, pin_hash: str) -> None:
+    """Give a signed-in caller's account the PIN hashed at "new PIN" (only the hash crossed requests)."""
+    locked = Account.objects.select_for_update().get(pk=account.pk)
+    locked.pin_hash = pin_hash
+    locked.save(update_fields=["pin_hash"])
+    account.pin_hash = pin_hash
+    logger.info("pin changed by caller: account=%s", account.pk)
+
+
 def account_remember_language(*, account: Account, language: str) -> None:
     """Keep the language a caller chose, for their next call: one write, only when it changed."""
     if account.language != language:

@@ -182,7 +182,9 @@ class TransferStatus(models.TextChoices):
 class LedgerKind(models.TextChoices):
     DEPOSIT = "deposit"
     TRANSFER = "transfer"
-    REVERSAL = "reversal"
+    REVERSAL = "reversal", "transfer returned"
+    # A mistaken deposit taken back (reverse_deposit), pointing at the deposit.
+    CORRECTION = "correction", "deposit corrected"
 
 
 class CodePurpose(models.TextChoices):
@@ -208,7 +210,11 @@ class Transfer(models.Model):
             models.CheckConstraint(condition=Q(amount_cents__gt=0), name="accounts_transfer_amount_positive"),
             models.CheckConstraint(condition=Q(status__in=TransferStatus.values), name="accounts_transfer_status_valid"),
         ]
-        indexes = [models.Index(fields=["status", "created"], name="accounts_transfer_status_idx")]
+        indexes = [
+            models.Index(fields=["status", "created"], name="accounts_transfer_status_idx"),
+            # What an account sent today, for the daily limit.
+            models.Index(fields=["account", "created"], name="accounts_transfer_account_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"Transfer {self.pk}: {format_dollars(self.amount_cents)} to {self.recipient_id} ({self.status})"
@@ -223,18 +229,22 @@ class LedgerEntry(models.Model):
     amount_cents = models.BigIntegerField(help_text="positive credits, negative debits")
     kind = models.CharField(max_length=10, choices=Kind.choices)
     transfer = models.ForeignKey(Transfer, on_delete=models.PROTECT, null=True, blank=True, related_name="ledger_entries")
+    corrects = models.OneToOneField(
+        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="correction", help_text="the deposit it takes back"
+    )
     created = models.DateTimeField(default=timezone.now)
 
     class Meta:
         verbose_name_plural = "ledger entries"
         constraints = [
             models.CheckConstraint(condition=Q(kind__in=LedgerKind.values), name="accounts_ledgerentry_kind_valid"),
-            # Each kind moves money in one direction and names a transfer or not.
+            # Each kind moves money in one direction and names a transfer, a deposit, or neither.
             models.CheckConstraint(
                 condition=(
-                    Q(kind="deposit", amount_cents__gt=0, transfer__isnull=True)
-                    | Q(kind="transfer", amount_cents__lt=0, transfer__isnull=False)
-                    | Q(kind="reversal", amount_cents__gt=0, transfer__isnull=False)
+                    Q(kind="deposit", amount_cents__gt=0, transfer__isnull=True, corrects__isnull=True)
+                    | Q(kind="transfer", amount_cents__lt=0, transfer__isnull=False, corrects__isnull=True)
+                    | Q(kind="reversal", amount_cents__gt=0, transfer__isnull=False, corrects__isnull=True)
+                    | Q(kind="correction", amount_cents__lt=0, transfer__isnull=True, corrects__isnull=False)
                 ),
                 name="accounts_ledgerentry_kind_shape",
             ),
@@ -243,6 +253,8 @@ class LedgerEntry(models.Model):
                 fields=["transfer", "kind"], condition=Q(transfer__isnull=False), name="accounts_ledgerentry_once_per_transfer"
             ),
         ]
+        # The caller's recent transactions: newest first, for one account, however long its history.
+        indexes = [models.Index(fields=["account", "-created", "-id"], name="accounts_ledger_recent_idx")]
 
     def __str__(self) -> str:
         return f"{self.kind} {format_dollars(self.amount_cents)} on account {self.account_id}"

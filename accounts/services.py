@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -46,7 +46,23 @@ class TransferLimitExceeded(AccountsError):
     limit_cents: int
 
 
+@dataclass
+class DailyLimitReached(AccountsError):
+    """More than the account may still send today (UTC): room_cents is what is left."""
+
+    room_cents: int
+    limit_cents: int
+
+
 class InsufficientFunds(AccountsError):
+    pass
+
+
+class NotADeposit(AccountsError):
+    pass
+
+
+class AlreadyCorrected(AccountsError):
     pass
 
 
@@ -85,6 +101,23 @@ def transfer_limit_cents() -> int:
     return settings.TRANSFER_LIMIT_DOLLARS * 100
 
 
+def daily_limit_cents() -> int:
+    return settings.DAILY_TRANSFER_LIMIT_DOLLARS * 100
+
+
+def daily_room_cents(*, account: Account, now: datetime | None = None) -> int:
+    """What the account may still send today (UTC): the limit less transfers submitted or settled
+    since midnight; a rejected transfer gives its room back. One query, on an index."""
+    now = now or timezone.now()
+    midnight = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    sent = (
+        Transfer.objects.filter(account=account, created__gte=midnight)
+        .exclude(status=Transfer.Status.REJECTED)
+        .aggregate(total=Sum("amount_cents"))["total"]
+    )
+    return max(daily_limit_cents() - (sent or 0), 0)
+
+
 # Money -----------------------------------------------------------------
 
 
@@ -101,14 +134,17 @@ def deposit(*, account: Account, amount_cents: int, now: datetime | None = None)
     return entry
 
 
-def transfer_check(*, account: Account, amount_cents: int) -> None:
-    """Refuse an amount early, before the caller picks a recipient; transfer_submit checks again."""
+def transfer_check(*, account: Account, amount_cents: int, now: datetime | None = None) -> None:
+    """Refuse an amount early, before the caller picks a recipient; transfer_submit checks again, locked."""
     if not account.is_verified:
         raise AccountNotVerified
     if amount_cents <= 0:
         raise InvalidAmount
     if amount_cents > transfer_limit_cents():
         raise TransferLimitExceeded(limit_cents=transfer_limit_cents())
+    room = daily_room_cents(account=account, now=now)
+    if amount_cents > room:
+        raise DailyLimitReached(room_cents=room, limit_cents=daily_limit_cents())
     if amount_cents > account.balance_cents:
         raise InsufficientFunds
 
@@ -134,7 +170,8 @@ def transfer_submit(
     recipient = Recipient.objects.filter(code=recipient_code, active=True).first()
     if recipient is None:
         raise UnknownRecipient
-    transfer_check(account=locked, amount_cents=amount_cents)
+    # Under the account's lock: two calls at once cannot both pass the balance or the daily limit.
+    transfer_check(account=locked, amount_cents=amount_cents, now=now)
 
     transfer = Transfer.objects.create(
         account=locked, recipient=recipient, amount_cents=amount_cents, idempotency_key=idempotency_key, created=now
@@ -181,6 +218,36 @@ def _transfer_lock_undecided(transfer: Transfer) -> Transfer:
     if transfer.status != Transfer.Status.SUBMITTED:
         raise TransferAlreadyDecided
     return transfer
+
+
+@transaction.atomic
+def deposit_reverse(*, entry: LedgerEntry, now: datetime | None = None) -> LedgerEntry:
+    """Take back a mistaken deposit with a correction entry pointing at it; at most once, never into overdraft."""
+    Account.objects.select_for_update().filter(pk=entry.account_id).get()
+    entry = LedgerEntry.objects.select_related("account").get(pk=entry.pk)
+    if entry.kind != LedgerEntry.Kind.DEPOSIT:
+        raise NotADeposit
+    if LedgerEntry.objects.filter(corrects=entry).exists():
+        raise AlreadyCorrected
+    if entry.account.balance_cents < entry.amount_cents:
+        raise InsufficientFunds  # the money was spent: it cannot be taken back
+    correction = LedgerEntry.objects.create(
+        account_id=entry.account_id, amount_cents=-entry.amount_cents, kind=LedgerEntry.Kind.CORRECTION, corrects=entry,
+        created=now or timezone.now(),
+    )
+    Account.objects.filter(pk=entry.account_id).update(balance_cents=F("balance_cents") - entry.amount_cents)
+    logger.warning("deposit corrected: entry=%s correction=%s account=%s cents=%s", entry.pk, correction.pk,
+                   entry.account_id, entry.amount_cents)
+    return correction
+
+
+def ledger_recent(*, account: Account, count: int = 5) -> list[LedgerEntry]:
+    """The account's last entries, newest first, with what each names: one query, however long the history."""
+    return list(
+        LedgerEntry.objects.filter(account=account)
+        .select_related("transfer__recipient")
+        .order_by("-created", "-id")[:count]
+    )
 
 
 def ledger_balance_cents(*, account: Account) -> int:

@@ -559,14 +559,17 @@ class SimulatedCall:
     def _language_choice(self, prompt: Prompt) -> Press | None:
         """The caller's own key on a language prompt, typed after hearing their language's <Say>.
 
-        A language prompt offers one key per language, each in a <Say> of its
+        A language prompt offers one key per language, each in one <Say> of its
         own language; a menu that also offers another language ("Para
-        español, oprima 9") offers several keys in one <Say>, and is not one.
+        español, oprima 9") offers several keys in its own, and is not one.
         """
         if not self.lang or len(prompt.languages) < 2:
             return None
         offering = [audio for audio in prompt.audio if audio.kind == "say" and offered_keys(audio.text)]
-        if len({audio.language for audio in offering}) < 2 or any(len(offered_keys(a.text)) != 1 for a in offering):
+        languages = [audio.language for audio in offering]
+        if len(set(languages)) < 2 or len(set(languages)) != len(languages):
+            return None  # not one offer per language: a menu, however many languages it speaks
+        if any(len(offered_keys(audio.text)) != 1 for audio in offering):
             return None
         says_heard = sum(1 for audio in prompt.before if audio.kind == "say")
         for audio in prompt.audio:

@@ -263,6 +263,8 @@ SIGN_IN_SPRAY_PER_MINUTE = envint("SIGN_IN_SPRAY_PER_MINUTE", 30, minimum=1)
 
 # Money and codes.
 TRANSFER_LIMIT_DOLLARS = envint("TRANSFER_LIMIT_DOLLARS", 500, minimum=1)
+# The most one account may send in a calendar day (UTC), over submitted and settled transfers.
+DAILY_TRANSFER_LIMIT_DOLLARS = envint("DAILY_TRANSFER_LIMIT_DOLLARS", 1000, minimum=1)
 CONFIRMATION_CODE_TTL_DAYS = envint("CONFIRMATION_CODE_TTL_DAYS", 30, minimum=1)
 CALL_SESSION_MAX_IDLE_MINUTES = envint("CALL_SESSION_MAX_IDLE_MINUTES", 120, minimum=1)
 

@@ -67,7 +67,7 @@ class Language(Step):
         return Goto(MemberId.name)
 
 
-def _locked(refusal: identity.AccountLocked) -> Goodbye:
+def locked_goodbye(refusal: identity.AccountLocked) -> Goodbye:
     minutes = refusal.minutes_left()
     if minutes <= 60:
         how_long = ngettext("%(count)d minute", "%(count)d minutes", minutes) % {"count": minutes}
@@ -88,7 +88,7 @@ def _signed_in(call: CallSession, account) -> Goto:
     return Goto("menu", _("You are signed in."))
 
 
-def _wrong_pin(call: CallSession, again: Outcome) -> Outcome:
+def count_wrong_pin(call: CallSession, again: Outcome) -> Outcome:
     call.pin_failures += 1
     if call.pin_failures >= PINS_PER_CALL:
         return Goodbye(THIRD_WRONG_PIN)
@@ -126,9 +126,9 @@ class PinOnly(Step):
         try:
             account = identity.account_sign_in(account_id=home.account_id, pin=keys)
         except identity.AccountLocked as refusal:
-            return _locked(refusal)
+            return locked_goodbye(refusal)
         except identity.WrongPin:
-            return _wrong_pin(call, Again(_("That PIN is not correct."), strike=False))
+            return count_wrong_pin(call, Again(_("That PIN is not correct."), strike=False))
         return _signed_in(call, account)
 
 
@@ -179,8 +179,8 @@ class Pin(Step):
         try:
             account = identity.account_sign_in(member_id=member_id, pin=keys)
         except identity.AccountLocked as refusal:
-            return _locked(refusal)
+            return locked_goodbye(refusal)
         except identity.WrongPin:
             call.scratch = {}
-            return _wrong_pin(call, Goto(MemberId.name, NOT_RIGHT))
+            return count_wrong_pin(call, Goto(MemberId.name, NOT_RIGHT))
         return _signed_in(call, account)

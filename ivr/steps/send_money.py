@@ -9,7 +9,7 @@ from django.utils.translation import gettext_lazy
 
 from accounts import services
 from accounts.models import Recipient
-from accounts.money import spoken_amount, spoken_dollars
+from accounts.spoken import spoken_amount, spoken_dollars
 from ivr.machine import Again, Goto, Outcome, Line, Step, step
 from ivr.models import CallSession
 from ivr.steps.common import ONE_KEY_1_2, PRESS_1_OR_2, SIX_DIGITS, code_lines, keep_code
@@ -39,6 +39,11 @@ class SendAmount(Step):
             return Again(_("The amount must be at least 1 dollar."))
         except services.TransferLimitExceeded as refusal:
             return Again(_("The most you can send at one time is %(amount)s.") % {"amount": spoken_dollars(refusal.limit_cents)})
+        except services.DailyLimitReached as refusal:
+            if not refusal.room_cents:
+                return Goto("menu", _("You have reached today's limit of %(amount)s. You can send money again tomorrow.")
+                            % {"amount": spoken_dollars(refusal.limit_cents)})
+            return Again(_("The most you can still send today is %(amount)s.") % {"amount": spoken_dollars(refusal.room_cents)})
         except services.InsufficientFunds:
             return Again(_("Not enough funds. Your balance is %(amount)s.") % {"amount": spoken_amount(call.account.balance_cents)})
         call.scratch = {"amount_cents": amount_cents}
@@ -103,6 +108,9 @@ class SendConfirm(Step):
         except services.UnknownRecipient:
             call.scratch = {}
             return Goto("menu", f"{_('That recipient can no longer receive money.')} {NOTHING_SENT}")
+        except services.DailyLimitReached:
+            call.scratch = {}
+            return Goto("menu", f"{_('That is more than you can still send today.')} {NOTHING_SENT}")
         except (services.TransferLimitExceeded, services.InvalidAmount):
             call.scratch = {}
             return Goto("menu", f"{_('That amount cannot be sent.')} {NOTHING_SENT}")

@@ -178,3 +178,25 @@ def test_two_callers_registering_one_home_number_at_once_make_two_accounts_one_w
     ])
     assert all(isinstance(r, tuple) for r in results), results
     assert sorted(Account.objects.values_list("home_number", flat=True), key=str) == ["+15550000001", None]
+
+
+def test_ten_calls_at_once_on_one_account_send_only_the_daily_room(settings):
+    """A large balance, a daily room of three transfers: exactly three are submitted, through the webhooks."""
+    settings.DAILY_TRANSFER_LIMIT_DOLLARS = 75
+    account = make_account("+15550000001", "100001", 10_000_00)
+    Recipient.objects.create(code="246810", name="Jane Doe")
+    phones = []
+    for _ in range(10):
+        phone = Phone(Client(), caller=account.home_number)
+        phone.dial()
+        for keys in ["3971", "2", "25#", "246810"]:
+            phone.press(keys)
+        phones.append(phone)
+
+    results = all_at_once([lambda phone=phone: phone.press("1") for phone in phones])
+    heard = [r.text for r in results]
+    assert sum("is submitted" in text for text in heard) == 3, heard
+    assert sum("more than you can still send today" in text for text in heard) == 7
+    assert Transfer.objects.filter(status="submitted").count() == 3
+    account.refresh_from_db()
+    assert account.balance_cents == 10_000_00 - 75_00 == services.ledger_balance_cents(account=account)

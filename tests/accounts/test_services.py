@@ -186,3 +186,38 @@ class TestLedgerInvariant(HypothesisTestCase):
             account.refresh_from_db()
             assert account.balance_cents == services.ledger_balance_cents(account=account)
             assert account.balance_cents >= 0
+
+
+class TestDepositReverse:
+    def test_it_takes_a_deposit_back_with_a_correction_pointing_at_it(self, account):
+        extra = services.deposit(account=account, amount_cents=5000)
+        correction = services.deposit_reverse(entry=extra)
+        assert (correction.kind, correction.amount_cents, correction.corrects) == ("correction", -5000, extra)
+        account.refresh_from_db()
+        assert account.balance_cents == 10000 == services.ledger_balance_cents(account=account)
+
+    def test_it_reverses_a_deposit_once(self, account):
+        extra = services.deposit(account=account, amount_cents=5000)
+        services.deposit_reverse(entry=extra)
+        with pytest.raises(services.AlreadyCorrected):
+            services.deposit_reverse(entry=extra)
+
+    def test_it_refuses_when_the_money_was_spent(self, account, recipient):
+        deposit_entry = LedgerEntry.objects.get(kind="deposit")
+        submit(account, amount_cents=5000)
+        with pytest.raises(services.InsufficientFunds):
+            services.deposit_reverse(entry=deposit_entry)
+        assert not LedgerEntry.objects.filter(kind="correction").exists()
+
+    def test_it_refuses_what_is_not_a_deposit(self, account, recipient):
+        submit(account)
+        with pytest.raises(services.NotADeposit):
+            services.deposit_reverse(entry=LedgerEntry.objects.get(kind="transfer"))
+
+    def test_the_database_allows_one_correction_per_deposit(self, account):
+        extra = services.deposit(account=account, amount_cents=5000)
+        LedgerEntry.objects.create(account=account, amount_cents=-5000, kind="correction", corrects=extra)
+        with pytest.raises(IntegrityError), transaction.atomic():
+            LedgerEntry.objects.create(account=account, amount_cents=-5000, kind="correction", corrects=extra)
+        with pytest.raises(IntegrityError), transaction.atomic():
+            LedgerEntry.objects.create(account=account, amount_cents=5000, kind="correction", corrects=extra)

@@ -8,7 +8,7 @@ import pytest
 from django.utils import translation
 
 from accounts.models import Account, Transfer
-from accounts.money import spoken_amount, spoken_dollars
+from accounts.spoken import spoken_amount, spoken_dollars
 from accounts.services import deposit
 from ivr.models import CallSession
 from ivr.simulator import InProcess, SimulatedCall, scripted
@@ -146,7 +146,7 @@ def test_one_language_means_no_language_prompt_and_no_9(phone, account, settings
     phone.press(account.member_id)
     menu = phone.press("3971")
     assert "español" not in menu.text
-    assert "Please press 1, 2 or 3." in phone.press("9").text
+    assert "Please press 1, 2, 3, 4 or 5." in phone.press("9").text
 
 
 @pytest.mark.parametrize("language, cents, words", [

@@ -20,12 +20,16 @@ PROMPTS = {
     "register_create_pin": (NEW_CALLER, ["#", "654321"], "create a 4-digit PIN", ["123", "12345", "#", "*12"]),
     "register_confirm_pin": (NEW_CALLER, ["#", "654321", "3971"], "same PIN again", ["397", "39711", "#"]),
     "registration_code": (NEW_CALLER, ["#", "654321", "3971", "3971"], "To hear the code again", ["3", "0", "#", "*", "12"]),
-    "menu": (None, ["3971"], "Main menu", ["4", "0", "8", "#", "*", "12"]),
+    "menu": (None, ["3971"], "Main menu", ["6", "0", "8", "#", "*", "12"]),
     "balance": (None, ["3971", "1"], "Your balance is", ["3", "0", "#", "*", "11"]),
     "send_amount": (None, ["3971", "2"], "whole dollars, then press pound", ["12345", "*", "1*2"]),
     "send_recipient": (None, ["3971", "2", "25"], "6-digit code of the person", ["12345", "1234567", "#", "*"]),
     "send_confirm": (None, ["3971", "2", "25", "246810"], "To confirm, press 1", ["3", "0", "#", "*", "12"]),
     "send_code": (None, ["3971", "2", "25", "246810", "1"], "To hear the code again", ["3", "0", "#", "*"]),
+    "history": (None, ["3971", "4"], "added to your account", ["3", "0", "#", "*", "12"]),
+    "change_pin": (None, ["3971", "5"], "enter your current PIN", ["123", "12345", "#", "*"]),
+    "change_pin_new": (None, ["3971", "5", "3971"], "enter your new 4-digit PIN", ["123", "12345", "#", "*"]),
+    "change_pin_confirm": (None, ["3971", "5", "3971", "4682"], "new PIN again", ["123", "12345", "#", "*"]),
 }
 HOSTILE = ["9" * 10_000, "١٢٣٤", "１２３４５６", "abcd", "12a4", "\x00\x01", "DROP TABLE", "\u202e1234"]
 

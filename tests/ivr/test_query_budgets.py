@@ -80,12 +80,12 @@ def test_balance_again(signed_in, django_assert_max_num_queries):
 
 
 @pytest.mark.parametrize("before, keys, budget", [
-    (["2"], "25", 4),  # amount: checked against the balance already loaded
+    (["2"], "25", 5),  # amount: the balance already loaded, and what was sent today
     (["2", "25"], "246810", 5),  # recipient: and the recipient
     (["2", "25", "246810"], "2", 4),  # cancel
-    # Confirm: the account locked, the key checked, the recipient, the transfer,
-    # its ledger entry, the debit, a free code checked and stored.
-    (["2", "25", "246810"], "1", SAVEPOINTS + 2 + 8 + SAVEPOINTS),
+    # Confirm: the account locked, the key checked, the recipient, what was
+    # sent today, the transfer, its ledger entry, the debit, a free code checked and stored.
+    (["2", "25", "246810"], "1", SAVEPOINTS + 2 + 9 + SAVEPOINTS),
     (["2", "25", "246810", "1"], "1", 4),  # hear the code again
 ], ids=["amount", "recipient", "cancel", "confirm", "code again"])
 def test_send_money(signed_in, recipient, django_assert_max_num_queries, before, keys, budget):
@@ -115,3 +115,21 @@ def test_fallback_and_status(phone, django_assert_max_num_queries):
         phone.post("/twilio/fallback")
     with django_assert_max_num_queries(1):
         phone.hang_up()
+
+
+def test_history(signed_in, django_assert_max_num_queries):
+    # The call with its account, locked; the last five entries in one query; the call.
+    with django_assert_max_num_queries(SAVEPOINTS + 3):
+        signed_in.press("4")
+
+
+def test_change_pin_steps(signed_in, django_assert_max_num_queries):
+    signed_in.press("5")
+    # The call; the account, locked, to check the current PIN; the call.
+    with django_assert_max_num_queries(SAVEPOINTS + 2 + 3):
+        signed_in.press("3971")
+    with django_assert_max_num_queries(4):
+        signed_in.press("4682")  # the new PIN is hashed, nothing read
+    # The call; the account, locked, and its new hash; the call.
+    with django_assert_max_num_queries(SAVEPOINTS + 2 + 2 + SAVEPOINTS):
+        assert "Your PIN is changed" in signed_in.press("4682").text

@@ -1,0 +1,38 @@
+"""Amounts and dates as a caller hears them, in the active language (translation.override around a call)."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from django.utils import timezone
+from django.utils.dates import MONTHS
+from django.utils.translation import gettext, ngettext
+
+
+def _dollars(dollars: int) -> str:
+    return ngettext("%(count)d dollar", "%(count)d dollars", dollars) % {"count": dollars}
+
+
+def spoken_amount(cents: int) -> str:
+    """For callers, in the active language: 7550 -> "75 dollars and 50 cents", "75 dólares con 50 centavos"."""
+    dollars, rest = divmod(cents, 100)
+    return gettext("%(dollars)s and %(cents)s") % {
+        "dollars": _dollars(dollars),
+        "cents": ngettext("%(count)d cent", "%(count)d cents", rest) % {"count": rest},
+    }
+
+
+def spoken_dollars(cents: int) -> str:
+    """Whole-dollar amounts as the caller entered them: 2500 -> "25 dollars", "25 dólares"."""
+    if cents % 100:
+        return spoken_amount(cents)
+    return _dollars(cents // 100)
+
+
+def spoken_date(day: date, today: date | None = None) -> str:
+    """ "November 24" / "24 de noviembre"; with the year when it is not this year's."""
+    today = today or timezone.now().date()
+    month = MONTHS[day.month]  # Django's own translated month names
+    if day.year == today.year:
+        return gettext("%(month)s %(day)d") % {"month": month, "day": day.day}
+    return gettext("%(month)s %(day)d, %(year)d") % {"month": month, "day": day.day, "year": day.year}
