@@ -14,8 +14,14 @@ bind = f"0.0.0.0:{os.environ.get('PORT', '3001')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))
 worker_class = "gthread"
-# Twilio gives up on a webhook after 15 s and then calls the fallback URL:
-# a worker stuck longer than that helps nobody, so it is restarted before.
+# What bounds one request is not this: a gthread worker keeps telling the
+# arbiter it is alive while one of its threads is stuck, so gunicorn's timeout
+# only catches a whole worker frozen (gunicorn issue 1440). One webhook is
+# bounded by the app (docs/TIME_BUDGET.md): no query starts after
+# WEBHOOK_DEADLINE_SECONDS (10), and PostgreSQL's lock_timeout (3 s) and
+# statement_timeout (4 s), or SQLite's busy timeout (3 s), bound each query,
+# so a blocked step rolls back and answers the apology before Twilio's 15 s.
+# This stays below 15 s too, for a frozen worker.
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "12"))
 graceful_timeout = 10
 # Twilio and Fly's proxy keep connections open between webhooks.

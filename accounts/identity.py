@@ -17,13 +17,14 @@ from datetime import datetime, timedelta
 
 import phonenumbers
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from accounts import pins
+from accounts import activity, pins
 from accounts.models import Account, ConfirmationCode, LedgerEntry, SharedLine, SignInFailure, SignInSpray
 from accounts.services import AccountsError, UnknownAccount, confirmation_code_issue
+from myibot.db import insert_unless_conflict
 
 logger = logging.getLogger(__name__)
 
@@ -134,26 +135,8 @@ def account_register(
 
 
 def _insert_account(account: Account) -> Account | None:
-    """Insert unless a unique rule stops it; the new account, or None.
-
-    Raw SQL for RETURNING with ON CONFLICT DO NOTHING, which both PostgreSQL
-    and SQLite (3.35+) speak and Django's bulk_create cannot combine.
-    """
-    fields = [field for field in Account._meta.concrete_fields if not field.primary_key]
-    table, quote = Account._meta.db_table, connection.ops.quote_name
-    sql = (
-        f"INSERT INTO {quote(table)} ({', '.join(quote(field.column) for field in fields)}) "
-        f"VALUES ({', '.join(['%s'] * len(fields))}) ON CONFLICT DO NOTHING RETURNING {quote('id')}"
-    )
-    values = [field.get_db_prep_save(field.pre_save(account, add=True), connection) for field in fields]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, values)
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    account.pk = row[0]
-    account._state.adding, account._state.db = False, "default"
-    return account
+    """Insert unless a unique rule (member ID, home number) stops it; the new account, or None."""
+    return account if insert_unless_conflict(account) else None
 
 
 @transaction.atomic
@@ -258,6 +241,7 @@ def _check_pin(account: Account | None, *, pin: str, now: datetime) -> str:
         locked = account.register_failed_pin(now)
         account.save(update_fields=["failed_pin_count", "lock_count", "locked_until"])
         if locked:
+            activity.account_locked(now)
             logger.warning(
                 "account locked: account=%s lock=%s until=%s", account.pk, account.lock_count, account.locked_until.isoformat()
             )
@@ -296,12 +280,14 @@ def _count_service_failure(now: datetime) -> None:
     a member ID as well, and locks nobody out.
     """
     SignInFailure.objects.create(created=now)
+    activity.sign_in_failed(now)
     failures = SignInFailure.objects.filter(created__gt=now - SPRAY_WINDOW, created__lte=now).count()
     if failures <= settings.SIGN_IN_SPRAY_PER_MINUTE:
         return
     if SignInSpray.objects.filter(until__gt=now).exists():
         return
     spray = SignInSpray.objects.create(started=now, until=now + SPRAY_SUSPENSION, failures=failures)
+    activity.spray_started()
     logger.warning(
         "sign-in spray: failures=%s in the last minute; PIN-only entry suspended until %s", failures, spray.until.isoformat()
     )

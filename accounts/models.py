@@ -295,3 +295,34 @@ class ConfirmationCode(models.Model):
 
     def is_expired(self, now: datetime | None = None) -> bool:
         return self.expires <= (now or timezone.now())
+
+
+class ActivityKind(models.TextChoices):
+    CALL = "call", "calls"
+    SIGN_IN = "sign_in", "sign-ins"
+    FAILED_PIN = "failed_pin", "failed PINs"
+    LOCK = "lock", "locks"
+
+
+class HourlyActivity(models.Model):
+    """How many calls, sign-ins, failed PINs and locks each hour: the dashboard's charts.
+
+    Counts only, no account and no number: call state is deleted when a call
+    ends, and nothing here says who called.
+    """
+
+    Kind = ActivityKind
+
+    hour = models.DateTimeField(help_text="the hour's start, UTC")
+    kind = models.CharField(max_length=12, choices=Kind.choices)
+    count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        verbose_name_plural = "hourly activity"
+        constraints = [
+            models.UniqueConstraint(fields=["hour", "kind"], name="accounts_hourlyactivity_one_per_hour"),
+            models.CheckConstraint(condition=Q(kind__in=ActivityKind.values), name="accounts_hourlyactivity_kind_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.count} {self.get_kind_display()} at {self.hour:%Y-%m-%d %H}:00"

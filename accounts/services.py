@@ -18,7 +18,7 @@ from django.db import transaction
 from django.db.models import F, Sum
 from django.utils import timezone
 
-from accounts import codes, pins
+from accounts import activity, codes, pins
 from accounts.models import Account, ConfirmationCode, LedgerEntry, Recipient, Transfer
 from accounts.money import format_dollars
 
@@ -180,6 +180,7 @@ def transfer_submit(
     Account.objects.filter(pk=locked.pk).update(balance_cents=F("balance_cents") - amount_cents)
     code = confirmation_code_issue(account=locked, purpose=ConfirmationCode.Purpose.TRANSFER, transfer=transfer, now=now)
     account.balance_cents = locked.balance_cents - amount_cents
+    activity.transfer_submitted(amount_cents)
     logger.info("transfer submitted: transfer=%s account=%s cents=%s", transfer.pk, locked.pk, amount_cents)
     return TransferReceipt(transfer=transfer, code=code)
 

@@ -9,11 +9,13 @@ from collections.abc import Callable
 from functools import lru_cache, wraps
 
 from django.conf import settings
+from django.db import OperationalError, connection
 from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 from twilio.request_validator import HMAC_SHA1, HMAC_SHA256, SIGNATURE_SETTINGS_HEADER, RequestValidator
 
+from accounts import activity
 from ivr import twiml
 
 logger = logging.getLogger(__name__)
@@ -78,12 +80,45 @@ def call_label(request: HttpRequest) -> str:
     return f"…{call_sid[-6:]}" if call_sid else "-"
 
 
+class OverTimeBudget(OperationalError):
+    """The webhook's deadline passed: no more queries; its transaction rolls back."""
+
+
+def _deadline(ends: float) -> Callable:
+    """A query wrapper that refuses to start a query after the webhook's deadline.
+
+    With PostgreSQL's statement_timeout and lock_timeout (or SQLite's busy
+    timeout) bounding each query, the last one started before the deadline
+    still ends inside Twilio's 15 s (docs/TIME_BUDGET.md).
+    """
+
+    def guard(execute: Callable, sql: str, params: object, many: bool, context: dict) -> object:
+        if time.monotonic() > ends:
+            raise OverTimeBudget("webhook deadline passed")
+        return execute(sql, params, many, context)
+
+    return guard
+
+
+def _is_timeout(error: Exception) -> bool:
+    """A lock or statement timeout, a busy SQLite file, or our own deadline: the database did not answer in time."""
+    if isinstance(error, OverTimeBudget):
+        return True
+    text = str(error).lower()
+    return isinstance(error, OperationalError) and any(
+        words in text for words in ("timeout", "database is locked", "canceling statement", "could not connect")
+    )
+
+
 def twilio_webhook(view: View) -> View:
-    """CSRF-exempt, POST only, signed by Twilio or 403, and never an error status.
+    """CSRF-exempt, POST only, signed by Twilio or 403, never an error status, never late.
 
     Always on, whatever DEBUG says. A failure inside the view is logged with its
     traceback and answered with a calm apology and <Hangup>, because Twilio
-    turns an HTTP error into its own error message in the caller's ear.
+    turns an HTTP error into its own error message in the caller's ear. The
+    same goes for a database that does not answer in time: the step's
+    transaction rolls back, and the caller hears the apology before Twilio's
+    15 s run out, never after a transfer they are told failed.
     One log line per webhook: call, step, outcome, milliseconds.
     """
 
@@ -96,18 +131,22 @@ def twilio_webhook(view: View) -> View:
             logger.warning("webhook refused: %s path=%s", refusal, request.path)
             return HttpResponseForbidden("invalid signature\n", content_type="text/plain")
         try:
-            response = view(request, *args, **kwargs)
-        except Exception:
-            logger.exception("webhook failed: call=%s path=%s", call_label(request), request.path)
+            with connection.execute_wrapper(_deadline(time.monotonic() + settings.WEBHOOK_DEADLINE_SECONDS)):
+                response = view(request, *args, **kwargs)
+        except Exception as error:
+            if _is_timeout(error):
+                logger.warning("webhook over its time budget: call=%s path=%s error=%s", call_label(request),
+                               request.path, type(error).__name__)
+                outcome = "database too slow"
+            else:
+                logger.exception("webhook failed: call=%s path=%s", call_label(request), request.path)
+                outcome = "failed"
             response = twiml.twiml_response(twiml.unavailable())
-            response.ivr_step, response.ivr_outcome = kwargs.get("step_name", "-"), "failed"
-        logger.info(
-            "webhook call=%s step=%s outcome=%s ms=%.0f",
-            call_label(request),
-            getattr(response, "ivr_step", request.path),
-            getattr(response, "ivr_outcome", response.status_code),
-            (time.perf_counter() - started) * 1000,
-        )
+            response.ivr_step, response.ivr_outcome = kwargs.get("step_name", "-"), outcome
+        seconds = time.perf_counter() - started
+        step, outcome = getattr(response, "ivr_step", request.path), getattr(response, "ivr_outcome", response.status_code)
+        activity.webhook_answered(str(step), str(outcome), seconds)
+        logger.info("webhook call=%s step=%s outcome=%s ms=%.0f", call_label(request), step, outcome, seconds * 1000)
         return response
 
     return webhook

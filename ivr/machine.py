@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone, translation
 from django.utils.crypto import salted_hmac
@@ -30,8 +30,10 @@ from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
 from twilio.twiml.voice_response import VoiceResponse
 
+from accounts import activity
 from ivr import twiml
 from ivr.models import CallSession
+from myibot.db import insert_unless_conflict
 
 STRIKES = 3
 NOTHING_HEARD = _("We did not hear anything.")
@@ -158,20 +160,25 @@ def start_call(*, call_sid: str, caller: str, trusted: bool, greeting: Words) ->
     caller is the E.164 number or "" when withheld; trusted says whether the
     caller ID may open PIN-only sign-in.
     """
-    try:
-        return _start_call(call_sid=call_sid, caller=caller, trusted=trusted, greeting=greeting)
-    except IntegrityError:
-        # A retry of this webhook created the call between our look and our
-        # insert; its transaction is gone, so look again in a new one.
-        return _start_call(call_sid=call_sid, caller=caller, trusted=trusted, greeting=greeting)
+    with transaction.atomic():
+        try:
+            return _start_call(call_sid=call_sid, caller=caller, trusted=trusted, greeting=greeting)
+        except CallAlreadyStarted:
+            # A retry of this webhook inserted the call between our look and
+            # our insert; looking again (locked) waits for it and finds it.
+            return _start_call(call_sid=call_sid, caller=caller, trusted=trusted, greeting=greeting)
 
 
-@transaction.atomic
+class CallAlreadyStarted(Exception):
+    pass
+
+
 def _start_call(*, call_sid: str, caller: str, trusted: bool, greeting: Words) -> Reply:
     call = CallSession.objects.select_for_update().filter(call_sid=call_sid).first()
     if call is None:
         # Inserted with its first prompt in one statement (see _save).
         call = CallSession(call_sid=call_sid, caller=caller, caller_trusted=trusted)
+        activity.call_started()
     else:
         call.caller, call.caller_trusted = caller, trusted
         call.last_answer = ""
@@ -324,7 +331,9 @@ def _ask(call: CallSession, notices: list[Words], *, outcome: str, repeat: bool 
 def _save(call: CallSession) -> None:
     call.updated = timezone.now()
     if call._state.adding:
-        call.save(force_insert=True)
+        # ON CONFLICT DO NOTHING: a unique violation would put the CallSid in PostgreSQL's log.
+        if not insert_unless_conflict(call):
+            raise CallAlreadyStarted
     else:
         # Everything a step may change, and not the CallSid and caller it never does.
         call.save(update_fields=CallSession.STEP_FIELDS)

@@ -149,13 +149,32 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
+# Twilio waits 15 s for a webhook's whole answer (docs/TIME_BUDGET.md). A step
+# stops starting queries after WEBHOOK_DEADLINE_SECONDS (ivr/decorators.py),
+# and no one statement, lock wait or connect may take longer than these, so
+# that even the last query started before the deadline ends well inside 15 s
+# and a blocked step rolls back and answers the calm apology in time.
+WEBHOOK_DEADLINE_SECONDS = envint("WEBHOOK_DEADLINE_SECONDS", 10, minimum=1)
+DB_LOCK_TIMEOUT_MS = envint("DB_LOCK_TIMEOUT_MS", 3000)
+DB_STATEMENT_TIMEOUT_MS = envint("DB_STATEMENT_TIMEOUT_MS", 4000)
+DB_CONNECT_TIMEOUT = envint("DB_CONNECT_TIMEOUT", 3, minimum=2)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Per connection, through libpq: 0 (for a long migration) means no limit.
+    # Server-side binding sends values apart from the SQL, so that a statement
+    # PostgreSQL logs on an error (a lock timeout, say) shows $1, not what a
+    # caller typed: at default settings it never logs parameters on errors.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        server_side_binding=True,
+        connect_timeout=DB_CONNECT_TIMEOUT,
+        options=f"-c lock_timeout={DB_LOCK_TIMEOUT_MS} -c statement_timeout={DB_STATEMENT_TIMEOUT_MS}",
+    )
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Several gunicorn workers may share the file. IMMEDIATE transactions take
     # the write lock up front, so that two read-then-write transactions wait
-    # for each other instead of failing with "database is locked"; WAL lets
+    # for each other (at most the lock timeout) instead of failing at once; WAL lets
     # readers go on while one writes.
     DATABASES["default"].setdefault("OPTIONS", {}).update(
-        timeout=20,
+        timeout=(DB_LOCK_TIMEOUT_MS or 20_000) / 1000,
         transaction_mode="IMMEDIATE",
         init_command="PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     )

@@ -117,3 +117,17 @@ def test_it_refuses_to_start_with_a_voice_or_language_that_would_fail_on_a_call(
 def test_it_starts_with_a_voice_that_fits_its_language(env):
     result = manage("check", **PRODUCTION, **env)
     assert result.returncode == 0, result.stderr
+
+
+def test_postgresql_connections_carry_their_time_limits_and_bind_values_server_side():
+    result = manage("shell", "-c", "from django.conf import settings; print(settings.DATABASES['default']['OPTIONS'])",
+                    **PRODUCTION, DATABASE_URL="postgres://u@127.0.0.1:5432/db", DB_LOCK_TIMEOUT_MS="2500")
+    assert result.returncode == 0, result.stderr
+    assert "-c lock_timeout=2500 -c statement_timeout=4000" in result.stdout
+    assert "'connect_timeout': 3" in result.stdout and "'server_side_binding': True" in result.stdout
+
+
+def test_sqlite_waits_for_its_write_lock_no_longer_than_the_lock_timeout():
+    result = manage("shell", "-c", "from django.conf import settings; print(settings.DATABASES['default']['OPTIONS'])",
+                    **PRODUCTION, DATABASE_URL="sqlite:////tmp/settings-check.sqlite3")
+    assert "'timeout': 3.0" in result.stdout, result.stderr

@@ -8,7 +8,7 @@ from django.conf import settings
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
-from accounts import identity
+from accounts import activity, identity
 from ivr.machine import Again, Goodbye, Goto, InLanguage, Line, Outcome, Step, first_step, step
 from ivr.models import CallSession
 from ivr.steps.common import A_PIN_HAS_4_DIGITS, FOUR_DIGITS, LANGUAGE_OPTIONS
@@ -83,6 +83,7 @@ def locked_goodbye(refusal: identity.AccountLocked) -> Goodbye:
 def _signed_in(call: CallSession, account) -> Goto:
     call.account = account
     call.scratch = {}
+    activity.signed_in()
     if call.language:
         identity.account_remember_language(account=account, language=call.language)
     return Goto("menu", _("You are signed in."))

@@ -96,8 +96,10 @@ class SendConfirm(Step):
                 account=call.account,
                 recipient_code=call.scratch["recipient_code"],
                 amount_cents=call.scratch["amount_cents"],
-                # This prompt of this call: a retried confirmation finds its transfer.
-                idempotency_key=f"{call.call_sid}:{call.prompt_number}",
+                # This prompt of this call's state: a retried confirmation finds
+                # its transfer, and a call whose state was lost and made anew
+                # (a new row) cannot collide with a transfer made before.
+                idempotency_key=f"{call.call_sid}:{call.pk}:{call.prompt_number}",
             )
         except services.AccountNotVerified:
             call.scratch = {}
@@ -108,6 +110,9 @@ class SendConfirm(Step):
         except services.UnknownRecipient:
             call.scratch = {}
             return Goto("menu", f"{_('That recipient can no longer receive money.')} {NOTHING_SENT}")
+        except services.IdempotencyConflict:
+            call.scratch = {}
+            return Goto("menu", f"{_('That transfer could not be made.')} {NOTHING_SENT}")
         except services.DailyLimitReached:
             call.scratch = {}
             return Goto("menu", f"{_('That is more than you can still send today.')} {NOTHING_SENT}")

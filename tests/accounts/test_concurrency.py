@@ -200,3 +200,19 @@ def test_ten_calls_at_once_on_one_account_send_only_the_daily_room(settings):
     assert Transfer.objects.filter(status="submitted").count() == 3
     account.refresh_from_db()
     assert account.balance_cents == 10_000_00 - 75_00 == services.ledger_balance_cents(account=account)
+
+
+def test_twilios_first_webhook_twice_at_once_makes_one_call_and_no_unique_violation():
+    log = _postgres_log()
+    log_start = log.stat().st_size if log else 0
+    phone = Phone(Client(), caller="+15550000001")
+    results = all_at_once([lambda: Phone(Client(), caller=phone.caller, call_sid=phone.call_sid).post("/twilio/voice")] * 4)
+    assert [r.status_code for r in results] == [200] * 4
+    assert all("temporarily unavailable" not in r.content.decode() for r in results)
+    from ivr.models import CallSession
+
+    assert CallSession.objects.filter(call_sid=phone.call_sid).count() == 1
+    if log:
+        with log.open(errors="replace") as server_log:
+            server_log.seek(log_start)
+            assert "duplicate key" not in server_log.read()

@@ -17,13 +17,13 @@ SAVEPOINTS = 2
 def test_entry(phone, account, django_assert_max_num_queries):
     # Is the call known (locked if so)? Whose home number is this, in which
     # language, open to PIN-only sign-in (one query: not shared, no spray)?
-    # Then the call's row, inserted with its first prompt.
-    with django_assert_max_num_queries(SAVEPOINTS + 3):
+    # Then the hour's call count, and the call's row, inserted with its first prompt.
+    with django_assert_max_num_queries(SAVEPOINTS + 4):
         assert "For other options" in phone.dial().text
 
 
 def test_entry_unknown_number_then_language(phone, django_assert_max_num_queries):
-    with django_assert_max_num_queries(SAVEPOINTS + 3):
+    with django_assert_max_num_queries(SAVEPOINTS + 4):
         assert "Para español" in phone.dial(language=None).text
     # The call, locked, and its update: the language is not looked up.
     with django_assert_max_num_queries(4):
@@ -33,15 +33,15 @@ def test_entry_unknown_number_then_language(phone, django_assert_max_num_queries
 def test_entry_withheld(phone, django_assert_max_num_queries):
     # A withheld number needs no look-up: the language prompt.
     phone.caller = "anonymous"
-    with django_assert_max_num_queries(SAVEPOINTS + 2):
+    with django_assert_max_num_queries(SAVEPOINTS + 3):
         phone.dial(language=None)
 
 
 def test_pin_only(phone, account, django_assert_max_num_queries):
     phone.dial()
-    # The call, locked; still PIN-only?; the account, locked; the call. The
-    # account is written only when its counters change.
-    with django_assert_max_num_queries(SAVEPOINTS + 2 + 4):
+    # The call, locked; still PIN-only?; the account, locked; the hour's
+    # sign-ins; the call. The account is written only when its counters change.
+    with django_assert_max_num_queries(SAVEPOINTS + 2 + 5):
         assert "Main menu" in phone.press("3971").text
 
 
@@ -51,8 +51,8 @@ def test_member_id_then_pin(phone, account, django_assert_max_num_queries):
     # The member ID is not looked up: the call, locked, and its update.
     with django_assert_max_num_queries(4):
         phone.press("123456")
-    # The call, locked; the account by member ID, locked; the call.
-    with django_assert_max_num_queries(SAVEPOINTS + 2 + 3):
+    # The call, locked; the account by member ID, locked; the hour's sign-ins; the call.
+    with django_assert_max_num_queries(SAVEPOINTS + 2 + 4):
         assert "Main menu" in phone.press("3971").text
 
 
@@ -61,8 +61,8 @@ def test_wrong_pin(phone, account, django_assert_max_num_queries):
     phone.dial()
     phone.press("123456")
     # The call; the account, locked; its counters; the service-wide failure
-    # mark, the failures of the last minute, is a spray on?; the call.
-    with django_assert_max_num_queries(SAVEPOINTS + 2 + 6):
+    # mark and the hour's count, the failures of the last minute, is a spray on?; the call.
+    with django_assert_max_num_queries(SAVEPOINTS + 2 + 7):
         assert "not correct" in phone.press("1357").text
 
 

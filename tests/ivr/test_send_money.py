@@ -160,3 +160,25 @@ def test_a_recipient_deactivated_meanwhile_is_refused_at_confirm(signed_in, acco
 def test_a_deposit_during_the_call_is_in_the_next_balance(signed_in, account):
     deposit(account=account, amount_cents=1050)
     assert "Your balance is 110 dollars and 50 cents." in signed_in.press("1").text
+
+
+@pytest.mark.parametrize("second_amount", ["25", "30"], ids=["same amount", "another amount"])
+def test_a_second_transfer_after_the_calls_state_was_lost_is_made_not_an_apology(phone, account, recipient, second_amount):
+    from ivr.models import CallSession
+
+    phone.dial()
+    for keys in ["3971", "2", "25#", recipient.code]:
+        phone.press(keys)
+    first = phone.press("1")
+    assert "is submitted" in first.text
+    phone.press("2")
+    # The call's state goes (a purge, a status callback), and the same call goes on.
+    CallSession.objects.filter(call_sid=phone.call_sid).delete()
+    assert "start again" in phone.press("3").text
+    for keys in ["3971", "2", f"{second_amount}#", recipient.code]:
+        phone.press(keys)
+    second = phone.press("1")
+    assert "is submitted" in second.text, second.text
+    assert "already submitted" not in second.text
+    assert Transfer.objects.count() == 2
+    assert spoken_code(first.text) != spoken_code(second.text)

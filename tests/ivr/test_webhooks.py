@@ -218,3 +218,15 @@ def test_a_pin_never_appears_in_twiml_or_any_table(phone, django_db_blocker):
             for row in cursor.fetchall():
                 # Standalone digits: a hash or a timestamp may hold 3971 by chance inside a longer run.
                 assert not any(STANDALONE_PIN.search(str(value)) for value in row), (table, row)
+
+
+def test_a_webhook_past_its_deadline_rolls_back_and_answers_the_apology(phone, account, settings, caplog):
+    """No query starts after WEBHOOK_DEADLINE_SECONDS: the step rolls back, the caller hears the apology."""
+    phone.dial()
+    settings.WEBHOOK_DEADLINE_SECONDS = -1  # already past, at the first query
+    answer = phone.press("1357")
+    assert "temporarily unavailable" in answer.text and answer.hangs_up
+    account.refresh_from_db()
+    assert account.failed_pin_count == 0
+    assert "webhook over its time budget" in caplog.text
+    assert "Traceback" not in caplog.text
