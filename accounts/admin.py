@@ -7,12 +7,15 @@ writes the reversing entry a rejection needs. PIN and code hashes are never show
 
 from __future__ import annotations
 
+import csv
+
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.template.response import TemplateResponse
 from django.urls import path
+from django.utils import timezone
 
 from accounts import identity, services
 from accounts.models import Account, ConfirmationCode, LedgerEntry, Recipient, SharedLine, SignInSpray, Transfer
@@ -143,24 +146,51 @@ class RecipientAdmin(admin.ModelAdmin):
         self.message_user(request, f"Activated {queryset.update(active=True)} recipient(s).", messages.SUCCESS)
 
 
+class _Echo:
+    """A file-like object csv.writer writes a row to, handing the line straight back (for streaming)."""
+
+    def write(self, value: str) -> str:
+        return value
+
+
+CSV_HEADER = ["transfer", "member ID", "recipient code", "recipient name", "amount (dollars)", "status", "created (UTC)",
+              "decided (UTC)"]
+
+
+def _csv_rows(queryset: QuerySet[Transfer]):
+    writer = csv.writer(_Echo())
+    yield writer.writerow(CSV_HEADER)
+    for transfer in queryset.select_related("account", "recipient").order_by("created", "pk").iterator(chunk_size=2000):
+        dollars, cents = divmod(transfer.amount_cents, 100)
+        yield writer.writerow([
+            transfer.pk, transfer.account.member_id, transfer.recipient.code, transfer.recipient.name, f"{dollars}.{cents:02d}",
+            transfer.status, f"{transfer.created:%Y-%m-%d %H:%M:%S}",
+            f"{transfer.decided:%Y-%m-%d %H:%M:%S}" if transfer.decided else "",
+        ])
+
+
 @admin.register(Transfer)
 class TransferAdmin(ReadOnlyAdmin):
-    list_display = ["id", "account", "recipient", "amount_display", "status", "created", "decided"]
+    list_display = ["id", "member_id", "recipient", "amount_display", "status", "created", "decided"]
     list_filter = ["status", "created"]
     date_hierarchy = "created"
     search_fields = ["account__member_id", "account__home_number", "recipient__code", "recipient__name"]
     list_select_related = ["account", "recipient"]
     fields = ["account", "recipient", "amount_display", "status", "created", "decided"]
     readonly_fields = fields
-    actions = ["settle", "reject"]
+    actions = ["settle", "reject", "export_csv"]
 
     def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
         # The list's actions need it; a transfer's own page stays read-only.
         return obj is None and request.user.has_perm("accounts.change_transfer")
 
+    @admin.display(description="member ID", ordering="account__member_id")
+    def member_id(self, transfer: Transfer) -> str:
+        return transfer.account.member_id
+
     @admin.display(description="amount", ordering="amount_cents")
     def amount_display(self, transfer: Transfer) -> str:
-        return format_dollars(transfer.amount_cents)
+        return transfer.amount_display
 
     @admin.action(description="Settle: the money was paid out")
     def settle(self, request: HttpRequest, queryset: QuerySet[Transfer]) -> None:
@@ -169,6 +199,13 @@ class TransferAdmin(ReadOnlyAdmin):
     @admin.action(description="Reject: give the money back to the caller")
     def reject(self, request: HttpRequest, queryset: QuerySet[Transfer]) -> None:
         self._decide(request, queryset, services.transfer_reject, "Rejected")
+
+    @admin.action(description="Export as CSV, for settlement (select all to export the whole filtered list)")
+    def export_csv(self, request: HttpRequest, queryset: QuerySet[Transfer]) -> StreamingHttpResponse:
+        # Streamed: a year of transfers never sits in memory at once.
+        response = StreamingHttpResponse(_csv_rows(queryset), content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="transfers-{timezone.now():%Y%m%d-%H%M}.csv"'
+        return response
 
     def _decide(self, request: HttpRequest, queryset: QuerySet[Transfer], decide, done: str) -> None:
         decided, skipped = 0, 0
@@ -185,14 +222,53 @@ class TransferAdmin(ReadOnlyAdmin):
 
 @admin.register(LedgerEntry)
 class LedgerEntryAdmin(ReadOnlyAdmin):
-    list_display = ["id", "account", "kind", "amount_display", "transfer", "created"]
+    list_display = ["id", "member_id", "kind", "amount_display", "what", "created"]
     list_filter = ["kind", "created"]
     search_fields = ["account__member_id", "account__home_number"]
-    list_select_related = ["account", "transfer"]
+    list_select_related = ["account", "transfer__recipient", "corrects", "correction"]
+    fields = ["account", "kind", "amount_display", "what", "created"]
+    readonly_fields = fields
+    actions = ["reverse_deposit"]
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        # For the list's action only; history itself is never edited.
+        return obj is None and request.user.has_perm("accounts.change_ledgerentry")
+
+    @admin.display(description="member ID", ordering="account__member_id")
+    def member_id(self, entry: LedgerEntry) -> str:
+        return entry.account.member_id
 
     @admin.display(description="amount", ordering="amount_cents")
     def amount_display(self, entry: LedgerEntry) -> str:
         return format_dollars(entry.amount_cents)
+
+    @admin.display(description="what")
+    def what(self, entry: LedgerEntry) -> str:
+        """The other half of a pair: the transfer's recipient, the correction of a deposit, the deposit corrected."""
+        if entry.transfer_id:
+            return f"transfer {entry.transfer_id} to {entry.transfer.recipient}"
+        if entry.corrects_id:
+            return f"takes back the deposit in entry {entry.corrects_id}"
+        correction = getattr(entry, "correction", None)
+        if correction is not None:
+            return f"reversed by entry {correction.pk}"
+        return ""
+
+    @admin.action(description="Reverse deposit: take back a mistaken deposit with a correction entry")
+    def reverse_deposit(self, request: HttpRequest, queryset: QuerySet[LedgerEntry]) -> None:
+        for entry in queryset.order_by("pk"):
+            try:
+                correction = services.deposit_reverse(entry=entry)
+            except services.NotADeposit:
+                self.message_user(request, f"Entry {entry.pk} is not a deposit.", messages.WARNING)
+            except services.AlreadyCorrected:
+                self.message_user(request, f"Entry {entry.pk} was already reversed.", messages.WARNING)
+            except services.InsufficientFunds:
+                self.message_user(request, f"Entry {entry.pk}: the money was spent; it cannot be taken back.", messages.ERROR)
+            else:
+                self.log_change(request, entry, f"Reversed by entry {correction.pk}.")
+                self.message_user(request, f"Reversed the deposit in entry {entry.pk} with entry {correction.pk}.",
+                                  messages.SUCCESS)
 
 
 class VerifyCodeForm(forms.Form):
@@ -202,7 +278,7 @@ class VerifyCodeForm(forms.Form):
 
 @admin.register(ConfirmationCode)
 class ConfirmationCodeAdmin(ReadOnlyAdmin):
-    list_display = ["id", "account", "purpose", "transfer", "created", "expires", "verified_at"]
+    list_display = ["id", "account", "purpose", "transfer_id", "created", "expires", "verified_at"]
     list_filter = ["purpose", "verified_at"]
     search_fields = ["account__member_id", "account__home_number"]
     list_select_related = ["account", "transfer"]

@@ -212,12 +212,18 @@ class Transfer(models.Model):
         ]
         indexes = [
             models.Index(fields=["status", "created"], name="accounts_transfer_status_idx"),
+            # The dashboard's 30 days, whatever the status.
+            models.Index(fields=["created"], name="accounts_transfer_created_idx"),
             # What an account sent today, for the daily limit.
             models.Index(fields=["account", "created"], name="accounts_transfer_account_idx"),
         ]
 
     def __str__(self) -> str:
-        return f"Transfer {self.pk}: {format_dollars(self.amount_cents)} to {self.recipient_id} ({self.status})"
+        return f"Transfer {self.pk}: {self.amount_display} to {self.recipient} ({self.status})"
+
+    @property
+    def amount_display(self) -> str:
+        return format_dollars(self.amount_cents)
 
 
 class LedgerEntry(models.Model):

@@ -12,6 +12,8 @@ _DOLLARS = re.compile(r"[0-9]{1,9}(\.[0-9]{1,2})?", re.ASCII)
 def parse_dollars(text: str) -> int:
     """Cents from an operator's "100" or "12.50"; ValueError for anything else."""
     text = text.strip().lstrip("$")
+    if text.startswith("-") and _DOLLARS.fullmatch(text[1:].lstrip("$")):
+        raise ValueError(f"the amount must be more than 0, not {text}")
     if not _DOLLARS.fullmatch(text):
         raise ValueError(f"not an amount in dollars: {text!r} (use 100 or 12.50)")
     try:

@@ -59,6 +59,15 @@ def envsecret(name: str, development_value: str) -> str:
 
 _development_stand_ins: list[str] = []
 
+# An operator's management command (deposit, unlock...) prints its own summary
+# and nothing else: no development warning, no log lines below WARNING. The
+# server (runserver, gunicorn) and the phone simulator keep both.
+OPERATOR_COMMANDS = frozenset({
+    "deposit", "reverse_deposit", "create_recipient", "unlock", "verify_code", "reject_registration",
+    "add_shared_line", "remove_shared_line", "purge_call_sessions",
+})
+OPERATOR_COMMAND = Path(sys.argv[0]).name == "manage.py" and sys.argv[1:2] != [] and sys.argv[1] in OPERATOR_COMMANDS
+
 
 DEBUG = envbool("DEBUG", False)
 
@@ -68,7 +77,8 @@ BASE_URL = envsecret("BASE_URL", "http://127.0.0.1:3001").rstrip("/")
 # Mixed into every PIN and confirmation code before hashing; it lives outside
 # the database so that a stolen database alone does not give up 4-digit PINs.
 PIN_PEPPER = envsecret("PIN_PEPPER", "dev-pin-pepper")
-if _development_stand_ins:
+# Once: runserver's autoreloader imports the settings again in its child (RUN_MAIN).
+if _development_stand_ins and not OPERATOR_COMMAND and os.environ.get("RUN_MAIN") != "true":
     # Logging is not configured yet; this is the one place settings speak.
     sys.stderr.write(
         f"WARNING: DEBUG is on and {', '.join(_development_stand_ins)} not set: "
@@ -95,7 +105,7 @@ if DEBUG:
 CSRF_TRUSTED_ORIGINS = [BASE_URL]
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "myibot.admin_site.OperationsAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -128,7 +138,7 @@ WSGI_APPLICATION = "myibot.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [BASE_DIR / "templates"],
+        "DIRS": [BASE_DIR / "myibot" / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -284,6 +294,8 @@ SIGN_IN_SPRAY_PER_MINUTE = envint("SIGN_IN_SPRAY_PER_MINUTE", 30, minimum=1)
 TRANSFER_LIMIT_DOLLARS = envint("TRANSFER_LIMIT_DOLLARS", 500, minimum=1)
 # The most one account may send in a calendar day (UTC), over submitted and settled transfers.
 DAILY_TRANSFER_LIMIT_DOLLARS = envint("DAILY_TRANSFER_LIMIT_DOLLARS", 1000, minimum=1)
+# An operator's deposit above this needs --confirm: a typo must not cost real money.
+DEPOSIT_CONFIRM_DOLLARS = envint("DEPOSIT_CONFIRM_DOLLARS", 1000, minimum=1)
 CONFIRMATION_CODE_TTL_DAYS = envint("CONFIRMATION_CODE_TTL_DAYS", 30, minimum=1)
 CALL_SESSION_MAX_IDLE_MINUTES = envint("CALL_SESSION_MAX_IDLE_MINUTES", 120, minimum=1)
 
@@ -300,7 +312,7 @@ LOGGING = {
     "handlers": {
         "console": {"class": "logging.StreamHandler", "formatter": "plain"},
     },
-    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "WARNING" if OPERATOR_COMMAND else "INFO")},
     "loggers": {
         # With DEBUG on, Django logs every SQL statement with its parameters,
         # which carry what callers typed (member IDs, amounts): never at any LOG_LEVEL.

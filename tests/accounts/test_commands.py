@@ -22,7 +22,7 @@ def test_deposit_credits_dollars(account, capsys, amount, cents):
 
 
 @pytest.mark.parametrize("amount, message", [
-    ("0", "more than 0"), ("0.00", "more than 0"), ("-5", "not an amount"), ("12.505", "not an amount"),
+    ("0", "more than 0"), ("0.00", "more than 0"), ("-5", "must be more than 0, not -5"), ("-5.50", "must be more than 0"), ("12.505", "not an amount"),
     ("ten", "not an amount"), ("1e3", "not an amount"), ("", "not an amount"), ("١٠٠", "not an amount"),
 ])
 def test_deposit_refuses_bad_amounts(account, amount, message):

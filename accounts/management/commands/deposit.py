@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from accounts.money import format_dollars, parse_dollars
@@ -8,13 +9,15 @@ from accounts.services import deposit
 
 
 class Command(BaseCommand):
-    help = "Credit a caller's account, as a ledger entry: deposit ACCOUNT AMOUNT (dollars, e.g. 100 or 12.50)."
+    help = "Credit a caller's account, as a ledger entry: deposit ACCOUNT AMOUNT [--confirm] (dollars, e.g. 100 or 12.50)."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("account", help=ACCOUNT_HELP)
         parser.add_argument("amount", help="dollars: 100 or 12.50")
+        parser.add_argument("--confirm", action="store_true",
+                            help=f"needed above DEPOSIT_CONFIRM_DOLLARS ({settings.DEPOSIT_CONFIRM_DOLLARS})")
 
-    def handle(self, *args: object, account: str, amount: str, **options: object) -> None:
+    def handle(self, *args: object, account: str, amount: str, confirm: bool, **options: object) -> None:
         try:
             cents = parse_dollars(amount)
         except ValueError as error:
@@ -22,5 +25,13 @@ class Command(BaseCommand):
         if cents <= 0:
             raise CommandError("the amount must be more than 0")
         found = account_argument(account)
-        deposit(account=found, amount_cents=cents)
-        self.stdout.write(f"Deposited {format_dollars(cents)} to {found}; balance now {found.balance}.")
+        if cents > settings.DEPOSIT_CONFIRM_DOLLARS * 100 and not confirm:
+            raise CommandError(
+                f"{format_dollars(cents)} is more than {format_dollars(settings.DEPOSIT_CONFIRM_DOLLARS * 100)} "
+                f"(DEPOSIT_CONFIRM_DOLLARS): check the amount, then run again with --confirm. Nothing was deposited."
+            )
+        entry = deposit(account=found, amount_cents=cents)
+        self.stdout.write(
+            f"Deposited {format_dollars(cents)} to {found} as ledger entry {entry.pk}; balance now {found.balance}. "
+            f"A mistake can be undone with: reverse_deposit {entry.pk}"
+        )
