@@ -44,6 +44,7 @@ class Chart:
     top_label: str = ""
     width: int = 720
     height: int = 180
+    plot_left: int = 64  # room for "$12,345.00"
     plot_top: int = 16
     plot_bottom: int = 156
 
@@ -59,10 +60,10 @@ def stacked_bars(title: str, labels: list[str], series: list[tuple[str, str, lis
     totals = [sum(values[i] for _, _, values in series) for i in range(len(labels))]
     peak = max(totals, default=0) or 1
     chart.top_label = fmt(peak)
-    slot = (chart.width - 40) / max(len(labels), 1)
+    slot = (chart.width - chart.plot_left - 4) / max(len(labels), 1)
     height = chart.plot_bottom - chart.plot_top
     for index, label in enumerate(labels):
-        x = 36 + index * slot
+        x = chart.plot_left + index * slot
         y = float(chart.plot_bottom)
         for css, name, values in series:
             value = values[index]
