@@ -1,0 +1,61 @@
+"""Every query on a hot path uses an index (PostgreSQL's EXPLAIN), so a step costs the same at a million rows.
+
+With sequential scans turned off, the planner still picks one where no index
+can serve the query: a "Seq Scan" in the plan is a query that would slow down
+as the tables grow.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.db.models import Exists, OuterRef, Sum
+from django.utils import timezone
+
+from accounts.models import (
+    Account, ConfirmationCode, HourlyActivity, LedgerEntry, Recipient, SharedLine, SignInFailure, SignInSpray, Transfer,
+)
+from ivr.models import CallSession
+from tests.conftest import postgres_only
+
+pytestmark = [postgres_only, pytest.mark.django_db]
+
+
+def hot_queries():
+    now = timezone.now()
+    account = Account(pk=1)
+    return {
+        "sign-in by member ID": Account.objects.select_for_update().filter(member_id="123456"),
+        "sign-in from the home number": Account.objects.filter(home_number="+15551230001").annotate(
+            shared=Exists(SharedLine.objects.filter(phone_number=OuterRef("home_number"))),
+            spray=Exists(SignInSpray.objects.filter(until__gt=now)),
+        ),
+        "a step: the call and its account": CallSession.objects.select_for_update(of=("self",))
+        .filter(call_sid="CA" + "0" * 32).select_related("account"),
+        "recent transactions": LedgerEntry.objects.filter(account=account).select_related("transfer__recipient")
+        .order_by("-created", "-id")[:5],
+        "the daily limit": Transfer.objects.filter(account=account, created__gte=now - timedelta(days=1))
+        .exclude(status="rejected").values("account").annotate(total=Sum("amount_cents")),
+        "a transfer's key": Transfer.objects.filter(idempotency_key="CA1:1:5"),
+        "a recipient code": Recipient.objects.filter(code="246810", active=True),
+        "a free confirmation code": ConfirmationCode.objects.filter(code_hash="0" * 64, expires__gt=now),
+        "failed sign-ins in the last minute": SignInFailure.objects.filter(created__gt=now - timedelta(minutes=1)),
+        "stale calls": CallSession.objects.filter(updated__lt=now - timedelta(hours=2)),
+        "the dashboard's hours": HourlyActivity.objects.filter(hour__gte=now - timedelta(hours=48)),
+        "the dashboard's days": Transfer.objects.filter(created__gte=now - timedelta(days=30)),
+    }
+
+
+@pytest.mark.parametrize("name", list(hot_queries()))
+def test_every_hot_query_uses_an_index(name):
+    with connection.cursor() as cursor:
+        cursor.execute("SET enable_seqscan = off")
+    try:
+        plan = hot_queries()[name].explain()
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SET enable_seqscan = on")
+    assert "Seq Scan" not in plan, plan
+    assert "Index" in plan, plan
