@@ -44,17 +44,6 @@ pytestmark = [
     ),
 ]
 
-# The operators' dashboard (the admin index as "MyiBot operations") is being
-# built on another branch. Its test is written to that page's DOM contract and
-# expected to fail until it lands; strict, so that the day it passes, the suite
-# says so and this mark must go.
-AWAITS_DASHBOARD = pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="awaits the operators' dashboard: remove this mark once the admin index is 'MyiBot operations'",
-)
-
-
 def _rebuild_middleware(server) -> None:
     """Build the live server's middleware again, from the settings as they are now.
 
@@ -214,7 +203,6 @@ def test_an_operator_signs_in_and_finds_an_account(http_server, browser, admin_u
         assert_no_other_host(requested_urls(browser), http_server)
 
 
-@AWAITS_DASHBOARD
 def test_the_admin_index_is_the_operators_dashboard(http_server, browser, admin_user, seeded, tmp_path):
     """The dashboard's DOM contract: its title, server-side SVG charts, and the four lists operators work from."""
     with screenshot_on_failure(browser, tmp_path):
