@@ -3,9 +3,14 @@
 Every figure here is from docs/PERFORMANCE.md: measured, not guessed.
 """
 
+import atexit
+import contextlib
 import ctypes
 import ctypes.util
+import glob
 import os
+import shutil
+import tempfile
 
 bind = f"0.0.0.0:{os.environ.get('PORT', '3001')}"
 # Two processes fit a 256 MB machine (238 MB peak RSS summed under load);
@@ -63,3 +68,108 @@ def _bound_malloc() -> None:
 
 
 _bound_malloc()
+
+
+# Prometheus metrics (docs/METRICS.md). Each worker counts into its own files
+# in one directory, and the master serves their sum to Fly's scraper on
+# METRICS_PORT (prometheus_client's multiprocess mode). prometheus_client
+# reads PROMETHEUS_MULTIPROC_DIR when it is first imported, and with
+# preload_app that happens in this process, as the app loads right after this
+# file: so it is set here, at import. A directory given in the environment is
+# used (and emptied of earlier runs' files when the master is ready); else a
+# new one under the temporary directory, removed when the master exits.
+# METRICS_PORT empty: no directory, no files, nothing served.
+METRICS_ON = bool(os.environ.get("METRICS_PORT", "9091").strip())
+# Left in a directory this file made, so that on_exit knows to remove it, even after a reload.
+_MADE_MARK = "made-by-gunicorn-conf"
+
+
+def _remove_made_directory(path: str, master_pid: int) -> None:
+    # Workers inherit this exit handler: only the master that made the directory removes it.
+    if os.getpid() == master_pid:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _metrics_directory() -> str | None:
+    if not METRICS_ON:
+        return None
+    # Already set on a reload (SIGHUP reads this file again): the workers' files stay where they are.
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "").strip()
+    if not path:
+        path = tempfile.mkdtemp(prefix="myibot-metrics-")
+        open(os.path.join(path, _MADE_MARK), "w").close()
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+        # on_exit removes it; this too when the master stops before on_exit can run (the app failed to load).
+        atexit.register(_remove_made_directory, path, os.getpid())
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+metrics_directory = _metrics_directory()
+
+
+def _made_here(path: str) -> bool:
+    """Whether _metrics_directory made the directory (to be removed), not the environment (to be kept)."""
+    return os.path.exists(os.path.join(path, _MADE_MARK))
+
+
+def _remove_metric_files(path: str, *, keep_pid: int | None = None) -> None:
+    """Remove prometheus_client's files (NAME_PID.db) from path, but those of keep_pid."""
+    for name in glob.glob(os.path.join(path, "*.db")):
+        if keep_pid is None or not name.endswith(f"_{keep_pid}.db"):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(name)
+
+
+def _clean_up(path: str) -> None:
+    """Remove the directory if this file made it; else only the files in it."""
+    if _made_here(path):
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        _remove_metric_files(path)
+
+
+def when_ready(server) -> None:
+    """Serve /metrics from the master, once, after the public port is bound and before any worker starts."""
+    if metrics_directory is None:
+        server.log.info("metrics off: METRICS_PORT is empty")
+        return
+    # The app is loaded (preload_app), its settings checked: METRICS_PORT is a port, and not PORT.
+    from django.conf import settings
+
+    from myibot import metrics
+
+    port = settings.METRICS_PORT
+    if port is None:
+        return
+    public = {name[1] for name in (listener.getsockname() for listener in server.LISTENERS) if isinstance(name, tuple)}
+    if port in public:
+        # A --bind that settings could not see: the metrics would be public.
+        _clean_up(metrics_directory)
+        raise RuntimeError(f"METRICS_PORT {port} is the port gunicorn serves the public on; pick another")
+    # Files from an earlier run (in a directory given in the environment) would add to this run's
+    # counts; only this master's own, made as the app loaded, are of this run.
+    _remove_metric_files(metrics_directory, keep_pid=os.getpid())
+    try:
+        metrics.serve(port, metrics_directory)
+    except OSError as error:
+        # Calls matter more than their metrics: serve them anyway, and say so loudly.
+        server.log.error("metrics not served: port %s: %s", port, error)
+        return
+    server.log.info("metrics on 0.0.0.0:%s, from %s", port, metrics_directory)
+
+
+def child_exit(server, worker) -> None:
+    """A worker ended (recycled, killed, crashed): its counts stay in its files and keep adding up."""
+    if metrics_directory is None:
+        return
+    from prometheus_client import multiprocess
+
+    # Drops the worker's live gauges (there are none today); counters and histograms stay.
+    multiprocess.mark_process_dead(worker.pid, metrics_directory)
+
+
+def on_exit(server) -> None:
+    """The master is done: no process writes to the files any more, and the next start begins from zero."""
+    if metrics_directory is not None:
+        _clean_up(metrics_directory)

@@ -7,12 +7,15 @@ same hour never lose a count and never raise a unique violation.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
+from functools import partial
 
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 
 from accounts.models import ActivityKind, HourlyActivity
+from myibot import metrics
 
 
 def _count(kind: str, now: datetime | None = None) -> None:
@@ -27,29 +30,58 @@ def _count(kind: str, now: datetime | None = None) -> None:
         )
 
 
+def _on_commit(what: Callable[[], object]) -> None:
+    """Count an event in Prometheus when its transaction commits (at once outside one).
+
+    A step that rolls back (over its time budget, say) wrote no sign-in or
+    transfer, and its hourly count rolled back too: Prometheus then agrees
+    with the database that nothing happened. Series: myibot/metrics.py.
+    """
+    transaction.on_commit(partial(metrics.record, what))
+
+
 def call_started() -> None:
     _count(ActivityKind.CALL)
+    _on_commit(metrics.CALLS.inc)
 
 
 def signed_in() -> None:
     _count(ActivityKind.SIGN_IN)
+    _on_commit(metrics.SIGN_INS.inc)
 
 
 def sign_in_failed(now: datetime | None = None) -> None:
     _count(ActivityKind.FAILED_PIN, now)
+    _on_commit(metrics.SIGN_IN_FAILURES.inc)
 
 
 def account_locked(now: datetime | None = None) -> None:
     _count(ActivityKind.LOCK, now)
+    _on_commit(metrics.LOCKS.inc)
 
 
 def spray_started() -> None:
     """A spray of failed sign-ins suspended PIN-only entry (the dashboard reads SignInSpray)."""
+    _on_commit(metrics.SPRAYS.inc)
 
 
 def transfer_submitted(amount_cents: int) -> None:
     """A transfer was written (the dashboard reads Transfer)."""
 
+    def count() -> None:
+        metrics.TRANSFERS.inc()
+        metrics.TRANSFER_CENTS.inc(amount_cents)
+
+    _on_commit(count)
+
 
 def webhook_answered(step: str, outcome: str, seconds: float) -> None:
     """One webhook answered: its step, how it ended, how long it took (for Prometheus)."""
+
+    def count() -> None:
+        step_label = metrics.step_label(step)
+        metrics.WEBHOOKS.labels(step=step_label, outcome=metrics.outcome_label(outcome)).inc()
+        metrics.WEBHOOK_SECONDS.labels(step=step_label).observe(seconds)
+
+    # Not on commit: the decorator calls this after the step's transaction ended, either way.
+    metrics.record(count)

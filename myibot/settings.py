@@ -299,6 +299,20 @@ DEPOSIT_CONFIRM_DOLLARS = envint("DEPOSIT_CONFIRM_DOLLARS", 1000, minimum=1)
 CONFIRMATION_CODE_TTL_DAYS = envint("CONFIRMATION_CODE_TTL_DAYS", 30, minimum=1)
 CALL_SESSION_MAX_IDLE_MINUTES = envint("CALL_SESSION_MAX_IDLE_MINUTES", 120, minimum=1)
 
+# Prometheus metrics for Fly's scraper (docs/METRICS.md): gunicorn's master
+# serves them on this port, on every interface; empty turns them off. Never the
+# public port, which Fly's proxy opens to the internet: start-up stops instead.
+METRICS_PORT: int | None = (
+    envint("METRICS_PORT", 9091, minimum=1) if os.environ.get("METRICS_PORT", "9091").strip() else None
+)
+if METRICS_PORT is not None:
+    if METRICS_PORT > 65535:
+        raise ImproperlyConfigured(f"METRICS_PORT must be a port number (1 to 65535), not {METRICS_PORT}")
+    if METRICS_PORT == envint("PORT", 3001, minimum=1):
+        raise ImproperlyConfigured(
+            f"METRICS_PORT must not be PORT ({METRICS_PORT}): the metrics would be public; pick another port, or empty to turn them off"
+        )
+
 # Error reports (the DEBUG page, and any handler that formats one) hide the
 # caller's Digits and PIN_PEPPER as well as Django's usual secrets.
 DEFAULT_EXCEPTION_REPORTER_FILTER = "myibot.reporting.CallerSafeExceptionReporterFilter"

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
+import tempfile
 import tomllib
 from pathlib import Path
 
@@ -20,6 +22,15 @@ def fly() -> dict:
 @pytest.fixture(scope="module")
 def dockerfile() -> str:
     return (ROOT / "Dockerfile").read_text()
+
+
+@pytest.fixture(autouse=True)
+def metrics_directory(monkeypatch):
+    """gunicorn.conf.py makes its metrics directory as it is read: here, one this fixture removes."""
+    with tempfile.TemporaryDirectory(prefix="myibot-metrics-test-") as folder:
+        monkeypatch.delenv("METRICS_PORT", raising=False)
+        monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", folder)
+        yield folder
 
 
 def load_gunicorn_conf(monkeypatch, **env: str):
@@ -92,3 +103,70 @@ def test_gunicorn_defaults(monkeypatch):
 def test_gunicorn_reads_the_environment(monkeypatch):
     conf = load_gunicorn_conf(monkeypatch, PORT="8080", WEB_CONCURRENCY="3")
     assert (conf.bind, conf.workers) == ("0.0.0.0:8080", 3)
+
+
+def test_fly_scrapes_the_metrics_port_which_is_not_the_public_one(fly):
+    assert fly["metrics"] == {"port": 9091, "path": "/metrics"}
+    assert fly["env"]["METRICS_PORT"] == str(fly["metrics"]["port"])
+    assert fly["metrics"]["port"] != fly["http_service"]["internal_port"]
+    # Fly's proxy opens only [http_service] ports (and [[services]], of which there are none) to the internet.
+    assert "services" not in fly
+
+
+def test_gunicorn_counts_in_one_directory_and_serves_from_the_master(monkeypatch, metrics_directory):
+    conf = load_gunicorn_conf(monkeypatch)
+    # The master imports the app after setting PROMETHEUS_MULTIPROC_DIR, and the workers inherit both.
+    assert conf.preload_app is True
+    assert conf.metrics_directory == metrics_directory == os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    assert all(callable(hook) for hook in (conf.when_ready, conf.child_exit, conf.on_exit))
+
+
+def test_gunicorn_makes_its_own_metrics_directory_and_removes_it_on_exit(monkeypatch):
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR")
+    conf = load_gunicorn_conf(monkeypatch)
+    made = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    assert made == Path(conf.metrics_directory) and made.is_dir()
+    assert made.parent == Path(tempfile.gettempdir())
+    (made / "counter_123.db").write_bytes(b"")
+    conf.on_exit(None)
+    assert not made.exists()
+
+
+def test_gunicorn_empties_a_metrics_directory_it_was_given_but_keeps_it(monkeypatch, metrics_directory):
+    conf = load_gunicorn_conf(monkeypatch)
+    stale = Path(metrics_directory, "counter_123.db")
+    stale.write_bytes(b"")
+    conf.on_exit(None)
+    assert not stale.exists()
+    assert Path(metrics_directory).is_dir()
+
+
+def test_gunicorn_makes_no_metrics_directory_when_metrics_port_is_empty(monkeypatch):
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR")
+    conf = load_gunicorn_conf(monkeypatch, METRICS_PORT="")
+    assert conf.metrics_directory is None
+    assert "PROMETHEUS_MULTIPROC_DIR" not in os.environ
+    arbiter = FakeArbiter(3001)
+    conf.when_ready(arbiter)
+    assert arbiter.said == ["metrics off: METRICS_PORT is empty"]
+
+
+class FakeArbiter:
+    """What when_ready reads of gunicorn's arbiter: its listeners, and its log (kept in said)."""
+
+    def __init__(self, port: int) -> None:
+        self.LISTENERS = [type("Listener", (), {"getsockname": lambda listener: ("0.0.0.0", port)})()]
+        self.said: list[str] = []
+        self.log = self
+
+    def info(self, message: str, *args: object) -> None:
+        self.said.append(message % args)
+
+    error = info
+
+
+def test_gunicorn_refuses_to_serve_metrics_on_a_port_it_serves_the_public_on(monkeypatch, settings):
+    conf = load_gunicorn_conf(monkeypatch)
+    settings.METRICS_PORT = 8080
+    with pytest.raises(RuntimeError, match="METRICS_PORT 8080 is the port gunicorn serves the public on"):
+        conf.when_ready(FakeArbiter(8080))
