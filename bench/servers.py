@@ -59,7 +59,9 @@ def production_env(database_url: str, **extra: str) -> dict[str, str]:
         DATABASE_URL=database_url,
         DJANGO_SETTINGS_MODULE="myibot.settings",
         LOG_LEVEL="WARNING",
-        **extra,
+        # No metrics server unless a test asks for one on a port of its own:
+        # several servers at once must not fight over the default port.
+        **{"METRICS_PORT": "", **extra},
     )
     return env
 

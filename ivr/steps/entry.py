@@ -25,8 +25,9 @@ def choose_first_step(call: CallSession) -> str:
     """The language prompt for a caller we do not know; then the PIN prompt for a trusted
     home number with PIN-only entry open, the member-ID prompt for anyone else."""
     home = identity.caller_home(phone_number=call.caller)
-    if home is not None and not call.language and home.language in settings.IVR_LANGUAGES:
-        # Remembered by number: never asked again.
+    if home is not None and call.caller_trusted and not call.language and home.language in settings.IVR_LANGUAGES:
+        # Remembered by number: never asked again. Not for a doubtful caller
+        # ID, whose skipped language prompt would tell a spoofer the number has an account.
         call.language = home.language
     if not call.language and len(settings.IVR_LANGUAGES) > 1:
         return Language.name

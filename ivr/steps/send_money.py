@@ -25,6 +25,8 @@ class SendAmount(Step):
     keys = re.compile(r"[0-9]{1,4}", re.ASCII)
     wrong_keys = gettext_lazy("Please enter whole dollars only, up to 4 digits, then press pound.")
     finish_on_key = "#"
+    # Three refused amounts: back to the menu, not the end of the call.
+    after_three_wrong = "menu"
 
     def prompt(self, call: CallSession) -> list[Line]:
         return [_("How many dollars would you like to send? Enter the amount in whole dollars, then press pound.")]

@@ -120,7 +120,7 @@ def test_it_treats_missing_digits_as_silence(at, step_name):
     assert "did not hear anything" in answer.text
 
 
-@pytest.mark.parametrize("step_name", [name for name in PROMPTS if name not in ("send_recipient", "pin")])
+@pytest.mark.parametrize("step_name", [name for name in PROMPTS if name not in ("send_recipient", "send_amount", "pin")])
 def test_it_says_goodbye_on_the_third_wrong_entry(at, step_name):
     phone = at(step_name)
     wrong = PROMPTS[step_name][3][0]
@@ -140,6 +140,15 @@ def test_it_asks_the_member_id_again_after_three_wrong_pin_entries(at):
     assert "A PIN has 4 digits" in answer.text
     assert "Please enter your 6-digit member ID" in answer.text
     assert not answer.hangs_up
+
+
+def test_it_goes_back_to_the_menu_after_three_refused_amounts(at):
+    phone = at("send_amount")
+    phone.press("9999#")
+    phone.press("9999#")
+    answer = phone.press("9999#")
+    assert "The most you can send at one time is 500 dollars." in answer.text
+    assert "Main menu" in answer.text and not answer.hangs_up
 
 
 def test_it_goes_back_to_the_menu_after_three_unknown_recipients(at):
