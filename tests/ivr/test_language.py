@@ -264,3 +264,10 @@ def test_caller_effort_before_the_balance(account, lang, capsys):
     assert figures["home number"].entries == 2, "a returning caller on a home number: the PIN, then 1"
     assert figures["other phone"].entries == 4, "language, member ID, PIN, 1"
     assert figures["new caller"].entries == 7
+
+
+def test_a_doubtful_caller_id_on_a_home_number_is_asked_its_language(phone, account):
+    """Skipping the prompt would tell whoever spoofs the number that it has an account."""
+    Account.objects.filter(pk=account.pk).update(language="es")
+    answer = phone.twiml(phone.post("/twilio/voice", {"StirVerstat": "TN-Validation-Failed-B"}))
+    assert "For English, press 1." in answer.text and "Para español, oprima 2." in answer.text
