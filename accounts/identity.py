@@ -262,7 +262,7 @@ def account_change_pin(*, account: Account, pin_hash: str) -> None:
     locked.pin_hash = pin_hash
     locked.save(update_fields=["pin_hash"])
     account.pin_hash = pin_hash
-    logger.info("pin changed by caller: account=%s", account.pk)
+    logger.info("caller changed the account secret: account=%s", account.pk)
 
 
 def account_remember_language(*, account: Account, language: str) -> None:

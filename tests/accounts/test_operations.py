@@ -41,14 +41,16 @@ def bar_totals(chart: dashboard.Chart) -> dict[str, float]:
     return totals
 
 
-def test_the_dashboard_counts_what_happened(account, recipient):
+def test_the_dashboard_counts_what_happened(account, recipient, django_capture_on_commit_callbacks):
     now = timezone.now()
-    for _ in range(3):
-        activity.call_started()
-    activity.signed_in()
-    activity.signed_in()
-    activity.sign_in_failed()
-    activity.account_locked()
+    # Counted when each step's transaction commits.
+    with django_capture_on_commit_callbacks(execute=True):
+        for _ in range(3):
+            activity.call_started()
+        activity.signed_in()
+        activity.signed_in()
+        activity.sign_in_failed()
+        activity.account_locked()
     HourlyActivity.objects.create(hour=now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=49), kind="call",
                                   count=100)  # older than two days: not shown
     first = services.transfer_submit(account=account, recipient_code=recipient.code, amount_cents=2500, idempotency_key="a")

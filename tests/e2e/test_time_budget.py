@@ -12,24 +12,15 @@ from urllib.parse import urlsplit
 import pytest
 from django.db import connection
 
-from bench.servers import Server, fresh_database, manage, production_env
-from tests.e2e.test_gunicorn import FUNDED, RECIPIENT, place
+from bench.servers import Server, manage, production_env
+# The same fresh database per module as the other end-to-end tests.
+from tests.e2e.test_gunicorn import FUNDED, RECIPIENT, database_url, place  # noqa: F401
 
 pytestmark = pytest.mark.e2e
 
 # Twilio gives up at 15 s; a blocked step must answer well before.
 ANSWERED_WITHIN_MS = 12_000
 APOLOGY = "temporarily unavailable"
-
-
-@pytest.fixture(scope="module")
-def database_url():
-    kind = "postgres" if connection.vendor == "postgresql" else "sqlite"
-    with fresh_database(kind) as url:
-        env = production_env(url)
-        manage(env, "migrate", "--noinput")
-        manage(env, "create_recipient", RECIPIENT, "Jane", "Doe")
-        yield url
 
 
 @pytest.fixture(scope="module")

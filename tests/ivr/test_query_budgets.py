@@ -2,7 +2,9 @@
 
 Counted as Django captures them, including the two savepoints the test's own
 transaction adds around each step's atomic block (in production those are the
-BEGIN and COMMIT of the step's transaction).
+BEGIN and COMMIT of the step's transaction). The hourly activity counts run
+after the commit (accounts/activity.py), which a test's transaction never
+reaches: the budgets leave room for them.
 """
 
 from __future__ import annotations

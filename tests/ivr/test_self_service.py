@@ -125,7 +125,7 @@ def test_a_caller_changes_their_pin_and_the_old_one_is_refused_afterwards(signed
     assert "Your PIN is changed." in answer.text and "Main menu" in answer.text
     account.refresh_from_db()
     assert pins.pin_matches("4682", account.pin_hash)
-    assert "pin changed by caller: account=%s" % account.pk in caplog.text
+    assert "caller changed the account secret: account=%s" % account.pk in caplog.text
     assert "4682" not in caplog.text and "3971" not in caplog.text
 
     phone = make_phone(account.home_number)
