@@ -173,8 +173,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # Server-side binding sends values apart from the SQL, so that a statement
     # PostgreSQL logs on an error (a lock timeout, say) shows $1, not what a
     # caller typed: at default settings it never logs parameters on errors.
+    # Never a named prepared statement (prepare_threshold None), so that a
+    # pooler in transaction mode (PgBouncer) in front of PostgreSQL still works.
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         server_side_binding=True,
+        prepare_threshold=None,
         connect_timeout=DB_CONNECT_TIMEOUT,
         options=f"-c lock_timeout={DB_LOCK_TIMEOUT_MS} -c statement_timeout={DB_STATEMENT_TIMEOUT_MS}",
     )
