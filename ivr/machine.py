@@ -110,6 +110,9 @@ class Step:
     # and the step's keys pattern decides whether it is an answer.
     finish_on_key: ClassVar[str] = "#"
     signed_in_only: ClassVar[bool] = True
+    # Counts PINs, creates an account or moves money: the call stays locked for
+    # the whole step (see answer_prompt); the others write back optimistically.
+    locks_call: ClassVar[bool] = False
     # Where three wrong entries lead; None ends the call.
     after_three_wrong: ClassVar[str | None] = None
 
@@ -193,7 +196,6 @@ def _restart(call: CallSession) -> None:
     call.go_to(_first_step(call))
 
 
-@transaction.atomic
 def answer_prompt(
     *,
     call_sid: str,
@@ -209,13 +211,44 @@ def answer_prompt(
     keys is None for the <Redirect> after a <Gather> (silence, as a client
     without actionOnEmptyResult sends it); "" with finished_on_key "" is
     silence too, and "" with the prompt's finishOnKey is that key alone.
+
+    A step that only reads (a menu, the balance, an amount) runs without a
+    transaction and writes the call back only if it is still at the prompt it
+    read (UPDATE ... WHERE prompt_number = n): two round trips. If another
+    request moved the call first (Twilio's retry of this one, most likely), it
+    looks again, locked, and finds itself a retry. A step that counts PINs,
+    creates an account or moves money (Step.locks_call) holds the call's row
+    locked for the whole step, so that a retry waits for its first attempt.
     """
-    # Locked for the whole step: Twilio's retry of this request waits here for
-    # the first attempt to finish, then is recognised as a retry.
-    call = CallSession.objects.select_for_update(of=("self",)).filter(call_sid=call_sid).select_related("account").first()
+    answer = dict(call_sid=call_sid, caller=caller, trusted=trusted, step_name=step_name, prompt_number=prompt_number,
+                  keys=keys, finished_on_key=finished_on_key)
+    named = STEPS.get(step_name)
+    if named is not None and not named.locks_call:
+        try:
+            return _answer(**answer, locked=False)
+        except CallMoved:
+            pass
+    with transaction.atomic():
+        return _answer(**answer, locked=True)
+
+
+class CallMoved(Exception):
+    """The call left the prompt a step read before the step could write it back."""
+
+
+def _answer(
+    *, call_sid: str, caller: str, trusted: bool, step_name: str, prompt_number: int | None, keys: str | None,
+    finished_on_key: str, locked: bool,
+) -> Reply:
+    query = CallSession.objects.filter(call_sid=call_sid).select_related("account")
+    call = (query.select_for_update(of=("self",)) if locked else query).first()
     if call is None or call.caller != caller:
+        if not locked:
+            raise CallMoved  # starting over writes a new call: under the lock
         # A call we do not know (state purged, or a replayed URL): start over.
         return _start_call(call_sid=call_sid, caller=caller, trusted=trusted, greeting=START_AGAIN)
+    # Unlocked, the write-back must find the call where it was read.
+    call.read_at_prompt = None if locked else call.prompt_number
 
     # Which prompt was answered with what, keyed with SECRET_KEY so that the
     # stored digest gives away no PIN: Twilio's retry is the same URL, same keys.
@@ -334,9 +367,14 @@ def _save(call: CallSession) -> None:
         # ON CONFLICT DO NOTHING: a unique violation would put the CallSid in PostgreSQL's log.
         if not insert_unless_conflict(call):
             raise CallAlreadyStarted
-    else:
-        # Everything a step may change, and not the CallSid and caller it never does.
-        call.save(update_fields=CallSession.STEP_FIELDS)
+        return
+    # Everything a step may change, and not the CallSid and caller it never does.
+    changes = {name: getattr(call, name) for name in CallSession.STEP_FIELDS}
+    read_at = getattr(call, "read_at_prompt", None)
+    if read_at is None:
+        CallSession.objects.filter(pk=call.pk).update(**changes)
+    elif not CallSession.objects.filter(pk=call.pk, prompt_number=read_at).update(**changes):
+        raise CallMoved
 
 
 def _render(call: CallSession, notices: list[Words] | tuple[Words, ...] = (), *, repeat: bool = False) -> VoiceResponse:

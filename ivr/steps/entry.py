@@ -102,6 +102,7 @@ class PinOnly(Step):
     """A trusted call from an account's home number: the PIN alone signs in."""
 
     name = "entry"
+    locks_call = True
     # "#" alone must reach us at once: with finishOnKey "#" and
     # actionOnEmptyResult, Twilio posts Digits="" FinishedOnKey="#" the moment
     # it is pressed. IVR_POUND_AS_KEY turns back to version 1's way ("#" as a
@@ -164,6 +165,7 @@ class MemberId(Step):
 @step
 class Pin(Step):
     name = "pin"
+    locks_call = True
     keys = FOUR_DIGITS
     wrong_keys = A_PIN_HAS_4_DIGITS
     num_digits = 4

@@ -134,6 +134,7 @@ class ChangePin(Step):
     """The current PIN first: a wrong one counts toward the account's lock, as at sign-in."""
 
     name = "change_pin"
+    locks_call = True
     keys = FOUR_DIGITS
     wrong_keys = A_PIN_HAS_4_DIGITS
     num_digits = 4
@@ -176,6 +177,7 @@ class ChangePinNew(Step):
 @step
 class ChangePinConfirm(Step):
     name = "change_pin_confirm"
+    locks_call = True
     keys = FOUR_DIGITS
     wrong_keys = A_PIN_HAS_4_DIGITS
     num_digits = 4

@@ -61,6 +61,7 @@ class RegisterCreatePin(Step):
 @step
 class RegisterConfirmPin(Step):
     name = "register_confirm_pin"
+    locks_call = True
     keys = FOUR_DIGITS
     wrong_keys = A_PIN_HAS_4_DIGITS
     num_digits = 4

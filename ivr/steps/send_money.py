@@ -74,6 +74,7 @@ class SendRecipient(Step):
 @step
 class SendConfirm(Step):
     name = "send_confirm"
+    locks_call = True
     keys = ONE_KEY_1_2
     wrong_keys = PRESS_1_OR_2
     num_digits = 1

@@ -120,3 +120,26 @@ def test_purge_takes_an_idle_limit_and_refuses_a_silly_one(make_phone, capsys):
     assert CallSession.objects.count() == 0
     with pytest.raises(CommandError, match="at least 1"):
         call_command("purge_call_sessions", "--idle-minutes", "0")
+
+
+def test_a_retry_that_read_the_call_before_its_first_attempt_wrote_it_answers_the_same(signed_in, monkeypatch):
+    """The optimistic write-back: the request that writes second finds the call moved, looks again, and replays."""
+    from ivr.steps.menu import Menu
+    from tests.conftest import Phone
+
+    action = signed_in.last.gather.get("action")
+    real_answer, first = Menu.answer, {}
+
+    def racing(self, call, keys):
+        if not first:
+            # Twilio's other copy of this request runs to the end while this one is between read and write.
+            first["response"] = Phone(signed_in.client, caller=signed_in.caller, call_sid=signed_in.call_sid).post(
+                action, {"Digits": "1", "FinishedOnKey": ""})
+        return real_answer(self, call, keys)
+
+    monkeypatch.setattr(Menu, "answer", racing)
+    before = CallSession.objects.get(call_sid=signed_in.call_sid).prompt_number
+    second = signed_in.press("1")
+    assert second.raw == first["response"].content.decode(), "exactly the prompt the first attempt answered"
+    assert "Your balance is" in second.text
+    assert CallSession.objects.get(call_sid=signed_in.call_sid).prompt_number == before + 1, "moved once"

@@ -27,8 +27,8 @@ def test_entry(phone, account, django_assert_max_num_queries):
 def test_entry_unknown_number_then_language(phone, django_assert_max_num_queries):
     with django_assert_max_num_queries(SAVEPOINTS + 4):
         assert "Para español" in phone.dial(language=None).text
-    # The call, locked, and its update: the language is not looked up.
-    with django_assert_max_num_queries(4):
+    # The call, and its update: the language is not looked up.
+    with django_assert_max_num_queries(2):
         assert "miembro" in phone.press("2").text
 
 
@@ -50,8 +50,8 @@ def test_pin_only(phone, account, django_assert_max_num_queries):
 def test_member_id_then_pin(phone, account, django_assert_max_num_queries):
     phone.caller = "+15550009999"
     phone.dial()
-    # The member ID is not looked up: the call, locked, and its update.
-    with django_assert_max_num_queries(4):
+    # The member ID is not looked up: the call, and its update where it was read.
+    with django_assert_max_num_queries(2):
         phone.press("123456")
     # The call, locked; the account by member ID, locked; the hour's sign-ins; the call.
     with django_assert_max_num_queries(SAVEPOINTS + 2 + 4):
@@ -70,25 +70,26 @@ def test_wrong_pin(phone, account, django_assert_max_num_queries):
 
 @pytest.mark.parametrize("keys", ["1", "3"], ids=["to balance", "repeat"])
 def test_menu(signed_in, django_assert_max_num_queries, keys):
-    # The call with its account in one locked query, then its update: at most 4 in all.
-    with django_assert_max_num_queries(4):
+    # The call with its account in one query, then its update where it was
+    # read (UPDATE ... WHERE prompt_number = n): no transaction, 2 round trips.
+    with django_assert_max_num_queries(2):
         signed_in.press(keys)
 
 
 def test_balance_again(signed_in, django_assert_max_num_queries):
     signed_in.press("1")
-    with django_assert_max_num_queries(4):
+    with django_assert_max_num_queries(2):
         assert "Your balance is" in signed_in.press("1").text
 
 
 @pytest.mark.parametrize("before, keys, budget", [
-    (["2"], "25", 5),  # amount: the balance already loaded, and what was sent today
-    (["2", "25"], "246810", 5),  # recipient: and the recipient
-    (["2", "25", "246810"], "2", 4),  # cancel
+    (["2"], "25", 3),  # amount: the balance already loaded, and what was sent today
+    (["2", "25"], "246810", 3),  # recipient: and the recipient
+    (["2", "25", "246810"], "2", SAVEPOINTS + 2),  # cancel: the confirmation step is locked
     # Confirm: the account locked, the key checked, the recipient, what was
     # sent today, the transfer, its ledger entry, the debit, a free code checked and stored.
     (["2", "25", "246810"], "1", SAVEPOINTS + 2 + 9 + SAVEPOINTS),
-    (["2", "25", "246810", "1"], "1", 4),  # hear the code again
+    (["2", "25", "246810", "1"], "1", 2),  # hear the code again
 ], ids=["amount", "recipient", "cancel", "confirm", "code again"])
 def test_send_money(signed_in, recipient, django_assert_max_num_queries, before, keys, budget):
     for earlier in before:
@@ -100,11 +101,11 @@ def test_send_money(signed_in, recipient, django_assert_max_num_queries, before,
 def test_registration_steps(phone, django_assert_max_num_queries):
     phone.caller = "+15557770000"
     phone.dial()
-    with django_assert_max_num_queries(4):
+    with django_assert_max_num_queries(2):
         phone.press("#")
-    with django_assert_max_num_queries(5):
+    with django_assert_max_num_queries(3):
         phone.press("654321")  # is the member ID taken?
-    with django_assert_max_num_queries(4):
+    with django_assert_max_num_queries(2):
         phone.press("4682")
     # Is the number shared or taken? The account, inserted ON CONFLICT DO
     # NOTHING, and read back; a free code checked and stored.
@@ -120,8 +121,8 @@ def test_fallback_and_status(phone, django_assert_max_num_queries):
 
 
 def test_history(signed_in, django_assert_max_num_queries):
-    # The call with its account, locked; the last five entries in one query; the call.
-    with django_assert_max_num_queries(SAVEPOINTS + 3):
+    # The call with its account; the last five entries in one query; the call.
+    with django_assert_max_num_queries(3):
         signed_in.press("4")
 
 
@@ -130,7 +131,7 @@ def test_change_pin_steps(signed_in, django_assert_max_num_queries):
     # The call; the account, locked, to check the current PIN; the call.
     with django_assert_max_num_queries(SAVEPOINTS + 2 + 3):
         signed_in.press("3971")
-    with django_assert_max_num_queries(4):
+    with django_assert_max_num_queries(2):
         signed_in.press("4682")  # the new PIN is hashed, nothing read
     # The call; the account, locked, and its new hash; the call.
     with django_assert_max_num_queries(SAVEPOINTS + 2 + 2 + SAVEPOINTS):
