@@ -18,7 +18,7 @@ from django.db import transaction
 from django.db.models import F, Sum
 from django.utils import timezone
 
-from accounts import activity, codes, pins
+from accounts import activity, codes
 from accounts.models import Account, ConfirmationCode, LedgerEntry, Recipient, Transfer
 from accounts.money import format_dollars
 

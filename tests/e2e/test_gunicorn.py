@@ -17,10 +17,9 @@ import xml.etree.ElementTree as ET
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from django.db import connection
 from twilio.request_validator import RequestValidator
 
-from bench.servers import AUTH_TOKEN, PUBLIC_URL, Server, fresh_database, manage, production_env
+from bench.servers import AUTH_TOKEN, PUBLIC_URL, Server, manage, production_env
 from ivr.machine import STEPS
 from ivr.simulator import Answer, OverHttp, Prompt, SimulatedCall, Transport, scripted
 
@@ -58,16 +57,6 @@ def place(servers: list[Server], keys, caller: str = FUNDED, **checks: bool) -> 
     call = SimulatedCall(base_url=PUBLIC_URL, auth_token=AUTH_TOKEN, transport=Checked(servers, **checks), caller=caller)
     call.place(keys if callable(keys) else scripted(keys))
     return call, " ".join(event.text for event in call.transcript if event.kind == "say")
-
-
-@pytest.fixture(scope="module")
-def database_url():
-    kind = "postgres" if connection.vendor == "postgresql" else "sqlite"
-    with fresh_database(kind) as url:
-        env = production_env(url)
-        manage(env, "migrate", "--noinput")
-        manage(env, "create_recipient", RECIPIENT, "Jane", "Doe")
-        yield url
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-import time
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
@@ -13,8 +12,7 @@ import pytest
 from django.db import connection
 
 from bench.servers import Server, manage, production_env
-# The same fresh database per module as the other end-to-end tests.
-from tests.e2e.test_gunicorn import FUNDED, RECIPIENT, database_url, place  # noqa: F401
+from tests.e2e.test_gunicorn import FUNDED, RECIPIENT, place
 
 pytestmark = pytest.mark.e2e
 
@@ -91,7 +89,6 @@ def locking_at(prompt_number: int, lock: contextlib.AbstractContextManager, keys
 def blocked_call(server, keys, lock_at: int, lock) -> tuple[float, str]:
     press, stack = locking_at(lock_at, lock, keys)
     with stack:
-        started = time.monotonic()
         call, heard = place([server], press, caller=FUNDED, failures_expected=True)
     apology = next(answer for _url, answer in call.answers if APOLOGY in answer.body)
     return apology.milliseconds, heard

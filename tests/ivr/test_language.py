@@ -12,7 +12,6 @@ from accounts.spoken import spoken_amount, spoken_dollars
 from accounts.services import deposit
 from ivr.models import CallSession
 from ivr.simulator import InProcess, SimulatedCall, scripted
-from tests.conftest import spoken_code
 
 pytestmark = pytest.mark.django_db
 
