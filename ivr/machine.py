@@ -178,16 +178,19 @@ class CallAlreadyStarted(Exception):
 
 def _start_call(*, call_sid: str, caller: str, trusted: bool, greeting: Words) -> Reply:
     call = CallSession.objects.select_for_update().filter(call_sid=call_sid).first()
-    if call is None:
+    new = call is None
+    if new:
         # Inserted with its first prompt in one statement (see _save).
         call = CallSession(call_sid=call_sid, caller=caller, caller_trusted=trusted)
-        activity.call_started()
     else:
         call.caller, call.caller_trusted = caller, trusted
         call.last_answer = ""
         call.language = ""
     _restart(call)
-    return _ask(call, [greeting], outcome="started")
+    reply = _ask(call, [greeting], outcome="started")
+    if new:
+        activity.call_started()  # once the insert went in: a retry that lost the race counts nothing
+    return reply
 
 
 def _restart(call: CallSession) -> None:
