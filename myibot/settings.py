@@ -65,6 +65,8 @@ _development_stand_ins: list[str] = []
 OPERATOR_COMMANDS = frozenset({
     "deposit", "reverse_deposit", "create_recipient", "unlock", "verify_code", "reject_registration",
     "add_shared_line", "remove_shared_line", "purge_call_sessions",
+    # And the set-up steps `make run` takes before the server, which warns once itself.
+    "migrate", "catalogue",
 })
 OPERATOR_COMMAND = Path(sys.argv[0]).name == "manage.py" and sys.argv[1:2] != [] and sys.argv[1] in OPERATOR_COMMANDS
 
