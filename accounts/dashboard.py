@@ -15,7 +15,8 @@ from django.db.models import Count, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from accounts.models import Account, ActivityKind, HourlyActivity, SignInSpray, Transfer
+from accounts import identity
+from accounts.models import Account, ActivityKind, HourlyActivity, Transfer
 from accounts.money import format_dollars
 
 LIST_LENGTH = 20
@@ -153,6 +154,6 @@ def build(now: datetime | None = None) -> dict[str, object]:
             Transfer.objects.filter(status=Transfer.Status.SUBMITTED).select_related("account", "recipient").order_by("created")
         ),
         "locked_accounts": _first(Account.objects.filter(locked_until__gt=now).order_by("locked_until")),
-        "spray": SignInSpray.objects.filter(until__gt=now).order_by("-until").first(),
+        "spray": identity.spray_active(now=now),
         "now": now,
     }
