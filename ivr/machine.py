@@ -33,7 +33,7 @@ from twilio.twiml.voice_response import VoiceResponse
 from accounts import activity
 from ivr import twiml
 from ivr.models import CallSession
-from myibot.db import insert_unless_conflict
+from myibot.db import insert_unless_conflict, update_where
 
 STRIKES = 3
 NOTHING_HEARD = _("We did not hear anything.")
@@ -177,7 +177,7 @@ class CallAlreadyStarted(Exception):
 
 
 def _start_call(*, call_sid: str, caller: str, trusted: bool, greeting: Words) -> Reply:
-    call = CallSession.objects.select_for_update().filter(call_sid=call_sid).first()
+    call = CallSession.find(call_sid, locked=True)
     new = call is None
     if new:
         # Inserted with its first prompt in one statement (see _save).
@@ -243,8 +243,7 @@ def _answer(
     *, call_sid: str, caller: str, trusted: bool, step_name: str, prompt_number: int | None, keys: str | None,
     finished_on_key: str, locked: bool,
 ) -> Reply:
-    query = CallSession.objects.filter(call_sid=call_sid).select_related("account")
-    call = (query.select_for_update(of=("self",)) if locked else query).first()
+    call = CallSession.find(call_sid, locked=locked)
     if call is None or call.caller != caller:
         if not locked:
             raise CallMoved  # starting over writes a new call: under the lock
@@ -372,11 +371,10 @@ def _save(call: CallSession) -> None:
             raise CallAlreadyStarted
         return
     # Everything a step may change, and not the CallSid and caller it never does.
-    changes = {name: getattr(call, name) for name in CallSession.STEP_FIELDS}
     read_at = getattr(call, "read_at_prompt", None)
     if read_at is None:
-        CallSession.objects.filter(pk=call.pk).update(**changes)
-    elif not CallSession.objects.filter(pk=call.pk, prompt_number=read_at).update(**changes):
+        update_where(call, CallSession.STEP_FIELDS)
+    elif not update_where(call, CallSession.STEP_FIELDS, prompt_number=read_at):
         raise CallMoved
 
 

@@ -1,4 +1,6 @@
-"""Inserting a row that may already exist, without a unique violation PostgreSQL would log.
+"""SQL the ORM would write, where the ORM cannot say it or costs too much on every webhook.
+
+Inserting a row that may already exist, without a unique violation PostgreSQL would log.
 
 A failed INSERT makes PostgreSQL write the row's values to its own log
 ("Key (member_id)=(123456) already exists"), where no caller data may go.
@@ -8,6 +10,8 @@ bulk_create(ignore_conflicts=True) cannot say whether the row went in.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable, Sequence
 
 from django.db import connection, models
 
@@ -30,3 +34,66 @@ def insert_unless_conflict(instance: models.Model) -> bool:
     instance.pk = row[0]
     instance._state.adding, instance._state.db = False, connection.alias
     return True
+
+
+# Reading and writing a row with SQL built once --------------------------------
+#
+# Every webhook reads its call and writes it back. Through the ORM each of those
+# compiles its query anew, which costs more than the database takes to answer
+# it; these build the same SQL once per model from its _meta, and read values
+# back through the converters the ORM applies, so a field added to a model is
+# read and written here too.
+
+
+def select_columns(model: type[models.Model]) -> str:
+    """Every concrete column of model, table-qualified, in field order (what row_to_instance takes)."""
+    quote, table = connection.ops.quote_name, model._meta.db_table
+    return ", ".join(f"{quote(table)}.{quote(field.column)}" for field in model._meta.concrete_fields)
+
+
+# Per database vendor and model: the attribute names, and each column's converters with the column they convert.
+_readers: dict[tuple[str, type[models.Model]], tuple[list[str], list[list[tuple[Callable, object]]]]] = {}
+
+
+def row_to_instance(model: type[models.Model], values: Sequence[object]) -> models.Model:
+    """An instance from its columns (in select_columns' order), converted as the ORM converts them."""
+    key = (connection.vendor, model)
+    if key not in _readers:
+        fields = model._meta.concrete_fields
+        columns = [field.get_col(model._meta.db_table) for field in fields]
+        _readers[key] = (
+            [field.attname for field in fields],
+            [[(converter, column) for converter in
+              connection.ops.get_db_converters(column) + field.get_db_converters(connection)]
+             for field, column in zip(fields, columns, strict=True)],
+        )
+    attnames, converters = _readers[key]
+    converted = []
+    for value, column_converters in zip(values, converters, strict=True):
+        for converter, column in column_converters:
+            value = converter(value, column, connection)
+        converted.append(value)
+    return model.from_db(connection.alias, attnames, converted)
+
+
+_updates: dict[tuple[str, type[models.Model], tuple[str, ...], tuple[str, ...]], str] = {}
+
+
+def update_where(instance: models.Model, fields: Sequence[str], **condition: object) -> int:
+    """UPDATE instance's row, setting fields from it, where its pk and condition hold; the rows changed (0 or 1).
+
+    QuerySet.filter(pk=..., **condition).update(...) with its SQL built once;
+    the values go through get_db_prep_save, as the ORM's do.
+    """
+    meta = instance._meta
+    key = (connection.vendor, type(instance), tuple(fields), tuple(condition))
+    if key not in _updates:
+        quote = connection.ops.quote_name
+        assignments = ", ".join(f"{quote(meta.get_field(name).column)} = %s" for name in fields)
+        where = " AND ".join(f"{quote(meta.get_field(name).column)} = %s" for name in (meta.pk.name, *condition))
+        _updates[key] = f"UPDATE {quote(meta.db_table)} SET {assignments} WHERE {where}"
+    values = [meta.get_field(name).get_db_prep_save(getattr(instance, meta.get_field(name).attname), connection)
+              for name in fields]
+    with connection.cursor() as cursor:
+        cursor.execute(_updates[key], [*values, instance.pk, *condition.values()])
+        return cursor.rowcount

@@ -171,6 +171,8 @@ DB_LOCK_TIMEOUT_MS = envint("DB_LOCK_TIMEOUT_MS", 3000)
 DB_STATEMENT_TIMEOUT_MS = envint("DB_STATEMENT_TIMEOUT_MS", 4000)
 DB_CONNECT_TIMEOUT = envint("DB_CONNECT_TIMEOUT", 3, minimum=2)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Django's backend, with a health check that asks the socket, not the server (myibot/postgresql).
+    DATABASES["default"]["ENGINE"] = "myibot.postgresql"
     # Per connection, through libpq: 0 (for a long migration) means no limit.
     # Server-side binding sends values apart from the SQL, so that a statement
     # PostgreSQL logs on an error (a lock timeout, say) shows $1, not what a
