@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import ClassVar
 
 from django.conf import settings
@@ -154,7 +155,13 @@ class Reply:
 
 def step_url(step_name: str, prompt_number: int) -> str:
     """Where a prompt's keys go; its no-input <Redirect> adds &no_input=1."""
-    return f"{settings.BASE_URL}{reverse('ivr:step', args=[step_name])}?n={prompt_number}"
+    return f"{settings.BASE_URL}{_step_path(step_name)}?n={prompt_number}"
+
+
+@lru_cache(maxsize=64)
+def _step_path(step_name: str) -> str:
+    # Resolved once per step: reverse() walks the URLconf every time, on every webhook.
+    return reverse("ivr:step", args=[step_name])
 
 
 def start_call(*, call_sid: str, caller: str, trusted: bool, greeting: Words) -> Reply:

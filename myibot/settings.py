@@ -170,6 +170,13 @@ WEBHOOK_DEADLINE_SECONDS = envint("WEBHOOK_DEADLINE_SECONDS", 10, minimum=1)
 DB_LOCK_TIMEOUT_MS = envint("DB_LOCK_TIMEOUT_MS", 3000)
 DB_STATEMENT_TIMEOUT_MS = envint("DB_STATEMENT_TIMEOUT_MS", 4000)
 DB_CONNECT_TIMEOUT = envint("DB_CONNECT_TIMEOUT", 3, minimum=2)
+# Named prepared statements: PostgreSQL parses and plans a step's queries once
+# per connection instead of on every webhook (docs/PERFORMANCE.md). Off by
+# default: a pooler in transaction mode in front of PostgreSQL must track them
+# (PgBouncer 1.21 or later, with max_prepared_statements above 0), or queries
+# fail with "prepared statement does not exist". Turn on when connecting
+# straight to PostgreSQL, or through such a pooler.
+DB_PREPARED_STATEMENTS = envbool("DB_PREPARED_STATEMENTS", False)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # Django's backend, with a health check that asks the socket, not the server (myibot/postgresql).
     DATABASES["default"]["ENGINE"] = "myibot.postgresql"
@@ -177,11 +184,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # Server-side binding sends values apart from the SQL, so that a statement
     # PostgreSQL logs on an error (a lock timeout, say) shows $1, not what a
     # caller typed: at default settings it never logs parameters on errors.
-    # Never a named prepared statement (prepare_threshold None), so that a
-    # pooler in transaction mode (PgBouncer) in front of PostgreSQL still works.
+    # Prepared once a query ran 5 times on a connection (psycopg's default), when allowed.
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         server_side_binding=True,
-        prepare_threshold=None,
+        prepare_threshold=5 if DB_PREPARED_STATEMENTS else None,
         connect_timeout=DB_CONNECT_TIMEOUT,
         options=f"-c lock_timeout={DB_LOCK_TIMEOUT_MS} -c statement_timeout={DB_STATEMENT_TIMEOUT_MS}",
     )

@@ -17,7 +17,7 @@ from django.utils import timezone
 from accounts.models import (
     Account, ConfirmationCode, HourlyActivity, LedgerEntry, Recipient, SharedLine, SignInFailure, SignInSpray, Transfer,
 )
-from ivr.models import CallSession
+from ivr.models import CallSession, _find_sql
 from tests.conftest import postgres_only
 
 pytestmark = [postgres_only, pytest.mark.django_db]
@@ -32,8 +32,9 @@ def hot_queries():
             shared=Exists(SharedLine.objects.filter(phone_number=OuterRef("home_number"))),
             spray=Exists(SignInSpray.objects.filter(until__gt=now)),
         ),
-        "a step: the call and its account": CallSession.objects.select_for_update(of=("self",))
-        .filter(call_sid="CA" + "0" * 32).select_related("account"),
+        # The SQL CallSession.find builds, as a step runs it.
+        "a step: the call and its account": (_find_sql(locked=False), ["CA" + "0" * 32]),
+        "a locked step: the call and its account": (_find_sql(locked=True), ["CA" + "0" * 32]),
         "recent transactions": LedgerEntry.objects.filter(account=account).select_related("transfer__recipient")
         .order_by("-created", "-id")[:5],
         "the daily limit": Transfer.objects.filter(account=account, created__gte=now - timedelta(days=1))
@@ -53,7 +54,14 @@ def test_every_hot_query_uses_an_index(name):
     with connection.cursor() as cursor:
         cursor.execute("SET enable_seqscan = off")
     try:
-        plan = hot_queries()[name].explain()
+        query = hot_queries()[name]
+        if isinstance(query, tuple):
+            sql, params = query
+            with connection.cursor() as cursor:
+                cursor.execute(f"EXPLAIN {sql}", params)
+                plan = "\n".join(row[0] for row in cursor.fetchall())
+        else:
+            plan = query.explain()
     finally:
         with connection.cursor() as cursor:
             cursor.execute("SET enable_seqscan = on")

@@ -1,0 +1,81 @@
+"""SQL built once (myibot/db.py, CallSession.find) reads and writes exactly what the ORM would."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+from django.db import connection, transaction
+from django.utils import timezone
+
+from accounts.models import Account
+from ivr.models import CallSession
+from myibot.db import update_where
+from tests.conftest import postgres_only
+
+pytestmark = pytest.mark.django_db
+
+
+def _fields(instance) -> dict[str, object]:
+    return {field.attname: getattr(instance, field.attname) for field in instance._meta.concrete_fields}
+
+
+@pytest.fixture
+def call() -> CallSession:
+    account = Account.objects.create(member_id="246801", home_number="+15550001234", pin_hash="x",
+                                     status=Account.Status.ACTIVE, verified_at=timezone.now(), balance_cents=1234)
+    return CallSession.objects.create(
+        call_sid="CA" + "7" * 32, caller="+15550001234", caller_trusted=True, language="es", step="menu",
+        prompt_number=7, scratch={"amount_cents": 500, "nested": ["a", 1]}, account=account,
+        last_notices={"notices": ["Hola."], "repeat": False}, ended=None,
+    )
+
+
+@pytest.mark.parametrize("locked", [False, True])
+def test_find_reads_the_call_and_its_account_as_the_orm_does(call, locked, django_assert_num_queries):
+    with transaction.atomic():
+        found = CallSession.find(call.call_sid, locked=locked)
+    expected = CallSession.objects.select_related("account").get(pk=call.pk)
+    assert _fields(found) == _fields(expected)
+    assert found.scratch == {"amount_cents": 500, "nested": ["a", 1]}
+    assert found.caller_trusted is True and found.ended is None and timezone.is_aware(found.updated)
+    # The account came with the call, as select_related brings it: no second query.
+    assert found._state.adding is False and found._state.db == "default"
+    with django_assert_num_queries(0):
+        account = found.account
+    assert _fields(account) == _fields(expected.account)
+
+
+def test_find_a_call_signed_out_and_one_unknown(call):
+    CallSession.objects.filter(pk=call.pk).update(account=None)
+    found = CallSession.find(call.call_sid, locked=False)
+    assert found.account is None and found.account_id is None
+    assert CallSession.find("CA" + "0" * 32, locked=False) is None
+
+
+def test_update_where_writes_the_fields_only_where_the_condition_holds(call):
+    call.step, call.prompt_number, call.scratch = "balance", 8, {"said": "ñ"}
+    call.ended = timezone.now()
+    assert update_where(call, ["step", "prompt_number", "scratch", "ended"], prompt_number=6) == 0
+    assert CallSession.objects.get(pk=call.pk).step == "menu"
+    assert update_where(call, ["step", "prompt_number", "scratch", "ended"], prompt_number=7) == 1
+    stored = CallSession.objects.get(pk=call.pk)
+    assert (stored.step, stored.prompt_number, stored.scratch, stored.ended) == ("balance", 8, {"said": "ñ"}, call.ended)
+    assert stored.language == "es"  # a field not named is left alone
+    call.account = None
+    assert update_where(call, ["account"]) == 1
+    assert CallSession.objects.get(pk=call.pk).account_id is None
+
+
+@postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_find_locked_holds_the_call_row_until_the_transaction_ends(call):
+    params = connection.get_connection_params()
+    other_params = {k: v for k, v in params.items() if k in ("host", "port", "user", "password", "dbname")}
+    with psycopg.connect(**other_params, autocommit=True) as other:
+        with transaction.atomic():
+            CallSession.find(call.call_sid, locked=True)
+            with pytest.raises(psycopg.errors.LockNotAvailable):
+                other.execute("SELECT 1 FROM ivr_callsession WHERE id = %s FOR UPDATE NOWAIT", [call.pk])
+            # Only the call is locked, never its account (FOR UPDATE OF the call).
+            other.execute("SELECT 1 FROM accounts_account WHERE id = %s FOR UPDATE NOWAIT", [call.account_id])
+        other.execute("SELECT 1 FROM ivr_callsession WHERE id = %s FOR UPDATE NOWAIT", [call.pk])
