@@ -43,6 +43,7 @@ class Recorder(Transport):
         self.http = OverHttp(server)
         self.lock = threading.Lock()
         self.latencies: dict[str, list[float]] = defaultdict(list)
+        self.by_step: dict[str, list[float]] = defaultdict(list)  # the same, per step (the URL's last part)
         self.errors: dict[str, int] = defaultdict(int)
 
     def post(self, signed_url: str, params: dict[str, str], headers: dict[str, str]) -> Answer:
@@ -58,6 +59,7 @@ class Recorder(Transport):
             raise
         with self.lock:
             self.latencies[kind].append(answer.milliseconds)
+            self.by_step["PIN" if kind == "pin" else path.rsplit("/", 1)[-1]].append(answer.milliseconds)
             if answer.status != 200 or "temporarily unavailable" in answer.body and kind != "fallback":
                 self.errors[kind] += 1
         return answer
@@ -150,7 +152,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--callers", type=int, default=24, help="concurrent callers (default 24)")
     parser.add_argument("--duration", type=float, default=30, help="seconds of calls (default 30)")
-    parser.add_argument("--floor-duration", type=float, default=10, help="seconds of fallback requests (default 10)")
+    parser.add_argument("--floor-duration", type=float, default=10,
+                        help="seconds of fallback requests after the calls, when saturating (default 10); paced, "
+                             "the floor is measured during the calls")
     parser.add_argument("--workers", help="WEB_CONCURRENCY for gunicorn (default: gunicorn.conf.py's)")
     parser.add_argument("--threads", help="GUNICORN_THREADS (default: gunicorn.conf.py's)")
     parser.add_argument("--conn-max-age", help="CONN_MAX_AGE (default: the settings')")
@@ -217,25 +221,34 @@ def main() -> None:
                     with recorder.lock:
                         calls[0] += 1
 
-            started = time.monotonic()
-            with ThreadPoolExecutor(max_workers=args.callers) as pool:
-                list(pool.map(caller_loop, callers))
-            elapsed = time.monotonic() - started
-
             floor = Recorder(server.url)
-            stop_at = time.monotonic() + args.floor_duration
 
             def floor_loop(caller: str) -> None:
                 call = SimulatedCall(PUBLIC_URL, AUTH_TOKEN, floor, caller=caller)
-                rng = random.Random(caller)
+                rng = random.Random(caller + "floor")
                 while time.monotonic() < stop_at:
                     time.sleep(args.think * rng.uniform(0.5, 1.5))
                     call.post(PUBLIC_URL + "/twilio/fallback", call.params())
 
-            floor_started = time.monotonic()
-            with ThreadPoolExecutor(max_workers=args.callers) as pool:
-                list(pool.map(floor_loop, callers))
-            floor_elapsed = time.monotonic() - floor_started
+            started = time.monotonic()
+            if args.think:
+                # Paced: the floor is measured in the same seconds as the calls, by as many
+                # callers again pacing the same way, so that the machine's drift from one
+                # minute to the next (a shared VM) cannot pass for a difference between them.
+                with ThreadPoolExecutor(max_workers=2 * args.callers) as pool:
+                    list(pool.map(lambda job: job[0](job[1]), [(caller_loop, c) for c in callers] +
+                                  [(floor_loop, c) for c in callers]))
+                elapsed = floor_elapsed = time.monotonic() - started
+            else:
+                # Saturating: the floor gets the machine to itself afterwards, under the same concurrency.
+                with ThreadPoolExecutor(max_workers=args.callers) as pool:
+                    list(pool.map(caller_loop, callers))
+                elapsed = time.monotonic() - started
+                stop_at = time.monotonic() + args.floor_duration
+                floor_started = time.monotonic()
+                with ThreadPoolExecutor(max_workers=args.callers) as pool:
+                    list(pool.map(floor_loop, callers))
+                floor_elapsed = time.monotonic() - floor_started
         finally:
             sampling.set()
             sampler.join()
@@ -250,6 +263,8 @@ def main() -> None:
         values = source.latencies[kind]
         print(f"{label:<14}{len(values):>8}{percentile(values, .50):>9.1f}{percentile(values, .95):>9.1f}"
               f"{percentile(values, .99):>9.1f}{len(values) / seconds:>9.1f}{source.errors[kind]:>8}")
+    print("\nper step (p50 ms, count):",
+          ", ".join(f"{step} {percentile(values, .5):.1f} ({len(values)})" for step, values in sorted(recorder.by_step.items())))
     other, fallback = recorder.latencies["other"], floor.latencies["fallback"]
     if other and fallback:
         print(f"\nother-step p50 / floor p50: {statistics.median(other) / statistics.median(fallback):.2f} (target <= 1.5)")

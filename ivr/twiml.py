@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+from xml.sax.saxutils import escape, quoteattr
+
 from django.conf import settings
 from django.http import HttpResponse
 from django.utils import translation
 from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
+from twilio.twiml import TwiML
 from twilio.twiml.voice_response import Gather, Say, VoiceResponse
 
 UNAVAILABLE = _("We are sorry. This service is temporarily unavailable. Please call again later. Goodbye.")
@@ -70,4 +74,45 @@ def unavailable() -> VoiceResponse:
 
 
 def twiml_response(response: VoiceResponse) -> HttpResponse:
-    return HttpResponse(str(response), content_type="text/xml; charset=utf-8")
+    return HttpResponse(to_xml(response), content_type="text/xml; charset=utf-8")
+
+
+def to_xml(response: TwiML) -> str:
+    """The TwiML document str(response) gives, written straight to a string.
+
+    twilio's own serializer copies the tree into ElementTree first, a fifth of
+    a menu step's time; this writes the same elements, attributes (sorted,
+    booleans as "true"/"false") and text, escaped as XML requires.
+    tests/ivr/test_twiml.py checks it against twilio's on every prompt.
+    """
+    parts = ['<?xml version="1.0" encoding="UTF-8"?>']
+    _write(response, parts)
+    return "".join(parts)
+
+
+def _write(verb: TwiML, parts: list[str]) -> None:
+    attributes = "".join(
+        f" {name}={quoteattr(str(value).lower() if isinstance(value, bool) else str(value))}"
+        for name, value in sorted(verb.attrs.items())
+    )
+    # As twilio's xml(): a string nested before any element is the text (it replaces
+    # value), one after an element is that element's tail (the last one wins).
+    text = verb.value if isinstance(verb.value, str) else (json.dumps(verb.value) if verb.value else None)
+    children: list[tuple[TwiML, str | None]] = []
+    for child in verb.verbs:
+        if isinstance(child, str):
+            if children:
+                children[-1] = (children[-1][0], child)
+            else:
+                text = child
+        else:
+            children.append((child, None))
+    if not text and not children:
+        parts.append(f"<{verb.name}{attributes} />")
+        return
+    parts.append(f"<{verb.name}{attributes}>{escape(text) if text else ''}")
+    for child, tail in children:
+        _write(child, parts)
+        if tail:
+            parts.append(escape(tail))
+    parts.append(f"</{verb.name}>")

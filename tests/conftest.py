@@ -37,6 +37,30 @@ def _compiled_catalogues() -> None:
         catalogue.compile_all()
 
 
+def xml_tree(document: str) -> tuple:
+    """An XML document as nested (tag, attributes, text, tail, children): equal for equivalent documents."""
+
+    def node(element: ET.Element) -> tuple:
+        return element.tag, sorted(element.attrib.items()), element.text, element.tail, [node(child) for child in element]
+
+    return node(ET.fromstring(document.encode()))
+
+
+@pytest.fixture(autouse=True)
+def _twiml_written_as_twilio_writes_it(monkeypatch) -> None:
+    """Every TwiML answer any test causes is checked against twilio's own serializer (ivr.twiml.to_xml)."""
+    from ivr import twiml
+
+    ours = twiml.to_xml
+
+    def checked(response):
+        written = ours(response)
+        assert xml_tree(written) == xml_tree(str(response)), written
+        return written
+
+    monkeypatch.setattr(twiml, "to_xml", checked)
+
+
 def spoken_code(text: str) -> str:
     """The 6-digit confirmation code in what the caller heard, as digits."""
     match = re.search(r"(?:confirmation|registration) code is: ((?:\d, ){5}\d)", text)
