@@ -171,12 +171,12 @@ DB_LOCK_TIMEOUT_MS = envint("DB_LOCK_TIMEOUT_MS", 3000)
 DB_STATEMENT_TIMEOUT_MS = envint("DB_STATEMENT_TIMEOUT_MS", 4000)
 DB_CONNECT_TIMEOUT = envint("DB_CONNECT_TIMEOUT", 3, minimum=2)
 # Named prepared statements: PostgreSQL parses and plans a step's queries once
-# per connection instead of on every webhook (docs/PERFORMANCE.md). Off by
-# default: a pooler in transaction mode in front of PostgreSQL must track them
-# (PgBouncer 1.21 or later, with max_prepared_statements above 0), or queries
-# fail with "prepared statement does not exist". Turn on when connecting
-# straight to PostgreSQL, or through such a pooler.
-DB_PREPARED_STATEMENTS = envbool("DB_PREPARED_STATEMENTS", False)
+# per connection instead of on every webhook, about a fifth of a menu step
+# (docs/PERFORMANCE.md). Right when connecting straight to PostgreSQL, as `fly
+# postgres attach` does. A pooler in transaction mode in between must track
+# them (PgBouncer 1.21 or later with max_prepared_statements above 0); behind
+# any other, set false, or queries fail with "prepared statement does not exist".
+DB_PREPARED_STATEMENTS = envbool("DB_PREPARED_STATEMENTS", True)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # Django's backend, with a health check that asks the socket, not the server (myibot/postgresql).
     DATABASES["default"]["ENGINE"] = "myibot.postgresql"

@@ -127,6 +127,15 @@ def test_postgresql_connections_carry_their_time_limits_and_bind_values_server_s
     assert "'connect_timeout': 3" in result.stdout and "'server_side_binding': True" in result.stdout
 
 
+@pytest.mark.parametrize(("value", "threshold"), [("", "5"), ("true", "5"), ("false", "None")])
+def test_postgresql_uses_our_backend_and_prepared_statements_unless_turned_off(value, threshold):
+    result = manage("shell", "-c", "from django.conf import settings; d = settings.DATABASES['default']; "
+                    "print(d['ENGINE'], d['OPTIONS']['prepare_threshold'])",
+                    **PRODUCTION, DATABASE_URL="postgres://u@127.0.0.1:5432/db", DB_PREPARED_STATEMENTS=value)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["myibot.postgresql", threshold]
+
+
 def test_sqlite_waits_for_its_write_lock_no_longer_than_the_lock_timeout():
     result = manage("shell", "-c", "from django.conf import settings; print(settings.DATABASES['default']['OPTIONS'])",
                     **PRODUCTION, DATABASE_URL="sqlite:////tmp/settings-check.sqlite3")
