@@ -133,7 +133,7 @@ def test_postgresql_uses_our_backend_and_prepared_statements_unless_turned_off(v
                     "print(d['ENGINE'], d['OPTIONS']['prepare_threshold'])",
                     **PRODUCTION, DATABASE_URL="postgres://u@127.0.0.1:5432/db", DB_PREPARED_STATEMENTS=value)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["myibot.postgresql", threshold]
+    assert result.stdout.splitlines()[-1].split() == ["myibot.postgresql", threshold]
 
 
 def test_sqlite_waits_for_its_write_lock_no_longer_than_the_lock_timeout():
