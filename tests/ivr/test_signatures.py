@@ -21,10 +21,11 @@ def body(phone) -> dict[str, str]:
     return {"CallSid": phone.call_sid, "From": phone.caller, "To": "+15550000000", "CallStatus": "in-progress"}
 
 
-def post(phone, secret: str, *, algorithm: str | None = None, signature_settings: str | None = None):
+def post(phone, secret: str, *, algorithm: str | None = None, signature_settings: str | None = None,
+         signed_url: str | None = None):
     """POST /twilio/voice signed with secret, as Twilio signs: HMAC-SHA1 with a token, or a shared key's algorithm."""
     params = body(phone)
-    url = django_settings.BASE_URL + "/twilio/voice"
+    url = signed_url or django_settings.BASE_URL + "/twilio/voice"
     headers = {"HTTP_X_TWILIO_SIGNATURE": RequestValidator(secret).compute_signature(url, params, algorithm)}
     if signature_settings is not None:
         headers[SETTINGS_META] = signature_settings
@@ -45,6 +46,15 @@ def rotating(settings):
 def shared_key(settings):
     settings.TWILIO_WEBHOOK_SHARED_KEY = SHARED_KEY
     return settings
+
+
+def test_a_signature_over_the_url_with_its_port_is_accepted_too(phone):
+    # Some Twilio products sign https://host:443/...: one HMAC settles the usual case, the port is tried after.
+    assert django_settings.BASE_URL == "https://testserver"
+    with_port = post(phone, django_settings.TWILIO_AUTH_TOKEN, signed_url="https://testserver:443/twilio/voice")
+    assert with_port.status_code == 200
+    elsewhere = post(phone, django_settings.TWILIO_AUTH_TOKEN, signed_url="https://testserver:8443/twilio/voice")
+    assert elsewhere.status_code == 403
 
 
 def test_it_accepts_the_primary_token_beside_a_secondary(phone, rotating):
