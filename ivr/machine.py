@@ -381,7 +381,10 @@ def _save(call: CallSession) -> None:
     read_at = getattr(call, "read_at_prompt", None)
     if read_at is None:
         update_where(call, CallSession.STEP_FIELDS)
-    elif not update_where(call, CallSession.STEP_FIELDS, prompt_number=read_at):
+    # Written back optimistically (a step that moves no money and counts no PIN), and
+    # committed without waiting for the disk: a database crash may lose the last
+    # prompt moves, and the caller's next entry then hears "Let's start again".
+    elif not update_where(call, CallSession.STEP_FIELDS, where={"prompt_number": read_at}, asynchronous_commit=True):
         raise CallMoved
 
 

@@ -76,24 +76,38 @@ def row_to_instance(model: type[models.Model], values: Sequence[object]) -> mode
     return model.from_db(connection.alias, attnames, converted)
 
 
-_updates: dict[tuple[str, type[models.Model], tuple[str, ...], tuple[str, ...]], str] = {}
+_updates: dict[tuple[str, type[models.Model], tuple[str, ...], tuple[str, ...], bool], str] = {}
 
 
-def update_where(instance: models.Model, fields: Sequence[str], **condition: object) -> int:
-    """UPDATE instance's row, setting fields from it, where its pk and condition hold; the rows changed (0 or 1).
+def update_where(
+    instance: models.Model, fields: Sequence[str], *, where: dict[str, object] | None = None,
+    asynchronous_commit: bool = False,
+) -> int:
+    """UPDATE instance's row, setting fields from it, where its pk and where hold; the rows changed (0 or 1).
 
-    QuerySet.filter(pk=..., **condition).update(...) with its SQL built once;
-    the values go through get_db_prep_save, as the ORM's do.
+    QuerySet.filter(pk=..., **where).update(...) with its SQL built once; the
+    values go through get_db_prep_save, as the ORM's do.
+
+    asynchronous_commit: on PostgreSQL, outside a transaction, this one
+    statement commits without waiting for its WAL to reach the disk
+    (synchronous_commit off for its own implicit transaction only, through
+    set_config(..., true)): a third of its time. A crash of the database can
+    then lose it (at most the last 0.6 s of such writes), never corrupt it.
+    Inside a transaction it is ignored: the transaction's commit stays durable.
     """
-    meta = instance._meta
-    key = (connection.vendor, type(instance), tuple(fields), tuple(condition))
+    meta, where = instance._meta, where or {}
+    asynchronous = asynchronous_commit and connection.vendor == "postgresql" and not connection.in_atomic_block
+    key = (connection.vendor, type(instance), tuple(fields), tuple(where), asynchronous)
     if key not in _updates:
         quote = connection.ops.quote_name
         assignments = ", ".join(f"{quote(meta.get_field(name).column)} = %s" for name in fields)
-        where = " AND ".join(f"{quote(meta.get_field(name).column)} = %s" for name in (meta.pk.name, *condition))
-        _updates[key] = f"UPDATE {quote(meta.db_table)} SET {assignments} WHERE {where}"
+        conditions = " AND ".join(
+            f"{quote(meta.db_table)}.{quote(meta.get_field(name).column)} = %s" for name in (meta.pk.name, *where)
+        )
+        source = " FROM (SELECT set_config('synchronous_commit', 'off', true)) AS asynchronous_commit" if asynchronous else ""
+        _updates[key] = f"UPDATE {quote(meta.db_table)} SET {assignments}{source} WHERE {conditions}"
     values = [meta.get_field(name).get_db_prep_save(getattr(instance, meta.get_field(name).attname), connection)
               for name in fields]
     with connection.cursor() as cursor:
-        cursor.execute(_updates[key], [*values, instance.pk, *condition.values()])
+        cursor.execute(_updates[key], [*values, instance.pk, *where.values()])
         return cursor.rowcount

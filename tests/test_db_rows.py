@@ -7,7 +7,7 @@ import pytest
 from django.db import connection, transaction
 from django.utils import timezone
 
-from accounts.models import Account
+from accounts.models import Account, Transfer
 from ivr.models import CallSession
 from myibot.db import update_where
 from tests.conftest import postgres_only
@@ -55,9 +55,9 @@ def test_find_a_call_signed_out_and_one_unknown(call):
 def test_update_where_writes_the_fields_only_where_the_condition_holds(call):
     call.step, call.prompt_number, call.scratch = "balance", 8, {"said": "ñ"}
     call.ended = timezone.now()
-    assert update_where(call, ["step", "prompt_number", "scratch", "ended"], prompt_number=6) == 0
+    assert update_where(call, ["step", "prompt_number", "scratch", "ended"], where={"prompt_number": 6}) == 0
     assert CallSession.objects.get(pk=call.pk).step == "menu"
-    assert update_where(call, ["step", "prompt_number", "scratch", "ended"], prompt_number=7) == 1
+    assert update_where(call, ["step", "prompt_number", "scratch", "ended"], where={"prompt_number": 7}) == 1
     stored = CallSession.objects.get(pk=call.pk)
     assert (stored.step, stored.prompt_number, stored.scratch, stored.ended) == ("balance", 8, {"said": "ñ"}, call.ended)
     assert stored.language == "es"  # a field not named is left alone
@@ -79,3 +79,41 @@ def test_find_locked_holds_the_call_row_until_the_transaction_ends(call):
             # Only the call is locked, never its account (FOR UPDATE OF the call).
             other.execute("SELECT 1 FROM accounts_account WHERE id = %s FOR UPDATE NOWAIT", [call.account_id])
         other.execute("SELECT 1 FROM ivr_callsession WHERE id = %s FOR UPDATE NOWAIT", [call.pk])
+
+
+@postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_an_asynchronous_write_back_leaves_every_other_commit_durable(call):
+    def synchronous_commit() -> str:
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW synchronous_commit")
+            return cursor.fetchone()[0]
+
+    call.step = "balance"
+    assert update_where(call, ["step"], where={"prompt_number": 7}, asynchronous_commit=True) == 1
+    assert CallSession.objects.get(pk=call.pk).step == "balance"
+    assert synchronous_commit() == "on"  # only that statement's own transaction committed asynchronously
+    with transaction.atomic():
+        call.step = "menu"
+        assert update_where(call, ["step"], asynchronous_commit=True) == 1
+        assert synchronous_commit() == "on"  # inside a transaction: ignored, its commit stays durable
+    assert CallSession.objects.get(pk=call.pk).step == "menu"
+
+
+@postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_only_steps_that_move_no_money_and_count_no_pin_commit_asynchronously(phone, account, recipient):
+    from django.test.utils import CaptureQueriesContext
+
+    def updates_of_the_call(keys: str) -> list[str]:
+        with CaptureQueriesContext(connection) as queries:
+            phone.press(keys)
+        return [query["sql"] for query in queries.captured_queries if query["sql"].startswith('UPDATE "ivr_callsession"')]
+
+    phone.dial()
+    assert ["set_config" not in sql for sql in updates_of_the_call("3971")] == [True]  # the PIN: counted, durable
+    assert ["set_config" in sql for sql in updates_of_the_call("2")] == [True]  # send money: a menu choice
+    assert ["set_config" in sql for sql in updates_of_the_call("1")] == [True]  # an amount
+    assert ["set_config" in sql for sql in updates_of_the_call("246810")] == [True]  # a recipient
+    assert ["set_config" not in sql for sql in updates_of_the_call("1")] == [True]  # confirmed: money moved, durable
+    assert Transfer.objects.filter(account=account, amount_cents=100).count() == 1
