@@ -8,13 +8,16 @@ import re
 import time
 from collections.abc import Callable
 from functools import lru_cache, wraps
+from urllib.parse import urlparse
 
 from django.conf import settings
 from django.db import OperationalError, connection
 from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
-from twilio.request_validator import HMAC_SHA1, HMAC_SHA256, SIGNATURE_SETTINGS_HEADER, RequestValidator
+from twilio.request_validator import (
+    HMAC_SHA1, HMAC_SHA256, SIGNATURE_SETTINGS_HEADER, RequestValidator, add_port, remove_port,
+)
 
 from accounts import activity
 from ivr import twiml
@@ -78,15 +81,18 @@ def signature_refusal(request: HttpRequest) -> str | None:
 def _signed_with(validator: RequestValidator, url: str, params: object, signature: str, algorithm: str) -> bool:
     """Whether validator's secret signed the request.
 
-    Twilio signs the URL as configured, which for BASE_URL has no port: that
-    one HMAC settles every genuine request. RequestValidator.validate always
-    computes two, the URL with and without its port, since some Twilio
-    products add :443; it is asked only when the first does not match.
+    Twilio signs the URL as configured (BASE_URL + path + query): that one
+    HMAC settles every genuine request. As RequestValidator.validate does (it
+    always computes both), the URL with its default port, or without its
+    port, is accepted too, since some Twilio products sign
+    https://host:443/...; those are tried only when the first does not match.
     """
-    exact = validator.compute_signature(url, params, algorithm)
-    return hmac.compare_digest(exact.encode(), signature.encode()) or validator.validate(
-        url, params, signature, algorithm=algorithm
-    )
+    parsed = urlparse(url)
+    for candidate in dict.fromkeys((url, add_port(parsed), remove_port(parsed))):
+        expected = validator.compute_signature(candidate, params, algorithm)
+        if hmac.compare_digest(expected.encode(), signature.encode()):
+            return True
+    return False
 
 
 def call_label(request: HttpRequest) -> str:

@@ -91,12 +91,16 @@ def update_where(
     asynchronous_commit: on PostgreSQL, outside a transaction, this one
     statement commits without waiting for its WAL to reach the disk
     (synchronous_commit off for its own implicit transaction only, through
-    set_config(..., true)): a third of its time. A crash of the database can
-    then lose it (at most the last 0.6 s of such writes), never corrupt it.
-    Inside a transaction it is ignored: the transaction's commit stays durable.
+    set_config(..., true)): a third of its time. A crash of the database, or a
+    failover to a replica, can then lose it (the writes of the last three
+    wal_writer_delay, 0.6 s by default), never corrupt it. Inside a
+    transaction it is ignored: the transaction's commit stays durable.
     """
     meta, where = instance._meta, where or {}
-    asynchronous = asynchronous_commit and connection.vendor == "postgresql" and not connection.in_atomic_block
+    asynchronous = (
+        asynchronous_commit and connection.vendor == "postgresql"
+        and connection.get_autocommit() and not connection.in_atomic_block
+    )
     key = (connection.vendor, type(instance), tuple(fields), tuple(where), asynchronous)
     if key not in _updates:
         quote = connection.ops.quote_name

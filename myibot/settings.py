@@ -190,6 +190,14 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         prepare_threshold=5 if DB_PREPARED_STATEMENTS else None,
         connect_timeout=DB_CONNECT_TIMEOUT,
         options=f"-c lock_timeout={DB_LOCK_TIMEOUT_MS} -c statement_timeout={DB_STATEMENT_TIMEOUT_MS}",
+        # A server gone without a word (its host lost) never answers, and statement_timeout,
+        # which it would enforce, cannot end the wait: a query whose bytes go unacknowledged
+        # for 4 s fails (tcp_user_timeout), and an idle connection is probed by keepalives.
+        tcp_user_timeout=4000,
+        keepalives=1,
+        keepalives_idle=30,
+        keepalives_interval=10,
+        keepalives_count=3,
     )
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Several gunicorn workers may share the file. IMMEDIATE transactions take

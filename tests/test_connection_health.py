@@ -50,12 +50,26 @@ def test_a_connection_the_server_ended_is_not_usable_and_the_next_request_reconn
     assert connection.connection.info.backend_pid != pid
 
 
-def test_after_an_error_the_server_is_asked():
+def test_after_an_error_the_connection_is_replaced():
+    # An error may leave prepared statements whose plans PostgreSQL now refuses: a new connection prepares afresh.
     connection.ensure_connection()
+    pid = connection.connection.info.backend_pid
     connection.errors_occurred = True
-    try:
-        assert connection.is_usable()
-        pid = connection.connection.info.backend_pid
-        assert _last_query_seen_by_the_server(pid) == "SELECT 1"
-    finally:
-        connection.errors_occurred = False
+    assert not connection.is_usable()
+    connection.close_if_unusable_or_obsolete()  # what Django does at the end of every request
+    assert connection.connection is None
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    assert connection.connection.info.backend_pid != pid
+
+
+def test_a_connection_idle_for_a_while_is_asked(monkeypatch):
+    # A server that vanished without a word leaves nothing to read: after a quiet spell, the server is asked.
+    from myibot.postgresql import base
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 'the last real query'")
+    pid = connection.connection.info.backend_pid
+    monkeypatch.setattr(base.time, "monotonic", lambda: connection.last_used + base.ASK_AFTER_IDLE_SECONDS + 1)
+    assert connection.is_usable()
+    assert _last_query_seen_by_the_server(pid) == "SELECT 1"

@@ -98,6 +98,15 @@ def test_an_asynchronous_write_back_leaves_every_other_commit_durable(call):
         assert update_where(call, ["step"], asynchronous_commit=True) == 1
         assert synchronous_commit() == "on"  # inside a transaction: ignored, its commit stays durable
     assert CallSession.objects.get(pk=call.pk).step == "menu"
+    connection.set_autocommit(False)  # a transaction opened without atomic(): ignored too
+    try:
+        call.step = "history"
+        assert update_where(call, ["step"], asynchronous_commit=True) == 1
+        assert synchronous_commit() == "on"
+        connection.commit()
+    finally:
+        connection.set_autocommit(True)
+    assert CallSession.objects.get(pk=call.pk).step == "history"
 
 
 @postgres_only

@@ -7,7 +7,11 @@ as the tables grow.
 
 from __future__ import annotations
 
+import itertools
+import re
 from datetime import timedelta
+
+import psycopg.sql
 
 import pytest
 from django.db import connection
@@ -49,19 +53,46 @@ def hot_queries():
     }
 
 
+def _sql(query) -> tuple[str, list]:
+    if isinstance(query, tuple):
+        return query[0], list(query[1])
+    sql, params = query.query.get_compiler(using=connection.alias).as_sql()
+    return sql, list(params)
+
+
+def _plan(sql: str, params: list, *, generic: bool) -> str:
+    """PostgreSQL's plan for the query: with these values, or the generic plan a prepared statement settles on.
+
+    With DB_PREPARED_STATEMENTS on, psycopg prepares a query after its fifth
+    run, and PostgreSQL may then run it with one generic plan for any values
+    (plan_cache_mode auto): that plan must use an index too.
+    """
+    with connection.cursor() as cursor:
+        if not generic:
+            cursor.execute(f"EXPLAIN {sql}", params)
+            return "\n".join(row[0] for row in cursor.fetchall())
+        numbers = itertools.count(1)
+        numbered = re.sub(r"%s", lambda _: f"${next(numbers)}", sql)
+        values = ", ".join(psycopg.sql.Literal(value).as_string(connection.connection) for value in params)
+        cursor.execute("SET plan_cache_mode = force_generic_plan")
+        cursor.execute(f"PREPARE hot_query AS {numbered}")
+        try:
+            cursor.execute(f"EXPLAIN EXECUTE hot_query({values})" if params else "EXPLAIN EXECUTE hot_query")
+            return "\n".join(row[0] for row in cursor.fetchall())
+        finally:
+            cursor.execute("DEALLOCATE hot_query")
+            cursor.execute("RESET plan_cache_mode")
+
+
+@pytest.mark.parametrize("generic", [False, True], ids=["with values", "generic"])
 @pytest.mark.parametrize("name", list(hot_queries()))
-def test_every_hot_query_uses_an_index(name):
+def test_every_hot_query_uses_an_index(name, generic):
+    sql, params = _sql(hot_queries()[name])
+    assert "%%" not in sql
     with connection.cursor() as cursor:
         cursor.execute("SET enable_seqscan = off")
     try:
-        query = hot_queries()[name]
-        if isinstance(query, tuple):
-            sql, params = query
-            with connection.cursor() as cursor:
-                cursor.execute(f"EXPLAIN {sql}", params)
-                plan = "\n".join(row[0] for row in cursor.fetchall())
-        else:
-            plan = query.explain()
+        plan = _plan(sql, params, generic=generic)
     finally:
         with connection.cursor() as cursor:
             cursor.execute("SET enable_seqscan = on")

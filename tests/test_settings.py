@@ -125,6 +125,8 @@ def test_postgresql_connections_carry_their_time_limits_and_bind_values_server_s
     assert result.returncode == 0, result.stderr
     assert "-c lock_timeout=2500 -c statement_timeout=4000" in result.stdout
     assert "'connect_timeout': 3" in result.stdout and "'server_side_binding': True" in result.stdout
+    # A server gone without a word cannot hold a query past the budget.
+    assert "'tcp_user_timeout': 4000" in result.stdout and "'keepalives': 1" in result.stdout
 
 
 @pytest.mark.parametrize(("value", "threshold"), [("", "5"), ("true", "5"), ("false", "None")])

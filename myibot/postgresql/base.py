@@ -1,4 +1,4 @@
-"""Django's PostgreSQL backend with a health check that does not ask the server.
+"""Django's PostgreSQL backend with a health check that does not ask the server each time.
 
 Django checks a reused connection at the start of each request (CONN_HEALTH_CHECKS)
 by running SELECT 1: a round trip on every webhook, about a tenth of a menu
@@ -6,15 +6,29 @@ step's database time. An idle connection the server has ended (a restart, an
 administrator's pg_terminate_backend, idle_session_timeout) is one PostgreSQL
 has written to before closing, a FATAL message or the end of the stream, so
 its socket is readable; a healthy idle connection has nothing to read. Looking
-at the socket without waiting tells the two apart with no query. A connection
-that had an error is still checked the old way, with a query.
+at the socket without waiting tells the two apart with no query.
+
+A server that vanished without a word (its host lost, a network failover)
+leaves nothing to read, so a connection idle for longer than
+ASK_AFTER_IDLE_SECONDS is still asked with SELECT 1; a busy one never waits
+that long. TCP keepalives and tcp_user_timeout (settings) end such a
+connection from below too.
+
+After a database error the connection is replaced, not asked: an error may
+leave psycopg's prepared statements pointing at plans PostgreSQL now refuses
+("cached plan must not change result type", after a migration changed a
+column under a running worker), and a new connection prepares afresh.
 """
 
 from __future__ import annotations
 
 import select
+import time
 
 from django.db.backends.postgresql.base import DatabaseWrapper as PostgreSQLDatabaseWrapper
+
+# A connection unused for this long is asked with a query, not only looked at.
+ASK_AFTER_IDLE_SECONDS = 10.0
 
 
 def _server_has_spoken(socket_fd: int) -> bool:
@@ -25,11 +39,19 @@ def _server_has_spoken(socket_fd: int) -> bool:
 
 
 class DatabaseWrapper(PostgreSQLDatabaseWrapper):
+    last_used = 0.0
+
+    def create_cursor(self, name=None):
+        self.last_used = time.monotonic()
+        return super().create_cursor(name)
+
     def is_usable(self) -> bool:
         if self.connection is None or self.connection.closed or self.connection.broken:
             return False
-        if self.errors_occurred or not self.get_autocommit() or self.in_atomic_block:
-            # After an error, or inside a transaction: only the server can say.
+        if self.errors_occurred:
+            return False
+        if not self.get_autocommit() or self.in_atomic_block or time.monotonic() - self.last_used > ASK_AFTER_IDLE_SECONDS:
+            # Inside a transaction, or idle long enough for a silent loss: only the server can say.
             return super().is_usable()
         try:
             return not _server_has_spoken(self.connection.pgconn.socket)
