@@ -156,7 +156,8 @@ DATABASES = {
     "default": dj_database_url.config(
         default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
         # Reusing connections saves a connect per webhook; health checks make
-        # a connection dropped by the server a retry, not a failed call.
+        # a connection dropped by the server a retry, not a failed call (on
+        # PostgreSQL without a round trip: myibot/postgresql).
         conn_max_age=envint("CONN_MAX_AGE", 600),
         conn_health_checks=True,
     )
