@@ -87,12 +87,14 @@ def _signed_with(validator: RequestValidator, url: str, params: object, signatur
     port, is accepted too, since some Twilio products sign
     https://host:443/...; those are tried only when the first does not match.
     """
-    parsed = urlparse(url)
-    for candidate in dict.fromkeys((url, add_port(parsed), remove_port(parsed))):
+    def signs(candidate: str) -> bool:
         expected = validator.compute_signature(candidate, params, algorithm)
-        if hmac.compare_digest(expected.encode(), signature.encode()):
-            return True
-    return False
+        return hmac.compare_digest(expected.encode(), signature.encode())
+
+    if signs(url):
+        return True
+    parsed = urlparse(url)
+    return any(signs(candidate) for candidate in {add_port(parsed), remove_port(parsed)} - {url})
 
 
 def call_label(request: HttpRequest) -> str:

@@ -76,7 +76,8 @@ def row_to_instance(model: type[models.Model], values: Sequence[object]) -> mode
     return model.from_db(connection.alias, attnames, converted)
 
 
-_updates: dict[tuple[str, type[models.Model], tuple[str, ...], tuple[str, ...], bool], str] = {}
+# Per statement shape: its SQL, and the fields whose values it sets, in order.
+_updates: dict[tuple[str, type[models.Model], tuple[str, ...], tuple[str, ...], bool], tuple[str, list[models.Field]]] = {}
 
 
 def update_where(
@@ -104,14 +105,15 @@ def update_where(
     key = (connection.vendor, type(instance), tuple(fields), tuple(where), asynchronous)
     if key not in _updates:
         quote = connection.ops.quote_name
-        assignments = ", ".join(f"{quote(meta.get_field(name).column)} = %s" for name in fields)
+        setting = [meta.get_field(name) for name in fields]
+        assignments = ", ".join(f"{quote(field.column)} = %s" for field in setting)
         conditions = " AND ".join(
             f"{quote(meta.db_table)}.{quote(meta.get_field(name).column)} = %s" for name in (meta.pk.name, *where)
         )
         source = " FROM (SELECT set_config('synchronous_commit', 'off', true)) AS asynchronous_commit" if asynchronous else ""
-        _updates[key] = f"UPDATE {quote(meta.db_table)} SET {assignments}{source} WHERE {conditions}"
-    values = [meta.get_field(name).get_db_prep_save(getattr(instance, meta.get_field(name).attname), connection)
-              for name in fields]
+        _updates[key] = (f"UPDATE {quote(meta.db_table)} SET {assignments}{source} WHERE {conditions}", setting)
+    sql, setting = _updates[key]
+    values = [field.get_db_prep_save(getattr(instance, field.attname), connection) for field in setting]
     with connection.cursor() as cursor:
-        cursor.execute(_updates[key], [*values, instance.pk, *where.values()])
+        cursor.execute(sql, [*values, instance.pk, *where.values()])
         return cursor.rowcount

@@ -61,6 +61,15 @@ def _twiml_written_as_twilio_writes_it(monkeypatch) -> None:
     monkeypatch.setattr(twiml, "to_xml", checked)
 
 
+def second_connection():
+    """Another connection to the test database (PostgreSQL), in autocommit: to look at or lock what Django's does."""
+    import psycopg
+
+    params = connection.get_connection_params()
+    return psycopg.connect(**{k: v for k, v in params.items() if k in ("host", "port", "user", "password", "dbname")},
+                           autocommit=True)
+
+
 def spoken_code(text: str) -> str:
     """The 6-digit confirmation code in what the caller heard, as digits."""
     match = re.search(r"(?:confirmation|registration) code is: ((?:\d, ){5}\d)", text)

@@ -4,20 +4,17 @@ from __future__ import annotations
 
 import time
 
-import psycopg
 import pytest
 from django.db import connection
 
-from tests.conftest import postgres_only
+from tests.conftest import postgres_only, second_connection
 
 pytestmark = [postgres_only, pytest.mark.django_db(transaction=True)]
 
 
 def _last_query_seen_by_the_server(pid: int) -> str:
     """What PostgreSQL says this backend ran last, asked over another connection."""
-    settings = connection.get_connection_params()
-    with psycopg.connect(**{k: v for k, v in settings.items() if k in ("host", "port", "user", "password", "dbname")},
-                         autocommit=True) as other:
+    with second_connection() as other:
         return other.execute("SELECT query FROM pg_stat_activity WHERE pid = %s", [pid]).fetchone()[0]
 
 
@@ -32,9 +29,7 @@ def test_a_healthy_connection_is_usable_without_a_query():
 def test_a_connection_the_server_ended_is_not_usable_and_the_next_request_reconnects():
     connection.ensure_connection()
     pid = connection.connection.info.backend_pid
-    settings = connection.get_connection_params()
-    with psycopg.connect(**{k: v for k, v in settings.items() if k in ("host", "port", "user", "password", "dbname")},
-                         autocommit=True) as other:
+    with second_connection() as other:
         other.execute("SELECT pg_terminate_backend(%s)", [pid])
     # The server's goodbye reaches the socket a moment after the backend ends.
     deadline = time.monotonic() + 5

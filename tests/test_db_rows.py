@@ -10,7 +10,7 @@ from django.utils import timezone
 from accounts.models import Account, Transfer
 from ivr.models import CallSession
 from myibot.db import update_where
-from tests.conftest import postgres_only
+from tests.conftest import postgres_only, second_connection
 
 pytestmark = pytest.mark.django_db
 
@@ -69,9 +69,7 @@ def test_update_where_writes_the_fields_only_where_the_condition_holds(call):
 @postgres_only
 @pytest.mark.django_db(transaction=True)
 def test_find_locked_holds_the_call_row_until_the_transaction_ends(call):
-    params = connection.get_connection_params()
-    other_params = {k: v for k, v in params.items() if k in ("host", "port", "user", "password", "dbname")}
-    with psycopg.connect(**other_params, autocommit=True) as other:
+    with second_connection() as other:
         with transaction.atomic():
             CallSession.find(call.call_sid, locked=True)
             with pytest.raises(psycopg.errors.LockNotAvailable):
