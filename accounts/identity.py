@@ -322,7 +322,7 @@ class NotAPhoneNumber(AccountsError):
 
 
 def parse_phone_number(text: str) -> str:
-    """E.164 from what an operator types: +15551230001, 555-123-0001, (555) 123-0001.
+    """E.164 from what an operator types: +12026230001, 202-623-0001, (202) 623-0001.
 
     Numbers without a + are read in PHONE_REGION. NotAPhoneNumber otherwise.
     """

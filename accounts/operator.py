@@ -8,7 +8,7 @@ from accounts import identity
 from accounts.models import Account
 from accounts.services import UnknownAccount
 
-ACCOUNT_HELP = "a 6-digit member ID, or the account's home number (+15551230001, 555-123-0001, (555) 123-0001)"
+ACCOUNT_HELP = "a 6-digit member ID, or the account's home number (+12026230001, 202-623-0001, (202) 623-0001)"
 
 
 def account_argument(text: str) -> Account:

@@ -118,7 +118,7 @@ def seed(database_url: str, scale: float) -> None:
         db.execute("""
             INSERT INTO accounts_account (member_id, home_number, status, language, verified_at, pin_hash,
                 failed_pin_count, locked_until, lock_count, balance_cents, created)
-            SELECT lpad((500000 + g)::text, 6, '0'), '+1555' || lpad(g::text, 7, '0'), 'active', 'en', now(),
+            SELECT lpad((500000 + g)::text, 6, '0'), '+1202' || (2000000 + g)::text, 'active', 'en', now(),
                 'seeded', 0, NULL, 0, 0, now() - (g %% 365) * interval '1 day'
             FROM generate_series(1, %(n)s) g""", {"n": accounts})
         first = db.execute("SELECT min(id) FROM accounts_account WHERE pin_hash = 'seeded'").fetchone()[0]
@@ -191,7 +191,7 @@ def main() -> None:
         sampler = threading.Thread(target=sample_memory, daemon=True)
         sampler.start()
         try:
-            callers = [f"+1555400{n:04d}" for n in range(args.callers)]
+            callers = [f"+1202400{n:04d}" for n in range(args.callers)]
             setup = Recorder(server.url)
             with ThreadPoolExecutor(max_workers=min(args.callers, 8)) as pool:
                 list(pool.map(lambda caller: SimulatedCall(PUBLIC_URL, AUTH_TOKEN, setup, caller=caller).place(

@@ -292,8 +292,8 @@ class SimulatedCall:
     base_url: str
     auth_token: str
     transport: Transport
-    caller: str = "+15551230001"  # sent as From and Caller exactly, "anonymous" and "" included
-    called: str = "+15550000000"
+    caller: str = "+12026230001"  # sent as From and Caller exactly, "anonymous" and "" included
+    called: str = "+12025000000"
     call_sid: str = field(default_factory=lambda: "CA" + secrets.token_hex(16))
     on_event: Callable[[Event], None] = lambda event: None
     transcript: list[Event] = field(default_factory=list)

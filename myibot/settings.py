@@ -301,7 +301,7 @@ IVR_GATHER_TIMEOUT = envint("IVR_GATHER_TIMEOUT", 8, minimum=6)
 # ends. Only for a number on which Twilio turns out not to send FinishedOnKey.
 IVR_POUND_AS_KEY = envbool("IVR_POUND_AS_KEY", False)
 
-# Identity. Numbers operators type without a country code ("555-123-0001")
+# Identity. Numbers operators type without a country code ("202-623-0001")
 # are read as numbers of this region (an ISO 3166 code, as phonenumbers takes it).
 PHONE_REGION = os.environ.get("PHONE_REGION", "US").strip().upper()
 if PHONE_REGION not in phonenumbers.SUPPORTED_REGIONS:

@@ -116,7 +116,7 @@ class Phone:
     """One call, as Twilio would place it: signed webhooks that follow the TwiML."""
 
     client: Client
-    caller: str = "+15551230001"
+    caller: str = "+12026230001"
     call_sid: str = field(default_factory=lambda: f"CA{next(_call_numbers):032d}")
     last: Twiml | None = None
     responses: list = field(default_factory=list)
@@ -125,7 +125,7 @@ class Phone:
         """POST to a full URL (BASE_URL + path) as Twilio does; returns the HTTP response."""
         if url.startswith("/"):
             url = settings.BASE_URL + url
-        body = {"CallSid": self.call_sid, "From": self.caller, "To": "+15550000000", "AccountSid": "AC" + "0" * 32,
+        body = {"CallSid": self.call_sid, "From": self.caller, "To": "+12025000000", "AccountSid": "AC" + "0" * 32,
                 "CallStatus": "in-progress", "Direction": "inbound", "ApiVersion": "2010-04-01"}
         body.update(params or {})
         body = {k: v for k, v in body.items() if v is not None}
@@ -214,7 +214,7 @@ def phone(client: Client) -> Phone:
 
 @pytest.fixture
 def make_phone(client: Client):
-    def make(caller: str = "+15551230001") -> Phone:
+    def make(caller: str = "+12026230001") -> Phone:
         return Phone(client, caller=caller)
 
     return make
@@ -222,9 +222,9 @@ def make_phone(client: Client):
 
 @pytest.fixture
 def account(db) -> Account:
-    """A verified caller, member ID 123456, home number +15551230001, PIN 3971, with 100 dollars."""
+    """A verified caller, member ID 123456, home number +12026230001, PIN 3971, with 100 dollars."""
     created = Account.objects.create(
-        home_number="+15551230001", member_id="123456", pin_hash=pins.hash_pin("3971"),
+        home_number="+12026230001", member_id="123456", pin_hash=pins.hash_pin("3971"),
         status=Account.Status.ACTIVE, verified_at=timezone.now(),
     )
     deposit(account=created, amount_cents=100_00)

@@ -21,10 +21,10 @@ def _fields(instance) -> dict[str, object]:
 
 @pytest.fixture
 def call() -> CallSession:
-    account = Account.objects.create(member_id="246801", home_number="+15550001234", pin_hash="x",
+    account = Account.objects.create(member_id="246801", home_number="+12025001234", pin_hash="x",
                                      status=Account.Status.ACTIVE, verified_at=timezone.now(), balance_cents=1234)
     return CallSession.objects.create(
-        call_sid="CA" + "7" * 32, caller="+15550001234", caller_trusted=True, language="es", step="menu",
+        call_sid="CA" + "7" * 32, caller="+12025001234", caller_trusted=True, language="es", step="menu",
         prompt_number=7, scratch={"amount_cents": 500, "nested": ["a", 1]}, account=account,
         last_notices={"notices": ["Hola."], "repeat": False}, ended=None,
     )

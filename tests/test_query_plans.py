@@ -32,7 +32,7 @@ def hot_queries():
     account = Account(pk=1)
     return {
         "sign-in by member ID": Account.objects.select_for_update().filter(member_id="123456"),
-        "sign-in from the home number": Account.objects.filter(home_number="+15551230001").annotate(
+        "sign-in from the home number": Account.objects.filter(home_number="+12026230001").annotate(
             shared=Exists(SharedLine.objects.filter(phone_number=OuterRef("home_number"))),
             spray=Exists(SignInSpray.objects.filter(until__gt=now)),
         ),

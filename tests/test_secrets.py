@@ -21,7 +21,7 @@ def test_whole_calls_log_none_of_the_digits_entered(make_phone, recipient, caplo
     # SQL statement with its parameters.
     settings.DEBUG = debug
     with caplog.at_level(logging.DEBUG), caplog.at_level(logging.DEBUG, logger="django"):
-        phone = make_phone("+15557770000")
+        phone = make_phone("+12027770000")
         phone.dial()
         for keys in ["#", MEMBER_ID, SECRET_PIN, SECRET_PIN]:
             answer = phone.press(keys)
@@ -32,13 +32,13 @@ def test_whole_calls_log_none_of_the_digits_entered(make_phone, recipient, caplo
         phone.hang_up()
 
         # From another phone: the member ID, then the PIN.
-        other = make_phone("+15558880000")
+        other = make_phone("+12028880000")
         other.dial()
         other.press(MEMBER_ID)
         other.press(SECRET_PIN)
         other.hang_up()
 
-        phone = make_phone("+15557770000")
+        phone = make_phone("+12027770000")
         phone.dial()
         phone.press(WRONG_PIN)
         phone.press(SECRET_PIN)

@@ -41,7 +41,7 @@ def test_every_list_and_page_loads_for_staff(staff, transfer, call, app, model):
     instance = {"account": transfer.account, "recipient": transfer.recipient, "transfer": transfer,
                 "ledgerentry": LedgerEntry.objects.first(), "confirmationcode": ConfirmationCode.objects.first(),
                 "callsession": call,
-                "sharedline": SharedLine.objects.create(phone_number="+15554440000", name="Unit B"),
+                "sharedline": SharedLine.objects.create(phone_number="+12024440000", name="Unit B"),
                 "signinspray": SignInSpray.objects.create(until=timezone.now() + timedelta(minutes=15), failures=31),
                 }[model]
     response = staff.get(reverse(f"admin:{app}_{model}_change", args=[instance.pk]), secure=True)
@@ -80,11 +80,11 @@ def test_the_account_list_shows_the_lock_and_the_balance(staff, account):
 
 def test_operators_cannot_edit_a_balance_or_identity(staff, account):
     url = reverse("admin:accounts_account_change", args=[account.pk])
-    staff.post(url, {"home_number": "+15559990000", "member_id": "999999", "balance_cents": "999999", "status": "pending"},
+    staff.post(url, {"home_number": "+12029990000", "member_id": "999999", "balance_cents": "999999", "status": "pending"},
                secure=True)
     account.refresh_from_db()
     assert (account.balance_cents, account.member_id, account.home_number, account.status) == (
-        10000, "123456", "+15551230001", "active")
+        10000, "123456", "+12026230001", "active")
 
 
 def test_the_unlock_action(staff, account):
@@ -189,7 +189,7 @@ def test_the_verify_form_needs_the_view_permission(client, django_user_model):
 
 @pytest.fixture
 def pending(db) -> Account:
-    return Account.objects.create(member_id="654321", home_number="+15557770000", pin_hash="x")
+    return Account.objects.create(member_id="654321", home_number="+12027770000", pin_hash="x")
 
 
 def test_the_account_list_filters_by_status(staff, account, pending):
@@ -215,9 +215,9 @@ def test_the_reject_action_removes_only_unverified_accounts_without_money(staff,
 
 
 def test_shared_lines_are_added_in_national_form_and_removed(staff):
-    staff.post(reverse("admin:accounts_sharedline_add"), {"phone_number": "(555) 444-0000", "name": "Unit B"}, secure=True)
+    staff.post(reverse("admin:accounts_sharedline_add"), {"phone_number": "(202) 444-0000", "name": "Unit B"}, secure=True)
     line = SharedLine.objects.get()
-    assert (line.phone_number, line.name) == ("+15554440000", "Unit B")
+    assert (line.phone_number, line.name) == ("+12024440000", "Unit B")
     response = staff.post(reverse("admin:accounts_sharedline_add"), {"phone_number": "12", "name": ""}, secure=True)
     assert "Not a phone number in E.164 or national form." in response.content.decode()
     staff.post(reverse("admin:accounts_sharedline_delete", args=[line.pk]), {"post": "yes"}, secure=True)

@@ -31,7 +31,7 @@ def test_deposit_refuses_bad_amounts(account, amount, message):
     assert LedgerEntry.objects.count() == 1
 
 
-@pytest.mark.parametrize("reference", ["123456", "+15551230001", "555-123-0001", "(555) 123-0001", "5551230001", " 123456 "])
+@pytest.mark.parametrize("reference", ["123456", "+12026230001", "202-623-0001", "(202) 623-0001", "2026230001", " 123456 "])
 def test_deposit_names_the_account_by_member_id_or_home_number_in_any_form(account, capsys, reference):
     call_command("deposit", reference, "10")
     account.refresh_from_db()
@@ -41,7 +41,7 @@ def test_deposit_names_the_account_by_member_id_or_home_number_in_any_form(accou
 
 def test_deposit_refuses_an_unknown_account(db):
     with pytest.raises(CommandError, match="no account has the member ID or home number"):
-        call_command("deposit", "+15550009999", "10")
+        call_command("deposit", "+12025009999", "10")
     with pytest.raises(CommandError, match="no account has the member ID or home number 654321"):
         call_command("deposit", "654321", "10")
 
@@ -79,7 +79,7 @@ def test_create_recipient_refuses_an_overlong_name(db):
 def test_unlock(account, capsys):
     Account.objects.filter(pk=account.pk).update(locked_until=timezone.now() + timedelta(hours=1), failed_pin_count=4,
                                                  lock_count=3)
-    call_command("unlock", "(555) 123-0001")
+    call_command("unlock", "(202) 623-0001")
     account.refresh_from_db()
     assert not account.is_locked()
     assert (account.failed_pin_count, account.lock_count) == (0, 0)
@@ -93,21 +93,21 @@ def test_unlock_says_when_there_was_nothing_to_unlock(account, capsys):
 
 def test_unlock_refuses_an_unknown_phone(db):
     with pytest.raises(CommandError, match="no account"):
-        call_command("unlock", "+15550009999")
+        call_command("unlock", "+12025009999")
 
 
 def test_add_and_remove_a_shared_line(account, capsys):
-    call_command("add_shared_line", "555-123-0001", "Unit", "B", "payphone")
+    call_command("add_shared_line", "202-623-0001", "Unit", "B", "payphone")
     line = SharedLine.objects.get()
-    assert (line.phone_number, line.name) == ("+15551230001", "Unit B payphone")
+    assert (line.phone_number, line.name) == ("+12026230001", "Unit B payphone")
     out = capsys.readouterr().out
     assert "shared line" in out and "home number of Account 123456" in out
     with pytest.raises(CommandError, match="already a shared line"):
-        call_command("add_shared_line", "+15551230001")
-    call_command("remove_shared_line", "(555) 123-0001")
+        call_command("add_shared_line", "+12026230001")
+    call_command("remove_shared_line", "(202) 623-0001")
     assert not SharedLine.objects.exists()
     with pytest.raises(CommandError, match="is not a shared line"):
-        call_command("remove_shared_line", "+15551230001")
+        call_command("remove_shared_line", "+12026230001")
 
 
 @pytest.mark.parametrize("command", ["add_shared_line", "remove_shared_line"])
@@ -117,10 +117,10 @@ def test_shared_line_commands_refuse_what_is_not_a_phone_number(db, command):
 
 
 def test_reject_registration_frees_the_member_id_and_number(db, capsys):
-    Account.objects.create(member_id="654321", home_number="+15557770000", pin_hash="x")
+    Account.objects.create(member_id="654321", home_number="+12027770000", pin_hash="x")
     call_command("reject_registration", "654321")
     assert not Account.objects.exists()
-    assert "+15557770000" in capsys.readouterr().out
+    assert "+12027770000" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("member_id, message", [("12345", "exactly 6 digits"), ("999999", "no account"),

@@ -51,7 +51,7 @@ def make_account(phone_number: str, member_id: str, cents: int) -> Account:
 
 def test_ten_simultaneous_transfers_spend_only_what_is_there():
     assert connection.vendor == "postgresql"
-    account = make_account("+15550000001", "100001", 75_00)
+    account = make_account("+12025000001", "100001", 75_00)
     Recipient.objects.create(code="246810", name="Jane Doe")
 
     def send(number: int) -> Callable[[], object]:
@@ -69,7 +69,7 @@ def test_ten_simultaneous_transfers_spend_only_what_is_there():
 
 
 def test_ten_callers_confirming_at_once_on_one_account_through_the_webhooks():
-    account = make_account("+15550000001", "100001", 80_00)
+    account = make_account("+12025000001", "100001", 80_00)
     Recipient.objects.create(code="246810", name="Jane Doe")
     phones = []
     for _ in range(10):
@@ -88,7 +88,7 @@ def test_ten_callers_confirming_at_once_on_one_account_through_the_webhooks():
 
 
 def test_a_retry_racing_its_first_attempt_makes_one_transfer():
-    account = make_account("+15550000001", "100001", 100_00)
+    account = make_account("+12025000001", "100001", 100_00)
     Recipient.objects.create(code="246810", name="Jane Doe")
     phone = Phone(Client(), caller=account.home_number)
     phone.dial()
@@ -103,8 +103,8 @@ def test_a_retry_racing_its_first_attempt_makes_one_transfer():
 
 
 def test_two_accounts_paying_one_recipient_at_once_both_succeed():
-    first = make_account("+15550000001", "100001", 50_00)
-    second = make_account("+15550000002", "100002", 50_00)
+    first = make_account("+12025000001", "100001", 50_00)
+    second = make_account("+12025000002", "100002", 50_00)
     Recipient.objects.create(code="246810", name="Jane Doe")
 
     results = all_at_once([
@@ -118,7 +118,7 @@ def test_two_accounts_paying_one_recipient_at_once_both_succeed():
 
 
 def test_a_failure_between_the_ledger_and_the_balance_leaves_nothing_committed(monkeypatch):
-    account = make_account("+15550000001", "100001", 50_00)
+    account = make_account("+12025000001", "100001", 50_00)
     Recipient.objects.create(code="246810", name="Jane Doe")
     real_create = LedgerEntry.objects.create
 
@@ -138,7 +138,7 @@ def test_a_failure_between_the_ledger_and_the_balance_leaves_nothing_committed(m
 
 
 def test_concurrent_wrong_pins_are_all_counted():
-    account = make_account("+15550000001", "100001", 0)
+    account = make_account("+12025000001", "100001", 0)
     results = all_at_once([lambda: identity.account_sign_in(member_id=account.member_id, pin="1357")] * 4)
     assert all(isinstance(r, identity.WrongPin) for r in results)
     account.refresh_from_db()
@@ -156,8 +156,8 @@ def test_two_callers_registering_one_member_id_at_once_make_one_account():
     log_start = log.stat().st_size if log else 0
     first, second = pins.hash_pin("4682"), pins.hash_pin("4682")
     results = all_at_once([
-        lambda: identity.account_register(home_number="+15550000001", member_id="100001", pin_hash=first),
-        lambda: identity.account_register(home_number="+15550000002", member_id="100001", pin_hash=second),
+        lambda: identity.account_register(home_number="+12025000001", member_id="100001", pin_hash=first),
+        lambda: identity.account_register(home_number="+12025000002", member_id="100001", pin_hash=second),
     ])
     assert Account.objects.count() == 1
     assert sum(isinstance(r, identity.MemberIdTaken) for r in results) == 1, results
@@ -166,24 +166,24 @@ def test_two_callers_registering_one_member_id_at_once_make_one_account():
         with log.open(errors="replace") as server_log:
             server_log.seek(log_start)
             written = server_log.read()
-        for value in ("100001", "+15550000001", "+15550000002", "argon2id"):
+        for value in ("100001", "+12025000001", "+12025000002", "argon2id"):
             assert value not in written, f"PostgreSQL logged {value}: {written[-2000:]}"
 
 
 def test_two_callers_registering_one_home_number_at_once_make_two_accounts_one_with_the_number():
     first, second = pins.hash_pin("4682"), pins.hash_pin("4682")
     results = all_at_once([
-        lambda: identity.account_register(home_number="+15550000001", member_id="100001", pin_hash=first),
-        lambda: identity.account_register(home_number="+15550000001", member_id="100002", pin_hash=second),
+        lambda: identity.account_register(home_number="+12025000001", member_id="100001", pin_hash=first),
+        lambda: identity.account_register(home_number="+12025000001", member_id="100002", pin_hash=second),
     ])
     assert all(isinstance(r, tuple) for r in results), results
-    assert sorted(Account.objects.values_list("home_number", flat=True), key=str) == ["+15550000001", None]
+    assert sorted(Account.objects.values_list("home_number", flat=True), key=str) == ["+12025000001", None]
 
 
 def test_ten_calls_at_once_on_one_account_send_only_the_daily_room(settings):
     """A large balance, a daily room of three transfers: exactly three are submitted, through the webhooks."""
     settings.DAILY_TRANSFER_LIMIT_DOLLARS = 75
-    account = make_account("+15550000001", "100001", 10_000_00)
+    account = make_account("+12025000001", "100001", 10_000_00)
     Recipient.objects.create(code="246810", name="Jane Doe")
     phones = []
     for _ in range(10):
@@ -205,7 +205,7 @@ def test_ten_calls_at_once_on_one_account_send_only_the_daily_room(settings):
 def test_twilios_first_webhook_twice_at_once_makes_one_call_and_no_unique_violation():
     log = _postgres_log()
     log_start = log.stat().st_size if log else 0
-    phone = Phone(Client(), caller="+15550000001")
+    phone = Phone(Client(), caller="+12025000001")
     results = all_at_once([lambda: Phone(Client(), caller=phone.caller, call_sid=phone.call_sid).post("/twilio/voice")] * 4)
     assert [r.status_code for r in results] == [200] * 4
     assert all("temporarily unavailable" not in r.content.decode() for r in results)

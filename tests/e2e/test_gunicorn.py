@@ -26,7 +26,7 @@ from ivr.simulator import Answer, OverHttp, Prompt, SimulatedCall, Transport, sc
 pytestmark = pytest.mark.e2e
 
 RECIPIENT = "246810"
-FUNDED = "+15552000001"  # an account with money, PIN 3971
+FUNDED = "+12022000001"  # an account with money, PIN 3971
 
 
 class Checked(Transport):
@@ -78,7 +78,7 @@ def funded(two_servers, database_url):
 
 
 def test_a_call_alternating_between_two_servers_registers_signs_in_and_sends_money(two_servers, database_url):
-    caller = "+15552000002"
+    caller = "+12022000002"
     call, heard = place(two_servers, ["#", "200002", "4682", "4682", "1", "2", "1"], caller=caller)
     assert "Your account is created" in heard
     assert "Your balance is 0 dollars and 0 cents" in heard
@@ -86,7 +86,7 @@ def test_a_call_alternating_between_two_servers_registers_signs_in_and_sends_mon
     assert len(codes) == 4 and len(set(codes)) == 1, "the code, read twice, then repeated"
 
     # Pending: no money moves until staff verify the code.
-    manage(production_env(database_url), "deposit", "555-200-0002", "100")
+    manage(production_env(database_url), "deposit", "202-200-0002", "100")
     call, heard = place(two_servers, ["4682", "2", "1"], caller=caller)
     assert "Your account is not verified yet" in heard
     assert "registration of Account 200002" in manage(production_env(database_url), "verify_code", codes[0].replace(", ", ""))
@@ -108,12 +108,12 @@ def test_a_call_alternating_between_two_servers_registers_signs_in_and_sends_mon
 def test_an_account_made_before_a_restart_signs_in_after_it(database_url):
     server = Server(production_env(database_url)).start()
     try:
-        place([server], ["#", "200003", "4682", "4682", "2"], caller="+15552000003")
+        place([server], ["#", "200003", "4682", "4682", "2"], caller="+12022000003")
     finally:
         server.stop()
     server = Server(production_env(database_url)).start()
     try:
-        call, heard = place([server], ["4682", "1"], caller="+15552000003")
+        call, heard = place([server], ["4682", "1"], caller="+12022000003")
     finally:
         server.stop()
     assert "Your balance is 0 dollars and 0 cents" in heard
@@ -180,7 +180,7 @@ def random_keys(rng: random.Random):
 
 def test_a_hundred_calls_pressing_random_keys_never_break(two_servers, funded):
     rng = random.Random(20261123)
-    callers = [FUNDED, "withheld"] + [f"+155530{n:05d}" for n in range(100)]
+    callers = [FUNDED, "withheld"] + [f"+120230{n:05d}" for n in range(100)]
     jobs = [(random.Random(rng.random()), rng.choice(callers)) for _ in range(100)]
 
     def one_call(job) -> int:
@@ -202,7 +202,7 @@ def test_a_hundred_calls_pressing_random_keys_never_break(two_servers, funded):
 
 
 def hostile_bodies(call_sid: str) -> list[dict[str, str]]:
-    base = {"CallSid": call_sid, "From": "+15552000999", "To": "+15550000000", "AccountSid": "AC" + "0" * 32}
+    base = {"CallSid": call_sid, "From": "+12022000999", "To": "+12025000000", "AccountSid": "AC" + "0" * 32}
     return [
         {**base, "Digits": "7" * 10_000},
         {**base, "Digits": "١٢٣٤"},

@@ -25,7 +25,7 @@ from ivr.simulator import OverHttp, SimulatedCall, scripted
 pytestmark = pytest.mark.e2e
 
 RECIPIENT = "246810"
-CALLER = "+15552100001"
+CALLER = "+12022100001"
 MAX_REQUESTS = 5
 
 

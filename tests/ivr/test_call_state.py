@@ -87,7 +87,7 @@ def test_a_call_survives_a_new_worker_for_every_step(client):
     """Each webhook on a fresh client and a fresh database connection, as on another machine."""
     from tests.conftest import Phone
 
-    phone = Phone(client, caller="+15557770000")
+    phone = Phone(client, caller="+12027770000")
     steps = [phone.dial, lambda: phone.press("#"), lambda: phone.press("654321"), lambda: phone.press("3971"),
              lambda: phone.press("3971"), lambda: phone.press("2"), lambda: phone.press("1")]
     for take_step in steps:
@@ -95,11 +95,11 @@ def test_a_call_survives_a_new_worker_for_every_step(client):
         phone.client = Client()
         answer = take_step()
     assert "Your balance is 0 dollars and 0 cents" in answer.text
-    assert Account.objects.filter(home_number="+15557770000").exists()
+    assert Account.objects.filter(home_number="+12027770000").exists()
 
 
 def test_purge_deletes_ended_and_idle_calls_only(make_phone, capsys):
-    ended, idle, live = make_phone("+15550000001"), make_phone("+15550000002"), make_phone("+15550000003")
+    ended, idle, live = make_phone("+12025000001"), make_phone("+12025000002"), make_phone("+12025000003")
     for phone in (ended, idle, live):
         phone.dial()
     ended.silence(), ended.silence(), ended.silence()

@@ -17,7 +17,7 @@ from tests.conftest import spoken_code
 
 pytestmark = pytest.mark.django_db
 
-SHARED = "+15554440000"
+SHARED = "+12024440000"
 WITHHELD_FORMS = ["", "anonymous", "Anonymous", "restricted", "unknown", "private", "+266696687", "+7378742833",
                   "+86282452253", "5551230001", None]
 
@@ -131,37 +131,37 @@ def test_a_spoofed_home_number_registers_no_second_home_and_spends_nothing(make_
 
 
 def test_registering_takes_a_free_trusted_personal_number_as_home_number(make_phone):
-    register(make_phone("+15557770000"), "400001")
-    assert Account.objects.get(member_id="400001").home_number == "+15557770000"
+    register(make_phone("+12027770000"), "400001")
+    assert Account.objects.get(member_id="400001").home_number == "+12027770000"
 
 
 def test_registering_from_a_doubtful_caller_id_sets_no_home_number(phone):
     original = phone.post
     phone.post = lambda url, params=None, **kw: original(url, {**(params or {}), "StirVerstat": "TN-Validation-Failed-C"}, **kw)
-    phone.caller = "+15557770000"
+    phone.caller = "+12027770000"
     register(phone, "400001")
     assert Account.objects.get(member_id="400001").home_number is None
 
 
 def test_a_squatted_member_id_is_freed_by_reject_registration(make_phone):
-    register(make_phone("+15557770000"), "500001")
-    owner = make_phone("+15558880000")
+    register(make_phone("+12027770000"), "500001")
+    owner = make_phone("+12028880000")
     owner.dial()
     owner.press("#")
     assert "That member ID already has an account. Staff can help." in owner.press("500001").text
     call_command("reject_registration", "500001")
     assert not Account.objects.filter(member_id="500001").exists()
-    assert "registration code is" in register(make_phone("+15557770000"), "500001").text
-    assert Account.objects.get(member_id="500001").home_number == "+15557770000", "the number was freed too"
+    assert "registration code is" in register(make_phone("+12027770000"), "500001").text
+    assert Account.objects.get(member_id="500001").home_number == "+12027770000", "the number was freed too"
 
 
 def test_a_squatted_member_id_is_freed_by_expiry(make_phone, settings):
-    register(make_phone("+15557770000"), "500001")
+    register(make_phone("+12027770000"), "500001")
     Account.objects.filter(member_id="500001").update(created=timezone.now() - timedelta(days=15))
-    register(make_phone("+15559990000"), "500002")  # recent: kept
+    register(make_phone("+12029990000"), "500002")  # recent: kept
     call_command("purge_call_sessions")
     assert list(Account.objects.values_list("member_id", flat=True)) == ["500002"]
-    assert "registration code is" in register(make_phone("+15558880000"), "500001").text
+    assert "registration code is" in register(make_phone("+12028880000"), "500001").text
 
 
 def test_expiry_keeps_verified_accounts_and_pending_ones_holding_money(db):
@@ -175,7 +175,7 @@ def test_expiry_keeps_verified_accounts_and_pending_ones_holding_money(db):
 
 
 def test_verifying_the_registration_code_activates_the_account(make_phone, capsys):
-    code = spoken_code(register(make_phone("+15557770000"), "700001").text)
+    code = spoken_code(register(make_phone("+12027770000"), "700001").text)
     call_command("verify_code", code)
     account = Account.objects.get(member_id="700001")
     assert account.status == "active" and account.verified_at is not None
@@ -184,7 +184,7 @@ def test_verifying_the_registration_code_activates_the_account(make_phone, capsy
 
 def lock(make_phone, account):
     for _ in range(5):
-        phone = make_phone("+15550009999")
+        phone = make_phone("+12025009999")
         phone.dial()
         phone.press(account.member_id)
         phone.press("1357")
@@ -196,7 +196,7 @@ def lock(make_phone, account):
 def test_lock_unlock_right_pin_lock_again_is_15_minutes_not_30(make_phone, account):
     assert lock(make_phone, account) <= timedelta(minutes=15)
     call_command("unlock", account.member_id)
-    phone = make_phone("+15550009999")
+    phone = make_phone("+12025009999")
     assert "Main menu" in sign_in_by_member_id(phone, account.member_id, "3971").text
     assert timedelta(minutes=14) < lock(make_phone, account) <= timedelta(minutes=15)
 
@@ -204,7 +204,7 @@ def test_lock_unlock_right_pin_lock_again_is_15_minutes_not_30(make_phone, accou
 def test_a_right_pin_after_a_lock_expires_resets_the_escalation(make_phone, account):
     lock(make_phone, account)
     Account.objects.filter(pk=account.pk).update(locked_until=timezone.now() - timedelta(seconds=1))
-    assert "Main menu" in sign_in_by_member_id(make_phone("+15550009999"), account.member_id, "3971").text
+    assert "Main menu" in sign_in_by_member_id(make_phone("+12025009999"), account.member_id, "3971").text
     account.refresh_from_db()
     assert (account.lock_count, account.failed_pin_count) == (0, 0)
     assert lock(make_phone, account) <= timedelta(minutes=15)
@@ -224,7 +224,7 @@ def test_the_locked_caller_hears_how_long_is_left_and_that_staff_can_help(phone,
 def test_a_spray_of_one_guess_calls_from_many_numbers_suspends_pin_only_entry_and_locks_nobody(make_phone, settings, caplog):
     settings.SIGN_IN_SPRAY_PER_MINUTE = 30
     pin_hash = pins.hash_pin("3971")
-    victims = [Account.objects.create(member_id=f"8{n:05d}", home_number=f"+1555600{n:04d}", pin_hash=pin_hash,
+    victims = [Account.objects.create(member_id=f"8{n:05d}", home_number=f"+1202600{n:04d}", pin_hash=pin_hash,
                                       status="active", verified_at=timezone.now()) for n in range(40)]
     heard = []
     for victim in victims:

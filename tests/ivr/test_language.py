@@ -60,7 +60,7 @@ def test_a_wrong_key_at_the_language_prompt_asks_again(phone):
 
 
 def test_a_whole_call_in_spanish_registration_sign_in_balance_send_money_and_code(make_phone, recipient):
-    phone = make_phone("+15557770000")
+    phone = make_phone("+12027770000")
     phone.dial(language="es")
     spanish_only(phone.last)
     assert "Por favor, marque su número de miembro de 6 dígitos." in phone.last.text
@@ -87,7 +87,7 @@ def test_a_whole_call_in_spanish_registration_sign_in_balance_send_money_and_cod
     deposit(account=account, amount_cents=100_50)
 
     # The next call from the home number: Spanish from the first word, PIN alone.
-    phone = make_phone("+15557770000")
+    phone = make_phone("+12027770000")
     answer = phone.dial(language=None)
     spanish_only(answer)
     assert "Le damos la bienvenida a MyiBot." in answer.text and "Para otras opciones" in answer.text
@@ -128,7 +128,7 @@ def test_9_at_the_main_menu_switches_language_and_remembers_it(signed_in, accoun
 
 
 def test_the_language_chosen_at_sign_in_is_saved_on_the_account(make_phone, account):
-    phone = make_phone("+15550009999")
+    phone = make_phone("+12025009999")
     phone.dial(language="es")
     phone.press(account.member_id)
     spanish_only(phone.press("3971"))
@@ -138,7 +138,7 @@ def test_the_language_chosen_at_sign_in_is_saved_on_the_account(make_phone, acco
 
 def test_one_language_means_no_language_prompt_and_no_9(phone, account, settings):
     settings.IVR_LANGUAGES = ["en"]
-    phone.caller = "+15550009999"
+    phone.caller = "+12025009999"
     answer = phone.dial(language=None)
     assert "Please enter your 6-digit member ID" in answer.text
     assert "español" not in answer.text
@@ -182,7 +182,7 @@ def test_the_lock_duration_is_said_in_each_language(make_phone, account, languag
 
 @pytest.mark.parametrize("entry", ["home", "member_id"])
 def test_pound_alone_at_an_entry_prompt_is_posted_at_once_and_told_from_silence(make_phone, account, entry):
-    phone = make_phone(account.home_number if entry == "home" else "+15550009999")
+    phone = make_phone(account.home_number if entry == "home" else "+12025009999")
     answer = phone.dial()
     gather = answer.gather
     assert (gather.get("finishOnKey"), gather.get("actionOnEmptyResult")) == ("#", "true")
@@ -211,7 +211,7 @@ def test_the_version_1_setting_makes_pound_a_key_again(phone, account, settings)
     assert "Please enter your 6-digit member ID" in pound.text
 
 
-def simulated(caller: str = "+15557770000", lang: str | None = "en", **kwargs) -> SimulatedCall:
+def simulated(caller: str = "+12027770000", lang: str | None = "en", **kwargs) -> SimulatedCall:
     from django.conf import settings
 
     return SimulatedCall(base_url=settings.BASE_URL, auth_token=settings.TWILIO_AUTH_TOKEN, transport=InProcess(),
@@ -246,9 +246,9 @@ def test_caller_effort_before_the_balance(account, lang, capsys):
     Account.objects.filter(pk=account.pk).update(language=lang)
     home = simulated(caller=account.home_number, lang=lang)
     home.place(scripted(["3971", "1"]))
-    elsewhere = simulated(caller="+15550009999", lang=lang)
+    elsewhere = simulated(caller="+12025009999", lang=lang)
     elsewhere.place(scripted([account.member_id, "3971", "1"]))
-    new = simulated(caller="+15557770000", lang=lang)
+    new = simulated(caller="+12027770000", lang=lang)
     new.place(scripted(["#", "654321", "4682", "4682", "2", "1"]))
 
     figures = {}

@@ -9,7 +9,7 @@ from ivr.models import CallSession
 
 pytestmark = pytest.mark.django_db
 
-NEW_CALLER = "+15557770000"
+NEW_CALLER = "+12027770000"
 
 # How to reach each prompt, what it says, and wrong entries of the right kind.
 PROMPTS = {

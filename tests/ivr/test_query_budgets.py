@@ -48,7 +48,7 @@ def test_pin_only(phone, account, django_assert_max_num_queries):
 
 
 def test_member_id_then_pin(phone, account, django_assert_max_num_queries):
-    phone.caller = "+15550009999"
+    phone.caller = "+12025009999"
     phone.dial()
     # The member ID is not looked up: the call, and its update where it was read.
     with django_assert_max_num_queries(2):
@@ -59,7 +59,7 @@ def test_member_id_then_pin(phone, account, django_assert_max_num_queries):
 
 
 def test_wrong_pin(phone, account, django_assert_max_num_queries):
-    phone.caller = "+15550009999"
+    phone.caller = "+12025009999"
     phone.dial()
     phone.press("123456")
     # The call; the account, locked; its counters; the service-wide failure
@@ -99,7 +99,7 @@ def test_send_money(signed_in, recipient, django_assert_max_num_queries, before,
 
 
 def test_registration_steps(phone, django_assert_max_num_queries):
-    phone.caller = "+15557770000"
+    phone.caller = "+12027770000"
     phone.dial()
     with django_assert_max_num_queries(2):
         phone.press("#")

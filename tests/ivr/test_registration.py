@@ -117,7 +117,7 @@ def register_from_member_id_prompt(phone, member_id="654321", pin="4682"):
 
 
 def test_it_refuses_a_member_id_in_use(phone, account):
-    phone.caller = "+15559990000"
+    phone.caller = "+12029990000"
     phone.dial()
     phone.press("#")
     answer = phone.press(account.member_id)
@@ -131,7 +131,7 @@ def test_it_refuses_a_member_id_taken_during_the_call(phone):
     phone.press("#")
     phone.press("654321")
     phone.press("3971")
-    Account.objects.create(home_number="+15559990000", member_id="654321", pin_hash="x")
+    Account.objects.create(home_number="+12029990000", member_id="654321", pin_hash="x")
 
     answer = phone.press("3971")
     assert "already has an account" in answer.text
@@ -150,13 +150,13 @@ def test_it_refuses_a_member_id_of_the_wrong_shape(phone, keys):
 
 
 def test_a_new_caller_registers_hangs_up_then_signs_in_and_hears_the_balance(make_phone):
-    first = make_phone("+15557770000")
+    first = make_phone("+12027770000")
     register(first, pin="4682")
     first.press("2")
     first.hang_up()
     assert not CallSession.objects.exists()
 
-    second = make_phone("+15557770000")
+    second = make_phone("+12027770000")
     assert "For other options, press pound" in second.dial().text, "the registering number became the home number"
     assert "Main menu" in second.press("4682").text
     assert "Your balance is 0 dollars and 0 cents." in second.press("1").text

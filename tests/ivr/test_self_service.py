@@ -33,7 +33,7 @@ def test_the_menu_offers_each_option_in_one_short_sentence(signed_in):
 def test_no_transactions_yet(client, account):
     fresh = Account.objects.create(member_id="654321", pin_hash=pins.hash_pin("4682"), status="active",
                                    verified_at=timezone.now())
-    other = Phone(client, caller="+15550009999")
+    other = Phone(client, caller="+12025009999")
     other.dial()
     other.press(fresh.member_id)
     other.press("4682")

@@ -18,7 +18,7 @@ SETTINGS_META = "HTTP_" + SIGNATURE_SETTINGS_HEADER.upper().replace("-", "_")
 
 
 def body(phone) -> dict[str, str]:
-    return {"CallSid": phone.call_sid, "From": phone.caller, "To": "+15550000000", "CallStatus": "in-progress"}
+    return {"CallSid": phone.call_sid, "From": phone.caller, "To": "+12025000000", "CallStatus": "in-progress"}
 
 
 def post(phone, secret: str, *, algorithm: str | None = None, signature_settings: str | None = None,

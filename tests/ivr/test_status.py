@@ -13,7 +13,7 @@ pytestmark = pytest.mark.django_db
 
 def test_it_deletes_nothing_for_another_callers_from(phone):
     phone.dial()
-    response = phone.post("/twilio/status", {"CallStatus": "completed", "From": "+15559990000"})
+    response = phone.post("/twilio/status", {"CallStatus": "completed", "From": "+12029990000"})
     assert response.status_code == 200
     assert CallSession.objects.filter(call_sid=phone.call_sid).exists()
 
@@ -34,7 +34,7 @@ def test_it_answers_200_for_an_unknown_call(phone):
 def test_it_logs_that_it_kept_a_call_for_another_caller(phone, caplog):
     phone.dial()
     with caplog.at_level(logging.INFO, logger="ivr.decorators"):
-        phone.post("/twilio/status", {"CallStatus": "completed", "From": "+15559990000"})
+        phone.post("/twilio/status", {"CallStatus": "completed", "From": "+12029990000"})
     assert "outcome=another caller: kept" in caplog.text
 
 

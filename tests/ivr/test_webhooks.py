@@ -36,7 +36,7 @@ def test_it_refuses_a_signature_for_other_parameters(phone, settings):
     from tests.conftest import sign
 
     body = {"CallSid": phone.call_sid, "From": phone.caller}
-    signature = sign(settings.BASE_URL + "/twilio/voice", {**body, "From": "+15550000001"})
+    signature = sign(settings.BASE_URL + "/twilio/voice", {**body, "From": "+12025000001"})
     response = phone.client.post("/twilio/voice", body, secure=True, HTTP_X_TWILIO_SIGNATURE=signature)
     assert response.status_code == 403
 

@@ -10,7 +10,7 @@ class Command(BaseCommand):
     help = "Mark a phone many callers share (a housing unit's payphone): add_shared_line PHONE [NAME]."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("phone", help="+15551230001, 555-123-0001 or (555) 123-0001")
+        parser.add_argument("phone", help="+12026230001, 202-623-0001 or (202) 623-0001")
         parser.add_argument("name", nargs="*", help="where it is, e.g. Unit B payphone")
 
     def handle(self, *args: object, phone: str, name: list[str], **options: object) -> None:

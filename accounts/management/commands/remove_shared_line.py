@@ -10,7 +10,7 @@ class Command(BaseCommand):
     help = "Unmark a shared phone: remove_shared_line PHONE."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("phone", help="+15551230001, 555-123-0001 or (555) 123-0001")
+        parser.add_argument("phone", help="+12026230001, 202-623-0001 or (202) 623-0001")
 
     def handle(self, *args: object, phone: str, **options: object) -> None:
         number = phone_argument(phone)
