@@ -8,11 +8,28 @@ server happens to use it today:
   <Pause> is a pause (1 s unless length says otherwise).
 - <Gather>: action defaults to the document's own URL, method POST, timeout
   5 s, finishOnKey "#" ("" disables it), numDigits unlimited. numDigits
-  reached, or finishOnKey pressed, posts at once; any other entry is posted
-  when the timeout runs out. Digits never include finishOnKey; FinishedOnKey
-  names the key that ended the entry ("" when numDigits or the timeout did).
-  Silence, or finishOnKey pressed alone, posts nothing and the next verb runs,
-  unless actionOnEmptyResult="true", which posts Digits="".
+  reached, or finishOnKey pressed after a digit, posts at once; any other
+  entry is posted when the timeout runs out. Digits never include
+  finishOnKey, and keys typed after the entry ended are lost. Silence posts
+  nothing and the next verb runs, unless actionOnEmptyResult="true", which
+  posts Digits="" after the timeout.
+- A finishOnKey ("#" or "*") pressed before any digit is where Twilio's docs
+  disagree, so SimulatedCall.pound plays one of four behaviours (SPEC 5):
+  (a) posted at once as Digits="" with FinishedOnKey="#";
+  (b) posted at once as Digits="" with no FinishedOnKey (the default: the
+      app learns only that the entry was empty);
+  (c) ignored: the <Gather> keeps listening (keys typed after it still
+      count) and, at the timeout, treats the entry as silence; the
+      caller's wait is counted and flagged;
+  (d) the <Gather> ends at once with no request at all, even with
+      actionOnEmptyResult, and the next verb runs.
+  (a) and (b) post only with actionOnEmptyResult="true"; without it the
+  next verb runs at once, as Twilio's older <Gather> page says.
+  FinishedOnKey, seen in request logs but in no parameter table, is sent
+  under (a) only, on every posted entry: the key when the finishOnKey ended
+  it, "" when numDigits or the timeout did.
+- StirVerstat is sent on every request: TN-Validation-Passed-A by default,
+  as a mobile caller's call carries it; stir=None sends none.
 - Keys typed while a <Say> or <Pause> nested in the <Gather> plays answer the
   <Gather> and stop its audio (barge-in); keys typed during verbs outside a
   <Gather> are lost.
@@ -65,6 +82,16 @@ ERROR_HTTP = "11200"  # HTTP retrieval failure: the answer was not 2xx
 ERROR_NO_ANSWER = "11205"  # HTTP connection failure: no answer, or none in time
 # What Twilio says when the fallback URL fails too, before hanging up.
 APPLICATION_ERROR = "We are sorry, an application error has occurred. Goodbye."
+
+# What Twilio may do with a finishOnKey pressed before any digit: its docs disagree (SPEC 5).
+POUND_BEHAVIOURS = {
+    "a": "posted at once as Digits='' with FinishedOnKey",
+    "b": "posted at once as Digits='', no FinishedOnKey",
+    "c": "ignored until the timeout, then as silence",
+    "d": "no request, the next verb runs",
+}
+# The attestation a mobile caller's call carries: the carrier vouches for the number.
+MOBILE_STIR = "TN-Validation-Passed-A"
 
 # Speech rate for the virtual clock: 150 words a minute (0.4 s a word), about
 # what Polly's voices read a prompt at. An estimate: it is the same for every
@@ -162,7 +189,9 @@ class Totals:
     entries: int = 0  # <Gather>s answered with keys (finishOnKey pressed alone counts)
     keys_lost: int = 0  # keys typed during verbs outside a <Gather>: Twilio drops them
     words: int = 0  # words heard; words cut off by a key are not
-    wait_seconds: float = 0.0  # waiting after entries for the timeout (0 when numDigits or finishOnKey ended them)
+    # Waiting after entries for the timeout: 0 when numDigits or finishOnKey ended them,
+    # the timeout after a partial entry or a lone finishOnKey Twilio ignores (pound "c").
+    wait_seconds: float = 0.0
     silence_seconds: float = 0.0  # waiting at prompts the caller did not answer
     seconds: float = 0.0  # the whole call: speech, pauses, breaks and waits
 
@@ -251,7 +280,9 @@ class Event:
     nested: bool = False  # say, pause: inside a <Gather>
     shown: str = ""  # say: the text with SSML breaks marked
     note: str = ""  # why, in words: what was posted, what a wait means
-    flagged: bool = False  # wait: a key the prompt offers was followed by a wait for the timeout
+    # wait: the caller pressed a key the prompt offers, or a lone finishOnKey Twilio ignored (pound "c"),
+    # and still waits for the timeout.
+    flagged: bool = False
     totals: Totals = field(default_factory=Totals)  # the call's totals just before this event
 
 
@@ -285,8 +316,11 @@ class SimulatedCall:
     language) by itself: the caller presses the key offered in the <Say> whose
     language starts with lang, after hearing that <Say>, without asking keys().
     None leaves it to keys() like any prompt. The default, "en", keeps scripts
-    written for a one-language call working. stir, when set, is sent as
-    StirVerstat on every request.
+    written for a one-language call working.
+
+    pound picks what Twilio does with a finishOnKey pressed before any digit:
+    one of POUND_BEHAVIOURS (see the module docstring). stir is sent as
+    StirVerstat on every request; None or "" sends none (an unattested call).
     """
 
     base_url: str
@@ -299,8 +333,9 @@ class SimulatedCall:
     transcript: list[Event] = field(default_factory=list)
     answers: list[tuple[str, Answer]] = field(default_factory=list)  # every answer received, by URL
     ended_by: str = ""  # "caller", "server" (<Hangup>), "end of document", "application error"
-    stir: str | None = None  # StirVerstat, e.g. "TN-Validation-Passed-A"
+    stir: str | None = MOBILE_STIR  # StirVerstat; None or "" sends none
     lang: str | None = "en"
+    pound: str = "b"  # a lone finishOnKey: "a", "b", "c" or "d" (POUND_BEHAVIOURS)
     fallback_url: str | None = None  # None: base_url + /twilio/fallback; "": no fallback URL configured
     prompts: list[Prompt] = field(default_factory=list)  # every <Gather> met, in order
     failures: list[Failure] = field(default_factory=list)  # every webhook that failed, in order
@@ -311,6 +346,8 @@ class SimulatedCall:
 
     def __post_init__(self) -> None:
         self.base_url = self.base_url.rstrip("/")
+        if self.pound not in POUND_BEHAVIOURS:
+            raise ValueError(f"pound={self.pound!r}: one of {', '.join(POUND_BEHAVIOURS)}")
         if self.fallback_url is None:
             self.fallback_url = self.base_url + FALLBACK_PATH
 
@@ -499,21 +536,30 @@ class SimulatedCall:
 
     def _entry(self, prompt: Prompt, pressed: str, why: str = "") -> Request | None:
         """Twilio's reading of the keys: what is posted, and after how long."""
-        collected, finished_on, ignored = "", "", ""
-        for index, key in enumerate(pressed):
-            if prompt.finish_on_key and key == prompt.finish_on_key:
-                finished_on, ignored = key, pressed[index + 1:]
-                break
-            collected += key
-            if prompt.num_digits and len(collected) >= prompt.num_digits:
-                ignored = pressed[index + 1:]
-                break
+        finish = prompt.finish_on_key
+        heard = pressed
+        # (c): Twilio ignores a finishOnKey that no digit precedes and keeps listening, so later keys still count.
+        skipped = self.pound == "c" and bool(finish) and pressed.startswith(finish)
+        if skipped:
+            heard = pressed.lstrip(finish)
+        collected, finished_on, ignored = _read_entry(heard, prompt)
+        alone = bool(finished_on) and not collected  # a lone finishOnKey ended the <Gather> (a, b, d)
         complete = bool(finished_on) or bool(prompt.num_digits and len(collected) >= prompt.num_digits)
         # numDigits reached or finishOnKey pressed: Twilio posts at once. Anything else waits for the timeout.
         wait = 0 if complete else prompt.timeout
-        posts = bool(collected) or prompt.action_on_empty_result
-        sent = (f"posts Digits={collected!r} FinishedOnKey={finished_on!r}" if posts
-                else "posts nothing: the next verb runs")
+        posts = bool(collected) or (prompt.action_on_empty_result and not (alone and self.pound == "d"))
+        params = {"Digits": collected}
+        if self.pound == "a":
+            # Only (a) sends it: it is in no parameter table, so the app must not need it.
+            params["FinishedOnKey"] = finished_on
+        shown = " ".join(f"{name}={value!r}" for name, value in params.items())
+        sent = f"posts {shown}" if posts else "posts nothing: the next verb runs"
+        if alone:
+            sent = f"({self.pound}) " + self._lone_finish(prompt, shown, posts)
+        elif skipped:
+            then = f"posts {shown}" if posts else "the next verb runs"
+            sent = (f"(c) {finish} ignored: Twilio waits for the timeout, then {then}" if not heard
+                    else f"(c) {finish} ignored: Twilio keeps listening; {sent}")
 
         if not pressed:
             self._note("silence", "(no keys)", note=sent)
@@ -523,13 +569,27 @@ class SimulatedCall:
             late = f"; {ignored!r} came after the entry ended: lost" if ignored else ""
             self._note("keys", pressed, note=why + sent + late)
             offered = wait > 0 and pressed in prompt.offered
-            note = (f"{pressed!r} is offered by the prompt, yet the caller waits {wait} s for the timeout" if offered
-                    else "" if wait == 0 else "no numDigits reached, no finishOnKey: Twilio waits for the timeout")
-            self._note("wait", f"{wait} s", seconds=wait, note=note, flagged=offered)
+            suffered = wait > 0 and skipped
+            if suffered:
+                note = f"{finish!r} pressed first is ignored (c): the caller waits {wait} s for the timeout"
+            elif offered:
+                note = f"{pressed!r} is offered by the prompt, yet the caller waits {wait} s for the timeout"
+            else:
+                note = "" if wait == 0 else "no numDigits reached, no finishOnKey: Twilio waits for the timeout"
+            self._note("wait", f"{wait} s", seconds=wait, note=note, flagged=offered or suffered)
             self._count(entries=1, wait_seconds=wait, seconds=wait)
         if not posts:
             return None
-        return prompt.action, self.params(Digits=collected, FinishedOnKey=finished_on, msg="Gather End")
+        return prompt.action, self.params(**params, msg="Gather End")
+
+    def _lone_finish(self, prompt: Prompt, shown: str, posts: bool) -> str:
+        """What the chosen behaviour does with a finishOnKey pressed before any digit, in words."""
+        if self.pound == "d":
+            even = ", even with actionOnEmptyResult" if prompt.action_on_empty_result else ""
+            return f"no request: the next verb runs{even}"
+        if not posts:
+            return "no request without actionOnEmptyResult: the next verb runs"
+        return f"posts {shown} at once" + (", no FinishedOnKey" if self.pound == "b" else "")
 
     def _prompt(self, gather: ET.Element, document_url: str, before: list[Audio]) -> Prompt:
         try:
@@ -601,6 +661,18 @@ class SimulatedCall:
 
 
 # TwiML reading --------------------------------------------------------------------
+
+
+def _read_entry(keys: str, prompt: Prompt) -> tuple[str, str, str]:
+    """The keys as the <Gather> takes them: (Digits, the finishOnKey that ended them or "", keys typed after)."""
+    collected = ""
+    for index, key in enumerate(keys):
+        if prompt.finish_on_key and key == prompt.finish_on_key:
+            return collected, key, keys[index + 1:]
+        collected += key
+        if prompt.num_digits and len(collected) >= prompt.num_digits:
+            return collected, "", keys[index + 1:]
+    return collected, "", ""
 
 
 def _verbs(body: str) -> list[ET.Element]:

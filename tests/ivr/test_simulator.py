@@ -18,6 +18,7 @@ from twilio.request_validator import RequestValidator
 from ivr.management.commands import call as call_command_module
 from ivr.simulator import (
     APPLICATION_ERROR,
+    POUND_BEHAVIOURS,
     Answer,
     CallFailed,
     Press,
@@ -100,64 +101,197 @@ def said(call: SimulatedCall) -> list[str]:
 # <Gather>: what is posted, and when ------------------------------------------------
 
 
-def test_it_posts_a_lone_pound_at_once_with_finished_on_key_when_action_on_empty_result_is_true():
-    call, fake = place(entry('numDigits="4" finishOnKey="#" actionOnEmptyResult="true" timeout="8"'), ["#"])
-    [posted] = fake.to("/step?n=1")
-    assert posted["Digits"] == "" and posted["FinishedOnKey"] == "#"
-    assert posted["msg"] == "Gather End"
-    assert waits(call) == [0]
-    assert call.totals.entries == 1 and call.totals.wait_seconds == 0
-    assert fake.to("/again") == []
+def keys_note(call: SimulatedCall) -> str:
+    [event] = [event for event in call.transcript if event.kind == "keys"]
+    return event.note
 
 
-def test_it_posts_silence_after_the_timeout_with_an_empty_finished_on_key_when_action_on_empty_result_is_true():
-    call, fake = place(entry('numDigits="4" finishOnKey="#" actionOnEmptyResult="true" timeout="8"'), [""])
+def gathered(fake: Fake) -> list[dict[str, str]]:
+    """The entries posted to <Gather> actions, in order."""
+    return [posted.params for posted in fake.requests if "Digits" in posted.params]
+
+
+PIN_ENTRY = 'numDigits="4" finishOnKey="#" timeout="8"'
+EMPTY_RESULT = ' actionOnEmptyResult="true"'
+
+
+@pytest.mark.parametrize("pound", ["a", "b", "c", "d"])
+def test_it_posts_silence_after_the_timeout_only_with_action_on_empty_result(pound):
+    call, fake = place(entry(PIN_ENTRY + EMPTY_RESULT), [""], pound=pound)
     [posted] = fake.to("/step?n=1")
-    assert posted["Digits"] == "" and posted["FinishedOnKey"] == ""
-    assert waits(call) == [8]
+    assert posted["Digits"] == ""
+    # The timeout ended it: (a) says so with an empty FinishedOnKey, the others send none.
+    assert posted.get("FinishedOnKey") == ("" if pound == "a" else None)
+    assert waits(call) == [8] and fake.to("/again") == []
     assert call.totals.entries == 0 and call.totals.silence_seconds == 8 and call.totals.wait_seconds == 0
 
+    call, fake = place(entry(PIN_ENTRY), [""], pound=pound)
+    assert fake.to("/step?n=1") == [] and len(fake.to("/again")) == 1
+    assert waits(call) == [8]
 
-@pytest.mark.parametrize(("keys", "wait"), [("#", 0), ("", 8)])
-def test_it_posts_nothing_for_a_lone_pound_or_silence_without_action_on_empty_result(keys, wait):
-    call, fake = place(entry('numDigits="4" finishOnKey="#" timeout="8"'), [keys])
+
+# A finishOnKey pressed before any digit: the four ways Twilio may treat it (SPEC 5).
+
+
+@pytest.mark.parametrize("empty_result", [True, False], ids=["actionOnEmptyResult", "without"])
+def test_it_posts_a_lone_pound_at_once_with_finished_on_key_under_a(empty_result):
+    call, fake = place(entry(PIN_ENTRY + (EMPTY_RESULT if empty_result else "")), ["#"], pound="a")
+    if empty_result:
+        [posted] = fake.to("/step?n=1")
+        assert posted["Digits"] == "" and posted["FinishedOnKey"] == "#" and posted["msg"] == "Gather End"
+        assert fake.to("/again") == []
+        assert keys_note(call) == "(a) posts Digits='' FinishedOnKey='#' at once"
+    else:
+        # The older <Gather> page: no request, the next verb runs.
+        assert fake.to("/step?n=1") == [] and len(fake.to("/again")) == 1
+        assert keys_note(call) == "(a) no request without actionOnEmptyResult: the next verb runs"
+    assert waits(call) == [0]
+    assert call.totals.entries == 1 and call.totals.wait_seconds == 0 and call.totals.silence_seconds == 0
+
+
+@pytest.mark.parametrize("empty_result", [True, False], ids=["actionOnEmptyResult", "without"])
+def test_it_posts_a_lone_pound_at_once_without_finished_on_key_under_b(empty_result):
+    call, fake = place(entry(PIN_ENTRY + (EMPTY_RESULT if empty_result else "")), ["#"], pound="b")
+    if empty_result:
+        [posted] = fake.to("/step?n=1")
+        assert posted["Digits"] == "" and "FinishedOnKey" not in posted
+        assert fake.to("/again") == []
+        assert keys_note(call) == "(b) posts Digits='' at once, no FinishedOnKey"
+    else:
+        assert fake.to("/step?n=1") == [] and len(fake.to("/again")) == 1
+        assert keys_note(call) == "(b) no request without actionOnEmptyResult: the next verb runs"
+    assert waits(call) == [0]
+    assert call.totals.entries == 1 and call.totals.wait_seconds == 0
+
+
+def test_it_plays_b_by_default():
+    call, fake = place(entry(PIN_ENTRY + EMPTY_RESULT), ["#"])
+    assert call.pound == "b"
+    assert "FinishedOnKey" not in fake.to("/step?n=1")[0]
+
+
+@pytest.mark.parametrize("empty_result", [True, False], ids=["actionOnEmptyResult", "without"])
+def test_it_ignores_a_lone_pound_and_makes_the_caller_wait_for_the_timeout_under_c(empty_result):
+    call, fake = place(entry(PIN_ENTRY + (EMPTY_RESULT if empty_result else "")), ["#"], pound="c")
+    if empty_result:
+        # As silence would: Digits="" once the timeout runs out.
+        [posted] = fake.to("/step?n=1")
+        assert posted["Digits"] == "" and "FinishedOnKey" not in posted
+        assert fake.to("/again") == []
+        assert keys_note(call) == "(c) # ignored: Twilio waits for the timeout, then posts Digits=''"
+    else:
+        assert fake.to("/step?n=1") == [] and len(fake.to("/again")) == 1
+        assert keys_note(call) == "(c) # ignored: Twilio waits for the timeout, then the next verb runs"
+    [wait] = [event for event in call.transcript if event.kind == "wait"]
+    assert wait.seconds == 8 and wait.flagged
+    assert wait.note == "'#' pressed first is ignored (c): the caller waits 8 s for the timeout"
+    # The caller pressed a key: an entry, and the seconds after it are a wait, not silence.
+    assert call.totals.entries == 1 and call.totals.wait_seconds == 8 and call.totals.silence_seconds == 0
+    assert call.totals.seconds == pytest.approx(8 + 3 * 0.4 + 0.4)  # the wait, "Enter your PIN." and "Goodbye."
+
+
+@pytest.mark.parametrize("empty_result", [True, False], ids=["actionOnEmptyResult", "without"])
+def test_it_ends_the_gather_with_no_request_and_runs_the_next_verb_under_d(empty_result):
+    call, fake = place(entry(PIN_ENTRY + (EMPTY_RESULT if empty_result else "")), ["#"], pound="d")
     assert fake.to("/step?n=1") == []
     [redirected] = fake.to("/again")
     assert "Digits" not in redirected and "FinishedOnKey" not in redirected
-    assert waits(call) == [wait]
-    assert call.totals.entries == (1 if keys else 0)
-
-
-def test_it_posts_at_once_with_an_empty_finished_on_key_when_num_digits_is_reached():
-    call, fake = place(entry('numDigits="4" timeout="8"'), ["39715"])
-    [posted] = fake.to("/step?n=1")
-    assert posted["Digits"] == "3971" and posted["FinishedOnKey"] == ""
     assert waits(call) == [0]
-    [keys] = [event for event in call.transcript if event.kind == "keys"]
-    assert "'5' came after the entry ended" in keys.note
+    even = ", even with actionOnEmptyResult" if empty_result else ""
+    assert keys_note(call) == f"(d) no request: the next verb runs{even}"
+    assert call.totals.entries == 1 and call.totals.wait_seconds == 0
 
 
-def test_it_posts_at_once_on_finish_on_key_and_leaves_the_key_out_of_digits():
-    call, fake = place(entry('finishOnKey="#" timeout="8"'), ["123#"])
+@pytest.mark.parametrize("pound", ["a", "b", "c", "d"])
+@pytest.mark.parametrize("empty_result", [True, False], ids=["actionOnEmptyResult", "without"])
+def test_it_treats_a_lone_star_finish_on_key_as_it_treats_a_lone_pound(pound, empty_result):
+    attributes = PIN_ENTRY + (EMPTY_RESULT if empty_result else "")
+    star, star_fake = place(entry(attributes.replace('"#"', '"*"')), ["*"], pound=pound)
+    pound_call, pound_fake = place(entry(attributes), ["#"], pound=pound)
+    assert [posted.path for posted in star_fake.requests] == [posted.path for posted in pound_fake.requests]
+    # The same entries, the call's own CallSid aside, with "*" wherever the other said "#" (FinishedOnKey).
+    assert [{**params, "CallSid": ""} for params in gathered(star_fake)] == [
+        {**params, "CallSid": "", **({"FinishedOnKey": "*"} if "FinishedOnKey" in params else {})}
+        for params in gathered(pound_fake)
+    ]
+    assert waits(star) == waits(pound_call)
+    assert keys_note(star) == keys_note(pound_call).replace("#", "*")
+    assert star.totals == pound_call.totals
+
+
+@pytest.mark.parametrize("pound", ["a", "b", "c", "d"])
+def test_it_posts_at_once_on_finish_on_key_after_digits_and_leaves_the_key_out_of_digits(pound):
+    call, fake = place(entry('finishOnKey="#" timeout="8"'), ["123#45"], pound=pound)
     [posted] = fake.to("/step?n=1")
-    assert posted["Digits"] == "123" and posted["FinishedOnKey"] == "#"
+    assert posted["Digits"] == "123"
+    assert posted.get("FinishedOnKey") == ("#" if pound == "a" else None)
     assert waits(call) == [0]
+    assert "'45' came after the entry ended: lost" in keys_note(call)
+
+
+@pytest.mark.parametrize("pound", ["a", "b", "d"])
+def test_it_loses_the_keys_typed_after_a_lone_pound_that_ended_the_gather(pound):
+    call, fake = place(entry(PIN_ENTRY + EMPTY_RESULT), ["#12"], pound=pound)
+    assert [params["Digits"] for params in gathered(fake)] == ([] if pound == "d" else [""])
+    assert "'12' came after the entry ended: lost" in keys_note(call)
+
+
+def test_it_keeps_listening_after_a_lone_pound_it_ignores_under_c():
+    # Twilio ignores the first # and still hears the keys after it; the second # ends the entry.
+    call, fake = place(entry('finishOnKey="#" timeout="8"'), ["#12#"], pound="c")
+    [posted] = fake.to("/step?n=1")
+    assert posted["Digits"] == "12" and "FinishedOnKey" not in posted
+    assert waits(call) == [0]
+    assert keys_note(call) == "(c) # ignored: Twilio keeps listening; posts Digits='12'"
+
+
+@pytest.mark.parametrize("pound", ["a", "b", "c", "d"])
+def test_it_sends_finished_on_key_only_under_a(pound):
+    pages = {
+        "/twilio/voice": twiml(f'<Gather action="/a" {PIN_ENTRY}><Say>PIN?</Say></Gather>'),  # numDigits reached
+        "/a": twiml('<Gather action="/b" timeout="6"><Say>Amount?</Say></Gather>'),  # ended by #
+        "/b": twiml('<Gather action="/c" timeout="6"><Say>Note?</Say></Gather>'),  # partial, after the timeout
+        "/c": twiml(f'<Gather action="/d" {PIN_ENTRY}{EMPTY_RESULT}><Say>Again?</Say></Gather>'),  # silence
+        "/d": twiml(f'<Gather action="/e" {PIN_ENTRY}{EMPTY_RESULT}><Say>Last?</Say></Gather>'
+                    '<Redirect>/e</Redirect>'),  # a lone #
+        "/e": GOODBYE,
+    }
+    call, fake = place(pages, ["3971", "25#", "7", "", "#"], pound=pound)
+    lone_pound = [] if pound == "d" else [""]  # (d) posts nothing for it
+    assert [params["Digits"] for params in gathered(fake)] == ["3971", "25", "7", ""] + lone_pound
+    if pound == "a":
+        assert [params["FinishedOnKey"] for params in gathered(fake)] == ["", "#", "", "", "#"]
+    else:
+        assert all("FinishedOnKey" not in posted.params for posted in fake.requests)
+
+
+def test_it_refuses_an_unknown_pound_behaviour():
+    with pytest.raises(ValueError, match="pound='e'"):
+        SimulatedCall(BASE, TOKEN, Fake({}), pound="e")
 
 
 @pytest.mark.parametrize("attributes", ['numDigits="4" timeout="8"', 'finishOnKey="" timeout="8"', 'timeout="8"'])
 def test_it_posts_a_partial_entry_only_after_the_timeout(attributes):
     call, fake = place(entry(attributes), ["39"])
     [posted] = fake.to("/step?n=1")
-    assert posted["Digits"] == "39" and posted["FinishedOnKey"] == ""
+    assert posted["Digits"] == "39" and "FinishedOnKey" not in posted
     assert waits(call) == [8]
     assert call.totals.wait_seconds == 8 and call.totals.entries == 1
+
+
+def test_it_posts_at_once_when_num_digits_is_reached():
+    call, fake = place(entry('numDigits="4" timeout="8"'), ["39715"])
+    [posted] = fake.to("/step?n=1")
+    assert posted["Digits"] == "3971"
+    assert waits(call) == [0]
+    assert "'5' came after the entry ended" in keys_note(call)
 
 
 def test_it_takes_pound_as_a_key_when_finish_on_key_is_empty_and_flags_the_wait_after_an_offered_key():
     call, fake = place(entry('numDigits="4" finishOnKey="" timeout="8"',
                              "<Say>Enter your PIN. To create an account, press pound.</Say>"), ["#"])
     [posted] = fake.to("/step?n=1")
-    assert posted["Digits"] == "#" and posted["FinishedOnKey"] == ""
+    assert posted["Digits"] == "#" and "FinishedOnKey" not in posted
     [wait] = [event for event in call.transcript if event.kind == "wait"]
     assert wait.seconds == 8 and wait.flagged
     assert "'#' is offered" in wait.note
@@ -335,11 +469,17 @@ def test_it_says_twilios_error_without_a_fallback_url():
 # The call's parameters ------------------------------------------------------------------
 
 
-def test_it_sends_stir_verstat_on_every_request_when_set():
+def test_it_sends_stir_verstat_passed_a_on_every_request_by_default_as_a_mobile_call_carries():
+    call, fake = place(entry('numDigits="4"'), ["3971"])
+    assert [posted.params["StirVerstat"] for posted in fake.requests] == ["TN-Validation-Passed-A"] * 3
+
+
+def test_it_sends_the_stir_verstat_it_is_given_or_none_for_an_unattested_call():
     call, fake = place(entry('numDigits="4"'), ["3971"], stir="TN-Validation-Failed-A")
     assert [posted.params["StirVerstat"] for posted in fake.requests] == ["TN-Validation-Failed-A"] * 3
-    call, fake = place(entry('numDigits="4"'), ["3971"])
-    assert all("StirVerstat" not in posted.params for posted in fake.requests)
+    for unattested in (None, ""):
+        call, fake = place(entry('numDigits="4"'), ["3971"], stir=unattested)
+        assert len(fake.requests) == 3 and all("StirVerstat" not in posted.params for posted in fake.requests)
 
 
 @pytest.mark.parametrize("caller", ["anonymous", "", "restricted", "+266696687"])
@@ -443,6 +583,63 @@ def test_it_answers_the_language_prompt_from_keys_with_lang_none_and_types_early
     assert fake.to("/language")[0]["Digits"] == "2"
     assert fake.to("/pin")[0]["Digits"] == "3971"
     assert "(interrupted) not heard: PIN?" in out
+
+
+@pytest.mark.parametrize("pound", ["a", "b", "c", "d"])
+def test_it_plays_the_lone_pound_behaviour_chosen_with_pound_in_the_command(pound, monkeypatch):
+    fake = Fake(entry(PIN_ENTRY + EMPTY_RESULT))
+    out = run_command("--keys", "#", "--pound", pound, fake=fake, monkeypatch=monkeypatch)
+    assert f"; pound ({pound}): {POUND_BEHAVIOURS[pound]};" in out.splitlines()[0]
+    assert f"  KEYS   #   ({pound}) " in out and "((" not in out
+    posted = fake.to("/step?n=1")
+    assert [params["Digits"] for params in posted] == ([] if pound == "d" else [""])
+    assert [params.get("FinishedOnKey") for params in posted] == {"a": ["#"], "d": []}.get(pound, [None])
+    assert len(fake.to("/again")) == (1 if pound == "d" else 0)
+    if pound == "c":
+        assert "  WAIT   8 s   <-- '#' pressed first is ignored (c): the caller waits 8 s for the timeout" in out
+    else:
+        assert "  WAIT   0 s" in out
+
+
+def test_it_plays_b_by_default_in_the_command_and_refuses_an_unknown_behaviour(monkeypatch):
+    fake = Fake(entry(PIN_ENTRY + EMPTY_RESULT))
+    out = run_command("--keys", "#", fake=fake, monkeypatch=monkeypatch)
+    assert "; pound (b): posted at once as Digits='', no FinishedOnKey;" in out
+    assert "FinishedOnKey" not in fake.to("/step?n=1")[0]
+    with pytest.raises(CommandError, match="--pound"):
+        run_command("--keys", "#", "--pound", "e", fake=fake, monkeypatch=monkeypatch)
+
+
+def test_it_sends_stir_verstat_passed_a_by_default_and_none_with_stir_none_in_the_command(monkeypatch):
+    fake = Fake(entry('numDigits="4"'))
+    out = run_command("--keys", "3971", fake=fake, monkeypatch=monkeypatch)
+    assert all(posted.params["StirVerstat"] == "TN-Validation-Passed-A" for posted in fake.requests)
+    assert "; StirVerstat TN-Validation-Passed-A;" in out
+
+    fake = Fake(entry('numDigits="4"'))
+    out = run_command("--keys", "3971", "--stir", "none", fake=fake, monkeypatch=monkeypatch)
+    assert fake.requests and all("StirVerstat" not in posted.params for posted in fake.requests)
+    assert "; no StirVerstat;" in out
+
+
+@pytest.mark.parametrize(("lang", "shown"), [("es", "answers a language prompt with es"),
+                                             ("none", "the keys answer a language prompt")])
+def test_it_shows_lang_as_the_answer_to_a_language_prompt_not_as_the_calls_language(lang, shown, monkeypatch):
+    # The caller is never asked here: --lang says how they would answer, not what they hear.
+    fake = Fake(entry('numDigits="4"'))
+    out = run_command("--keys", "3971", "--lang", lang, fake=fake, monkeypatch=monkeypatch)
+    banner = out.splitlines()[0]
+    assert banner.endswith(f"; {shown}). Call {fake.requests[0].params['CallSid']}.")
+    assert f"lang {lang}" not in banner
+
+
+def test_it_counts_one_entry_and_one_word_in_the_singular(monkeypatch):
+    fake = Fake({"/twilio/voice": twiml('<Gather action="/pick" numDigits="1"><Say>Menu.</Say></Gather>'),
+                 "/pick": twiml("<Hangup/>")})
+    out = run_command("--keys", "1", fake=fake, monkeypatch=monkeypatch)
+    assert "Call ended (server): 3 requests, 1 entry, 1 word heard, 0 s waiting after entries, 0 s in all." in out
+    assert call_command_module.counted(1, "request", "requests") == "1 request"
+    assert call_command_module.counted(0, "entry", "entries") == "0 entries"
 
 
 def test_it_explains_a_403_in_the_command(settings):

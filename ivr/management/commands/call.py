@@ -6,7 +6,18 @@ import sys
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from ivr.simulator import CallFailed, Event, InProcess, OverHttp, Press, Prompt, SimulatedCall, scripted
+from ivr.simulator import (
+    MOBILE_STIR,
+    POUND_BEHAVIOURS,
+    CallFailed,
+    Event,
+    InProcess,
+    OverHttp,
+    Press,
+    Prompt,
+    SimulatedCall,
+    scripted,
+)
 
 SHOWN = {"pause": "  PAUSE  {}", "play": "  PLAY   {}", "prompt": "  ...    {}", "lost": "  LOST   {}",
          "error": "  ERROR  {}", "hangup": "  HANGUP {}", "unsupported": "  ??     {}"}
@@ -16,6 +27,11 @@ STIR_VALUES = ("TN-Validation-Passed-A", "TN-Validation-Passed-B", "TN-Validatio
 
 def say_line(language: str, voice: str, text: str) -> str:
     return f"  SAY    [{' '.join(part for part in (language, voice) if part)}] {text}"
+
+
+def counted(number: int, one: str, many: str) -> str:
+    """A count and its noun: "1 entry", "2 entries"."""
+    return f"{number} {one if number == 1 else many}"
 
 
 def parse_keys(keys: str) -> list[str | Press]:
@@ -36,25 +52,31 @@ class Command(BaseCommand):
         parser.add_argument("--token", help="the auth token to sign with (default: TWILIO_AUTH_TOKEN)")
         parser.add_argument("--lang", choices=("en", "es", "none"), default="en",
                             help="answer a language prompt in this language by itself; none: with --keys (default en)")
-        parser.add_argument("--stir", metavar="VERSTAT",
-                            help=f"SHAKEN/STIR result sent as StirVerstat: {', '.join(STIR_VALUES)}")
+        parser.add_argument("--stir", metavar="VERSTAT", default=MOBILE_STIR,
+                            help=f"SHAKEN/STIR result sent as StirVerstat (default {MOBILE_STIR}, as a mobile "
+                                 f"caller's call carries; none sends none): {', '.join(STIR_VALUES)}")
+        parser.add_argument("--pound", choices=tuple(POUND_BEHAVIOURS), default="b",
+                            help="what Twilio does with # (the finishOnKey) pressed before any digit: "
+                                 + "; ".join(f"{key}: {words}" for key, words in POUND_BEHAVIOURS.items())
+                                 + "; a and b post only with actionOnEmptyResult (default b)")
         parser.add_argument("--verbose", action="store_true", help="show every request and how long it took")
 
     def handle(self, *args: object, url: str | None, base_url: str | None, caller: str, keys: str | None,
-               token: str | None, lang: str, stir: str | None, verbose: bool, **options: object) -> None:
+               token: str | None, lang: str, stir: str | None, pound: str, verbose: bool, **options: object) -> None:
         disabled = logging.root.manager.disable
         if not verbose:
             # The server's own log lines (its 403 warnings too) would interleave with what the caller hears.
             logging.disable(logging.WARNING)
         try:
             self._call(url, (base_url or url or settings.BASE_URL).rstrip("/"), caller, keys,
-                       token or settings.TWILIO_AUTH_TOKEN, None if lang == "none" else lang, stir, verbose)
+                       token or settings.TWILIO_AUTH_TOKEN, None if lang == "none" else lang,
+                       None if not stir or stir.lower() == "none" else stir, pound, verbose)
         finally:
             # In process (tests), logging is everyone's: give it back as it was.
             logging.disable(disabled)
 
     def _call(self, url: str | None, base_url: str, caller: str, keys: str | None, token: str,
-              lang: str | None, stir: str | None, verbose: bool) -> None:
+              lang: str | None, stir: str | None, pound: str, verbose: bool) -> None:
         self._verbose, self._prompt_shown = verbose, False
         call = SimulatedCall(
             base_url=base_url,
@@ -64,18 +86,26 @@ class Command(BaseCommand):
             on_event=self._show,
             lang=lang,
             stir=stir,
+            pound=pound,
         )
         where = f"server {url}" if url else "in process"
-        extras = "".join(f", {label} {value}" for label, value in (("StirVerstat", stir), ("lang", lang)) if value)
-        self.stdout.write(f"Calling from {caller or '(no caller ID)'} ({where}{extras}). Call {call.call_sid}.")
+        # --lang is how the caller answers a language prompt, not the call's language: a caller
+        # remembered by number is never asked, and hears their account's language.
+        answers = f"answers a language prompt with {lang}" if lang else "the keys answer a language prompt"
+        verstat = f"StirVerstat {stir}" if stir else "no StirVerstat"
+        self.stdout.write(
+            f"Calling from {caller or '(no caller ID)'} ({where}; pound ({pound}): {POUND_BEHAVIOURS[pound]}; "
+            f"{verstat}; {answers}). Call {call.call_sid}."
+        )
         try:
             call.place(scripted(parse_keys(keys)) if keys is not None else self._ask)
         except CallFailed as error:
             raise CommandError(f"the call failed: {error}") from None
         totals = call.totals
         self.stdout.write(
-            f"Call ended ({call.ended_by}): {totals.requests} requests, {totals.entries} entries, "
-            f"{totals.words} words heard, {totals.wait_seconds:g} s waiting after entries, "
+            f"Call ended ({call.ended_by}): {counted(totals.requests, 'request', 'requests')}, "
+            f"{counted(totals.entries, 'entry', 'entries')}, {counted(totals.words, 'word', 'words')} heard, "
+            f"{totals.wait_seconds:g} s waiting after entries, "
             f"{totals.seconds:.0f} s in all."
         )
         problem = self._explain(call, base_url, url)
@@ -110,7 +140,9 @@ class Command(BaseCommand):
         if event.kind == "say":
             self.stdout.write(say_line(event.language, event.voice, event.shown or event.text))
         elif event.kind == "keys":
-            self.stdout.write(f"  KEYS   {event.text}   ({event.note})")
+            # A lone finishOnKey's note starts with its behaviour, "(b) ...": no second pair of brackets.
+            note = event.note if event.note.startswith("(") else f"({event.note})"
+            self.stdout.write(f"  KEYS   {event.text}   {note}")
         elif event.kind == "silence":
             self.stdout.write(f"  KEYS   (silence)   ({event.note})")
         elif event.kind == "wait":
