@@ -83,10 +83,24 @@ def problems(language: str) -> list[str]:
             issues.append(f"fuzzy: {message.msgid!r}")
         elif not (all(entry.msgstr_plural.values()) and entry.msgstr_plural if entry.msgid_plural else entry.msgstr):
             issues.append(f"untranslated: {message.msgid!r} ({message.where})")
-        elif _placeholders(entry.msgid) != _placeholders(entry.msgstr or next(iter(entry.msgstr_plural.values()), "")):
+        elif not _placeholders_survive(entry):
             issues.append(f"placeholders differ: {message.msgid!r}")
     issues += [f"no longer in the code: {key[0]!r}" for key in entries if key not in found]
     return issues
+
+
+def _placeholders_survive(entry: polib.POEntry) -> bool:
+    """The translation uses the source's placeholders, no more, no fewer.
+
+    A plural form for one may say the number in words ("un dólar", "una hora":
+    voices read "1 dólar" as "uno dólar"), so only the last, most general form
+    must keep every placeholder; no form may bring one of its own.
+    """
+    if not entry.msgid_plural:
+        return _placeholders(entry.msgid) == _placeholders(entry.msgstr)
+    source = _placeholders(entry.msgid_plural)
+    forms = [entry.msgstr_plural[index] for index in sorted(entry.msgstr_plural)]
+    return all(_placeholders(form) <= source for form in forms) and _placeholders(forms[-1]) == source
 
 
 def _placeholders(text: str) -> set[str]:

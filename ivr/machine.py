@@ -1,17 +1,21 @@
 """The call as a state machine: one mechanism that runs every step.
 
-A step (ivr/steps/) says what it asks, which keys it takes and where each
-answer leads. This module does everything steps have in common: loading and
-locking the call's state, telling a real answer from a retry or a stale URL,
-counting silences and wrong keys (three of either at one prompt ends the call,
-as FreeSWITCH's max-timeouts and max-failures do), and building the TwiML with
-an explicit <Redirect> after every <Gather>, in the caller's language.
+A step (ivr/steps/) says what it asks, which keys it takes, where each answer
+leads, and what it says when the caller asks for help. This module does
+everything steps have in common: loading and locking the call's state,
+telling a real answer from a retry or a stale URL, the keys that mean the same
+at every prompt (0 help, * back to the main menu, 9 another language before
+sign-in), counting silences, wrong keys and refusals, and building the TwiML
+with an explicit <Redirect> after every <Gather>, in the caller's language.
 
-No dead air after a key: every <Gather> has actionOnEmptyResult="true", so
-Twilio posts even an empty entry at once, and tells us with FinishedOnKey
-whether the caller pressed the prompt's finishOnKey alone ("#") or said
-nothing. Notices are nested inside the next <Gather>, so that keys pressed
-while they play are kept.
+No dead air after a key, whatever Twilio does with a lone finishOnKey. Its
+docs disagree on a "#" pressed before any digit: posted at once with or
+without FinishedOnKey, ignored until the timeout, or ending the <Gather> with
+no request so that the next verb (our <Redirect>) runs. Nothing here reads
+FinishedOnKey: an empty entry, however it arrives, is one thing, and a step
+that offers "#" alone (the member-ID prompt) treats every empty entry as the
+caller asking for the other options. Notices are nested inside the next
+<Gather>, so that keys pressed while they play are kept.
 """
 
 from __future__ import annotations
@@ -33,14 +37,41 @@ from twilio.twiml.voice_response import VoiceResponse
 
 from accounts import activity
 from ivr import twiml
+from ivr.languages import LANGUAGE_OPTIONS, other_languages
 from ivr.models import CallSession
 from myibot.db import insert_unless_conflict, update_where
 
+# Three silences, or three unusable entries, in a row at one prompt (FreeSWITCH's
+# max-timeouts and max-failures): goodbye before sign-in, the main menu after.
 STRIKES = 3
-NOTHING_HEARD = _("We did not hear anything.")
-GOODBYE_SILENCE = _("We did not hear from you. Please call again when you are ready. Goodbye.")
-GOODBYE_WRONG_KEYS = _("Sorry, we could not understand your entries. Please call again later. Goodbye.")
+# Answers understood but refused with a reason (a weak PIN) are no mistake: a
+# caller before sign-in gets five in a row before the call ends.
+REFUSALS_BEFORE_SIGN_IN = 5
+# Keys that mean the same at every prompt (ISO/IEC 13714): no PIN, member ID
+# or amount is a lone 0, *, or 9.
+HELP_KEY = "0"
+BACK_KEY = "*"
+LANGUAGE_KEY = "9"
+# Steps the machine itself leads to; ivr.steps registers them (a test checks).
+MAIN_MENU = "menu"
+LANGUAGE_MENU = "language"
+
+NOTHING_HEARD = _("You did not press a key.")
+GOODBYE_SILENCE = _("You did not press a key. Please call again when you are ready. Goodbye.")
+GOODBYE_TOO_MANY = _("Sorry, there were too many tries. Please call again later. Goodbye.")
 START_AGAIN = _("Let's start again.")
+BACK_WITH_STAR = _("To go back to the main menu, press star.")
+ASK_STAFF = _("If you need more help, please ask staff.")
+PRESS_0_FOR_STAFF = _("To talk to staff, press 0 again.")
+CONNECTING_TO_STAFF = _("Connecting you to staff. Please hold.")
+# What a caller hears when a call to staff ends, by Twilio's DialCallStatus.
+STAFF_CALL_ENDED = {
+    "completed": _("Your call with staff has ended."),
+    "busy": _("Staff are busy right now. Please try again later."),
+    "no-answer": _("Nobody from staff could answer right now. Please try again later."),
+    "canceled": _("Nobody from staff could answer right now. Please try again later."),
+    "failed": _("We could not reach staff right now. Please try again later."),
+}
 PAUSE = object()  # a one-second pause between lines of a prompt
 
 # What a caller hears: a plain or lazily translated string.
@@ -78,15 +109,29 @@ LONGEST_ENTRY = 32
 
 @dataclass(frozen=True)
 class Goto:
-    """The answer is taken: move to a step (a new prompt), saying notice first."""
+    """The answer is taken: move to a step (a new prompt), saying notice first.
 
-    step: str
+    step is a Step class or its name. From Step.silence(), counts_silence
+    carries the empty entry to the next prompt, so that a caller who never
+    presses anything is not led from prompt to prompt forever.
+    """
+
+    step: str | type[Step]
     notice: Words = ""
+    counts_silence: bool = True
+
+    @property
+    def name(self) -> str:
+        return self.step if isinstance(self.step, str) else self.step.name
 
 
 @dataclass(frozen=True)
 class Again:
-    """Ask the same prompt again after notice; a strike unless strike=False."""
+    """Ask the same prompt again after notice.
+
+    strike=False: the answer was understood and refused with a reason (a weak
+    PIN): a refusal, which ends nothing before sign-in until five in a row.
+    """
 
     notice: Words
     strike: bool = True
@@ -106,16 +151,24 @@ class Step:
     name: ClassVar[str]
     keys: ClassVar[re.Pattern[str]]  # the entries this prompt accepts, ASCII only
     wrong_keys: ClassVar[Words]  # said when an entry does not match keys
+    # Said when the caller presses 0: what this prompt wants, in a sentence or two.
+    help: ClassVar[Words]
     num_digits: ClassVar[int | None] = None
-    # Ends an entry at once; pressed alone it arrives as itself (keys == "#"),
-    # and the step's keys pattern decides whether it is an answer.
+    # Ends an entry at once, and is left out of it. Pressed alone it is an
+    # empty entry, like silence: Twilio's docs leave open how it arrives.
     finish_on_key: ClassVar[str] = "#"
     signed_in_only: ClassVar[bool] = True
     # Counts PINs, creates an account or moves money: the call stays locked for
     # the whole step (see answer_prompt); the others write back optimistically.
     locks_call: ClassVar[bool] = False
-    # Where three wrong entries lead; None ends the call.
+    # Before sign-in: where three wrong entries lead; None ends the call.
     after_three_wrong: ClassVar[str | None] = None
+    # Signed in: what did not happen when the caller leaves this prompt for the
+    # main menu (with * or after three strikes), e.g. "No money was sent."
+    abandoned: ClassVar[Words] = ""
+    # Before sign-in, a lone 9 here switches language (a caller who missed the
+    # language prompt), and a re-prompt offers it.
+    takes_language_key: ClassVar[bool] = False
 
     def prompt(self, call: CallSession) -> list[Line]:
         raise NotImplementedError
@@ -124,7 +177,7 @@ class Step:
         raise NotImplementedError
 
     def silence(self, call: CallSession) -> Outcome | None:
-        """Where silence leads, when it is an answer here; None counts it toward the three."""
+        """Where an empty entry (silence, or a lone #) leads; None asks again. Either way it counts toward three."""
         return None
 
 
@@ -214,13 +267,13 @@ def answer_prompt(
     step_name: str,
     prompt_number: int | None,
     keys: str | None,
-    finished_on_key: str = "",
+    called: str = "",
 ) -> Reply:
     """Take the caller's keys for the prompt a URL names.
 
-    keys is None for the <Redirect> after a <Gather> (silence, as a client
-    without actionOnEmptyResult sends it); "" with finished_on_key "" is
-    silence too, and "" with the prompt's finishOnKey is that key alone.
+    keys is None for the <Redirect> after a <Gather>; None and "" are both an
+    empty entry (silence, or a lone "#" however Twilio delivered it). called
+    is the service's own number (Twilio's To), the caller ID of a call to staff.
 
     A step that only reads (a menu, the balance, an amount) runs without a
     transaction and writes the call back only if it is still at the prompt it
@@ -231,7 +284,7 @@ def answer_prompt(
     locked for the whole step, so that a retry waits for its first attempt.
     """
     answer = dict(call_sid=call_sid, caller=caller, trusted=trusted, step_name=step_name, prompt_number=prompt_number,
-                  keys=keys, finished_on_key=finished_on_key)
+                  keys=keys, called=called)
     named = STEPS.get(step_name)
     if named is not None and not named.locks_call:
         try:
@@ -248,23 +301,16 @@ class CallMoved(Exception):
 
 def _answer(
     *, call_sid: str, caller: str, trusted: bool, step_name: str, prompt_number: int | None, keys: str | None,
-    finished_on_key: str, locked: bool,
+    called: str, locked: bool,
 ) -> Reply:
-    call = CallSession.find(call_sid, locked=locked)
-    if call is None or call.caller != caller:
-        if not locked:
-            raise CallMoved  # starting over writes a new call: under the lock
+    call = _find(call_sid, caller=caller, locked=locked)
+    if call is None:
         # A call we do not know (state purged, or a replayed URL): start over.
         return _start_call(call_sid=call_sid, caller=caller, trusted=trusted, greeting=START_AGAIN)
-    # Unlocked, the write-back must find the call where it was read.
-    call.read_at_prompt = None if locked else call.prompt_number
-
     # Which prompt was answered with what, keyed with SECRET_KEY so that the
     # stored digest gives away no PIN: Twilio's retry is the same URL, same keys.
-    answer = salted_hmac(
-        "ivr.answer", f"{step_name}:{prompt_number}:{keys!r}:{finished_on_key!r}", algorithm="sha256"
-    ).hexdigest()
-    if call.ended or (step_name, prompt_number) != (call.step, call.prompt_number):
+    answer = _digest(f"{step_name}:{prompt_number}:{keys!r}")
+    if call.ended or (step_name, prompt_number) != (call.step, call.prompt_number) or call.last_notices.get("dial"):
         if answer == call.last_answer:
             return _replay(call)
         _restart(call)
@@ -276,44 +322,67 @@ def _answer(
         return _ask(call, [START_AGAIN], outcome="stale")
 
     call.last_answer = answer
-    keys, alone = _normalize(current, keys, finished_on_key)
+    entry = _entry(current, keys)
+    # A second 0 reaches staff only straight after the help that offered it.
+    staff_offered, call.staff_offered = call.staff_offered, False
     with speaking(call):
-        if keys is None:
-            silent = current.silence(call)
-            return _no_input(call) if silent is None else _take(call, silent, note="silence")
-        if len(keys) > LONGEST_ENTRY or not current.keys.fullmatch(keys):
-            return _wrong_keys(call, current.wrong_keys)
+        if entry is None:
+            return _empty(call, current)
+        if len(entry) > LONGEST_ENTRY:
+            return _wrong_keys(call, current, current.wrong_keys)
+        if entry == HELP_KEY:
+            if staff_offered and settings.STAFF_PHONE_NUMBER:
+                return _dial_staff(call, called)
+            return _help(call, current)
+        if entry == BACK_KEY and call.signed_in:
+            return _to_main_menu(call, [current.abandoned] if current.name != MAIN_MENU else [], outcome="star")
+        if entry == LANGUAGE_KEY and current.takes_language_key and not call.signed_in and len(settings.IVR_LANGUAGES) > 1:
+            return _switch_language(call, current)
+        if not current.keys.fullmatch(entry):
+            return _wrong_keys(call, current, current.wrong_keys)
         call.timeouts = 0
-        # The log says when a lone finishOnKey came (FinishedOnKey), never other keys.
-        return _take(call, current.answer(call, keys), note="pound alone" if alone else "")
+        return _take(call, current, current.answer(call, entry))
 
 
-def _take(call: CallSession, outcome: Outcome, *, note: str = "") -> Reply:
+def _find(call_sid: str, *, caller: str, locked: bool) -> CallSession | None:
+    """The call, if it is this caller's; unlocked, a miss is retried locked (starting over writes a new call)."""
+    call = CallSession.find(call_sid, locked=locked)
+    if call is None or call.caller != caller:
+        if not locked:
+            raise CallMoved
+        return None
+    # Unlocked, the write-back must find the call where it was read.
+    call.read_at_prompt = None if locked else call.prompt_number
+    return call
+
+
+def _digest(answer: str) -> str:
+    return salted_hmac("ivr.answer", answer, algorithm="sha256").hexdigest()
+
+
+def _entry(current: Step, keys: str | None) -> str | None:
+    """The entry as a step reads it; None when empty, however Twilio delivered it.
+
+    Twilio leaves finishOnKey out of Digits; some clients send it anyway, and a
+    lone "#" may come as "#", as "", or as no request at all (the <Redirect>).
+    """
+    if keys and current.finish_on_key and keys.endswith(current.finish_on_key):
+        keys = keys[: -len(current.finish_on_key)]
+    return keys or None
+
+
+def _take(call: CallSession, current: Step, outcome: Outcome, *, note: str = "", silences: int = 0) -> Reply:
     """Carry out what a step decided. note says, in the log, how the answer came (never its keys)."""
     note = f"{note}, " if note else ""
     if isinstance(outcome, Goodbye):
         return _goodbye(call, outcome.message, outcome=f"{note}goodbye")
     if isinstance(outcome, Again):
         if outcome.strike:
-            return _wrong_keys(call, outcome.notice)
-        return _ask(call, [outcome.notice], outcome=f"{note}again", repeat=True)
-    call.go_to(outcome.step)
-    return _ask(call, [outcome.notice] if outcome.notice else [], outcome=f"{note}to {outcome.step}")
-
-
-def _normalize(current: Step, keys: str | None, finished_on_key: str) -> tuple[str | None, bool]:
-    """The entry as the step reads it, None for silence; and whether it was finishOnKey alone."""
-    if keys is None:
-        return None, False
-    if keys == "":
-        # Twilio sends FinishedOnKey="#" for "#" pressed alone, empty after silence.
-        if current.finish_on_key and finished_on_key == current.finish_on_key:
-            return current.finish_on_key, True
-        return None, False
-    # Twilio leaves finishOnKey out of Digits; some clients send it anyway.
-    if current.finish_on_key and keys.endswith(current.finish_on_key) and len(keys) > len(current.finish_on_key):
-        keys = keys[: -len(current.finish_on_key)]
-    return keys, False
+            return _wrong_keys(call, current, outcome.notice)
+        return _refused(call, current, outcome.notice)
+    call.go_to(outcome.name)
+    call.timeouts = silences
+    return _ask(call, [outcome.notice] if outcome.notice else [], outcome=f"{note}to {outcome.name}")
 
 
 def speaking(call: CallSession) -> translation.override:
@@ -321,23 +390,131 @@ def speaking(call: CallSession) -> translation.override:
     return translation.override(call.language or settings.IVR_LANGUAGES[0])
 
 
-def _no_input(call: CallSession) -> Reply:
+def _empty(call: CallSession, current: Step) -> Reply:
+    """Silence, or a lone "#": where the step leads it, counted toward three silences in a row."""
     call.timeouts += 1
-    if call.timeouts >= STRIKES:
-        return _goodbye(call, GOODBYE_SILENCE, outcome="silent three times")
-    return _ask(call, [NOTHING_HEARD], outcome="no input", repeat=True)
+    led = current.silence(call)
+    if isinstance(led, Goto) and not led.counts_silence:
+        return _take(call, current, led, note="empty")
+    if led is None or isinstance(led, Goto):
+        if call.timeouts >= STRIKES:
+            return _three_strikes(call, current, [NOTHING_HEARD], goodbye=GOODBYE_SILENCE, outcome="silent three times")
+        if led is None:
+            return _ask(call, [NOTHING_HEARD], outcome="no input", repeat=True)
+        return _take(call, current, led, note="empty", silences=call.timeouts)
+    return _take(call, current, led, note="empty")
 
 
-def _wrong_keys(call: CallSession, notice: Words) -> Reply:
+def _wrong_keys(call: CallSession, current: Step, notice: Words) -> Reply:
+    """An entry the prompt does not take: a strike."""
     call.timeouts = 0
     call.invalid_entries += 1
     if call.invalid_entries < STRIKES:
         return _ask(call, [notice], outcome="wrong keys", repeat=True)
-    fallback = STEPS[call.step].after_three_wrong
-    if fallback is None:
-        return _goodbye(call, [notice, GOODBYE_WRONG_KEYS], outcome="wrong keys three times")
-    call.go_to(fallback)
-    return _ask(call, [notice], outcome=f"wrong keys three times, to {fallback}")
+    if current.after_three_wrong and not call.signed_in:
+        call.go_to(current.after_three_wrong)
+        return _ask(call, [notice], outcome=f"wrong keys three times, to {current.after_three_wrong}")
+    return _three_strikes(call, current, [notice], goodbye=GOODBYE_TOO_MANY, outcome="wrong keys three times")
+
+
+def _refused(call: CallSession, current: Step, notice: Words) -> Reply:
+    """An answer understood and refused with a reason: no strike, but not forever either."""
+    call.timeouts = 0
+    call.refusals += 1
+    if call.signed_in:
+        limit = None if current.name == MAIN_MENU else STRIKES
+    else:
+        limit = REFUSALS_BEFORE_SIGN_IN
+    if limit is None or call.refusals < limit:
+        return _ask(call, [notice], outcome="refused", repeat=True)
+    return _three_strikes(call, current, [notice], goodbye=GOODBYE_TOO_MANY, outcome=f"refused {limit} times")
+
+
+def _three_strikes(call: CallSession, current: Step, notices: list[Words], *, goodbye: Words, outcome: str) -> Reply:
+    """Enough at this prompt: a signed-in caller goes back to the main menu, told what did not happen; others hear goodbye."""
+    if call.signed_in and current.name != MAIN_MENU:
+        return _to_main_menu(call, [*notices, current.abandoned], outcome=f"{outcome}, to {MAIN_MENU}")
+    return _goodbye(call, [*notices, goodbye], outcome=outcome)
+
+
+def _to_main_menu(call: CallSession, notices: list[Words], *, outcome: str) -> Reply:
+    call.scratch = {}
+    call.go_to(MAIN_MENU)
+    return _ask(call, notices, outcome=outcome)
+
+
+def _help(call: CallSession, current: Step) -> Reply:
+    """0: what this prompt wants, how to reach staff, then the prompt again. Never a strike."""
+    call.timeouts = 0
+    lines = [current.help]
+    if call.signed_in and current.name != MAIN_MENU:
+        lines.append(BACK_WITH_STAR)
+    if settings.STAFF_PHONE_NUMBER:
+        lines.append(PRESS_0_FOR_STAFF)
+        call.staff_offered = True
+    else:
+        lines.append(ASK_STAFF)
+    return _ask(call, [" ".join(str(line) for line in lines if str(line))], outcome="help", repeat=True)
+
+
+def _switch_language(call: CallSession, current: Step) -> Reply:
+    """9 before sign-in: the other language at once, or the language menu when more than two are offered."""
+    offered = settings.IVR_LANGUAGES
+    if len(offered) > 2:
+        call.go_to(LANGUAGE_MENU)
+        return _ask(call, [], outcome=f"to {LANGUAGE_MENU}")
+    call.language = offered[1] if (call.language or offered[0]) == offered[0] else offered[0]
+    call.go_to(current.name)
+    return _ask(call, [], outcome="language switched")
+
+
+def _dial_staff(call: CallSession, called: str) -> Reply:
+    """The second 0: connect to STAFF_PHONE_NUMBER; Twilio posts how it went to staff_call_url."""
+    call.prompt_number += 1
+    call.last_notices = {"dial": called or True}
+    _save(call)
+    return Reply(_render_dial(call), "to staff")
+
+
+def staff_call_url(prompt_number: int) -> str:
+    return f"{settings.BASE_URL}{_staff_call_path()}?n={prompt_number}"
+
+
+@lru_cache(maxsize=1)
+def _staff_call_path() -> str:
+    return reverse("ivr:staff_call")
+
+
+def _render_dial(call: CallSession) -> VoiceResponse:
+    called = call.last_notices.get("dial")
+    return twiml.dial_staff(
+        number=settings.STAFF_PHONE_NUMBER,
+        action=staff_call_url(call.prompt_number),
+        caller_id=called if isinstance(called, str) else "",
+        time_limit=settings.STAFF_CALL_MINUTES * 60,
+        greeting=CONNECTING_TO_STAFF,
+    )
+
+
+def staff_call_ended(*, call_sid: str, caller: str, trusted: bool, prompt_number: int | None, status: str) -> Reply:
+    """Twilio's <Dial> action: the call to staff is over; back to the prompt the caller was at.
+
+    status is Twilio's DialCallStatus; each is answered with a calm sentence.
+    """
+    with transaction.atomic():
+        call = _find(call_sid, caller=caller, locked=True)
+        if call is None:
+            return _start_call(call_sid=call_sid, caller=caller, trusted=trusted, greeting=START_AGAIN)
+        answer = _digest(f"staff call:{prompt_number}:{status!r}")
+        if call.ended or prompt_number != call.prompt_number or not call.last_notices.get("dial"):
+            if answer == call.last_answer:
+                return _replay(call)
+            _restart(call)
+            return _ask(call, [START_AGAIN], outcome="stale")
+        call.last_answer = answer
+        with speaking(call):
+            notice = STAFF_CALL_ENDED.get(status, STAFF_CALL_ENDED["failed"])
+            return _ask(call, [notice], outcome=f"staff call {status[:20] or 'unknown'}", repeat=True)
 
 
 def _goodbye(call: CallSession, message: Words | list[Words], *, outcome: str) -> Reply:
@@ -357,6 +534,8 @@ def _replay(call: CallSession) -> Reply:
         if call.ended:
             return Reply(twiml.goodbye(*call.scratch.get("goodbye", [str(_("Goodbye."))])), "replay")
         said = call.last_notices or {}
+        if said.get("dial"):
+            return Reply(_render_dial(call), "replay")
         return Reply(_render(call, said.get("notices", []), repeat=said.get("repeat", False)), "replay")
 
 
@@ -393,6 +572,10 @@ def _render(call: CallSession, notices: list[Words] | tuple[Words, ...] = (), *,
     action = step_url(current.name, call.prompt_number)
     notices = [notice for notice in notices if str(notice)]
     lines = current.prompt(call)
+    if current.takes_language_key and not call.signed_in and (repeat or call.timeouts or call.invalid_entries):
+        # A caller who missed the language prompt, or did not follow this one: 9 is another language.
+        lines += [InLanguage(code, LANGUAGE_OPTIONS[code], (("key", LANGUAGE_KEY),))
+                  for code in other_languages(call.language)]
     outside = [line for line in lines if isinstance(line, Code) and line.uninterrupted]
     lines = [line for line in lines if line not in outside]
     response = VoiceResponse()

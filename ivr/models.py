@@ -29,8 +29,8 @@ class CallSession(models.Model):
     call_sid = models.CharField(max_length=64, unique=True)
     # The caller's number, E.164, or "" when it was withheld (never stored).
     caller = models.CharField(max_length=16, blank=True, help_text="the caller's number, E.164, or empty when withheld")
-    # Whether the caller ID may open PIN-only sign-in: shown, and not failed
-    # by the carrier's STIR/SHAKEN validation. Decided once, at the first webhook.
+    # Whether the caller ID may open PIN-only sign-in: a valid number the carrier
+    # vouches for (STIR/SHAKEN attestation A, ivr/caller_id.py). Decided once, at the first webhook.
     caller_trusted = models.BooleanField(default=False)
     # The caller's language for this call; empty until they choose or are recognised.
     language = models.CharField(max_length=5, blank=True)
@@ -45,7 +45,11 @@ class CallSession(models.Model):
     account = models.ForeignKey("accounts.Account", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     timeouts = models.PositiveSmallIntegerField(default=0, help_text="silences in a row at this prompt")
     invalid_entries = models.PositiveSmallIntegerField(default=0, help_text="wrong keys at this prompt")
+    # Answers understood but refused with a reason (a weak PIN, an amount over a limit).
+    refusals = models.PositiveSmallIntegerField(default=0, help_text="refused answers in a row at this prompt")
     pin_failures = models.PositiveSmallIntegerField(default=0, help_text="wrong PINs in this call")
+    # Help at this prompt offered to connect to staff: a second 0 dials STAFF_PHONE_NUMBER.
+    staff_offered = models.BooleanField(default=False)
     # A digest of the last answer taken, to recognise Twilio's retry of it,
     # and the notices said before the prompt, so that a retry hears them too.
     last_answer = models.CharField(max_length=64, blank=True)
@@ -57,8 +61,8 @@ class CallSession(models.Model):
     objects = CallSessionQuerySet.as_manager()
 
     STEP_FIELDS = (
-        "language", "step", "prompt_number", "scratch", "account", "timeouts", "invalid_entries",
-        "pin_failures", "last_answer", "last_notices", "updated", "ended",
+        "language", "step", "prompt_number", "scratch", "account", "timeouts", "invalid_entries", "refusals",
+        "pin_failures", "staff_offered", "last_answer", "last_notices", "updated", "ended",
     )
 
     def __str__(self) -> str:
@@ -96,6 +100,8 @@ class CallSession(models.Model):
         self.step = step
         self.timeouts = 0
         self.invalid_entries = 0
+        self.refusals = 0
+        self.staff_offered = False
 
     def restart(self) -> None:
         """Back to the entry prompt, signed out, as at the start of a call."""

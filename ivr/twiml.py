@@ -59,6 +59,26 @@ def goodbye(*lines: str | Promise) -> VoiceResponse:
     return response
 
 
+def dial_staff(*, number: str, action: str, caller_id: str, time_limit: int, greeting: str | Promise) -> VoiceResponse:
+    """Connect the caller to the service's staff line; Twilio posts DialCallStatus to action when it ends.
+
+    With action set, Twilio goes on with what action answers, never with a verb
+    after <Dial>: the call is never left in dead air, answered or not.
+    """
+    response = VoiceResponse()
+    say(response, greeting)
+    response.dial(
+        number,
+        action=action,
+        method="POST",
+        time_limit=time_limit,
+        # Ringing for 20 s, then DialCallStatus=no-answer: a caller on hold is not left wondering.
+        timeout=20,
+        **({"caller_id": caller_id} if caller_id else {}),
+    )
+    return response
+
+
 def unavailable() -> VoiceResponse:
     """The calm answer to anything that fails inside: never an HTTP error, never dead air.
 

@@ -57,20 +57,36 @@ def step(request: HttpRequest, step_name: str) -> HttpResponse:
     """The caller's keys for a prompt, or the <Redirect> that follows it when nothing came."""
     if refusal := _refusal(request):
         return refusal
-    try:
-        prompt_number = int(request.GET.get("n", ""))
-    except ValueError:
-        prompt_number = None
+    # Nothing here reads FinishedOnKey: Twilio's docs leave open whether it comes (ivr/machine.py).
     keys = None if request.GET.get("no_input") else request.POST.get("Digits")
     reply = machine.answer_prompt(
         call_sid=request.POST["CallSid"],
         step_name=step_name,
-        prompt_number=prompt_number,
+        prompt_number=_prompt_number(request),
         keys=keys,
-        finished_on_key=request.POST.get("FinishedOnKey", ""),
+        called=caller_id.caller_number(request.POST.get("To")),
         **_caller(request),
     )
     return _answer(reply.twiml, step_name, reply.outcome)
+
+
+@twilio_webhook
+def staff_call(request: HttpRequest) -> HttpResponse:
+    """The <Dial> to staff ended (DialCallStatus): back to the prompt the caller was at."""
+    if refusal := _refusal(request):
+        return refusal
+    status = request.POST.get("DialCallStatus", "")
+    reply = machine.staff_call_ended(
+        call_sid=request.POST["CallSid"], prompt_number=_prompt_number(request), status=status, **_caller(request)
+    )
+    return _answer(reply.twiml, "staff call", reply.outcome)
+
+
+def _prompt_number(request: HttpRequest) -> int | None:
+    try:
+        return int(request.GET.get("n", ""))
+    except ValueError:
+        return None
 
 
 def _same_caller(stored_caller: str, from_: str | None) -> bool:

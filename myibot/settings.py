@@ -297,15 +297,30 @@ for _code, (_voice, _locale) in IVR_VOICES.items():
     if _problem := voice_problem(_voice, _locale):
         raise ImproperlyConfigured(f"IVR_VOICE_{_code.upper()}: {_problem}")
 IVR_GATHER_TIMEOUT = envint("IVR_GATHER_TIMEOUT", 8, minimum=6)
-# Version 1's entry prompts: "#" as a key, reaching us only when the timeout
-# ends. Only for a number on which Twilio turns out not to send FinishedOnKey.
-IVR_POUND_AS_KEY = envbool("IVR_POUND_AS_KEY", False)
 
 # Identity. Numbers operators type without a country code ("202-623-0001")
 # are read as numbers of this region (an ISO 3166 code, as phonenumbers takes it).
 PHONE_REGION = os.environ.get("PHONE_REGION", "US").strip().upper()
 if PHONE_REGION not in phonenumbers.SUPPORTED_REGIONS:
     raise ImproperlyConfigured(f"PHONE_REGION must be a region code such as US or MX, not {PHONE_REGION!r}")
+# Which caller IDs open PIN-only sign-in and become home numbers (ivr/caller_id.py):
+# "attested", only those the carrier vouches for (StirVerstat=TN-Validation-Passed-A);
+# "unless-failed", any valid number whose STIR/SHAKEN validation did not fail (version 2).
+CALLER_ID_TRUST = os.environ.get("CALLER_ID_TRUST", "attested").strip().lower()
+if CALLER_ID_TRUST not in ("attested", "unless-failed"):
+    raise ImproperlyConfigured(f"CALLER_ID_TRUST must be attested or unless-failed, not {CALLER_ID_TRUST!r}")
+# The service's own staff line: when set, 0 (help) at any prompt offers to
+# connect to it ("To talk to staff, press 0 again"), for at most STAFF_CALL_MINUTES.
+STAFF_PHONE_NUMBER = ""
+if _staff := os.environ.get("STAFF_PHONE_NUMBER", "").strip():
+    try:
+        _staff_number = phonenumbers.parse(_staff, PHONE_REGION)
+    except phonenumbers.NumberParseException:
+        _staff_number = None
+    if _staff_number is None or not phonenumbers.is_possible_number(_staff_number):
+        raise ImproperlyConfigured(f"STAFF_PHONE_NUMBER must be a phone number such as +12025550100, not {_staff!r}")
+    STAFF_PHONE_NUMBER = phonenumbers.format_number(_staff_number, phonenumbers.PhoneNumberFormat.E164)
+STAFF_CALL_MINUTES = envint("STAFF_CALL_MINUTES", 10, minimum=1)
 # A registration nobody verified is released after this many days, freeing its member ID.
 REGISTRATION_VERIFY_DAYS = envint("REGISTRATION_VERIFY_DAYS", 14, minimum=1)
 # Failed sign-ins across the whole service in one minute above which PIN-only

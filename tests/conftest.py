@@ -118,6 +118,12 @@ class Phone:
     client: Client
     caller: str = "+12026230001"
     call_sid: str = field(default_factory=lambda: f"CA{next(_call_numbers):032d}")
+    # How Twilio treats a lone finishOnKey (its docs disagree, SPEC section 5): (a) posts Digits=""
+    # with FinishedOnKey="#", (b) posts Digits="" alone, (c) ignores it until the timeout, (d) posts
+    # nothing and runs the next verb. Only (a) ever sends FinishedOnKey.
+    pound: str = "b"
+    # SHAKEN/STIR as a mobile call carries it: the carrier vouches for the number. None sends none.
+    stir: str | None = "TN-Validation-Passed-A"
     last: Twiml | None = None
     responses: list = field(default_factory=list)
 
@@ -126,7 +132,7 @@ class Phone:
         if url.startswith("/"):
             url = settings.BASE_URL + url
         body = {"CallSid": self.call_sid, "From": self.caller, "To": "+12025000000", "AccountSid": "AC" + "0" * 32,
-                "CallStatus": "in-progress", "Direction": "inbound", "ApiVersion": "2010-04-01"}
+                "CallStatus": "in-progress", "Direction": "inbound", "ApiVersion": "2010-04-01", "StirVerstat": self.stir}
         body.update(params or {})
         body = {k: v for k, v in body.items() if v is not None}
         headers = dict(extra or {})
@@ -161,8 +167,8 @@ class Phone:
     def press(self, keys: str) -> Twiml:
         """Answer the last <Gather> with keys, as Twilio posts them to its action.
 
-        As Twilio does: a finishOnKey ends the entry and is left out of Digits
-        (FinishedOnKey names it); pressed alone it posts Digits="" at once.
+        As Twilio does: a finishOnKey ends the entry and is left out of Digits;
+        pressed alone it is delivered as self.pound says.
         """
         gather = self.last.gather
         assert gather is not None, f"no prompt to answer in {self.last.raw}"
@@ -172,13 +178,29 @@ class Phone:
             keys, finished = keys[: keys.index(finish)], finish
         if not keys and not finished:
             return self.silence()
-        return self.twiml(self.post(gather.get("action"), {"Digits": keys, "FinishedOnKey": finished}))
+        if not keys:
+            if self.pound == "c":
+                return self.silence()
+            if self.pound == "d":
+                return self.redirect()
+        return self.twiml(self.post(gather.get("action"), {"Digits": keys, **self._finished_on_key(finished)}))
+
+    def to_registration(self) -> Twiml:
+        """From an entry prompt: "#" alone, then the choice's "create a new account"."""
+        choice = self.press("#")
+        key = "3" if "To create a new account, press 3" in choice.text else "1"
+        answer = self.press(key)
+        assert "To create an account, enter your 6-digit member ID" in answer.text, answer.text
+        return answer
 
     def silence(self) -> Twiml:
-        """Say nothing: with actionOnEmptyResult, Twilio posts an empty entry to the action at once."""
+        """Say nothing: with actionOnEmptyResult, Twilio posts an empty entry to the action at the timeout."""
         gather = self.last.gather
         assert gather is not None and gather.get("actionOnEmptyResult") == "true", self.last.raw
-        return self.twiml(self.post(gather.get("action"), {"Digits": "", "FinishedOnKey": ""}))
+        return self.twiml(self.post(gather.get("action"), {"Digits": "", **self._finished_on_key("")}))
+
+    def _finished_on_key(self, key: str) -> dict[str, str]:
+        return {"FinishedOnKey": key} if self.pound == "a" else {}
 
     def redirect(self) -> Twiml:
         """Follow the <Redirect> after the <Gather>, as a client without actionOnEmptyResult would."""
@@ -194,6 +216,10 @@ def _assert_no_dead_air(parsed: Twiml) -> None:
     verbs = parsed.verbs
     assert verbs, "empty TwiML is dead air"
     for index, verb in enumerate(verbs):
+        if verb == "Dial":
+            # Twilio goes on with what the <Dial>'s action answers: nothing after it runs.
+            assert parsed.root[index].get("action") and index == len(verbs) - 1, verbs
+            return
         if verb == "Gather":
             assert index + 1 < len(verbs), "a <Gather> must be followed by another verb"
             gather = parsed.root[index]

@@ -63,3 +63,15 @@ def test_no_compiled_catalogue_is_tracked_by_git():
     tracked = subprocess.run(["git", "ls-files", "*.mo", "db.sqlite3*"], capture_output=True, text=True,
                              cwd=catalogue.po_path("es").parents[3]).stdout
     assert tracked == ""
+
+
+def test_a_plural_form_for_one_may_say_the_number_in_words_but_the_general_form_keeps_it(tmp_path, monkeypatch):
+    po = polib.pofile(str(catalogue.po_path("es")))
+    dollar = next(entry for entry in po if entry.msgid == "%(count)d dollar")
+    assert dollar.msgstr_plural[0] == "un dólar", "voices read '1 dólar' as 'uno dólar'"
+    dollar.msgstr_plural[1] = "dólares"
+    target = tmp_path / "es" / "LC_MESSAGES" / "django.po"
+    target.parent.mkdir(parents=True)
+    po.save(str(target))
+    monkeypatch.setattr(catalogue, "po_path", lambda language: tmp_path / language / "LC_MESSAGES" / "django.po")
+    assert catalogue.problems("es") == ["placeholders differ: '%(count)d dollar'"]

@@ -16,12 +16,13 @@ FOUR_DIGITS = re.compile(r"[0-9]{4}", re.ASCII)
 SIX_DIGITS = re.compile(r"[0-9]{6}", re.ASCII)
 PRESS_1_OR_2 = gettext_lazy("Please press 1 or 2.")
 A_PIN_HAS_4_DIGITS = gettext_lazy("A PIN has 4 digits.")
-# Each language offered in its own words and voice, with its key: its place
-# in IVR_LANGUAGES at the language prompt, 9 at the main menu.
-LANGUAGE_OPTIONS = {
-    "en": gettext_lazy("For English, press %(key)s."),
-    "es": gettext_lazy("Para español, oprima %(key)s."),
-}
+NOT_VERIFIED = gettext_lazy("Your account is not verified yet. Please give your registration code to staff.")
+# Said when a signed-in caller leaves a flow for the main menu before it finished.
+NOTHING_SENT = gettext_lazy("No money was sent.")
+PIN_NOT_CHANGED = gettext_lazy("Your PIN was not changed.")
+# Help at the prompts that choose a PIN or confirm it, at registration and at "change PIN".
+CHOOSE_PIN_HELP = gettext_lazy("Choose 4 digits that only you know. Do not use a year, or digits in a row.")
+CONFIRM_PIN_HELP = gettext_lazy("Enter the same 4 digits again, to be sure they are right.")
 
 
 def code_lines(call: CallSession, heading: Words) -> list[Line]:
@@ -31,7 +32,7 @@ def code_lines(call: CallSession, heading: Words) -> list[Line]:
     """
     code = codes.unseal_code(call.scratch.get("code", ""), context=call.call_sid) or ""
     return [
-        Code(heading, code, uninterrupted=True),
+        Code(f"{_('Have something to write with.')} {heading}", code, uninterrupted=True),
         PAUSE,
         Code(_("Again:"), code),
         PAUSE,

@@ -1,21 +1,32 @@
-"""How a call starts: the language, then the PIN alone from a trusted home number, or the member ID and PIN."""
+"""How a call starts: the language, then the PIN alone from a trusted home number, or the member ID and PIN.
+
+A lone "#" and silence are one thing here (ivr/machine.py): at the two entry
+prompts either leads at once to a one-key choice that offers what "#" offered,
+so a new caller reaches registration however Twilio delivers the "#".
+"""
 
 from __future__ import annotations
 
 import re
+from datetime import datetime
 
 from django.conf import settings
+from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
 from accounts import activity, identity
-from ivr.machine import Again, Goodbye, Goto, InLanguage, Line, Outcome, Step, first_step, step
+from ivr.languages import LANGUAGE_OPTIONS
+from ivr.machine import (
+    LANGUAGE_MENU, MAIN_MENU, Again, Goodbye, Goto, InLanguage, Line, Outcome, Step, first_step, step,
+)
 from ivr.models import CallSession
-from ivr.steps.common import A_PIN_HAS_4_DIGITS, FOUR_DIGITS, LANGUAGE_OPTIONS
+from ivr.steps.common import A_PIN_HAS_4_DIGITS, FOUR_DIGITS, ONE_KEY_1_2, PRESS_1_OR_2, SIX_DIGITS
+from ivr.steps.registration import RegisterMemberId
 
 # An unknown member ID and a wrong PIN hear the same words: nothing tells a
 # caller which member IDs exist.
-NOT_RIGHT = gettext_lazy("That member ID or PIN is not correct.")
+NOT_RIGHT = gettext_lazy("That member ID or PIN is not correct. Let's start again with your member ID.")
 THIRD_WRONG_PIN = gettext_lazy("That PIN is not correct. For your security, this call will now end. Goodbye.")
 PINS_PER_CALL = 3
 
@@ -34,17 +45,17 @@ def choose_first_step(call: CallSession) -> str:
     return PinOnly.name if home is not None and home.pin_only and call.caller_trusted else MemberId.name
 
 
-def _pound_as_key() -> bool:
-    return settings.IVR_POUND_AS_KEY
-
-
 @step
 class Language(Step):
-    """ "For English, press 1. Para español, oprima 2.", each in its own voice. Silence: the first language."""
+    """ "For English, press 1. Para español, oprima 2.", each in its own voice.
 
-    name = "language"
+    Silence offers the choice once more, then goes on in the first language.
+    """
+
+    name = LANGUAGE_MENU
     keys = re.compile(r"[1-9]", re.ASCII)
     wrong_keys = ""  # the prompt itself, in every language, says what to press
+    help = ""
     num_digits = 1
     signed_in_only = False
 
@@ -59,26 +70,55 @@ class Language(Step):
             return Again("")
         return self._chosen(call, settings.IVR_LANGUAGES[int(keys) - 1])
 
-    def silence(self, call: CallSession) -> Outcome:
-        return self._chosen(call, settings.IVR_LANGUAGES[0])
+    def silence(self, call: CallSession) -> Outcome | None:
+        if call.timeouts < 2:
+            return None  # once more: a caller who missed it may not follow English
+        # The first language; not a silence at the next prompt, where the caller did nothing wrong yet.
+        return self._chosen(call, call.language or settings.IVR_LANGUAGES[0], counts_silence=False)
 
-    def _chosen(self, call: CallSession, language: str) -> Outcome:
+    def _chosen(self, call: CallSession, language: str, *, counts_silence: bool = True) -> Goto:
         call.language = language
         # A caller we do not know by number has no home number to sign in from.
-        return Goto(MemberId.name)
+        return Goto(MemberId, counts_silence=counts_silence)
 
 
-def locked_goodbye(refusal: identity.AccountLocked) -> Goodbye:
-    minutes = refusal.minutes_left()
-    if minutes <= 60:
-        how_long = ngettext("%(count)d minute", "%(count)d minutes", minutes) % {"count": minutes}
-    else:
-        hours = -(-minutes // 60)
-        how_long = ngettext("%(count)d hour", "%(count)d hours", hours) % {"count": hours}
-    return Goodbye(
-        _("This account is locked for %(how_long)s. Please call again later. Staff can help if you need it. Goodbye.")
-        % {"how_long": how_long}
-    )
+def locked(call: CallSession, refusal: identity.AccountLocked) -> Goto:
+    """The account is locked: a prompt that says for how long, where 0 reaches help or staff."""
+    call.account = None
+    call.scratch = {"locked_until": refusal.until.isoformat()}
+    return Goto(Locked)
+
+
+@step
+class Locked(Step):
+    """ "This account is locked for 15 minutes." Any key but 0, or silence: goodbye."""
+
+    name = "locked"
+    keys = re.compile(r"[0-9*#]", re.ASCII)
+    wrong_keys = ""
+    help = gettext_lazy("The account was locked because of wrong PINs. It opens again by itself, or staff can open it.")
+    num_digits = 1
+    finish_on_key = ""
+    signed_in_only = False
+
+    def prompt(self, call: CallSession) -> list[Line]:
+        until = datetime.fromisoformat(call.scratch.get("locked_until", timezone.now().isoformat()))
+        minutes = identity.AccountLocked(until=until).minutes_left()
+        if minutes <= 60:
+            how_long = ngettext("%(count)d minute", "%(count)d minutes", minutes) % {"count": minutes}
+        else:
+            hours = -(-minutes // 60)
+            how_long = ngettext("%(count)d hour", "%(count)d hours", hours) % {"count": hours}
+        return [
+            _("This account is locked for %(how_long)s. Please call again later.") % {"how_long": how_long},
+            _("Staff can help. For help, press 0."),
+        ]
+
+    def answer(self, call: CallSession, keys: str) -> Outcome:
+        return Goodbye(_("Goodbye."))
+
+    def silence(self, call: CallSession) -> Outcome:
+        return Goodbye(_("Goodbye."))
 
 
 def _signed_in(call: CallSession, account) -> Goto:
@@ -87,7 +127,7 @@ def _signed_in(call: CallSession, account) -> Goto:
     activity.signed_in()
     if call.language:
         identity.account_remember_language(account=account, language=call.language)
-    return Goto("menu", _("You are signed in."))
+    return Goto(MAIN_MENU, _("You are signed in."))
 
 
 def count_wrong_pin(call: CallSession, again: Outcome) -> Outcome:
@@ -98,68 +138,107 @@ def count_wrong_pin(call: CallSession, again: Outcome) -> Outcome:
 
 
 @step
-class PinOnly(Step):
-    """A trusted call from an account's home number: the PIN alone signs in."""
-
-    name = "entry"
-    locks_call = True
-    # "#" alone must reach us at once: with finishOnKey "#" and
-    # actionOnEmptyResult, Twilio posts Digits="" FinishedOnKey="#" the moment
-    # it is pressed. IVR_POUND_AS_KEY turns back to version 1's way ("#" as a
-    # digit, posted when the timeout ends) should a real number not send FinishedOnKey.
-    keys = re.compile(r"[0-9]{4}|#", re.ASCII)
-    wrong_keys = gettext_lazy("Your PIN has 4 digits.")
-    num_digits = 4
-    signed_in_only = False
-
-    @property
-    def finish_on_key(self) -> str:
-        return "" if _pound_as_key() else "#"
-
-    def prompt(self, call: CallSession) -> list[Line]:
-        return [_("Please enter your 4-digit PIN."), _("For other options, press pound.")]
-
-    def answer(self, call: CallSession, keys: str) -> Outcome:
-        if keys == "#":
-            return Goto(MemberId.name)
-        # Asked again: a spray may have begun, or an operator made this a shared line.
-        home = identity.caller_home(phone_number=call.caller)
-        if home is None or not home.pin_only:
-            return Goto(MemberId.name)
-        try:
-            account = identity.account_sign_in(account_id=home.account_id, pin=keys)
-        except identity.AccountLocked as refusal:
-            return locked_goodbye(refusal)
-        except identity.WrongPin:
-            return count_wrong_pin(call, Again(_("That PIN is not correct."), strike=False))
-        return _signed_in(call, account)
-
-
-@step
 class MemberId(Step):
     """Anyone else (an unknown, shared, withheld or doubtful number): who are you?"""
 
     name = "member_id"
-    keys = re.compile(r"[0-9]{6}|#", re.ASCII)
+    keys = SIX_DIGITS
     wrong_keys = gettext_lazy("Your member ID has 6 digits.")
+    help = gettext_lazy("Enter the 6 digits of your member ID. If you do not have an account yet, press pound.")
     num_digits = 6
     signed_in_only = False
-
-    @property
-    def finish_on_key(self) -> str:
-        return "" if _pound_as_key() else "#"
+    takes_language_key = True
 
     def prompt(self, call: CallSession) -> list[Line]:
         return [_("Please enter your 6-digit member ID."), _("To create a new account, press pound.")]
 
     def answer(self, call: CallSession, keys: str) -> Outcome:
-        if keys == "#":
-            call.scratch = {}
-            return Goto("register_member_id")
         # Whether the member ID exists is not said, nor looked up: the PIN
         # prompt comes either way, and the sign-in treats both alike.
         call.scratch = {"member_id": keys}
-        return Goto(Pin.name)
+        return Goto(Pin)
+
+    def silence(self, call: CallSession) -> Outcome:
+        # "#" alone, or nothing: the same helpful choice, at once.
+        call.scratch = {}
+        return Goto(NewOrMemberId)
+
+
+@step
+class NewOrMemberId(Step):
+    """After an empty entry at the member-ID prompt: a new account, or the member ID after all."""
+
+    name = "new_or_member_id"
+    keys = ONE_KEY_1_2
+    wrong_keys = PRESS_1_OR_2
+    help = gettext_lazy("If you are new here, press 1. If you already have a member ID, press 2.")
+    num_digits = 1
+    signed_in_only = False
+    takes_language_key = True
+
+    def prompt(self, call: CallSession) -> list[Line]:
+        return [_("To create a new account, press 1."), _("To enter your member ID, press 2.")]
+
+    def answer(self, call: CallSession, keys: str) -> Outcome:
+        return Goto(RegisterMemberId if keys == "1" else MemberId)
+
+
+@step
+class PinOnly(Step):
+    """A trusted call from an account's home number: the PIN alone signs in."""
+
+    name = "entry"
+    locks_call = True
+    keys = FOUR_DIGITS
+    wrong_keys = gettext_lazy("Your PIN has 4 digits.")
+    help = gettext_lazy("Enter the 4-digit PIN of the account for this phone. For other options, press pound.")
+    num_digits = 4
+    signed_in_only = False
+    takes_language_key = True
+
+    def prompt(self, call: CallSession) -> list[Line]:
+        return [_("Please enter your 4-digit PIN."), _("For other options, press pound.")]
+
+    def answer(self, call: CallSession, keys: str) -> Outcome:
+        # Asked again: a spray may have begun, or an operator made this a shared line.
+        home = identity.caller_home(phone_number=call.caller)
+        if home is None or not home.pin_only:
+            return Goto(MemberId)
+        try:
+            account = identity.account_sign_in(account_id=home.account_id, pin=keys)
+        except identity.AccountLocked as refusal:
+            return locked(call, refusal)
+        except identity.WrongPin:
+            return count_wrong_pin(call, Again(_("That PIN is not correct."), strike=False))
+        return _signed_in(call, account)
+
+    def silence(self, call: CallSession) -> Outcome:
+        return Goto(HomeOptions)
+
+
+@step
+class HomeOptions(Step):
+    """After an empty entry at the home number's PIN prompt: the other ways in."""
+
+    name = "home_options"
+    keys = re.compile(r"[123]", re.ASCII)
+    wrong_keys = gettext_lazy("Please press 1, 2 or 3.")
+    help = gettext_lazy("Someone else can use this phone too: press 2 to sign in with a member ID.")
+    num_digits = 1
+    signed_in_only = False
+    takes_language_key = True
+
+    def prompt(self, call: CallSession) -> list[Line]:
+        return [
+            _("To enter your PIN, press 1."),
+            _("To enter a member ID, press 2."),
+            _("To create a new account, press 3."),
+        ]
+
+    def answer(self, call: CallSession, keys: str) -> Outcome:
+        if keys == "1":
+            return Goto(choose_first_step(call))  # the PIN prompt, unless PIN-only entry closed meanwhile
+        return Goto(MemberId if keys == "2" else RegisterMemberId)
 
 
 @step
@@ -168,8 +247,10 @@ class Pin(Step):
     locks_call = True
     keys = FOUR_DIGITS
     wrong_keys = A_PIN_HAS_4_DIGITS
+    help = gettext_lazy("Enter the 4-digit PIN you chose for this member ID.")
     num_digits = 4
     signed_in_only = False
+    takes_language_key = True
     # Three wrong entries: perhaps the member ID was wrong; ask it again.
     after_three_wrong = MemberId.name
 
@@ -179,12 +260,12 @@ class Pin(Step):
     def answer(self, call: CallSession, keys: str) -> Outcome:
         member_id = call.scratch.get("member_id")
         if member_id is None:
-            return Goto(MemberId.name)
+            return Goto(MemberId)
         try:
             account = identity.account_sign_in(member_id=member_id, pin=keys)
         except identity.AccountLocked as refusal:
-            return locked_goodbye(refusal)
+            return locked(call, refusal)
         except identity.WrongPin:
             call.scratch = {}
-            return count_wrong_pin(call, Goto(MemberId.name, NOT_RIGHT))
+            return count_wrong_pin(call, Goto(MemberId, NOT_RIGHT))
         return _signed_in(call, account)

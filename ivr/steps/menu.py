@@ -1,8 +1,14 @@
-"""Signed in: the main menu, the balance, recent transactions and changing the PIN."""
+"""Signed in: the main menu, the balance, recent transactions and changing the PIN.
+
+The main menu is one table (MAIN_MENU_OPTIONS): each option's key, words and
+step are declared once, and the prompt, the keys it takes and where each
+leads are derived from it.
+"""
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.utils.translation import gettext as _
@@ -11,12 +17,16 @@ from django.utils.translation import gettext_lazy
 from accounts import identity, pins, services
 from accounts.models import LedgerEntry, Transfer
 from accounts.spoken import spoken_amount, spoken_date, spoken_dollars
-from ivr.machine import PAUSE, Again, Goodbye, Goto, InLanguage, Line, Outcome, Step, step
+from ivr.languages import LANGUAGE_OPTIONS
+from ivr.machine import LANGUAGE_KEY, MAIN_MENU, PAUSE, Again, Goto, InLanguage, Line, Outcome, Step, Words, step
 from ivr.models import CallSession
-from ivr.steps.common import A_PIN_HAS_4_DIGITS, FOUR_DIGITS, LANGUAGE_OPTIONS, ONE_KEY_1_2, PRESS_1_OR_2
-from ivr.steps.entry import count_wrong_pin, locked_goodbye
-
-NOT_VERIFIED = gettext_lazy("Your account is not verified yet. Please give your registration code to staff.")
+from ivr.steps.common import (
+    A_PIN_HAS_4_DIGITS, CHOOSE_PIN_HELP, CONFIRM_PIN_HELP, FOUR_DIGITS, NOT_VERIFIED, ONE_KEY_1_2, PIN_NOT_CHANGED,
+    PRESS_1_OR_2,
+)
+from ivr.steps.entry import count_wrong_pin, locked
+from ivr.steps.registration import TOO_EASY
+from ivr.steps.send_money import SendAmount
 
 
 def other_language(call: CallSession) -> str | None:
@@ -28,46 +38,11 @@ def other_language(call: CallSession) -> str | None:
 
 
 @step
-class Menu(Step):
-    name = "menu"
-    keys = re.compile(r"[123459]", re.ASCII)
-    wrong_keys = gettext_lazy("Please press 1, 2, 3, 4 or 5.")
-    num_digits = 1
-
-    def prompt(self, call: CallSession) -> list[Line]:
-        # The most used first, one short sentence an option, "hear again" last.
-        lines: list[Line] = [
-            _("Main menu."),
-            _("For your balance, press 1."),
-            _("To send money, press 2."),
-            _("For your recent transactions, press 4."),
-            _("To change your PIN, press 5."),
-            _("To hear these options again, press 3."),
-        ]
-        if other := other_language(call):
-            # Said in the other language and its voice, for the caller who needs it.
-            lines.append(InLanguage(other, LANGUAGE_OPTIONS[other], (("key", 9),)))
-        return lines
-
-    def answer(self, call: CallSession, keys: str) -> Outcome:
-        if keys == "9":
-            other = other_language(call)
-            if other is None:
-                return Again(self.wrong_keys)
-            call.language = other
-            identity.account_remember_language(account=call.account, language=other)
-            return Goto(self.name)
-        if keys == "2" and not call.account.is_verified:
-            # A pending account: no money moves until staff verify it.
-            return Again(NOT_VERIFIED, strike=False)
-        return Goto({"1": "balance", "2": "send_amount", "3": "menu", "4": "history", "5": "change_pin"}[keys])
-
-
-@step
 class Balance(Step):
     name = "balance"
     keys = ONE_KEY_1_2
     wrong_keys = PRESS_1_OR_2
+    help = gettext_lazy("Press 1 to hear your balance again, or 2 for the main menu.")
     num_digits = 1
 
     def prompt(self, call: CallSession) -> list[Line]:
@@ -78,7 +53,7 @@ class Balance(Step):
         ]
 
     def answer(self, call: CallSession, keys: str) -> Outcome:
-        return Goto("balance" if keys == "1" else "menu")
+        return Goto(self.name if keys == "1" else MAIN_MENU)
 
 
 @step
@@ -88,6 +63,7 @@ class History(Step):
     name = "history"
     keys = ONE_KEY_1_2
     wrong_keys = PRESS_1_OR_2
+    help = gettext_lazy("Press 1 to hear your recent transactions again, or 2 for the main menu.")
     num_digits = 1
     COUNT = 5
 
@@ -97,7 +73,7 @@ class History(Step):
         return [*lines, PAUSE, _("To hear them again, press 1. For the main menu, press 2.")]
 
     def answer(self, call: CallSession, keys: str) -> Outcome:
-        return Goto(self.name if keys == "1" else "menu")
+        return Goto(self.name if keys == "1" else MAIN_MENU)
 
 
 TRANSFER_STATUS = {
@@ -137,6 +113,8 @@ class ChangePin(Step):
     locks_call = True
     keys = FOUR_DIGITS
     wrong_keys = A_PIN_HAS_4_DIGITS
+    help = gettext_lazy("To change your PIN, first enter the PIN you use now.")
+    abandoned = PIN_NOT_CHANGED
     num_digits = 4
 
     def prompt(self, call: CallSession) -> list[Line]:
@@ -146,11 +124,11 @@ class ChangePin(Step):
         try:
             identity.account_check_pin(account=call.account, pin=keys)
         except identity.AccountLocked as refusal:
-            return locked_goodbye(refusal)
+            return locked(call, refusal)
         except identity.WrongPin:
             return count_wrong_pin(call, Again(_("That PIN is not correct."), strike=False))
         call.scratch = {"mismatches": 0}
-        return Goto("change_pin_new")
+        return Goto(ChangePinNew)
 
 
 @step
@@ -158,20 +136,21 @@ class ChangePinNew(Step):
     name = "change_pin_new"
     keys = FOUR_DIGITS
     wrong_keys = A_PIN_HAS_4_DIGITS
+    help = CHOOSE_PIN_HELP
+    abandoned = PIN_NOT_CHANGED
     num_digits = 4
 
     def prompt(self, call: CallSession) -> list[Line]:
         return [_("Now enter your new 4-digit PIN. Choose one that is hard to guess.")]
 
     def answer(self, call: CallSession, keys: str) -> Outcome:
-        weakness = pins.pin_weakness(keys)
-        if weakness:
-            return Again(_("That PIN is too easy to guess. %(reason)s Please choose another PIN.") % {"reason": weakness})
+        if weakness := pins.pin_weakness(keys):
+            return Again(TOO_EASY % {"reason": weakness}, strike=False)
         if pins.pin_matches(keys, call.account.pin_hash):
-            return Again(_("That is your current PIN. Please choose a different one."))
+            return Again(_("That is your current PIN. Please choose a different one."), strike=False)
         # Only the hash crosses to the next request, as at registration.
         call.scratch["pin_hash"] = pins.hash_pin(keys)
-        return Goto("change_pin_confirm")
+        return Goto(ChangePinConfirm)
 
 
 @step
@@ -180,6 +159,8 @@ class ChangePinConfirm(Step):
     locks_call = True
     keys = FOUR_DIGITS
     wrong_keys = A_PIN_HAS_4_DIGITS
+    help = CONFIRM_PIN_HELP
+    abandoned = PIN_NOT_CHANGED
     num_digits = 4
 
     def prompt(self, call: CallSession) -> list[Line]:
@@ -190,8 +171,64 @@ class ChangePinConfirm(Step):
         if pin_hash is None or not pins.pin_matches(keys, pin_hash):
             call.scratch["mismatches"] = call.scratch.get("mismatches", 0) + 1
             if call.scratch["mismatches"] >= 3:
-                return Goodbye(_("The PINs did not match. Your PIN is not changed. Please call again when you are ready. Goodbye."))
-            return Goto("change_pin_new", _("The two PINs did not match. Let's try the new PIN again."))
+                # Signed in: never hung up on; back to the main menu, told what did not happen.
+                call.scratch = {}
+                return Goto(MAIN_MENU, f"{_('The PINs did not match.')} {PIN_NOT_CHANGED}")
+            return Goto(ChangePinNew, _("The two PINs did not match. Let's try the new PIN again."))
         identity.account_change_pin(account=call.account, pin_hash=pin_hash)
         call.scratch = {}
-        return Goto("menu", _("Your PIN is changed."))
+        return Goto(MAIN_MENU, _("Your PIN is changed."))
+
+
+# The main menu ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Option:
+    """One main-menu option: its key, what the caller hears, and the step it leads to (None: this menu again)."""
+
+    key: str
+    words: Words
+    step: type[Step] | None
+    verified_only: bool = False  # refused for a pending account: no money moves until staff verify it
+
+
+# In the order they are said: the most used first, "hear again" last.
+MAIN_MENU_OPTIONS = (
+    Option("1", gettext_lazy("For your balance, press 1."), Balance),
+    Option("2", gettext_lazy("To send money, press 2."), SendAmount, verified_only=True),
+    Option("4", gettext_lazy("For your recent transactions, press 4."), History),
+    Option("5", gettext_lazy("To change your PIN, press 5."), ChangePin),
+    Option("3", gettext_lazy("To hear these options again, press 3."), None),
+)
+_OPTIONS_BY_KEY = {option.key: option for option in MAIN_MENU_OPTIONS}
+
+
+@step
+class Menu(Step):
+    name = MAIN_MENU
+    # The options' keys, and 9 for the other language (refused when there is none).
+    keys = re.compile(f"[{''.join(sorted(_OPTIONS_BY_KEY))}{LANGUAGE_KEY}]", re.ASCII)
+    wrong_keys = gettext_lazy("That key is not an option.")
+    help = gettext_lazy("Press the key for what you want to do. To hear the options again, press 3.")
+    num_digits = 1
+
+    def prompt(self, call: CallSession) -> list[Line]:
+        lines: list[Line] = [_("Main menu."), *(option.words for option in MAIN_MENU_OPTIONS)]
+        if other := other_language(call):
+            # Said in the other language and its voice, for the caller who needs it.
+            lines.append(InLanguage(other, LANGUAGE_OPTIONS[other], (("key", LANGUAGE_KEY),)))
+        return lines
+
+    def answer(self, call: CallSession, keys: str) -> Outcome:
+        if keys == LANGUAGE_KEY:
+            other = other_language(call)
+            if other is None:
+                return Again(self.wrong_keys)
+            call.language = other
+            identity.account_remember_language(account=call.account, language=other)
+            return Goto(self.name)
+        option = _OPTIONS_BY_KEY[keys]
+        if option.verified_only and not call.account.is_verified:
+            return Again(NOT_VERIFIED, strike=False)
+        return Goto(option.step or self.name)

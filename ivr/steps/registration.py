@@ -11,11 +11,15 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from accounts import identity, pins
-from ivr.machine import Again, Goodbye, Goto, Outcome, Line, Step, step
+from ivr.machine import MAIN_MENU, Again, Goodbye, Goto, Line, Outcome, Step, step
 from ivr.models import CallSession
-from ivr.steps.common import A_PIN_HAS_4_DIGITS, FOUR_DIGITS, ONE_KEY_1_2, PRESS_1_OR_2, SIX_DIGITS, code_lines, keep_code
+from ivr.steps.common import (
+    A_PIN_HAS_4_DIGITS, CHOOSE_PIN_HELP, CONFIRM_PIN_HELP, FOUR_DIGITS, ONE_KEY_1_2, PRESS_1_OR_2, SIX_DIGITS, code_lines,
+    keep_code,
+)
 
 MEMBER_ID_TAKEN = gettext_lazy("That member ID already has an account. Staff can help.")
+TOO_EASY = gettext_lazy("That PIN is too easy to guess. %(reason)s Please choose another PIN.")
 MISMATCHES_PER_CALL = 3
 
 
@@ -24,6 +28,7 @@ class RegisterMemberId(Step):
     name = "register_member_id"
     keys = SIX_DIGITS
     wrong_keys = gettext_lazy("A member ID has 6 digits.")
+    help = gettext_lazy("Enter the 6 digits of your member ID: it will be the number of your new account.")
     num_digits = 6
     signed_in_only = False
 
@@ -32,9 +37,9 @@ class RegisterMemberId(Step):
 
     def answer(self, call: CallSession, keys: str) -> Outcome:
         if identity.member_id_is_taken(keys):
-            return Again(MEMBER_ID_TAKEN)
+            return Again(MEMBER_ID_TAKEN, strike=False)
         call.scratch = {"member_id": keys, "mismatches": call.scratch.get("mismatches", 0)}
-        return Goto("register_create_pin")
+        return Goto(RegisterCreatePin)
 
 
 @step
@@ -42,6 +47,7 @@ class RegisterCreatePin(Step):
     name = "register_create_pin"
     keys = FOUR_DIGITS
     wrong_keys = A_PIN_HAS_4_DIGITS
+    help = CHOOSE_PIN_HELP
     num_digits = 4
     signed_in_only = False
 
@@ -49,13 +55,12 @@ class RegisterCreatePin(Step):
         return [_("Now create a 4-digit PIN that is hard to guess.")]
 
     def answer(self, call: CallSession, keys: str) -> Outcome:
-        weakness = pins.pin_weakness(keys)
-        if weakness:
-            return Again(_("That PIN is too easy to guess. %(reason)s Please choose another PIN.") % {"reason": weakness})
+        if weakness := pins.pin_weakness(keys):
+            return Again(TOO_EASY % {"reason": weakness}, strike=False)
         # Only the hash crosses to the next request; at "confirm" the same hash
         # becomes the account's, so the PIN is hashed once.
         call.scratch["pin_hash"] = pins.hash_pin(keys)
-        return Goto("register_confirm_pin")
+        return Goto(RegisterConfirmPin)
 
 
 @step
@@ -64,6 +69,7 @@ class RegisterConfirmPin(Step):
     locks_call = True
     keys = FOUR_DIGITS
     wrong_keys = A_PIN_HAS_4_DIGITS
+    help = CONFIRM_PIN_HELP
     num_digits = 4
     signed_in_only = False
 
@@ -76,7 +82,7 @@ class RegisterConfirmPin(Step):
             call.scratch["mismatches"] = call.scratch.get("mismatches", 0) + 1
             if call.scratch["mismatches"] >= MISMATCHES_PER_CALL:
                 return Goodbye(_("The PINs did not match. Please call again when you are ready. Goodbye."))
-            return Goto("register_create_pin", _("The two PINs did not match. Let's create your PIN again."))
+            return Goto(RegisterCreatePin, _("The two PINs did not match. Let's create your PIN again."))
         try:
             account, code = identity.account_register(
                 member_id=call.scratch["member_id"],
@@ -87,10 +93,10 @@ class RegisterConfirmPin(Step):
             )
         except identity.MemberIdTaken:
             call.scratch = {}
-            return Goto("register_member_id", MEMBER_ID_TAKEN)
+            return Goto(RegisterMemberId, MEMBER_ID_TAKEN)
         call.account = account
         keep_code(call, code)
-        return Goto("registration_code", _("Your account is created."))
+        return Goto(RegistrationCode, _("Your account is created."))
 
 
 @step
@@ -98,6 +104,7 @@ class RegistrationCode(Step):
     name = "registration_code"
     keys = ONE_KEY_1_2
     wrong_keys = PRESS_1_OR_2
+    help = gettext_lazy("Staff need this code to verify your account. Press 1 to hear it again, or 2 for the main menu.")
     num_digits = 1
 
     def prompt(self, call: CallSession) -> list[Line]:
@@ -111,4 +118,4 @@ class RegistrationCode(Step):
         if keys == "1":
             return Goto(self.name)
         call.scratch = {}
-        return Goto("menu")
+        return Goto(MAIN_MENU)

@@ -10,23 +10,23 @@ from django.utils.translation import gettext_lazy
 from accounts import services
 from accounts.models import Recipient
 from accounts.spoken import spoken_amount, spoken_dollars
-from ivr.machine import Again, Goto, Outcome, Line, Step, step
+from ivr.machine import MAIN_MENU, Again, Goto, Line, Outcome, Step, step
 from ivr.models import CallSession
-from ivr.steps.common import ONE_KEY_1_2, PRESS_1_OR_2, SIX_DIGITS, code_lines, keep_code
-from ivr.steps.menu import NOT_VERIFIED
+from ivr.steps.common import NOT_VERIFIED, NOTHING_SENT, ONE_KEY_1_2, PRESS_1_OR_2, SIX_DIGITS, code_lines, keep_code
 from ivr.twiml import spoken_digits
 
-NOTHING_SENT = gettext_lazy("No money was sent.")
+NOT_ENOUGH_MONEY = gettext_lazy("You do not have enough money.")
 
 
 @step
 class SendAmount(Step):
     name = "send_amount"
     keys = re.compile(r"[0-9]{1,4}", re.ASCII)
-    wrong_keys = gettext_lazy("Please enter whole dollars only, up to 4 digits, then press pound.")
+    wrong_keys = gettext_lazy("For example, for 20 dollars, enter 2 and 0, then press pound.")
+    help = gettext_lazy("Enter the amount in whole dollars, then press pound. For example, for 20 dollars, enter 2 and 0, "
+                        "then press pound.")
+    abandoned = NOTHING_SENT
     finish_on_key = "#"
-    # Three refused amounts: back to the menu, not the end of the call.
-    after_three_wrong = "menu"
 
     def prompt(self, call: CallSession) -> list[Line]:
         return [_("How many dollars would you like to send? Enter the amount in whole dollars, then press pound.")]
@@ -36,20 +36,24 @@ class SendAmount(Step):
         try:
             services.transfer_check(account=call.account, amount_cents=amount_cents)
         except services.AccountNotVerified:
-            return Goto("menu", NOT_VERIFIED)
+            return Goto(MAIN_MENU, NOT_VERIFIED)
         except services.InvalidAmount:
-            return Again(_("The amount must be at least 1 dollar."))
+            return Again(_("The amount must be at least 1 dollar."), strike=False)
         except services.TransferLimitExceeded as refusal:
-            return Again(_("The most you can send at one time is %(amount)s.") % {"amount": spoken_dollars(refusal.limit_cents)})
+            return Again(_("The most you can send at one time is %(amount)s.") % {"amount": spoken_dollars(refusal.limit_cents)},
+                         strike=False)
         except services.DailyLimitReached as refusal:
             if not refusal.room_cents:
-                return Goto("menu", _("You have reached today's limit of %(amount)s. You can send money again tomorrow.")
+                return Goto(MAIN_MENU, _("You have reached today's limit of %(amount)s. You can send money again tomorrow.")
                             % {"amount": spoken_dollars(refusal.limit_cents)})
-            return Again(_("The most you can still send today is %(amount)s.") % {"amount": spoken_dollars(refusal.room_cents)})
+            return Again(_("The most you can still send today is %(amount)s.") % {"amount": spoken_dollars(refusal.room_cents)},
+                         strike=False)
         except services.InsufficientFunds:
-            return Again(_("Not enough funds. Your balance is %(amount)s.") % {"amount": spoken_amount(call.account.balance_cents)})
+            return Again(f"{NOT_ENOUGH_MONEY} "
+                         + _("Your balance is %(amount)s.") % {"amount": spoken_amount(call.account.balance_cents)},
+                         strike=False)
         call.scratch = {"amount_cents": amount_cents}
-        return Goto("send_recipient")
+        return Goto(SendRecipient)
 
 
 @step
@@ -57,8 +61,9 @@ class SendRecipient(Step):
     name = "send_recipient"
     keys = SIX_DIGITS
     wrong_keys = gettext_lazy("A recipient code has 6 digits.")
+    help = gettext_lazy("Staff give you a 6-digit code for each person you can send money to. Enter that code.")
+    abandoned = NOTHING_SENT
     num_digits = 6
-    after_three_wrong = "menu"
 
     def prompt(self, call: CallSession) -> list[Line]:
         return [_("Enter the 6-digit code of the person you are sending to.")]
@@ -66,9 +71,9 @@ class SendRecipient(Step):
     def answer(self, call: CallSession, keys: str) -> Outcome:
         recipient = Recipient.objects.filter(code=keys, active=True).first()
         if recipient is None:
-            return Again(_("We could not find that recipient code."))
+            return Again(_("We could not find that recipient code."), strike=False)
         call.scratch.update(recipient_code=recipient.code, recipient_name=recipient.name)
-        return Goto("send_confirm")
+        return Goto(SendConfirm)
 
 
 @step
@@ -77,6 +82,8 @@ class SendConfirm(Step):
     locks_call = True
     keys = ONE_KEY_1_2
     wrong_keys = PRESS_1_OR_2
+    help = gettext_lazy("Press 1 to send this money now, or 2 to cancel.")
+    abandoned = NOTHING_SENT
     num_digits = 1
 
     def prompt(self, call: CallSession) -> list[Line]:
@@ -93,7 +100,7 @@ class SendConfirm(Step):
     def answer(self, call: CallSession, keys: str) -> Outcome:
         if keys == "2":
             call.scratch = {}
-            return Goto("menu", _("Cancelled. No money was sent."))
+            return Goto(MAIN_MENU, _("Cancelled. No money was sent."))
         try:
             receipt = services.transfer_submit(
                 account=call.account,
@@ -106,31 +113,31 @@ class SendConfirm(Step):
             )
         except services.AccountNotVerified:
             call.scratch = {}
-            return Goto("menu", NOT_VERIFIED)
+            return Goto(MAIN_MENU, NOT_VERIFIED)
         except services.InsufficientFunds:
             call.scratch = {}
-            return Goto("menu", f"{_('Not enough funds.')} {NOTHING_SENT}")
+            return Goto(MAIN_MENU, f"{NOT_ENOUGH_MONEY} {NOTHING_SENT}")
         except services.UnknownRecipient:
             call.scratch = {}
-            return Goto("menu", f"{_('That recipient can no longer receive money.')} {NOTHING_SENT}")
+            return Goto(MAIN_MENU, f"{_('That recipient can no longer receive money.')} {NOTHING_SENT}")
         except services.IdempotencyConflict:
             call.scratch = {}
-            return Goto("menu", f"{_('That transfer could not be made.')} {NOTHING_SENT}")
+            return Goto(MAIN_MENU, f"{_('That transfer could not be made.')} {NOTHING_SENT}")
         except services.DailyLimitReached:
             call.scratch = {}
-            return Goto("menu", f"{_('That is more than you can still send today.')} {NOTHING_SENT}")
+            return Goto(MAIN_MENU, f"{_('That is more than you can still send today.')} {NOTHING_SENT}")
         except (services.TransferLimitExceeded, services.InvalidAmount):
             call.scratch = {}
-            return Goto("menu", f"{_('That amount cannot be sent.')} {NOTHING_SENT}")
+            return Goto(MAIN_MENU, f"{_('That amount cannot be sent.')} {NOTHING_SENT}")
         if receipt.code is None:
             call.scratch = {}
-            return Goto("menu", _("This transfer was already submitted."))
+            return Goto(MAIN_MENU, _("This transfer was already submitted."))
         sent = _("Your transfer of %(amount)s to %(name)s is submitted.") % {
             "amount": spoken_dollars(receipt.transfer.amount_cents),
             "name": call.scratch["recipient_name"],
         }
         keep_code(call, receipt.code)
-        return Goto("send_code", sent)
+        return Goto(SendCode, sent)
 
 
 @step
@@ -138,6 +145,7 @@ class SendCode(Step):
     name = "send_code"
     keys = ONE_KEY_1_2
     wrong_keys = PRESS_1_OR_2
+    help = gettext_lazy("This code shows your transfer was made. Press 1 to hear it again, or 2 for the main menu.")
     num_digits = 1
 
     def prompt(self, call: CallSession) -> list[Line]:
@@ -150,4 +158,4 @@ class SendCode(Step):
         if keys == "1":
             return Goto(self.name)
         call.scratch = {}
-        return Goto("menu")
+        return Goto(MAIN_MENU)

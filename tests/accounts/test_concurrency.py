@@ -82,7 +82,7 @@ def test_ten_callers_confirming_at_once_on_one_account_through_the_webhooks():
     results = all_at_once([lambda phone=phone: phone.press("1") for phone in phones])
     heard = [r.text for r in results]
     assert sum("is submitted" in text for text in heard) == 3, heard
-    assert sum("Not enough funds. No money was sent." in text for text in heard) == 7
+    assert sum("You do not have enough money. No money was sent." in text for text in heard) == 7
     account.refresh_from_db()
     assert account.balance_cents == 5_00 == services.ledger_balance_cents(account=account)
 

@@ -18,14 +18,15 @@ from tests.conftest import spoken_code
 pytestmark = pytest.mark.django_db
 
 SHARED = "+12024440000"
-WITHHELD_FORMS = ["", "anonymous", "Anonymous", "restricted", "unknown", "private", "+266696687", "+7378742833",
-                  "+86282452253", "5551230001", None]
+WITHHELD_FORMS = ["", "anonymous", "Anonymous", "restricted", "unknown", "private", "unavailable", "+266696687",
+                  "+7378742833", "+86282452253", "+2562533", "+8656696", "5551230001", "client:alice",
+                  "sip:bob@example.com", "+15551230001", "+10000000000", None]
 
 
 def register(phone, member_id: str, pin: str = "4682"):
     """From the member-ID prompt: # then the member ID, the PIN twice; returns the code's answer."""
     assert "To create a new account, press pound" in phone.dial().text
-    assert "To create an account" in phone.press("#").text
+    assert "To create an account" in phone.to_registration().text
     phone.press(member_id)
     phone.press(pin)
     return phone.press(pin)
@@ -95,10 +96,41 @@ def test_a_failed_stir_validation_on_a_home_number_must_give_the_member_id(phone
     assert "Main menu" in phone.press("3971").text
 
 
-@pytest.mark.parametrize("verstat", ["TN-Validation-Passed-A", "No-TN-Validation", ""])
-def test_a_passed_or_absent_stir_validation_keeps_pin_only_entry(phone, account, verstat):
-    answer = phone.twiml(phone.post("/twilio/voice", {"StirVerstat": verstat}))
+def test_an_attested_caller_id_keeps_pin_only_entry(phone, account):
+    answer = phone.twiml(phone.post("/twilio/voice", {"StirVerstat": "TN-Validation-Passed-A"}))
     assert "For other options, press pound" in answer.text
+
+
+@pytest.mark.parametrize("verstat", ["TN-Validation-Passed-B", "TN-Validation-Passed-C", "No-TN-Validation", "", None,
+                                     "tn-validation-passed-a-forged", "TN-Validation-Failed-A"])
+def test_a_caller_id_no_carrier_vouches_for_must_give_the_member_id(phone, account, verstat):
+    phone.stir = verstat
+    answer = phone.dial()
+    assert "Please enter your 6-digit member ID" in answer.text
+    assert "For other options" not in answer.text
+    phone.press("123456")
+    assert "Main menu" in phone.press("3971").text
+    assert Account.objects.get(pk=account.pk).home_number == phone.caller, "an existing home number stays"
+
+
+@pytest.mark.parametrize("verstat", ["No-TN-Validation", "", None, "TN-Validation-Passed-B"])
+def test_unless_failed_trusts_what_version_2_trusted(phone, account, settings, verstat):
+    settings.CALLER_ID_TRUST = "unless-failed"
+    phone.stir = verstat
+    assert "For other options, press pound" in phone.dial().text
+
+
+def test_unless_failed_still_refuses_a_failed_validation(phone, account, settings):
+    settings.CALLER_ID_TRUST = "unless-failed"
+    phone.stir = "TN-Validation-Failed-B"
+    assert "Please enter your 6-digit member ID" in phone.dial().text
+
+
+@pytest.mark.parametrize("verstat", ["TN-Validation-Passed-B", None])
+def test_registering_from_a_caller_id_no_carrier_vouches_for_sets_no_home_number(phone, verstat):
+    phone.caller, phone.stir = "+12027770000", verstat
+    register(phone, "400001")
+    assert Account.objects.get(member_id="400001").home_number is None
 
 
 def test_a_home_number_made_a_shared_line_asks_for_the_member_id(make_phone, account):
@@ -118,8 +150,7 @@ def test_a_spoofed_home_number_registers_no_second_home_and_spends_nothing(make_
     """An attacker spoofing the owner's number gets the PIN prompt, and registering gives them no home number."""
     attacker = make_phone(account.home_number)
     assert "For other options" in attacker.dial().text
-    attacker.press("#")
-    attacker.press("#")
+    attacker.to_registration()
     attacker.press("777777")
     attacker.press("4682")
     attacker.press("4682")
@@ -147,7 +178,7 @@ def test_a_squatted_member_id_is_freed_by_reject_registration(make_phone):
     register(make_phone("+12027770000"), "500001")
     owner = make_phone("+12028880000")
     owner.dial()
-    owner.press("#")
+    owner.to_registration()
     assert "That member ID already has an account. Staff can help." in owner.press("500001").text
     call_command("reject_registration", "500001")
     assert not Account.objects.filter(member_id="500001").exists()
@@ -217,8 +248,18 @@ def test_the_locked_caller_hears_how_long_is_left_and_that_staff_can_help(phone,
     phone.dial()
     answer = phone.press("3971")
     assert f"This account is locked for {heard}." in answer.text
-    assert "Staff can help" in answer.text
-    assert answer.hangs_up
+    assert "Staff can help. For help, press 0." in answer.text
+    assert not answer.hangs_up, "a prompt, so that 0 reaches help"
+    assert not CallSession.objects.get(call_sid=phone.call_sid).signed_in
+    goodbye = phone.silence()
+    assert goodbye.hangs_up and "Goodbye." in goodbye.text
+
+
+def test_any_key_but_0_at_the_lock_says_goodbye(phone, account):
+    Account.objects.filter(pk=account.pk).update(locked_until=timezone.now() + timedelta(minutes=15))
+    phone.dial()
+    phone.press("3971")
+    assert phone.press("1").hangs_up
 
 
 def test_a_spray_of_one_guess_calls_from_many_numbers_suspends_pin_only_entry_and_locks_nobody(make_phone, settings, caplog):

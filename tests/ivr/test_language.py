@@ -44,12 +44,62 @@ def test_an_unknown_caller_hears_each_language_offered_in_its_own_voice(phone):
     assert answer.gather.get("numDigits") == "1"
 
 
-def test_silence_at_the_language_prompt_continues_in_the_first_language(phone):
+def test_silence_at_the_language_prompt_offers_it_once_more_then_continues_in_the_first_language(phone):
     phone.dial(language=None)
+    again = phone.silence()
+    assert "For English, press 1." in again.text and "Para español, oprima 2." in again.text
     answer = phone.silence()
     assert "Please enter your 6-digit member ID" in answer.text
-    assert "did not hear" not in answer.text
-    assert CallSession.objects.get().language == "en"
+    assert "did not press" not in answer.text
+    call = CallSession.objects.get()
+    assert (call.language, call.timeouts) == ("en", 0), "the member-ID prompt starts with no silence counted"
+
+
+@pytest.mark.parametrize("prompt", ["member_id", "pin", "new_or_member_id"])
+@pytest.mark.parametrize("keys", ["9", "9#"])
+def test_9_before_sign_in_switches_language_for_a_caller_who_missed_the_menu(phone, account, prompt, keys):
+    phone.caller = "+12025009999"
+    phone.dial(language=None)
+    phone.silence()
+    phone.silence()  # missed the language menu twice: English
+    if prompt == "pin":
+        phone.press(account.member_id)
+    elif prompt == "new_or_member_id":
+        phone.press("#")
+    before = CallSession.objects.get().step
+    answer = phone.press(keys)
+    spanish_only(answer)
+    assert CallSession.objects.get().step == before and CallSession.objects.get().language == "es"
+    if prompt == "pin":
+        assert "Por favor, marque su pin de 4 dígitos." in answer.text
+        assert "Main menu" not in phone.press("3971").text
+        account.refresh_from_db()
+        assert account.language == "es"
+
+
+def test_the_re_prompt_after_a_silence_or_a_wrong_entry_offers_the_other_language(phone, account):
+    phone.caller = "+12025009999"
+    phone.dial(language="en")
+    assert "Para español" not in phone.last.text
+    wrong = phone.press("12")
+    assert "Para español, oprima 9." in wrong.text
+    said = [say for say in wrong.root.iter("Say") if "".join(say.itertext()) == "Para español, oprima 9."]
+    assert {"voice": said[0].get("voice"), "language": said[0].get("language")} == SPANISH
+    phone.press(account.member_id)
+    assert "Para español" in phone.silence().text
+
+
+def test_with_three_languages_9_plays_the_language_menu(phone, settings, monkeypatch):
+    from ivr import languages
+
+    settings.IVR_LANGUAGES = ["en", "es", "fr"]
+    monkeypatch.setitem(languages.LANGUAGE_OPTIONS, "fr", "Pour le français, appuyez sur %(key)s.")
+    settings.IVR_VOICES = {**settings.IVR_VOICES, "fr": ("Polly.Lea", "fr-FR")}
+    phone.caller = "+12025009999"
+    phone.dial(language="en")
+    answer = phone.press("9")
+    assert "For English, press 1." in answer.text and "appuyez sur 3." in answer.text
+    assert CallSession.objects.get().step == "language"
 
 
 def test_a_wrong_key_at_the_language_prompt_asks_again(phone):
@@ -64,7 +114,9 @@ def test_a_whole_call_in_spanish_registration_sign_in_balance_send_money_and_cod
     phone.dial(language="es")
     spanish_only(phone.last)
     assert "Por favor, marque su número de miembro de 6 dígitos." in phone.last.text
-    phone.press("#")
+    spanish_only(phone.press("#"))
+    assert "Para crear una cuenta nueva, oprima 1." in phone.last.text
+    phone.press("1")
     spanish_only(phone.last)
     for keys in ["654321", "4682"]:
         spanish_only(phone.press(keys))
@@ -90,7 +142,7 @@ def test_a_whole_call_in_spanish_registration_sign_in_balance_send_money_and_cod
     phone = make_phone("+12027770000")
     answer = phone.dial(language=None)
     spanish_only(answer)
-    assert "Le damos la bienvenida a MyiBot." in answer.text and "Para otras opciones" in answer.text
+    assert "Bienvenidos a MyiBot." in answer.text and "Para otras opciones" in answer.text
     spanish_only(phone.press("4682"))
     balance = phone.press("1")
     spanish_only(balance)
@@ -103,7 +155,7 @@ def test_a_whole_call_in_spanish_registration_sign_in_balance_send_money_and_cod
     assert "Va a enviar 25 dólares a Jane Doe" in confirm.text
     sent = phone.press("1")
     spanish_only(sent)
-    assert "Su envío de 25 dólares a Jane Doe quedó registrado." in sent.text
+    assert "Listo. Su envío de 25 dólares a Jane Doe está en proceso." in sent.text
     assert "Su código de confirmación es:" in sent.text
     assert Transfer.objects.get().amount_cents == 2500
     phone.press("2")
@@ -145,12 +197,14 @@ def test_one_language_means_no_language_prompt_and_no_9(phone, account, settings
     phone.press(account.member_id)
     menu = phone.press("3971")
     assert "español" not in menu.text
-    assert "Please press 1, 2, 3, 4 or 5." in phone.press("9").text
+    assert "That key is not an option." in phone.press("9").text
 
 
 @pytest.mark.parametrize("language, cents, words", [
-    ("en", 7550, "75 dollars and 50 cents"), ("en", 101, "1 dollar and 1 cent"), ("en", 0, "0 dollars and 0 cents"),
-    ("es", 7550, "75 dólares con 50 centavos"), ("es", 101, "1 dólar con 1 centavo"), ("es", 0, "0 dólares con 0 centavos"),
+    ("en", 7550, "75 dollars and 50 cents"), ("en", 101, "1 dollar and 1 cent"), ("en", 0, "0 dollars"),
+    ("en", 2500, "25 dollars"), ("en", 50, "50 cents"),
+    ("es", 7550, "75 dólares con 50 centavos"), ("es", 101, "un dólar con un centavo"), ("es", 0, "0 dólares"),
+    ("es", 2100, "21 dólares"), ("es", 1, "un centavo"),
 ])
 def test_amounts_are_said_in_each_language_with_plurals(language, cents, words):
     with translation.override(language):
@@ -158,7 +212,7 @@ def test_amounts_are_said_in_each_language_with_plurals(language, cents, words):
 
 
 @pytest.mark.parametrize("language, cents, words", [("en", 100, "1 dollar"), ("en", 2500, "25 dollars"),
-                                                    ("es", 100, "1 dólar"), ("es", 2500, "25 dólares")])
+                                                    ("es", 100, "un dólar"), ("es", 2500, "25 dólares")])
 def test_whole_dollars_are_said_in_each_language(language, cents, words):
     with translation.override(language):
         assert spoken_dollars(cents) == words
@@ -181,34 +235,33 @@ def test_the_lock_duration_is_said_in_each_language(make_phone, account, languag
 
 
 @pytest.mark.parametrize("entry", ["home", "member_id"])
-def test_pound_alone_at_an_entry_prompt_is_posted_at_once_and_told_from_silence(make_phone, account, entry):
+@pytest.mark.parametrize("delivered", [
+    {"Digits": "", "FinishedOnKey": "#"}, {"Digits": ""}, {"Digits": "#"}, {"Digits": "", "FinishedOnKey": ""}, None,
+], ids=["a", "b", "as a key", "silence", "d: the redirect"])
+def test_pound_alone_or_silence_at_an_entry_prompt_leads_at_once_to_the_same_choice(make_phone, account, entry, delivered):
+    """Nothing depends on FinishedOnKey: every way a lone # (or silence) may arrive is the same empty entry."""
     phone = make_phone(account.home_number if entry == "home" else "+12025009999")
     answer = phone.dial()
     gather = answer.gather
     assert (gather.get("finishOnKey"), gather.get("actionOnEmptyResult")) == ("#", "true")
-    action = gather.get("action")
-
-    # Silence: an empty entry without FinishedOnKey.
-    silence = phone.twiml(phone.post(action, {"Digits": "", "FinishedOnKey": ""}))
-    assert "We did not hear anything" in silence.text
-    # "#" alone: the same empty entry, with FinishedOnKey="#", is the offered key.
-    pound = phone.twiml(phone.post(silence.gather.get("action"), {"Digits": "", "FinishedOnKey": "#"}))
-    assert "did not hear" not in pound.text
-    expected = "Please enter your 6-digit member ID" if entry == "home" else "To create an account"
-    assert expected in pound.text
+    choice = phone.redirect() if delivered is None else phone.twiml(phone.post(gather.get("action"), delivered))
+    expected = "To enter a member ID, press 2." if entry == "home" else "To create a new account, press 1."
+    assert expected in choice.text
+    assert choice.gather.get("numDigits") == "1"
+    assert CallSession.objects.get(call_sid=phone.call_sid).timeouts == 1, "it counts toward three silences"
 
 
-def test_an_old_client_without_finished_on_key_still_reaches_silence_through_the_redirect(phone, account):
-    phone.dial()
-    assert "We did not hear anything" in phone.redirect().text
+def test_no_code_reads_finished_on_key():
+    from pathlib import Path
 
+    from django.conf import settings
 
-def test_the_version_1_setting_makes_pound_a_key_again(phone, account, settings):
-    settings.IVR_POUND_AS_KEY = True
-    answer = phone.dial()
-    assert answer.gather.get("finishOnKey") == ""
-    pound = phone.twiml(phone.post(answer.gather.get("action"), {"Digits": "#", "FinishedOnKey": ""}))
-    assert "Please enter your 6-digit member ID" in pound.text
+    for package in ("ivr", "accounts", "myibot"):
+        for path in Path(settings.BASE_DIR, package).rglob("*.py"):
+            if "FinishedOnKey" in path.read_text(encoding="utf-8") and path.name != "simulator.py":
+                code = [line for line in path.read_text(encoding="utf-8").splitlines()
+                        if "FinishedOnKey" in line and not line.strip().startswith("#")]
+                assert not any("POST" in line or "get(" in line for line in code), (path, code)
 
 
 def simulated(caller: str = "+12027770000", lang: str | None = "en", **kwargs) -> SimulatedCall:
@@ -218,13 +271,22 @@ def simulated(caller: str = "+12027770000", lang: str | None = "en", **kwargs) -
                          caller=caller, lang=lang, **kwargs)
 
 
-@pytest.mark.parametrize("keys", [["#"], ["#", "#"]], ids=["home then member ID", "member ID then register"])
-def test_the_simulators_clock_shows_no_wait_after_pound_alone(account, keys):
-    call = simulated(caller=account.home_number)
+@pytest.mark.parametrize("pound", "abd")
+@pytest.mark.parametrize("keys", [["#", "2", "#"], ["#", "3"]], ids=["home, member ID, then register", "home, register"])
+def test_the_simulators_clock_shows_no_wait_after_pound_alone(account, keys, pound):
+    call = simulated(caller=account.home_number, pound=pound)
     call.place(scripted(keys))
     waits = [event for event in call.transcript if event.kind == "wait"]
     assert [event.text for event in waits][: len(keys)] == ["0 s"] * len(keys), [e.text for e in call.transcript]
     assert not any(event.flagged for event in call.transcript)
+
+
+def test_the_simulators_clock_shows_one_timeout_after_pound_alone_under_c(account):
+    from django.conf import settings
+
+    call = simulated(caller=account.home_number, pound="c")
+    call.place(scripted(["#", "3"]))
+    assert call.totals.wait_seconds == settings.IVR_GATHER_TIMEOUT
 
 
 def test_the_simulator_shows_zero_waiting_after_every_offered_key_in_a_whole_call(account, recipient):
@@ -233,7 +295,7 @@ def test_the_simulator_shows_zero_waiting_after_every_offered_key_in_a_whole_cal
     assert call.totals.wait_seconds == 0, [(e.kind, e.text) for e in call.transcript]
     assert not any(event.flagged for event in call.transcript)
     heard = " ".join(event.text for event in call.transcript if event.kind == "say")
-    assert "Su saldo es de 75 dólares con 0 centavos." in heard
+    assert "Su saldo es de 75 dólares." in heard
 
 
 # Caller effort ---------------------------------------------------------------------
@@ -249,7 +311,7 @@ def test_caller_effort_before_the_balance(account, lang, capsys):
     elsewhere = simulated(caller="+12025009999", lang=lang)
     elsewhere.place(scripted([account.member_id, "3971", "1"]))
     new = simulated(caller="+12027770000", lang=lang)
-    new.place(scripted(["#", "654321", "4682", "4682", "2", "1"]))
+    new.place(scripted(["#", "1", "654321", "4682", "4682", "2", "1"]))
 
     figures = {}
     for name, call in (("home number", home), ("other phone", elsewhere), ("new caller", new)):
@@ -262,7 +324,7 @@ def test_caller_effort_before_the_balance(account, lang, capsys):
         assert before.wait_seconds == 0
     assert figures["home number"].entries == 2, "a returning caller on a home number: the PIN, then 1"
     assert figures["other phone"].entries == 4, "language, member ID, PIN, 1"
-    assert figures["new caller"].entries == 7
+    assert figures["new caller"].entries == 8, "language, #, 1, member ID, PIN twice, 2, 1"
 
 
 def test_a_doubtful_caller_id_on_a_home_number_is_asked_its_language(phone, account):

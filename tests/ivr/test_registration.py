@@ -12,7 +12,7 @@ pytestmark = pytest.mark.django_db
 
 def register(phone, member_id="654321", pin="3971"):
     phone.dial()
-    assert "enter your 6-digit member ID" in phone.press("#").text
+    assert "enter your 6-digit member ID" in phone.to_registration().text
     assert "create a 4-digit PIN" in phone.press(member_id).text
     assert "same PIN again" in phone.press(pin).text
     return phone.press(pin)
@@ -47,7 +47,7 @@ def test_it_repeats_the_same_code_and_continues_signed_in(phone):
 
 def test_it_holds_only_a_hash_of_the_pin_between_create_and_confirm(phone):
     phone.dial()
-    phone.press("#")
+    phone.to_registration()
     phone.press("654321")
     phone.press("3971")
 
@@ -58,7 +58,7 @@ def test_it_holds_only_a_hash_of_the_pin_between_create_and_confirm(phone):
 
 def test_it_goes_back_to_create_on_a_pin_mismatch(phone):
     phone.dial()
-    phone.press("#")
+    phone.to_registration()
     phone.press("654321")
     phone.press("3971")
 
@@ -72,7 +72,7 @@ def test_it_goes_back_to_create_on_a_pin_mismatch(phone):
 
 def test_it_ends_the_call_after_three_mismatches(phone):
     phone.dial()
-    phone.press("#")
+    phone.to_registration()
     phone.press("654321")
     for attempt in range(3):
         phone.press("3971")
@@ -90,7 +90,7 @@ def test_it_ends_the_call_after_three_mismatches(phone):
 ])
 def test_it_refuses_weak_pins_with_a_reason(phone, weak, reason):
     phone.dial()
-    phone.press("#")
+    phone.to_registration()
     phone.press("654321")
 
     answer = phone.press(weak)
@@ -102,15 +102,15 @@ def test_it_refuses_weak_pins_with_a_reason(phone, weak, reason):
 def test_a_home_number_can_register_another_account_which_gets_no_home_number(phone, account):
     phone.dial()
     assert "For other options, press pound" in phone.last.text
-    assert "To create a new account, press pound" in phone.press("#").text
-    register_from_member_id_prompt(phone, member_id="654321")
+    register_from_home_prompt(phone, member_id="654321")
     created = Account.objects.get(member_id="654321")
     assert created.home_number is None
     assert Account.objects.get(home_number=phone.caller) == account
 
 
-def register_from_member_id_prompt(phone, member_id="654321", pin="4682"):
-    assert "To create an account" in phone.press("#").text
+def register_from_home_prompt(phone, member_id="654321", pin="4682"):
+    assert "To create a new account, press 3" in phone.press("#").text
+    assert "To create an account" in phone.press("3").text
     phone.press(member_id)
     phone.press(pin)
     return phone.press(pin)
@@ -119,7 +119,7 @@ def register_from_member_id_prompt(phone, member_id="654321", pin="4682"):
 def test_it_refuses_a_member_id_in_use(phone, account):
     phone.caller = "+12029990000"
     phone.dial()
-    phone.press("#")
+    phone.to_registration()
     answer = phone.press(account.member_id)
     assert "already has an account" in answer.text
     assert "member ID" in answer.text
@@ -128,7 +128,7 @@ def test_it_refuses_a_member_id_in_use(phone, account):
 
 def test_it_refuses_a_member_id_taken_during_the_call(phone):
     phone.dial()
-    phone.press("#")
+    phone.to_registration()
     phone.press("654321")
     phone.press("3971")
     Account.objects.create(home_number="+12029990000", member_id="654321", pin_hash="x")
@@ -139,10 +139,10 @@ def test_it_refuses_a_member_id_taken_during_the_call(phone):
     assert Account.objects.count() == 1
 
 
-@pytest.mark.parametrize("keys", ["12345", "1234567", "12a456", "١٢٣٤٥٦", "*", "#", "123456" * 2000, "12 456"])
+@pytest.mark.parametrize("keys", ["12345", "1234567", "12a456", "١٢٣٤٥٦", "*", "123456" * 2000, "12 456"])
 def test_it_refuses_a_member_id_of_the_wrong_shape(phone, keys):
     phone.dial()
-    phone.press("#")
+    phone.to_registration()
     answer = phone.press(keys)
     assert "A member ID has 6 digits" in answer.text
     assert "member ID" in answer.text

@@ -9,6 +9,7 @@ from django.utils import timezone, translation
 
 from accounts import pins, services
 from accounts.models import Account, LedgerEntry, Transfer
+from ivr.models import CallSession
 from ivr.steps.menu import describe_entry
 from tests.conftest import Phone
 
@@ -162,7 +163,9 @@ def test_a_wrong_current_pin_can_lock_the_account(signed_in, account):
     signed_in.press("5")
     answer = signed_in.press("1357")
     assert "This account is locked for 15 minutes." in answer.text
-    assert answer.hangs_up
+    assert "/step/locked?" in answer.gather.get("action")
+    assert not CallSession.objects.get(call_sid=signed_in.call_sid).signed_in, "the lock signs the caller out"
+    assert signed_in.press("1").hangs_up
 
 
 @pytest.mark.parametrize("weak, reason", [("1111", "one digit"), ("2468", "equal steps"), ("1984", "a year")])

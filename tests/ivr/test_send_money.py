@@ -43,7 +43,7 @@ def test_an_operator_credit_then_a_transfer_then_the_balance(phone, account, rec
 
     phone.caller = "+12027770000"
     phone.dial()
-    for keys in ["#", "654321", "4682"]:
+    for keys in ["#", "1", "654321", "4682"]:
         phone.press(keys)
     registration_code = spoken_code(phone.press("4682").text)
     phone.press("2")
@@ -78,12 +78,12 @@ def test_cancel_writes_nothing(signed_in, account, recipient):
 
 
 @pytest.mark.parametrize("amount, heard", [
-    ("0", "at least 1 dollar"),
+    ("00", "at least 1 dollar"),
     ("0000", "at least 1 dollar"),
     ("501", "The most you can send at one time is 500 dollars."),
     ("9999", "The most you can send at one time is 500 dollars."),
-    ("101", "Not enough funds. Your balance is 100 dollars and 0 cents."),
-    ("12345", "whole dollars only"),
+    ("101", "You do not have enough money. Your balance is 100 dollars"),
+    ("12345", "For example, for 20 dollars, enter 2 and 0, then press pound."),
 ])
 def test_it_refuses_amounts_with_a_reason(signed_in, account, recipient, amount, heard):
     signed_in.press("2")
@@ -144,7 +144,7 @@ def test_funds_spent_elsewhere_meanwhile_are_refused_at_confirm(signed_in, accou
 
     transfer_submit(account=account, recipient_code="246810", amount_cents=5000, idempotency_key="other-call:1")
     answer = signed_in.press("1")
-    assert "Not enough funds. No money was sent." in answer.text
+    assert "You do not have enough money. No money was sent." in answer.text
     assert "Main menu" in answer.text
     assert Transfer.objects.count() == 1
 

@@ -86,7 +86,8 @@ def test_the_third_wrong_pin_ends_the_call_even_after_going_to_registration(phon
     phone.dial()
     phone.press("1357")
     phone.press("1358")
-    assert "member ID" in phone.press("#").text  # other options: the member-ID prompt
+    assert "To enter a member ID, press 2" in phone.press("#").text  # other options
+    assert "Please enter your 6-digit member ID" in phone.press("2").text
     phone.press(account.member_id)
     assert phone.press("1359").hangs_up
 
@@ -102,7 +103,7 @@ def test_it_locks_after_five_failed_pins_across_calls(make_phone, account, caplo
                     break
     assert "locked for 15 minutes" in answer.text
     assert "Staff can help" in answer.text
-    assert answer.hangs_up
+    assert not answer.hangs_up and "/step/locked?" in answer.gather.get("action")
     account.refresh_from_db()
     assert account.is_locked()
     assert timedelta(minutes=14) < account.locked_until - timezone.now() <= timedelta(minutes=15)

@@ -203,7 +203,7 @@ def test_a_pin_never_appears_in_twiml_or_any_table(phone, django_db_blocker):
     from django.db import connection
 
     phone.dial()
-    phone.press("#")
+    phone.to_registration()
     phone.press("654321")
     phone.press("3971")
     phone.press("3971")
