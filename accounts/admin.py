@@ -8,8 +8,10 @@ writes the reversing entry a rejection needs. PIN and code hashes are never show
 from __future__ import annotations
 
 import csv
+from datetime import datetime
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
@@ -20,6 +22,7 @@ from django.utils import timezone
 from accounts import identity, services
 from accounts.models import Account, ConfirmationCode, LedgerEntry, Recipient, SharedLine, SignInSpray, Transfer
 from accounts.money import format_dollars
+from myibot import local_time
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -61,7 +64,7 @@ class AccountAdmin(admin.ModelAdmin):
     @admin.display(description="lock")
     def lock_state(self, account: Account) -> str:
         if account.is_locked():
-            return f"locked until {account.locked_until:%Y-%m-%d %H:%M} UTC"
+            return f"locked until {local_time.stamp(account.locked_until)}"
         return "open"
 
     @admin.action(description="Unlock: lift the PIN lockout and reset its escalation")
@@ -153,19 +156,20 @@ class _Echo:
         return value
 
 
-CSV_HEADER = ["transfer", "member ID", "recipient code", "recipient name", "amount (dollars)", "status", "created (UTC)",
-              "decided (UTC)"]
+def _csv_time(moment: datetime) -> str:
+    # Local, as the admin's lists and date filters show it, with the offset: the hour the clocks repeat stays apart.
+    return local_time.local(moment).isoformat(sep=" ", timespec="seconds")
 
 
 def _csv_rows(queryset: QuerySet[Transfer]):
     writer = csv.writer(_Echo())
-    yield writer.writerow(CSV_HEADER)
+    yield writer.writerow(["transfer", "member ID", "recipient code", "recipient name", "amount (dollars)", "status",
+                           f"created ({settings.TIME_ZONE})", f"decided ({settings.TIME_ZONE})"])
     for transfer in queryset.select_related("account", "recipient").order_by("created", "pk").iterator(chunk_size=2000):
         dollars, cents = divmod(transfer.amount_cents, 100)
         yield writer.writerow([
             transfer.pk, transfer.account.member_id, transfer.recipient.code, transfer.recipient.name, f"{dollars}.{cents:02d}",
-            transfer.status, f"{transfer.created:%Y-%m-%d %H:%M:%S}",
-            f"{transfer.decided:%Y-%m-%d %H:%M:%S}" if transfer.decided else "",
+            transfer.status, _csv_time(transfer.created), _csv_time(transfer.decided) if transfer.decided else "",
         ])
 
 
@@ -204,7 +208,8 @@ class TransferAdmin(ReadOnlyAdmin):
     def export_csv(self, request: HttpRequest, queryset: QuerySet[Transfer]) -> StreamingHttpResponse:
         # Streamed: a year of transfers never sits in memory at once.
         response = StreamingHttpResponse(_csv_rows(queryset), content_type="text/csv; charset=utf-8")
-        response["Content-Disposition"] = f'attachment; filename="transfers-{timezone.now():%Y%m%d-%H%M}.csv"'
+        when = local_time.local(timezone.now())
+        response["Content-Disposition"] = f'attachment; filename="transfers-{when:%Y%m%d-%H%M}.csv"'
         return response
 
     def _decide(self, request: HttpRequest, queryset: QuerySet[Transfer], decide, done: str) -> None:

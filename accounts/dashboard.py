@@ -9,15 +9,17 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
-from django.db.models import Count, Sum
+from django.conf import settings
+from django.db.models import Count, QuerySet, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from accounts import identity
 from accounts.models import Account, ActivityKind, HourlyActivity, Transfer
 from accounts.money import format_dollars
+from myibot import local_time
 
 LIST_LENGTH = 20
 HOURS = 48
@@ -80,13 +82,18 @@ def stacked_bars(title: str, labels: list[str], series: list[tuple[str, str, lis
 
 
 def activity_charts(now: datetime) -> list[Chart]:
-    """Calls and sign-ins, failed PINs and locks, per hour over the last two days: one query."""
-    start = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=HOURS - 1)
+    """Calls and sign-ins, failed PINs and locks, per hour over the last two days: one query.
+
+    The counts are kept per UTC hour (accounts/activity.py), which is a local hour in any zone a
+    whole number of hours from UTC, and labelled in TIME_ZONE. Stepped in UTC: across a change of
+    the clocks the labels skip or repeat an hour, as the clocks do.
+    """
+    start = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=HOURS - 1)
     hours = [start + timedelta(hours=n) for n in range(HOURS)]
     counts: dict[str, dict[datetime, int]] = defaultdict(dict)
     for hour, kind, count in HourlyActivity.objects.filter(hour__gte=start).values_list("hour", "kind", "count"):
         counts[kind][hour] = count
-    labels = [f"{hour:%a %H}:00" for hour in hours]
+    labels = [f"{local_time.local(hour):%a %H:%M}" for hour in hours]
 
     def values(kind: str) -> list[float]:
         return [counts[kind].get(hour, 0) for hour in hours]
@@ -102,18 +109,27 @@ def activity_charts(now: datetime) -> list[Chart]:
     ]
 
 
-def transfer_charts(today: date) -> list[Chart]:
-    """Transfers and their amounts per day over 30 days, by status: one query."""
-    days = [today - timedelta(days=DAYS - 1 - n) for n in range(DAYS)]
-    start = timezone.make_aware(datetime.combine(days[0], datetime.min.time()))
-    number: dict[str, dict[date, int]] = defaultdict(dict)
-    cents: dict[str, dict[date, int]] = defaultdict(dict)
-    rows = (
+def transfers_by_day(today: date) -> QuerySet:
+    """Count and cents per local day (TIME_ZONE) and status, from local midnight DAYS - 1 days before today.
+
+    The database groups by the local date itself (AT TIME ZONE on PostgreSQL,
+    Django's own function on SQLite); the range on created keeps the index.
+    """
+    start = local_time.day_start(today - timedelta(days=DAYS - 1))
+    return (
         Transfer.objects.filter(created__gte=start)
-        .annotate(day=TruncDate("created"))
+        .annotate(day=TruncDate("created", tzinfo=local_time.zone()))
         .values("day", "status")
         .annotate(n=Count("id"), cents=Sum("amount_cents"))
     )
+
+
+def transfer_charts(today: date) -> list[Chart]:
+    """Transfers and their amounts per local day over 30 days, by status: one query."""
+    days = [today - timedelta(days=DAYS - 1 - n) for n in range(DAYS)]
+    number: dict[str, dict[date, int]] = defaultdict(dict)
+    cents: dict[str, dict[date, int]] = defaultdict(dict)
+    rows = transfers_by_day(today)
     for row in rows:
         number[row["status"]][row["day"]] = row["n"]
         cents[row["status"]][row["day"]] = row["cents"]
@@ -148,7 +164,7 @@ def build(now: datetime | None = None) -> dict[str, object]:
     """Everything the dashboard shows."""
     now = now or timezone.now()
     return {
-        "charts": [*activity_charts(now), *transfer_charts(now.date())],
+        "charts": [*activity_charts(now), *transfer_charts(local_time.local_date(now))],
         "awaiting_verification": _first(Account.objects.filter(status=Account.Status.PENDING).order_by("created")),
         "awaiting_settlement": _first(
             Transfer.objects.filter(status=Transfer.Status.SUBMITTED).select_related("account", "recipient").order_by("created")
@@ -156,4 +172,5 @@ def build(now: datetime | None = None) -> dict[str, object]:
         "locked_accounts": _first(Account.objects.filter(locked_until__gt=now).order_by("locked_until")),
         "spray": identity.spray_active(now=now),
         "now": now,
+        "time_zone": settings.TIME_ZONE,
     }

@@ -14,6 +14,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from accounts.money import format_dollars
+from myibot import local_time
 
 # Five wrong PINs in a row lock the account; each further lock doubles, up to a day.
 PIN_FAILURES_BEFORE_LOCK = 5
@@ -139,7 +140,7 @@ class SignInFailure(models.Model):
     created = models.DateTimeField(default=timezone.now, db_index=True)
 
     def __str__(self) -> str:
-        return f"Failed sign-in at {self.created:%Y-%m-%d %H:%M:%S}"
+        return f"Failed sign-in at {local_time.stamp(self.created, seconds=True)}"
 
 
 class SignInSpray(models.Model):
@@ -155,7 +156,7 @@ class SignInSpray(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"Sign-in spray from {self.started:%Y-%m-%d %H:%M} to {self.until:%H:%M} UTC"
+        return f"Sign-in spray from {local_time.stamp(self.started)} to {local_time.local(self.until):%H:%M %Z}"
 
 
 class Recipient(models.Model):
@@ -331,4 +332,4 @@ class HourlyActivity(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.count} {self.get_kind_display()} at {self.hour:%Y-%m-%d %H}:00"
+        return f"{self.count} {self.get_kind_display()} at {local_time.stamp(self.hour)}"

@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Sum
+from django.db.models import F, QuerySet, Sum
 from django.utils import timezone
 
 from accounts import activity, codes
 from accounts.models import Account, ConfirmationCode, LedgerEntry, Recipient, Transfer
 from accounts.money import format_dollars
+from myibot import local_time
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ class TransferLimitExceeded(AccountsError):
 
 @dataclass
 class DailyLimitReached(AccountsError):
-    """More than the account may still send today (UTC): room_cents is what is left."""
+    """More than the account may still send today (in TIME_ZONE): room_cents is what is left."""
 
     room_cents: int
     limit_cents: int
@@ -105,16 +106,22 @@ def daily_limit_cents() -> int:
     return settings.DAILY_TRANSFER_LIMIT_DOLLARS * 100
 
 
-def daily_room_cents(*, account: Account, now: datetime | None = None) -> int:
-    """What the account may still send today (UTC): the limit less transfers submitted or settled
-    since midnight; a rejected transfer gives its room back. One query, on an index."""
-    now = now or timezone.now()
-    midnight = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    sent = (
-        Transfer.objects.filter(account=account, created__gte=midnight)
-        .exclude(status=Transfer.Status.REJECTED)
-        .aggregate(total=Sum("amount_cents"))["total"]
+def transfers_counted_today(*, account: Account, now: datetime | None = None) -> QuerySet[Transfer]:
+    """The account's transfers that count toward today's limit: submitted or settled since local midnight.
+
+    Today is the calendar day in TIME_ZONE. A range on created, not a __date
+    lookup, so that the (account, created) index serves it.
+    """
+    start, end = local_time.day_bounds(now or timezone.now())
+    return Transfer.objects.filter(account=account, created__gte=start, created__lt=end).exclude(
+        status=Transfer.Status.REJECTED
     )
+
+
+def daily_room_cents(*, account: Account, now: datetime | None = None) -> int:
+    """What the account may still send today (in TIME_ZONE): the limit less what it sent since local
+    midnight; a rejected transfer gives its room back. One query, on an index."""
+    sent = transfers_counted_today(account=account, now=now).aggregate(total=Sum("amount_cents"))["total"]
     return max(daily_limit_cents() - (sent or 0), 0)
 
 
@@ -318,11 +325,11 @@ def describe_code_check(check: CodeCheck) -> str:
         )
     else:
         what = f"registration of {found.account} ({found.account.get_status_display().lower()})"
-    when = f"issued {found.created:%Y-%m-%d %H:%M} UTC"
+    when = f"issued {local_time.stamp(found.created)}"
     if check.expired:
-        state = f"EXPIRED on {found.expires:%Y-%m-%d %H:%M} UTC; not verified"
+        state = f"EXPIRED on {local_time.stamp(found.expires)}; not verified"
     elif check.already_verified:
-        state = f"already verified on {found.verified_at:%Y-%m-%d %H:%M} UTC"
+        state = f"already verified on {local_time.stamp(found.verified_at)}"
     else:
         state = "verified now"
     return f"Code confirms the {what}; {when}; {state}."

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 
 from django.utils import timezone
 from django.utils.dates import MONTHS
 from django.utils.translation import gettext, ngettext
+
+from myibot import local_time
 
 
 def _dollars(dollars: int) -> str:
@@ -29,10 +31,15 @@ def spoken_dollars(cents: int) -> str:
     return _dollars(cents // 100)
 
 
-def spoken_date(day: date, today: date | None = None) -> str:
-    """ "November 24" / "24 de noviembre"; with the year when it is not this year's."""
-    today = today or timezone.now().date()
+def spoken_date(when: datetime | date, *, now: datetime | None = None) -> str:
+    """ "November 24" / "24 de noviembre"; with the year when it is not this year's.
+
+    A moment is spoken as its date in TIME_ZONE (an evening deposit on the East
+    Coast is not "tomorrow"), and "this year" is the local year too.
+    """
+    day = local_time.local_date(when) if isinstance(when, datetime) else when
+    this_year = local_time.local_date(now or timezone.now()).year
     month = MONTHS[day.month]  # Django's own translated month names
-    if day.year == today.year:
+    if day.year == this_year:
         return gettext("%(month)s %(day)d") % {"month": month, "day": day.day}
     return gettext("%(month)s %(day)d, %(year)d") % {"month": month, "day": day.day, "year": day.year}

@@ -12,6 +12,7 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import dj_database_url
 import phonenumbers
@@ -44,6 +45,18 @@ def envint(name: str, default: int, *, minimum: int = 0) -> int:
     if number < minimum:
         raise ImproperlyConfigured(f"{name} must be at least {minimum}")
     return number
+
+
+def envzone(name: str, default: str) -> str:
+    """An IANA time zone name that this machine's zone database holds (checked now, not on the first call)."""
+    value = os.environ.get(name, "").strip() or default
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ImproperlyConfigured(
+            f"{name} must be an IANA time zone such as America/New_York or UTC, not {value!r}"
+        ) from None
+    return value
 
 
 def envsecret(name: str, development_value: str) -> str:
@@ -229,7 +242,9 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 
 LANGUAGE_CODE = "en-us"
-TIME_ZONE = "UTC"
+# The service's own clock: the dates callers hear, "today" for the daily limits, the dashboard's hours
+# and days (myibot/local_time.py). The database keeps UTC (USE_TZ); only what people read is local.
+TIME_ZONE = envzone("TIME_ZONE", "America/New_York")
 USE_I18N = True
 USE_TZ = True
 
@@ -329,7 +344,7 @@ SIGN_IN_SPRAY_PER_MINUTE = envint("SIGN_IN_SPRAY_PER_MINUTE", 30, minimum=1)
 
 # Money and codes.
 TRANSFER_LIMIT_DOLLARS = envint("TRANSFER_LIMIT_DOLLARS", 500, minimum=1)
-# The most one account may send in a calendar day (UTC), over submitted and settled transfers.
+# The most one account may send in a calendar day in TIME_ZONE, over submitted and settled transfers.
 DAILY_TRANSFER_LIMIT_DOLLARS = envint("DAILY_TRANSFER_LIMIT_DOLLARS", 1000, minimum=1)
 # An operator's deposit above this needs --confirm: a typo must not cost real money.
 DEPOSIT_CONFIRM_DOLLARS = envint("DEPOSIT_CONFIRM_DOLLARS", 1000, minimum=1)
@@ -358,7 +373,8 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        # Django sets the process's clock to TIME_ZONE: the offset keeps an hour the clocks repeat apart.
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s", "datefmt": "%Y-%m-%d %H:%M:%S%z"},
     },
     "handlers": {
         "console": {"class": "logging.StreamHandler", "formatter": "plain"},

@@ -18,6 +18,7 @@ from django.db import connection
 from django.db.models import Exists, OuterRef, Sum
 from django.utils import timezone
 
+from accounts import dashboard, services
 from accounts.models import (
     Account, ConfirmationCode, HourlyActivity, LedgerEntry, Recipient, SharedLine, SignInFailure, SignInSpray, Transfer,
 )
@@ -41,15 +42,16 @@ def hot_queries():
         "a locked step: the call and its account": (_find_sql(locked=True), ["CA" + "0" * 32]),
         "recent transactions": LedgerEntry.objects.filter(account=account).select_related("transfer__recipient")
         .order_by("-created", "-id")[:5],
-        "the daily limit": Transfer.objects.filter(account=account, created__gte=now - timedelta(days=1))
-        .exclude(status="rejected").values("account").annotate(total=Sum("amount_cents")),
+        # The services' own queries: today's and the dashboard's days run from local midnight (TIME_ZONE).
+        "the daily limit": services.transfers_counted_today(account=account, now=now).values("account")
+        .annotate(total=Sum("amount_cents")),
         "a transfer's key": Transfer.objects.filter(idempotency_key="CA1:1:5"),
         "a recipient code": Recipient.objects.filter(code="246810", active=True),
         "a free confirmation code": ConfirmationCode.objects.filter(code_hash="0" * 64, expires__gt=now),
         "failed sign-ins in the last minute": SignInFailure.objects.filter(created__gt=now - timedelta(minutes=1)),
         "stale calls": CallSession.objects.filter(updated__lt=now - timedelta(hours=2)),
         "the dashboard's hours": HourlyActivity.objects.filter(hour__gte=now - timedelta(hours=48)),
-        "the dashboard's days": Transfer.objects.filter(created__gte=now - timedelta(days=30)),
+        "the dashboard's days": dashboard.transfers_by_day(timezone.localdate(now)),
     }
 
 

@@ -142,3 +142,18 @@ def test_sqlite_waits_for_its_write_lock_no_longer_than_the_lock_timeout():
     result = manage("shell", "-c", "from django.conf import settings; print(settings.DATABASES['default']['OPTIONS'])",
                     **PRODUCTION, DATABASE_URL="sqlite:////tmp/settings-check.sqlite3")
     assert "'timeout': 3.0" in result.stdout, result.stderr
+
+
+@pytest.mark.parametrize("zone", ["Mars/Olympus", "america/new_york", "../../etc/passwd", "/etc/localtime"])
+def test_it_refuses_to_start_with_a_time_zone_it_does_not_know(zone):
+    result = manage("check", **PRODUCTION, TIME_ZONE=zone)
+    assert result.returncode != 0
+    assert f"TIME_ZONE must be an IANA time zone such as America/New_York or UTC, not {zone!r}" in result.stderr
+
+
+def test_the_service_is_on_new_york_time_by_default_and_the_database_keeps_utc():
+    show = "from django.conf import settings; print(settings.TIME_ZONE, settings.USE_TZ)"
+    for env, shown in [({"TIME_ZONE": ""}, "America/New_York True"),
+                       ({"TIME_ZONE": " Europe/Madrid "}, "Europe/Madrid True")]:
+        result = manage("shell", "-c", show, **PRODUCTION, **env)
+        assert result.stdout.splitlines()[-1] == shown, result.stderr

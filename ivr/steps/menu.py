@@ -85,7 +85,7 @@ TRANSFER_STATUS = {
 
 def describe_entry(entry: LedgerEntry) -> str:
     """One ledger entry as the caller hears it: the date, the amount, what it was."""
-    when = spoken_date(entry.created.date())
+    when = spoken_date(entry.created)
     amount = spoken_dollars(abs(entry.amount_cents))
     if entry.kind == LedgerEntry.Kind.TRANSFER:
         transfer = entry.transfer

@@ -6,7 +6,7 @@ import csv
 import io
 import subprocess
 import sys
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -176,8 +176,11 @@ def test_the_admin_shows_the_pair_and_reverses_a_deposit(staff, account):
 # Exports ---------------------------------------------------------------------------------
 
 
-def test_transfers_export_as_csv_for_settlement(staff, account, recipient):
-    done = services.transfer_submit(account=account, recipient_code=recipient.code, amount_cents=2550, idempotency_key="a")
+def test_transfers_export_as_csv_for_settlement(staff, account, recipient, settings):
+    settings.TIME_ZONE = "America/New_York"
+    evening = datetime(2025, 12, 2, 2, 30, tzinfo=UTC)  # 21:30 on December 1 in New York
+    done = services.transfer_submit(account=account, recipient_code=recipient.code, amount_cents=2550,
+                                    idempotency_key="a", now=evening)
     services.transfer_settle(transfer=done.transfer)
     services.transfer_submit(account=account, recipient_code=recipient.code, amount_cents=1000, idempotency_key="b")
     response = staff.post(reverse("admin:accounts_transfer_changelist"),
@@ -187,9 +190,11 @@ def test_transfers_export_as_csv_for_settlement(staff, account, recipient):
     assert response["Content-Disposition"].startswith('attachment; filename="transfers-')
     rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
     assert rows[0] == ["transfer", "member ID", "recipient code", "recipient name", "amount (dollars)", "status",
-                       "created (UTC)", "decided (UTC)"]
+                       "created (America/New_York)", "decided (America/New_York)"]
     assert [row[1:6] for row in rows[1:]] == [["123456", "246810", "Jane Doe", "25.50", "settled"],
                                               ["123456", "246810", "Jane Doe", "10.00", "submitted"]]
+    # The service's local time, as the admin's lists show it, with its offset.
+    assert rows[1][6] == "2025-12-01 21:30:00-05:00"
     assert rows[1][7] and not rows[2][7]
 
 

@@ -65,7 +65,7 @@ def test_only_the_last_five_newest_first(signed_in, account, count, django_asser
 
 
 def test_each_kind_of_entry_is_worded_right(account, recipient):
-    today = timezone.now().date()
+    today = timezone.localdate()  # the service's date (TIME_ZONE), which the caller hears
     deposit = LedgerEntry.objects.get(kind="deposit")
     date = f"{today:%B} {today.day}"
     assert describe_entry(deposit) == f"On {date}, 100 dollars was added to your account."
@@ -93,11 +93,12 @@ def test_each_kind_of_entry_is_worded_right(account, recipient):
 
 def test_entries_are_worded_in_spanish_with_spanish_dates(account, recipient):
     entry = LedgerEntry.objects.get(kind="deposit")
-    LedgerEntry.objects.filter(pk=entry.pk).update(created=timezone.now().replace(month=11, day=24))
+    # Midday on the service's clock, so the date is the same in every zone.
+    LedgerEntry.objects.filter(pk=entry.pk).update(created=timezone.localtime().replace(month=11, day=24, hour=12))
     entry.refresh_from_db()
     with translation.override("es"):
         assert describe_entry(entry) == "El 24 de noviembre, recibió un depósito de 100 dólares."
-    old = timezone.now().replace(year=timezone.now().year - 1, month=3, day=2)
+    old = timezone.localtime().replace(year=timezone.localdate().year - 1, month=3, day=2, hour=12)
     LedgerEntry.objects.filter(pk=entry.pk).update(created=old)
     entry.refresh_from_db()
     with translation.override("es"):
