@@ -16,19 +16,22 @@ def _dollars(dollars: int) -> str:
 
 
 def spoken_amount(cents: int) -> str:
-    """For callers, in the active language: 7550 -> "75 dollars and 50 cents", "75 dólares con 50 centavos"."""
+    """For callers, in the active language: 7550 -> "75 dollars and 50 cents", "75 dólares con 50 centavos".
+
+    A part that is zero is left out ("75 dollars", "50 cents"), but for nothing at all ("0 dollars").
+    """
     dollars, rest = divmod(cents, 100)
-    return gettext("%(dollars)s and %(cents)s") % {
-        "dollars": _dollars(dollars),
-        "cents": ngettext("%(count)d cent", "%(count)d cents", rest) % {"count": rest},
-    }
+    cents_said = ngettext("%(count)d cent", "%(count)d cents", rest) % {"count": rest}
+    if not rest:
+        return _dollars(dollars)
+    if not dollars:
+        return cents_said
+    return gettext("%(dollars)s and %(cents)s") % {"dollars": _dollars(dollars), "cents": cents_said}
 
 
 def spoken_dollars(cents: int) -> str:
     """Whole-dollar amounts as the caller entered them: 2500 -> "25 dollars", "25 dólares"."""
-    if cents % 100:
-        return spoken_amount(cents)
-    return _dollars(cents // 100)
+    return spoken_amount(cents)
 
 
 def spoken_date(when: datetime | date, *, now: datetime | None = None) -> str:
@@ -40,6 +43,8 @@ def spoken_date(when: datetime | date, *, now: datetime | None = None) -> str:
     day = local_time.local_date(when) if isinstance(when, datetime) else when
     this_year = local_time.local_date(now or timezone.now()).year
     month = MONTHS[day.month]  # Django's own translated month names
+    said = {"month": month, "day": day.day, "year": day.year}
+    # The first of a month has words of its own: "primero de diciembre", as callers in Mexico expect.
     if day.year == this_year:
-        return gettext("%(month)s %(day)d") % {"month": month, "day": day.day}
-    return gettext("%(month)s %(day)d, %(year)d") % {"month": month, "day": day.day, "year": day.year}
+        return (gettext("%(month)s 1st") if day.day == 1 else gettext("%(month)s %(day)d")) % said
+    return (gettext("%(month)s 1st, %(year)d") if day.day == 1 else gettext("%(month)s %(day)d, %(year)d")) % said

@@ -195,7 +195,7 @@ def main() -> None:
             setup = Recorder(server.url)
             with ThreadPoolExecutor(max_workers=min(args.callers, 8)) as pool:
                 list(pool.map(lambda caller: SimulatedCall(PUBLIC_URL, AUTH_TOKEN, setup, caller=caller).place(
-                    scripted(["#", f"{callers.index(caller) + 300000:06d}", PIN, PIN, "2"])), callers))
+                    scripted(["#", "1", f"{callers.index(caller) + 300000:06d}", PIN, PIN, "2"])), callers))
             # Staff verify the registrations; each account gets money to send.
             manage(env, "shell", "-c", "from django.utils import timezone; from accounts.models import Account\n"
                    "from accounts.services import deposit\n"

@@ -620,8 +620,11 @@ class SimulatedCall:
         """The caller's own key on a language prompt, typed after hearing their language's <Say>.
 
         A language prompt offers one key per language, each in one <Say> of its
-        own language; a menu that also offers another language ("Para
-        español, oprima 9") offers several keys in its own, and is not one.
+        own language, the keys 1, 2, 3 ... in order; a menu that also offers
+        another language ("Para español, oprima 9") offers several keys in its
+        own, and a prompt that offers "#" in one language and 9 in another
+        ("For other options, press pound." ... "Para español, oprima 9.") is
+        not one either.
         """
         if not self.lang or len(prompt.languages) < 2:
             return None
@@ -630,6 +633,8 @@ class SimulatedCall:
         if len(set(languages)) < 2 or len(set(languages)) != len(languages):
             return None  # not one offer per language: a menu, however many languages it speaks
         if any(len(offered_keys(audio.text)) != 1 for audio in offering):
+            return None
+        if [offered_keys(audio.text)[0] for audio in offering] != [str(key) for key in range(1, len(offering) + 1)]:
             return None
         says_heard = sum(1 for audio in prompt.before if audio.kind == "say")
         for audio in prompt.audio:

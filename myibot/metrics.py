@@ -50,16 +50,21 @@ CALL_STATUSES = frozenset(
     {"queued", "initiated", "ringing", "in-progress", "completed", "busy", "failed", "no-answer", "canceled"}
 )
 # Steps that are not prompts: the fallback URL, and "-" for a view that failed before naming its step.
-NOT_PROMPTS = frozenset({"fallback", "-"})
+NOT_PROMPTS = frozenset({"fallback", "-", "staff call"})
 # What ivr/views.py, ivr/machine.py and ivr/decorators.py write as an outcome, apart from the moves below.
 OUTCOMES = frozenset({
     "started", "stale", "replay", "no input", "silent three times", "wrong keys", "wrong keys three times",
+    "refused", "refused 5 times", "help", "star", "language switched", "to staff",
+    "staff call completed", "staff call busy", "staff call no-answer", "staff call canceled", "staff call failed",
     "no CallSid", "noted", "unknown call", "another caller: kept", "forgotten", "apology",
     "database too slow", "failed",
 })
-# A step's answer taken: "goodbye", "again" or "to <step>", perhaps after how it came
-# ("silence, to menu", "pound alone, to member_id"); or three wrong entries sending the call on.
-MOVE = re.compile(r"(?:(?:silence|pound alone), )?(?:goodbye|again|to (?P<to>[a-z_]+))|wrong keys three times, to (?P<on>[a-z_]+)")
+# A step's answer taken: "goodbye" or "to <step>", perhaps after how it came ("empty, to new_or_member_id");
+# or three strikes sending the call on ("wrong keys three times, to pin", "refused 3 times, to menu").
+MOVE = re.compile(
+    r"(?:empty, )?(?:goodbye|to (?P<to>[a-z_]+))"
+    r"|(?:wrong keys three times|silent three times|refused 3 times), to (?P<on>[a-z_]+)"
+)
 
 
 def _steps() -> dict:

@@ -100,11 +100,20 @@ def test_its_latency_buckets_reach_twilios_fifteen_seconds():
 @pytest.mark.parametrize(("step", "outcome"), [
     ("entry", "started"),
     ("pin", "to menu"),
-    ("entry", "pound alone, to member_id"),
-    ("language", "silence, to member_id"),
+    ("entry", "empty, to home_options"),
+    ("language", "empty, to member_id"),
+    ("locked", "empty, goodbye"),
     ("pin", "wrong keys three times, to member_id"),
+    ("send_amount", "refused 3 times, to menu"),
+    ("balance", "silent three times, to menu"),
+    ("register_create_pin", "refused 5 times"),
     ("send_confirm", "goodbye"),
-    ("menu", "again"),
+    ("menu", "refused"),
+    ("menu", "help"),
+    ("balance", "star"),
+    ("member_id", "language switched"),
+    ("menu", "to staff"),
+    ("staff call", "staff call no-answer"),
     ("entry", "no CallSid"),
     ("status completed", "forgotten"),
     ("status in-progress", "noted"),
@@ -126,6 +135,7 @@ def test_it_keeps_every_step_and_outcome_the_code_writes(step, outcome):
     ("pin", "to no_such_step", ("pin", "other")),
     ("pin", "wrong keys three times, to 3971", ("pin", "other")),
     ("send_amount", "amount 2500", ("send_amount", "other")),
+    ("staff call", "staff call 3971", ("staff call", "other")),
 ])
 def test_it_never_makes_a_label_from_a_value_it_does_not_know(step, outcome, labels):
     assert (metrics.step_label(step), metrics.outcome_label(outcome)) == labels

@@ -23,7 +23,7 @@ def test_whole_calls_log_none_of_the_digits_entered(make_phone, recipient, caplo
     with caplog.at_level(logging.DEBUG), caplog.at_level(logging.DEBUG, logger="django"):
         phone = make_phone("+12027770000")
         phone.dial()
-        for keys in ["#", MEMBER_ID, SECRET_PIN, SECRET_PIN]:
+        for keys in ["#", "1", MEMBER_ID, SECRET_PIN, SECRET_PIN]:
             answer = phone.press(keys)
         registration_code = spoken_code(answer.text)
         phone.press("2")

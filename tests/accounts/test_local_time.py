@@ -48,7 +48,7 @@ def send(account, recipient, dollars: int, at: datetime) -> Transfer:
 
 
 @pytest.mark.parametrize(("zone", "moment", "heard"), [
-    ("America/New_York", utc(2026, 12, 2, 2, 30), "December 1"),  # 21:30 the evening before
+    ("America/New_York", utc(2026, 12, 2, 2, 30), "December 1st"),  # 21:30 the evening before
     ("Asia/Tokyo", utc(2026, 12, 1, 20, 0), "December 2"),  # 05:00 the next morning
     ("UTC", utc(2026, 12, 2, 2, 30), "December 2"),
 ])
@@ -59,7 +59,7 @@ def test_it_speaks_a_moment_as_its_date_in_the_service_zone(settings, zone, mome
 
 def test_it_speaks_the_local_date_in_spanish_too():
     with translation.override("es"):
-        assert spoken_date(utc(2026, 12, 2, 2, 30), now=utc(2026, 12, 2, 12, 0)) == "1 de diciembre"
+        assert spoken_date(utc(2026, 12, 2, 2, 30), now=utc(2026, 12, 2, 12, 0)) == "primero de diciembre"
 
 
 def test_it_says_the_year_only_when_it_is_not_this_local_year():
@@ -80,15 +80,15 @@ def test_it_reads_an_evening_deposit_to_the_caller_with_its_local_date(account):
     year = timezone.localdate().year  # this local year, so no year is spoken whenever the test runs
     LedgerEntry.objects.filter(pk=entry.pk).update(created=utc(year, 12, 2, 2, 30))
     entry.refresh_from_db()
-    assert describe_entry(entry) == "On December 1, 100 dollars was added to your account."
+    assert describe_entry(entry) == "On December 1st, 100 dollars was added to your account."
     with translation.override("es"):
-        assert describe_entry(entry) == "El 1 de diciembre, recibió un depósito de 100 dólares."
+        assert describe_entry(entry) == "El primero de diciembre, recibió un depósito de 100 dólares."
 
 
 def test_it_reads_the_local_date_in_the_call(signed_in, account):
     year = timezone.localdate().year
     LedgerEntry.objects.filter(account=account).update(created=utc(year, 12, 2, 2, 30))
-    assert "On December 1, 100 dollars was added to your account." in signed_in.press("4").text
+    assert "On December 1st, 100 dollars was added to your account." in signed_in.press("4").text
 
 
 # The local day -----------------------------------------------------------------------------

@@ -69,7 +69,7 @@ def two_servers(database_url):
 
 @pytest.fixture(scope="module")
 def funded(two_servers, database_url):
-    call, heard = place(two_servers, ["#", "200001", "3971", "3971", "2"], caller=FUNDED)
+    call, heard = place(two_servers, ["#", "1", "200001", "3971", "3971", "2"], caller=FUNDED)
     assert "Your account is created" in heard
     code = re.search(r"registration code is: ((?:\d, ){5}\d)", heard).group(1).replace(", ", "")
     manage(production_env(database_url), "verify_code", code)
@@ -79,9 +79,9 @@ def funded(two_servers, database_url):
 
 def test_a_call_alternating_between_two_servers_registers_signs_in_and_sends_money(two_servers, database_url):
     caller = "+12022000002"
-    call, heard = place(two_servers, ["#", "200002", "4682", "4682", "1", "2", "1"], caller=caller)
+    call, heard = place(two_servers, ["#", "1", "200002", "4682", "4682", "1", "2", "1"], caller=caller)
     assert "Your account is created" in heard
-    assert "Your balance is 0 dollars and 0 cents" in heard
+    assert "Your balance is 0 dollars" in heard
     codes = re.findall(r"(?:registration code is|Again): ((?:\d, ){5}\d)", heard)
     assert len(codes) == 4 and len(set(codes)) == 1, "the code, read twice, then repeated"
 
@@ -94,12 +94,12 @@ def test_a_call_alternating_between_two_servers_registers_signs_in_and_sends_mon
     # From a withheld number: the member ID, then the PIN.
     call, heard = place(two_servers, ["200002", "4682", "1"], caller="anonymous")
     assert "Please enter your 6-digit member ID" in heard
-    assert "Your balance is 100 dollars and 0 cents" in heard
+    assert "Your balance is 100 dollars" in heard
 
     call, heard = place(two_servers, ["4682", "2", "25", RECIPIENT, "1", "2", "1"], caller=caller)
     assert "You are sending 25 dollars to Jane Doe" in heard
     assert "is submitted" in heard
-    assert "Your balance is 75 dollars and 0 cents" in heard
+    assert "Your balance is 75 dollars" in heard
     assert call.ended_by == "caller"
     code = re.search(r"confirmation code is: ((?:\d, ){5}\d)", heard).group(1).replace(", ", "")
     assert "transfer" in manage(production_env(database_url), "verify_code", code)
@@ -108,7 +108,7 @@ def test_a_call_alternating_between_two_servers_registers_signs_in_and_sends_mon
 def test_an_account_made_before_a_restart_signs_in_after_it(database_url):
     server = Server(production_env(database_url)).start()
     try:
-        place([server], ["#", "200003", "4682", "4682", "2"], caller="+12022000003")
+        place([server], ["#", "1", "200003", "4682", "4682", "2"], caller="+12022000003")
     finally:
         server.stop()
     server = Server(production_env(database_url)).start()
@@ -116,7 +116,7 @@ def test_an_account_made_before_a_restart_signs_in_after_it(database_url):
         call, heard = place([server], ["4682", "1"], caller="+12022000003")
     finally:
         server.stop()
-    assert "Your balance is 0 dollars and 0 cents" in heard
+    assert "Your balance is 0 dollars" in heard
 
 
 def test_with_the_database_unreachable_callers_hear_a_calm_apology():
@@ -147,11 +147,13 @@ RIGHT_ANSWERS = [
     ("enter your 4-digit PIN", ["3971", "#"]),
     ("To create an account", None),  # six random digits
     ("enter your 6-digit member ID", ["200001", "200001", "#"]),  # the funded caller's member ID
+    ("To create a new account, press 1", ["1", "2", "0"]),
+    ("To enter your PIN, press 1", ["1", "2", "3"]),
     ("create a 4-digit PIN", ["4682"]),
     ("same PIN again", ["4682"]),
     ("To hear the code again", ["1", "2"]),
-    ("Main menu", ["1", "2", "3"]),
-    ("Your balance is", ["1", "2"]),
+    ("Main menu", ["1", "2", "3", "0", "9"]),
+    ("Your balance is", ["1", "2", "*"]),
     ("whole dollars", ["1", "5", "25", "500"]),
     ("6-digit code of the person", [RECIPIENT]),
     ("To confirm, press 1", ["1", "2"]),

@@ -80,7 +80,7 @@ def place(running: Running, keys: list[str]) -> tuple[SimulatedCall, str]:
 
 
 def test_it_adds_up_every_workers_counts_on_the_metrics_port(running):
-    register, heard = place(running, ["#", "200001", "3971", "3971", "2"])
+    register, heard = place(running, ["#", "1", "200001", "3971", "3971", "2"])
     assert "Your account is created" in heard
     code = re.search(r"registration code is: ((?:\d, ){5}\d)", heard).group(1).replace(", ", "")
     manage(production_env(running.database_url), "verify_code", code)
@@ -101,7 +101,7 @@ def test_it_adds_up_every_workers_counts_on_the_metrics_port(running):
     assert total("myibot_webhook_seconds_count") == webhooks
     assert total("myibot_webhook_seconds_bucket", le="+Inf") == webhooks
     assert total("myibot_webhooks_total", step="entry", outcome="started") == 2
-    assert total("myibot_webhooks_total", step="entry", outcome="again") == 1  # the wrong PIN
+    assert total("myibot_webhooks_total", step="entry", outcome="refused") == 1  # the wrong PIN
     assert total("myibot_webhooks_total", step="status completed", outcome="forgotten") == 2
     assert total("myibot_calls_total") == 2
     assert total("myibot_sign_ins_total") == 1

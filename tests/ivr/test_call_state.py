@@ -95,7 +95,7 @@ def test_a_call_survives_a_new_worker_for_every_step(client):
         connections.close_all()
         phone.client = Client()
         answer = take_step()
-    assert "Your balance is 0 dollars and 0 cents" in answer.text
+    assert "Your balance is 0 dollars" in answer.text
     assert Account.objects.filter(home_number="+12027770000").exists()
 
 

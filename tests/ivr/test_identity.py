@@ -47,7 +47,7 @@ def test_two_members_register_and_sign_in_from_one_shared_line_and_hear_their_ow
     deposit(account=first, amount_cents=1250)
     deposit(account=second, amount_cents=4000)
 
-    for member_id, pin, balance in (("200001", "4682", "12 dollars and 50 cents"), ("200002", "7315", "40 dollars and 0 cents")):
+    for member_id, pin, balance in (("200001", "4682", "12 dollars and 50 cents"), ("200002", "7315", "40 dollars")):
         phone = make_phone(SHARED)
         assert "Main menu" in sign_in_by_member_id(phone, member_id, pin).text
         assert f"Your balance is {balance}." in phone.press("1").text
@@ -73,13 +73,13 @@ def test_withheld_numbers_register_and_sign_in_by_member_id_and_are_never_stored
 
     phone = make_phone(caller_id)
     assert "Main menu" in sign_in_by_member_id(phone, "300001").text
-    assert "Your balance is 0 dollars and 0 cents." in phone.press("1").text
+    assert "Your balance is 0 dollars." in phone.press("1").text
 
 
 def test_a_home_number_signs_in_with_the_pin_alone_two_entries_to_the_balance(phone, account):
     assert "Please enter your 4-digit PIN. For other options, press pound." in phone.dial().text
     assert "Main menu" in phone.press("3971").text
-    assert "Your balance is 100 dollars and 0 cents." in phone.press("1").text
+    assert "Your balance is 100 dollars." in phone.press("1").text
     assert len(phone.responses) == 3, "the call, the PIN, the 1"
 
 

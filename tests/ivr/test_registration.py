@@ -42,7 +42,7 @@ def test_it_repeats_the_same_code_and_continues_signed_in(phone):
     assert spoken_code(again.text) == code
     menu = phone.press("2")
     assert "Main menu" in menu.text
-    assert "Your balance is 0 dollars and 0 cents" in phone.press("1").text
+    assert "Your balance is 0 dollars" in phone.press("1").text
 
 
 def test_it_holds_only_a_hash_of_the_pin_between_create_and_confirm(phone):
@@ -159,4 +159,4 @@ def test_a_new_caller_registers_hangs_up_then_signs_in_and_hears_the_balance(mak
     second = make_phone("+12027770000")
     assert "For other options, press pound" in second.dial().text, "the registering number became the home number"
     assert "Main menu" in second.press("4682").text
-    assert "Your balance is 0 dollars and 0 cents." in second.press("1").text
+    assert "Your balance is 0 dollars." in second.press("1").text

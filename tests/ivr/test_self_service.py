@@ -67,7 +67,7 @@ def test_only_the_last_five_newest_first(signed_in, account, count, django_asser
 def test_each_kind_of_entry_is_worded_right(account, recipient):
     today = timezone.localdate()  # the service's date (TIME_ZONE), which the caller hears
     deposit = LedgerEntry.objects.get(kind="deposit")
-    date = f"{today:%B} {today.day}"
+    date = f"{today:%B} {today.day}" + ("st" if today.day == 1 else "")
     assert describe_entry(deposit) == f"On {date}, 100 dollars was added to your account."
 
     submitted = services.transfer_submit(account=account, recipient_code=recipient.code, amount_cents=2500,

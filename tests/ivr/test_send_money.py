@@ -32,7 +32,7 @@ def test_it_sends_money_and_reads_a_confirmation_code(signed_in, account, recipi
 
     assert spoken_code(signed_in.press("1").text) == code, "the same code again"
     assert "Main menu" in signed_in.press("2").text
-    assert "Your balance is 75 dollars and 0 cents." in signed_in.press("1").text
+    assert "Your balance is 75 dollars." in signed_in.press("1").text
     account.refresh_from_db()
     assert account.balance_cents == ledger_balance_cents(account=account) == 7500
 
@@ -54,7 +54,7 @@ def test_an_operator_credit_then_a_transfer_then_the_balance(phone, account, rec
     assert "Your account is not verified yet. Please give your registration code to staff." in refused.text
     assert "Main menu" in refused.text
     assert not Transfer.objects.exists()
-    assert "Your balance is 100 dollars and 0 cents." in phone.press("1").text
+    assert "Your balance is 100 dollars." in phone.press("1").text
     phone.press("2")
 
     # Staff verify the code the caller read them; the same call may now send.
@@ -64,7 +64,7 @@ def test_an_operator_credit_then_a_transfer_then_the_balance(phone, account, rec
     phone.press("246810")
     assert "is submitted" in phone.press("1").text
     phone.press("2")
-    assert "Your balance is 75 dollars and 0 cents." in phone.press("1").text
+    assert "Your balance is 75 dollars." in phone.press("1").text
 
 
 def test_cancel_writes_nothing(signed_in, account, recipient):

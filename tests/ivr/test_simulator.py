@@ -663,3 +663,20 @@ def test_it_places_a_call_in_process_against_the_real_server():
     assert call.failures == [] and call.prompts, call.transcript
     assert call.ended_by == "caller"
     assert all(answer.status == 200 for url, answer in call.answers)
+
+
+def test_it_does_not_take_a_re_prompt_offering_pound_and_another_languages_9_for_a_language_prompt():
+    from ivr.simulator import Audio, Prompt, SimulatedCall, Transport
+
+    call = SimulatedCall(base_url="https://example.test", auth_token="x", transport=Transport(), lang="en")
+
+    def say(text: str, language: str) -> Audio:
+        return Audio("say", text, 1.0, 3, language=language, nested=True)
+
+    reprompt = Prompt(num_digits=4, finish_on_key="#", timeout=8, heard="", audio=[
+        say("Please enter your 4-digit PIN.", "en-US"), say("For other options, press pound.", "en-US"),
+        say("Para español, oprima 9.", "es-US")])
+    menu = Prompt(num_digits=1, finish_on_key="#", timeout=8, heard="", audio=[
+        say("For English, press 1.", "en-US"), say("Para español, oprima 2.", "es-US")])
+    assert call._language_choice(reprompt) is None
+    assert call._language_choice(menu).keys == "1"
