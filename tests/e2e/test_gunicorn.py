@@ -230,3 +230,23 @@ def test_hostile_requests_at_every_step_url_never_get_a_5xx(two_servers, path):
         assert answer.status == 200, (path, answer.status, answer.body[:300])
         if "/status" not in path:
             assert ET.fromstring(answer.body).tag == "Response"
+
+
+@pytest.mark.parametrize("pound, number", [("a", 1), ("b", 2), ("c", 3), ("d", 4)])
+def test_registration_and_other_options_work_under_every_lone_pound_behaviour(two_servers, pound, number):
+    """Twilio's docs disagree on a lone "#": each way it may go, against production settings over HTTP."""
+    caller = f"+120255501{number:02d}"
+    member_id = f"4100{number:02d}"
+
+    def call(keys: list[str], from_: str) -> tuple[SimulatedCall, str]:
+        simulated = SimulatedCall(base_url=PUBLIC_URL, auth_token=AUTH_TOKEN, transport=Checked(two_servers),
+                                  caller=from_, pound=pound)
+        simulated.place(scripted(keys))
+        return simulated, " ".join(event.text for event in simulated.transcript if event.kind == "say")
+
+    registered, heard = call(["#", "1", member_id, "4682", "4682", "2", "1"], caller)
+    assert "Your account is created." in heard and "Your balance is 0 dollars." in heard
+    # Other options from that new home number: sign in with the member ID instead of the PIN alone.
+    other, heard = call(["#", "2", member_id, "4682", "1"], caller)
+    assert "To enter a member ID, press 2." in heard and "Your balance is" in heard
+    assert other.totals_before("To enter a member ID").wait_seconds == (8 if pound == "c" else 0)
