@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Count, QuerySet, Sum
+from django.db.models import Count, Q, QuerySet, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
@@ -169,7 +169,10 @@ def build(now: datetime | None = None) -> dict[str, object]:
         "awaiting_settlement": _first(
             Transfer.objects.filter(status=Transfer.Status.SUBMITTED).select_related("account", "recipient").order_by("created")
         ),
-        "locked_accounts": _first(Account.objects.filter(locked_until__gt=now).order_by("locked_until")),
+        # Locked on either route (elsewhere, or at the trusted home number).
+        "locked_accounts": _first(
+            Account.objects.filter(Q(locked_until__gt=now) | Q(home_locked_until__gt=now)).order_by("created")
+        ),
         "spray": identity.spray_active(now=now),
         "now": now,
         "time_zone": settings.TIME_ZONE,

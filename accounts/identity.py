@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import phonenumbers
@@ -22,7 +22,9 @@ from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from accounts import activity, pins
-from accounts.models import Account, ConfirmationCode, LedgerEntry, SharedLine, SignInFailure, SignInSpray
+from accounts.models import (
+    ROUTE_FIELDS, Account, ConfirmationCode, LedgerEntry, SharedLine, SignInFailure, SignInRoute, SignInSpray,
+)
 from accounts.services import AccountsError, UnknownAccount, confirmation_code_issue
 from myibot.db import insert_unless_conflict
 
@@ -195,64 +197,114 @@ def account_verify(*, account: Account, now: datetime | None = None) -> bool:
 # Sign-in ---------------------------------------------------------------------------
 
 
-def account_sign_in(
-    *, pin: str, member_id: str | None = None, account_id: int | None = None, now: datetime | None = None
-) -> Account:
-    """The account for a member ID (or, from its home number, its id) if the PIN is right.
+@dataclass(frozen=True)
+class PinAttempt:
+    """A PIN attempt, counted before the PIN is checked (pin_attempt_count)."""
 
-    WrongPin when the PIN is wrong or there is no such account, AccountLocked
-    while it is locked.
+    account_id: int | None  # None: no such account (the check runs on a dummy hash all the same)
+    route: str
+    locked_until: datetime | None = None  # the route was locked: the PIN is not checked
+    # The hash to check against, read with the count: no second read before Argon2. Never shown.
+    pin_hash: str | None = field(default=None, repr=False)
+
+
+def pin_attempt_count(
+    *, member_id: str | None = None, account_id: int | None = None, trusted_number: str = "", now: datetime | None = None
+) -> PinAttempt:
+    """Count a PIN attempt on its account and route, in a transaction of its own that commits before any check.
+
+    Call it outside any transaction (the machine does, before the step's own):
+    a count inside another transaction would be undone with it, and a guess
+    made while the row was busy would be free. If the count cannot be written
+    (a lock held too long), the database error goes up and no PIN is checked.
+    trusted_number is the caller's number when its caller ID is trusted, else "".
     """
     now = now or timezone.now()
-    # The failure count must be committed before the error is raised: raising
-    # inside the transaction would roll the count back and undo the lockout.
     with transaction.atomic():
-        query = Account.objects.select_for_update()
+        # Whether its home number was made a shared line since, in the same round trip.
+        query = Account.objects.select_for_update(of=("self",)).annotate(
+            shared=Exists(SharedLine.objects.filter(phone_number=OuterRef("home_number")))
+        )
         account = query.filter(pk=account_id).first() if account_id else query.filter(member_id=member_id or "").first()
-        outcome = _check_pin(account, pin=pin, now=now)
-        if outcome == "wrong":
-            _count_service_failure(now)
-    if outcome == "locked":
-        raise AccountLocked(until=account.locked_until)
-    if outcome == "wrong":
+        if account is None:
+            return PinAttempt(account_id=None, route=SignInRoute.ELSEWHERE)
+        # The owner's home route: their home number, with a trusted caller ID, not a shared line.
+        at_home = bool(trusted_number) and account.home_number == trusted_number and not account.shared
+        route = SignInRoute.HOME if at_home else SignInRoute.ELSEWHERE
+        if account.is_locked(now, route):
+            return PinAttempt(account_id=account.pk, route=route, locked_until=account.locked_until_on(route))
+        if account.register_failed_pin(route, now):
+            # Five attempts counted and never taken back by a right PIN: locked now, even if the
+            # checks that found them wrong could not write their outcome (a busy table, a timeout).
+            account.save(update_fields=list(ROUTE_FIELDS[route]))
+            _locked(account, route, now)
+            return PinAttempt(account_id=account.pk, route=route, locked_until=account.locked_until_on(route))
+        account.count_pin_attempt(route)
+        account.save(update_fields=[ROUTE_FIELDS[route][0]])
+    return PinAttempt(account_id=account.pk, route=route, pin_hash=account.pin_hash)
+
+
+def account_sign_in(*, pin: str, attempt: PinAttempt, now: datetime | None = None) -> Account:
+    """The account of a counted attempt if its PIN is right; the attempt is taken back then.
+
+    WrongPin when the PIN is wrong or there is no such account, AccountLocked
+    while the attempt's route is locked (then the PIN is not checked at all).
+    """
+    now = now or timezone.now()
+    if attempt.locked_until is not None:
+        raise AccountLocked(until=attempt.locked_until)
+    account = _check_pin(attempt, pin=pin, now=now)
+    if isinstance(account, datetime):
+        raise AccountLocked(until=account)
+    if account is None:
         raise WrongPin
     return account
 
 
-def account_check_pin(*, account: Account, pin: str, now: datetime | None = None) -> None:
-    """Check a signed-in caller's current PIN (to change it), counting a wrong one as at sign-in."""
-    account_sign_in(pin=pin, account_id=account.pk, now=now)
+def account_check_pin(*, account: Account, pin: str, attempt: PinAttempt, now: datetime | None = None) -> None:
+    """Check a signed-in caller's current PIN (to change it), counted and locked as at sign-in."""
+    if attempt.account_id != account.pk:
+        raise WrongPin
+    account_sign_in(pin=pin, attempt=attempt, now=now)
 
 
-def _check_pin(account: Account | None, *, pin: str, now: datetime) -> str:
-    if account is None:
+def _check_pin(attempt: PinAttempt, *, pin: str, now: datetime) -> Account | datetime | None:
+    """Argon2, then the attempt's outcome written: taken back when right, the route locked at the fifth wrong.
+
+    The account when the PIN is right, when its route is now locked until when wrong at the fifth, else None.
+    """
+    if attempt.account_id is None:
         pins.pin_matches(pin, None)  # the same work as a real check: no enumeration by timing
-        return "wrong"
-    if account.is_locked(now):
-        return "locked"
+        with transaction.atomic():
+            _count_service_failure(now)
+        return None
+    new_hash: list[str] = []
+    right = pins.pin_matches(pin, attempt.pin_hash, rehash=new_hash.append)
+    route = attempt.route
+    count_field, until_field, locks_field = ROUTE_FIELDS[route]
+    with transaction.atomic():
+        account = Account.objects.select_for_update().get(pk=attempt.account_id)
+        if right:
+            account.register_right_pin(route)
+            # Stored hashes are upgraded on the next right PIN, as Django's own hashers do.
+            account.pin_hash = new_hash[0] if new_hash else account.pin_hash
+            account.save(update_fields=[count_field, locks_field, *(["pin_hash"] if new_hash else [])])
+            return account
+        locks = account.register_failed_pin(route, now)
+        account.save(update_fields=[count_field, until_field, locks_field])
+        _count_service_failure(now)
+    if locks:
+        _locked(account, route, now)
+        return getattr(account, until_field)
+    logger.info("sign-in refused: account=%s route=%s failures=%s", account.pk, route, getattr(account, count_field))
+    return None
 
-    rehashed = False
 
-    def rehash(new_hash: str) -> None:
-        nonlocal rehashed
-        account.pin_hash, rehashed = new_hash, True
-
-    if not pins.pin_matches(pin, account.pin_hash, rehash=rehash):
-        locked = account.register_failed_pin(now)
-        account.save(update_fields=["failed_pin_count", "lock_count", "locked_until"])
-        if locked:
-            activity.account_locked(now)
-            logger.warning(
-                "account locked: account=%s lock=%s until=%s", account.pk, account.lock_count, account.locked_until.isoformat()
-            )
-            return "locked"
-        logger.info("sign-in refused: account=%s failures=%s", account.pk, account.failed_pin_count)
-        return "wrong"
-    # Written only when something changed: most sign-ins cost no write.
-    if account.failed_pin_count or account.lock_count or rehashed:
-        account.register_right_pin()
-        account.save(update_fields=["failed_pin_count", "lock_count", "pin_hash"])
-    return "signed in"
+def _locked(account: Account, route: str, now: datetime) -> None:
+    _until, until_field, locks_field = ROUTE_FIELDS[route]
+    activity.account_locked(now)
+    logger.warning("account locked: account=%s route=%s lock=%s until=%s", account.pk, route,
+                   getattr(account, locks_field), getattr(account, until_field).isoformat())
 
 
 @transaction.atomic
@@ -307,9 +359,10 @@ def sign_in_failures_forget(*, older_than: timedelta = timedelta(days=1), now: d
 def account_unlock(*, account: Account) -> bool:
     """Lift a lock and reset its escalation; False when there was nothing to lift."""
     locked = Account.objects.select_for_update().get(pk=account.pk)
-    had_anything = locked.is_locked() or locked.failed_pin_count > 0 or locked.lock_count > 0
+    fields = [field for route_fields in ROUTE_FIELDS.values() for field in route_fields]
+    had_anything = locked.is_locked() or any(getattr(locked, field) for field in fields)
     locked.unlock()
-    locked.save(update_fields=["locked_until", "failed_pin_count", "lock_count"])
+    locked.save(update_fields=fields)
     logger.info("account unlocked by operator: account=%s was_locked=%s", locked.pk, had_anything)
     return had_anything
 

@@ -27,6 +27,24 @@ E164_REGEX = r"^\+[1-9][0-9]{1,14}$"
 CALLER_LANGUAGES = ["en", "es"]
 
 
+class SignInRoute(models.TextChoices):
+    """Where a PIN was tried: its failures are counted, and locked, apart (SPEC section 5).
+
+    A caller who knows only a member's number or member ID can lock "elsewhere"
+    as often as they like; the owner on their own trusted home number signs in still.
+    """
+
+    HOME = "home", "the trusted home number"
+    ELSEWHERE = "elsewhere", "any other phone"
+
+
+# Each route's failed-PIN count, locked-until and lock count.
+ROUTE_FIELDS = {
+    SignInRoute.HOME: ("home_failed_pin_count", "home_locked_until", "home_lock_count"),
+    SignInRoute.ELSEWHERE: ("failed_pin_count", "locked_until", "lock_count"),
+}
+
+
 class AccountStatus(models.TextChoices):
     # Registered by phone; money cannot leave until staff verify the registration code.
     PENDING = "pending"
@@ -47,9 +65,14 @@ class Account(models.Model):
     language = models.CharField(max_length=5, default="en", help_text="en or es")
     verified_at = models.DateTimeField(null=True, blank=True, help_text="when staff verified the registration")
     pin_hash = models.CharField(max_length=256)
+    # Wrong PINs from anywhere but the trusted home number, and the lock they earn.
     failed_pin_count = models.PositiveIntegerField(default=0)
     locked_until = models.DateTimeField(null=True, blank=True)
     lock_count = models.PositiveIntegerField(default=0)
+    # The same, from the account's own home number with a trusted caller ID.
+    home_failed_pin_count = models.PositiveIntegerField(default=0)
+    home_locked_until = models.DateTimeField(null=True, blank=True)
+    home_lock_count = models.PositiveIntegerField(default=0)
     # A cache of the sum of this account's ledger entries, updated in the same
     # transaction as every entry; the constraint makes an overdraft impossible.
     balance_cents = models.BigIntegerField(default=0)
@@ -81,29 +104,45 @@ class Account(models.Model):
     def balance(self) -> str:
         return format_dollars(self.balance_cents)
 
-    def is_locked(self, now: datetime | None = None) -> bool:
-        return self.locked_until is not None and self.locked_until > (now or timezone.now())
+    def is_locked(self, now: datetime | None = None, route: str | None = None) -> bool:
+        """Locked on route, or on either route when none is named (what operators see)."""
+        now = now or timezone.now()
+        routes = [route] if route else list(ROUTE_FIELDS)
+        return any((until := self.locked_until_on(route)) is not None and until > now for route in routes)
 
-    def register_failed_pin(self, now: datetime | None = None) -> bool:
-        """Count a wrong PIN; returns True when this failure locks the account."""
-        self.failed_pin_count += 1
-        if self.failed_pin_count < PIN_FAILURES_BEFORE_LOCK:
+    def locked_until_on(self, route: str) -> datetime | None:
+        return getattr(self, ROUTE_FIELDS[route][1])
+
+    def count_pin_attempt(self, route: str) -> None:
+        """Count a PIN attempt before it is checked: a guess is never free (register_right_pin takes it back)."""
+        count_field = ROUTE_FIELDS[route][0]
+        setattr(self, count_field, getattr(self, count_field) + 1)
+
+    def register_failed_pin(self, route: str, now: datetime | None = None) -> bool:
+        """A counted attempt was wrong; returns True when it locks the route (the fifth in a row)."""
+        count_field, until_field, locks_field = ROUTE_FIELDS[route]
+        if getattr(self, count_field) < PIN_FAILURES_BEFORE_LOCK or self.is_locked(now, route):
             return False
-        self.lock_count += 1
-        self.failed_pin_count = 0
-        self.locked_until = (now or timezone.now()) + self.lock_duration(self.lock_count)
+        lock_count = getattr(self, locks_field) + 1
+        setattr(self, locks_field, lock_count)
+        setattr(self, count_field, 0)
+        setattr(self, until_field, (now or timezone.now()) + self.lock_duration(lock_count))
         return True
 
-    def register_right_pin(self) -> None:
+    def register_right_pin(self, route: str) -> None:
         # The owner proved who they are: the escalation starts again from 15
         # minutes, so an attacker cannot keep them out for a day at a time.
-        self.failed_pin_count = 0
-        self.lock_count = 0
+        count_field, _until, locks_field = ROUTE_FIELDS[route]
+        setattr(self, count_field, 0)
+        setattr(self, locks_field, 0)
 
     def unlock(self) -> None:
-        self.locked_until = None
-        self.failed_pin_count = 0
-        self.lock_count = 0
+        """An operator's unlock: both routes, their counts and their escalation."""
+        for fields in ROUTE_FIELDS.values():
+            count_field, until_field, locks_field = fields
+            setattr(self, count_field, 0)
+            setattr(self, until_field, None)
+            setattr(self, locks_field, 0)
 
     def verify(self, now: datetime | None = None) -> None:
         self.status = AccountStatus.ACTIVE

@@ -169,6 +169,8 @@ class Step:
     # Before sign-in, a lone 9 here switches language (a caller who missed the
     # language prompt), and a re-prompt offers it.
     takes_language_key: ClassVar[bool] = False
+    # Checks a PIN: the machine has count_pin_attempt() count it first (locks_call too).
+    checks_pin: ClassVar[bool] = False
 
     def prompt(self, call: CallSession) -> list[Line]:
         raise NotImplementedError
@@ -178,6 +180,15 @@ class Step:
 
     def silence(self, call: CallSession) -> Outcome | None:
         """Where an empty entry (silence, or a lone #) leads; None asks again. Either way it counts toward three."""
+        return None
+
+    def count_pin_attempt(self, call: CallSession, keys: str) -> object | None:
+        """For a step that checks a PIN: count the attempt before answer() checks it (accounts.identity).
+
+        Called by the machine outside any transaction, so that the count
+        commits on its own before Argon2 runs; answer() finds what it returns
+        in call.pin_attempt. None: nothing to count here.
+        """
         return None
 
 
@@ -291,17 +302,36 @@ def answer_prompt(
             return _answer(**answer, locked=False)
         except CallMoved:
             pass
+    # A PIN attempt is counted first, committed on its own: never inside the
+    # step's transaction, whose rollback (a timeout) would make the guess free.
+    attempt = _count_pin_attempt(named, **answer) if named is not None and named.checks_pin else None
     with transaction.atomic():
-        return _answer(**answer, locked=True)
+        return _answer(**answer, locked=True, pin_attempt=attempt)
 
 
 class CallMoved(Exception):
     """The call left the prompt a step read before the step could write it back."""
 
 
+def _count_pin_attempt(
+    current: Step, *, call_sid: str, caller: str, trusted: bool, step_name: str, prompt_number: int | None,
+    keys: str | None, called: str,
+) -> object | None:
+    """Before the step runs: count a PIN entered at a prompt that checks one, unless this is a retry or stale."""
+    call = CallSession.find(call_sid, locked=False)
+    if call is None or call.caller != caller or call.ended or (step_name, prompt_number) != (call.step, call.prompt_number):
+        return None
+    if _digest(f"{step_name}:{prompt_number}:{keys!r}") == call.last_answer or (current.signed_in_only and not call.signed_in):
+        return None
+    entry = _entry(current, keys)
+    if entry is None or len(entry) > LONGEST_ENTRY or not current.keys.fullmatch(entry):
+        return None
+    return current.count_pin_attempt(call, entry)
+
+
 def _answer(
     *, call_sid: str, caller: str, trusted: bool, step_name: str, prompt_number: int | None, keys: str | None,
-    called: str, locked: bool,
+    called: str, locked: bool, pin_attempt: object | None = None,
 ) -> Reply:
     call = _find(call_sid, caller=caller, locked=locked)
     if call is None:
@@ -341,6 +371,7 @@ def _answer(
         if not current.keys.fullmatch(entry):
             return _wrong_keys(call, current, current.wrong_keys)
         call.timeouts = 0
+        call.pin_attempt = pin_attempt
         return _take(call, current, current.answer(call, entry))
 
 

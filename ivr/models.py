@@ -95,6 +95,11 @@ class CallSession(models.Model):
     def signed_in(self) -> bool:
         return self.account_id is not None
 
+    @property
+    def trusted_number(self) -> str:
+        """The caller's number when its caller ID is trusted (ivr/caller_id.py), else ""."""
+        return self.caller if self.caller_trusted else ""
+
     def go_to(self, step: str) -> None:
         """Move to a step: a new prompt, with its own strike counts."""
         self.step = step

@@ -189,6 +189,7 @@ class PinOnly(Step):
 
     name = "entry"
     locks_call = True
+    checks_pin = True
     keys = FOUR_DIGITS
     wrong_keys = gettext_lazy("Your PIN has 4 digits.")
     help = gettext_lazy("Enter the 4-digit PIN of the account for this phone. For other options, press pound.")
@@ -199,13 +200,19 @@ class PinOnly(Step):
     def prompt(self, call: CallSession) -> list[Line]:
         return [_("Please enter your 4-digit PIN."), _("For other options, press pound.")]
 
-    def answer(self, call: CallSession, keys: str) -> Outcome:
-        # Asked again: a spray may have begun, or an operator made this a shared line.
+    def count_pin_attempt(self, call: CallSession, keys: str) -> identity.PinAttempt | None:
         home = identity.caller_home(phone_number=call.caller)
-        if home is None or not home.pin_only:
-            return Goto(MemberId)
+        if home is None or not home.pin_only or not call.caller_trusted:
+            return None
+        return identity.pin_attempt_count(account_id=home.account_id, trusted_number=call.trusted_number)
+
+    def answer(self, call: CallSession, keys: str) -> Outcome:
+        if call.pin_attempt is None:
+            # Not counted: a spray began, or an operator made this a shared line, since the prompt.
+            home = identity.caller_home(phone_number=call.caller)
+            return Goto(MemberId) if home is None or not home.pin_only else Goto(self.name)
         try:
-            account = identity.account_sign_in(account_id=home.account_id, pin=keys)
+            account = identity.account_sign_in(pin=keys, attempt=call.pin_attempt)
         except identity.AccountLocked as refusal:
             return locked(call, refusal)
         except identity.WrongPin:
@@ -245,6 +252,7 @@ class HomeOptions(Step):
 class Pin(Step):
     name = "pin"
     locks_call = True
+    checks_pin = True
     keys = FOUR_DIGITS
     wrong_keys = A_PIN_HAS_4_DIGITS
     help = gettext_lazy("Enter the 4-digit PIN you chose for this member ID.")
@@ -257,12 +265,20 @@ class Pin(Step):
     def prompt(self, call: CallSession) -> list[Line]:
         return [_("Please enter your 4-digit PIN.")]
 
+    def count_pin_attempt(self, call: CallSession, keys: str) -> identity.PinAttempt | None:
+        member_id = call.scratch.get("member_id")
+        if member_id is None:
+            return None
+        return identity.pin_attempt_count(member_id=member_id, trusted_number=call.trusted_number)
+
     def answer(self, call: CallSession, keys: str) -> Outcome:
         member_id = call.scratch.get("member_id")
         if member_id is None:
             return Goto(MemberId)
+        if call.pin_attempt is None:
+            return Goto(self.name)  # not counted (the call moved meanwhile): never checked uncounted
         try:
-            account = identity.account_sign_in(member_id=member_id, pin=keys)
+            account = identity.account_sign_in(pin=keys, attempt=call.pin_attempt)
         except identity.AccountLocked as refusal:
             return locked(call, refusal)
         except identity.WrongPin:

@@ -111,6 +111,7 @@ class ChangePin(Step):
 
     name = "change_pin"
     locks_call = True
+    checks_pin = True
     keys = FOUR_DIGITS
     wrong_keys = A_PIN_HAS_4_DIGITS
     help = gettext_lazy("To change your PIN, first enter the PIN you use now.")
@@ -120,9 +121,14 @@ class ChangePin(Step):
     def prompt(self, call: CallSession) -> list[Line]:
         return [_("To change your PIN, first enter your current PIN.")]
 
+    def count_pin_attempt(self, call: CallSession, keys: str) -> identity.PinAttempt | None:
+        return identity.pin_attempt_count(account_id=call.account_id, trusted_number=call.trusted_number)
+
     def answer(self, call: CallSession, keys: str) -> Outcome:
+        if call.pin_attempt is None:
+            return Goto(self.name)  # not counted (the call moved meanwhile): never checked uncounted
         try:
-            identity.account_check_pin(account=call.account, pin=keys)
+            identity.account_check_pin(account=call.account, pin=keys, attempt=call.pin_attempt)
         except identity.AccountLocked as refusal:
             return locked(call, refusal)
         except identity.WrongPin:

@@ -40,23 +40,27 @@ def test_two_hashes_of_one_pin_differ():
     assert pins.hash_pin("4682") != pins.hash_pin("4682")
 
 
+def sign_in(account: Account, pin: str) -> Account:
+    return identity.account_sign_in(pin=pin, attempt=identity.pin_attempt_count(member_id=account.member_id))
+
+
 def test_a_hash_made_with_djangos_default_argon2_verifies_and_is_upgraded(account):
     old = Argon2PasswordHasher().encode(pins._peppered("3971"), Argon2PasswordHasher().salt())
     Account.objects.filter(pk=account.pk).update(pin_hash=old)
     assert old.startswith("argon2$")
 
-    identity.account_sign_in(member_id=account.member_id, pin="3971")
+    sign_in(account, "3971")
     account.refresh_from_db()
     assert account.pin_hash.startswith("argon2id$")
     assert extract_parameters("$" + account.pin_hash.split("$", 1)[1]).memory_cost == 19456
-    assert identity.account_sign_in(member_id=account.member_id, pin="3971") == account
+    assert sign_in(account, "3971") == account
 
 
 def test_a_wrong_pin_does_not_upgrade_an_old_hash(account):
     old = make_password(pins._peppered("3971"), hasher="argon2")
     Account.objects.filter(pk=account.pk).update(pin_hash=old)
     with pytest.raises(identity.WrongPin):
-        identity.account_sign_in(member_id=account.member_id, pin="1357")
+        sign_in(account, "1357")
     account.refresh_from_db()
     assert account.pin_hash == old
 

@@ -25,7 +25,7 @@ def test_a_retried_answer_is_answered_again_without_counting_twice(phone, accoun
     assert retry.gather.get("action") == first.gather.get("action"), "the same prompt as the first answer"
     assert "enter your 4-digit PIN" in retry.text
     account.refresh_from_db()
-    assert account.failed_pin_count == 1
+    assert account.home_failed_pin_count == 1
     assert CallSession.objects.get(call_sid=phone.call_sid).pin_failures == 1
 
 

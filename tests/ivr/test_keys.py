@@ -216,7 +216,7 @@ def test_the_lock_offers_staff_too(make_phone, account, staff_line):
 
     from django.utils import timezone
 
-    Account.objects.filter(pk=account.pk).update(locked_until=timezone.now() + timedelta(minutes=15))
+    Account.objects.filter(pk=account.pk).update(home_locked_until=timezone.now() + timedelta(minutes=15))
     phone = make_phone(account.home_number)
     phone.dial()
     assert "For help, press 0." in phone.press("3971").text

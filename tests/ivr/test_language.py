@@ -225,7 +225,7 @@ def test_the_lock_duration_is_said_in_each_language(make_phone, account, languag
 
     from django.utils import timezone
 
-    Account.objects.filter(pk=account.pk).update(locked_until=timezone.now() + timedelta(minutes=90), language=language)
+    Account.objects.filter(pk=account.pk).update(home_locked_until=timezone.now() + timedelta(minutes=90), language=language)
     phone = make_phone(account.home_number)
     phone.dial(language=None)
     assert heard in phone.press("3971").text

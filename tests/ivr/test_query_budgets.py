@@ -14,6 +14,9 @@ import pytest
 pytestmark = pytest.mark.django_db
 
 SAVEPOINTS = 2
+# A PIN attempt is counted in a transaction of its own before the step's, and the step's outcome
+# for the account is a transaction nested in the step's: three pairs of savepoints in a test.
+PIN_SAVEPOINTS = 3 * SAVEPOINTS
 
 
 def test_entry(phone, account, django_assert_max_num_queries):
@@ -41,9 +44,10 @@ def test_entry_withheld(phone, django_assert_max_num_queries):
 
 def test_pin_only(phone, account, django_assert_max_num_queries):
     phone.dial()
-    # The call, locked; still PIN-only?; the account, locked; the hour's
-    # sign-ins; the call. The account is written only when its counters change.
-    with django_assert_max_num_queries(SAVEPOINTS + 2 + 5):
+    # Counted first: the call; still PIN-only?; the account, locked (shared line?); its count.
+    # Then the step: the call, locked; the account, locked; its count taken back; the call.
+    # (The hour's sign-ins are counted after the commit, which a test never reaches.)
+    with django_assert_max_num_queries(PIN_SAVEPOINTS + 4 + 4):
         assert "Main menu" in phone.press("3971").text
 
 
@@ -53,8 +57,9 @@ def test_member_id_then_pin(phone, account, django_assert_max_num_queries):
     # The member ID is not looked up: the call, and its update where it was read.
     with django_assert_max_num_queries(2):
         phone.press("123456")
-    # The call, locked; the account by member ID, locked; the hour's sign-ins; the call.
-    with django_assert_max_num_queries(SAVEPOINTS + 2 + 4):
+    # Counted first: the call; the account by member ID, locked; its count. Then the step:
+    # the call, locked; the account, locked; its count taken back; the call.
+    with django_assert_max_num_queries(PIN_SAVEPOINTS + 3 + 4):
         assert "Main menu" in phone.press("3971").text
 
 
@@ -62,9 +67,10 @@ def test_wrong_pin(phone, account, django_assert_max_num_queries):
     phone.caller = "+12025009999"
     phone.dial()
     phone.press("123456")
-    # The call; the account, locked; its counters; the service-wide failure
-    # mark and the hour's count, the failures of the last minute, is a spray on?; the call.
-    with django_assert_max_num_queries(SAVEPOINTS + 2 + 7):
+    # Counted first: the call; the account, locked; its count. Then the step: the call, locked;
+    # the account, locked; a lock?; the service-wide failure mark, the failures of the last
+    # minute, is a spray on?; the call.
+    with django_assert_max_num_queries(PIN_SAVEPOINTS + 3 + 6):
         assert "not correct" in phone.press("1357").text
 
 
@@ -128,8 +134,9 @@ def test_history(signed_in, django_assert_max_num_queries):
 
 def test_change_pin_steps(signed_in, django_assert_max_num_queries):
     signed_in.press("5")
-    # The call; the account, locked, to check the current PIN; the call.
-    with django_assert_max_num_queries(SAVEPOINTS + 2 + 3):
+    # Counted first: the call; the account, locked; its count. Then the step: the call, locked;
+    # the account, locked; its count taken back; the call.
+    with django_assert_max_num_queries(PIN_SAVEPOINTS + 3 + 4):
         signed_in.press("3971")
     with django_assert_max_num_queries(2):
         signed_in.press("4682")  # the new PIN is hashed, nothing read

@@ -151,16 +151,16 @@ def test_a_wrong_current_pin_counts_toward_the_accounts_lock(signed_in, account)
     signed_in.press("5")
     assert "That PIN is not correct" in signed_in.press("1357").text
     account.refresh_from_db()
-    assert account.failed_pin_count == 1
+    assert account.home_failed_pin_count == 1
     signed_in.press("1357")
     answer = signed_in.press("1357")
     assert answer.hangs_up, "the third wrong PIN in one call ends it"
     account.refresh_from_db()
-    assert account.failed_pin_count == 3
+    assert account.home_failed_pin_count == 3
 
 
 def test_a_wrong_current_pin_can_lock_the_account(signed_in, account):
-    Account.objects.filter(pk=account.pk).update(failed_pin_count=4)
+    Account.objects.filter(pk=account.pk).update(home_failed_pin_count=4)
     signed_in.press("5")
     answer = signed_in.press("1357")
     assert "This account is locked for 15 minutes." in answer.text

@@ -106,7 +106,7 @@ def test_it_locks_after_five_failed_pins_across_calls(make_phone, account, caplo
     assert not answer.hangs_up and "/step/locked?" in answer.gather.get("action")
     account.refresh_from_db()
     assert account.is_locked()
-    assert timedelta(minutes=14) < account.locked_until - timezone.now() <= timedelta(minutes=15)
+    assert timedelta(minutes=14) < account.home_locked_until - timezone.now() <= timedelta(minutes=15)
     assert "account locked: account=%s" % account.pk in caplog.text
     assert "1357" not in caplog.text
 
@@ -137,7 +137,7 @@ def test_six_wrong_pins_over_three_calls_keep_the_right_one_out_until_unlocked(m
 
 
 def test_the_lock_lifts_when_it_expires(phone, account):
-    Account.objects.filter(pk=account.pk).update(locked_until=timezone.now() - timedelta(seconds=1), lock_count=1)
+    Account.objects.filter(pk=account.pk).update(home_locked_until=timezone.now() - timedelta(seconds=1), home_lock_count=1)
     phone.dial()
     assert "Main menu" in phone.press("3971").text
 
@@ -149,4 +149,4 @@ def test_a_right_pin_resets_the_failure_count(make_phone, account):
     phone.press("1357")
     phone.press("3971")
     account.refresh_from_db()
-    assert account.failed_pin_count == 0
+    assert account.home_failed_pin_count == 0

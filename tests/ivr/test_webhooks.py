@@ -227,6 +227,6 @@ def test_a_webhook_past_its_deadline_rolls_back_and_answers_the_apology(phone, a
     answer = phone.press("1357")
     assert "temporarily unavailable" in answer.text and answer.hangs_up
     account.refresh_from_db()
-    assert account.failed_pin_count == 0
+    assert account.home_failed_pin_count == 0
     assert "webhook over its time budget" in caplog.text
     assert "Traceback" not in caplog.text
