@@ -1,4 +1,4 @@
-"""Accounts, confirmation codes, recipients, transfers and the ledger (SPEC section 6).
+"""Accounts, confirmation codes, recipients, transfers and the ledger (README, Data).
 
 Money is integer cents. Rules the database can hold (uniqueness, non-negative
 balance, allowed statuses and kinds) are database constraints, not only checks
@@ -28,7 +28,7 @@ CALLER_LANGUAGES = ["en", "es"]
 
 
 class SignInRoute(models.TextChoices):
-    """Where a PIN was tried: its failures are counted, and locked, apart (SPEC section 5).
+    """Where a PIN was tried: its failures are counted, and locked, apart (docs/CALL_FLOW.md).
 
     A caller who knows only a member's number or member ID can lock "elsewhere"
     as often as they like; the owner on their own trusted home number signs in still.

@@ -1,4 +1,4 @@
-"""What a call's caller ID tells us, and how far to trust it (SPEC section 5, Entry).
+"""What a call's caller ID tells us, and how far to trust it (docs/CALL_FLOW.md).
 
 The caller's number is never an identity, only a convenience: a call from an
 account's home number may sign in with the PIN alone, and registration may

@@ -67,6 +67,7 @@ CONNECTING_TO_STAFF = _("Connecting you to staff. Please hold.")
 # What a caller hears when a call to staff ends, by Twilio's DialCallStatus.
 STAFF_CALL_ENDED = {
     "completed": _("Your call with staff has ended."),
+    "answered": _("Your call with staff has ended."),
     "busy": _("Staff are busy right now. Please try again later."),
     "no-answer": _("Nobody from staff could answer right now. Please try again later."),
     "canceled": _("Nobody from staff could answer right now. Please try again later."),
@@ -429,7 +430,7 @@ def _empty(call: CallSession, current: Step) -> Reply:
         return _take(call, current, led, note="empty")
     if led is None or isinstance(led, Goto):
         if call.timeouts >= STRIKES:
-            return _three_strikes(call, current, [NOTHING_HEARD], goodbye=GOODBYE_SILENCE, outcome="silent three times")
+            return _three_strikes(call, current, [], goodbye=GOODBYE_SILENCE, outcome="silent three times")
         if led is None:
             return _ask(call, [NOTHING_HEARD], outcome="no input", repeat=True)
         return _take(call, current, led, note="empty", silences=call.timeouts)

@@ -14,7 +14,7 @@ server happens to use it today:
   nothing and the next verb runs, unless actionOnEmptyResult="true", which
   posts Digits="" after the timeout.
 - A finishOnKey ("#" or "*") pressed before any digit is where Twilio's docs
-  disagree, so SimulatedCall.pound plays one of four behaviours (SPEC 5):
+  disagree, so SimulatedCall.pound plays one of four behaviours (docs/TWILIO.md):
   (a) posted at once as Digits="" with FinishedOnKey="#";
   (b) posted at once as Digits="" with no FinishedOnKey (the default: the
       app learns only that the entry was empty);
@@ -83,7 +83,7 @@ ERROR_NO_ANSWER = "11205"  # HTTP connection failure: no answer, or none in time
 # What Twilio says when the fallback URL fails too, before hanging up.
 APPLICATION_ERROR = "We are sorry, an application error has occurred. Goodbye."
 
-# What Twilio may do with a finishOnKey pressed before any digit: its docs disagree (SPEC 5).
+# What Twilio may do with a finishOnKey pressed before any digit: its docs disagree (docs/TWILIO.md).
 POUND_BEHAVIOURS = {
     "a": "posted at once as Digits='' with FinishedOnKey",
     "b": "posted at once as Digits='', no FinishedOnKey",

@@ -1,4 +1,4 @@
-"""MyiBot settings, read from the environment (SPEC section 4).
+"""MyiBot settings, read from the environment (README, Configuration).
 
 Safe by default: DEBUG is off, and with DEBUG off every secret must be set or
 start-up stops with a message naming the missing variable. With DEBUG on,

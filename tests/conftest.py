@@ -118,7 +118,7 @@ class Phone:
     client: Client
     caller: str = "+12026230001"
     call_sid: str = field(default_factory=lambda: f"CA{next(_call_numbers):032d}")
-    # How Twilio treats a lone finishOnKey (its docs disagree, SPEC section 5): (a) posts Digits=""
+    # How Twilio treats a lone finishOnKey (its docs disagree, docs/TWILIO.md): (a) posts Digits=""
     # with FinishedOnKey="#", (b) posts Digits="" alone, (c) ignores it until the timeout, (d) posts
     # nothing and runs the next verb. Only (a) ever sends FinishedOnKey.
     pound: str = "b"

@@ -1,4 +1,4 @@
-"""Every prompt of the call (SPEC section 5): what it says, what it takes, where it leads.
+"""Every prompt of the call (docs/CALL_FLOW.md): what it says, what it takes, where it leads.
 
 One module per part of the call, one class per prompt, each holding its own
 words. Counting silences and wrong keys, retries, stale URLs and the TwiML

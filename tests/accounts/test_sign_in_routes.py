@@ -1,4 +1,4 @@
-"""Locks by route, and every PIN attempt counted before it is checked (SPEC section 5, Authentication).
+"""Locks by route, and every PIN attempt counted before it is checked (docs/CALL_FLOW.md).
 
 A caller who knows only a member's number or member ID must not be able to lock the owner out
 at home; and no guess is free because a table was busy.

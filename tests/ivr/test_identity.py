@@ -1,4 +1,4 @@
-"""Identity on any phone (SPEC section 5, Entry and Authentication): member ID + PIN,
+"""Identity on any phone (docs/CALL_FLOW.md): member ID + PIN,
 home numbers, shared lines, withheld numbers, doubtful caller IDs, locks and sprays."""
 
 from __future__ import annotations

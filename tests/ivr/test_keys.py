@@ -1,4 +1,4 @@
-"""Keys that mean the same at every prompt (SPEC section 5): 0 help, * back to the main menu, and the
+"""Keys that mean the same at every prompt (docs/CALL_FLOW.md): 0 help, * back to the main menu, and the
 strike rules: refusals with a reason are no mistake, and a signed-in caller is not hung up on."""
 
 from __future__ import annotations

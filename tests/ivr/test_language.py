@@ -1,4 +1,4 @@
-"""English and Spanish (SPEC section 5, Language), and no dead air after a key (No dead air, Every prompt)."""
+"""English and Spanish (docs/CALL_FLOW.md), and no dead air after a key (No dead air, Every prompt)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Self-service by phone (SPEC section 5): recent transactions, change PIN, the daily limit."""
+"""Self-service by phone (docs/CALL_FLOW.md): recent transactions, change PIN, the daily limit."""
 
 from __future__ import annotations
 

@@ -130,7 +130,7 @@ def test_it_posts_silence_after_the_timeout_only_with_action_on_empty_result(pou
     assert waits(call) == [8]
 
 
-# A finishOnKey pressed before any digit: the four ways Twilio may treat it (SPEC 5).
+# A finishOnKey pressed before any digit: the four ways Twilio may treat it (docs/TWILIO.md).
 
 
 @pytest.mark.parametrize("empty_result", [True, False], ids=["actionOnEmptyResult", "without"])

@@ -47,7 +47,7 @@ class Command(BaseCommand):
         parser.add_argument("--base-url", help="the public URL Twilio signs (default: BASE_URL in process, --url otherwise)")
         parser.add_argument("--from", dest="caller", default="+12026230001",
                             help='the caller ID, sent as is (default +12026230001; "anonymous" is a withheld number)')
-        parser.add_argument("--keys", help='a whole call, comma-separated: "#,123456#,3971#,3971#,2,1" ("" is silence, '
+        parser.add_argument("--keys", help='a whole call, comma-separated: "#,1,123456,3971,3971,2,1" ("" is silence, '
                                            '"^3971" types at once, through any notices)')
         parser.add_argument("--token", help="the auth token to sign with (default: TWILIO_AUTH_TOKEN)")
         parser.add_argument("--lang", choices=("en", "es", "none"), default="en",
