@@ -31,6 +31,11 @@ def _keyed(purpose: bytes, message: str) -> bytes:
     return hmac.new(settings.PIN_PEPPER.encode(), purpose + message.encode(), hashlib.sha256).digest()
 
 
+def line_digest(phone_number: str) -> str:
+    """What the registration limits keep of a caller's line: HMAC-SHA256 with PIN_PEPPER, in hex."""
+    return _keyed(b"registration-line:", phone_number).hex()
+
+
 def code_digest(code: str) -> str:
     """What the database keeps of a code: HMAC-SHA256 with PIN_PEPPER, in hex."""
     return _keyed(b"confirmation-code:", code).hex()

@@ -174,6 +174,8 @@ def build(now: datetime | None = None) -> dict[str, object]:
             Account.objects.filter(Q(locked_until__gt=now) | Q(home_locked_until__gt=now)).order_by("created")
         ),
         "spray": identity.spray_active(now=now),
+        "registration_limit_until": identity.registration_limit_reached_until(now=now),
+        "registrations_per_hour": settings.REGISTRATIONS_PER_HOUR,
         "now": now,
         "time_zone": settings.TIME_ZONE,
     }

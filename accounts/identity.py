@@ -17,14 +17,16 @@ from datetime import datetime, timedelta
 
 import phonenumbers
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from accounts import activity, pins
+from accounts import activity, codes, pins
 from accounts.models import (
-    ROUTE_FIELDS, Account, ConfirmationCode, LedgerEntry, SharedLine, SignInFailure, SignInRoute, SignInSpray,
+    ROUTE_FIELDS, Account, ConfirmationCode, LedgerEntry, Registration, SharedLine, SignInFailure, SignInRoute,
+    SignInSpray,
 )
+from myibot import local_time
 from accounts.services import AccountsError, UnknownAccount, confirmation_code_issue
 from myibot.db import insert_unless_conflict
 
@@ -52,6 +54,10 @@ class AccountLocked(AccountsError):
     def minutes_left(self, now: datetime | None = None) -> int:
         """Whole minutes left, rounded up, never 0."""
         return max(1, math.ceil((self.until - (now or timezone.now())).total_seconds() / 60))
+
+
+class RegistrationLimitReached(AccountsError):
+    """Too many accounts from this line today, or across the service this hour: nothing is written."""
 
 
 class NotPending(AccountsError):
@@ -106,22 +112,65 @@ def is_shared_line(phone_number: str) -> bool:
 # Registration ------------------------------------------------------------------
 
 
+REGISTRATION_WINDOW = timedelta(hours=1)
+
+
+def registration_refusal(*, phone_number: str, now: datetime | None = None) -> str | None:
+    """Why a registration from this line would be refused now ("line", "service"), or None. Reads only.
+
+    phone_number is the caller's number ("" when withheld); a shared line counts as no line.
+    """
+    now = now or timezone.now()
+    if Registration.objects.filter(created__gt=now - REGISTRATION_WINDOW).count() >= settings.REGISTRATIONS_PER_HOUR:
+        return "service"
+    line = _registration_line(phone_number)
+    if line:
+        day_start, day_end = local_time.day_bounds(now)
+        today = Registration.objects.filter(line=line, created__gte=day_start, created__lt=day_end).count()
+        if today >= settings.REGISTRATIONS_PER_LINE_PER_DAY:
+            return "line"
+    return None
+
+
+def registration_limit_reached_until(*, now: datetime | None = None) -> datetime | None:
+    """When the service-wide hourly limit lets registrations in again, while it holds (for the dashboard)."""
+    now = now or timezone.now()
+    recent = Registration.objects.filter(created__gt=now - REGISTRATION_WINDOW).order_by("-created")
+    counted = list(recent.values_list("created", flat=True)[: settings.REGISTRATIONS_PER_HOUR])
+    if len(counted) < settings.REGISTRATIONS_PER_HOUR:
+        return None
+    return counted[-1] + REGISTRATION_WINDOW
+
+
+def _registration_line(phone_number: str) -> str:
+    if not phone_number or is_shared_line(phone_number):
+        return ""
+    return codes.line_digest(phone_number)
+
+
 def member_id_is_taken(member_id: str) -> bool:
     return Account.objects.filter(member_id=member_id).exists()
 
 
 @transaction.atomic
 def account_register(
-    *, member_id: str, pin_hash: str, home_number: str | None = None, language: str = "en", now: datetime | None = None
+    *, member_id: str, pin_hash: str, home_number: str | None = None, line: str = "", language: str = "en",
+    now: datetime | None = None,
 ) -> tuple[Account, str]:
     """Create a pending account from a PIN hashed at the "create a PIN" step; returns it and its code.
 
     home_number is the caller's number when it is trusted and personal; the
-    account gets it only if no other account has it. Both rules are kept with
+    account gets it only if no other account has it. line is the caller's
+    number ("" when withheld), counted by the registration limits
+    (RegistrationLimitReached, and nothing written, above them). Both rules are kept with
     INSERT ... ON CONFLICT DO NOTHING rather than by catching a unique
     violation, which PostgreSQL would log with the member ID and number in it.
     """
     now = now or timezone.now()
+    # The limits are counted and kept under one lock: two calls at once cannot both take the last place.
+    _lock_registrations()
+    if registration_refusal(phone_number=line, now=now):
+        raise RegistrationLimitReached
     if home_number and (is_shared_line(home_number) or Account.objects.filter(home_number=home_number).exists()):
         home_number = None
     new = {"member_id": member_id, "pin_hash": pin_hash, "language": language, "created": now}
@@ -131,9 +180,21 @@ def account_register(
         account = _insert_account(Account(home_number=None, **new))
     if account is None:
         raise MemberIdTaken
+    Registration.objects.create(created=now, line=_registration_line(line))
     code = confirmation_code_issue(account=account, purpose=ConfirmationCode.Purpose.REGISTRATION, now=now)
     logger.info("account registered: account=%s home_number=%s", account.pk, "yes" if account.home_number else "no")
     return account, code
+
+
+def _lock_registrations() -> None:
+    """Serialise registrations (PostgreSQL: a transaction-scoped advisory lock; SQLite writes one at a time)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [REGISTRATION_LOCK])
+
+
+# The advisory lock's key: any number no other lock of ours uses ("MyiBot registration" as digits).
+REGISTRATION_LOCK = 6942_0001
 
 
 def _insert_account(account: Account) -> Account | None:

@@ -198,6 +198,24 @@ class SignInSpray(models.Model):
         return f"Sign-in spray from {local_time.stamp(self.started)} to {local_time.local(self.until):%H:%M %Z}"
 
 
+class Registration(models.Model):
+    """An account created by phone, and the line it came from: the registration limits count these.
+
+    line is a keyed digest of the caller's number (accounts.codes.line_digest), empty for a
+    withheld number or a shared line, where many people register: those are bounded only by
+    the service-wide hourly limit. Never the number itself.
+    """
+
+    created = models.DateTimeField(default=timezone.now, db_index=True)
+    line = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["line", "created"], name="accounts_registration_line_idx")]
+
+    def __str__(self) -> str:
+        return f"Registration at {self.created:%Y-%m-%d %H:%M}"
+
+
 class Recipient(models.Model):
     code = models.CharField(max_length=6, unique=True, help_text="6 digits the caller enters")
     name = models.CharField(max_length=100)

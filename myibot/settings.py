@@ -336,6 +336,10 @@ if _staff := os.environ.get("STAFF_PHONE_NUMBER", "").strip():
         raise ImproperlyConfigured(f"STAFF_PHONE_NUMBER must be a phone number such as +12025550100, not {_staff!r}")
     STAFF_PHONE_NUMBER = phonenumbers.format_number(_staff_number, phonenumbers.PhoneNumberFormat.E164)
 STAFF_CALL_MINUTES = envint("STAFF_CALL_MINUTES", 10, minimum=1)
+# Registration by phone: at most this many accounts from one personal number in a day (TIME_ZONE),
+# and this many across the service in an hour; shared lines and withheld numbers only the second.
+REGISTRATIONS_PER_LINE_PER_DAY = envint("REGISTRATIONS_PER_LINE_PER_DAY", 3, minimum=1)
+REGISTRATIONS_PER_HOUR = envint("REGISTRATIONS_PER_HOUR", 60, minimum=1)
 # A registration nobody verified is released after this many days, freeing its member ID.
 REGISTRATION_VERIFY_DAYS = envint("REGISTRATION_VERIFY_DAYS", 14, minimum=1)
 # Failed sign-ins across the whole service in one minute above which PIN-only

@@ -22,7 +22,7 @@ from ivr.machine import (
 )
 from ivr.models import CallSession
 from ivr.steps.common import A_PIN_HAS_4_DIGITS, FOUR_DIGITS, ONE_KEY_1_2, PRESS_1_OR_2, SIX_DIGITS
-from ivr.steps.registration import RegisterMemberId
+from ivr.steps.registration import start_registration
 
 # An unknown member ID and a wrong PIN hear the same words: nothing tells a
 # caller which member IDs exist.
@@ -180,7 +180,7 @@ class NewOrMemberId(Step):
         return [_("To create a new account, press 1."), _("To enter your member ID, press 2.")]
 
     def answer(self, call: CallSession, keys: str) -> Outcome:
-        return Goto(RegisterMemberId if keys == "1" else MemberId)
+        return start_registration(call) if keys == "1" else Goto(MemberId)
 
 
 @step
@@ -245,7 +245,7 @@ class HomeOptions(Step):
     def answer(self, call: CallSession, keys: str) -> Outcome:
         if keys == "1":
             return Goto(choose_first_step(call))  # the PIN prompt, unless PIN-only entry closed meanwhile
-        return Goto(MemberId if keys == "2" else RegisterMemberId)
+        return Goto(MemberId) if keys == "2" else start_registration(call)
 
 
 @step

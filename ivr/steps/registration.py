@@ -19,8 +19,17 @@ from ivr.steps.common import (
 )
 
 MEMBER_ID_TAKEN = gettext_lazy("That member ID already has an account. Staff can help.")
+NO_MORE_ACCOUNTS = gettext_lazy("We cannot create more accounts right now. Please call again later. Goodbye.")
 TOO_EASY = gettext_lazy("That PIN is too easy to guess. %(reason)s Please choose another PIN.")
 MISMATCHES_PER_CALL = 3
+
+
+def start_registration(call: CallSession) -> Outcome:
+    """The caller chose to create an account: refused at once, before any key, when a limit is reached."""
+    if identity.registration_refusal(phone_number=call.caller):
+        return Goodbye(NO_MORE_ACCOUNTS)
+    call.scratch = {}
+    return Goto(RegisterMemberId)
 
 
 @step
@@ -89,8 +98,11 @@ class RegisterConfirmPin(Step):
                 pin_hash=pin_hash,
                 # Only a number we trust, and the service decides whether it is free and personal.
                 home_number=call.caller if call.caller_trusted else None,
+                line=call.caller,
                 language=call.language or settings.IVR_LANGUAGES[0],
             )
+        except identity.RegistrationLimitReached:
+            return Goodbye(NO_MORE_ACCOUNTS)
         except identity.MemberIdTaken:
             call.scratch = {}
             return Goto(RegisterMemberId, MEMBER_ID_TAKEN)
