@@ -72,7 +72,7 @@ _bound_malloc()
 
 # Prometheus metrics (docs/METRICS.md). Each worker counts into its own files
 # in one directory, and the master serves their sum to Fly's scraper on
-# METRICS_PORT (prometheus_client's multiprocess mode). prometheus_client
+# METRICS_ADDRESS:METRICS_PORT (prometheus_client's multiprocess mode). prometheus_client
 # reads PROMETHEUS_MULTIPROC_DIR when it is first imported, and with
 # preload_app that happens in this process, as the app loads right after this
 # file: so it is set here, at import. A directory given in the environment is
@@ -139,7 +139,7 @@ def when_ready(server) -> None:
 
     from myibot import metrics
 
-    port = settings.METRICS_PORT
+    port, address = settings.METRICS_PORT, settings.METRICS_ADDRESS
     if port is None:
         return
     public = {name[1] for name in (listener.getsockname() for listener in server.LISTENERS) if isinstance(name, tuple)}
@@ -151,12 +151,13 @@ def when_ready(server) -> None:
     # counts; only this master's own, made as the app loaded, are of this run.
     _remove_metric_files(metrics_directory, keep_pid=os.getpid())
     try:
-        metrics.serve(port, metrics_directory)
+        # METRICS_ADDRESS: Fly's private address on Fly, else 127.0.0.1; never every interface by default.
+        metrics.serve(port, metrics_directory, addr=address)
     except OSError as error:
         # Calls matter more than their metrics: serve them anyway, and say so loudly.
-        server.log.error("metrics not served: port %s: %s", port, error)
+        server.log.error("metrics not served: %s port %s: %s", address, port, error)
         return
-    server.log.info("metrics on 0.0.0.0:%s, from %s", port, metrics_directory)
+    server.log.info("metrics on %s:%s, from %s", address, port, metrics_directory)
 
 
 def child_exit(server, worker) -> None:

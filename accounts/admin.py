@@ -3,16 +3,24 @@
 Money never changes here by editing a number: balances and ledger entries are
 read-only, and settling or rejecting goes through accounts.services, which
 writes the reversing entry a rejection needs. PIN and code hashes are never shown.
+
+Every action that changes state needs the model's change permission (a
+view-only user, an Auditor, is never offered it and is refused if they post
+it), shows what it would change before it acts, and leaves a history entry
+naming the operator (accounts/admin_actions.py). Exporting needs only view.
 """
 
 from __future__ import annotations
 
-import csv
+import logging
+from collections.abc import Iterator
 from datetime import datetime
 
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.template.response import TemplateResponse
@@ -20,12 +28,17 @@ from django.urls import path
 from django.utils import timezone
 
 from accounts import identity, services
+from accounts.admin_actions import GuardedActionsAdmin, Outcome, Planned
 from accounts.models import Account, ConfirmationCode, LedgerEntry, Recipient, SharedLine, SignInSpray, Transfer
-from accounts.money import format_dollars
+from accounts.money import dollars_decimal, format_dollars
+from accounts.validators import RECIPIENT_NAME_MAX, RECIPIENT_NAME_RULE, recipient_name_clean
 from myibot import local_time
+from myibot.csv_export import csv_download
+
+logger = logging.getLogger(__name__)
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(GuardedActionsAdmin):
     """History that operators read and never rewrite."""
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -39,7 +52,7 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 
 @admin.register(Account)
-class AccountAdmin(admin.ModelAdmin):
+class AccountAdmin(GuardedActionsAdmin):
     list_display = ["member_id", "home_number", "status", "balance_display", "lock_state", "failed_pin_count", "created"]
     list_filter = ["status"]
     search_fields = ["member_id", "home_number"]
@@ -67,33 +80,79 @@ class AccountAdmin(admin.ModelAdmin):
             return f"locked until {local_time.stamp(account.locked_until)}"
         return "open"
 
-    @admin.action(description="Unlock: lift the PIN lockout and reset its escalation")
-    def unlock(self, request: HttpRequest, queryset: QuerySet[Account]) -> None:
-        unlocked = sum(identity.account_unlock(account=account) for account in queryset)
-        self.message_user(request, f"Unlocked {unlocked} account(s); {queryset.count() - unlocked} had nothing to unlock.",
-                          messages.SUCCESS)
+    @admin.action(description="Unlock: lift the PIN lockout and reset its escalation", permissions=["change"])
+    def unlock(self, request: HttpRequest, queryset: QuerySet[Account]) -> TemplateResponse | None:
+        return self.confirm_then_act(request, queryset, verb="unlock", title="Unlock accounts", plan=_plan_unlock,
+                                     act=_unlock, summary="Unlocked {count} account(s).")
 
-    @admin.action(description="Verify: staff checked the registration; money may move")
-    def verify(self, request: HttpRequest, queryset: QuerySet[Account]) -> None:
-        verified = 0
-        for account in queryset:
-            if identity.account_verify(account=account):
-                verified += 1
-                self.log_change(request, account, "Verified the registration.")
-        self.message_user(request, f"Verified {verified} account(s).", messages.SUCCESS)
+    @admin.action(description="Verify: staff checked the registration; money may move", permissions=["change"])
+    def verify(self, request: HttpRequest, queryset: QuerySet[Account]) -> TemplateResponse | None:
+        return self.confirm_then_act(request, queryset, verb="verify", title="Verify registrations", plan=_plan_verify,
+                                     act=_verify, summary="Verified {count} account(s).")
 
-    @admin.action(description="Reject registration: remove an unverified account that holds no money")
-    def reject_registration(self, request: HttpRequest, queryset: QuerySet[Account]) -> None:
-        rejected, refused = 0, []
-        for account in queryset:
-            try:
-                identity.registration_reject(member_id=account.member_id)
-                rejected += 1
-            except (identity.NotPending, identity.HoldsMoney):
-                refused.append(account.member_id)
-        self.message_user(request, f"Rejected {rejected} registration(s).", messages.SUCCESS)
-        if refused:
-            self.message_user(request, f"Kept {', '.join(refused)}: verified, or holding money or history.", messages.WARNING)
+    @admin.action(description="Reject registration: remove an unverified account that holds no money",
+                  permissions=["change"])
+    def reject_registration(self, request: HttpRequest, queryset: QuerySet[Account]) -> TemplateResponse | None:
+        return self.confirm_then_act(request, queryset, verb="reject_registration", title="Reject registrations",
+                                     plan=_plan_reject_registration, act=_reject_registration,
+                                     summary="Rejected {count} registration(s).")
+
+
+def _plan_unlock(account: Account) -> Planned:
+    state = []
+    if account.is_locked():
+        state.append(f"locked until {local_time.stamp(account.locked_until)}")
+    if account.failed_pin_count:
+        state.append(f"{account.failed_pin_count} wrong PIN(s) counted")
+    if account.lock_count:
+        state.append(f"{account.lock_count} lock(s) in its escalation")
+    if not state:
+        return Planned(str(account), "nothing to unlock: not locked, no wrong PINs counted", changes=False)
+    return Planned(str(account), f"{'; '.join(state)}: all lifted and set back to zero; the caller may sign in at once")
+
+
+def _unlock(account: Account) -> Outcome:
+    if identity.account_unlock(account=account):
+        return Outcome(history="Unlocked: lifted the PIN lockout and reset the wrong-PIN count and its escalation.")
+    return Outcome(refused="nothing to unlock")
+
+
+def _plan_verify(account: Account) -> Planned:
+    if account.is_verified:
+        return Planned(str(account), "already active: nothing changes", changes=False)
+    return Planned(f"{account} (registered {local_time.stamp(account.created)}, balance {account.balance})",
+                   "pending becomes active: the caller may send money from it")
+
+
+def _verify(account: Account) -> Outcome:
+    if identity.account_verify(account=account):
+        return Outcome(history="Verified the registration: the account is active; money may leave it.")
+    return Outcome(refused="already active")
+
+
+def _plan_reject_registration(account: Account) -> Planned:
+    if account.is_verified:
+        return Planned(str(account), "verified: kept, nothing changes", changes=False)
+    if account.balance_cents or account.ledger_entries.exists():
+        return Planned(str(account), "holds money or money history: kept, nothing changes", changes=False)
+    freed = f"member ID {account.member_id}"
+    if account.home_number:
+        freed += f" and home number {account.home_number}"
+    return Planned(f"{account} (pending, registered {local_time.stamp(account.created)})",
+                   f"removed with its registration code; {freed} become free to register again")
+
+
+def _reject_registration(account: Account) -> Outcome:
+    try:
+        identity.registration_reject(member_id=account.member_id)
+    except identity.NotPending:
+        return Outcome(refused="verified: kept")
+    except identity.HoldsMoney:
+        return Outcome(refused="holds money or money history: kept")
+    except services.UnknownAccount:
+        return Outcome(refused="already removed")
+    return Outcome(history=f"Rejected the registration: removed the account and its registration code, "
+                           f"freeing member ID {account.member_id}.", deleted=True)
 
 
 class SharedLineForm(forms.ModelForm):
@@ -125,8 +184,26 @@ class SignInSprayAdmin(ReadOnlyAdmin):
     list_display = ["started", "until", "failures"]
 
 
+class RecipientForm(forms.ModelForm):
+    # Not stripped by the form: a tab or a line break at either end is refused, as inside the name. The length is
+    # checked by the rule too, so that its message is the one the operator reads.
+    name = forms.CharField(strip=False, help_text=RECIPIENT_NAME_RULE + ".",
+                           widget=forms.TextInput(attrs={"maxlength": RECIPIENT_NAME_MAX, "class": "vTextField"}))
+
+    class Meta:
+        model = Recipient
+        fields = ["code", "name", "active"]
+
+    def clean_name(self) -> str:
+        try:
+            return recipient_name_clean(self.cleaned_data["name"])
+        except ValidationError as error:
+            raise forms.ValidationError(error.messages[0]) from None
+
+
 @admin.register(Recipient)
-class RecipientAdmin(admin.ModelAdmin):
+class RecipientAdmin(GuardedActionsAdmin):
+    form = RecipientForm
     list_display = ["code", "name", "active", "created"]
     list_filter = ["active"]
     search_fields = ["code", "name"]
@@ -140,20 +217,63 @@ class RecipientAdmin(admin.ModelAdmin):
         # A code callers already use does not change under them.
         return [*self.readonly_fields, "code"] if obj else self.readonly_fields
 
-    @admin.action(description="Deactivate: callers can no longer send to them")
+    @admin.action(description="Deactivate: callers can no longer send to them", permissions=["change"])
     def deactivate(self, request: HttpRequest, queryset: QuerySet[Recipient]) -> None:
-        self.message_user(request, f"Deactivated {queryset.update(active=False)} recipient(s).", messages.SUCCESS)
+        changed = self.act_and_record(request, queryset.order_by("pk"), verb="deactivate",
+                                      act=lambda recipient: _set_active(recipient, active=False))
+        self.message_user(request, f"Deactivated {changed} recipient(s).", messages.SUCCESS)
 
-    @admin.action(description="Activate")
+    @admin.action(description="Activate", permissions=["change"])
     def activate(self, request: HttpRequest, queryset: QuerySet[Recipient]) -> None:
-        self.message_user(request, f"Activated {queryset.update(active=True)} recipient(s).", messages.SUCCESS)
+        changed = self.act_and_record(request, queryset.order_by("pk"), verb="activate",
+                                      act=lambda recipient: _set_active(recipient, active=True))
+        self.message_user(request, f"Activated {changed} recipient(s).", messages.SUCCESS)
 
 
-class _Echo:
-    """A file-like object csv.writer writes a row to, handing the line straight back (for streaming)."""
+def _set_active(recipient: Recipient, *, active: bool) -> Outcome:
+    # Conditional, so that two operators at once change it (and record it) once.
+    if not Recipient.objects.filter(pk=recipient.pk, active=not active).update(active=active):
+        return Outcome(refused=f"already {'active' if active else 'inactive'}")
+    if active:
+        return Outcome(history="Activated: callers may send to them.")
+    return Outcome(history="Deactivated: callers can no longer send to them.")
 
-    def write(self, value: str) -> str:
-        return value
+
+def _transfer_line(transfer: Transfer) -> str:
+    return (f"Transfer {transfer.pk}: {transfer.amount_display} from account {transfer.account.member_id} "
+            f"to {transfer.recipient}, sent {local_time.stamp(transfer.created)}")
+
+
+def _plan_settle(transfer: Transfer) -> Planned:
+    if transfer.status != Transfer.Status.SUBMITTED:
+        return Planned(_transfer_line(transfer), f"already {transfer.status}: nothing changes", changes=False)
+    return Planned(_transfer_line(transfer), f"marked settled (paid out); no money moves: the "
+                                             f"{transfer.amount_display} left the caller's balance when it was sent")
+
+
+def _settle(transfer: Transfer) -> Outcome:
+    try:
+        services.transfer_settle(transfer=transfer)
+    except services.TransferAlreadyDecided:
+        return Outcome(refused="already settled or rejected")
+    return Outcome(history=f"Settled: {transfer.amount_display} to {transfer.recipient} marked paid out.")
+
+
+def _plan_reject(transfer: Transfer) -> Planned:
+    if transfer.status != Transfer.Status.SUBMITTED:
+        return Planned(_transfer_line(transfer), f"already {transfer.status}: nothing changes", changes=False)
+    return Planned(_transfer_line(transfer),
+                   f"rejected: {transfer.amount_display} goes back to account {transfer.account.member_id} "
+                   f"(balance now {transfer.account.balance}) with a reversing ledger entry")
+
+
+def _reject(transfer: Transfer) -> Outcome:
+    try:
+        services.transfer_reject(transfer=transfer)
+    except services.TransferAlreadyDecided:
+        return Outcome(refused="already settled or rejected")
+    return Outcome(history=f"Rejected: {transfer.amount_display} returned to account {transfer.account.member_id} "
+                           "with a reversing ledger entry.")
 
 
 def _csv_time(moment: datetime) -> str:
@@ -161,16 +281,12 @@ def _csv_time(moment: datetime) -> str:
     return local_time.local(moment).isoformat(sep=" ", timespec="seconds")
 
 
-def _csv_rows(queryset: QuerySet[Transfer]):
-    writer = csv.writer(_Echo())
-    yield writer.writerow(["transfer", "member ID", "recipient code", "recipient name", "amount (dollars)", "status",
-                           f"created ({settings.TIME_ZONE})", f"decided ({settings.TIME_ZONE})"])
+def _transfer_rows(queryset: QuerySet[Transfer]) -> Iterator[list[object]]:
     for transfer in queryset.select_related("account", "recipient").order_by("created", "pk").iterator(chunk_size=2000):
-        dollars, cents = divmod(transfer.amount_cents, 100)
-        yield writer.writerow([
-            transfer.pk, transfer.account.member_id, transfer.recipient.code, transfer.recipient.name, f"{dollars}.{cents:02d}",
-            transfer.status, _csv_time(transfer.created), _csv_time(transfer.decided) if transfer.decided else "",
-        ])
+        # The amount as a number (a Decimal), which csv_export leaves alone; the name as text, which it neutralises.
+        yield [transfer.pk, transfer.account.member_id, transfer.recipient.code, transfer.recipient.name,
+               dollars_decimal(transfer.amount_cents), transfer.status, _csv_time(transfer.created),
+               _csv_time(transfer.decided) if transfer.decided else ""]
 
 
 @admin.register(Transfer)
@@ -196,33 +312,26 @@ class TransferAdmin(ReadOnlyAdmin):
     def amount_display(self, transfer: Transfer) -> str:
         return transfer.amount_display
 
-    @admin.action(description="Settle: the money was paid out")
-    def settle(self, request: HttpRequest, queryset: QuerySet[Transfer]) -> None:
-        self._decide(request, queryset, services.transfer_settle, "Settled")
+    @admin.action(description="Settle: the money was paid out", permissions=["change"])
+    def settle(self, request: HttpRequest, queryset: QuerySet[Transfer]) -> TemplateResponse | None:
+        return self.confirm_then_act(request, queryset.select_related("account", "recipient"), verb="settle",
+                                     title="Settle transfers", plan=_plan_settle, act=_settle,
+                                     summary="Settled {count} transfer(s).")
 
-    @admin.action(description="Reject: give the money back to the caller")
-    def reject(self, request: HttpRequest, queryset: QuerySet[Transfer]) -> None:
-        self._decide(request, queryset, services.transfer_reject, "Rejected")
+    @admin.action(description="Reject: give the money back to the caller", permissions=["change"])
+    def reject(self, request: HttpRequest, queryset: QuerySet[Transfer]) -> TemplateResponse | None:
+        return self.confirm_then_act(request, queryset.select_related("account", "recipient"), verb="reject",
+                                     title="Reject transfers", plan=_plan_reject, act=_reject,
+                                     summary="Rejected {count} transfer(s).")
 
-    @admin.action(description="Export as CSV, for settlement (select all to export the whole filtered list)")
+    @admin.action(description="Export as CSV, for settlement (select all to export the whole filtered list)",
+                  permissions=["view"])
     def export_csv(self, request: HttpRequest, queryset: QuerySet[Transfer]) -> StreamingHttpResponse:
-        # Streamed: a year of transfers never sits in memory at once.
-        response = StreamingHttpResponse(_csv_rows(queryset), content_type="text/csv; charset=utf-8")
+        header = ["transfer", "member ID", "recipient code", "recipient name", "amount (dollars)", "status",
+                  f"created ({settings.TIME_ZONE})", f"decided ({settings.TIME_ZONE})"]
         when = local_time.local(timezone.now())
-        response["Content-Disposition"] = f'attachment; filename="transfers-{when:%Y%m%d-%H%M}.csv"'
-        return response
-
-    def _decide(self, request: HttpRequest, queryset: QuerySet[Transfer], decide, done: str) -> None:
-        decided, skipped = 0, 0
-        for transfer in queryset.order_by("pk"):
-            try:
-                decide(transfer=transfer)
-                decided += 1
-            except services.TransferAlreadyDecided:
-                skipped += 1
-        self.message_user(request, f"{done} {decided} transfer(s).", messages.SUCCESS)
-        if skipped:
-            self.message_user(request, f"Skipped {skipped} transfer(s) already settled or rejected.", messages.WARNING)
+        logger.info("admin export_csv: operator=%s transfers=%s", request.user.get_username(), queryset.count())
+        return csv_download(header, _transfer_rows(queryset), filename=f"transfers-{when:%Y%m%d-%H%M}.csv")
 
 
 @admin.register(LedgerEntry)
@@ -259,21 +368,43 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
             return f"reversed by entry {correction.pk}"
         return ""
 
-    @admin.action(description="Reverse deposit: take back a mistaken deposit with a correction entry")
-    def reverse_deposit(self, request: HttpRequest, queryset: QuerySet[LedgerEntry]) -> None:
-        for entry in queryset.order_by("pk"):
-            try:
-                correction = services.deposit_reverse(entry=entry)
-            except services.NotADeposit:
-                self.message_user(request, f"Entry {entry.pk} is not a deposit.", messages.WARNING)
-            except services.AlreadyCorrected:
-                self.message_user(request, f"Entry {entry.pk} was already reversed.", messages.WARNING)
-            except services.InsufficientFunds:
-                self.message_user(request, f"Entry {entry.pk}: the money was spent; it cannot be taken back.", messages.ERROR)
-            else:
-                self.log_change(request, entry, f"Reversed by entry {correction.pk}.")
-                self.message_user(request, f"Reversed the deposit in entry {entry.pk} with entry {correction.pk}.",
-                                  messages.SUCCESS)
+    @admin.action(description="Reverse deposit: take back a mistaken deposit with a correction entry",
+                  permissions=["change"])
+    def reverse_deposit(self, request: HttpRequest, queryset: QuerySet[LedgerEntry]) -> TemplateResponse | None:
+        return self.confirm_then_act(request, queryset, verb="reverse_deposit", title="Reverse deposits",
+                                     plan=_plan_reverse_deposit, act=_reverse_deposit,
+                                     summary="Reversed {count} deposit(s).")
+
+
+def _entry_line(entry: LedgerEntry) -> str:
+    return (f"Entry {entry.pk}: {entry.get_kind_display().lower()} of {format_dollars(entry.amount_cents)}, "
+            f"account {entry.account.member_id}, {local_time.stamp(entry.created)}")
+
+
+def _plan_reverse_deposit(entry: LedgerEntry) -> Planned:
+    if entry.kind != LedgerEntry.Kind.DEPOSIT:
+        return Planned(_entry_line(entry), "not a deposit: nothing changes", changes=False)
+    correction = getattr(entry, "correction", None)
+    if correction is not None:
+        return Planned(_entry_line(entry), f"already reversed by entry {correction.pk}: nothing changes", changes=False)
+    if entry.account.balance_cents < entry.amount_cents:
+        return Planned(_entry_line(entry), f"the money was spent (balance {entry.account.balance}): it cannot be "
+                                           "taken back; nothing changes", changes=False)
+    return Planned(_entry_line(entry), f"a correction entry of {format_dollars(-entry.amount_cents)} takes it back "
+                                       f"from account {entry.account.member_id} (balance now {entry.account.balance})")
+
+
+def _reverse_deposit(entry: LedgerEntry) -> Outcome:
+    try:
+        correction = services.deposit_reverse(entry=entry)
+    except services.NotADeposit:
+        return Outcome(refused="not a deposit")
+    except services.AlreadyCorrected:
+        return Outcome(refused="already reversed")
+    except services.InsufficientFunds:
+        return Outcome(refused="the money was spent; it cannot be taken back")
+    return Outcome(history=f"Reversed: the deposit of {format_dollars(entry.amount_cents)} taken back from account "
+                           f"{entry.account.member_id} by correction entry {correction.pk}.")
 
 
 class VerifyCodeForm(forms.Form):
@@ -293,19 +424,45 @@ class ConfirmationCodeAdmin(ReadOnlyAdmin):
     def get_urls(self):
         return [path("verify/", self.admin_site.admin_view(self.verify_view), name="accounts_confirmationcode_verify"), *super().get_urls()]
 
+    def has_verify_permission(self, request: HttpRequest) -> bool:
+        # Verifying marks a code, and a registration code activates its account: a change, not a view.
+        return request.user.has_perm("accounts.change_confirmationcode")
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
+        return super().changelist_view(request, {**(extra_context or {}),
+                                                 "has_verify_permission": self.has_verify_permission(request)})
+
     def verify_view(self, request: HttpRequest) -> HttpResponse:
         """What `manage.py verify_code` does, as a form: look the code up and mark it verified."""
-        if not request.user.has_perm("accounts.view_confirmationcode"):
+        if not self.has_verify_permission(request):
             return TemplateResponse(request, "admin/accounts/confirmationcode/verify.html", status=403,
                                     context={**self.admin_site.each_context(request), "denied": True})
         result = None
         form = VerifyCodeForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
             try:
-                result = services.describe_code_check(services.confirmation_code_verify(code=form.cleaned_data["code"]))
+                # The code's mark and its history entry commit together.
+                with transaction.atomic():
+                    check = services.confirmation_code_verify(code=form.cleaned_data["code"])
+                    result = services.describe_code_check(check)
+                    self._record_code_check(request, check, result)
             except services.UnknownCode:
                 result = "Unknown code: no confirmation code matches it."
+                logger.info("admin verify_code: operator=%s unknown code", request.user.get_username())
             form = VerifyCodeForm()  # the code is not shown back on the page
         context = {**self.admin_site.each_context(request), "title": "Verify a confirmation code", "form": form,
                    "result": result, "opts": self.model._meta}
         return TemplateResponse(request, "admin/accounts/confirmationcode/verify.html", context)
+
+    def _record_code_check(self, request: HttpRequest, check: services.CodeCheck, described: str) -> None:
+        """History and a log line for a code this check verified; none when it was expired or already verified."""
+        found = check.confirmation_code
+        operator = request.user.get_username()
+        if check.expired or check.already_verified:
+            logger.info("admin verify_code: operator=%s confirmation=%s nothing changed", operator, found.pk)
+            return
+        # The description names the transfer or account, never the code.
+        self.log_change(request, found, f"Verified: {described}")
+        if found.purpose == ConfirmationCode.Purpose.REGISTRATION:
+            self.log_change(request, found.account, "Registration code verified: the account is active.")
+        logger.info("admin verify_code: operator=%s confirmation=%s verified", operator, found.pk)

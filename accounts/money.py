@@ -27,3 +27,8 @@ def format_dollars(cents: int) -> str:
     sign = "-" if cents < 0 else ""
     dollars, rest = divmod(abs(cents), 100)
     return f"{sign}${dollars:,}.{rest:02d}"
+
+
+def dollars_decimal(cents: int) -> Decimal:
+    """For exports: 2550 -> Decimal("25.50"), a number a spreadsheet adds up, with its two places kept."""
+    return Decimal(cents).scaleb(-2)

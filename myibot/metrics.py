@@ -2,8 +2,8 @@
 
 Under gunicorn, gunicorn.conf.py sets PROMETHEUS_MULTIPROC_DIR before the app
 is imported: prometheus_client then keeps every worker's values in files of
-that directory, and gunicorn's master serves their sum on METRICS_PORT
-(`serve`). Anywhere else (runserver, tests, manage.py) the values live in the
+that directory, and gunicorn's master serves their sum on METRICS_ADDRESS,
+port METRICS_PORT (`serve`). Anywhere else (runserver, tests, manage.py) the values live in the
 process, in prometheus_client's default registry, and nothing is served.
 
 Label values come from a fixed set, never from a request: a step name, a
@@ -108,11 +108,11 @@ def multiprocess_registry(directory: str) -> CollectorRegistry:
     return registry
 
 
-def serve(port: int, directory: str, addr: str = "0.0.0.0") -> WSGIServer:
+def serve(port: int, directory: str, *, addr: str) -> WSGIServer:
     """Serve the sum of every worker's values on addr:port, from a thread of the calling process (gunicorn's master).
 
-    Every interface, for Fly's scraper on the machine's private address; Fly's
-    proxy only forwards the public port, so this one is never public.
+    addr is METRICS_ADDRESS: on Fly the machine's private address, where Fly's
+    scraper reads it; never every interface unless someone sets 0.0.0.0.
     """
     server, _thread = start_http_server(port, addr=addr, registry=multiprocess_registry(directory))
     return server

@@ -281,12 +281,17 @@ AUTHENTICATION_BACKENDS = [
 ]
 AXES_FAILURE_LIMIT = 5
 AXES_COOLOFF_TIME = timedelta(minutes=15)
-# Two separate locks, not their combination: five failures for one username lock
-# it from every address, and five from one address lock it for every username.
-AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+# Five failures from one client address lock that address for every username,
+# and five for one username from one address lock that pair. Never a username
+# alone: anyone could then lock an operator out from anywhere by failing five times.
+AXES_LOCKOUT_PARAMETERS = ["ip_address", ["username", "ip_address"]]
 AXES_ONLY_ADMIN_SITE = True
-# Fly's proxy sets Fly-Client-IP; REMOTE_ADDR is the proxy's own address there.
 AXES_CLIENT_IP_CALLABLE = "myibot.client_ip.client_ip"
+# Fly's proxy sets Fly-Client-IP (REMOTE_ADDR is the proxy's own address there); anywhere
+# else a client can send it, and a new address with every try would never be locked. So it
+# is believed only behind Fly, whose machines have FLY_APP_NAME.
+ON_FLY = bool(os.environ.get("FLY_APP_NAME", "").strip())
+TRUST_FLY_CLIENT_IP = envbool("TRUST_FLY_CLIENT_IP", ON_FLY)
 # Axes stores a failed login's form data with the password always masked, and
 # masks the username and address in its log lines (its defaults, kept).
 # Not verbose: no "AXES: BEGIN" line on every manage.py command; failures and lockouts are still logged.
@@ -356,8 +361,8 @@ CONFIRMATION_CODE_TTL_DAYS = envint("CONFIRMATION_CODE_TTL_DAYS", 30, minimum=1)
 CALL_SESSION_MAX_IDLE_MINUTES = envint("CALL_SESSION_MAX_IDLE_MINUTES", 120, minimum=1)
 
 # Prometheus metrics for Fly's scraper (docs/METRICS.md): gunicorn's master
-# serves them on this port, on every interface; empty turns them off. Never the
-# public port, which Fly's proxy opens to the internet: start-up stops instead.
+# serves them on this port; empty turns them off. Never the public port, which
+# Fly's proxy opens to the internet: start-up stops instead.
 METRICS_PORT: int | None = (
     envint("METRICS_PORT", 9091, minimum=1) if os.environ.get("METRICS_PORT", "9091").strip() else None
 )
@@ -368,6 +373,9 @@ if METRICS_PORT is not None:
         raise ImproperlyConfigured(
             f"METRICS_PORT must not be PORT ({METRICS_PORT}): the metrics would be public; pick another port, or empty to turn them off"
         )
+# The address they listen on: on Fly the machine's private IPv6 address (fly-local-6pn, in
+# /etc/hosts), which Fly's scraper reaches and the internet does not; elsewhere this machine only.
+METRICS_ADDRESS = os.environ.get("METRICS_ADDRESS", "").strip() or ("fly-local-6pn" if ON_FLY else "127.0.0.1")
 
 # Error reports (the DEBUG page, and any handler that formats one) hide the
 # caller's Digits and PIN_PEPPER as well as Django's usual secrets.

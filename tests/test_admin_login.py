@@ -1,4 +1,7 @@
-"""Admin sign-in is throttled (django-axes): per username and per client address, never the webhooks."""
+"""Admin sign-in is throttled (django-axes): per client address, and per username at that address; never the webhooks.
+
+Never per username alone: failures elsewhere must not lock an operator out of their own desk.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +14,18 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 
 from ivr.models import CallSession
+from tests.test_metrics import setting_in_a_subprocess
 
 pytestmark = pytest.mark.django_db
 
 PASSWORD = "a long admin passphrase 8d1f"
 LOGIN = "/admin/login/?next=/admin/"
+
+
+@pytest.fixture(autouse=True)
+def behind_fly(settings):
+    """As on Fly, where its proxy sets Fly-Client-IP; tests of the other case turn it off."""
+    settings.TRUST_FLY_CLIENT_IP = True
 
 
 @pytest.fixture
@@ -62,11 +72,24 @@ def test_it_locks_a_username_after_five_failures_even_for_the_right_password(cli
     assert not signed_in(client)
 
 
-def test_a_locked_username_is_locked_from_every_address(client, operator):
+def test_it_never_locks_an_operator_out_from_their_own_address(client, operator):
+    # Someone elsewhere fails five times for the operator's name, from one address and then from five.
+    fail(client, 5, addresses=["198.51.100.23"] * 5)
     fail(client, 5, addresses=[f"198.51.100.{n}" for n in range(1, 6)])
+    assert sign_in(client, "operator", "wrong", address="198.51.100.23").status_code == 429
     response = sign_in(client, "operator", PASSWORD, address="192.0.2.99")
-    assert response.status_code == 429
-    assert not signed_in(client)
+    assert response.status_code == 302
+    assert signed_in(client)
+
+
+def test_it_locks_the_address_that_failed_five_times_and_no_other(client, operator, django_user_model):
+    django_user_model.objects.create_superuser("colleague", "c@example.com", PASSWORD)
+    fail(client, 4, addresses=["198.51.100.23"] * 4)
+    sign_in(client, "nobody", "wrong", address="192.0.2.50")  # another address's failure adds nothing here
+    sign_in(client, "operator", "wrong 4", address="198.51.100.23")
+    assert sign_in(client, "operator", PASSWORD, address="198.51.100.23").status_code == 429
+    assert sign_in(client, "colleague", PASSWORD, address="198.51.100.23").status_code == 429
+    assert sign_in(client, "colleague", PASSWORD, address="192.0.2.99").status_code == 302
 
 
 def test_it_locks_an_address_after_five_failures_across_usernames(client, operator):
@@ -96,10 +119,35 @@ def test_it_takes_the_address_from_fly_client_ip(client, operator):
     assert AccessAttempt.objects.get().ip_address == "2001:db8::7"
 
 
-def test_it_falls_back_to_remote_addr_when_fly_client_ip_is_not_an_address(client, operator):
-    sign_in(client, "operator", "wrong", address="127.0.0.1, 10.0.0.1")
-    client.post(LOGIN, {"username": "operator", "password": "wrong"}, secure=True, REMOTE_ADDR="192.0.2.5")
-    assert sorted(AccessAttempt.objects.values_list("ip_address", flat=True)) == ["127.0.0.1", "192.0.2.5"]
+@pytest.mark.parametrize("header", ["127.0.0.1, 10.0.0.1", "not-an-address", "999.1.1.1", ""])
+def test_it_falls_back_to_remote_addr_when_fly_client_ip_is_not_an_address(client, operator, header):
+    client.post(LOGIN, {"username": "operator", "password": "wrong"}, secure=True, HTTP_FLY_CLIENT_IP=header,
+                REMOTE_ADDR="192.0.2.5")
+    assert list(AccessAttempt.objects.values_list("ip_address", flat=True)) == ["192.0.2.5"]
+
+
+def test_it_ignores_fly_client_ip_unless_told_it_is_behind_fly(client, operator, settings):
+    settings.TRUST_FLY_CLIENT_IP = False
+    sign_in(client, "operator", "wrong", address="2001:db8::7")
+    assert AccessAttempt.objects.get().ip_address == "127.0.0.1"  # the test client's REMOTE_ADDR
+
+
+def test_a_rotating_fly_client_ip_still_locks_the_real_address_when_not_behind_fly(client, operator, settings):
+    # Off Fly anyone can send the header: a new address with every guess must not buy new guesses.
+    settings.TRUST_FLY_CLIENT_IP = False
+    fail(client, 5, addresses=[f"198.51.100.{n}" for n in range(1, 6)])
+    response = sign_in(client, "operator", PASSWORD, address="198.51.100.77")
+    assert response.status_code == 429
+    assert not signed_in(client)
+    assert set(AccessAttempt.objects.values_list("ip_address", flat=True)) == {"127.0.0.1"}
+
+
+@pytest.mark.parametrize(("env", "trusted"), [({}, "False"), ({"FLY_APP_NAME": "myibot"}, "True"),
+                                              ({"FLY_APP_NAME": "myibot", "TRUST_FLY_CLIENT_IP": "false"}, "False"),
+                                              ({"TRUST_FLY_CLIENT_IP": "true"}, "True")])
+def test_it_trusts_fly_client_ip_by_default_only_on_fly(env, trusted):
+    result = setting_in_a_subprocess("TRUST_FLY_CLIENT_IP", **env)
+    assert result.stdout.splitlines()[-1:] == [trusted], result.stderr
 
 
 def test_it_never_stores_or_logs_the_password(client, operator, caplog):

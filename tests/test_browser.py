@@ -20,6 +20,8 @@ from urllib.parse import urlsplit
 
 import pytest
 from django.conf import settings
+from django.contrib.admin.models import LogEntry
+from django.contrib.auth.models import Permission
 from django.test import override_settings
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
@@ -29,7 +31,7 @@ from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
 from accounts import identity, pins, services
-from accounts.models import Account
+from accounts.models import Account, Transfer
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -231,3 +233,55 @@ def test_the_admin_index_is_the_operators_dashboard(http_server, browser, admin_
 
         assert_same_origin_resources(browser, http_server)
         assert_no_other_host(requested_urls(browser), http_server)
+
+
+def action_menu(driver: webdriver.Chrome, server, path: str) -> list[str]:
+    """The actions the list at path offers, as the browser shows its menu (none: no menu at all)."""
+    driver.get(server.url + path)
+    WebDriverWait(driver, WAIT_SECONDS).until(expected_conditions.presence_of_element_located((By.ID, "result_list")))
+    options = driver.find_elements(By.CSS_SELECTOR, "select[name=action] option")
+    return [option.get_attribute("value") for option in options if option.get_attribute("value")]
+
+
+def test_a_view_only_user_is_offered_no_action_that_moves_money(
+    http_server, browser, django_user_model, seeded, tmp_path
+):
+    """An auditor's view: every list, no settle, reject, reverse, verify or unlock; exporting stays."""
+    viewer = django_user_model.objects.create_user("audrey", password="a long auditor passphrase", is_staff=True)
+    viewer.user_permissions.set(Permission.objects.filter(
+        content_type__app_label="accounts", codename__in=["view_account", "view_transfer", "view_ledgerentry"]
+    ))
+    with screenshot_on_failure(browser, tmp_path):
+        sign_in(browser, http_server, "audrey", "a long auditor passphrase")
+        assert action_menu(browser, http_server, "/admin/accounts/transfer/") == ["export_csv"]
+        assert action_menu(browser, http_server, "/admin/accounts/ledgerentry/") == []
+        assert action_menu(browser, http_server, "/admin/accounts/account/") == []
+        # The list is there to read, all the same.
+        assert PENDING_MEMBER_ID in browser.find_element(By.ID, "result_list").text
+        assert_no_other_host(requested_urls(browser), http_server)
+
+
+def test_an_operator_settles_a_transfer_after_the_confirmation_page(http_server, browser, admin_user, seeded, tmp_path):
+    """Tick, choose Settle, read what will change, confirm: the transfer is settled once and on record."""
+    transfer = Transfer.objects.get()
+    with screenshot_on_failure(browser, tmp_path):
+        sign_in(browser, http_server, admin_user.username, "password")
+        assert "settle" in action_menu(browser, http_server, "/admin/accounts/transfer/")
+        browser.find_element(By.CSS_SELECTOR, f'input[name=_selected_action][value="{transfer.pk}"]').click()
+        browser.find_element(By.CSS_SELECTOR, "select[name=action] option[value=settle]").click()
+        browser.find_element(By.CSS_SELECTOR, "#changelist-form button[name=index]").click()
+        WebDriverWait(browser, WAIT_SECONDS).until(
+            expected_conditions.presence_of_element_located((By.ID, "planned-changes"))
+        )
+        assert "marked settled" in browser.find_element(By.ID, "planned-changes").text
+        transfer.refresh_from_db()
+        assert transfer.status == "submitted", "nothing changes before the confirmation"
+
+        browser.find_element(By.CSS_SELECTOR, "#content form [type=submit]").click()
+        WebDriverWait(browser, WAIT_SECONDS).until(
+            expected_conditions.presence_of_element_located((By.CSS_SELECTOR, ".messagelist"))
+        )
+        assert "Settled 1 transfer(s)." in browser.find_element(By.CSS_SELECTOR, ".messagelist").text
+        transfer.refresh_from_db()
+        assert transfer.status == "settled"
+        assert LogEntry.objects.get().user == admin_user

@@ -5,11 +5,14 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+import socket
 import tempfile
 import tomllib
 from pathlib import Path
 
 import pytest
+
+from bench.servers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -170,3 +173,41 @@ def test_gunicorn_refuses_to_serve_metrics_on_a_port_it_serves_the_public_on(mon
     settings.METRICS_PORT = 8080
     with pytest.raises(RuntimeError, match="METRICS_PORT 8080 is the port gunicorn serves the public on"):
         conf.when_ready(FakeArbiter(8080))
+
+
+def ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("address", [
+    "127.0.0.1",
+    pytest.param("::1", marks=pytest.mark.skipif(not ipv6_loopback(), reason="no IPv6 loopback here")),
+])
+def test_gunicorn_serves_metrics_on_metrics_address_only(monkeypatch, settings, address):
+    from myibot import metrics
+
+    conf = load_gunicorn_conf(monkeypatch)
+    settings.METRICS_PORT, settings.METRICS_ADDRESS = free_port(), address
+    servers = []
+    serve = metrics.serve
+    monkeypatch.setattr(metrics, "serve", lambda *args, **kwargs: servers.append(serve(*args, **kwargs)))
+    arbiter = FakeArbiter(3001)
+    conf.when_ready(arbiter)
+    try:
+        [server] = servers
+        assert server.server_address[0] == address
+        assert arbiter.said[-1].startswith(f"metrics on {address}:{settings.METRICS_PORT}, from ")
+    finally:
+        for server in servers:
+            server.shutdown()
+            server.server_close()
+
+
+def test_fly_serves_metrics_on_its_private_address(fly):
+    # fly-local-6pn: the machine's private IPv6 address, which Fly's scraper reaches and the internet does not.
+    assert fly["env"]["METRICS_ADDRESS"] == "fly-local-6pn"

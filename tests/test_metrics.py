@@ -186,14 +186,20 @@ def test_it_adds_up_what_every_process_wrote_and_serves_it():
         assert [sample.value for sample in families["myibot_calls"].samples] == [2]
 
 
-def settings_in_a_subprocess(**env: str) -> subprocess.CompletedProcess:
+def setting_in_a_subprocess(name: str, **env: str) -> subprocess.CompletedProcess:
+    """A setting as production settings read it from env alone, printed by a fresh process."""
     production = {"DEBUG": "false", "SECRET_KEY": "prod-" + "k" * 50, "TWILIO_AUTH_TOKEN": "prod-token",
                   "BASE_URL": "https://myibot.fly.dev", "PIN_PEPPER": "prod-pepper"}
-    clean = {k: v for k, v in os.environ.items() if k not in ("DJANGO_SETTINGS_MODULE", "METRICS_PORT", "PORT")}
+    ours = ("DJANGO_SETTINGS_MODULE", "METRICS_PORT", "METRICS_ADDRESS", "PORT", "FLY_APP_NAME", "TRUST_FLY_CLIENT_IP")
+    clean = {k: v for k, v in os.environ.items() if k not in ours}
     return subprocess.run(
-        [sys.executable, "manage.py", "shell", "-c", "from django.conf import settings; print(settings.METRICS_PORT)"],
+        [sys.executable, "manage.py", "shell", "-c", f"from django.conf import settings; print(settings.{name})"],
         cwd=ROOT, env={**clean, **production, **env}, capture_output=True, text=True, timeout=60,
     )
+
+
+def settings_in_a_subprocess(**env: str) -> subprocess.CompletedProcess:
+    return setting_in_a_subprocess("METRICS_PORT", **env)
 
 
 @pytest.mark.parametrize(("env", "port"), [({}, "9091"), ({"METRICS_PORT": "9100"}, "9100"), ({"METRICS_PORT": ""}, "None")])
@@ -212,3 +218,14 @@ def test_it_refuses_to_start_with_metrics_on_the_public_port_or_no_port(env, mes
     result = settings_in_a_subprocess(**env)
     assert result.returncode != 0
     assert message in result.stderr
+
+
+@pytest.mark.parametrize(("env", "address"), [
+    ({}, "127.0.0.1"),
+    ({"FLY_APP_NAME": "myibot"}, "fly-local-6pn"),
+    ({"METRICS_ADDRESS": "::1"}, "::1"),
+    ({"FLY_APP_NAME": "myibot", "METRICS_ADDRESS": "127.0.0.1"}, "127.0.0.1"),
+])
+def test_it_listens_on_this_machine_only_unless_on_fly(env, address):
+    result = setting_in_a_subprocess("METRICS_ADDRESS", **env)
+    assert result.stdout.splitlines()[-1:] == [address], result.stderr

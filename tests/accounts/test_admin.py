@@ -89,9 +89,10 @@ def test_operators_cannot_edit_a_balance_or_identity(staff, account):
 
 def test_the_unlock_action(staff, account):
     Account.objects.filter(pk=account.pk).update(locked_until=timezone.now() + timedelta(minutes=15), failed_pin_count=3)
-    response = staff.post(reverse("admin:accounts_account_changelist"), {"action": "unlock", "_selected_action": [account.pk]},
+    response = staff.post(reverse("admin:accounts_account_changelist"),
+                          {"action": "unlock", "_selected_action": [account.pk], "post": "yes"},
                           secure=True, follow=True)
-    assert "Unlocked 1 account(s); 0 had nothing to unlock." in response.content.decode()
+    assert "Unlocked 1 account(s)." in response.content.decode()
     account.refresh_from_db()
     assert not account.is_locked()
 
@@ -114,14 +115,16 @@ def test_a_recipient_code_must_be_six_digits(staff):
 
 
 def test_the_settle_action_goes_through_the_service(staff, transfer):
-    staff.post(reverse("admin:accounts_transfer_changelist"), {"action": "settle", "_selected_action": [transfer.pk]}, secure=True)
+    staff.post(reverse("admin:accounts_transfer_changelist"),
+               {"action": "settle", "_selected_action": [transfer.pk], "post": "yes"}, secure=True)
     transfer.refresh_from_db()
     assert transfer.status == "settled"
     assert transfer.decided is not None
 
 
 def test_the_reject_action_writes_the_reversing_entry(staff, transfer, account):
-    response = staff.post(reverse("admin:accounts_transfer_changelist"), {"action": "reject", "_selected_action": [transfer.pk]},
+    response = staff.post(reverse("admin:accounts_transfer_changelist"),
+                          {"action": "reject", "_selected_action": [transfer.pk], "post": "yes"},
                           secure=True, follow=True)
     assert "Rejected 1 transfer(s)." in response.content.decode()
     transfer.refresh_from_db()
@@ -133,9 +136,11 @@ def test_the_reject_action_writes_the_reversing_entry(staff, transfer, account):
 
 def test_a_decided_transfer_is_skipped_not_reversed_twice(staff, transfer):
     for _ in range(2):
-        response = staff.post(reverse("admin:accounts_transfer_changelist"), {"action": "reject", "_selected_action": [transfer.pk]},
+        response = staff.post(reverse("admin:accounts_transfer_changelist"),
+                              {"action": "reject", "_selected_action": [transfer.pk], "post": "yes"},
                               secure=True, follow=True)
-    assert "Skipped 1 transfer(s)" in response.content.decode()
+    assert "Rejected 0 transfer(s)." in response.content.decode()
+    assert "already settled or rejected" in response.content.decode()
     assert LedgerEntry.objects.filter(kind="reversal").count() == 1
 
 
@@ -179,11 +184,14 @@ def test_the_verify_form_refuses_unknown_and_malformed_codes(staff, code, heard)
     assert heard in page
 
 
-def test_the_verify_form_needs_the_view_permission(client, django_user_model):
+def test_the_verify_form_needs_the_change_permission(client, django_user_model):
+    # Verifying marks a code, and a registration code activates its account: seeing codes is not enough.
     user = django_user_model.objects.create_user("clerk", password="a-long-password-1", is_staff=True)
     client.force_login(user)
     assert client.get(reverse("admin:accounts_confirmationcode_verify"), secure=True).status_code == 403
     user.user_permissions.add(Permission.objects.get(codename="view_confirmationcode"))
+    assert client.get(reverse("admin:accounts_confirmationcode_verify"), secure=True).status_code == 403
+    user.user_permissions.add(Permission.objects.get(codename="change_confirmationcode"))
     assert client.get(reverse("admin:accounts_confirmationcode_verify"), secure=True).status_code == 200
 
 
@@ -199,7 +207,8 @@ def test_the_account_list_filters_by_status(staff, account, pending):
 
 def test_the_verify_action_activates_pending_accounts(staff, account, pending):
     response = staff.post(reverse("admin:accounts_account_changelist"),
-                          {"action": "verify", "_selected_action": [account.pk, pending.pk]}, secure=True, follow=True)
+                          {"action": "verify", "_selected_action": [account.pk, pending.pk], "post": "yes"},
+                          secure=True, follow=True)
     assert "Verified 1 account(s)." in response.content.decode()
     pending.refresh_from_db()
     assert pending.status == "active" and pending.verified_at is not None
@@ -207,10 +216,11 @@ def test_the_verify_action_activates_pending_accounts(staff, account, pending):
 
 def test_the_reject_action_removes_only_unverified_accounts_without_money(staff, account, pending):
     response = staff.post(reverse("admin:accounts_account_changelist"),
-                          {"action": "reject_registration", "_selected_action": [account.pk, pending.pk]}, secure=True, follow=True)
+                          {"action": "reject_registration", "_selected_action": [account.pk, pending.pk],
+                           "post": "yes"}, secure=True, follow=True)
     page = response.content.decode()
     assert "Rejected 1 registration(s)." in page
-    assert "Kept 123456" in page
+    assert "Account 123456: verified: kept" in page
     assert list(Account.objects.values_list("member_id", flat=True)) == ["123456"]
 
 

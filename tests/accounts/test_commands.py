@@ -72,8 +72,9 @@ def test_create_recipient_refuses_a_taken_code(recipient):
 
 
 def test_create_recipient_refuses_an_overlong_name(db):
-    with pytest.raises(CommandError, match="1 to 100 characters"):
-        call_command("create_recipient", "246810", "x" * 101)
+    with pytest.raises(CommandError, match="1 to 60 characters.*this one has 61"):
+        call_command("create_recipient", "246810", "x" * 61)
+    assert not Recipient.objects.exists()
 
 
 def test_unlock(account, capsys):

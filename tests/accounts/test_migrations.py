@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from django.contrib.auth.models import Group, Permission
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
@@ -47,3 +48,17 @@ def test_version_1_accounts_keep_their_number_as_home_number_and_count_as_active
 def executor_leaf_nodes():
     executor = MigrationExecutor(connection)
     return executor.loader.graph.leaf_nodes()
+
+
+def test_it_creates_the_staff_groups_on_a_database_that_has_no_permissions_yet():
+    # As on a fresh database, where Django makes permissions only after the last migration (post_migrate).
+    migrate([("accounts", "0006_dashboard_index")])
+    assert not Group.objects.filter(name__in=["Operators", "Auditors"]).exists()
+    Permission.objects.filter(content_type__app_label__in=["accounts", "ivr"]).delete()
+
+    migrate(executor_leaf_nodes())
+    operators = set(Group.objects.get(name="Operators").permissions.values_list("codename", flat=True))
+    auditors = set(Group.objects.get(name="Auditors").permissions.values_list("codename", flat=True))
+    assert {"change_transfer", "change_ledgerentry", "change_account", "view_callsession"} <= operators
+    assert auditors and all(codename.startswith("view_") for codename in auditors)
+    assert auditors < operators

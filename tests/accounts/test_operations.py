@@ -166,8 +166,8 @@ def test_reverse_deposit_refusals(account, recipient):
 
 def test_the_admin_shows_the_pair_and_reverses_a_deposit(staff, account):
     extra = services.deposit(account=account, amount_cents=700)
-    staff.post(reverse("admin:accounts_ledgerentry_changelist"), {"action": "reverse_deposit", "_selected_action": [extra.pk]},
-               secure=True)
+    staff.post(reverse("admin:accounts_ledgerentry_changelist"),
+               {"action": "reverse_deposit", "_selected_action": [extra.pk], "post": "yes"}, secure=True)
     correction = LedgerEntry.objects.get(kind="correction")
     page = staff.get(reverse("admin:accounts_ledgerentry_changelist"), secure=True).content.decode()
     assert f"takes back the deposit in entry {extra.pk}" in page and f"reversed by entry {correction.pk}" in page

@@ -38,7 +38,7 @@ class Running:
     @property
     def metrics_directory(self) -> Path:
         """Where the workers write, as the master logged it when it began serving."""
-        found = re.search(r"metrics on 0\.0\.0\.0:\d+, from (\S+)", self.server.log.read_text())
+        found = re.search(r"metrics on 127\.0\.0\.1:\d+, from (\S+)", self.server.log.read_text())
         assert found, self.server.log.read_text()
         return Path(found.group(1))
 
