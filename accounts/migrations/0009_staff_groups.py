@@ -56,7 +56,7 @@ def remove_staff_groups(apps, schema_editor) -> None:
 class Migration(migrations.Migration):
 
     dependencies = [
-        ("accounts", "0006_dashboard_index"),
+        ("accounts", "0008_registration_limits"),
         ("ivr", "0004_strikes_and_staff"),
         ("auth", "0012_alter_user_first_name_max_length"),
         ("contenttypes", "0002_remove_content_type_name"),
