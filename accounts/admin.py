@@ -448,7 +448,7 @@ class ConfirmationCodeAdmin(ReadOnlyAdmin):
                     self._record_code_check(request, check, result)
             except services.UnknownCode:
                 result = "Unknown code: no confirmation code matches it."
-                logger.info("admin verify_code: operator=%s unknown code", request.user.get_username())
+                logger.info("admin verification: operator=%s no such confirmation", request.user.get_username())
             form = VerifyCodeForm()  # the code is not shown back on the page
         context = {**self.admin_site.each_context(request), "title": "Verify a confirmation code", "form": form,
                    "result": result, "opts": self.model._meta}
@@ -459,10 +459,10 @@ class ConfirmationCodeAdmin(ReadOnlyAdmin):
         found = check.confirmation_code
         operator = request.user.get_username()
         if check.expired or check.already_verified:
-            logger.info("admin verify_code: operator=%s confirmation=%s nothing changed", operator, found.pk)
+            logger.info("admin verification: operator=%s confirmation=%s nothing changed", operator, found.pk)
             return
         # The description names the transfer or account, never the code.
         self.log_change(request, found, f"Verified: {described}")
         if found.purpose == ConfirmationCode.Purpose.REGISTRATION:
             self.log_change(request, found.account, "Registration code verified: the account is active.")
-        logger.info("admin verify_code: operator=%s confirmation=%s verified", operator, found.pk)
+        logger.info("admin verification: operator=%s confirmation=%s verified", operator, found.pk)

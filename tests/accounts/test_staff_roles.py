@@ -321,7 +321,7 @@ def test_it_lets_an_operator_verify_a_code_and_records_it(operator, account, rec
     assert (entry.object_id, entry.user.username) == (str(code.pk), "olivia")
     assert f"transfer {receipt.transfer.pk} of $25.00" in entry.change_message
     assert receipt.code not in entry.change_message and receipt.code not in caplog.text
-    assert "admin verify_code: operator=olivia" in caplog.text
+    assert "admin verification: operator=olivia" in caplog.text
 
 
 def test_an_operator_cannot_add_recipients_or_shared_lines(operator):
