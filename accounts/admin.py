@@ -29,7 +29,9 @@ from django.utils import timezone
 
 from accounts import identity, services
 from accounts.admin_actions import GuardedActionsAdmin, Outcome, Planned
-from accounts.models import Account, ConfirmationCode, LedgerEntry, Recipient, SharedLine, SignInSpray, Transfer
+from accounts.models import (
+    ROUTE_FIELDS, Account, ConfirmationCode, LedgerEntry, Recipient, SharedLine, SignInRoute, SignInSpray, Transfer,
+)
 from accounts.money import dollars_decimal, format_dollars
 from accounts.validators import RECIPIENT_NAME_MAX, RECIPIENT_NAME_RULE, recipient_name_clean
 from myibot import local_time
@@ -60,7 +62,7 @@ class AccountAdmin(GuardedActionsAdmin):
     # shown, and member ID, home number, status and balance change only through
     # the actions and commands, which log what they did.
     fields = ["member_id", "home_number", "status", "verified_at", "balance_display", "lock_state", "failed_pin_count",
-              "lock_count", "locked_until", "created"]
+              "lock_count", "locked_until", "home_failed_pin_count", "home_lock_count", "home_locked_until", "created"]
     readonly_fields = fields
     actions = ["unlock", "verify", "reject_registration"]
 
@@ -76,9 +78,7 @@ class AccountAdmin(GuardedActionsAdmin):
 
     @admin.display(description="lock")
     def lock_state(self, account: Account) -> str:
-        if account.is_locked():
-            return f"locked until {local_time.stamp(account.locked_until)}"
-        return "open"
+        return "; ".join(line for line in _route_states(account) if line.startswith("locked")) or "open"
 
     @admin.action(description="Unlock: lift the PIN lockout and reset its escalation", permissions=["change"])
     def unlock(self, request: HttpRequest, queryset: QuerySet[Account]) -> TemplateResponse | None:
@@ -98,14 +98,23 @@ class AccountAdmin(GuardedActionsAdmin):
                                      summary="Rejected {count} registration(s).")
 
 
+def _route_states(account: Account) -> list[str]:
+    """Each sign-in route's lock, wrong-PIN count and escalation, in words, with the route's name."""
+    now = timezone.now()
+    states = []
+    for route, (count_field, until_field, locks_field) in ROUTE_FIELDS.items():
+        where = SignInRoute(route).label
+        if account.is_locked(now, route):
+            states.append(f"locked until {local_time.stamp(getattr(account, until_field))} ({where})")
+        if count := getattr(account, count_field):
+            states.append(f"{count} wrong PIN(s) counted ({where})")
+        if locks := getattr(account, locks_field):
+            states.append(f"{locks} lock(s) in its escalation ({where})")
+    return states
+
+
 def _plan_unlock(account: Account) -> Planned:
-    state = []
-    if account.is_locked():
-        state.append(f"locked until {local_time.stamp(account.locked_until)}")
-    if account.failed_pin_count:
-        state.append(f"{account.failed_pin_count} wrong PIN(s) counted")
-    if account.lock_count:
-        state.append(f"{account.lock_count} lock(s) in its escalation")
+    state = _route_states(account)
     if not state:
         return Planned(str(account), "nothing to unlock: not locked, no wrong PINs counted", changes=False)
     return Planned(str(account), f"{'; '.join(state)}: all lifted and set back to zero; the caller may sign in at once")

@@ -232,3 +232,16 @@ def test_shared_lines_are_added_in_national_form_and_removed(staff):
     assert "Not a phone number in E.164 or national form." in response.content.decode()
     staff.post(reverse("admin:accounts_sharedline_delete", args=[line.pk]), {"post": "yes"}, secure=True)
     assert not SharedLine.objects.exists()
+
+
+def test_an_account_locked_only_at_its_home_number_shows_and_unlocks_that_route(client, account):
+    from django.contrib.auth.models import User
+
+    Account.objects.filter(pk=account.pk).update(home_locked_until=timezone.now() + timedelta(minutes=15),
+                                                 home_failed_pin_count=2)
+    client.force_login(User.objects.create_superuser("boss", password="a long admin password 1"))
+    page = client.get(reverse("admin:accounts_account_changelist"), secure=True).content.decode()
+    assert "locked until" in page and "the trusted home number" in page
+    plan = client.post(reverse("admin:accounts_account_changelist"),
+                       {"action": "unlock", "_selected_action": [account.pk]}, secure=True).content.decode()
+    assert "2 wrong PIN(s) counted (the trusted home number)" in plan

@@ -8,27 +8,12 @@ import pytest
 from accounts.models import Account, Transfer
 from ivr.machine import LANGUAGE_MENU, MAIN_MENU, STEPS
 from ivr.models import CallSession
-from tests.ivr.test_prompts import ABANDONED, PROMPTS, SIGNED_IN
+from tests.ivr.test_prompts import ABANDONED, PROMPTS, SIGNED_IN, at  # noqa: F401 - at is a fixture
 
 pytestmark = pytest.mark.django_db
 
 STAFF = "+12025550100"
 SERVICE = "+12025550199"
-
-
-@pytest.fixture
-def at(phone, account, recipient):
-    def reach(step_name: str):
-        caller, keys, heard, _ = PROMPTS[step_name]
-        if caller:
-            phone.caller = caller
-        phone.dial()
-        for key in keys:
-            phone.press(key)
-        assert CallSession.objects.get(call_sid=phone.call_sid).step == step_name
-        return phone
-
-    return reach
 
 
 def call_state(phone) -> CallSession:
