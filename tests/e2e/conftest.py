@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.db import connection
 
-from bench.servers import fresh_database, manage, production_env
+from bench.servers import Server, fresh_database, manage, production_env
 
 RECIPIENT = "246810"
 
@@ -18,3 +18,12 @@ def database_url():
         manage(env, "migrate", "--noinput")
         manage(env, "create_recipient", RECIPIENT, "Jane", "Doe")
         yield url
+
+
+# Two servers share one database, as two Fly machines do.
+@pytest.fixture(scope="module")
+def two_servers(database_url):
+    servers = [Server(production_env(database_url)).start(), Server(production_env(database_url)).start()]
+    yield servers
+    for server in servers:
+        server.stop()

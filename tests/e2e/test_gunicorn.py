@@ -1,80 +1,30 @@
 """End to end: real gunicorn processes with production settings, the simulator's phone over HTTP.
 
 Two servers share one database, as two Fly machines do; a server restarts in
-the middle; the database goes away; a fuzzer presses random keys; hostile
-requests hit every step URL. Runs on PostgreSQL when the suite does, else on a
+the middle; the database goes away; hostile requests hit every step URL; a
+lone "#" behaves each way Twilio's docs allow (the fuzzer is in a module of
+its own). Runs on PostgreSQL when the suite does, else on a
 SQLite file.
 """
 
 from __future__ import annotations
 
-import itertools
-import random
 import re
 import urllib.error
 import urllib.request
 import xml.etree.ElementTree as ET
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from twilio.request_validator import RequestValidator
 
 from bench.servers import AUTH_TOKEN, PUBLIC_URL, Server, manage, production_env
 from ivr.machine import STEPS
-from ivr.simulator import Answer, OverHttp, Prompt, SimulatedCall, Transport, scripted
+from ivr.simulator import OverHttp, SimulatedCall, scripted
+from tests.e2e.calls import Checked, place
+from tests.e2e.conftest import RECIPIENT
 
 pytestmark = pytest.mark.e2e
 
-RECIPIENT = "246810"
-FUNDED = "+12022000001"  # an account with money, PIN 3971
-
-
-class Checked(Transport):
-    """Spreads requests over servers in turn, and checks every answer as Twilio would need it."""
-
-    def __init__(self, servers: list[Server], *, failures_expected: bool = False) -> None:
-        self.transports = itertools.cycle([OverHttp(server.url) for server in servers])
-        self.answers: list[Answer] = []
-        self.failures_expected = failures_expected
-
-    def post(self, signed_url: str, params: dict[str, str], headers: dict[str, str]) -> Answer:
-        answer = next(self.transports).post(signed_url, params, headers)
-        self.answers.append(answer)
-        assert answer.status == 200, (answer.status, signed_url, answer.body[:500])
-        if signed_url.endswith("/twilio/status"):
-            return answer
-        if not self.failures_expected:
-            assert "temporarily unavailable" not in answer.body, f"the server failed inside at {signed_url}"
-        verbs = [element.tag for element in ET.fromstring(answer.body)]
-        assert verbs and verbs[-1] in ("Redirect", "Hangup"), answer.body
-        for index, verb in enumerate(verbs):
-            if verb == "Gather":
-                assert index + 1 < len(verbs), f"a <Gather> with nothing after it: {answer.body}"
-        return answer
-
-
-def place(servers: list[Server], keys, caller: str = FUNDED, **checks: bool) -> tuple[SimulatedCall, str]:
-    call = SimulatedCall(base_url=PUBLIC_URL, auth_token=AUTH_TOKEN, transport=Checked(servers, **checks), caller=caller)
-    call.place(keys if callable(keys) else scripted(keys))
-    return call, " ".join(event.text for event in call.transcript if event.kind == "say")
-
-
-@pytest.fixture(scope="module")
-def two_servers(database_url):
-    servers = [Server(production_env(database_url)).start(), Server(production_env(database_url)).start()]
-    yield servers
-    for server in servers:
-        server.stop()
-
-
-@pytest.fixture(scope="module")
-def funded(two_servers, database_url):
-    call, heard = place(two_servers, ["#", "1", "200001", "3971", "3971", "2"], caller=FUNDED)
-    assert "Your account is created" in heard
-    code = re.search(r"registration code is: ((?:\d, ){5}\d)", heard).group(1).replace(", ", "")
-    manage(production_env(database_url), "verify_code", code)
-    manage(production_env(database_url), "deposit", FUNDED, "100")
-    return FUNDED
 
 
 def test_a_call_alternating_between_two_servers_registers_signs_in_and_sends_money(two_servers, database_url):
@@ -141,66 +91,6 @@ def test_with_the_database_unreachable_callers_hear_a_calm_apology():
 def test_healthz_is_served_over_plain_http_with_production_settings(two_servers):
     with urllib.request.urlopen(two_servers[0].url + "/healthz", timeout=5) as response:
         assert response.status == 200
-
-
-RIGHT_ANSWERS = [
-    ("enter your 4-digit PIN", ["3971", "#"]),
-    ("To create an account", None),  # six random digits
-    ("enter your 6-digit member ID", ["200001", "200001", "#"]),  # the funded caller's member ID
-    ("To create a new account, press 1", ["1", "2", "0"]),
-    ("To enter your PIN, press 1", ["1", "2", "3"]),
-    ("create a 4-digit PIN", ["4682"]),
-    ("same PIN again", ["4682"]),
-    ("To hear the code again", ["1", "2"]),
-    ("Main menu", ["1", "2", "3", "0", "9"]),
-    ("Your balance is", ["1", "2", "*"]),
-    ("whole dollars", ["1", "5", "25", "500"]),
-    ("6-digit code of the person", [RECIPIENT]),
-    ("To confirm, press 1", ["1", "2"]),
-]
-
-
-def random_keys(rng: random.Random):
-    """A caller on a bad line: the right keys half the time, else garbage, long runs, * and #, or silence."""
-
-    def press(prompt: Prompt) -> str | None:
-        roll = rng.random()
-        if roll < 0.02:
-            return None  # the caller hangs up
-        if roll < 0.55:
-            for words, answers in RIGHT_ANSWERS:
-                if words in prompt.heard:
-                    return rng.choice(answers) if answers else f"{rng.randrange(10**6):06d}"
-        if roll < 0.70:
-            return ""
-        if roll < 0.80:
-            return "".join(rng.choice("0123456789*#") for _ in range(rng.randint(20, 300)))
-        return "".join(rng.choice("0123456789*#") for _ in range(rng.randint(1, 7)))
-
-    return press
-
-
-def test_a_hundred_calls_pressing_random_keys_never_break(two_servers, funded):
-    rng = random.Random(20261123)
-    callers = [FUNDED, "withheld"] + [f"+120230{n:05d}" for n in range(100)]
-    jobs = [(random.Random(rng.random()), rng.choice(callers)) for _ in range(100)]
-
-    def one_call(job) -> int:
-        call_rng, caller = job
-        call = SimulatedCall(base_url=PUBLIC_URL, auth_token=AUTH_TOKEN, transport=Checked(two_servers),
-                             caller="anonymous" if caller == "withheld" else caller)
-        press, counter = random_keys(call_rng), itertools.count()
-        # A caller who never hangs up still stops after 40 prompts.
-        call.place(lambda prompt: None if next(counter) >= 40 else press(prompt))
-        return call
-
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        calls = list(pool.map(one_call, jobs))
-    assert len(calls) == 100
-    heard = [" ".join(event.text for event in call.transcript if event.kind == "say") for call in calls]
-    # The keys reached deep into the call, not only the entry prompt.
-    assert sum("Main menu" in text for text in heard) >= 5
-    assert sum(len(call.answers) for call in calls) > 500
 
 
 def hostile_bodies(call_sid: str) -> list[dict[str, str]]:
