@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # The compiled catalogues callers hear, built from their .po (never committed: a stale one would lie).
 CATALOGUES := $(patsubst %.po,%.mo,$(wildcard locale/*/LC_MESSAGES/django.po))
 
-.PHONY: install run test call bench clean messages
+.PHONY: install run test lint call bench clean messages
 
 # (Re)install when the pinned requirements change.
 $(STAMP): requirements.txt requirements-dev.txt
@@ -29,6 +29,11 @@ run: $(STAMP) $(CATALOGUES)
 
 test: $(STAMP) $(CATALOGUES)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Lint, format and the layers' import contracts (pyproject.toml): `make lint`; `$(BIN)/ruff format .` fixes the format.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 call: $(STAMP) $(CATALOGUES)
 	DEBUG=true $(BIN)/python manage.py migrate --noinput

@@ -27,7 +27,7 @@ def _count(kind: str, now: datetime | None = None) -> None:
     hour_value = HourlyActivity._meta.get_field("hour").get_db_prep_save(hour, connection)
     with connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {quote(table)} (hour, kind, count) VALUES (%s, %s, 1) "
+            f"INSERT INTO {quote(table)} (hour, kind, count) VALUES (%s, %s, 1) "  # noqa: S608 - names from model metadata, values as parameters
             f"ON CONFLICT (hour, kind) DO UPDATE SET count = {quote(table)}.count + 1",
             [hour_value, kind],
         )

@@ -30,7 +30,15 @@ from django.utils import timezone
 from accounts import identity, services
 from accounts.admin_actions import GuardedActionsAdmin, Outcome, Planned
 from accounts.models import (
-    ROUTE_FIELDS, Account, ConfirmationCode, LedgerEntry, Recipient, SharedLine, SignInRoute, SignInSpray, Transfer,
+    ROUTE_FIELDS,
+    Account,
+    ConfirmationCode,
+    LedgerEntry,
+    Recipient,
+    SharedLine,
+    SignInRoute,
+    SignInSpray,
+    Transfer,
 )
 from accounts.money import dollars_decimal, format_dollars
 from accounts.validators import RECIPIENT_NAME_MAX, RECIPIENT_NAME_RULE, recipient_name_clean
@@ -55,14 +63,35 @@ class ReadOnlyAdmin(GuardedActionsAdmin):
 
 @admin.register(Account)
 class AccountAdmin(GuardedActionsAdmin):
-    list_display = ["member_id", "home_number", "status", "balance_display", "lock_state", "failed_pin_count", "created"]
+    list_display = [
+        "member_id",
+        "home_number",
+        "status",
+        "balance_display",
+        "lock_state",
+        "failed_pin_count",
+        "created",
+    ]
     list_filter = ["status"]
     search_fields = ["member_id", "home_number"]
     # Identity and money never change by editing a field: the PIN hash is not
     # shown, and member ID, home number, status and balance change only through
     # the actions and commands, which log what they did.
-    fields = ["member_id", "home_number", "status", "verified_at", "balance_display", "lock_state", "failed_pin_count",
-              "lock_count", "locked_until", "home_failed_pin_count", "home_lock_count", "home_locked_until", "created"]
+    fields = [
+        "member_id",
+        "home_number",
+        "status",
+        "verified_at",
+        "balance_display",
+        "lock_state",
+        "failed_pin_count",
+        "lock_count",
+        "locked_until",
+        "home_failed_pin_count",
+        "home_lock_count",
+        "home_locked_until",
+        "created",
+    ]
     readonly_fields = fields
     actions = ["unlock", "verify", "reject_registration"]
 
@@ -82,20 +111,41 @@ class AccountAdmin(GuardedActionsAdmin):
 
     @admin.action(description="Unlock: lift the PIN lockout and reset its escalation", permissions=["change"])
     def unlock(self, request: HttpRequest, queryset: QuerySet[Account]) -> TemplateResponse | None:
-        return self.confirm_then_act(request, queryset, verb="unlock", title="Unlock accounts", plan=_plan_unlock,
-                                     act=_unlock, summary="Unlocked {count} account(s).")
+        return self.confirm_then_act(
+            request,
+            queryset,
+            verb="unlock",
+            title="Unlock accounts",
+            plan=_plan_unlock,
+            act=_unlock,
+            summary="Unlocked {count} account(s).",
+        )
 
     @admin.action(description="Verify: staff checked the registration; money may move", permissions=["change"])
     def verify(self, request: HttpRequest, queryset: QuerySet[Account]) -> TemplateResponse | None:
-        return self.confirm_then_act(request, queryset, verb="verify", title="Verify registrations", plan=_plan_verify,
-                                     act=_verify, summary="Verified {count} account(s).")
+        return self.confirm_then_act(
+            request,
+            queryset,
+            verb="verify",
+            title="Verify registrations",
+            plan=_plan_verify,
+            act=_verify,
+            summary="Verified {count} account(s).",
+        )
 
-    @admin.action(description="Reject registration: remove an unverified account that holds no money",
-                  permissions=["change"])
+    @admin.action(
+        description="Reject registration: remove an unverified account that holds no money", permissions=["change"]
+    )
     def reject_registration(self, request: HttpRequest, queryset: QuerySet[Account]) -> TemplateResponse | None:
-        return self.confirm_then_act(request, queryset, verb="reject_registration", title="Reject registrations",
-                                     plan=_plan_reject_registration, act=_reject_registration,
-                                     summary="Rejected {count} registration(s).")
+        return self.confirm_then_act(
+            request,
+            queryset,
+            verb="reject_registration",
+            title="Reject registrations",
+            plan=_plan_reject_registration,
+            act=_reject_registration,
+            summary="Rejected {count} registration(s).",
+        )
 
 
 def _route_states(account: Account) -> list[str]:
@@ -129,8 +179,10 @@ def _unlock(account: Account) -> Outcome:
 def _plan_verify(account: Account) -> Planned:
     if account.is_verified:
         return Planned(str(account), "already active: nothing changes", changes=False)
-    return Planned(f"{account} (registered {local_time.stamp(account.created)}, balance {account.balance})",
-                   "pending becomes active: the caller may send money from it")
+    return Planned(
+        f"{account} (registered {local_time.stamp(account.created)}, balance {account.balance})",
+        "pending becomes active: the caller may send money from it",
+    )
 
 
 def _verify(account: Account) -> Outcome:
@@ -147,8 +199,10 @@ def _plan_reject_registration(account: Account) -> Planned:
     freed = f"member ID {account.member_id}"
     if account.home_number:
         freed += f" and home number {account.home_number}"
-    return Planned(f"{account} (pending, registered {local_time.stamp(account.created)})",
-                   f"removed with its registration code; {freed} become free to register again")
+    return Planned(
+        f"{account} (pending, registered {local_time.stamp(account.created)})",
+        f"removed with its registration code; {freed} become free to register again",
+    )
 
 
 def _reject_registration(account: Account) -> Outcome:
@@ -160,8 +214,11 @@ def _reject_registration(account: Account) -> Outcome:
         return Outcome(refused="holds money or money history: kept")
     except services.UnknownAccount:
         return Outcome(refused="already removed")
-    return Outcome(history=f"Rejected the registration: removed the account and its registration code, "
-                           f"freeing member ID {account.member_id}.", deleted=True)
+    return Outcome(
+        history=f"Rejected the registration: removed the account and its registration code, "
+        f"freeing member ID {account.member_id}.",
+        deleted=True,
+    )
 
 
 class SharedLineForm(forms.ModelForm):
@@ -196,8 +253,11 @@ class SignInSprayAdmin(ReadOnlyAdmin):
 class RecipientForm(forms.ModelForm):
     # Not stripped by the form: a tab or a line break at either end is refused, as inside the name. The length is
     # checked by the rule too, so that its message is the one the operator reads.
-    name = forms.CharField(strip=False, help_text=RECIPIENT_NAME_RULE + ".",
-                           widget=forms.TextInput(attrs={"maxlength": RECIPIENT_NAME_MAX, "class": "vTextField"}))
+    name = forms.CharField(
+        strip=False,
+        help_text=RECIPIENT_NAME_RULE + ".",
+        widget=forms.TextInput(attrs={"maxlength": RECIPIENT_NAME_MAX, "class": "vTextField"}),
+    )
 
     class Meta:
         model = Recipient
@@ -228,14 +288,19 @@ class RecipientAdmin(GuardedActionsAdmin):
 
     @admin.action(description="Deactivate: callers can no longer send to them", permissions=["change"])
     def deactivate(self, request: HttpRequest, queryset: QuerySet[Recipient]) -> None:
-        changed = self.act_and_record(request, queryset.order_by("pk"), verb="deactivate",
-                                      act=lambda recipient: _set_active(recipient, active=False))
+        changed = self.act_and_record(
+            request,
+            queryset.order_by("pk"),
+            verb="deactivate",
+            act=lambda recipient: _set_active(recipient, active=False),
+        )
         self.message_user(request, f"Deactivated {changed} recipient(s).", messages.SUCCESS)
 
     @admin.action(description="Activate", permissions=["change"])
     def activate(self, request: HttpRequest, queryset: QuerySet[Recipient]) -> None:
-        changed = self.act_and_record(request, queryset.order_by("pk"), verb="activate",
-                                      act=lambda recipient: _set_active(recipient, active=True))
+        changed = self.act_and_record(
+            request, queryset.order_by("pk"), verb="activate", act=lambda recipient: _set_active(recipient, active=True)
+        )
         self.message_user(request, f"Activated {changed} recipient(s).", messages.SUCCESS)
 
 
@@ -249,15 +314,20 @@ def _set_active(recipient: Recipient, *, active: bool) -> Outcome:
 
 
 def _transfer_line(transfer: Transfer) -> str:
-    return (f"Transfer {transfer.pk}: {transfer.amount_display} from account {transfer.account.member_id} "
-            f"to {transfer.recipient}, sent {local_time.stamp(transfer.created)}")
+    return (
+        f"Transfer {transfer.pk}: {transfer.amount_display} from account {transfer.account.member_id} "
+        f"to {transfer.recipient}, sent {local_time.stamp(transfer.created)}"
+    )
 
 
 def _plan_settle(transfer: Transfer) -> Planned:
     if transfer.status != Transfer.Status.SUBMITTED:
         return Planned(_transfer_line(transfer), f"already {transfer.status}: nothing changes", changes=False)
-    return Planned(_transfer_line(transfer), f"marked settled (paid out); no money moves: the "
-                                             f"{transfer.amount_display} left the caller's balance when it was sent")
+    return Planned(
+        _transfer_line(transfer),
+        f"marked settled (paid out); no money moves: the "
+        f"{transfer.amount_display} left the caller's balance when it was sent",
+    )
 
 
 def _settle(transfer: Transfer) -> Outcome:
@@ -271,9 +341,11 @@ def _settle(transfer: Transfer) -> Outcome:
 def _plan_reject(transfer: Transfer) -> Planned:
     if transfer.status != Transfer.Status.SUBMITTED:
         return Planned(_transfer_line(transfer), f"already {transfer.status}: nothing changes", changes=False)
-    return Planned(_transfer_line(transfer),
-                   f"rejected: {transfer.amount_display} goes back to account {transfer.account.member_id} "
-                   f"(balance now {transfer.account.balance}) with a reversing ledger entry")
+    return Planned(
+        _transfer_line(transfer),
+        f"rejected: {transfer.amount_display} goes back to account {transfer.account.member_id} "
+        f"(balance now {transfer.account.balance}) with a reversing ledger entry",
+    )
 
 
 def _reject(transfer: Transfer) -> Outcome:
@@ -281,8 +353,10 @@ def _reject(transfer: Transfer) -> Outcome:
         services.transfer_reject(transfer=transfer)
     except services.TransferAlreadyDecided:
         return Outcome(refused="already settled or rejected")
-    return Outcome(history=f"Rejected: {transfer.amount_display} returned to account {transfer.account.member_id} "
-                           "with a reversing ledger entry.")
+    return Outcome(
+        history=f"Rejected: {transfer.amount_display} returned to account {transfer.account.member_id} "
+        "with a reversing ledger entry."
+    )
 
 
 def _csv_time(moment: datetime) -> str:
@@ -293,9 +367,16 @@ def _csv_time(moment: datetime) -> str:
 def _transfer_rows(queryset: QuerySet[Transfer]) -> Iterator[list[object]]:
     for transfer in queryset.select_related("account", "recipient").order_by("created", "pk").iterator(chunk_size=2000):
         # The amount as a number (a Decimal), which csv_export leaves alone; the name as text, which it neutralises.
-        yield [transfer.pk, transfer.account.member_id, transfer.recipient.code, transfer.recipient.name,
-               dollars_decimal(transfer.amount_cents), transfer.status, _csv_time(transfer.created),
-               _csv_time(transfer.decided) if transfer.decided else ""]
+        yield [
+            transfer.pk,
+            transfer.account.member_id,
+            transfer.recipient.code,
+            transfer.recipient.name,
+            dollars_decimal(transfer.amount_cents),
+            transfer.status,
+            _csv_time(transfer.created),
+            _csv_time(transfer.decided) if transfer.decided else "",
+        ]
 
 
 @admin.register(Transfer)
@@ -323,21 +404,42 @@ class TransferAdmin(ReadOnlyAdmin):
 
     @admin.action(description="Settle: the money was paid out", permissions=["change"])
     def settle(self, request: HttpRequest, queryset: QuerySet[Transfer]) -> TemplateResponse | None:
-        return self.confirm_then_act(request, queryset.select_related("account", "recipient"), verb="settle",
-                                     title="Settle transfers", plan=_plan_settle, act=_settle,
-                                     summary="Settled {count} transfer(s).")
+        return self.confirm_then_act(
+            request,
+            queryset.select_related("account", "recipient"),
+            verb="settle",
+            title="Settle transfers",
+            plan=_plan_settle,
+            act=_settle,
+            summary="Settled {count} transfer(s).",
+        )
 
     @admin.action(description="Reject: give the money back to the caller", permissions=["change"])
     def reject(self, request: HttpRequest, queryset: QuerySet[Transfer]) -> TemplateResponse | None:
-        return self.confirm_then_act(request, queryset.select_related("account", "recipient"), verb="reject",
-                                     title="Reject transfers", plan=_plan_reject, act=_reject,
-                                     summary="Rejected {count} transfer(s).")
+        return self.confirm_then_act(
+            request,
+            queryset.select_related("account", "recipient"),
+            verb="reject",
+            title="Reject transfers",
+            plan=_plan_reject,
+            act=_reject,
+            summary="Rejected {count} transfer(s).",
+        )
 
-    @admin.action(description="Export as CSV, for settlement (select all to export the whole filtered list)",
-                  permissions=["view"])
+    @admin.action(
+        description="Export as CSV, for settlement (select all to export the whole filtered list)", permissions=["view"]
+    )
     def export_csv(self, request: HttpRequest, queryset: QuerySet[Transfer]) -> StreamingHttpResponse:
-        header = ["transfer", "member ID", "recipient code", "recipient name", "amount (dollars)", "status",
-                  f"created ({settings.TIME_ZONE})", f"decided ({settings.TIME_ZONE})"]
+        header = [
+            "transfer",
+            "member ID",
+            "recipient code",
+            "recipient name",
+            "amount (dollars)",
+            "status",
+            f"created ({settings.TIME_ZONE})",
+            f"decided ({settings.TIME_ZONE})",
+        ]
         when = local_time.local(timezone.now())
         logger.info("admin export_csv: operator=%s transfers=%s", request.user.get_username(), queryset.count())
         return csv_download(header, _transfer_rows(queryset), filename=f"transfers-{when:%Y%m%d-%H%M}.csv")
@@ -377,17 +479,26 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
             return f"reversed by entry {correction.pk}"
         return ""
 
-    @admin.action(description="Reverse deposit: take back a mistaken deposit with a correction entry",
-                  permissions=["change"])
+    @admin.action(
+        description="Reverse deposit: take back a mistaken deposit with a correction entry", permissions=["change"]
+    )
     def reverse_deposit(self, request: HttpRequest, queryset: QuerySet[LedgerEntry]) -> TemplateResponse | None:
-        return self.confirm_then_act(request, queryset, verb="reverse_deposit", title="Reverse deposits",
-                                     plan=_plan_reverse_deposit, act=_reverse_deposit,
-                                     summary="Reversed {count} deposit(s).")
+        return self.confirm_then_act(
+            request,
+            queryset,
+            verb="reverse_deposit",
+            title="Reverse deposits",
+            plan=_plan_reverse_deposit,
+            act=_reverse_deposit,
+            summary="Reversed {count} deposit(s).",
+        )
 
 
 def _entry_line(entry: LedgerEntry) -> str:
-    return (f"Entry {entry.pk}: {entry.get_kind_display().lower()} of {format_dollars(entry.amount_cents)}, "
-            f"account {entry.account.member_id}, {local_time.stamp(entry.created)}")
+    return (
+        f"Entry {entry.pk}: {entry.get_kind_display().lower()} of {format_dollars(entry.amount_cents)}, "
+        f"account {entry.account.member_id}, {local_time.stamp(entry.created)}"
+    )
 
 
 def _plan_reverse_deposit(entry: LedgerEntry) -> Planned:
@@ -397,10 +508,16 @@ def _plan_reverse_deposit(entry: LedgerEntry) -> Planned:
     if correction is not None:
         return Planned(_entry_line(entry), f"already reversed by entry {correction.pk}: nothing changes", changes=False)
     if entry.account.balance_cents < entry.amount_cents:
-        return Planned(_entry_line(entry), f"the money was spent (balance {entry.account.balance}): it cannot be "
-                                           "taken back; nothing changes", changes=False)
-    return Planned(_entry_line(entry), f"a correction entry of {format_dollars(-entry.amount_cents)} takes it back "
-                                       f"from account {entry.account.member_id} (balance now {entry.account.balance})")
+        return Planned(
+            _entry_line(entry),
+            f"the money was spent (balance {entry.account.balance}): it cannot be taken back; nothing changes",
+            changes=False,
+        )
+    return Planned(
+        _entry_line(entry),
+        f"a correction entry of {format_dollars(-entry.amount_cents)} takes it back "
+        f"from account {entry.account.member_id} (balance now {entry.account.balance})",
+    )
 
 
 def _reverse_deposit(entry: LedgerEntry) -> Outcome:
@@ -412,13 +529,20 @@ def _reverse_deposit(entry: LedgerEntry) -> Outcome:
         return Outcome(refused="already reversed")
     except services.InsufficientFunds:
         return Outcome(refused="the money was spent; it cannot be taken back")
-    return Outcome(history=f"Reversed: the deposit of {format_dollars(entry.amount_cents)} taken back from account "
-                           f"{entry.account.member_id} by correction entry {correction.pk}.")
+    return Outcome(
+        history=f"Reversed: the deposit of {format_dollars(entry.amount_cents)} taken back from account "
+        f"{entry.account.member_id} by correction entry {correction.pk}."
+    )
 
 
 class VerifyCodeForm(forms.Form):
-    code = forms.RegexField(regex=r"^[0-9]{6}$", max_length=6, strip=True, help_text="the 6 digits the caller reads to you",
-                            error_messages={"invalid": "A confirmation code is exactly 6 digits."})
+    code = forms.RegexField(
+        regex=r"^[0-9]{6}$",
+        max_length=6,
+        strip=True,
+        help_text="the 6 digits the caller reads to you",
+        error_messages={"invalid": "A confirmation code is exactly 6 digits."},
+    )
 
 
 @admin.register(ConfirmationCode)
@@ -431,21 +555,29 @@ class ConfirmationCodeAdmin(ReadOnlyAdmin):
     change_list_template = "admin/accounts/confirmationcode/change_list.html"
 
     def get_urls(self):
-        return [path("verify/", self.admin_site.admin_view(self.verify_view), name="accounts_confirmationcode_verify"), *super().get_urls()]
+        return [
+            path("verify/", self.admin_site.admin_view(self.verify_view), name="accounts_confirmationcode_verify"),
+            *super().get_urls(),
+        ]
 
     def has_verify_permission(self, request: HttpRequest) -> bool:
         # Verifying marks a code, and a registration code activates its account: a change, not a view.
         return request.user.has_perm("accounts.change_confirmationcode")
 
     def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
-        return super().changelist_view(request, {**(extra_context or {}),
-                                                 "has_verify_permission": self.has_verify_permission(request)})
+        return super().changelist_view(
+            request, {**(extra_context or {}), "has_verify_permission": self.has_verify_permission(request)}
+        )
 
     def verify_view(self, request: HttpRequest) -> HttpResponse:
         """What `manage.py verify_code` does, as a form: look the code up and mark it verified."""
         if not self.has_verify_permission(request):
-            return TemplateResponse(request, "admin/accounts/confirmationcode/verify.html", status=403,
-                                    context={**self.admin_site.each_context(request), "denied": True})
+            return TemplateResponse(
+                request,
+                "admin/accounts/confirmationcode/verify.html",
+                status=403,
+                context={**self.admin_site.each_context(request), "denied": True},
+            )
         result = None
         form = VerifyCodeForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
@@ -459,8 +591,13 @@ class ConfirmationCodeAdmin(ReadOnlyAdmin):
                 result = "Unknown code: no confirmation code matches it."
                 logger.info("admin verification: operator=%s no such confirmation", request.user.get_username())
             form = VerifyCodeForm()  # the code is not shown back on the page
-        context = {**self.admin_site.each_context(request), "title": "Verify a confirmation code", "form": form,
-                   "result": result, "opts": self.model._meta}
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Verify a confirmation code",
+            "form": form,
+            "result": result,
+            "opts": self.model._meta,
+        }
         return TemplateResponse(request, "admin/accounts/confirmationcode/verify.html", context)
 
     def _record_code_check(self, request: HttpRequest, check: services.CodeCheck, described: str) -> None:

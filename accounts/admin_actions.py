@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
-from django.contrib.admin.models import CHANGE, DELETION, LogEntry
+from django.contrib.admin.models import DELETION, LogEntry
 from django.core.exceptions import PermissionDenied
 from django.db import models, transaction
 from django.http import HttpRequest, HttpResponse
@@ -85,7 +85,11 @@ class GuardedActionsAdmin(admin.ModelAdmin):
         return None
 
     def act_and_record(
-        self, request: HttpRequest, objects: Iterable[models.Model], *, verb: str,
+        self,
+        request: HttpRequest,
+        objects: Iterable[models.Model],
+        *,
+        verb: str,
         act: Callable[[models.Model], Outcome],
     ) -> int:
         """Act on each object; record what changed in its history and the log, say what did not. How many changed."""
@@ -103,8 +107,9 @@ class GuardedActionsAdmin(admin.ModelAdmin):
                 changed += 1
                 logger.info("admin %s: operator=%s %s=%s %s", verb, operator, name, pk, outcome.history)
             else:
-                logger.info("admin %s: operator=%s %s=%s nothing changed: %s", verb, operator, name, pk,
-                            outcome.refused)
+                logger.info(
+                    "admin %s: operator=%s %s=%s nothing changed: %s", verb, operator, name, pk, outcome.refused
+                )
                 self.message_user(request, f"{obj}: {outcome.refused}", messages.WARNING)
         return changed
 
@@ -115,13 +120,23 @@ class GuardedActionsAdmin(admin.ModelAdmin):
 
     def _record(self, request: HttpRequest, obj: models.Model, outcome: Outcome) -> None:
         if outcome.deleted:
-            LogEntry.objects.log_actions(user_id=request.user.pk, queryset=[obj], action_flag=DELETION,
-                                         change_message=outcome.history, single_object=True)
+            LogEntry.objects.log_actions(
+                user_id=request.user.pk,
+                queryset=[obj],
+                action_flag=DELETION,
+                change_message=outcome.history,
+                single_object=True,
+            )
         else:
             self.log_change(request, obj, outcome.history)
 
     def _confirmation_page(
-        self, request: HttpRequest, selected: list[models.Model], *, verb: str, title: str,
+        self,
+        request: HttpRequest,
+        selected: list[models.Model],
+        *,
+        verb: str,
+        title: str,
         plan: Callable[[models.Model], Planned],
     ) -> TemplateResponse:
         rows = [plan(obj) for obj in selected]

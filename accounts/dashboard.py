@@ -56,8 +56,14 @@ class Chart:
         return self.plot_bottom
 
 
-def stacked_bars(title: str, labels: list[str], series: list[tuple[str, str, list[float]]], *,
-                 tick_every: int, fmt=lambda value: f"{value:g}") -> Chart:
+def stacked_bars(
+    title: str,
+    labels: list[str],
+    series: list[tuple[str, str, list[float]]],
+    *,
+    tick_every: int,
+    fmt=lambda value: f"{value:g}",
+) -> Chart:
     """One bar a label, each series stacked on the one before: series is (css class, name, values)."""
     chart = Chart(title=title, legend=[(css, name) for css, name, _ in series])
     totals = [sum(values[i] for _, _, values in series) for i in range(len(labels))]
@@ -74,8 +80,16 @@ def stacked_bars(title: str, labels: list[str], series: list[tuple[str, str, lis
                 continue
             bar_height = height * value / peak
             y -= bar_height
-            chart.bars.append(Bar(x=round(x + 1, 1), y=round(y, 1), width=round(max(slot - 2, 1), 1),
-                                  height=round(bar_height, 1), css=css, title=f"{label}: {fmt(value)} {name}"))
+            chart.bars.append(
+                Bar(
+                    x=round(x + 1, 1),
+                    y=round(y, 1),
+                    width=round(max(slot - 2, 1), 1),
+                    height=round(bar_height, 1),
+                    css=css,
+                    title=f"{label}: {fmt(value)} {name}",
+                )
+            )
         if index % tick_every == 0:
             chart.ticks.append((round(x + slot / 2, 1), label))
     return chart
@@ -99,13 +113,28 @@ def activity_charts(now: datetime) -> list[Chart]:
         return [counts[kind].get(hour, 0) for hour in hours]
 
     return [
-        stacked_bars("Calls and sign-ins per hour, last 48 hours", labels,
-                     [("calls", "calls without a sign-in", [max(c - s, 0) for c, s in
-                                                             zip(values(ActivityKind.CALL), values(ActivityKind.SIGN_IN), strict=True)]),
-                      ("sign-ins", "sign-ins", values(ActivityKind.SIGN_IN))], tick_every=6),
-        stacked_bars("Failed PINs and locks per hour, last 48 hours", labels,
-                     [("failed", "failed PINs", values(ActivityKind.FAILED_PIN)),
-                      ("locks", "locks", values(ActivityKind.LOCK))], tick_every=6),
+        stacked_bars(
+            "Calls and sign-ins per hour, last 48 hours",
+            labels,
+            [
+                (
+                    "calls",
+                    "calls without a sign-in",
+                    [
+                        max(c - s, 0)
+                        for c, s in zip(values(ActivityKind.CALL), values(ActivityKind.SIGN_IN), strict=True)
+                    ],
+                ),
+                ("sign-ins", "sign-ins", values(ActivityKind.SIGN_IN)),
+            ],
+            tick_every=6,
+        ),
+        stacked_bars(
+            "Failed PINs and locks per hour, last 48 hours",
+            labels,
+            [("failed", "failed PINs", values(ActivityKind.FAILED_PIN)), ("locks", "locks", values(ActivityKind.LOCK))],
+            tick_every=6,
+        ),
     ]
 
 
@@ -134,15 +163,25 @@ def transfer_charts(today: date) -> list[Chart]:
         number[row["status"]][row["day"]] = row["n"]
         cents[row["status"]][row["day"]] = row["cents"]
     labels = [f"{day:%b} {day.day}" for day in days]
-    statuses = [("settled", Transfer.Status.SETTLED), ("submitted", Transfer.Status.SUBMITTED),
-                ("rejected", Transfer.Status.REJECTED)]
+    statuses = [
+        ("settled", Transfer.Status.SETTLED),
+        ("submitted", Transfer.Status.SUBMITTED),
+        ("rejected", Transfer.Status.REJECTED),
+    ]
     return [
-        stacked_bars("Transfers per day, last 30 days", labels,
-                     [(css, status.label.lower(), [number[status].get(day, 0) for day in days]) for css, status in statuses],
-                     tick_every=5),
-        stacked_bars("Amounts sent per day, last 30 days", labels,
-                     [(css, status.label.lower(), [cents[status].get(day, 0) for day in days]) for css, status in statuses],
-                     tick_every=5, fmt=lambda value: format_dollars(int(value))),
+        stacked_bars(
+            "Transfers per day, last 30 days",
+            labels,
+            [(css, status.label.lower(), [number[status].get(day, 0) for day in days]) for css, status in statuses],
+            tick_every=5,
+        ),
+        stacked_bars(
+            "Amounts sent per day, last 30 days",
+            labels,
+            [(css, status.label.lower(), [cents[status].get(day, 0) for day in days]) for css, status in statuses],
+            tick_every=5,
+            fmt=lambda value: format_dollars(int(value)),
+        ),
     ]
 
 
@@ -167,7 +206,9 @@ def build(now: datetime | None = None) -> dict[str, object]:
         "charts": [*activity_charts(now), *transfer_charts(local_time.local_date(now))],
         "awaiting_verification": _first(Account.objects.filter(status=Account.Status.PENDING).order_by("created")),
         "awaiting_settlement": _first(
-            Transfer.objects.filter(status=Transfer.Status.SUBMITTED).select_related("account", "recipient").order_by("created")
+            Transfer.objects.filter(status=Transfer.Status.SUBMITTED)
+            .select_related("account", "recipient")
+            .order_by("created")
         ),
         # Locked on either route (elsewhere, or at the trusted home number).
         "locked_accounts": _first(

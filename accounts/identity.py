@@ -23,11 +23,18 @@ from django.utils import timezone
 
 from accounts import activity, codes, pins
 from accounts.models import (
-    ROUTE_FIELDS, Account, ConfirmationCode, LedgerEntry, Registration, SharedLine, SignInFailure, SignInRoute,
+    ROUTE_FIELDS,
+    Account,
+    ConfirmationCode,
+    LedgerEntry,
+    Registration,
+    SharedLine,
+    SignInFailure,
+    SignInRoute,
     SignInSpray,
 )
-from myibot import local_time
 from accounts.services import AccountsError, UnknownAccount, confirmation_code_issue
+from myibot import local_time
 from myibot.db import insert_unless_conflict
 
 logger = logging.getLogger(__name__)
@@ -154,7 +161,12 @@ def member_id_is_taken(member_id: str) -> bool:
 
 @transaction.atomic
 def account_register(
-    *, member_id: str, pin_hash: str, home_number: str | None = None, line: str = "", language: str = "en",
+    *,
+    member_id: str,
+    pin_hash: str,
+    home_number: str | None = None,
+    line: str = "",
+    language: str = "en",
     now: datetime | None = None,
 ) -> tuple[Account, str]:
     """Create a pending account from a PIN hashed at the "create a PIN" step; returns it and its code.
@@ -270,7 +282,11 @@ class PinAttempt:
 
 
 def pin_attempt_count(
-    *, member_id: str | None = None, account_id: int | None = None, trusted_number: str = "", now: datetime | None = None
+    *,
+    member_id: str | None = None,
+    account_id: int | None = None,
+    trusted_number: str = "",
+    now: datetime | None = None,
 ) -> PinAttempt:
     """Count a PIN attempt on its account and route, in a transaction of its own that commits before any check.
 
@@ -364,8 +380,13 @@ def _check_pin(attempt: PinAttempt, *, pin: str, now: datetime) -> Account | dat
 def _locked(account: Account, route: str, now: datetime) -> None:
     _until, until_field, locks_field = ROUTE_FIELDS[route]
     activity.account_locked(now)
-    logger.warning("account locked: account=%s route=%s lock=%s until=%s", account.pk, route,
-                   getattr(account, locks_field), getattr(account, until_field).isoformat())
+    logger.warning(
+        "account locked: account=%s route=%s lock=%s until=%s",
+        account.pk,
+        route,
+        getattr(account, locks_field),
+        getattr(account, until_field).isoformat(),
+    )
 
 
 @transaction.atomic
@@ -402,7 +423,9 @@ def _count_service_failure(now: datetime) -> None:
     spray = SignInSpray.objects.create(started=now, until=now + SPRAY_SUSPENSION, failures=failures)
     activity.spray_started()
     logger.warning(
-        "sign-in spray: failures=%s in the last minute; PIN-only entry suspended until %s", failures, spray.until.isoformat()
+        "sign-in spray: failures=%s in the last minute; PIN-only entry suspended until %s",
+        failures,
+        spray.until.isoformat(),
     )
 
 

@@ -81,8 +81,12 @@ class Account(models.Model):
     class Meta:
         constraints = [
             models.CheckConstraint(condition=Q(balance_cents__gte=0), name="accounts_account_balance_not_negative"),
-            models.CheckConstraint(condition=Q(member_id__regex=r"^[0-9]{6}$"), name="accounts_account_member_id_6_digits"),
-            models.CheckConstraint(condition=Q(home_number__regex=E164_REGEX), name="accounts_account_home_number_e164"),
+            models.CheckConstraint(
+                condition=Q(member_id__regex=r"^[0-9]{6}$"), name="accounts_account_member_id_6_digits"
+            ),
+            models.CheckConstraint(
+                condition=Q(home_number__regex=E164_REGEX), name="accounts_account_home_number_e164"
+            ),
             models.CheckConstraint(condition=Q(status__in=AccountStatus.values), name="accounts_account_status_valid"),
             models.CheckConstraint(condition=Q(language__in=CALLER_LANGUAGES), name="accounts_account_language_valid"),
             # Active means verified, and verified means active.
@@ -191,7 +195,9 @@ class SignInSpray(models.Model):
 
     class Meta:
         constraints = [
-            models.CheckConstraint(condition=Q(until__gt=models.F("started")), name="accounts_signinspray_ends_after_start"),
+            models.CheckConstraint(
+                condition=Q(until__gt=models.F("started")), name="accounts_signinspray_ends_after_start"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -266,7 +272,9 @@ class Transfer(models.Model):
     class Meta:
         constraints = [
             models.CheckConstraint(condition=Q(amount_cents__gt=0), name="accounts_transfer_amount_positive"),
-            models.CheckConstraint(condition=Q(status__in=TransferStatus.values), name="accounts_transfer_status_valid"),
+            models.CheckConstraint(
+                condition=Q(status__in=TransferStatus.values), name="accounts_transfer_status_valid"
+            ),
         ]
         indexes = [
             models.Index(fields=["status", "created"], name="accounts_transfer_status_idx"),
@@ -292,9 +300,16 @@ class LedgerEntry(models.Model):
     account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="ledger_entries")
     amount_cents = models.BigIntegerField(help_text="positive credits, negative debits")
     kind = models.CharField(max_length=10, choices=Kind.choices)
-    transfer = models.ForeignKey(Transfer, on_delete=models.PROTECT, null=True, blank=True, related_name="ledger_entries")
+    transfer = models.ForeignKey(
+        Transfer, on_delete=models.PROTECT, null=True, blank=True, related_name="ledger_entries"
+    )
     corrects = models.OneToOneField(
-        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="correction", help_text="the deposit it takes back"
+        "self",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="correction",
+        help_text="the deposit it takes back",
     )
     created = models.DateTimeField(default=timezone.now)
 
@@ -314,7 +329,9 @@ class LedgerEntry(models.Model):
             ),
             # A transfer is debited once and reversed at most once.
             models.UniqueConstraint(
-                fields=["transfer", "kind"], condition=Q(transfer__isnull=False), name="accounts_ledgerentry_once_per_transfer"
+                fields=["transfer", "kind"],
+                condition=Q(transfer__isnull=False),
+                name="accounts_ledgerentry_once_per_transfer",
             ),
         ]
         # The caller's recent transactions: newest first, for one account, however long its history.
@@ -340,16 +357,21 @@ class ConfirmationCode(models.Model):
     # HMAC-SHA256 keyed with PIN_PEPPER: an operator can look a code up, a
     # stolen database alone cannot.
     code_hash = models.CharField(max_length=64, db_index=True)
-    transfer = models.OneToOneField(Transfer, on_delete=models.PROTECT, null=True, blank=True, related_name="confirmation_code")
+    transfer = models.OneToOneField(
+        Transfer, on_delete=models.PROTECT, null=True, blank=True, related_name="confirmation_code"
+    )
     created = models.DateTimeField(default=timezone.now)
     expires = models.DateTimeField()
     verified_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [
-            models.CheckConstraint(condition=Q(purpose__in=CodePurpose.values), name="accounts_confirmationcode_purpose_valid"),
             models.CheckConstraint(
-                condition=Q(purpose="registration", transfer__isnull=True) | Q(purpose="transfer", transfer__isnull=False),
+                condition=Q(purpose__in=CodePurpose.values), name="accounts_confirmationcode_purpose_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(purpose="registration", transfer__isnull=True)
+                | Q(purpose="transfer", transfer__isnull=False),
                 name="accounts_confirmationcode_transfer_matches_purpose",
             ),
         ]
@@ -385,7 +407,9 @@ class HourlyActivity(models.Model):
         verbose_name_plural = "hourly activity"
         constraints = [
             models.UniqueConstraint(fields=["hour", "kind"], name="accounts_hourlyactivity_one_per_hour"),
-            models.CheckConstraint(condition=Q(kind__in=ActivityKind.values), name="accounts_hourlyactivity_kind_valid"),
+            models.CheckConstraint(
+                condition=Q(kind__in=ActivityKind.values), name="accounts_hourlyactivity_kind_valid"
+            ),
         ]
 
     def __str__(self) -> str:

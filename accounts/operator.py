@@ -16,7 +16,9 @@ def account_argument(text: str) -> Account:
     try:
         return identity.account_by_reference(text)
     except identity.NotAPhoneNumber:
-        raise CommandError(f"{text!r} is not a 6-digit member ID, nor a phone number in E.164 or national form") from None
+        raise CommandError(
+            f"{text!r} is not a 6-digit member ID, nor a phone number in E.164 or national form"
+        ) from None
     except UnknownAccount:
         raise CommandError(f"no account has the member ID or home number {text}") from None
 

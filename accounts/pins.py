@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 import threading
 from collections.abc import Callable
 
@@ -28,7 +29,7 @@ COMMON_PINS = frozenset({"1004", "2580", "0852", "5683"})
 def pin_weakness(pin: str) -> str | None:
     """Why a new PIN is too easy to guess, in words for the caller (translated), or None."""
     digits = [int(d) for d in pin]
-    steps = {b - a for a, b in zip(digits, digits[1:], strict=False)}
+    steps = {b - a for a, b in itertools.pairwise(digits)}
     if len(set(pin)) == 1:
         return gettext("It uses one digit four times.")
     if steps in ({1}, {-1}):
@@ -77,7 +78,9 @@ def pin_matches(pin: str, pin_hash: str | None, *, rehash: Callable[[str], None]
         return False
     with _argon2_slot:
         upgraded: list[str] = []
-        matches = check_password(_peppered(pin), pin_hash, setter=lambda peppered: upgraded.append(make_password(peppered)))
+        matches = check_password(
+            _peppered(pin), pin_hash, setter=lambda peppered: upgraded.append(make_password(peppered))
+        )
     if upgraded and rehash is not None:
         rehash(upgraded[0])
     return matches

@@ -134,7 +134,9 @@ def deposit(*, account: Account, amount_cents: int, now: datetime | None = None)
     if amount_cents <= 0:
         raise InvalidAmount
     Account.objects.select_for_update().filter(pk=account.pk).get()
-    entry = LedgerEntry.objects.create(account=account, amount_cents=amount_cents, kind=LedgerEntry.Kind.DEPOSIT, created=now or timezone.now())
+    entry = LedgerEntry.objects.create(
+        account=account, amount_cents=amount_cents, kind=LedgerEntry.Kind.DEPOSIT, created=now or timezone.now()
+    )
     Account.objects.filter(pk=account.pk).update(balance_cents=F("balance_cents") + amount_cents)
     account.refresh_from_db(fields=["balance_cents"])
     logger.info("deposit: account=%s cents=%s", account.pk, amount_cents)
@@ -170,7 +172,11 @@ def transfer_submit(
     locked = Account.objects.select_for_update().get(pk=account.pk)
     existing = Transfer.objects.filter(idempotency_key=idempotency_key).select_related("recipient").first()
     if existing is not None:
-        if (existing.account_id, existing.recipient.code, existing.amount_cents) != (account.pk, recipient_code, amount_cents):
+        if (existing.account_id, existing.recipient.code, existing.amount_cents) != (
+            account.pk,
+            recipient_code,
+            amount_cents,
+        ):
             raise IdempotencyConflict
         return TransferReceipt(transfer=existing, code=None)
 
@@ -183,9 +189,13 @@ def transfer_submit(
     transfer = Transfer.objects.create(
         account=locked, recipient=recipient, amount_cents=amount_cents, idempotency_key=idempotency_key, created=now
     )
-    LedgerEntry.objects.create(account=locked, amount_cents=-amount_cents, kind=LedgerEntry.Kind.TRANSFER, transfer=transfer, created=now)
+    LedgerEntry.objects.create(
+        account=locked, amount_cents=-amount_cents, kind=LedgerEntry.Kind.TRANSFER, transfer=transfer, created=now
+    )
     Account.objects.filter(pk=locked.pk).update(balance_cents=F("balance_cents") - amount_cents)
-    code = confirmation_code_issue(account=locked, purpose=ConfirmationCode.Purpose.TRANSFER, transfer=transfer, now=now)
+    code = confirmation_code_issue(
+        account=locked, purpose=ConfirmationCode.Purpose.TRANSFER, transfer=transfer, now=now
+    )
     account.balance_cents = locked.balance_cents - amount_cents
     activity.transfer_submitted(amount_cents)
     logger.info("transfer submitted: transfer=%s account=%s cents=%s", transfer.pk, locked.pk, amount_cents)
@@ -211,7 +221,11 @@ def transfer_reject(*, transfer: Transfer, now: datetime | None = None) -> Trans
     Account.objects.select_for_update().filter(pk=transfer.account_id).get()
     transfer = _transfer_lock_undecided(transfer)
     LedgerEntry.objects.create(
-        account_id=transfer.account_id, amount_cents=transfer.amount_cents, kind=LedgerEntry.Kind.REVERSAL, transfer=transfer, created=now
+        account_id=transfer.account_id,
+        amount_cents=transfer.amount_cents,
+        kind=LedgerEntry.Kind.REVERSAL,
+        transfer=transfer,
+        created=now,
     )
     Account.objects.filter(pk=transfer.account_id).update(balance_cents=F("balance_cents") + transfer.amount_cents)
     transfer.status = Transfer.Status.REJECTED
@@ -240,12 +254,20 @@ def deposit_reverse(*, entry: LedgerEntry, now: datetime | None = None) -> Ledge
     if entry.account.balance_cents < entry.amount_cents:
         raise InsufficientFunds  # the money was spent: it cannot be taken back
     correction = LedgerEntry.objects.create(
-        account_id=entry.account_id, amount_cents=-entry.amount_cents, kind=LedgerEntry.Kind.CORRECTION, corrects=entry,
+        account_id=entry.account_id,
+        amount_cents=-entry.amount_cents,
+        kind=LedgerEntry.Kind.CORRECTION,
+        corrects=entry,
         created=now or timezone.now(),
     )
     Account.objects.filter(pk=entry.account_id).update(balance_cents=F("balance_cents") - entry.amount_cents)
-    logger.warning("deposit corrected: entry=%s correction=%s account=%s cents=%s", entry.pk, correction.pk,
-                   entry.account_id, entry.amount_cents)
+    logger.warning(
+        "deposit corrected: entry=%s correction=%s account=%s cents=%s",
+        entry.pk,
+        correction.pk,
+        entry.account_id,
+        entry.amount_cents,
+    )
     return correction
 
 

@@ -41,8 +41,9 @@ def recipient_name_clean(value: str) -> str:
         # A combining mark after a letter is part of it (Hindi, Thai and others keep vowel signs as marks).
         part_of_letter = in_letter and unicodedata.category(character).startswith("M")
         if not (character.isalpha() or character in _MARKS or part_of_letter):
-            raise ValidationError(f"{RECIPIENT_NAME_RULE}; {_describe(character)} is not allowed.",
-                                  code="recipient_name_character")
+            raise ValidationError(
+                f"{RECIPIENT_NAME_RULE}; {_describe(character)} is not allowed.", code="recipient_name_character"
+            )
         in_letter = character.isalpha() or part_of_letter
     if not any(character.isalpha() for character in name):
         raise ValidationError(f"{RECIPIENT_NAME_RULE}; it needs at least one letter.", code="recipient_name_letter")

@@ -27,8 +27,8 @@ from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.servers import AUTH_TOKEN, PUBLIC_URL, Server, fresh_database, manage, production_env  # noqa: E402
-from ivr.simulator import Answer, OverHttp, SimulatedCall, Transport, scripted  # noqa: E402
+from bench.servers import AUTH_TOKEN, PUBLIC_URL, Server, fresh_database, manage, production_env
+from ivr.simulator import Answer, OverHttp, SimulatedCall, Transport, scripted
 
 PIN = "4682"
 RECIPIENT = "246810"
@@ -48,8 +48,12 @@ class Recorder(Transport):
 
     def post(self, signed_url: str, params: dict[str, str], headers: dict[str, str]) -> Answer:
         path = urlsplit(signed_url).path
-        kind = "fallback" if path.endswith("/fallback") else "status" if path.endswith("/status") else (
-            "pin" if path.endswith("/step/entry") and len(params.get("Digits", "")) == 4 else "other"
+        kind = (
+            "fallback"
+            if path.endswith("/fallback")
+            else "status"
+            if path.endswith("/status")
+            else ("pin" if path.endswith("/step/entry") and len(params.get("Digits", "")) == 4 else "other")
         )
         try:
             answer = self.http.post(signed_url, params, headers)
@@ -60,7 +64,7 @@ class Recorder(Transport):
         with self.lock:
             self.latencies[kind].append(answer.milliseconds)
             self.by_step["PIN" if kind == "pin" else path.rsplit("/", 1)[-1]].append(answer.milliseconds)
-            if answer.status != 200 or "temporarily unavailable" in answer.body and kind != "fallback":
+            if answer.status != 200 or ("temporarily unavailable" in answer.body and kind != "fallback"):
                 self.errors[kind] += 1
         return answer
 
@@ -98,7 +102,10 @@ def argon2_check_ms(repeats: int = 20) -> dict[str, float]:
     from accounts.hashers import PinArgon2idHasher
 
     figures = {}
-    for name, hasher in (("ours (19 MiB, t=2, p=1)", PinArgon2idHasher()), ("Django default (100 MiB, t=2, p=8)", Argon2PasswordHasher())):
+    for name, hasher in (
+        ("ours (19 MiB, t=2, p=1)", PinArgon2idHasher()),
+        ("Django default (100 MiB, t=2, p=8)", Argon2PasswordHasher()),
+    ):
         encoded = hasher.encode("x" * 64, hasher.salt())
         started = time.perf_counter()
         for _ in range(repeats):
@@ -115,61 +122,95 @@ def seed(database_url: str, scale: float) -> None:
     started = time.monotonic()
     with psycopg.connect(database_url, autocommit=True) as db:
         db.execute("SET statement_timeout = 0")
-        db.execute("""
+        db.execute(
+            """
             INSERT INTO accounts_account (member_id, home_number, status, language, verified_at, pin_hash,
                 failed_pin_count, locked_until, lock_count, balance_cents, created)
             SELECT lpad((500000 + g)::text, 6, '0'), '+1202' || (2000000 + g)::text, 'active', 'en', now(),
                 'seeded', 0, NULL, 0, 0, now() - (g %% 365) * interval '1 day'
-            FROM generate_series(1, %(n)s) g""", {"n": accounts})
+            FROM generate_series(1, %(n)s) g""",
+            {"n": accounts},
+        )
         first = db.execute("SELECT min(id) FROM accounts_account WHERE pin_hash = 'seeded'").fetchone()[0]
         recipient = db.execute("SELECT id FROM accounts_recipient LIMIT 1").fetchone()[0]
-        db.execute("""
+        db.execute(
+            """
             INSERT INTO accounts_transfer (account_id, recipient_id, amount_cents, status, idempotency_key, created, decided)
             SELECT %(first)s + (g %% %(accounts)s), %(recipient)s, 100 * (1 + g %% 50), 'settled', 'seed:' || g,
                 now() - (g %% 365) * interval '1 day', now() - (g %% 365) * interval '1 day'
-            FROM generate_series(1, %(n)s) g""", {"first": first, "accounts": accounts, "recipient": recipient, "n": transfers})
+            FROM generate_series(1, %(n)s) g""",
+            {"first": first, "accounts": accounts, "recipient": recipient, "n": transfers},
+        )
         db.execute("""
             INSERT INTO accounts_ledgerentry (account_id, amount_cents, kind, transfer_id, corrects_id, created)
             SELECT account_id, -amount_cents, 'transfer', id, NULL, created FROM accounts_transfer
             WHERE idempotency_key LIKE 'seed:%%'""")
-        db.execute("""
+        db.execute(
+            """
             INSERT INTO accounts_ledgerentry (account_id, amount_cents, kind, transfer_id, corrects_id, created)
             SELECT %(first)s + (g %% %(accounts)s), 10000, 'deposit', NULL, NULL, now() - (g %% 365) * interval '1 day'
-            FROM generate_series(1, %(n)s) g""", {"first": first, "accounts": accounts, "n": max(entries - transfers, 0)})
+            FROM generate_series(1, %(n)s) g""",
+            {"first": first, "accounts": accounts, "n": max(entries - transfers, 0)},
+        )
         # The cached balance equals the ledger, as the constraint and the services keep it.
         db.execute("""
             UPDATE accounts_account a SET balance_cents = s.total
             FROM (SELECT account_id, sum(amount_cents) AS total FROM accounts_ledgerentry GROUP BY account_id) s
             WHERE a.id = s.account_id AND a.pin_hash = 'seeded'""")
         db.execute("ANALYZE")
-        counts = db.execute("SELECT (SELECT count(*) FROM accounts_account), (SELECT count(*) FROM accounts_ledgerentry), "
-                            "(SELECT count(*) FROM accounts_transfer)").fetchone()
-    print(f"seeded {counts[0]:,} accounts, {counts[1]:,} ledger entries, {counts[2]:,} transfers "
-          f"in {time.monotonic() - started:.0f} s")
+        counts = db.execute(
+            "SELECT (SELECT count(*) FROM accounts_account), (SELECT count(*) FROM accounts_ledgerentry), "
+            "(SELECT count(*) FROM accounts_transfer)"
+        ).fetchone()
+    print(
+        f"seeded {counts[0]:,} accounts, {counts[1]:,} ledger entries, {counts[2]:,} transfers "
+        f"in {time.monotonic() - started:.0f} s"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--callers", type=int, default=24, help="concurrent callers (default 24)")
     parser.add_argument("--duration", type=float, default=30, help="seconds of calls (default 30)")
-    parser.add_argument("--floor-duration", type=float, default=10,
-                        help="seconds of fallback requests after the calls, when saturating (default 10); paced, "
-                             "the floor is measured during the calls")
+    parser.add_argument(
+        "--floor-duration",
+        type=float,
+        default=10,
+        help="seconds of fallback requests after the calls, when saturating (default 10); paced, "
+        "the floor is measured during the calls",
+    )
     parser.add_argument("--workers", help="WEB_CONCURRENCY for gunicorn (default: gunicorn.conf.py's)")
     parser.add_argument("--threads", help="GUNICORN_THREADS (default: gunicorn.conf.py's)")
     parser.add_argument("--conn-max-age", help="CONN_MAX_AGE (default: the settings')")
-    parser.add_argument("--think", type=float, default=0.0,
-                        help="seconds a caller waits before answering each prompt (default 0: as fast as possible)")
-    parser.add_argument("--seed-scale", type=float, default=0.0,
-                        help="first fill the database (PostgreSQL) with SCALE x 100,000 accounts, 1,000,000 ledger "
-                             "entries and 100,000 transfers, spread over a year (default 0: empty)")
+    parser.add_argument(
+        "--think",
+        type=float,
+        default=0.0,
+        help="seconds a caller waits before answering each prompt (default 0: as fast as possible)",
+    )
+    parser.add_argument(
+        "--seed-scale",
+        type=float,
+        default=0.0,
+        help="first fill the database (PostgreSQL) with SCALE x 100,000 accounts, 1,000,000 ledger "
+        "entries and 100,000 transfers, spread over a year (default 0: empty)",
+    )
     args = parser.parse_args()
 
     database_kind = "postgres" if os.environ.get("DATABASE_URL", "").startswith("postgres") else "sqlite"
-    extra = {name: value for name, value in (("WEB_CONCURRENCY", args.workers), ("GUNICORN_THREADS", args.threads),
-                                              ("CONN_MAX_AGE", args.conn_max_age)) if value}
-    print(f"MyiBot benchmark: {args.callers} callers for {args.duration:.0f} s on {database_kind}, think {args.think} s, "
-          f"{os.cpu_count()} CPUs, gunicorn.conf.py {extra or 'defaults'}")
+    extra = {
+        name: value
+        for name, value in (
+            ("WEB_CONCURRENCY", args.workers),
+            ("GUNICORN_THREADS", args.threads),
+            ("CONN_MAX_AGE", args.conn_max_age),
+        )
+        if value
+    }
+    print(
+        f"MyiBot benchmark: {args.callers} callers for {args.duration:.0f} s on {database_kind}, think {args.think} s, "
+        f"{os.cpu_count()} CPUs, gunicorn.conf.py {extra or 'defaults'}"
+    )
 
     if args.seed_scale and database_kind != "postgres":
         parser.error("--seed-scale needs DATABASE_URL=postgres://...")
@@ -194,14 +235,25 @@ def main() -> None:
             callers = [f"+1202400{n:04d}" for n in range(args.callers)]
             setup = Recorder(server.url)
             with ThreadPoolExecutor(max_workers=min(args.callers, 8)) as pool:
-                list(pool.map(lambda caller: SimulatedCall(PUBLIC_URL, AUTH_TOKEN, setup, caller=caller).place(
-                    scripted(["#", "1", f"{callers.index(caller) + 300000:06d}", PIN, PIN, "2"])), callers))
+                list(
+                    pool.map(
+                        lambda caller: SimulatedCall(PUBLIC_URL, AUTH_TOKEN, setup, caller=caller).place(
+                            scripted(["#", "1", f"{callers.index(caller) + 300000:06d}", PIN, PIN, "2"])
+                        ),
+                        callers,
+                    )
+                )
             # Staff verify the registrations; each account gets money to send.
-            manage(env, "shell", "-c", "from django.utils import timezone; from accounts.models import Account\n"
-                   "from accounts.services import deposit\n"
-                   "callers = Account.objects.filter(member_id__startswith='3')\n"
-                   "callers.update(status='active', verified_at=timezone.now())\n"
-                   "for a in callers: deposit(account=a, amount_cents=1000000)")
+            manage(
+                env,
+                "shell",
+                "-c",
+                "from django.utils import timezone; from accounts.models import Account\n"
+                "from accounts.services import deposit\n"
+                "callers = Account.objects.filter(member_id__startswith='3')\n"
+                "callers.update(status='active', verified_at=timezone.now())\n"
+                "for a in callers: deposit(account=a, amount_cents=1000000)",
+            )
 
             recorder = Recorder(server.url)
             stop_at = time.monotonic() + args.duration
@@ -236,8 +288,12 @@ def main() -> None:
                 # callers again pacing the same way, so that the machine's drift from one
                 # minute to the next (a shared VM) cannot pass for a difference between them.
                 with ThreadPoolExecutor(max_workers=2 * args.callers) as pool:
-                    list(pool.map(lambda job: job[0](job[1]), [(caller_loop, c) for c in callers] +
-                                  [(floor_loop, c) for c in callers]))
+                    list(
+                        pool.map(
+                            lambda job: job[0](job[1]),
+                            [(caller_loop, c) for c in callers] + [(floor_loop, c) for c in callers],
+                        )
+                    )
                 elapsed = floor_elapsed = time.monotonic() - started
             else:
                 # Saturating: the floor gets the machine to itself afterwards, under the same concurrency.
@@ -257,17 +313,28 @@ def main() -> None:
 
     print(f"\n{calls[0]} calls in {elapsed:.1f} s; {args.callers} callers\n")
     print(f"{'webhooks':<14}{'count':>8}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'per s':>9}{'errors':>8}")
-    rows = [("PIN step", recorder, "pin", elapsed), ("other steps", recorder, "other", elapsed),
-            ("fallback floor", floor, "fallback", floor_elapsed)]
+    rows = [
+        ("PIN step", recorder, "pin", elapsed),
+        ("other steps", recorder, "other", elapsed),
+        ("fallback floor", floor, "fallback", floor_elapsed),
+    ]
     for label, source, kind, seconds in rows:
         values = source.latencies[kind]
-        print(f"{label:<14}{len(values):>8}{percentile(values, .50):>9.1f}{percentile(values, .95):>9.1f}"
-              f"{percentile(values, .99):>9.1f}{len(values) / seconds:>9.1f}{source.errors[kind]:>8}")
-    print("\nper step (p50 ms, count):",
-          ", ".join(f"{step} {percentile(values, .5):.1f} ({len(values)})" for step, values in sorted(recorder.by_step.items())))
+        print(
+            f"{label:<14}{len(values):>8}{percentile(values, 0.50):>9.1f}{percentile(values, 0.95):>9.1f}"
+            f"{percentile(values, 0.99):>9.1f}{len(values) / seconds:>9.1f}{source.errors[kind]:>8}"
+        )
+    print(
+        "\nper step (p50 ms, count):",
+        ", ".join(
+            f"{step} {percentile(values, 0.5):.1f} ({len(values)})" for step, values in sorted(recorder.by_step.items())
+        ),
+    )
     other, fallback = recorder.latencies["other"], floor.latencies["fallback"]
     if other and fallback:
-        print(f"\nother-step p50 / floor p50: {statistics.median(other) / statistics.median(fallback):.2f} (target <= 1.5)")
+        print(
+            f"\nother-step p50 / floor p50: {statistics.median(other) / statistics.median(fallback):.2f} (target <= 1.5)"
+        )
     print(f"peak RSS, master + {workers} workers: {peak[0] / 1024:.0f} MB (target < 256 MB)")
     print(f"errors during calls (all kinds): {sum(recorder.errors.values())}")
     for name, ms in argon2_check_ms().items():

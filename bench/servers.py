@@ -67,7 +67,9 @@ def production_env(database_url: str, **extra: str) -> dict[str, str]:
 
 
 def manage(env: dict[str, str], *args: str) -> str:
-    result = subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
     if result.returncode:
         raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{result.stderr}")
     return result.stdout
@@ -87,9 +89,22 @@ class Server:
     def start(self, *gunicorn_args: str) -> Server:
         self.log = Path(tempfile.mkstemp(prefix="gunicorn-", suffix=".log")[1])
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", "--bind", f"127.0.0.1:{self.port}",
-             *gunicorn_args, "myibot.wsgi"],
-            cwd=ROOT, env=self.env, stdout=self.log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "--config",
+                "gunicorn.conf.py",
+                "--bind",
+                f"127.0.0.1:{self.port}",
+                *gunicorn_args,
+                "myibot.wsgi",
+            ],
+            cwd=ROOT,
+            env=self.env,
+            stdout=self.log.open("w"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

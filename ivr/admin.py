@@ -10,11 +10,32 @@ from ivr.models import CallSession
 class CallSessionAdmin(admin.ModelAdmin):
     """Calls in progress, read-only. Scratch data and the answer digest are never shown."""
 
-    list_display = ["call_sid", "caller", "step", "account", "timeouts", "invalid_entries", "pin_failures", "updated", "ended"]
+    list_display = [
+        "call_sid",
+        "caller",
+        "step",
+        "account",
+        "timeouts",
+        "invalid_entries",
+        "pin_failures",
+        "updated",
+        "ended",
+    ]
     list_filter = ["step", "ended"]
     search_fields = ["call_sid", "caller"]
-    fields = ["call_sid", "caller", "step", "prompt_number", "account", "timeouts", "invalid_entries", "pin_failures",
-              "created", "updated", "ended"]
+    fields = [
+        "call_sid",
+        "caller",
+        "step",
+        "prompt_number",
+        "account",
+        "timeouts",
+        "invalid_entries",
+        "pin_failures",
+        "created",
+        "updated",
+        "ended",
+    ]
     readonly_fields = fields
 
     def has_add_permission(self, request: HttpRequest) -> bool:

@@ -25,10 +25,22 @@ E164 = re.compile(r"\+[1-9][0-9]{1,14}", re.ASCII)
 # (+266696687 ANONYMOUS, +7378742833 RESTRICTED, +86282452253 UNAVAILABLE,
 # +2562533 BLOCKED, +8656696 UNKNOWN). phonenumbers holds none of the keypad
 # spellings valid; they are listed so that the rule does not hang on its metadata.
-WITHHELD = frozenset({
-    "", "anonymous", "restricted", "unknown", "private", "unavailable", "blocked",
-    "+266696687", "+7378742833", "+86282452253", "+2562533", "+8656696",
-})
+WITHHELD = frozenset(
+    {
+        "",
+        "anonymous",
+        "restricted",
+        "unknown",
+        "private",
+        "unavailable",
+        "blocked",
+        "+266696687",
+        "+7378742833",
+        "+86282452253",
+        "+2562533",
+        "+8656696",
+    }
+)
 ATTESTED = "tn-validation-passed-a"
 
 

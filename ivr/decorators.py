@@ -16,7 +16,12 @@ from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 from twilio.request_validator import (
-    HMAC_SHA1, HMAC_SHA256, SIGNATURE_SETTINGS_HEADER, RequestValidator, add_port, remove_port,
+    HMAC_SHA1,
+    HMAC_SHA256,
+    SIGNATURE_SETTINGS_HEADER,
+    RequestValidator,
+    add_port,
+    remove_port,
 )
 
 from accounts import activity
@@ -87,6 +92,7 @@ def _signed_with(validator: RequestValidator, url: str, params: object, signatur
     port, is accepted too, since some Twilio products sign
     https://host:443/...; those are tried only when the first does not match.
     """
+
     def signs(candidate: str) -> bool:
         expected = validator.compute_signature(candidate, params, algorithm)
         return hmac.compare_digest(expected.encode(), signature.encode())
@@ -158,8 +164,12 @@ def twilio_webhook(view: View) -> View:
                 response = view(request, *args, **kwargs)
         except Exception as error:
             if _is_timeout(error):
-                logger.warning("webhook over its time budget: call=%s path=%s error=%s", call_label(request),
-                               request.path, type(error).__name__)
+                logger.warning(
+                    "webhook over its time budget: call=%s path=%s error=%s",
+                    call_label(request),
+                    request.path,
+                    type(error).__name__,
+                )
                 outcome = "database too slow"
             else:
                 logger.exception("webhook failed: call=%s path=%s", call_label(request), request.path)
@@ -167,7 +177,10 @@ def twilio_webhook(view: View) -> View:
             response = twiml.twiml_response(twiml.unavailable())
             response.ivr_step, response.ivr_outcome = kwargs.get("step_name", "-"), outcome
         seconds = time.perf_counter() - started
-        step, outcome = getattr(response, "ivr_step", request.path), getattr(response, "ivr_outcome", response.status_code)
+        step, outcome = (
+            getattr(response, "ivr_step", request.path),
+            getattr(response, "ivr_outcome", response.status_code),
+        )
         activity.webhook_answered(str(step), str(outcome), seconds)
         logger.info("webhook call=%s step=%s outcome=%s ms=%.0f", call_label(request), step, outcome, seconds * 1000)
         return response

@@ -295,8 +295,15 @@ def answer_prompt(
     creates an account or moves money (Step.locks_call) holds the call's row
     locked for the whole step, so that a retry waits for its first attempt.
     """
-    answer = dict(call_sid=call_sid, caller=caller, trusted=trusted, step_name=step_name, prompt_number=prompt_number,
-                  keys=keys, called=called)
+    answer = {
+        "call_sid": call_sid,
+        "caller": caller,
+        "trusted": trusted,
+        "step_name": step_name,
+        "prompt_number": prompt_number,
+        "keys": keys,
+        "called": called,
+    }
     named = STEPS.get(step_name)
     if named is not None and not named.locks_call:
         try:
@@ -315,14 +322,28 @@ class CallMoved(Exception):
 
 
 def _count_pin_attempt(
-    current: Step, *, call_sid: str, caller: str, trusted: bool, step_name: str, prompt_number: int | None,
-    keys: str | None, called: str,
+    current: Step,
+    *,
+    call_sid: str,
+    caller: str,
+    trusted: bool,
+    step_name: str,
+    prompt_number: int | None,
+    keys: str | None,
+    called: str,
 ) -> object | None:
     """Before the step runs: count a PIN entered at a prompt that checks one, unless this is a retry or stale."""
     call = CallSession.find(call_sid, locked=False)
-    if call is None or call.caller != caller or call.ended or (step_name, prompt_number) != (call.step, call.prompt_number):
+    if (
+        call is None
+        or call.caller != caller
+        or call.ended
+        or (step_name, prompt_number) != (call.step, call.prompt_number)
+    ):
         return None
-    if _digest(f"{step_name}:{prompt_number}:{keys!r}") == call.last_answer or (current.signed_in_only and not call.signed_in):
+    if _digest(f"{step_name}:{prompt_number}:{keys!r}") == call.last_answer or (
+        current.signed_in_only and not call.signed_in
+    ):
         return None
     entry = _entry(current, keys)
     if entry is None or len(entry) > LONGEST_ENTRY or not current.keys.fullmatch(entry):
@@ -331,8 +352,16 @@ def _count_pin_attempt(
 
 
 def _answer(
-    *, call_sid: str, caller: str, trusted: bool, step_name: str, prompt_number: int | None, keys: str | None,
-    called: str, locked: bool, pin_attempt: object | None = None,
+    *,
+    call_sid: str,
+    caller: str,
+    trusted: bool,
+    step_name: str,
+    prompt_number: int | None,
+    keys: str | None,
+    called: str,
+    locked: bool,
+    pin_attempt: object | None = None,
 ) -> Reply:
     call = _find(call_sid, caller=caller, locked=locked)
     if call is None:
@@ -367,7 +396,12 @@ def _answer(
             return _help(call, current)
         if entry == BACK_KEY and call.signed_in:
             return _to_main_menu(call, [current.abandoned] if current.name != MAIN_MENU else [], outcome="star")
-        if entry == LANGUAGE_KEY and current.takes_language_key and not call.signed_in and len(settings.IVR_LANGUAGES) > 1:
+        if (
+            entry == LANGUAGE_KEY
+            and current.takes_language_key
+            and not call.signed_in
+            and len(settings.IVR_LANGUAGES) > 1
+        ):
             return _switch_language(call, current)
         if not current.keys.fullmatch(entry):
             return _wrong_keys(call, current, current.wrong_keys)
@@ -606,8 +640,10 @@ def _render(call: CallSession, notices: list[Words] | tuple[Words, ...] = (), *,
     lines = current.prompt(call)
     if current.takes_language_key and not call.signed_in and (repeat or call.timeouts or call.invalid_entries):
         # A caller who missed the language prompt, or did not follow this one: 9 is another language.
-        lines += [InLanguage(code, LANGUAGE_OPTIONS[code], (("key", LANGUAGE_KEY),))
-                  for code in other_languages(call.language)]
+        lines += [
+            InLanguage(code, LANGUAGE_OPTIONS[code], (("key", LANGUAGE_KEY),))
+            for code in other_languages(call.language)
+        ]
     outside = [line for line in lines if isinstance(line, Code) and line.uninterrupted]
     lines = [line for line in lines if line not in outside]
     response = VoiceResponse()

@@ -61,8 +61,20 @@ class CallSession(models.Model):
     objects = CallSessionQuerySet.as_manager()
 
     STEP_FIELDS = (
-        "language", "step", "prompt_number", "scratch", "account", "timeouts", "invalid_entries", "refusals",
-        "pin_failures", "staff_offered", "last_answer", "last_notices", "updated", "ended",
+        "language",
+        "step",
+        "prompt_number",
+        "scratch",
+        "account",
+        "timeouts",
+        "invalid_entries",
+        "refusals",
+        "pin_failures",
+        "staff_offered",
+        "last_answer",
+        "last_notices",
+        "updated",
+        "ended",
     )
 
     def __str__(self) -> str:
@@ -124,7 +136,7 @@ def _find_sql(*, locked: bool) -> str:
     account_field = CallSession._meta.get_field("account")
     call_table, account_table = quote(CallSession._meta.db_table), quote(account_field.related_model._meta.db_table)
     sql = (
-        f"SELECT {select_columns(CallSession)}, {select_columns(account_field.related_model)} FROM {call_table} "
+        f"SELECT {select_columns(CallSession)}, {select_columns(account_field.related_model)} FROM {call_table} "  # noqa: S608 - names from model metadata, values as parameters
         f"LEFT OUTER JOIN {account_table} ON {call_table}.{quote(account_field.column)} = "
         f"{account_table}.{quote(account_field.target_field.column)} "
         f"WHERE {call_table}.{quote(CallSession._meta.get_field('call_sid').column)} = %s"

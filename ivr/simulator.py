@@ -169,8 +169,12 @@ class OverHttp(Transport):
             data=urlencode(params).encode(),
             method="POST",
             # The public host and scheme, as the proxy passes them on.
-            headers={"Host": parts.netloc, "X-Forwarded-Proto": parts.scheme,
-                     "Content-Type": "application/x-www-form-urlencoded", **headers},
+            headers={
+                "Host": parts.netloc,
+                "X-Forwarded-Proto": parts.scheme,
+                "Content-Type": "application/x-www-form-urlencoded",
+                **headers,
+            },
         )
         started = time.perf_counter()
         try:
@@ -424,8 +428,17 @@ class SimulatedCall:
             if isinstance(fallback, Answer):
                 return self.fallback_url, fallback.body
         # Twilio's own words, then it hangs up.
-        self._hear(Audio("say", APPLICATION_ERROR, _speech_seconds(APPLICATION_ERROR), _words(APPLICATION_ERROR),
-                         language="en-US", voice="Twilio", shown=APPLICATION_ERROR))
+        self._hear(
+            Audio(
+                "say",
+                APPLICATION_ERROR,
+                _speech_seconds(APPLICATION_ERROR),
+                _words(APPLICATION_ERROR),
+                language="en-US",
+                voice="Twilio",
+                shown=APPLICATION_ERROR,
+            )
+        )
         self._note("hangup", "Twilio hangs up: the webhook and its fallback failed")
         self.ended_by = "application error"
         return None
@@ -437,15 +450,24 @@ class SimulatedCall:
             failure = Failure(url, ERROR_NO_ANSWER, None, f"no answer: {error}")
         else:
             if answer.milliseconds > TWILIO_TIMEOUT_SECONDS * 1000:
-                failure = Failure(url, ERROR_NO_ANSWER, answer.status,
-                                  f"answered after {answer.milliseconds / 1000:.1f} s: Twilio gave up at 15 s")
+                failure = Failure(
+                    url,
+                    ERROR_NO_ANSWER,
+                    answer.status,
+                    f"answered after {answer.milliseconds / 1000:.1f} s: Twilio gave up at 15 s",
+                )
             elif not 200 <= answer.status < 300:
                 failure = Failure(url, ERROR_HTTP, answer.status, f"HTTP {answer.status}")
             else:
                 return answer
         self.failures.append(failure)
-        then = ("the fallback failed too" if url == self.fallback_url else "Twilio requests the fallback URL"
-                if self.fallback_url else "no fallback URL")
+        then = (
+            "the fallback failed too"
+            if url == self.fallback_url
+            else "Twilio requests the fallback URL"
+            if self.fallback_url
+            else "no fallback URL"
+        )
         self._note("error", f"POST {_path(url)}: {failure.reason} (ErrorCode {failure.error_code}): {then}")
         return failure
 
@@ -507,8 +529,11 @@ class SimulatedCall:
 
         pressed = self._listen(prompt, press)
         languages = f" languages={','.join(prompt.languages)}" if len(prompt.languages) > 1 else ""
-        self._note("prompt", f"keys? numDigits={prompt.num_digits or 'any'} "
-                             f"finishOnKey={prompt.finish_on_key or 'none'} timeout={prompt.timeout} s{languages}")
+        self._note(
+            "prompt",
+            f"keys? numDigits={prompt.num_digits or 'any'} "
+            f"finishOnKey={prompt.finish_on_key or 'none'} timeout={prompt.timeout} s{languages}",
+        )
         why = f"lang={self.lang}: the caller picks their language; " if chosen is not None else ""
         return self._entry(prompt, pressed, why)
 
@@ -521,8 +546,11 @@ class SimulatedCall:
             # Typed while a verb outside the <Gather> played: Twilio was not listening.
             landed = before[point]
             during = repr(landed.text) if landed.kind == "say" else f"a <{landed.kind.title()}>"
-            self._note("lost", pressed, note=f"typed during {during}, outside the <Gather>: "
-                                             "Twilio drops them and the <Gather> hears nothing")
+            self._note(
+                "lost",
+                pressed,
+                note=f"typed during {during}, outside the <Gather>: Twilio drops them and the <Gather> hears nothing",
+            )
             self._count(keys_lost=len(pressed))
             pressed, point = "", len(before) + len(audio)
         # Barge-in: the first key stops the <Gather>'s audio.
@@ -558,8 +586,11 @@ class SimulatedCall:
             sent = f"({self.pound}) " + self._lone_finish(prompt, shown, posts)
         elif skipped:
             then = f"posts {shown}" if posts else "the next verb runs"
-            sent = (f"(c) {finish} ignored: Twilio waits for the timeout, then {then}" if not heard
-                    else f"(c) {finish} ignored: Twilio keeps listening; {sent}")
+            sent = (
+                f"(c) {finish} ignored: Twilio waits for the timeout, then {then}"
+                if not heard
+                else f"(c) {finish} ignored: Twilio keeps listening; {sent}"
+            )
 
         if not pressed:
             self._note("silence", "(no keys)", note=sent)
@@ -649,11 +680,23 @@ class SimulatedCall:
     # The transcript and the clock ---------------------------------------------
 
     def _hear(self, audio: Audio) -> None:
-        loops = (f" (x{audio.loop})" if audio.loop > 1
-                 else " (loop=0: until the call ends; counted once)" if audio.loop == 0 else "")
+        loops = (
+            f" (x{audio.loop})"
+            if audio.loop > 1
+            else " (loop=0: until the call ends; counted once)"
+            if audio.loop == 0
+            else ""
+        )
         text = audio.text if audio.kind != "pause" else f"{audio.seconds:g} s"
-        self._note(audio.kind, text, seconds=audio.seconds, language=audio.language, voice=audio.voice,
-                   nested=audio.nested, shown=audio.shown + loops if audio.kind == "say" else "")
+        self._note(
+            audio.kind,
+            text,
+            seconds=audio.seconds,
+            language=audio.language,
+            voice=audio.voice,
+            nested=audio.nested,
+            shown=audio.shown + loops if audio.kind == "say" else "",
+        )
         self._count(words=audio.words, seconds=audio.seconds)
 
     def _count(self, **more: float) -> None:
@@ -673,10 +716,10 @@ def _read_entry(keys: str, prompt: Prompt) -> tuple[str, str, str]:
     collected = ""
     for index, key in enumerate(keys):
         if prompt.finish_on_key and key == prompt.finish_on_key:
-            return collected, key, keys[index + 1:]
+            return collected, key, keys[index + 1 :]
         collected += key
         if prompt.num_digits and len(collected) >= prompt.num_digits:
-            return collected, "", keys[index + 1:]
+            return collected, "", keys[index + 1 :]
     return collected, "", ""
 
 
@@ -710,9 +753,17 @@ def _audio(verb: ET.Element, *, nested: bool) -> Audio:
     speech = _Speech()
     speech.read(verb, rate=1.0)
     text = speech.text()
-    return Audio("say", text, round(speech.seconds * times, 2), _words(text) * times,
-                 language=verb.get("language", "en-US"), voice=verb.get("voice", ""), loop=loop,
-                 shown=speech.text(marked=True), nested=nested)
+    return Audio(
+        "say",
+        text,
+        round(speech.seconds * times, 2),
+        _words(text) * times,
+        language=verb.get("language", "en-US"),
+        voice=verb.get("voice", ""),
+        loop=loop,
+        shown=speech.text(marked=True),
+        nested=nested,
+    )
 
 
 class _Speech:

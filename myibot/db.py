@@ -22,7 +22,7 @@ def insert_unless_conflict(instance: models.Model) -> bool:
     fields = [field for field in meta.concrete_fields if not field.primary_key]
     quote = connection.ops.quote_name
     sql = (
-        f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(field.column) for field in fields)}) "
+        f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(field.column) for field in fields)}) "  # noqa: S608 - names from model metadata, values as parameters
         f"VALUES ({', '.join(['%s'] * len(fields))}) ON CONFLICT DO NOTHING RETURNING {quote(meta.pk.column)}"
     )
     values = [field.get_db_prep_save(field.pre_save(instance, add=True), connection) for field in fields]
@@ -63,9 +63,13 @@ def row_to_instance(model: type[models.Model], values: Sequence[object]) -> mode
         columns = [field.get_col(model._meta.db_table) for field in fields]
         _readers[key] = (
             [field.attname for field in fields],
-            [[(converter, column) for converter in
-              connection.ops.get_db_converters(column) + field.get_db_converters(connection)]
-             for field, column in zip(fields, columns, strict=True)],
+            [
+                [
+                    (converter, column)
+                    for converter in connection.ops.get_db_converters(column) + field.get_db_converters(connection)
+                ]
+                for field, column in zip(fields, columns, strict=True)
+            ],
         )
     attnames, converters = _readers[key]
     converted = []
@@ -77,11 +81,16 @@ def row_to_instance(model: type[models.Model], values: Sequence[object]) -> mode
 
 
 # Per statement shape: its SQL, and the fields whose values it sets, in order.
-_updates: dict[tuple[str, type[models.Model], tuple[str, ...], tuple[str, ...], bool], tuple[str, list[models.Field]]] = {}
+_updates: dict[
+    tuple[str, type[models.Model], tuple[str, ...], tuple[str, ...], bool], tuple[str, list[models.Field]]
+] = {}
 
 
 def update_where(
-    instance: models.Model, fields: Sequence[str], *, where: dict[str, object] | None = None,
+    instance: models.Model,
+    fields: Sequence[str],
+    *,
+    where: dict[str, object] | None = None,
     asynchronous_commit: bool = False,
 ) -> int:
     """UPDATE instance's row, setting fields from it, where its pk and where hold; the rows changed (0 or 1).
@@ -99,8 +108,10 @@ def update_where(
     """
     meta, where = instance._meta, where or {}
     asynchronous = (
-        asynchronous_commit and connection.vendor == "postgresql"
-        and connection.get_autocommit() and not connection.in_atomic_block
+        asynchronous_commit
+        and connection.vendor == "postgresql"
+        and connection.get_autocommit()
+        and not connection.in_atomic_block
     )
     key = (connection.vendor, type(instance), tuple(fields), tuple(where), asynchronous)
     if key not in _updates:
@@ -110,8 +121,12 @@ def update_where(
         conditions = " AND ".join(
             f"{quote(meta.db_table)}.{quote(meta.get_field(name).column)} = %s" for name in (meta.pk.name, *where)
         )
-        source = " FROM (SELECT set_config('synchronous_commit', 'off', true)) AS asynchronous_commit" if asynchronous else ""
-        _updates[key] = (f"UPDATE {quote(meta.db_table)} SET {assignments}{source} WHERE {conditions}", setting)
+        source = (
+            " FROM (SELECT set_config('synchronous_commit', 'off', true)) AS asynchronous_commit"
+            if asynchronous
+            else ""
+        )
+        _updates[key] = (f"UPDATE {quote(meta.db_table)} SET {assignments}{source} WHERE {conditions}", setting)  # noqa: S608 - names from model metadata, values as parameters
     sql, setting = _updates[key]
     values = [field.get_db_prep_save(getattr(instance, field.attname), connection) for field in setting]
     with connection.cursor() as cursor:

@@ -29,11 +29,11 @@ logger = logging.getLogger(__name__)
 # every webhook lands (docs/PERFORMANCE.md), and 10 and 15 to see the edge.
 WEBHOOK_SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15)
 
-WEBHOOKS = Counter(
-    "myibot_webhooks", "Twilio webhooks answered, by step and how the step ended.", ["step", "outcome"]
-)
+WEBHOOKS = Counter("myibot_webhooks", "Twilio webhooks answered, by step and how the step ended.", ["step", "outcome"])
 WEBHOOK_SECONDS = Histogram(
-    "myibot_webhook_seconds", "Seconds to answer a Twilio webhook, signature check included.", ["step"],
+    "myibot_webhook_seconds",
+    "Seconds to answer a Twilio webhook, signature check included.",
+    ["step"],
     buckets=WEBHOOK_SECONDS_BUCKETS,
 )
 CALLS = Counter("myibot_calls", "Calls started (a new CallSid at /twilio/voice).")
@@ -52,13 +52,36 @@ CALL_STATUSES = frozenset(
 # Steps that are not prompts: the fallback URL, and "-" for a view that failed before naming its step.
 NOT_PROMPTS = frozenset({"fallback", "-", "staff call"})
 # What ivr/views.py, ivr/machine.py and ivr/decorators.py write as an outcome, apart from the moves below.
-OUTCOMES = frozenset({
-    "started", "stale", "replay", "no input", "silent three times", "wrong keys", "wrong keys three times",
-    "refused", "refused 5 times", "help", "star", "language switched", "to staff",
-    "staff call completed", "staff call busy", "staff call no-answer", "staff call canceled", "staff call failed",
-    "no CallSid", "noted", "unknown call", "another caller: kept", "forgotten", "apology",
-    "database too slow", "failed",
-})
+OUTCOMES = frozenset(
+    {
+        "started",
+        "stale",
+        "replay",
+        "no input",
+        "silent three times",
+        "wrong keys",
+        "wrong keys three times",
+        "refused",
+        "refused 5 times",
+        "help",
+        "star",
+        "language switched",
+        "to staff",
+        "staff call completed",
+        "staff call busy",
+        "staff call no-answer",
+        "staff call canceled",
+        "staff call failed",
+        "no CallSid",
+        "noted",
+        "unknown call",
+        "another caller: kept",
+        "forgotten",
+        "apology",
+        "database too slow",
+        "failed",
+    }
+)
 # A step's answer taken: "goodbye" or "to <step>", perhaps after how it came ("empty, to new_or_member_id");
 # or three strikes sending the call on ("wrong keys three times, to pin", "refused 3 times, to menu").
 MOVE = re.compile(

@@ -75,12 +75,22 @@ _development_stand_ins: list[str] = []
 # An operator's management command (deposit, unlock...) prints its own summary
 # and nothing else: no development warning, no log lines below WARNING. The
 # server (runserver, gunicorn) and the phone simulator keep both.
-OPERATOR_COMMANDS = frozenset({
-    "deposit", "reverse_deposit", "create_recipient", "unlock", "verify_code", "reject_registration",
-    "add_shared_line", "remove_shared_line", "purge_call_sessions",
-    # And the set-up steps `make run` takes before the server, which warns once itself.
-    "migrate", "catalogue",
-})
+OPERATOR_COMMANDS = frozenset(
+    {
+        "deposit",
+        "reverse_deposit",
+        "create_recipient",
+        "unlock",
+        "verify_code",
+        "reject_registration",
+        "add_shared_line",
+        "remove_shared_line",
+        "purge_call_sessions",
+        # And the set-up steps `make run` takes before the server, which warns once itself.
+        "migrate",
+        "catalogue",
+    }
+)
 OPERATOR_COMMAND = Path(sys.argv[0]).name == "manage.py" and sys.argv[1:2] != [] and sys.argv[1] in OPERATOR_COMMANDS
 
 
@@ -112,9 +122,7 @@ if _base.scheme not in ("http", "https") or not _base.hostname:
 if _base.path or _base.query:
     raise ImproperlyConfigured("BASE_URL must be an origin only, without a path")
 
-ALLOWED_HOSTS = [
-    host.strip() for host in os.environ.get("ALLOWED_HOSTS", _base.hostname).split(",") if host.strip()
-]
+ALLOWED_HOSTS = [host.strip() for host in os.environ.get("ALLOWED_HOSTS", _base.hostname).split(",") if host.strip()]
 if DEBUG:
     ALLOWED_HOSTS += ["127.0.0.1", "localhost", "testserver"]
 CSRF_TRUSTED_ORIGINS = [BASE_URL]
@@ -305,7 +313,9 @@ LANGUAGES = list(LANGUAGE_NAMES.items())
 LOCALE_PATHS = [BASE_DIR / "locale"]
 IVR_LANGUAGES = [code.strip().lower() for code in os.environ.get("IVR_LANGUAGES", "en,es").split(",") if code.strip()]
 if not IVR_LANGUAGES or len(set(IVR_LANGUAGES)) != len(IVR_LANGUAGES) or not set(IVR_LANGUAGES) <= set(LANGUAGE_NAMES):
-    raise ImproperlyConfigured(f"IVR_LANGUAGES must list some of {', '.join(LANGUAGE_NAMES)} once each, in menu order, e.g. en,es")
+    raise ImproperlyConfigured(
+        f"IVR_LANGUAGES must list some of {', '.join(LANGUAGE_NAMES)} once each, in menu order, e.g. en,es"
+    )
 # Each language's <Say> voice and locale; a voice must speak its locale.
 IVR_VOICES = {
     "en": (os.environ.get("IVR_VOICE_EN", "Polly.Joanna"), os.environ.get("IVR_LOCALE_EN", "en-US")),
@@ -313,7 +323,9 @@ IVR_VOICES = {
 }
 for _code, (_voice, _locale) in IVR_VOICES.items():
     if not _locale.startswith(_code + "-"):
-        raise ImproperlyConfigured(f"IVR_LOCALE_{_code.upper()} must be a locale of {_code}, such as {_code}-US, not {_locale!r}")
+        raise ImproperlyConfigured(
+            f"IVR_LOCALE_{_code.upper()} must be a locale of {_code}, such as {_code}-US, not {_locale!r}"
+        )
     if _problem := voice_problem(_voice, _locale):
         raise ImproperlyConfigured(f"IVR_VOICE_{_code.upper()}: {_problem}")
 IVR_GATHER_TIMEOUT = envint("IVR_GATHER_TIMEOUT", 8, minimum=6)
@@ -369,7 +381,7 @@ METRICS_PORT: int | None = (
 if METRICS_PORT is not None:
     if METRICS_PORT > 65535:
         raise ImproperlyConfigured(f"METRICS_PORT must be a port number (1 to 65535), not {METRICS_PORT}")
-    if METRICS_PORT == envint("PORT", 3001, minimum=1):
+    if envint("PORT", 3001, minimum=1) == METRICS_PORT:
         raise ImproperlyConfigured(
             f"METRICS_PORT must not be PORT ({METRICS_PORT}): the metrics would be public; pick another port, or empty to turn them off"
         )

@@ -9,8 +9,21 @@ from Twilio's voice list; Google voices carry their locale in their name
 from __future__ import annotations
 
 POLLY_LOCALES = {
-    "en-US": {"Joanna", "Matthew", "Salli", "Kimberly", "Kendra", "Joey", "Justin", "Ivy", "Kevin", "Ruth", "Stephen",
-              "Danielle", "Gregory"},
+    "en-US": {
+        "Joanna",
+        "Matthew",
+        "Salli",
+        "Kimberly",
+        "Kendra",
+        "Joey",
+        "Justin",
+        "Ivy",
+        "Kevin",
+        "Ruth",
+        "Stephen",
+        "Danielle",
+        "Gregory",
+    },
     "en-GB": {"Amy", "Emma", "Brian", "Arthur"},
     "es-US": {"Lupe", "Penelope", "Miguel", "Pedro"},
     "es-MX": {"Mia", "Andres"},

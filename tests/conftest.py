@@ -41,7 +41,13 @@ def xml_tree(document: str) -> tuple:
     """An XML document as nested (tag, attributes, text, tail, children): equal for equivalent documents."""
 
     def node(element: ET.Element) -> tuple:
-        return element.tag, sorted(element.attrib.items()), element.text, element.tail, [node(child) for child in element]
+        return (
+            element.tag,
+            sorted(element.attrib.items()),
+            element.text,
+            element.tail,
+            [node(child) for child in element],
+        )
 
     return node(ET.fromstring(document.encode()))
 
@@ -66,8 +72,9 @@ def second_connection():
     import psycopg
 
     params = connection.get_connection_params()
-    return psycopg.connect(**{k: v for k, v in params.items() if k in ("host", "port", "user", "password", "dbname")},
-                           autocommit=True)
+    return psycopg.connect(
+        **{k: v for k, v in params.items() if k in ("host", "port", "user", "password", "dbname")}, autocommit=True
+    )
 
 
 def spoken_code(text: str) -> str:
@@ -131,8 +138,16 @@ class Phone:
         """POST to a full URL (BASE_URL + path) as Twilio does; returns the HTTP response."""
         if url.startswith("/"):
             url = settings.BASE_URL + url
-        body = {"CallSid": self.call_sid, "From": self.caller, "To": "+12025000000", "AccountSid": "AC" + "0" * 32,
-                "CallStatus": "in-progress", "Direction": "inbound", "ApiVersion": "2010-04-01", "StirVerstat": self.stir}
+        body = {
+            "CallSid": self.call_sid,
+            "From": self.caller,
+            "To": "+12025000000",
+            "AccountSid": "AC" + "0" * 32,
+            "CallStatus": "in-progress",
+            "Direction": "inbound",
+            "ApiVersion": "2010-04-01",
+            "StirVerstat": self.stir,
+        }
         body.update(params or {})
         body = {k: v for k, v in body.items() if v is not None}
         headers = dict(extra or {})
@@ -250,8 +265,11 @@ def make_phone(client: Client):
 def account(db) -> Account:
     """A verified caller, member ID 123456, home number +12026230001, PIN 3971, with 100 dollars."""
     created = Account.objects.create(
-        home_number="+12026230001", member_id="123456", pin_hash=pins.hash_pin("3971"),
-        status=Account.Status.ACTIVE, verified_at=timezone.now(),
+        home_number="+12026230001",
+        member_id="123456",
+        pin_hash=pins.hash_pin("3971"),
+        status=Account.Status.ACTIVE,
+        verified_at=timezone.now(),
     )
     deposit(account=created, amount_cents=100_00)
     created.refresh_from_db()

@@ -8,7 +8,7 @@ os.environ.setdefault("TWILIO_AUTH_TOKEN", "test-twilio-auth-token")
 os.environ.setdefault("BASE_URL", "https://testserver")
 os.environ.setdefault("PIN_PEPPER", "test-pin-pepper")
 
-from myibot.settings import *  # noqa: E402,F403
+from myibot.settings import *  # noqa: F403
 
 # No collectstatic before tests: serve the admin's files from the apps, unhashed.
 STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}  # noqa: F405

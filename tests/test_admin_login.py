@@ -35,9 +35,7 @@ def operator():
 
 def sign_in(client: Client, username: str, password: str, *, address: str = "203.0.113.7"):
     """The admin's login form, posted through Fly's proxy from address."""
-    return client.post(
-        LOGIN, {"username": username, "password": password}, secure=True, HTTP_FLY_CLIENT_IP=address
-    )
+    return client.post(LOGIN, {"username": username, "password": password}, secure=True, HTTP_FLY_CLIENT_IP=address)
 
 
 def signed_in(client: Client) -> bool:
@@ -109,7 +107,9 @@ def test_a_locked_address_does_not_lock_the_username_elsewhere(client, operator)
 
 def test_the_lock_lifts_after_fifteen_minutes(client, operator):
     fail(client, 5)
-    AccessAttempt.objects.update(attempt_time=AccessAttempt.objects.get().attempt_time - timedelta(minutes=15, seconds=1))
+    AccessAttempt.objects.update(
+        attempt_time=AccessAttempt.objects.get().attempt_time - timedelta(minutes=15, seconds=1)
+    )
     assert sign_in(client, "operator", PASSWORD).status_code == 302
     assert signed_in(client)
 
@@ -121,8 +121,13 @@ def test_it_takes_the_address_from_fly_client_ip(client, operator):
 
 @pytest.mark.parametrize("header", ["127.0.0.1, 10.0.0.1", "not-an-address", "999.1.1.1", ""])
 def test_it_falls_back_to_remote_addr_when_fly_client_ip_is_not_an_address(client, operator, header):
-    client.post(LOGIN, {"username": "operator", "password": "wrong"}, secure=True, HTTP_FLY_CLIENT_IP=header,
-                REMOTE_ADDR="192.0.2.5")
+    client.post(
+        LOGIN,
+        {"username": "operator", "password": "wrong"},
+        secure=True,
+        HTTP_FLY_CLIENT_IP=header,
+        REMOTE_ADDR="192.0.2.5",
+    )
     assert list(AccessAttempt.objects.values_list("ip_address", flat=True)) == ["192.0.2.5"]
 
 
@@ -142,9 +147,15 @@ def test_a_rotating_fly_client_ip_still_locks_the_real_address_when_not_behind_f
     assert set(AccessAttempt.objects.values_list("ip_address", flat=True)) == {"127.0.0.1"}
 
 
-@pytest.mark.parametrize(("env", "trusted"), [({}, "False"), ({"FLY_APP_NAME": "myibot"}, "True"),
-                                              ({"FLY_APP_NAME": "myibot", "TRUST_FLY_CLIENT_IP": "false"}, "False"),
-                                              ({"TRUST_FLY_CLIENT_IP": "true"}, "True")])
+@pytest.mark.parametrize(
+    ("env", "trusted"),
+    [
+        ({}, "False"),
+        ({"FLY_APP_NAME": "myibot"}, "True"),
+        ({"FLY_APP_NAME": "myibot", "TRUST_FLY_CLIENT_IP": "false"}, "False"),
+        ({"TRUST_FLY_CLIENT_IP": "true"}, "True"),
+    ],
+)
 def test_it_trusts_fly_client_ip_by_default_only_on_fly(env, trusted):
     result = setting_in_a_subprocess("TRUST_FLY_CLIENT_IP", **env)
     assert result.stdout.splitlines()[-1:] == [trusted], result.stderr

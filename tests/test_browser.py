@@ -46,6 +46,7 @@ pytestmark = [
     ),
 ]
 
+
 def _rebuild_middleware(server) -> None:
     """Build the live server's middleware again, from the settings as they are now.
 
@@ -160,7 +161,9 @@ def assert_same_origin_resources(driver: webdriver.Chrome, server) -> None:
             url = urlsplit(element.get_property(attribute))
             if url.scheme == "data":
                 continue
-            assert (url.scheme, url.netloc) == (origin.scheme, origin.netloc), f"{selector} from elsewhere: {url.geturl()}"
+            assert (url.scheme, url.netloc) == (origin.scheme, origin.netloc), (
+                f"{selector} from elsewhere: {url.geturl()}"
+            )
 
 
 def requested_urls(driver: webdriver.Chrome) -> list[str]:
@@ -177,7 +180,8 @@ def assert_no_other_host(urls: list[str], server) -> None:
     origin = urlsplit(server.url)
     assert urls, "the performance log recorded no request"
     elsewhere = [
-        url for url in urls
+        url
+        for url in urls
         if urlsplit(url).scheme not in ("data", "blob", "about")
         and (urlsplit(url).scheme, urlsplit(url).netloc) != (origin.scheme, origin.netloc)
     ]
@@ -195,7 +199,9 @@ def test_an_operator_signs_in_and_finds_an_account(http_server, browser, admin_u
         assert_same_origin_resources(browser, http_server)
 
         browser.find_element(By.CSS_SELECTOR, '#content a[href="/admin/accounts/account/"]').click()
-        WebDriverWait(browser, WAIT_SECONDS).until(expected_conditions.presence_of_element_located((By.ID, "result_list")))
+        WebDriverWait(browser, WAIT_SECONDS).until(
+            expected_conditions.presence_of_element_located((By.ID, "result_list"))
+        )
         assert urlsplit(browser.current_url).path == "/admin/accounts/account/"
         results = browser.find_element(By.ID, "result_list").text
         assert seeded["active"].member_id in results
@@ -229,7 +235,9 @@ def test_the_admin_index_is_the_operators_dashboard(http_server, browser, admin_
             section = sections[0]
             assert section.find_elements(By.TAG_NAME, "li") or section.text.strip(), f"#{section_id} is empty"
         for section_id in ("awaiting-verification", "awaiting-settlement"):
-            assert dashboard.find_element(By.ID, section_id).find_elements(By.TAG_NAME, "li"), f"#{section_id} lists nothing"
+            assert dashboard.find_element(By.ID, section_id).find_elements(By.TAG_NAME, "li"), (
+                f"#{section_id} lists nothing"
+            )
 
         assert_same_origin_resources(browser, http_server)
         assert_no_other_host(requested_urls(browser), http_server)
@@ -248,9 +256,11 @@ def test_a_view_only_user_is_offered_no_action_that_moves_money(
 ):
     """An auditor's view: every list, no settle, reject, reverse, verify or unlock; exporting stays."""
     viewer = django_user_model.objects.create_user("audrey", password="a long auditor passphrase", is_staff=True)
-    viewer.user_permissions.set(Permission.objects.filter(
-        content_type__app_label="accounts", codename__in=["view_account", "view_transfer", "view_ledgerentry"]
-    ))
+    viewer.user_permissions.set(
+        Permission.objects.filter(
+            content_type__app_label="accounts", codename__in=["view_account", "view_transfer", "view_ledgerentry"]
+        )
+    )
     with screenshot_on_failure(browser, tmp_path):
         sign_in(browser, http_server, "audrey", "a long auditor passphrase")
         assert action_menu(browser, http_server, "/admin/accounts/transfer/") == ["export_csv"]

@@ -15,8 +15,13 @@ def test_every_caller_facing_string_is_translated_into_spanish():
 
 def test_the_source_scan_finds_the_strings_callers_hear():
     found = {msgid for msgid, _plural in catalogue.source_messages()}
-    assert {"Please enter your 4-digit PIN.", "Your balance is %(amount)s.", "%(count)d dollar",
-            "It looks like a year.", "Welcome to MyiBot."} <= found
+    assert {
+        "Please enter your 4-digit PIN.",
+        "Your balance is %(amount)s.",
+        "%(count)d dollar",
+        "It looks like a year.",
+        "Welcome to MyiBot.",
+    } <= found
     assert len(found) > 60
 
 
@@ -60,8 +65,12 @@ def test_the_compiled_catalogue_is_built_from_the_po_and_never_stale():
 def test_no_compiled_catalogue_is_tracked_by_git():
     import subprocess
 
-    tracked = subprocess.run(["git", "ls-files", "*.mo", "db.sqlite3*"], capture_output=True, text=True,
-                             cwd=catalogue.po_path("es").parents[3]).stdout
+    tracked = subprocess.run(
+        ["git", "ls-files", "*.mo", "db.sqlite3*"],
+        capture_output=True,
+        text=True,
+        cwd=catalogue.po_path("es").parents[3],
+    ).stdout
     assert tracked == ""
 
 

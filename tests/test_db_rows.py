@@ -21,12 +21,25 @@ def _fields(instance) -> dict[str, object]:
 
 @pytest.fixture
 def call() -> CallSession:
-    account = Account.objects.create(member_id="246801", home_number="+12025001234", pin_hash="x",
-                                     status=Account.Status.ACTIVE, verified_at=timezone.now(), balance_cents=1234)
+    account = Account.objects.create(
+        member_id="246801",
+        home_number="+12025001234",
+        pin_hash="x",
+        status=Account.Status.ACTIVE,
+        verified_at=timezone.now(),
+        balance_cents=1234,
+    )
     return CallSession.objects.create(
-        call_sid="CA" + "7" * 32, caller="+12025001234", caller_trusted=True, language="es", step="menu",
-        prompt_number=7, scratch={"amount_cents": 500, "nested": ["a", 1]}, account=account,
-        last_notices={"notices": ["Hola."], "repeat": False}, ended=None,
+        call_sid="CA" + "7" * 32,
+        caller="+12025001234",
+        caller_trusted=True,
+        language="es",
+        step="menu",
+        prompt_number=7,
+        scratch={"amount_cents": 500, "nested": ["a", 1]},
+        account=account,
+        last_notices={"notices": ["Hola."], "repeat": False},
+        ended=None,
     )
 
 
@@ -59,7 +72,12 @@ def test_update_where_writes_the_fields_only_where_the_condition_holds(call):
     assert CallSession.objects.get(pk=call.pk).step == "menu"
     assert update_where(call, ["step", "prompt_number", "scratch", "ended"], where={"prompt_number": 7}) == 1
     stored = CallSession.objects.get(pk=call.pk)
-    assert (stored.step, stored.prompt_number, stored.scratch, stored.ended) == ("balance", 8, {"said": "ñ"}, call.ended)
+    assert (stored.step, stored.prompt_number, stored.scratch, stored.ended) == (
+        "balance",
+        8,
+        {"said": "ñ"},
+        call.ended,
+    )
     assert stored.language == "es"  # a field not named is left alone
     call.account = None
     assert update_where(call, ["account"]) == 1
@@ -115,7 +133,9 @@ def test_only_steps_that_move_no_money_and_count_no_pin_commit_asynchronously(ph
     def updates_of_the_call(keys: str) -> list[str]:
         with CaptureQueriesContext(connection) as queries:
             phone.press(keys)
-        return [query["sql"] for query in queries.captured_queries if query["sql"].startswith('UPDATE "ivr_callsession"')]
+        return [
+            query["sql"] for query in queries.captured_queries if query["sql"].startswith('UPDATE "ivr_callsession"')
+        ]
 
     phone.dial()
     assert ["set_config" not in sql for sql in updates_of_the_call("3971")] == [True]  # the PIN: counted, durable

@@ -184,10 +184,13 @@ def ipv6_loopback() -> bool:
     return True
 
 
-@pytest.mark.parametrize("address", [
-    "127.0.0.1",
-    pytest.param("::1", marks=pytest.mark.skipif(not ipv6_loopback(), reason="no IPv6 loopback here")),
-])
+@pytest.mark.parametrize(
+    "address",
+    [
+        "127.0.0.1",
+        pytest.param("::1", marks=pytest.mark.skipif(not ipv6_loopback(), reason="no IPv6 loopback here")),
+    ],
+)
 def test_gunicorn_serves_metrics_on_metrics_address_only(monkeypatch, settings, address):
     from myibot import metrics
 

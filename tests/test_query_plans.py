@@ -12,7 +12,6 @@ import re
 from datetime import timedelta
 
 import psycopg.sql
-
 import pytest
 from django.db import connection
 from django.db.models import Exists, OuterRef, Sum
@@ -20,7 +19,15 @@ from django.utils import timezone
 
 from accounts import dashboard, services
 from accounts.models import (
-    Account, ConfirmationCode, HourlyActivity, LedgerEntry, Recipient, SharedLine, SignInFailure, SignInSpray, Transfer,
+    Account,
+    ConfirmationCode,
+    HourlyActivity,
+    LedgerEntry,
+    Recipient,
+    SharedLine,
+    SignInFailure,
+    SignInSpray,
+    Transfer,
 )
 from ivr.models import CallSession, _find_sql
 from tests.conftest import postgres_only
@@ -40,10 +47,12 @@ def hot_queries():
         # The SQL CallSession.find builds, as a step runs it.
         "a step: the call and its account": (_find_sql(locked=False), ["CA" + "0" * 32]),
         "a locked step: the call and its account": (_find_sql(locked=True), ["CA" + "0" * 32]),
-        "recent transactions": LedgerEntry.objects.filter(account=account).select_related("transfer__recipient")
+        "recent transactions": LedgerEntry.objects.filter(account=account)
+        .select_related("transfer__recipient")
         .order_by("-created", "-id")[:5],
         # The services' own queries: today's and the dashboard's days run from local midnight (TIME_ZONE).
-        "the daily limit": services.transfers_counted_today(account=account, now=now).values("account")
+        "the daily limit": services.transfers_counted_today(account=account, now=now)
+        .values("account")
         .annotate(total=Sum("amount_cents")),
         "a transfer's key": Transfer.objects.filter(idempotency_key="CA1:1:5"),
         "a recipient code": Recipient.objects.filter(code="246810", active=True),

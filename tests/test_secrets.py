@@ -48,7 +48,9 @@ def test_whole_calls_log_none_of_the_digits_entered(make_phone, recipient, caplo
         transfer_code = spoken_code(phone.press("1").text)
         call_command("verify_code", transfer_code)
 
-    logged = "\n".join(record.getMessage() + str(record.args) + str(record.__dict__.get("exc_text")) for record in caplog.records)
+    logged = "\n".join(
+        record.getMessage() + str(record.args) + str(record.__dict__.get("exc_text")) for record in caplog.records
+    )
     assert "webhook call=" in logged
     for secret in (SECRET_PIN, WRONG_PIN, MEMBER_ID, registration_code, transfer_code):
         assert not re.search(rf"(?<![0-9A-Za-z]){secret}(?![0-9A-Za-z])", logged), secret

@@ -38,7 +38,9 @@ def test_it_refuses_to_start_without_a_required_secret(missing):
 
 def test_debug_is_off_by_default():
     env = {k: v for k, v in PRODUCTION.items() if k != "DEBUG"}
-    result = manage("shell", "-c", "from django.conf import settings; print(settings.DEBUG, settings.ALLOWED_HOSTS)", **env)
+    result = manage(
+        "shell", "-c", "from django.conf import settings; print(settings.DEBUG, settings.ALLOWED_HOSTS)", **env
+    )
     assert "False ['myibot.fly.dev']" in result.stdout.splitlines(), result.stderr
 
 
@@ -94,34 +96,50 @@ def test_the_pin_hasher_is_listed_first_with_djangos_after_it(settings):
     ]
 
 
-@pytest.mark.parametrize("env, message", [
-    ({"IVR_VOICE_ES": "Polly.Joanna"}, "IVR_VOICE_ES: Polly.Joanna speaks en-US, not es-US"),
-    ({"IVR_VOICE_EN": "Polly.Lupe"}, "IVR_VOICE_EN: Polly.Lupe speaks es-US, not en-US"),
-    ({"IVR_VOICE_ES": "Polly.Nobody"}, "not a Polly voice"),
-    ({"IVR_VOICE_ES": "Google.en-US-Neural2-A"}, "does not speak es-US"),
-    ({"IVR_VOICE_ES": "man"}, "speaks English only"),
-    ({"IVR_LOCALE_ES": "en-US"}, "IVR_LOCALE_ES must be a locale of es"),
-    ({"IVR_LANGUAGES": "en,fr"}, "IVR_LANGUAGES must list some of en, es"),
-    ({"IVR_LANGUAGES": "en,en"}, "IVR_LANGUAGES must list some of en, es"),
-    ({"PHONE_REGION": "XX"}, "PHONE_REGION must be a region code"),
-])
+@pytest.mark.parametrize(
+    "env, message",
+    [
+        ({"IVR_VOICE_ES": "Polly.Joanna"}, "IVR_VOICE_ES: Polly.Joanna speaks en-US, not es-US"),
+        ({"IVR_VOICE_EN": "Polly.Lupe"}, "IVR_VOICE_EN: Polly.Lupe speaks es-US, not en-US"),
+        ({"IVR_VOICE_ES": "Polly.Nobody"}, "not a Polly voice"),
+        ({"IVR_VOICE_ES": "Google.en-US-Neural2-A"}, "does not speak es-US"),
+        ({"IVR_VOICE_ES": "man"}, "speaks English only"),
+        ({"IVR_LOCALE_ES": "en-US"}, "IVR_LOCALE_ES must be a locale of es"),
+        ({"IVR_LANGUAGES": "en,fr"}, "IVR_LANGUAGES must list some of en, es"),
+        ({"IVR_LANGUAGES": "en,en"}, "IVR_LANGUAGES must list some of en, es"),
+        ({"PHONE_REGION": "XX"}, "PHONE_REGION must be a region code"),
+    ],
+)
 def test_it_refuses_to_start_with_a_voice_or_language_that_would_fail_on_a_call(env, message):
     result = manage("check", **PRODUCTION, **env)
     assert result.returncode != 0
     assert message in result.stderr
 
 
-@pytest.mark.parametrize("env", [{"IVR_VOICE_ES": "Polly.Mia", "IVR_LOCALE_ES": "es-MX"},
-                                 {"IVR_VOICE_ES": "Google.es-US-Neural2-B"}, {"IVR_VOICE_EN": "Polly.Joanna-Neural"},
-                                 {"IVR_LANGUAGES": "es,en"}, {"IVR_LANGUAGES": "en"}])
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"IVR_VOICE_ES": "Polly.Mia", "IVR_LOCALE_ES": "es-MX"},
+        {"IVR_VOICE_ES": "Google.es-US-Neural2-B"},
+        {"IVR_VOICE_EN": "Polly.Joanna-Neural"},
+        {"IVR_LANGUAGES": "es,en"},
+        {"IVR_LANGUAGES": "en"},
+    ],
+)
 def test_it_starts_with_a_voice_that_fits_its_language(env):
     result = manage("check", **PRODUCTION, **env)
     assert result.returncode == 0, result.stderr
 
 
 def test_postgresql_connections_carry_their_time_limits_and_bind_values_server_side():
-    result = manage("shell", "-c", "from django.conf import settings; print(settings.DATABASES['default']['OPTIONS'])",
-                    **PRODUCTION, DATABASE_URL="postgres://u@127.0.0.1:5432/db", DB_LOCK_TIMEOUT_MS="2500")
+    result = manage(
+        "shell",
+        "-c",
+        "from django.conf import settings; print(settings.DATABASES['default']['OPTIONS'])",
+        **PRODUCTION,
+        DATABASE_URL="postgres://u@127.0.0.1:5432/db",
+        DB_LOCK_TIMEOUT_MS="2500",
+    )
     assert result.returncode == 0, result.stderr
     assert "-c lock_timeout=2500 -c statement_timeout=4000" in result.stdout
     assert "'connect_timeout': 3" in result.stdout and "'server_side_binding': True" in result.stdout
@@ -131,16 +149,27 @@ def test_postgresql_connections_carry_their_time_limits_and_bind_values_server_s
 
 @pytest.mark.parametrize(("value", "threshold"), [("", "5"), ("true", "5"), ("false", "None")])
 def test_postgresql_uses_our_backend_and_prepared_statements_unless_turned_off(value, threshold):
-    result = manage("shell", "-c", "from django.conf import settings; d = settings.DATABASES['default']; "
-                    "print(d['ENGINE'], d['OPTIONS']['prepare_threshold'])",
-                    **PRODUCTION, DATABASE_URL="postgres://u@127.0.0.1:5432/db", DB_PREPARED_STATEMENTS=value)
+    result = manage(
+        "shell",
+        "-c",
+        "from django.conf import settings; d = settings.DATABASES['default']; "
+        "print(d['ENGINE'], d['OPTIONS']['prepare_threshold'])",
+        **PRODUCTION,
+        DATABASE_URL="postgres://u@127.0.0.1:5432/db",
+        DB_PREPARED_STATEMENTS=value,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1].split() == ["myibot.postgresql", threshold]
 
 
 def test_sqlite_waits_for_its_write_lock_no_longer_than_the_lock_timeout():
-    result = manage("shell", "-c", "from django.conf import settings; print(settings.DATABASES['default']['OPTIONS'])",
-                    **PRODUCTION, DATABASE_URL="sqlite:////tmp/settings-check.sqlite3")
+    result = manage(
+        "shell",
+        "-c",
+        "from django.conf import settings; print(settings.DATABASES['default']['OPTIONS'])",
+        **PRODUCTION,
+        DATABASE_URL="sqlite:////tmp/settings-check.sqlite3",
+    )
     assert "'timeout': 3.0" in result.stdout, result.stderr
 
 
@@ -153,7 +182,9 @@ def test_it_refuses_to_start_with_a_time_zone_it_does_not_know(zone):
 
 def test_the_service_is_on_new_york_time_by_default_and_the_database_keeps_utc():
     show = "from django.conf import settings; print(settings.TIME_ZONE, settings.USE_TZ)"
-    for env, shown in [({"TIME_ZONE": ""}, "America/New_York True"),
-                       ({"TIME_ZONE": " Europe/Madrid "}, "Europe/Madrid True")]:
+    for env, shown in [
+        ({"TIME_ZONE": ""}, "America/New_York True"),
+        ({"TIME_ZONE": " Europe/Madrid "}, "Europe/Madrid True"),
+    ]:
         result = manage("shell", "-c", show, **PRODUCTION, **env)
         assert result.stdout.splitlines()[-1] == shown, result.stderr

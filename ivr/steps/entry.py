@@ -18,7 +18,17 @@ from django.utils.translation import gettext_lazy, ngettext
 from accounts import activity, identity
 from ivr.languages import LANGUAGE_OPTIONS
 from ivr.machine import (
-    LANGUAGE_MENU, MAIN_MENU, Again, Goodbye, Goto, InLanguage, Line, Outcome, Step, first_step, step,
+    LANGUAGE_MENU,
+    MAIN_MENU,
+    Again,
+    Goodbye,
+    Goto,
+    InLanguage,
+    Line,
+    Outcome,
+    Step,
+    first_step,
+    step,
 )
 from ivr.models import CallSession
 from ivr.steps.common import A_PIN_HAS_4_DIGITS, FOUR_DIGITS, ONE_KEY_1_2, PRESS_1_OR_2, SIX_DIGITS

@@ -21,7 +21,13 @@ from ivr.languages import LANGUAGE_OPTIONS
 from ivr.machine import LANGUAGE_KEY, MAIN_MENU, PAUSE, Again, Goto, InLanguage, Line, Outcome, Step, Words, step
 from ivr.models import CallSession
 from ivr.steps.common import (
-    A_PIN_HAS_4_DIGITS, CHOOSE_PIN_HELP, CONFIRM_PIN_HELP, FOUR_DIGITS, NOT_VERIFIED, ONE_KEY_1_2, PIN_NOT_CHANGED,
+    A_PIN_HAS_4_DIGITS,
+    CHOOSE_PIN_HELP,
+    CONFIRM_PIN_HELP,
+    FOUR_DIGITS,
+    NOT_VERIFIED,
+    ONE_KEY_1_2,
+    PIN_NOT_CHANGED,
     PRESS_1_OR_2,
 )
 from ivr.steps.entry import count_wrong_pin, locked
@@ -90,12 +96,16 @@ def describe_entry(entry: LedgerEntry) -> str:
     if entry.kind == LedgerEntry.Kind.TRANSFER:
         transfer = entry.transfer
         sent = _("On %(date)s, you sent %(amount)s to %(name)s.") % {
-            "date": when, "amount": amount, "name": transfer.recipient.name,
+            "date": when,
+            "amount": amount,
+            "name": transfer.recipient.name,
         }
         return f"{sent} {TRANSFER_STATUS[transfer.status]}"
     if entry.kind == LedgerEntry.Kind.REVERSAL:
         return _("On %(date)s, %(amount)s came back to you because a transfer to %(name)s was rejected.") % {
-            "date": when, "amount": amount, "name": entry.transfer.recipient.name,
+            "date": when,
+            "amount": amount,
+            "name": entry.transfer.recipient.name,
         }
     if entry.kind == LedgerEntry.Kind.CORRECTION:
         return _("On %(date)s, a deposit was corrected: %(amount)s was taken back.") % {"date": when, "amount": amount}

@@ -14,7 +14,14 @@ from accounts import identity, pins
 from ivr.machine import MAIN_MENU, Again, Goodbye, Goto, Line, Outcome, Step, step
 from ivr.models import CallSession
 from ivr.steps.common import (
-    A_PIN_HAS_4_DIGITS, CHOOSE_PIN_HELP, CONFIRM_PIN_HELP, FOUR_DIGITS, ONE_KEY_1_2, PRESS_1_OR_2, SIX_DIGITS, code_lines,
+    A_PIN_HAS_4_DIGITS,
+    CHOOSE_PIN_HELP,
+    CONFIRM_PIN_HELP,
+    FOUR_DIGITS,
+    ONE_KEY_1_2,
+    PRESS_1_OR_2,
+    SIX_DIGITS,
+    code_lines,
     keep_code,
 )
 
@@ -116,7 +123,9 @@ class RegistrationCode(Step):
     name = "registration_code"
     keys = ONE_KEY_1_2
     wrong_keys = PRESS_1_OR_2
-    help = gettext_lazy("Staff need this code to verify your account. Press 1 to hear it again, or 2 for the main menu.")
+    help = gettext_lazy(
+        "Staff need this code to verify your account. Press 1 to hear it again, or 2 for the main menu."
+    )
     num_digits = 1
 
     def prompt(self, call: CallSession) -> list[Line]:

@@ -23,8 +23,10 @@ class SendAmount(Step):
     name = "send_amount"
     keys = re.compile(r"[0-9]{1,4}", re.ASCII)
     wrong_keys = gettext_lazy("For example, for 20 dollars, enter 2 and 0, then press pound.")
-    help = gettext_lazy("Enter the amount in whole dollars, then press pound. For example, for 20 dollars, enter 2 and 0, "
-                        "then press pound.")
+    help = gettext_lazy(
+        "Enter the amount in whole dollars, then press pound. For example, for 20 dollars, enter 2 and 0, "
+        "then press pound."
+    )
     abandoned = NOTHING_SENT
     finish_on_key = "#"
 
@@ -40,18 +42,27 @@ class SendAmount(Step):
         except services.InvalidAmount:
             return Again(_("The amount must be at least 1 dollar."), strike=False)
         except services.TransferLimitExceeded as refusal:
-            return Again(_("The most you can send at one time is %(amount)s.") % {"amount": spoken_dollars(refusal.limit_cents)},
-                         strike=False)
+            return Again(
+                _("The most you can send at one time is %(amount)s.") % {"amount": spoken_dollars(refusal.limit_cents)},
+                strike=False,
+            )
         except services.DailyLimitReached as refusal:
             if not refusal.room_cents:
-                return Goto(MAIN_MENU, _("You have reached today's limit of %(amount)s. You can send money again tomorrow.")
-                            % {"amount": spoken_dollars(refusal.limit_cents)})
-            return Again(_("The most you can still send today is %(amount)s.") % {"amount": spoken_dollars(refusal.room_cents)},
-                         strike=False)
+                return Goto(
+                    MAIN_MENU,
+                    _("You have reached today's limit of %(amount)s. You can send money again tomorrow.")
+                    % {"amount": spoken_dollars(refusal.limit_cents)},
+                )
+            return Again(
+                _("The most you can still send today is %(amount)s.") % {"amount": spoken_dollars(refusal.room_cents)},
+                strike=False,
+            )
         except services.InsufficientFunds:
-            return Again(f"{NOT_ENOUGH_MONEY} "
-                         + _("Your balance is %(amount)s.") % {"amount": spoken_amount(call.account.balance_cents)},
-                         strike=False)
+            return Again(
+                f"{NOT_ENOUGH_MONEY} "
+                + _("Your balance is %(amount)s.") % {"amount": spoken_amount(call.account.balance_cents)},
+                strike=False,
+            )
         call.scratch = {"amount_cents": amount_cents}
         return Goto(SendRecipient)
 

@@ -50,10 +50,14 @@ class DatabaseWrapper(PostgreSQLDatabaseWrapper):
             return False
         if self.errors_occurred:
             return False
-        if not self.get_autocommit() or self.in_atomic_block or time.monotonic() - self.last_used > ASK_AFTER_IDLE_SECONDS:
+        if (
+            not self.get_autocommit()
+            or self.in_atomic_block
+            or time.monotonic() - self.last_used > ASK_AFTER_IDLE_SECONDS
+        ):
             # Inside a transaction, or idle long enough for a silent loss: only the server can say.
             return super().is_usable()
         try:
             return not _server_has_spoken(self.connection.pgconn.socket)
-        except Exception:  # noqa: BLE001 - a health check must never raise (Django's own contract)
+        except Exception:
             return False

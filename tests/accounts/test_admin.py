@@ -25,25 +25,35 @@ def staff(admin_client):
 
 @pytest.fixture
 def transfer(account, recipient) -> Transfer:
-    return services.transfer_submit(account=account, recipient_code=recipient.code, amount_cents=2500, idempotency_key="CA1:1").transfer
+    return services.transfer_submit(
+        account=account, recipient_code=recipient.code, amount_cents=2500, idempotency_key="CA1:1"
+    ).transfer
 
 
 @pytest.fixture
 def call(db, account) -> CallSession:
-    return CallSession.objects.create(call_sid="CA" + "1" * 32, caller=account.home_number, account=account,
-                                      scratch={"pin_hash": "argon2id$secret-looking-hash"})
+    return CallSession.objects.create(
+        call_sid="CA" + "1" * 32,
+        caller=account.home_number,
+        account=account,
+        scratch={"pin_hash": "argon2id$secret-looking-hash"},
+    )
 
 
 @pytest.mark.parametrize("app, model", [("accounts", m) for m in MODELS] + [("ivr", "callsession")])
 def test_every_list_and_page_loads_for_staff(staff, transfer, call, app, model):
     response = staff.get(reverse(f"admin:{app}_{model}_changelist"), secure=True)
     assert response.status_code == 200
-    instance = {"account": transfer.account, "recipient": transfer.recipient, "transfer": transfer,
-                "ledgerentry": LedgerEntry.objects.first(), "confirmationcode": ConfirmationCode.objects.first(),
-                "callsession": call,
-                "sharedline": SharedLine.objects.create(phone_number="+12024440000", name="Unit B"),
-                "signinspray": SignInSpray.objects.create(until=timezone.now() + timedelta(minutes=15), failures=31),
-                }[model]
+    instance = {
+        "account": transfer.account,
+        "recipient": transfer.recipient,
+        "transfer": transfer,
+        "ledgerentry": LedgerEntry.objects.first(),
+        "confirmationcode": ConfirmationCode.objects.first(),
+        "callsession": call,
+        "sharedline": SharedLine.objects.create(phone_number="+12024440000", name="Unit B"),
+        "signinspray": SignInSpray.objects.create(until=timezone.now() + timedelta(minutes=15), failures=31),
+    }[model]
     response = staff.get(reverse(f"admin:{app}_{model}_change", args=[instance.pk]), secure=True)
     assert response.status_code == 200
 
@@ -80,52 +90,82 @@ def test_the_account_list_shows_the_lock_and_the_balance(staff, account):
 
 def test_operators_cannot_edit_a_balance_or_identity(staff, account):
     url = reverse("admin:accounts_account_change", args=[account.pk])
-    staff.post(url, {"home_number": "+12029990000", "member_id": "999999", "balance_cents": "999999", "status": "pending"},
-               secure=True)
+    staff.post(
+        url,
+        {"home_number": "+12029990000", "member_id": "999999", "balance_cents": "999999", "status": "pending"},
+        secure=True,
+    )
     account.refresh_from_db()
     assert (account.balance_cents, account.member_id, account.home_number, account.status) == (
-        10000, "123456", "+12026230001", "active")
+        10000,
+        "123456",
+        "+12026230001",
+        "active",
+    )
 
 
 def test_the_unlock_action(staff, account):
-    Account.objects.filter(pk=account.pk).update(locked_until=timezone.now() + timedelta(minutes=15), failed_pin_count=3)
-    response = staff.post(reverse("admin:accounts_account_changelist"),
-                          {"action": "unlock", "_selected_action": [account.pk], "post": "yes"},
-                          secure=True, follow=True)
+    Account.objects.filter(pk=account.pk).update(
+        locked_until=timezone.now() + timedelta(minutes=15), failed_pin_count=3
+    )
+    response = staff.post(
+        reverse("admin:accounts_account_changelist"),
+        {"action": "unlock", "_selected_action": [account.pk], "post": "yes"},
+        secure=True,
+        follow=True,
+    )
     assert "Unlocked 1 account(s)." in response.content.decode()
     account.refresh_from_db()
     assert not account.is_locked()
 
 
 def test_recipients_are_created_edited_and_deactivated(staff):
-    staff.post(reverse("admin:accounts_recipient_add"), {"code": "135790", "name": "John Roe", "active": "on"}, secure=True)
+    staff.post(
+        reverse("admin:accounts_recipient_add"), {"code": "135790", "name": "John Roe", "active": "on"}, secure=True
+    )
     recipient = Recipient.objects.get(code="135790")
-    staff.post(reverse("admin:accounts_recipient_change", args=[recipient.pk]), {"name": "John Roe Jr", "active": "on"}, secure=True)
+    staff.post(
+        reverse("admin:accounts_recipient_change", args=[recipient.pk]),
+        {"name": "John Roe Jr", "active": "on"},
+        secure=True,
+    )
     recipient.refresh_from_db()
     assert recipient.name == "John Roe Jr"
-    staff.post(reverse("admin:accounts_recipient_changelist"), {"action": "deactivate", "_selected_action": [recipient.pk]}, secure=True)
+    staff.post(
+        reverse("admin:accounts_recipient_changelist"),
+        {"action": "deactivate", "_selected_action": [recipient.pk]},
+        secure=True,
+    )
     recipient.refresh_from_db()
     assert not recipient.active
 
 
 def test_a_recipient_code_must_be_six_digits(staff):
-    response = staff.post(reverse("admin:accounts_recipient_add"), {"code": "12345", "name": "X", "active": "on"}, secure=True)
+    response = staff.post(
+        reverse("admin:accounts_recipient_add"), {"code": "12345", "name": "X", "active": "on"}, secure=True
+    )
     assert response.status_code == 200  # the form again, with the error
     assert not Recipient.objects.exists()
 
 
 def test_the_settle_action_goes_through_the_service(staff, transfer):
-    staff.post(reverse("admin:accounts_transfer_changelist"),
-               {"action": "settle", "_selected_action": [transfer.pk], "post": "yes"}, secure=True)
+    staff.post(
+        reverse("admin:accounts_transfer_changelist"),
+        {"action": "settle", "_selected_action": [transfer.pk], "post": "yes"},
+        secure=True,
+    )
     transfer.refresh_from_db()
     assert transfer.status == "settled"
     assert transfer.decided is not None
 
 
 def test_the_reject_action_writes_the_reversing_entry(staff, transfer, account):
-    response = staff.post(reverse("admin:accounts_transfer_changelist"),
-                          {"action": "reject", "_selected_action": [transfer.pk], "post": "yes"},
-                          secure=True, follow=True)
+    response = staff.post(
+        reverse("admin:accounts_transfer_changelist"),
+        {"action": "reject", "_selected_action": [transfer.pk], "post": "yes"},
+        secure=True,
+        follow=True,
+    )
     assert "Rejected 1 transfer(s)." in response.content.decode()
     transfer.refresh_from_db()
     assert transfer.status == "rejected"
@@ -136,18 +176,25 @@ def test_the_reject_action_writes_the_reversing_entry(staff, transfer, account):
 
 def test_a_decided_transfer_is_skipped_not_reversed_twice(staff, transfer):
     for _ in range(2):
-        response = staff.post(reverse("admin:accounts_transfer_changelist"),
-                              {"action": "reject", "_selected_action": [transfer.pk], "post": "yes"},
-                              secure=True, follow=True)
+        response = staff.post(
+            reverse("admin:accounts_transfer_changelist"),
+            {"action": "reject", "_selected_action": [transfer.pk], "post": "yes"},
+            secure=True,
+            follow=True,
+        )
     assert "Rejected 0 transfer(s)." in response.content.decode()
     assert "already settled or rejected" in response.content.decode()
     assert LedgerEntry.objects.filter(kind="reversal").count() == 1
 
 
 def test_the_transfer_list_filters_by_status_and_shows_dollars(staff, transfer):
-    page = staff.get(reverse("admin:accounts_transfer_changelist"), {"status__exact": "submitted"}, secure=True).content.decode()
+    page = staff.get(
+        reverse("admin:accounts_transfer_changelist"), {"status__exact": "submitted"}, secure=True
+    ).content.decode()
     assert "$25.00" in page
-    page = staff.get(reverse("admin:accounts_transfer_changelist"), {"status__exact": "settled"}, secure=True).content.decode()
+    page = staff.get(
+        reverse("admin:accounts_transfer_changelist"), {"status__exact": "settled"}, secure=True
+    ).content.decode()
     assert "$25.00" not in page
 
 
@@ -155,7 +202,12 @@ def test_history_is_read_only(staff, transfer, call):
     for name in ["accounts_ledgerentry", "accounts_confirmationcode", "accounts_transfer", "ivr_callsession"]:
         assert staff.get(reverse(f"admin:{name}_add"), secure=True).status_code == 403
     entry = LedgerEntry.objects.first()
-    assert staff.post(reverse("admin:accounts_ledgerentry_delete", args=[entry.pk]), {"post": "yes"}, secure=True).status_code == 403
+    assert (
+        staff.post(
+            reverse("admin:accounts_ledgerentry_delete", args=[entry.pk]), {"post": "yes"}, secure=True
+        ).status_code
+        == 403
+    )
 
 
 def test_code_and_call_pages_hide_hashes_and_scratch(staff, transfer, call):
@@ -167,9 +219,14 @@ def test_code_and_call_pages_hide_hashes_and_scratch(staff, transfer, call):
 
 
 def test_the_verify_form_verifies_a_code_once(staff, account, recipient):
-    receipt = services.transfer_submit(account=account, recipient_code=recipient.code, amount_cents=2500, idempotency_key="k")
+    receipt = services.transfer_submit(
+        account=account, recipient_code=recipient.code, amount_cents=2500, idempotency_key="k"
+    )
     url = reverse("admin:accounts_confirmationcode_verify")
-    assert "Verify a code" in staff.get(reverse("admin:accounts_confirmationcode_changelist"), secure=True).content.decode()
+    assert (
+        "Verify a code"
+        in staff.get(reverse("admin:accounts_confirmationcode_changelist"), secure=True).content.decode()
+    )
 
     page = staff.post(url, {"code": receipt.code}, secure=True).content.decode()
     assert "verified now" in page
@@ -201,23 +258,31 @@ def pending(db) -> Account:
 
 
 def test_the_account_list_filters_by_status(staff, account, pending):
-    page = staff.get(reverse("admin:accounts_account_changelist") + "?status__exact=pending", secure=True).content.decode()
+    page = staff.get(
+        reverse("admin:accounts_account_changelist") + "?status__exact=pending", secure=True
+    ).content.decode()
     assert "654321" in page and "123456" not in page
 
 
 def test_the_verify_action_activates_pending_accounts(staff, account, pending):
-    response = staff.post(reverse("admin:accounts_account_changelist"),
-                          {"action": "verify", "_selected_action": [account.pk, pending.pk], "post": "yes"},
-                          secure=True, follow=True)
+    response = staff.post(
+        reverse("admin:accounts_account_changelist"),
+        {"action": "verify", "_selected_action": [account.pk, pending.pk], "post": "yes"},
+        secure=True,
+        follow=True,
+    )
     assert "Verified 1 account(s)." in response.content.decode()
     pending.refresh_from_db()
     assert pending.status == "active" and pending.verified_at is not None
 
 
 def test_the_reject_action_removes_only_unverified_accounts_without_money(staff, account, pending):
-    response = staff.post(reverse("admin:accounts_account_changelist"),
-                          {"action": "reject_registration", "_selected_action": [account.pk, pending.pk],
-                           "post": "yes"}, secure=True, follow=True)
+    response = staff.post(
+        reverse("admin:accounts_account_changelist"),
+        {"action": "reject_registration", "_selected_action": [account.pk, pending.pk], "post": "yes"},
+        secure=True,
+        follow=True,
+    )
     page = response.content.decode()
     assert "Rejected 1 registration(s)." in page
     assert "Account 123456: verified: kept" in page
@@ -225,7 +290,9 @@ def test_the_reject_action_removes_only_unverified_accounts_without_money(staff,
 
 
 def test_shared_lines_are_added_in_national_form_and_removed(staff):
-    staff.post(reverse("admin:accounts_sharedline_add"), {"phone_number": "(202) 444-0000", "name": "Unit B"}, secure=True)
+    staff.post(
+        reverse("admin:accounts_sharedline_add"), {"phone_number": "(202) 444-0000", "name": "Unit B"}, secure=True
+    )
     line = SharedLine.objects.get()
     assert (line.phone_number, line.name) == ("+12024440000", "Unit B")
     response = staff.post(reverse("admin:accounts_sharedline_add"), {"phone_number": "12", "name": ""}, secure=True)
@@ -237,11 +304,15 @@ def test_shared_lines_are_added_in_national_form_and_removed(staff):
 def test_an_account_locked_only_at_its_home_number_shows_and_unlocks_that_route(client, account):
     from django.contrib.auth.models import User
 
-    Account.objects.filter(pk=account.pk).update(home_locked_until=timezone.now() + timedelta(minutes=15),
-                                                 home_failed_pin_count=2)
+    Account.objects.filter(pk=account.pk).update(
+        home_locked_until=timezone.now() + timedelta(minutes=15), home_failed_pin_count=2
+    )
     client.force_login(User.objects.create_superuser("boss", password="a long admin password 1"))
     page = client.get(reverse("admin:accounts_account_changelist"), secure=True).content.decode()
     assert "locked until" in page and "the trusted home number" in page
-    plan = client.post(reverse("admin:accounts_account_changelist"),
-                       {"action": "unlock", "_selected_action": [account.pk]}, secure=True).content.decode()
+    plan = client.post(
+        reverse("admin:accounts_account_changelist"),
+        {"action": "unlock", "_selected_action": [account.pk]},
+        secure=True,
+    ).content.decode()
     assert "2 wrong PIN(s) counted (the trusted home number)" in plan

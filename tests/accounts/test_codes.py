@@ -89,7 +89,9 @@ def test_verify_code_prints_what_a_registration_code_confirms(account, capsys):
 
 
 def test_verify_code_prints_what_a_transfer_code_confirms(account, recipient, capsys):
-    receipt = services.transfer_submit(account=account, recipient_code=recipient.code, amount_cents=2500, idempotency_key="k")
+    receipt = services.transfer_submit(
+        account=account, recipient_code=recipient.code, amount_cents=2500, idempotency_key="k"
+    )
     call_command("verify_code", receipt.code)
     out = capsys.readouterr().out
     assert f"transfer {receipt.transfer.pk} of $25.00 to {recipient}" in out
@@ -103,7 +105,9 @@ def test_verify_code_says_when_a_code_expired(account, capsys):
     assert "EXPIRED" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("code, message", [("000000", "unknown code"), ("12345", "exactly 6 digits"), ("abcdef", "exactly 6 digits")])
+@pytest.mark.parametrize(
+    "code, message", [("000000", "unknown code"), ("12345", "exactly 6 digits"), ("abcdef", "exactly 6 digits")]
+)
 def test_verify_code_refuses_unknown_and_malformed_codes(db, code, message):
     with pytest.raises(CommandError, match=message):
         call_command("verify_code", code)

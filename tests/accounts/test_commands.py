@@ -21,17 +21,29 @@ def test_deposit_credits_dollars(account, capsys, amount, cents):
     assert "balance now" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("amount, message", [
-    ("0", "more than 0"), ("0.00", "more than 0"), ("-5", "must be more than 0, not -5"), ("-5.50", "must be more than 0"), ("12.505", "not an amount"),
-    ("ten", "not an amount"), ("1e3", "not an amount"), ("", "not an amount"), ("١٠٠", "not an amount"),
-])
+@pytest.mark.parametrize(
+    "amount, message",
+    [
+        ("0", "more than 0"),
+        ("0.00", "more than 0"),
+        ("-5", "must be more than 0, not -5"),
+        ("-5.50", "must be more than 0"),
+        ("12.505", "not an amount"),
+        ("ten", "not an amount"),
+        ("1e3", "not an amount"),
+        ("", "not an amount"),
+        ("١٠٠", "not an amount"),
+    ],
+)
 def test_deposit_refuses_bad_amounts(account, amount, message):
     with pytest.raises(CommandError, match=message):
         call_command("deposit", account.home_number, amount)
     assert LedgerEntry.objects.count() == 1
 
 
-@pytest.mark.parametrize("reference", ["123456", "+12026230001", "202-623-0001", "(202) 623-0001", "2026230001", " 123456 "])
+@pytest.mark.parametrize(
+    "reference", ["123456", "+12026230001", "202-623-0001", "(202) 623-0001", "2026230001", " 123456 "]
+)
 def test_deposit_names_the_account_by_member_id_or_home_number_in_any_form(account, capsys, reference):
     call_command("deposit", reference, "10")
     account.refresh_from_db()
@@ -48,7 +60,7 @@ def test_deposit_refuses_an_unknown_account(db):
 
 @pytest.mark.parametrize("reference", ["12", "1234567", "abc", "+1555abc0001", "555-1234"])
 def test_deposit_says_when_a_name_is_not_a_phone_number(account, reference):
-    with pytest.raises(CommandError, match="not a 6-digit member ID, nor a phone number in E.164 or national form"):
+    with pytest.raises(CommandError, match=r"not a 6-digit member ID, nor a phone number in E\.164 or national form"):
         call_command("deposit", reference, "10")
     assert LedgerEntry.objects.count() == 1
 
@@ -72,14 +84,15 @@ def test_create_recipient_refuses_a_taken_code(recipient):
 
 
 def test_create_recipient_refuses_an_overlong_name(db):
-    with pytest.raises(CommandError, match="1 to 60 characters.*this one has 61"):
+    with pytest.raises(CommandError, match=r"1 to 60 characters.*this one has 61"):
         call_command("create_recipient", "246810", "x" * 61)
     assert not Recipient.objects.exists()
 
 
 def test_unlock(account, capsys):
-    Account.objects.filter(pk=account.pk).update(locked_until=timezone.now() + timedelta(hours=1), failed_pin_count=4,
-                                                 lock_count=3)
+    Account.objects.filter(pk=account.pk).update(
+        locked_until=timezone.now() + timedelta(hours=1), failed_pin_count=4, lock_count=3
+    )
     call_command("unlock", "(202) 623-0001")
     account.refresh_from_db()
     assert not account.is_locked()
@@ -113,7 +126,7 @@ def test_add_and_remove_a_shared_line(account, capsys):
 
 @pytest.mark.parametrize("command", ["add_shared_line", "remove_shared_line"])
 def test_shared_line_commands_refuse_what_is_not_a_phone_number(db, command):
-    with pytest.raises(CommandError, match="not a phone number in E.164 or national form"):
+    with pytest.raises(CommandError, match=r"not a phone number in E\.164 or national form"):
         call_command(command, "12")
 
 
@@ -124,8 +137,9 @@ def test_reject_registration_frees_the_member_id_and_number(db, capsys):
     assert "+12027770000" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("member_id, message", [("12345", "exactly 6 digits"), ("999999", "no account"),
-                                                 ("123456", "verified")])
+@pytest.mark.parametrize(
+    "member_id, message", [("12345", "exactly 6 digits"), ("999999", "no account"), ("123456", "verified")]
+)
 def test_reject_registration_refusals(account, member_id, message):
     with pytest.raises(CommandError, match=message):
         call_command("reject_registration", member_id)

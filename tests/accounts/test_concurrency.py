@@ -42,8 +42,13 @@ def all_at_once(work: list[Callable[[], object]]) -> list[object]:
 
 
 def make_account(phone_number: str, member_id: str, cents: int) -> Account:
-    account = Account.objects.create(home_number=phone_number, member_id=member_id, pin_hash=pins.hash_pin("3971"),
-                                     status=Account.Status.ACTIVE, verified_at=timezone.now())
+    account = Account.objects.create(
+        home_number=phone_number,
+        member_id=member_id,
+        pin_hash=pins.hash_pin("3971"),
+        status=Account.Status.ACTIVE,
+        verified_at=timezone.now(),
+    )
     if cents:
         services.deposit(account=account, amount_cents=cents)
     return account
@@ -56,7 +61,10 @@ def test_ten_simultaneous_transfers_spend_only_what_is_there():
 
     def send(number: int) -> Callable[[], object]:
         return lambda: services.transfer_submit(
-            account=Account.objects.get(pk=account.pk), recipient_code="246810", amount_cents=25_00, idempotency_key=f"race:{number}"
+            account=Account.objects.get(pk=account.pk),
+            recipient_code="246810",
+            amount_cents=25_00,
+            idempotency_key=f"race:{number}",
         )
 
     results = all_at_once([send(n) for n in range(10)])
@@ -96,7 +104,9 @@ def test_a_retry_racing_its_first_attempt_makes_one_transfer():
         phone.press(keys)
     action = phone.last.gather.get("action")
 
-    results = all_at_once([lambda: Phone(Client(), caller=phone.caller, call_sid=phone.call_sid).post(action, {"Digits": "1"})] * 2)
+    results = all_at_once(
+        [lambda: Phone(Client(), caller=phone.caller, call_sid=phone.call_sid).post(action, {"Digits": "1"})] * 2
+    )
     assert [r.status_code for r in results] == [200, 200]
     assert Transfer.objects.count() == 1
     assert all("confirmation code is" in r.content.decode() for r in results)
@@ -107,10 +117,16 @@ def test_two_accounts_paying_one_recipient_at_once_both_succeed():
     second = make_account("+12025000002", "100002", 50_00)
     Recipient.objects.create(code="246810", name="Jane Doe")
 
-    results = all_at_once([
-        lambda: services.transfer_submit(account=first, recipient_code="246810", amount_cents=30_00, idempotency_key="a:1"),
-        lambda: services.transfer_submit(account=second, recipient_code="246810", amount_cents=30_00, idempotency_key="b:1"),
-    ])
+    results = all_at_once(
+        [
+            lambda: services.transfer_submit(
+                account=first, recipient_code="246810", amount_cents=30_00, idempotency_key="a:1"
+            ),
+            lambda: services.transfer_submit(
+                account=second, recipient_code="246810", amount_cents=30_00, idempotency_key="b:1"
+            ),
+        ]
+    )
     assert all(isinstance(r, services.TransferReceipt) for r in results), results
     for account in (first, second):
         account.refresh_from_db()
@@ -160,10 +176,12 @@ def test_two_callers_registering_one_member_id_at_once_make_one_account():
     log = _postgres_log()
     log_start = log.stat().st_size if log else 0
     first, second = pins.hash_pin("4682"), pins.hash_pin("4682")
-    results = all_at_once([
-        lambda: identity.account_register(home_number="+12025000001", member_id="100001", pin_hash=first),
-        lambda: identity.account_register(home_number="+12025000002", member_id="100001", pin_hash=second),
-    ])
+    results = all_at_once(
+        [
+            lambda: identity.account_register(home_number="+12025000001", member_id="100001", pin_hash=first),
+            lambda: identity.account_register(home_number="+12025000002", member_id="100001", pin_hash=second),
+        ]
+    )
     assert Account.objects.count() == 1
     assert sum(isinstance(r, identity.MemberIdTaken) for r in results) == 1, results
     assert not any(isinstance(r, IntegrityError) for r in results)
@@ -177,10 +195,12 @@ def test_two_callers_registering_one_member_id_at_once_make_one_account():
 
 def test_two_callers_registering_one_home_number_at_once_make_two_accounts_one_with_the_number():
     first, second = pins.hash_pin("4682"), pins.hash_pin("4682")
-    results = all_at_once([
-        lambda: identity.account_register(home_number="+12025000001", member_id="100001", pin_hash=first),
-        lambda: identity.account_register(home_number="+12025000001", member_id="100002", pin_hash=second),
-    ])
+    results = all_at_once(
+        [
+            lambda: identity.account_register(home_number="+12025000001", member_id="100001", pin_hash=first),
+            lambda: identity.account_register(home_number="+12025000001", member_id="100002", pin_hash=second),
+        ]
+    )
     assert all(isinstance(r, tuple) for r in results), results
     assert sorted(Account.objects.values_list("home_number", flat=True), key=str) == ["+12025000001", None]
 
@@ -211,7 +231,9 @@ def test_twilios_first_webhook_twice_at_once_makes_one_call_and_no_unique_violat
     log = _postgres_log()
     log_start = log.stat().st_size if log else 0
     phone = Phone(Client(), caller="+12025000001")
-    results = all_at_once([lambda: Phone(Client(), caller=phone.caller, call_sid=phone.call_sid).post("/twilio/voice")] * 4)
+    results = all_at_once(
+        [lambda: Phone(Client(), caller=phone.caller, call_sid=phone.call_sid).post("/twilio/voice")] * 4
+    )
     assert [r.status_code for r in results] == [200] * 4
     assert all("temporarily unavailable" not in r.content.decode() for r in results)
     from ivr.models import CallSession

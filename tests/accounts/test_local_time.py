@@ -40,18 +40,26 @@ def rich(account):
 
 
 def send(account, recipient, dollars: int, at: datetime) -> Transfer:
-    return services.transfer_submit(account=account, recipient_code=recipient.code, amount_cents=dollars * 100,
-                                    idempotency_key=f"at:{at.isoformat()}", now=at).transfer
+    return services.transfer_submit(
+        account=account,
+        recipient_code=recipient.code,
+        amount_cents=dollars * 100,
+        idempotency_key=f"at:{at.isoformat()}",
+        now=at,
+    ).transfer
 
 
 # Dates callers hear ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("zone", "moment", "heard"), [
-    ("America/New_York", utc(2026, 12, 2, 2, 30), "December 1st"),  # 21:30 the evening before
-    ("Asia/Tokyo", utc(2026, 12, 1, 20, 0), "December 2"),  # 05:00 the next morning
-    ("UTC", utc(2026, 12, 2, 2, 30), "December 2"),
-])
+@pytest.mark.parametrize(
+    ("zone", "moment", "heard"),
+    [
+        ("America/New_York", utc(2026, 12, 2, 2, 30), "December 1st"),  # 21:30 the evening before
+        ("Asia/Tokyo", utc(2026, 12, 1, 20, 0), "December 2"),  # 05:00 the next morning
+        ("UTC", utc(2026, 12, 2, 2, 30), "December 2"),
+    ],
+)
 def test_it_speaks_a_moment_as_its_date_in_the_service_zone(settings, zone, moment, heard):
     settings.TIME_ZONE = zone
     assert spoken_date(moment, now=utc(2026, 12, 2, 12, 0)) == heard
@@ -94,12 +102,15 @@ def test_it_reads_the_local_date_in_the_call(signed_in, account):
 # The local day -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("moment", "start", "hours"), [
-    (utc(2026, 12, 2, 2, 30), utc(2026, 12, 1, 5, 0), 24),  # December 1, EST
-    (utc(2026, 7, 1, 12, 0), utc(2026, 7, 1, 4, 0), 24),  # July 1, EDT
-    (utc(2026, 3, 9, 3, 45), utc(2026, 3, 8, 5, 0), 23),  # March 8: 02:00 never happens
-    (utc(2026, 11, 2, 4, 30), utc(2026, 11, 1, 4, 0), 25),  # November 1: 01:00 to 02:00 twice
-])
+@pytest.mark.parametrize(
+    ("moment", "start", "hours"),
+    [
+        (utc(2026, 12, 2, 2, 30), utc(2026, 12, 1, 5, 0), 24),  # December 1, EST
+        (utc(2026, 7, 1, 12, 0), utc(2026, 7, 1, 4, 0), 24),  # July 1, EDT
+        (utc(2026, 3, 9, 3, 45), utc(2026, 3, 8, 5, 0), 23),  # March 8: 02:00 never happens
+        (utc(2026, 11, 2, 4, 30), utc(2026, 11, 1, 4, 0), 25),  # November 1: 01:00 to 02:00 twice
+    ],
+)
 def test_it_bounds_a_local_day_by_the_zones_rules_not_an_offset(moment, start, hours):
     first, last = local_time.day_bounds(moment)
     assert (first, last - first) == (start, timedelta(hours=hours))
@@ -222,5 +233,5 @@ def test_the_dashboard_page_says_its_zone_and_never_utc(admin_client, account):
     SignInSpray.objects.create(started=now, until=now + timedelta(minutes=15), failures=31)
     page = admin_client.get("/admin/", secure=True).content.decode()
     assert "Hours, days and times in America/New_York." in page
-    spray = page[page.index('id="spray"'):page.index("All sprays")]
+    spray = page[page.index('id="spray"') : page.index("All sprays")]
     assert f"{local_time.local(now):%H:%M %Z}" in spray and "UTC" not in spray

@@ -25,8 +25,9 @@ def test_version_1_accounts_keep_their_number_as_home_number_and_count_as_active
     old_apps = migrate(VERSION_1)
     OldAccount = old_apps.get_model("accounts", "Account")
     created = timezone.now()
-    OldAccount.objects.create(phone_number="+12026230001", member_id="123456", pin_hash="argon2id$x", balance_cents=7550,
-                              created=created)
+    OldAccount.objects.create(
+        phone_number="+12026230001", member_id="123456", pin_hash="argon2id$x", balance_cents=7550, created=created
+    )
     OldAccount.objects.create(phone_number="+12026230002", member_id="654321", pin_hash="argon2id$y", created=created)
     old_apps.get_model("ivr", "CallSession").objects.create(call_sid="CA1", caller="+12026230001")
 

@@ -54,7 +54,9 @@ def test_it_refuses_anything_but_a_name_and_says_the_rule(name, why):
     with pytest.raises(ValidationError) as refused:
         recipient_name_clean(name)
     message = refused.value.messages[0]
-    assert message.startswith("A recipient's name is 1 to 60 characters: letters (any alphabet), spaces, and ' - . only")
+    assert message.startswith(
+        "A recipient's name is 1 to 60 characters: letters (any alphabet), spaces, and ' - . only"
+    )
     assert why in message
 
 
@@ -72,49 +74,68 @@ def test_create_recipient_takes_a_name_with_accents(db):
 
 @pytest.mark.parametrize(("name", "why"), BAD.items(), ids=[repr(name[:12]) for name in BAD])
 def test_the_admin_refuses_a_name_that_is_not_one(staff, name, why):
-    response = staff.post(reverse("admin:accounts_recipient_add"), {"code": "135790", "name": name, "active": "on"},
-                          secure=True)
+    response = staff.post(
+        reverse("admin:accounts_recipient_add"), {"code": "135790", "name": name, "active": "on"}, secure=True
+    )
     assert response.status_code == 200  # the form again, with the rule
     assert "letters (any alphabet), spaces, and &#x27; - . only" in response.content.decode()
     assert not Recipient.objects.exists()
 
 
 def test_the_admin_refuses_a_renaming_that_is_not_a_name(staff, recipient):
-    staff.post(reverse("admin:accounts_recipient_change", args=[recipient.pk]), {"name": "<script>", "active": "on"},
-               secure=True)
+    staff.post(
+        reverse("admin:accounts_recipient_change", args=[recipient.pk]),
+        {"name": "<script>", "active": "on"},
+        secure=True,
+    )
     recipient.refresh_from_db()
     assert recipient.name == "Jane Doe"
 
 
 def test_the_admin_takes_a_name_with_accents(staff):
-    staff.post(reverse("admin:accounts_recipient_add"), {"code": "135790", "name": "José Núñez", "active": "on"},
-               secure=True)
+    staff.post(
+        reverse("admin:accounts_recipient_add"), {"code": "135790", "name": "José Núñez", "active": "on"}, secure=True
+    )
     assert Recipient.objects.get(code="135790").name == "José Núñez"
 
 
 # Exports -----------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("value", "written"), [
-    ("=SUM(A1)", "'=SUM(A1)"), ("+1", "'+1"), ("-2+3", "'-2+3"), ("@cmd", "'@cmd"), ("\tx", "'\tx"), ("\rx", "'\rx"),
-    ("-$12.50", "'-$12.50"),  # text, as format_dollars writes it: quoted like any other
-    ("Jane Doe", "Jane Doe"), ("", ""), (None, ""),
-    (Decimal("-12.50"), Decimal("-12.50")), (-5, -5),  # numbers the code writes as numbers cannot be formulas
-])
+@pytest.mark.parametrize(
+    ("value", "written"),
+    [
+        ("=SUM(A1)", "'=SUM(A1)"),
+        ("+1", "'+1"),
+        ("-2+3", "'-2+3"),
+        ("@cmd", "'@cmd"),
+        ("\tx", "'\tx"),
+        ("\rx", "'\rx"),
+        ("-$12.50", "'-$12.50"),  # text, as format_dollars writes it: quoted like any other
+        ("Jane Doe", "Jane Doe"),
+        ("", ""),
+        (None, ""),
+        (Decimal("-12.50"), Decimal("-12.50")),
+        (-5, -5),  # numbers the code writes as numbers cannot be formulas
+    ],
+)
 def test_it_neutralises_a_cell_a_spreadsheet_would_run(value, written):
     assert safe_cell(value) == written
 
 
 def test_the_transfers_export_writes_hostile_names_as_text(staff, account):
     # Names from before names were checked, put straight into the database.
-    hostile = ["=HYPERLINK(\"http://x\")", "+1+cmd|' /C calc'!A0", "-2+3", "@SUM(1)", "\tTab", "\rReturn"]
+    hostile = ['=HYPERLINK("http://x")', "+1+cmd|' /C calc'!A0", "-2+3", "@SUM(1)", "\tTab", "\rReturn"]
     for number, name in enumerate(hostile):
         Recipient.objects.create(code=f"10000{number}", name=name)
-        services.transfer_submit(account=account, recipient_code=f"10000{number}", amount_cents=1_00,
-                                 idempotency_key=f"hostile:{number}")
-    response = staff.post(reverse("admin:accounts_transfer_changelist"),
-                          {"action": "export_csv", "_selected_action": list(Transfer.objects.values_list("pk", flat=True))},
-                          secure=True)
+        services.transfer_submit(
+            account=account, recipient_code=f"10000{number}", amount_cents=1_00, idempotency_key=f"hostile:{number}"
+        )
+    response = staff.post(
+        reverse("admin:accounts_transfer_changelist"),
+        {"action": "export_csv", "_selected_action": list(Transfer.objects.values_list("pk", flat=True))},
+        secure=True,
+    )
     rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode(), newline="")))
     assert [row[3] for row in rows[1:]] == ["'" + name for name in hostile]
     # The amount is a number, not text: no quote in front, so a spreadsheet adds it up.

@@ -51,12 +51,17 @@ def test_the_dashboard_counts_what_happened(account, recipient, django_capture_o
         activity.signed_in()
         activity.sign_in_failed()
         activity.account_locked()
-    HourlyActivity.objects.create(hour=now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=49), kind="call",
-                                  count=100)  # older than two days: not shown
-    first = services.transfer_submit(account=account, recipient_code=recipient.code, amount_cents=2500, idempotency_key="a")
+    HourlyActivity.objects.create(
+        hour=now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=49), kind="call", count=100
+    )  # older than two days: not shown
+    first = services.transfer_submit(
+        account=account, recipient_code=recipient.code, amount_cents=2500, idempotency_key="a"
+    )
     services.transfer_submit(account=account, recipient_code=recipient.code, amount_cents=1000, idempotency_key="b")
     services.transfer_settle(transfer=first.transfer)
-    old = services.transfer_submit(account=account, recipient_code=recipient.code, amount_cents=500, idempotency_key="c")
+    old = services.transfer_submit(
+        account=account, recipient_code=recipient.code, amount_cents=500, idempotency_key="c"
+    )
     Transfer.objects.filter(pk=old.transfer.pk).update(created=now - timedelta(days=31))
 
     shown = dashboard.build(now)
@@ -89,25 +94,47 @@ def test_the_dashboard_page_is_the_branded_admin_index(staff, account, recipient
     assert page.count('<svg class="chart"') == 4
     assert '<ul id="awaiting-settlement">' in page and "$25.00 to Jane Doe (246810)" in page
     assert 'id="awaiting-verification"' in page and 'id="locked-accounts"' in page and 'id="spray"' in page
-    assert "http://" not in page.replace("http://www.w3.org", "") and "https://" not in page, "nothing from another host"
+    assert "http://" not in page.replace("http://www.w3.org", "") and "https://" not in page, (
+        "nothing from another host"
+    )
 
 
-def test_the_dashboard_is_a_fixed_few_queries_on_a_year_of_data(staff, account, recipient, django_assert_max_num_queries):
+def test_the_dashboard_is_a_fixed_few_queries_on_a_year_of_data(
+    staff, account, recipient, django_assert_max_num_queries
+):
     start = timezone.now() - timedelta(days=365)
-    transfers = Transfer.objects.bulk_create([
-        Transfer(account=account, recipient=recipient, amount_cents=100, idempotency_key=f"year:{n}",
-                 status="settled", created=start + timedelta(minutes=10 * n))
-        for n in range(50_000)
-    ])
-    LedgerEntry.objects.bulk_create([
-        LedgerEntry(account=account, amount_cents=-100, kind="transfer", transfer=transfer, created=transfer.created)
-        for transfer in transfers
-    ] + [LedgerEntry(account=account, amount_cents=100, kind="deposit", created=start) for _ in range(50_000)])
+    transfers = Transfer.objects.bulk_create(
+        [
+            Transfer(
+                account=account,
+                recipient=recipient,
+                amount_cents=100,
+                idempotency_key=f"year:{n}",
+                status="settled",
+                created=start + timedelta(minutes=10 * n),
+            )
+            for n in range(50_000)
+        ]
+    )
+    LedgerEntry.objects.bulk_create(
+        [
+            LedgerEntry(
+                account=account, amount_cents=-100, kind="transfer", transfer=transfer, created=transfer.created
+            )
+            for transfer in transfers
+        ]
+        + [LedgerEntry(account=account, amount_cents=100, kind="deposit", created=start) for _ in range(50_000)]
+    )
     assert LedgerEntry.objects.count() > 100_000
-    HourlyActivity.objects.bulk_create([
-        HourlyActivity(hour=(start + timedelta(hours=n)).replace(minute=0, second=0, microsecond=0), kind="call", count=3)
-        for n in range(365 * 24)
-    ], ignore_conflicts=True)
+    HourlyActivity.objects.bulk_create(
+        [
+            HourlyActivity(
+                hour=(start + timedelta(hours=n)).replace(minute=0, second=0, microsecond=0), kind="call", count=3
+            )
+            for n in range(365 * 24)
+        ],
+        ignore_conflicts=True,
+    )
     # The session and user, then: activity, transfers by day, and three lists with their counts, one spray.
     with django_assert_max_num_queries(12):
         response = staff.get("/admin/", secure=True)
@@ -119,7 +146,9 @@ def test_the_dashboard_is_a_fixed_few_queries_on_a_year_of_data(staff, account, 
 
 def test_a_large_deposit_needs_confirm(account, capsys, settings):
     settings.DEPOSIT_CONFIRM_DOLLARS = 1000
-    with pytest.raises(CommandError, match=r"\$1,000,000.00 is more than \$1,000.00 .*--confirm. Nothing was deposited"):
+    with pytest.raises(
+        CommandError, match=r"\$1,000,000.00 is more than \$1,000.00 .*--confirm. Nothing was deposited"
+    ):
         call_command("deposit", account.home_number, "1000000")
     assert LedgerEntry.objects.count() == 1
     call_command("deposit", account.home_number, "1000", "--confirm")
@@ -166,8 +195,11 @@ def test_reverse_deposit_refusals(account, recipient):
 
 def test_the_admin_shows_the_pair_and_reverses_a_deposit(staff, account):
     extra = services.deposit(account=account, amount_cents=700)
-    staff.post(reverse("admin:accounts_ledgerentry_changelist"),
-               {"action": "reverse_deposit", "_selected_action": [extra.pk], "post": "yes"}, secure=True)
+    staff.post(
+        reverse("admin:accounts_ledgerentry_changelist"),
+        {"action": "reverse_deposit", "_selected_action": [extra.pk], "post": "yes"},
+        secure=True,
+    )
     correction = LedgerEntry.objects.get(kind="correction")
     page = staff.get(reverse("admin:accounts_ledgerentry_changelist"), secure=True).content.decode()
     assert f"takes back the deposit in entry {extra.pk}" in page and f"reversed by entry {correction.pk}" in page
@@ -179,20 +211,33 @@ def test_the_admin_shows_the_pair_and_reverses_a_deposit(staff, account):
 def test_transfers_export_as_csv_for_settlement(staff, account, recipient, settings):
     settings.TIME_ZONE = "America/New_York"
     evening = datetime(2025, 12, 2, 2, 30, tzinfo=UTC)  # 21:30 on December 1 in New York
-    done = services.transfer_submit(account=account, recipient_code=recipient.code, amount_cents=2550,
-                                    idempotency_key="a", now=evening)
+    done = services.transfer_submit(
+        account=account, recipient_code=recipient.code, amount_cents=2550, idempotency_key="a", now=evening
+    )
     services.transfer_settle(transfer=done.transfer)
     services.transfer_submit(account=account, recipient_code=recipient.code, amount_cents=1000, idempotency_key="b")
-    response = staff.post(reverse("admin:accounts_transfer_changelist"),
-                          {"action": "export_csv", "_selected_action": list(Transfer.objects.values_list("pk", flat=True))},
-                          secure=True)
+    response = staff.post(
+        reverse("admin:accounts_transfer_changelist"),
+        {"action": "export_csv", "_selected_action": list(Transfer.objects.values_list("pk", flat=True))},
+        secure=True,
+    )
     assert response["Content-Type"] == "text/csv; charset=utf-8"
     assert response["Content-Disposition"].startswith('attachment; filename="transfers-')
     rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
-    assert rows[0] == ["transfer", "member ID", "recipient code", "recipient name", "amount (dollars)", "status",
-                       "created (America/New_York)", "decided (America/New_York)"]
-    assert [row[1:6] for row in rows[1:]] == [["123456", "246810", "Jane Doe", "25.50", "settled"],
-                                              ["123456", "246810", "Jane Doe", "10.00", "submitted"]]
+    assert rows[0] == [
+        "transfer",
+        "member ID",
+        "recipient code",
+        "recipient name",
+        "amount (dollars)",
+        "status",
+        "created (America/New_York)",
+        "decided (America/New_York)",
+    ]
+    assert [row[1:6] for row in rows[1:]] == [
+        ["123456", "246810", "Jane Doe", "25.50", "settled"],
+        ["123456", "246810", "Jane Doe", "10.00", "submitted"],
+    ]
     # The service's local time, as the admin's lists show it, with its offset.
     assert rows[1][6] == "2025-12-01 21:30:00-05:00"
     assert rows[1][7] and not rows[2][7]
@@ -210,10 +255,17 @@ def test_transfers_are_shown_by_member_id_and_recipient(staff, account, recipien
 def test_an_operator_command_prints_only_its_own_summary(tmp_path):
     env = {"DEBUG": "true", "DATABASE_URL": f"sqlite:///{tmp_path}/quiet.sqlite3", "PATH": "/usr/bin:/bin"}
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True, capture_output=True)
-    result = subprocess.run([sys.executable, "manage.py", "create_recipient", "246810", "Jane", "Doe"], cwd=ROOT, env=env,
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "manage.py", "create_recipient", "246810", "Jane", "Doe"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     assert result.stdout.count("\n") == 1 and result.stdout.startswith("Created recipient Jane Doe")
-    server_side = subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True)
+    server_side = subprocess.run(
+        [sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True
+    )
     assert server_side.stderr.count("insecure development values") == 1, "the development warning, once, elsewhere"

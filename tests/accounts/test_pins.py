@@ -68,18 +68,62 @@ def test_a_wrong_pin_does_not_upgrade_an_old_hash(account):
 def test_the_weak_pin_rules_refuse_repeats_runs_years_steps_pairs_and_common_pins():
     refused = {"".join(p) for p in itertools.product("0123456789", repeat=4) if pins.pin_weakness("".join(p))}
     # DataGenetics' top 20, years 1950-2029, equal steps, pairs, three of a kind, keypad shapes.
-    assert {"1234", "1111", "0000", "1212", "7777", "1004", "2000", "4444", "2222", "6969", "9999", "3333", "5555",
-            "6666", "1122", "1313", "8888", "4321", "2001", "1010"} <= refused
-    assert {"1950", "1984", "2029", "2468", "1357", "8642", "0369", "9630", "0007", "1000", "7770", "3344",
-            "2580", "0852", "5683"} <= refused
+    assert {
+        "1234",
+        "1111",
+        "0000",
+        "1212",
+        "7777",
+        "1004",
+        "2000",
+        "4444",
+        "2222",
+        "6969",
+        "9999",
+        "3333",
+        "5555",
+        "6666",
+        "1122",
+        "1313",
+        "8888",
+        "4321",
+        "2001",
+        "1010",
+    } <= refused
+    assert {
+        "1950",
+        "1984",
+        "2029",
+        "2468",
+        "1357",
+        "8642",
+        "0369",
+        "9630",
+        "0007",
+        "1000",
+        "7770",
+        "3344",
+        "2580",
+        "0852",
+        "5683",
+    } <= refused
     assert not {"3971", "4682", "1949", "2030", "5927", "8153"} & refused
     # Most PINs stay available: the rules refuse about 4 in 100.
     assert 300 < len(refused) < 500
 
 
-@pytest.mark.parametrize("pin, reason", [
-    ("7777", "one digit four times"), ("6789", "run in order"), ("2468", "equal steps"), ("1987", "a year"),
-    ("1122", "a pair"), ("6969", "a pair"), ("0007", "three times in a row"), ("2580", "most common"),
-])
+@pytest.mark.parametrize(
+    "pin, reason",
+    [
+        ("7777", "one digit four times"),
+        ("6789", "run in order"),
+        ("2468", "equal steps"),
+        ("1987", "a year"),
+        ("1122", "a pair"),
+        ("6969", "a pair"),
+        ("0007", "three times in a row"),
+        ("2580", "most common"),
+    ],
+)
 def test_each_weak_pin_has_its_reason(pin, reason):
     assert reason in pins.pin_weakness(pin)

@@ -18,7 +18,9 @@ pytestmark = pytest.mark.django_db
 
 
 def submit(account, amount_cents=2500, key="CA1:5", code="246810"):
-    return services.transfer_submit(account=account, recipient_code=code, amount_cents=amount_cents, idempotency_key=key)
+    return services.transfer_submit(
+        account=account, recipient_code=code, amount_cents=amount_cents, idempotency_key=key
+    )
 
 
 class TestDeposit:
@@ -118,7 +120,9 @@ class TestTransferDecisions:
         account.refresh_from_db()
         assert account.balance_cents == 10000 == services.ledger_balance_cents(account=account)
 
-    @pytest.mark.parametrize("first, second", [("settle", "reject"), ("reject", "reject"), ("reject", "settle"), ("settle", "settle")])
+    @pytest.mark.parametrize(
+        "first, second", [("settle", "reject"), ("reject", "reject"), ("reject", "settle"), ("settle", "settle")]
+    )
     def test_a_decided_transfer_cannot_be_decided_again(self, account, recipient, first, second):
         transfer = submit(account).transfer
         getattr(services, f"transfer_{first}")(transfer=transfer)
@@ -138,7 +142,9 @@ class TestDatabaseConstraints:
 
     def test_a_transfer_status_must_be_known(self, account, recipient):
         with pytest.raises(IntegrityError), transaction.atomic():
-            Transfer.objects.create(account=account, recipient=recipient, amount_cents=1, idempotency_key="k", status="lost")
+            Transfer.objects.create(
+                account=account, recipient=recipient, amount_cents=1, idempotency_key="k", status="lost"
+            )
 
     def test_an_idempotency_key_is_unique(self, account, recipient):
         Transfer.objects.create(account=account, recipient=recipient, amount_cents=1, idempotency_key="k")
@@ -166,8 +172,12 @@ class TestLedgerInvariant(HypothesisTestCase):
     """Whatever happens, an account's balance is the sum of its ledger entries and never negative."""
 
     @hypothesis_settings(max_examples=30, deadline=None)
-    @given(st.lists(st.tuples(st.sampled_from(["deposit", "transfer", "reject", "settle"]), st.integers(1, 60_000)), max_size=25),
-           st.randoms(use_true_random=False))
+    @given(
+        st.lists(
+            st.tuples(st.sampled_from(["deposit", "transfer", "reject", "settle"]), st.integers(1, 60_000)), max_size=25
+        ),
+        st.randoms(use_true_random=False),
+    )
     def test_the_balance_is_always_the_sum_of_the_ledger(self, operations, rng: random.Random):
         account = Account.objects.create(member_id="222222", pin_hash="x", status="active", verified_at=timezone.now())
         Recipient.objects.get_or_create(code="246810", defaults={"name": "Jane Doe"})

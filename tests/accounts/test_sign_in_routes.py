@@ -25,8 +25,13 @@ ELSEWHERE = ["+12025009999", "+12024440000", "+12027770000", "+12028880000", "+1
 
 @pytest.fixture
 def owner(db) -> Account:
-    return Account.objects.create(home_number=HOME, member_id="123456", pin_hash=pins.hash_pin("3971"),
-                                  status=Account.Status.ACTIVE, verified_at=timezone.now())
+    return Account.objects.create(
+        home_number=HOME,
+        member_id="123456",
+        pin_hash=pins.hash_pin("3971"),
+        status=Account.Status.ACTIVE,
+        verified_at=timezone.now(),
+    )
 
 
 def guess_from_elsewhere(number: str, member_id: str, pin: str = "1357", client: Client | None = None) -> str:
@@ -86,18 +91,28 @@ def test_an_untrusted_caller_id_on_the_home_number_counts_as_elsewhere(owner):
 @pytest.mark.django_db
 def test_unlock_lifts_both_routes_and_their_escalation(owner):
     Account.objects.filter(pk=owner.pk).update(
-        locked_until=timezone.now() + timedelta(hours=2), lock_count=4, failed_pin_count=2,
-        home_locked_until=timezone.now() + timedelta(minutes=30), home_lock_count=2, home_failed_pin_count=1,
+        locked_until=timezone.now() + timedelta(hours=2),
+        lock_count=4,
+        failed_pin_count=2,
+        home_locked_until=timezone.now() + timedelta(minutes=30),
+        home_lock_count=2,
+        home_failed_pin_count=1,
     )
     call_command("unlock", owner.member_id)
     owner.refresh_from_db()
     assert not owner.is_locked()
-    assert (owner.failed_pin_count, owner.lock_count, owner.home_failed_pin_count, owner.home_lock_count) == (0, 0, 0, 0)
+    assert (owner.failed_pin_count, owner.lock_count, owner.home_failed_pin_count, owner.home_lock_count) == (
+        0,
+        0,
+        0,
+        0,
+    )
 
 
 @pytest.mark.django_db
 def test_an_attempt_is_counted_before_the_pin_is_checked(owner, monkeypatch):
     """The count is written first: an Argon2 check that never finishes leaves the guess counted."""
+
     def never_finishes(*args, **kwargs):
         raise RuntimeError("the worker died while checking")
 
@@ -162,6 +177,7 @@ def test_relocking_from_other_lines_while_the_owner_signs_in_at_home(owner):
 
 def _held(sql: str):
     """A second connection holding a lock in an open transaction, until the with block ends."""
+
     class Held:
         def __enter__(self):
             self.other = second_connection()

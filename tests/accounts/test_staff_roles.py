@@ -59,8 +59,9 @@ def operator(django_user_model) -> Client:
 
 @pytest.fixture
 def pending(db) -> Account:
-    account, _code = identity.account_register(member_id="654321", pin_hash=pins.hash_pin("8052"),
-                                               home_number="+12027770000")
+    account, _code = identity.account_register(
+        member_id="654321", pin_hash=pins.hash_pin("8052"), home_number="+12027770000"
+    )
     return account
 
 
@@ -69,14 +70,23 @@ def world(account, recipient, pending) -> dict:
     """One of everything an action can change: a locked active account with a submitted transfer and a $600
     deposit, a pending registration, a second submitted transfer."""
     big = services.deposit(account=account, amount_cents=600_00)
-    first = services.transfer_submit(account=account, recipient_code=recipient.code, amount_cents=25_00,
-                                     idempotency_key="roles:1").transfer
-    second = services.transfer_submit(account=account, recipient_code=recipient.code, amount_cents=12_50,
-                                      idempotency_key="roles:2").transfer
-    Account.objects.filter(pk=account.pk).update(locked_until=timezone.now() + timedelta(minutes=15),
-                                                 failed_pin_count=2, lock_count=1)
-    return {"account": account, "pending": pending, "deposit": big, "transfer": first, "second": second,
-            "recipient": recipient}
+    first = services.transfer_submit(
+        account=account, recipient_code=recipient.code, amount_cents=25_00, idempotency_key="roles:1"
+    ).transfer
+    second = services.transfer_submit(
+        account=account, recipient_code=recipient.code, amount_cents=12_50, idempotency_key="roles:2"
+    ).transfer
+    Account.objects.filter(pk=account.pk).update(
+        locked_until=timezone.now() + timedelta(minutes=15), failed_pin_count=2, lock_count=1
+    )
+    return {
+        "account": account,
+        "pending": pending,
+        "deposit": big,
+        "transfer": first,
+        "second": second,
+        "recipient": recipient,
+    }
 
 
 def snapshot() -> dict:
@@ -99,9 +109,16 @@ def action_menu(client: Client, model: str) -> list[str]:
 
 
 def target(world: dict, action: str):
-    return {"unlock": world["account"], "verify": world["pending"], "reject_registration": world["pending"],
-            "settle": world["transfer"], "reject": world["transfer"], "reverse_deposit": world["deposit"],
-            "deactivate": world["recipient"], "activate": world["recipient"]}[action]
+    return {
+        "unlock": world["account"],
+        "verify": world["pending"],
+        "reject_registration": world["pending"],
+        "settle": world["transfer"],
+        "reject": world["transfer"],
+        "reverse_deposit": world["deposit"],
+        "deactivate": world["recipient"],
+        "activate": world["recipient"],
+    }[action]
 
 
 def run(client: Client, model: str, action: str, pk: int, *, confirmed: bool, follow: bool = False):
@@ -121,12 +138,24 @@ def test_it_creates_the_operators_and_auditors_groups_when_migrating():
     def held(name: str) -> set[str]:
         return set(Group.objects.get(name=name).permissions.values_list("content_type__app_label", "codename"))
 
-    watched = {("accounts", f"view_{model}") for model in
-               ("account", "transfer", "ledgerentry", "confirmationcode", "recipient", "sharedline", "signinspray")}
+    watched = {
+        ("accounts", f"view_{model}")
+        for model in (
+            "account",
+            "transfer",
+            "ledgerentry",
+            "confirmationcode",
+            "recipient",
+            "sharedline",
+            "signinspray",
+        )
+    }
     watched.add(("ivr", "view_callsession"))
     assert held("Auditors") == watched
-    assert held("Operators") == watched | {("accounts", f"change_{model}") for model in
-                                           ("account", "transfer", "ledgerentry", "confirmationcode", "recipient")}
+    assert held("Operators") == watched | {
+        ("accounts", f"change_{model}")
+        for model in ("account", "transfer", "ledgerentry", "confirmationcode", "recipient")
+    }
 
 
 # Auditors: see and export, nothing more -------------------------------------------------------------------------
@@ -159,8 +188,9 @@ def test_it_refuses_an_auditor_every_state_changing_action_posted_directly(audit
 
 
 def test_it_refuses_an_auditor_the_code_verification_page(auditor, account, recipient, pending):
-    receipt = services.transfer_submit(account=account, recipient_code=recipient.code, amount_cents=2500,
-                                       idempotency_key="roles:code")
+    receipt = services.transfer_submit(
+        account=account, recipient_code=recipient.code, amount_cents=2500, idempotency_key="roles:code"
+    )
     url = reverse("admin:accounts_confirmationcode_verify")
     assert auditor.get(url, secure=True).status_code == 403
     before = snapshot()
@@ -172,8 +202,12 @@ def test_it_refuses_an_auditor_the_code_verification_page(auditor, account, reci
 def test_it_refuses_an_auditor_editing_a_recipient(auditor, recipient):
     url = reverse("admin:accounts_recipient_change", args=[recipient.pk])
     assert auditor.post(url, {"name": "Someone Else", "active": "on"}, secure=True).status_code == 403
-    assert auditor.post(reverse("admin:accounts_recipient_add"), {"code": "135790", "name": "New One"},
-                        secure=True).status_code == 403
+    assert (
+        auditor.post(
+            reverse("admin:accounts_recipient_add"), {"code": "135790", "name": "New One"}, secure=True
+        ).status_code
+        == 403
+    )
     assert list(Recipient.objects.values_list("name", flat=True)) == ["Jane Doe"]
 
 
@@ -189,16 +223,32 @@ def test_it_lets_an_auditor_export_transfers(auditor, world):
 
 
 CONFIRMATION_SAYS = {
-    "unlock": ["Account 123456", "locked until", "2 wrong PIN(s) counted", "1 lock(s) in its escalation",
-               "set back to zero"],
+    "unlock": [
+        "Account 123456",
+        "locked until",
+        "2 wrong PIN(s) counted",
+        "1 lock(s) in its escalation",
+        "set back to zero",
+    ],
     "verify": ["Account 654321", "pending becomes active"],
-    "reject_registration": ["Account 654321", "removed with its registration code",
-                            "member ID 654321 and home number +12027770000 become free"],
+    "reject_registration": [
+        "Account 654321",
+        "removed with its registration code",
+        "member ID 654321 and home number +12027770000 become free",
+    ],
     "settle": ["$25.00 from account 123456 to Jane Doe (246810)", "marked settled", "no money moves"],
-    "reject": ["$25.00 from account 123456 to Jane Doe (246810)", "$25.00 goes back to account 123456",
-               "balance now $662.50", "reversing ledger entry"],
-    "reverse_deposit": ["deposit of $600.00, account 123456", "correction entry of -$600.00",
-                        "takes it back from account 123456", "balance now $662.50"],
+    "reject": [
+        "$25.00 from account 123456 to Jane Doe (246810)",
+        "$25.00 goes back to account 123456",
+        "balance now $662.50",
+        "reversing ledger entry",
+    ],
+    "reverse_deposit": [
+        "deposit of $600.00, account 123456",
+        "correction entry of -$600.00",
+        "takes it back from account 123456",
+        "balance now $662.50",
+    ],
 }
 
 
@@ -208,7 +258,7 @@ def test_it_shows_an_operator_what_will_change_before_acting(operator, world, mo
     before = snapshot()
     response = run(operator, model, action, target(world, action).pk, confirmed=False)
     assert response.status_code == 200
-    assert [t.name for t in response.templates][0] == "admin/accounts/confirm_action.html"
+    assert next(t.name for t in response.templates) == "admin/accounts/confirm_action.html"
     page = response.content.decode()
     for words in CONFIRMATION_SAYS[action]:
         assert words in page, re.search(r'<table id="planned-changes">.*?</table>', page, re.S).group(0)
@@ -239,8 +289,15 @@ def changed(world: dict, action: str) -> object:
     return obj.active
 
 
-EXPECTED = {"unlock": (None, 0, 0), "verify": "active", "reject_registration": False, "settle": "settled",
-            "reject": "rejected", "reverse_deposit": 1, "deactivate": False}
+EXPECTED = {
+    "unlock": (None, 0, 0),
+    "verify": "active",
+    "reject_registration": False,
+    "settle": "settled",
+    "reject": "rejected",
+    "reverse_deposit": 1,
+    "deactivate": False,
+}
 
 
 @pytest.mark.parametrize(("model", "action"), [(m, a) for m, a in ALL_ACTIONS if a in EXPECTED])
@@ -296,8 +353,9 @@ def test_it_says_when_nothing_selected_would_change(operator, world):
 
 
 def test_it_refuses_an_operator_a_deposit_already_spent(operator, world):
-    services.transfer_submit(account=world["account"], recipient_code="246810", amount_cents=500_00,
-                             idempotency_key="roles:spend")
+    services.transfer_submit(
+        account=world["account"], recipient_code="246810", amount_cents=500_00, idempotency_key="roles:spend"
+    )
     page = run(operator, "ledgerentry", "reverse_deposit", world["deposit"].pk, confirmed=False).content.decode()
     assert "the money was spent (balance $162.50)" in page
     response = run(operator, "ledgerentry", "reverse_deposit", world["deposit"].pk, confirmed=True, follow=True)
@@ -307,8 +365,9 @@ def test_it_refuses_an_operator_a_deposit_already_spent(operator, world):
 
 
 def test_it_lets_an_operator_verify_a_code_and_records_it(operator, account, recipient, pending, caplog):
-    receipt = services.transfer_submit(account=account, recipient_code=recipient.code, amount_cents=2500,
-                                       idempotency_key="roles:code")
+    receipt = services.transfer_submit(
+        account=account, recipient_code=recipient.code, amount_cents=2500, idempotency_key="roles:code"
+    )
     url = reverse("admin:accounts_confirmationcode_verify")
     codes = operator.get(reverse("admin:accounts_confirmationcode_changelist"), secure=True).content.decode()
     assert "Verify a code" in codes
@@ -333,8 +392,9 @@ def test_an_operator_cannot_add_recipients_or_shared_lines(operator):
 @postgres_only
 @pytest.mark.django_db(transaction=True)
 def test_two_operators_confirming_one_rejection_at_once_give_the_money_back_once(django_user_model, account, recipient):
-    transfer = services.transfer_submit(account=account, recipient_code=recipient.code, amount_cents=2500,
-                                        idempotency_key="roles:race").transfer
+    transfer = services.transfer_submit(
+        account=account, recipient_code=recipient.code, amount_cents=2500, idempotency_key="roles:race"
+    ).transfer
     clients = []
     for name in ("olivia", "oscar"):
         django_user_model.objects.create_superuser(name, f"{name}@example.com", PASSWORD)

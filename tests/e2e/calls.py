@@ -36,6 +36,8 @@ class Checked(Transport):
 
 
 def place(servers: list[Server], keys, caller: str = FUNDED, **checks: bool) -> tuple[SimulatedCall, str]:
-    call = SimulatedCall(base_url=PUBLIC_URL, auth_token=AUTH_TOKEN, transport=Checked(servers, **checks), caller=caller)
+    call = SimulatedCall(
+        base_url=PUBLIC_URL, auth_token=AUTH_TOKEN, transport=Checked(servers, **checks), caller=caller
+    )
     call.place(keys if callable(keys) else scripted(keys))
     return call, " ".join(event.text for event in call.transcript if event.kind == "say")

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def funded(two_servers, database_url):
-    call, heard = place(two_servers, ["#", "1", "200001", "3971", "3971", "2"], caller=FUNDED)
+    _call, heard = place(two_servers, ["#", "1", "200001", "3971", "3971", "2"], caller=FUNDED)
     assert "Your account is created" in heard
     code = re.search(r"registration code is: ((?:\d, ){5}\d)", heard).group(1).replace(", ", "")
     manage(production_env(database_url), "verify_code", code)
@@ -76,8 +76,12 @@ def test_a_hundred_calls_pressing_random_keys_never_break(two_servers, funded):
 
     def one_call(job) -> int:
         call_rng, caller = job
-        call = SimulatedCall(base_url=PUBLIC_URL, auth_token=AUTH_TOKEN, transport=Checked(two_servers),
-                             caller="anonymous" if caller == "withheld" else caller)
+        call = SimulatedCall(
+            base_url=PUBLIC_URL,
+            auth_token=AUTH_TOKEN,
+            transport=Checked(two_servers),
+            caller="anonymous" if caller == "withheld" else caller,
+        )
         press, counter = random_keys(call_rng), itertools.count()
         # A caller who never hangs up still stops after 40 prompts.
         call.place(lambda prompt: None if next(counter) >= 40 else press(prompt))

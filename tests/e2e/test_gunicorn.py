@@ -26,7 +26,6 @@ from tests.e2e.conftest import RECIPIENT
 pytestmark = pytest.mark.e2e
 
 
-
 def test_a_call_alternating_between_two_servers_registers_signs_in_and_sends_money(two_servers, database_url):
     caller = "+12022000002"
     call, heard = place(two_servers, ["#", "1", "200002", "4682", "4682", "1", "2", "1"], caller=caller)
@@ -39,7 +38,9 @@ def test_a_call_alternating_between_two_servers_registers_signs_in_and_sends_mon
     manage(production_env(database_url), "deposit", "202-200-0002", "100")
     call, heard = place(two_servers, ["4682", "2", "1"], caller=caller)
     assert "Your account is not verified yet" in heard
-    assert "registration of Account 200002" in manage(production_env(database_url), "verify_code", codes[0].replace(", ", ""))
+    assert "registration of Account 200002" in manage(
+        production_env(database_url), "verify_code", codes[0].replace(", ", "")
+    )
 
     # From a withheld number: the member ID, then the PIN.
     call, heard = place(two_servers, ["200002", "4682", "1"], caller="anonymous")
@@ -63,7 +64,7 @@ def test_an_account_made_before_a_restart_signs_in_after_it(database_url):
         server.stop()
     server = Server(production_env(database_url)).start()
     try:
-        call, heard = place([server], ["4682", "1"], caller="+12022000003")
+        _call, heard = place([server], ["4682", "1"], caller="+12022000003")
     finally:
         server.stop()
     assert "Your balance is 0 dollars" in heard
@@ -80,7 +81,9 @@ def test_with_the_database_unreachable_callers_hear_a_calm_apology():
             urllib.request.urlopen(server.url + "/healthz", timeout=5)
         assert health.value.code == 503
 
-        fallback = SimulatedCall(base_url=PUBLIC_URL, auth_token=AUTH_TOKEN, transport=Checked([server], failures_expected=True))
+        fallback = SimulatedCall(
+            base_url=PUBLIC_URL, auth_token=AUTH_TOKEN, transport=Checked([server], failures_expected=True)
+        )
         answer = fallback.post(PUBLIC_URL + "/twilio/fallback", fallback.params())
         assert "temporarily unavailable" in answer.body
         assert "<Hangup" in answer.body
@@ -108,9 +111,12 @@ def hostile_bodies(call_sid: str) -> list[dict[str, str]]:
     ]
 
 
-@pytest.mark.parametrize("path", ["/twilio/voice", "/twilio/status", "/twilio/fallback"]
-                         + [f"/twilio/step/{name}?n={n}" for name in STEPS for n in (1, 999999)]
-                         + ["/twilio/step/entry?n=zz", "/twilio/step/entry?n=1&no_input=1"])
+@pytest.mark.parametrize(
+    "path",
+    ["/twilio/voice", "/twilio/status", "/twilio/fallback"]
+    + [f"/twilio/step/{name}?n={n}" for name in STEPS for n in (1, 999999)]
+    + ["/twilio/step/entry?n=zz", "/twilio/step/entry?n=1&no_input=1"],
+)
 def test_hostile_requests_at_every_step_url_never_get_a_5xx(two_servers, path):
     server = OverHttp(two_servers[0].url)
     for body in hostile_bodies("CA" + "e" * 32):
@@ -129,12 +135,13 @@ def test_registration_and_other_options_work_under_every_lone_pound_behaviour(tw
     member_id = f"4100{number:02d}"
 
     def call(keys: list[str], from_: str) -> tuple[SimulatedCall, str]:
-        simulated = SimulatedCall(base_url=PUBLIC_URL, auth_token=AUTH_TOKEN, transport=Checked(two_servers),
-                                  caller=from_, pound=pound)
+        simulated = SimulatedCall(
+            base_url=PUBLIC_URL, auth_token=AUTH_TOKEN, transport=Checked(two_servers), caller=from_, pound=pound
+        )
         simulated.place(scripted(keys))
         return simulated, " ".join(event.text for event in simulated.transcript if event.kind == "say")
 
-    registered, heard = call(["#", "1", member_id, "4682", "4682", "2", "1"], caller)
+    _registered, heard = call(["#", "1", member_id, "4682", "4682", "2", "1"], caller)
     assert "Your account is created." in heard and "Your balance is 0 dollars." in heard
     # Other options from that new home number: sign in with the member ID instead of the PIN alone.
     other, heard = call(["#", "2", member_id, "4682", "1"], caller)

@@ -73,7 +73,9 @@ def running():
 
 
 def place(running: Running, keys: list[str]) -> tuple[SimulatedCall, str]:
-    call = SimulatedCall(base_url=PUBLIC_URL, auth_token=AUTH_TOKEN, transport=OverHttp(running.server.url), caller=CALLER)
+    call = SimulatedCall(
+        base_url=PUBLIC_URL, auth_token=AUTH_TOKEN, transport=OverHttp(running.server.url), caller=CALLER
+    )
     call.place(scripted(keys))
     assert all(answer.status == 200 for _, answer in call.answers)
     return call, " ".join(event.text for event in call.transcript if event.kind == "say")
@@ -123,7 +125,8 @@ def test_it_adds_up_every_workers_counts_on_the_metrics_port(running):
 def test_it_serves_no_metrics_on_the_public_port(running):
     # As Fly's proxy forwards a request from the internet.
     request = urllib.request.Request(
-        running.server.url + "/metrics", headers={"Host": PUBLIC_URL.removeprefix("https://"), "X-Forwarded-Proto": "https"}
+        running.server.url + "/metrics",
+        headers={"Host": PUBLIC_URL.removeprefix("https://"), "X-Forwarded-Proto": "https"},
     )
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(request, timeout=5)

@@ -32,7 +32,7 @@ def server(database_url):
 def funded(server, database_url):
     import re
 
-    call, heard = place([server], ["#", "1", "200001", "3971", "3971", "2"], caller=FUNDED)
+    _call, heard = place([server], ["#", "1", "200001", "3971", "3971", "2"], caller=FUNDED)
     code = re.search(r"registration code is: ((?:\d, ){5}\d)", heard).group(1).replace(", ", "")
     manage(production_env(database_url), "verify_code", code)
     manage(production_env(database_url), "deposit", FUNDED, "100")

@@ -66,7 +66,9 @@ def test_an_unknown_call_at_a_step_url_starts_over(phone, account):
     assert "balance" not in answer.text
 
 
-@pytest.mark.parametrize("url", ["/twilio/step/menu", "/twilio/step/menu?n=abc", "/twilio/step/nowhere?n=1", "/twilio/step/entry?n=-1"])
+@pytest.mark.parametrize(
+    "url", ["/twilio/step/menu", "/twilio/step/menu?n=abc", "/twilio/step/nowhere?n=1", "/twilio/step/entry?n=-1"]
+)
 def test_a_forged_or_garbled_step_url_starts_over(phone, account, url):
     phone.dial()
     answer = phone.twiml(phone.post(url, {"Digits": "1"}))
@@ -88,9 +90,16 @@ def test_a_call_survives_a_new_worker_for_every_step(client):
     from tests.conftest import Phone
 
     phone = Phone(client, caller="+12027770000")
-    steps = [phone.dial, lambda: phone.press("#"), lambda: phone.press("1"),
-             lambda: phone.press("654321"), lambda: phone.press("3971"),
-             lambda: phone.press("3971"), lambda: phone.press("2"), lambda: phone.press("1")]
+    steps = [
+        phone.dial,
+        lambda: phone.press("#"),
+        lambda: phone.press("1"),
+        lambda: phone.press("654321"),
+        lambda: phone.press("3971"),
+        lambda: phone.press("3971"),
+        lambda: phone.press("2"),
+        lambda: phone.press("1"),
+    ]
     for take_step in steps:
         connections.close_all()
         phone.client = Client()
@@ -135,7 +144,8 @@ def test_a_retry_that_read_the_call_before_its_first_attempt_wrote_it_answers_th
         if not first:
             # Twilio's other copy of this request runs to the end while this one is between read and write.
             first["response"] = Phone(signed_in.client, caller=signed_in.caller, call_sid=signed_in.call_sid).post(
-                action, {"Digits": "1", "FinishedOnKey": ""})
+                action, {"Digits": "1", "FinishedOnKey": ""}
+            )
         return real_answer(self, call, keys)
 
     monkeypatch.setattr(Menu, "answer", racing)

@@ -18,9 +18,26 @@ from tests.conftest import spoken_code
 pytestmark = pytest.mark.django_db
 
 SHARED = "+12024440000"
-WITHHELD_FORMS = ["", "anonymous", "Anonymous", "restricted", "unknown", "private", "unavailable", "+266696687",
-                  "+7378742833", "+86282452253", "+2562533", "+8656696", "5551230001", "client:alice",
-                  "sip:bob@example.com", "+15551230001", "+10000000000", None]
+WITHHELD_FORMS = [
+    "",
+    "anonymous",
+    "Anonymous",
+    "restricted",
+    "unknown",
+    "private",
+    "unavailable",
+    "+266696687",
+    "+7378742833",
+    "+86282452253",
+    "+2562533",
+    "+8656696",
+    "5551230001",
+    "client:alice",
+    "sip:bob@example.com",
+    "+15551230001",
+    "+10000000000",
+    None,
+]
 
 
 def register(phone, member_id: str, pin: str = "4682"):
@@ -101,8 +118,18 @@ def test_an_attested_caller_id_keeps_pin_only_entry(phone, account):
     assert "For other options, press pound" in answer.text
 
 
-@pytest.mark.parametrize("verstat", ["TN-Validation-Passed-B", "TN-Validation-Passed-C", "No-TN-Validation", "", None,
-                                     "tn-validation-passed-a-forged", "TN-Validation-Failed-A"])
+@pytest.mark.parametrize(
+    "verstat",
+    [
+        "TN-Validation-Passed-B",
+        "TN-Validation-Passed-C",
+        "No-TN-Validation",
+        "",
+        None,
+        "tn-validation-passed-a-forged",
+        "TN-Validation-Failed-A",
+    ],
+)
 def test_a_caller_id_no_carrier_vouches_for_must_give_the_member_id(phone, account, verstat):
     phone.stir = verstat
     answer = phone.dial()
@@ -168,7 +195,9 @@ def test_registering_takes_a_free_trusted_personal_number_as_home_number(make_ph
 
 def test_registering_from_a_doubtful_caller_id_sets_no_home_number(phone):
     original = phone.post
-    phone.post = lambda url, params=None, **kw: original(url, {**(params or {}), "StirVerstat": "TN-Validation-Failed-C"}, **kw)
+    phone.post = lambda url, params=None, **kw: original(
+        url, {**(params or {}), "StirVerstat": "TN-Validation-Failed-C"}, **kw
+    )
     phone.caller = "+12027770000"
     register(phone, "400001")
     assert Account.objects.get(member_id="400001").home_number is None
@@ -241,10 +270,21 @@ def test_a_right_pin_after_a_lock_expires_resets_the_escalation(make_phone, acco
     assert lock(make_phone, account) <= timedelta(minutes=15)
 
 
-@pytest.mark.parametrize("minutes_left, heard", [(15, "15 minutes"), (1, "1 minute"), (61, "2 hours"), (120, "2 hours"),
-                                                  (60, "60 minutes"), (23 * 60 + 1, "24 hours")])
+@pytest.mark.parametrize(
+    "minutes_left, heard",
+    [
+        (15, "15 minutes"),
+        (1, "1 minute"),
+        (61, "2 hours"),
+        (120, "2 hours"),
+        (60, "60 minutes"),
+        (23 * 60 + 1, "24 hours"),
+    ],
+)
 def test_the_locked_caller_hears_how_long_is_left_and_that_staff_can_help(phone, account, minutes_left, heard):
-    Account.objects.filter(pk=account.pk).update(home_locked_until=timezone.now() + timedelta(minutes=minutes_left, seconds=-1))
+    Account.objects.filter(pk=account.pk).update(
+        home_locked_until=timezone.now() + timedelta(minutes=minutes_left, seconds=-1)
+    )
     phone.dial()
     answer = phone.press("3971")
     assert f"This account is locked for {heard}." in answer.text
@@ -262,11 +302,21 @@ def test_any_key_but_0_at_the_lock_says_goodbye(phone, account):
     assert phone.press("1").hangs_up
 
 
-def test_a_spray_of_one_guess_calls_from_many_numbers_suspends_pin_only_entry_and_locks_nobody(make_phone, settings, caplog):
+def test_a_spray_of_one_guess_calls_from_many_numbers_suspends_pin_only_entry_and_locks_nobody(
+    make_phone, settings, caplog
+):
     settings.SIGN_IN_SPRAY_PER_MINUTE = 30
     pin_hash = pins.hash_pin("3971")
-    victims = [Account.objects.create(member_id=f"8{n:05d}", home_number=f"+1202600{n:04d}", pin_hash=pin_hash,
-                                      status="active", verified_at=timezone.now()) for n in range(40)]
+    victims = [
+        Account.objects.create(
+            member_id=f"8{n:05d}",
+            home_number=f"+1202600{n:04d}",
+            pin_hash=pin_hash,
+            status="active",
+            verified_at=timezone.now(),
+        )
+        for n in range(40)
+    ]
     heard = []
     for victim in victims:
         phone = make_phone(victim.home_number)
@@ -287,8 +337,9 @@ def test_a_spray_of_one_guess_calls_from_many_numbers_suspends_pin_only_entry_an
 
 
 def test_a_spray_ends_after_15_minutes(phone, account):
-    SignInSpray.objects.create(started=timezone.now() - timedelta(minutes=16), until=timezone.now() - timedelta(minutes=1),
-                               failures=31)
+    SignInSpray.objects.create(
+        started=timezone.now() - timedelta(minutes=16), until=timezone.now() - timedelta(minutes=1), failures=31
+    )
     assert "For other options" in phone.dial().text
 
 
@@ -296,6 +347,7 @@ def test_failures_older_than_a_minute_do_not_count_toward_a_spray(db, settings):
     settings.SIGN_IN_SPRAY_PER_MINUTE = 3
     old = timezone.now() - timedelta(minutes=2)
     SignInFailure.objects.bulk_create([SignInFailure(created=old) for _ in range(10)])
+
     def guess() -> None:
         with pytest.raises(identity.WrongPin):
             identity.account_sign_in(pin="1234", attempt=identity.pin_attempt_count(member_id="999999"))

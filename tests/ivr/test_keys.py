@@ -8,7 +8,7 @@ import pytest
 from accounts.models import Account, Transfer
 from ivr.machine import LANGUAGE_MENU, MAIN_MENU, STEPS
 from ivr.models import CallSession
-from tests.ivr.test_prompts import ABANDONED, PROMPTS, SIGNED_IN, at  # noqa: F401 - at is a fixture
+from tests.ivr.test_prompts import ABANDONED, PROMPTS, SIGNED_IN
 
 pytestmark = pytest.mark.django_db
 
@@ -143,7 +143,12 @@ def test_a_second_0_dials_the_staff_line_with_the_services_number_and_a_time_lim
     dial = answer.root.find("Dial")
     assert dial is not None and answer.verbs == ["Say", "Dial"]
     assert "Connecting you to staff." in answer.text
-    assert (dial.text, dial.get("callerId"), dial.get("timeLimit"), dial.get("method")) == (STAFF, SERVICE, "600", "POST")
+    assert (dial.text, dial.get("callerId"), dial.get("timeLimit"), dial.get("method")) == (
+        STAFF,
+        SERVICE,
+        "600",
+        "POST",
+    )
     assert dial.get("action").startswith("https://testserver/twilio/staff-call?n=")
 
 
@@ -161,16 +166,21 @@ def test_without_a_staff_line_a_second_0_is_help_again(at):
     assert answer.root.find("Dial") is None and "please ask staff" in answer.text
 
 
-@pytest.mark.parametrize("status, heard", [
-    ("completed", "Your call with staff has ended."),
-    ("busy", "Staff are busy right now."),
-    ("no-answer", "Nobody from staff could answer right now."),
-    ("canceled", "Nobody from staff could answer right now."),
-    ("failed", "We could not reach staff right now."),
-    ("something-new", "We could not reach staff right now."),
-    ("", "We could not reach staff right now."),
-])
-def test_every_dial_call_status_is_answered_calmly_and_the_caller_is_back_at_their_prompt(at, staff_line, status, heard):
+@pytest.mark.parametrize(
+    "status, heard",
+    [
+        ("completed", "Your call with staff has ended."),
+        ("busy", "Staff are busy right now."),
+        ("no-answer", "Nobody from staff could answer right now."),
+        ("canceled", "Nobody from staff could answer right now."),
+        ("failed", "We could not reach staff right now."),
+        ("something-new", "We could not reach staff right now."),
+        ("", "We could not reach staff right now."),
+    ],
+)
+def test_every_dial_call_status_is_answered_calmly_and_the_caller_is_back_at_their_prompt(
+    at, staff_line, status, heard
+):
     phone = at("menu")
     action = dial_staff(phone).root.find("Dial").get("action")
     answer = phone.twiml(phone.post(action, {"DialCallStatus": status}))
@@ -207,4 +217,7 @@ def test_the_lock_offers_staff_too(make_phone, account, staff_line):
     assert "For help, press 0." in phone.press("3971").text
     help_ = phone.press("0")
     assert "staff can open it" in help_.text and "locked for 15 minutes" in help_.text
-    assert phone.twiml(phone.post(phone.last.gather.get("action"), {"Digits": "0", "To": SERVICE})).root.find("Dial") is not None
+    assert (
+        phone.twiml(phone.post(phone.last.gather.get("action"), {"Digits": "0", "To": SERVICE})).root.find("Dial")
+        is not None
+    )

@@ -8,8 +8,8 @@ import pytest
 from django.utils import translation
 
 from accounts.models import Account, Transfer
-from accounts.spoken import spoken_amount, spoken_dollars
 from accounts.services import deposit
+from accounts.spoken import spoken_amount, spoken_dollars
 from ivr.models import CallSession
 from ivr.simulator import InProcess, SimulatedCall, scripted
 
@@ -200,32 +200,47 @@ def test_one_language_means_no_language_prompt_and_no_9(phone, account, settings
     assert "That key is not an option." in phone.press("9").text
 
 
-@pytest.mark.parametrize("language, cents, words", [
-    ("en", 7550, "75 dollars and 50 cents"), ("en", 101, "1 dollar and 1 cent"), ("en", 0, "0 dollars"),
-    ("en", 2500, "25 dollars"), ("en", 50, "50 cents"),
-    ("es", 7550, "75 dólares con 50 centavos"), ("es", 101, "un dólar con un centavo"), ("es", 0, "0 dólares"),
-    ("es", 2100, "21 dólares"), ("es", 1, "un centavo"),
-])
+@pytest.mark.parametrize(
+    "language, cents, words",
+    [
+        ("en", 7550, "75 dollars and 50 cents"),
+        ("en", 101, "1 dollar and 1 cent"),
+        ("en", 0, "0 dollars"),
+        ("en", 2500, "25 dollars"),
+        ("en", 50, "50 cents"),
+        ("es", 7550, "75 dólares con 50 centavos"),
+        ("es", 101, "un dólar con un centavo"),
+        ("es", 0, "0 dólares"),
+        ("es", 2100, "21 dólares"),
+        ("es", 1, "un centavo"),
+    ],
+)
 def test_amounts_are_said_in_each_language_with_plurals(language, cents, words):
     with translation.override(language):
         assert spoken_amount(cents) == words
 
 
-@pytest.mark.parametrize("language, cents, words", [("en", 100, "1 dollar"), ("en", 2500, "25 dollars"),
-                                                    ("es", 100, "un dólar"), ("es", 2500, "25 dólares")])
+@pytest.mark.parametrize(
+    "language, cents, words",
+    [("en", 100, "1 dollar"), ("en", 2500, "25 dollars"), ("es", 100, "un dólar"), ("es", 2500, "25 dólares")],
+)
 def test_whole_dollars_are_said_in_each_language(language, cents, words):
     with translation.override(language):
         assert spoken_dollars(cents) == words
 
 
-@pytest.mark.parametrize("language, heard", [("en", "This account is locked for 2 hours."),
-                                              ("es", "Esta cuenta está bloqueada por 2 horas.")])
+@pytest.mark.parametrize(
+    "language, heard",
+    [("en", "This account is locked for 2 hours."), ("es", "Esta cuenta está bloqueada por 2 horas.")],
+)
 def test_the_lock_duration_is_said_in_each_language(make_phone, account, language, heard):
     from datetime import timedelta
 
     from django.utils import timezone
 
-    Account.objects.filter(pk=account.pk).update(home_locked_until=timezone.now() + timedelta(minutes=90), language=language)
+    Account.objects.filter(pk=account.pk).update(
+        home_locked_until=timezone.now() + timedelta(minutes=90), language=language
+    )
     phone = make_phone(account.home_number)
     phone.dial(language=None)
     assert heard in phone.press("3971").text
@@ -235,10 +250,20 @@ def test_the_lock_duration_is_said_in_each_language(make_phone, account, languag
 
 
 @pytest.mark.parametrize("entry", ["home", "member_id"])
-@pytest.mark.parametrize("delivered", [
-    {"Digits": "", "FinishedOnKey": "#"}, {"Digits": ""}, {"Digits": "#"}, {"Digits": "", "FinishedOnKey": ""}, None,
-], ids=["a", "b", "as a key", "silence", "d: the redirect"])
-def test_pound_alone_or_silence_at_an_entry_prompt_leads_at_once_to_the_same_choice(make_phone, account, entry, delivered):
+@pytest.mark.parametrize(
+    "delivered",
+    [
+        {"Digits": "", "FinishedOnKey": "#"},
+        {"Digits": ""},
+        {"Digits": "#"},
+        {"Digits": "", "FinishedOnKey": ""},
+        None,
+    ],
+    ids=["a", "b", "as a key", "silence", "d: the redirect"],
+)
+def test_pound_alone_or_silence_at_an_entry_prompt_leads_at_once_to_the_same_choice(
+    make_phone, account, entry, delivered
+):
     """Nothing depends on FinishedOnKey: every way a lone # (or silence) may arrive is the same empty entry."""
     phone = make_phone(account.home_number if entry == "home" else "+12025009999")
     answer = phone.dial()
@@ -259,20 +284,31 @@ def test_no_code_reads_finished_on_key():
     for package in ("ivr", "accounts", "myibot"):
         for path in Path(settings.BASE_DIR, package).rglob("*.py"):
             if "FinishedOnKey" in path.read_text(encoding="utf-8") and path.name != "simulator.py":
-                code = [line for line in path.read_text(encoding="utf-8").splitlines()
-                        if "FinishedOnKey" in line and not line.strip().startswith("#")]
+                code = [
+                    line
+                    for line in path.read_text(encoding="utf-8").splitlines()
+                    if "FinishedOnKey" in line and not line.strip().startswith("#")
+                ]
                 assert not any("POST" in line or "get(" in line for line in code), (path, code)
 
 
 def simulated(caller: str = "+12027770000", lang: str | None = "en", **kwargs) -> SimulatedCall:
     from django.conf import settings
 
-    return SimulatedCall(base_url=settings.BASE_URL, auth_token=settings.TWILIO_AUTH_TOKEN, transport=InProcess(),
-                         caller=caller, lang=lang, **kwargs)
+    return SimulatedCall(
+        base_url=settings.BASE_URL,
+        auth_token=settings.TWILIO_AUTH_TOKEN,
+        transport=InProcess(),
+        caller=caller,
+        lang=lang,
+        **kwargs,
+    )
 
 
 @pytest.mark.parametrize("pound", "abd")
-@pytest.mark.parametrize("keys", [["#", "2", "#"], ["#", "3"]], ids=["home, member ID, then register", "home, register"])
+@pytest.mark.parametrize(
+    "keys", [["#", "2", "#"], ["#", "3"]], ids=["home, member ID, then register", "home, register"]
+)
 def test_the_simulators_clock_shows_no_wait_after_pound_alone(account, keys, pound):
     call = simulated(caller=account.home_number, pound=pound)
     call.place(scripted(keys))
@@ -319,8 +355,10 @@ def test_caller_effort_before_the_balance(account, lang, capsys):
         assert before is not None, name
         figures[name] = before
         with capsys.disabled():
-            print(f"\n[{lang}] {name}: {before.entries} entries, {before.words} words, "
-                  f"{before.wait_seconds:g} s waiting after entries, {before.seconds:.0f} s in all before the balance")
+            print(
+                f"\n[{lang}] {name}: {before.entries} entries, {before.words} words, "
+                f"{before.wait_seconds:g} s waiting after entries, {before.seconds:.0f} s in all before the balance"
+            )
         assert before.wait_seconds == 0
     assert figures["home number"].entries == 2, "a returning caller on a home number: the PIN, then 1"
     assert figures["other phone"].entries == 4, "language, member ID, PIN, 1"

@@ -35,8 +35,14 @@ class Recorded(InProcess):
 
 
 def simulated(caller: str, pound: str, **kwargs) -> SimulatedCall:
-    return SimulatedCall(base_url=settings.BASE_URL, auth_token=settings.TWILIO_AUTH_TOKEN, transport=Recorded(),
-                         caller=caller, pound=pound, **kwargs)
+    return SimulatedCall(
+        base_url=settings.BASE_URL,
+        auth_token=settings.TWILIO_AUTH_TOKEN,
+        transport=Recorded(),
+        caller=caller,
+        pound=pound,
+        **kwargs,
+    )
 
 
 def heard(call: SimulatedCall) -> str:
@@ -63,8 +69,9 @@ def test_a_new_caller_registers_under_every_lone_pound_behaviour(pound):
 
 @pytest.mark.parametrize("pound", BEHAVIOURS)
 def test_a_home_number_caller_reaches_member_id_sign_in_under_every_lone_pound_behaviour(pound, account):
-    other = Account.objects.create(member_id="222222", pin_hash=account.pin_hash, status="active",
-                                   verified_at=account.verified_at)
+    other = Account.objects.create(
+        member_id="222222", pin_hash=account.pin_hash, status="active", verified_at=account.verified_at
+    )
     call = simulated(account.home_number, pound)
     call.place(scripted(["#", "2", other.member_id, "3971", "1"]))
 

@@ -37,35 +37,33 @@ PROMPTS = {
 HOSTILE = ["9" * 10_000, "١٢٣٤", "１２３４５６", "abcd", "12a4", "\x00\x01", "DROP TABLE", "\u202e1234"]
 # Where an empty entry (silence, or a lone "#") leads at once, to a one-key choice.
 LEADS_ON = {"entry": "To enter your PIN, press 1", "member_id": "To create a new account, press 1"}
-SIGNED_IN = [name for name in PROMPTS if name not in (
-    "entry", "home_options", "member_id", "new_or_member_id", "pin", "register_member_id", "register_create_pin",
-    "register_confirm_pin",
-)]
+SIGNED_IN = [
+    name
+    for name in PROMPTS
+    if name
+    not in (
+        "entry",
+        "home_options",
+        "member_id",
+        "new_or_member_id",
+        "pin",
+        "register_member_id",
+        "register_create_pin",
+        "register_confirm_pin",
+    )
+]
 # Signed in, leaving these for the main menu says what did not happen.
 ABANDONED = {
-    "send_amount": "No money was sent.", "send_recipient": "No money was sent.", "send_confirm": "No money was sent.",
-    "change_pin": "Your PIN was not changed.", "change_pin_new": "Your PIN was not changed.",
+    "send_amount": "No money was sent.",
+    "send_recipient": "No money was sent.",
+    "send_confirm": "No money was sent.",
+    "change_pin": "Your PIN was not changed.",
+    "change_pin_new": "Your PIN was not changed.",
     "change_pin_confirm": "Your PIN was not changed.",
 }
 ASKS_AGAIN = [name for name in PROMPTS if name not in LEADS_ON]
 # Reached by an empty entry, which counts toward the three silences there too.
 CHOICES = ("home_options", "new_or_member_id")
-
-
-@pytest.fixture
-def at(phone, account, recipient):
-    def reach(step_name: str):
-        caller, keys, heard, _ = PROMPTS[step_name]
-        if caller:
-            phone.caller = caller
-        phone.dial()
-        for key in keys:
-            phone.press(key)
-        assert heard in phone.last.text, (step_name, phone.last.text)
-        assert CallSession.objects.get(call_sid=phone.call_sid).step == step_name
-        return phone
-
-    return reach
 
 
 def wrong_entries():
@@ -91,7 +89,7 @@ def test_an_empty_entry_at_an_entry_prompt_leads_at_once_to_a_one_key_choice(at,
     phone = at(step_name)
     phone.pound = pound
 
-    for answer in (phone.press("#"), ):
+    for answer in (phone.press("#"),):
         assert LEADS_ON[step_name] in answer.text
         assert answer.gather.get("numDigits") == "1"
         assert "did not press" not in answer.text
@@ -165,7 +163,9 @@ def test_it_refuses_wrong_keys(at, step_name, keys):
 
 
 @pytest.mark.parametrize("step_name", PROMPTS)
-@pytest.mark.parametrize("keys", HOSTILE, ids=["10k", "arabic", "fullwidth", "letters", "mixed", "control", "sql", "bidi"])
+@pytest.mark.parametrize(
+    "keys", HOSTILE, ids=["10k", "arabic", "fullwidth", "letters", "mixed", "control", "sql", "bidi"]
+)
 def test_it_survives_hostile_digits(at, step_name, keys):
     phone = at(step_name)
     before = (Account.objects.count(), Transfer.objects.count(), LedgerEntry.objects.count())

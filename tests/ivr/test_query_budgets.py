@@ -88,15 +88,19 @@ def test_balance_again(signed_in, django_assert_max_num_queries):
         assert "Your balance is" in signed_in.press("1").text
 
 
-@pytest.mark.parametrize("before, keys, budget", [
-    (["2"], "25", 3),  # amount: the balance already loaded, and what was sent today
-    (["2", "25"], "246810", 3),  # recipient: and the recipient
-    (["2", "25", "246810"], "2", SAVEPOINTS + 2),  # cancel: the confirmation step is locked
-    # Confirm: the account locked, the key checked, the recipient, what was
-    # sent today, the transfer, its ledger entry, the debit, a free code checked and stored.
-    (["2", "25", "246810"], "1", SAVEPOINTS + 2 + 9 + SAVEPOINTS),
-    (["2", "25", "246810", "1"], "1", 2),  # hear the code again
-], ids=["amount", "recipient", "cancel", "confirm", "code again"])
+@pytest.mark.parametrize(
+    "before, keys, budget",
+    [
+        (["2"], "25", 3),  # amount: the balance already loaded, and what was sent today
+        (["2", "25"], "246810", 3),  # recipient: and the recipient
+        (["2", "25", "246810"], "2", SAVEPOINTS + 2),  # cancel: the confirmation step is locked
+        # Confirm: the account locked, the key checked, the recipient, what was
+        # sent today, the transfer, its ledger entry, the debit, a free code checked and stored.
+        (["2", "25", "246810"], "1", SAVEPOINTS + 2 + 9 + SAVEPOINTS),
+        (["2", "25", "246810", "1"], "1", 2),  # hear the code again
+    ],
+    ids=["amount", "recipient", "cancel", "confirm", "code again"],
+)
 def test_send_money(signed_in, recipient, django_assert_max_num_queries, before, keys, budget):
     for earlier in before:
         signed_in.press(earlier)

@@ -74,20 +74,37 @@ def test_it_ends_the_call_after_three_mismatches(phone):
     phone.dial()
     phone.to_registration()
     phone.press("654321")
-    for attempt in range(3):
+    for _attempt in range(3):
         phone.press("3971")
         answer = phone.press("3972")
     assert answer.hangs_up
     assert not Account.objects.exists()
 
 
-@pytest.mark.parametrize("weak, reason", [
-    ("0000", "one digit"), ("7777", "one digit"), ("1234", "in order"), ("6789", "in order"),
-    ("0123", "in order"), ("4321", "in order"), ("3210", "in order"), ("9876", "in order"),
-    ("1212", "pair"), ("2580", "most common"), ("6969", "pair"), ("1004", "most common"),
-    ("2000", "a year"), ("1987", "a year"), ("2468", "equal steps"), ("1357", "equal steps"), ("0007", "three times"),
-    ("1122", "pair"), ("1313", "pair"),
-])
+@pytest.mark.parametrize(
+    "weak, reason",
+    [
+        ("0000", "one digit"),
+        ("7777", "one digit"),
+        ("1234", "in order"),
+        ("6789", "in order"),
+        ("0123", "in order"),
+        ("4321", "in order"),
+        ("3210", "in order"),
+        ("9876", "in order"),
+        ("1212", "pair"),
+        ("2580", "most common"),
+        ("6969", "pair"),
+        ("1004", "most common"),
+        ("2000", "a year"),
+        ("1987", "a year"),
+        ("2468", "equal steps"),
+        ("1357", "equal steps"),
+        ("0007", "three times"),
+        ("1122", "pair"),
+        ("1313", "pair"),
+    ],
+)
 def test_it_refuses_weak_pins_with_a_reason(phone, weak, reason):
     phone.dial()
     phone.to_registration()

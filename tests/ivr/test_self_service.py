@@ -23,8 +23,13 @@ def history(signed_in) -> str:
 def test_the_menu_offers_each_option_in_one_short_sentence(signed_in):
     says = ["".join(say.itertext()) for say in signed_in.last.gather.iter("Say")]
     assert says[-7:] == [
-        "Main menu.", "For your balance, press 1.", "To send money, press 2.", "For your recent transactions, press 4.",
-        "To change your PIN, press 5.", "To hear these options again, press 3.", "Para español, oprima 9.",
+        "Main menu.",
+        "For your balance, press 1.",
+        "To send money, press 2.",
+        "For your recent transactions, press 4.",
+        "To change your PIN, press 5.",
+        "To hear these options again, press 3.",
+        "Para español, oprima 9.",
     ]
 
 
@@ -32,8 +37,9 @@ def test_the_menu_offers_each_option_in_one_short_sentence(signed_in):
 
 
 def test_no_transactions_yet(client, account):
-    fresh = Account.objects.create(member_id="654321", pin_hash=pins.hash_pin("4682"), status="active",
-                                   verified_at=timezone.now())
+    fresh = Account.objects.create(
+        member_id="654321", pin_hash=pins.hash_pin("4682"), status="active", verified_at=timezone.now()
+    )
     other = Phone(client, caller="+12025009999")
     other.dial()
     other.press(fresh.member_id)
@@ -70,21 +76,27 @@ def test_each_kind_of_entry_is_worded_right(account, recipient):
     date = f"{today:%B} {today.day}" + ("st" if today.day == 1 else "")
     assert describe_entry(deposit) == f"On {date}, 100 dollars was added to your account."
 
-    submitted = services.transfer_submit(account=account, recipient_code=recipient.code, amount_cents=2500,
-                                         idempotency_key="k1").transfer
+    submitted = services.transfer_submit(
+        account=account, recipient_code=recipient.code, amount_cents=2500, idempotency_key="k1"
+    ).transfer
     entry = LedgerEntry.objects.get(transfer=submitted, kind="transfer")
     assert describe_entry(entry) == f"On {date}, you sent 25 dollars to Jane Doe. It is submitted."
     services.transfer_settle(transfer=submitted)
     entry = LedgerEntry.objects.select_related("transfer__recipient").get(pk=entry.pk)
     assert describe_entry(entry).endswith("It was paid out.")
 
-    rejected = services.transfer_submit(account=account, recipient_code=recipient.code, amount_cents=1000,
-                                        idempotency_key="k2").transfer
+    rejected = services.transfer_submit(
+        account=account, recipient_code=recipient.code, amount_cents=1000, idempotency_key="k2"
+    ).transfer
     services.transfer_reject(transfer=rejected)
     sent = LedgerEntry.objects.select_related("transfer__recipient").get(transfer=rejected, kind="transfer")
-    assert describe_entry(sent) == f"On {date}, you sent 10 dollars to Jane Doe. It was rejected, and the money came back."
+    assert (
+        describe_entry(sent) == f"On {date}, you sent 10 dollars to Jane Doe. It was rejected, and the money came back."
+    )
     back = LedgerEntry.objects.select_related("transfer__recipient").get(transfer=rejected, kind="reversal")
-    assert describe_entry(back) == f"On {date}, 10 dollars came back to you because a transfer to Jane Doe was rejected."
+    assert (
+        describe_entry(back) == f"On {date}, 10 dollars came back to you because a transfer to Jane Doe was rejected."
+    )
 
     extra = services.deposit(account=account, amount_cents=5050)
     correction = services.deposit_reverse(entry=extra)
@@ -127,7 +139,7 @@ def test_a_caller_changes_their_pin_and_the_old_one_is_refused_afterwards(signed
     assert "Your PIN is changed." in answer.text and "Main menu" in answer.text
     account.refresh_from_db()
     assert pins.pin_matches("4682", account.pin_hash)
-    assert "caller changed the account secret: account=%s" % account.pk in caplog.text
+    assert f"caller changed the account secret: account={account.pk}" in caplog.text
     assert "4682" not in caplog.text and "3971" not in caplog.text
 
     phone = make_phone(account.home_number)
@@ -217,10 +229,12 @@ def test_the_amount_prompt_says_what_is_left_today(signed_in, account, recipient
 def test_a_rejected_transfer_gives_its_room_back_and_yesterdays_do_not_count(account, recipient, settings):
     settings.DAILY_TRANSFER_LIMIT_DOLLARS = 100
     services.deposit(account=account, amount_cents=500_00)
-    first = services.transfer_submit(account=account, recipient_code=recipient.code, amount_cents=60_00,
-                                     idempotency_key="a").transfer
-    yesterday = services.transfer_submit(account=account, recipient_code=recipient.code, amount_cents=40_00,
-                                         idempotency_key="b").transfer
+    first = services.transfer_submit(
+        account=account, recipient_code=recipient.code, amount_cents=60_00, idempotency_key="a"
+    ).transfer
+    yesterday = services.transfer_submit(
+        account=account, recipient_code=recipient.code, amount_cents=40_00, idempotency_key="b"
+    ).transfer
     Transfer.objects.filter(pk=yesterday.pk).update(created=timezone.now() - timedelta(days=1))
     assert services.daily_room_cents(account=account) == 40_00
     services.transfer_reject(transfer=first)

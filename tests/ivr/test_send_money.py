@@ -25,10 +25,17 @@ def test_it_sends_money_and_reads_a_confirmation_code(signed_in, account, recipi
     assert "Your transfer of 25 dollars to Jane Doe is submitted." in sent.text
     code = spoken_code(sent.text)
     transfer = Transfer.objects.get()
-    assert (transfer.account, transfer.recipient, transfer.amount_cents, transfer.status) == (account, recipient, 2500, "submitted")
+    assert (transfer.account, transfer.recipient, transfer.amount_cents, transfer.status) == (
+        account,
+        recipient,
+        2500,
+        "submitted",
+    )
     assert transfer.idempotency_key.startswith(signed_in.call_sid + ":")
     assert ConfirmationCode.objects.get(transfer=transfer).code_hash == codes.code_digest(code)
-    assert list(LedgerEntry.objects.filter(transfer=transfer).values_list("amount_cents", "kind")) == [(-2500, "transfer")]
+    assert list(LedgerEntry.objects.filter(transfer=transfer).values_list("amount_cents", "kind")) == [
+        (-2500, "transfer")
+    ]
 
     assert spoken_code(signed_in.press("1").text) == code, "the same code again"
     assert "Main menu" in signed_in.press("2").text
@@ -77,14 +84,17 @@ def test_cancel_writes_nothing(signed_in, account, recipient):
     assert not ConfirmationCode.objects.filter(purpose="transfer").exists()
 
 
-@pytest.mark.parametrize("amount, heard", [
-    ("00", "at least 1 dollar"),
-    ("0000", "at least 1 dollar"),
-    ("501", "The most you can send at one time is 500 dollars."),
-    ("9999", "The most you can send at one time is 500 dollars."),
-    ("101", "You do not have enough money. Your balance is 100 dollars"),
-    ("12345", "For example, for 20 dollars, enter 2 and 0, then press pound."),
-])
+@pytest.mark.parametrize(
+    "amount, heard",
+    [
+        ("00", "at least 1 dollar"),
+        ("0000", "at least 1 dollar"),
+        ("501", "The most you can send at one time is 500 dollars."),
+        ("9999", "The most you can send at one time is 500 dollars."),
+        ("101", "You do not have enough money. Your balance is 100 dollars"),
+        ("12345", "For example, for 20 dollars, enter 2 and 0, then press pound."),
+    ],
+)
 def test_it_refuses_amounts_with_a_reason(signed_in, account, recipient, amount, heard):
     signed_in.press("2")
     answer = signed_in.press(amount)
@@ -163,7 +173,9 @@ def test_a_deposit_during_the_call_is_in_the_next_balance(signed_in, account):
 
 
 @pytest.mark.parametrize("second_amount", ["25", "30"], ids=["same amount", "another amount"])
-def test_a_second_transfer_after_the_calls_state_was_lost_is_made_not_an_apology(phone, account, recipient, second_amount):
+def test_a_second_transfer_after_the_calls_state_was_lost_is_made_not_an_apology(
+    phone, account, recipient, second_amount
+):
     from ivr.models import CallSession
 
     phone.dial()

@@ -51,9 +51,10 @@ def test_an_unknown_member_id_hears_exactly_what_a_wrong_pin_hears(make_phone, a
     for phone in (known, unknown):
         phone.dial()
     assert without_prompt_numbers(known.last.raw) == without_prompt_numbers(unknown.last.raw)
-    for attempt in range(3):
+    for _attempt in range(3):
         heard = [
-            without_prompt_numbers(phone.press(member_id).raw) for phone, member_id in ((known, "123456"), (unknown, "999999"))
+            without_prompt_numbers(phone.press(member_id).raw)
+            for phone, member_id in ((known, "123456"), (unknown, "999999"))
         ]
         assert heard[0] == heard[1], "the PIN prompt comes whether the member ID exists or not"
         heard = [without_prompt_numbers(phone.press("1357").raw) for phone in (known, unknown)]
@@ -94,10 +95,10 @@ def test_the_third_wrong_pin_ends_the_call_even_after_going_to_registration(phon
 
 def test_it_locks_after_five_failed_pins_across_calls(make_phone, account, caplog):
     with caplog.at_level(logging.INFO):
-        for call in range(3):
+        for _call in range(3):
             phone = make_phone(account.home_number)
             phone.dial()
-            for attempt in range(2):
+            for _attempt in range(2):
                 answer = phone.press("1357")
                 if "locked" in answer.text:
                     break
@@ -107,7 +108,7 @@ def test_it_locks_after_five_failed_pins_across_calls(make_phone, account, caplo
     account.refresh_from_db()
     assert account.is_locked()
     assert timedelta(minutes=14) < account.home_locked_until - timezone.now() <= timedelta(minutes=15)
-    assert "account locked: account=%s" % account.pk in caplog.text
+    assert f"account locked: account={account.pk}" in caplog.text
     assert "1357" not in caplog.text
 
     phone = make_phone(account.home_number)
@@ -119,7 +120,7 @@ def test_it_locks_after_five_failed_pins_across_calls(make_phone, account, caplo
 
 def test_six_wrong_pins_over_three_calls_keep_the_right_one_out_until_unlocked(make_phone, account):
     tries = 0
-    for call in range(3):
+    for _call in range(3):
         phone = make_phone(account.home_number)
         phone.dial()
         while tries < 6 and not phone.last.hangs_up:
@@ -137,7 +138,9 @@ def test_six_wrong_pins_over_three_calls_keep_the_right_one_out_until_unlocked(m
 
 
 def test_the_lock_lifts_when_it_expires(phone, account):
-    Account.objects.filter(pk=account.pk).update(home_locked_until=timezone.now() - timedelta(seconds=1), home_lock_count=1)
+    Account.objects.filter(pk=account.pk).update(
+        home_locked_until=timezone.now() - timedelta(seconds=1), home_lock_count=1
+    )
     phone.dial()
     assert "Main menu" in phone.press("3971").text
 

@@ -21,8 +21,14 @@ def body(phone) -> dict[str, str]:
     return {"CallSid": phone.call_sid, "From": phone.caller, "To": "+12025000000", "CallStatus": "in-progress"}
 
 
-def post(phone, secret: str, *, algorithm: str | None = None, signature_settings: str | None = None,
-         signed_url: str | None = None):
+def post(
+    phone,
+    secret: str,
+    *,
+    algorithm: str | None = None,
+    signature_settings: str | None = None,
+    signed_url: str | None = None,
+):
     """POST /twilio/voice signed with secret, as Twilio signs: HMAC-SHA1 with a token, or a shared key's algorithm."""
     params = body(phone)
     url = signed_url or django_settings.BASE_URL + "/twilio/voice"
@@ -95,7 +101,9 @@ def test_it_refuses_a_shared_key_signature_made_with_another_algorithm_than_name
 
 
 def test_it_refuses_a_shared_key_header_signed_with_a_wrong_key(phone, shared_key):
-    response = post(phone, "not-the-shared-key", algorithm=HMAC_SHA256, signature_settings=shared_key_header(HMAC_SHA256))
+    response = post(
+        phone, "not-the-shared-key", algorithm=HMAC_SHA256, signature_settings=shared_key_header(HMAC_SHA256)
+    )
     assert response.status_code == 403
     assert not CallSession.objects.exists()
 
@@ -109,12 +117,15 @@ def test_it_refuses_a_shared_key_signature_without_its_header(phone, shared_key)
     assert post(phone, SHARED_KEY, algorithm=HMAC_SHA256).status_code == 403
 
 
-@pytest.mark.parametrize("signature_settings", [
-    "key=webhooks_sharedkey_0123,algorithm=HMAC_SHA512",
-    "key=webhooks_sharedkey_0123,algorithm=",
-    "key=webhooks_sharedkey_0123",
-    "",
-])
+@pytest.mark.parametrize(
+    "signature_settings",
+    [
+        "key=webhooks_sharedkey_0123,algorithm=HMAC_SHA512",
+        "key=webhooks_sharedkey_0123,algorithm=",
+        "key=webhooks_sharedkey_0123",
+        "",
+    ],
+)
 def test_it_refuses_an_unknown_algorithm(phone, shared_key, signature_settings, caplog):
     with caplog.at_level(logging.WARNING, logger="ivr.decorators"):
         response = post(phone, SHARED_KEY, algorithm=HMAC_SHA256, signature_settings=signature_settings)

@@ -252,13 +252,14 @@ def test_it_sends_finished_on_key_only_under_a(pound):
         "/a": twiml('<Gather action="/b" timeout="6"><Say>Amount?</Say></Gather>'),  # ended by #
         "/b": twiml('<Gather action="/c" timeout="6"><Say>Note?</Say></Gather>'),  # partial, after the timeout
         "/c": twiml(f'<Gather action="/d" {PIN_ENTRY}{EMPTY_RESULT}><Say>Again?</Say></Gather>'),  # silence
-        "/d": twiml(f'<Gather action="/e" {PIN_ENTRY}{EMPTY_RESULT}><Say>Last?</Say></Gather>'
-                    '<Redirect>/e</Redirect>'),  # a lone #
+        "/d": twiml(
+            f'<Gather action="/e" {PIN_ENTRY}{EMPTY_RESULT}><Say>Last?</Say></Gather><Redirect>/e</Redirect>'
+        ),  # a lone #
         "/e": GOODBYE,
     }
-    call, fake = place(pages, ["3971", "25#", "7", "", "#"], pound=pound)
+    _call, fake = place(pages, ["3971", "25#", "7", "", "#"], pound=pound)
     lone_pound = [] if pound == "d" else [""]  # (d) posts nothing for it
-    assert [params["Digits"] for params in gathered(fake)] == ["3971", "25", "7", ""] + lone_pound
+    assert [params["Digits"] for params in gathered(fake)] == ["3971", "25", "7", "", *lone_pound]
     if pound == "a":
         assert [params["FinishedOnKey"] for params in gathered(fake)] == ["", "#", "", "", "#"]
     else:
@@ -288,8 +289,12 @@ def test_it_posts_at_once_when_num_digits_is_reached():
 
 
 def test_it_takes_pound_as_a_key_when_finish_on_key_is_empty_and_flags_the_wait_after_an_offered_key():
-    call, fake = place(entry('numDigits="4" finishOnKey="" timeout="8"',
-                             "<Say>Enter your PIN. To create an account, press pound.</Say>"), ["#"])
+    call, fake = place(
+        entry(
+            'numDigits="4" finishOnKey="" timeout="8"', "<Say>Enter your PIN. To create an account, press pound.</Say>"
+        ),
+        ["#"],
+    )
     [posted] = fake.to("/step?n=1")
     assert posted["Digits"] == "#" and "FinishedOnKey" not in posted
     [wait] = [event for event in call.transcript if event.kind == "wait"]
@@ -309,15 +314,17 @@ def test_it_uses_twilios_defaults_for_a_bare_gather():
 
 
 def test_it_resolves_a_relative_action_against_the_document_url():
-    pages = {"/twilio/voice": twiml("<Redirect>/twilio/step/menu?n=1</Redirect>"),
-             "/twilio/step/menu?n=1": twiml('<Gather action="pick?n=2" numDigits="1"><Say>Menu.</Say></Gather>'),
-             "/twilio/step/pick?n=2": GOODBYE}
-    call, fake = place(pages, ["1"])
+    pages = {
+        "/twilio/voice": twiml("<Redirect>/twilio/step/menu?n=1</Redirect>"),
+        "/twilio/step/menu?n=1": twiml('<Gather action="pick?n=2" numDigits="1"><Say>Menu.</Say></Gather>'),
+        "/twilio/step/pick?n=2": GOODBYE,
+    }
+    _call, fake = place(pages, ["1"])
     assert fake.to("/twilio/step/pick?n=2")[0]["Digits"] == "1"
 
 
 def test_it_signs_every_request_as_twilio_does():
-    call, fake = place(entry('numDigits="4"'), ["3971"], stir="TN-Validation-Passed-A")
+    _call, fake = place(entry('numDigits="4"'), ["3971"], stir="TN-Validation-Passed-A")
     validator = RequestValidator(TOKEN)
     assert len(fake.requests) == 3  # voice, action, status callback
     for posted in fake.requests:
@@ -328,10 +335,12 @@ def test_it_signs_every_request_as_twilio_does():
 
 
 def test_it_renders_ssml_children_and_their_tails_and_times_the_breaks():
-    say = ('<Say voice="Polly.Joanna" language="en-US">Your code is<break time="700ms"/>'
-           '<say-as interpret-as="digits">4 7</say-as><break strength="strong"/>then '
-           '<prosody rate="50%">slow words</prosody> and <sub alias="M Y">MY</sub> done.</Say>')
-    call, fake = place({"/twilio/voice": twiml(say + "<Hangup/>")}, [])
+    say = (
+        '<Say voice="Polly.Joanna" language="en-US">Your code is<break time="700ms"/>'
+        '<say-as interpret-as="digits">4 7</say-as><break strength="strong"/>then '
+        '<prosody rate="50%">slow words</prosody> and <sub alias="M Y">MY</sub> done.</Say>'
+    )
+    call, _fake = place({"/twilio/voice": twiml(say + "<Hangup/>")}, [])
     [event] = [event for event in call.transcript if event.kind == "say"]
     assert event.text == "Your code is 4 7 then slow words and M Y done."
     assert event.shown == "Your code is [700 ms] 4 7 [750 ms] then slow words and M Y done."
@@ -342,7 +351,9 @@ def test_it_renders_ssml_children_and_their_tails_and_times_the_breaks():
 
 
 def test_it_counts_pauses_and_loops():
-    call, fake = place({"/twilio/voice": twiml('<Pause/><Pause length="3"/><Say loop="2">One two.</Say><Hangup/>')}, [])
+    call, _fake = place(
+        {"/twilio/voice": twiml('<Pause/><Pause length="3"/><Say loop="2">One two.</Say><Hangup/>')}, []
+    )
     assert [event.seconds for event in call.transcript if event.kind == "pause"] == [1, 3]
     assert call.totals.words == 4
     assert call.totals.seconds == pytest.approx(1 + 3 + 4 * 0.4)
@@ -350,12 +361,18 @@ def test_it_counts_pauses_and_loops():
 
 def test_it_records_each_wait_and_totals_the_call():
     pages = {
-        "/twilio/voice": twiml('<Gather action="/a" numDigits="4" timeout="8"><Say>PIN?</Say></Gather><Redirect>/x</Redirect>'),
-        "/a": twiml('<Gather action="/b" finishOnKey="#" timeout="6"><Say>Amount?</Say></Gather><Redirect>/x</Redirect>'),
-        "/b": twiml('<Gather action="/c" numDigits="1" timeout="7"><Say>Confirm?</Say></Gather><Redirect>/d</Redirect>'),
+        "/twilio/voice": twiml(
+            '<Gather action="/a" numDigits="4" timeout="8"><Say>PIN?</Say></Gather><Redirect>/x</Redirect>'
+        ),
+        "/a": twiml(
+            '<Gather action="/b" finishOnKey="#" timeout="6"><Say>Amount?</Say></Gather><Redirect>/x</Redirect>'
+        ),
+        "/b": twiml(
+            '<Gather action="/c" numDigits="1" timeout="7"><Say>Confirm?</Say></Gather><Redirect>/d</Redirect>'
+        ),
         "/d": twiml("<Say>Your balance is 5 dollars.</Say><Hangup/>"),
     }
-    call, fake = place(pages, ["3971", "25", ""])
+    call, _fake = place(pages, ["3971", "25", ""])
     assert [event.text for event in call.transcript if event.kind == "wait"] == ["0 s", "6 s", "7 s"]
     assert call.totals.entries == 2
     assert call.totals.wait_seconds == 6 and call.totals.silence_seconds == 7
@@ -434,8 +451,9 @@ def test_it_requests_the_fallback_url_with_error_code_and_error_url_after_a_500(
     assert [(failure.error_code, failure.status) for failure in call.failures] == [("11200", 500)]
 
 
-@pytest.mark.parametrize("no_answer", [TimeoutError("timed out"), ConnectionRefusedError("refused"),
-                                       Answer(200, GOODBYE, 16_000.0)])
+@pytest.mark.parametrize(
+    "no_answer", [TimeoutError("timed out"), ConnectionRefusedError("refused"), Answer(200, GOODBYE, 16_000.0)]
+)
 def test_it_requests_the_fallback_url_when_no_answer_comes_within_15_seconds(no_answer):
     call, fake = place({"/twilio/voice": no_answer, "/twilio/fallback": APOLOGY}, [])
     [fallback] = fake.to("/twilio/fallback")
@@ -445,7 +463,7 @@ def test_it_requests_the_fallback_url_when_no_answer_comes_within_15_seconds(no_
 
 def test_it_requests_the_fallback_url_when_an_action_url_fails():
     pages = {**entry('numDigits="4"'), "/step?n=1": Answer(502, "Bad Gateway", 2.0), "/twilio/fallback": APOLOGY}
-    call, fake = place(pages, ["3971"])
+    _call, fake = place(pages, ["3971"])
     [fallback] = fake.to("/twilio/fallback")
     assert fallback["ErrorCode"] == "11200" and fallback["ErrorUrl"] == BASE + "/step?n=1"
     assert "Digits" not in fallback
@@ -470,26 +488,26 @@ def test_it_says_twilios_error_without_a_fallback_url():
 
 
 def test_it_sends_stir_verstat_passed_a_on_every_request_by_default_as_a_mobile_call_carries():
-    call, fake = place(entry('numDigits="4"'), ["3971"])
+    _call, fake = place(entry('numDigits="4"'), ["3971"])
     assert [posted.params["StirVerstat"] for posted in fake.requests] == ["TN-Validation-Passed-A"] * 3
 
 
 def test_it_sends_the_stir_verstat_it_is_given_or_none_for_an_unattested_call():
-    call, fake = place(entry('numDigits="4"'), ["3971"], stir="TN-Validation-Failed-A")
+    _, fake = place(entry('numDigits="4"'), ["3971"], stir="TN-Validation-Failed-A")
     assert [posted.params["StirVerstat"] for posted in fake.requests] == ["TN-Validation-Failed-A"] * 3
     for unattested in (None, ""):
-        call, fake = place(entry('numDigits="4"'), ["3971"], stir=unattested)
+        _call, fake = place(entry('numDigits="4"'), ["3971"], stir=unattested)
         assert len(fake.requests) == 3 and all("StirVerstat" not in posted.params for posted in fake.requests)
 
 
 @pytest.mark.parametrize("caller", ["anonymous", "", "restricted", "+266696687"])
 def test_it_sends_the_caller_id_exactly_as_given(caller):
-    call, fake = place(entry('numDigits="4"'), ["3971"], caller=caller)
+    _call, fake = place(entry('numDigits="4"'), ["3971"], caller=caller)
     assert all(posted.params["From"] == caller and posted.params["Caller"] == caller for posted in fake.requests)
 
 
 def test_it_ends_the_status_callback_with_the_calls_duration():
-    call, fake = place({"/twilio/voice": twiml('<Pause length="4"/><Say>Goodbye now.</Say><Hangup/>')}, [])
+    _call, fake = place({"/twilio/voice": twiml('<Pause length="4"/><Say>Goodbye now.</Say><Hangup/>')}, [])
     assert fake.to("/twilio/status")[0]["CallDuration"] == "5"  # 4.8 s, rounded up
 
 
@@ -511,21 +529,25 @@ LANGUAGE = {
         '<Gather action="/language" numDigits="1" timeout="5">'
         '<Say language="en-US" voice="Polly.Joanna">For English, press 1.</Say>'
         '<Say language="es-US" voice="Polly.Lupe">Para español, oprima 2.</Say>'
-        '</Gather><Redirect>/again</Redirect>'),
+        "</Gather><Redirect>/again</Redirect>"
+    ),
     "/language": twiml('<Gather action="/pin" numDigits="4"><Say>PIN?</Say></Gather><Redirect>/again</Redirect>'),
     "/pin": GOODBYE,
 }
 
 
-@pytest.mark.parametrize(("lang", "digit", "heard"), [
-    ("en", "1", ["For English, press 1."]),
-    ("es", "2", ["For English, press 1.", "Para español, oprima 2."]),
-])
+@pytest.mark.parametrize(
+    ("lang", "digit", "heard"),
+    [
+        ("en", "1", ["For English, press 1."]),
+        ("es", "2", ["For English, press 1.", "Para español, oprima 2."]),
+    ],
+)
 def test_it_picks_the_key_offered_in_the_callers_language_without_using_a_scripted_key(lang, digit, heard):
     call, fake = place(LANGUAGE, ["3971"], lang=lang)
     assert fake.to("/language")[0]["Digits"] == digit
     assert fake.to("/pin")[0]["Digits"] == "3971"
-    assert said(call)[:len(heard)] == heard and said(call)[len(heard)] == "PIN?"
+    assert said(call)[: len(heard)] == heard and said(call)[len(heard)] == "PIN?"
     assert call.prompts[0].languages == ["en-US", "es-US"]
     assert call.totals.entries == 2
 
@@ -537,14 +559,16 @@ def test_it_leaves_the_language_prompt_to_the_script_when_lang_is_none():
         met.append(prompt)
         return "2" if len(met) == 1 else "3971"
 
-    call, fake = place(LANGUAGE, keys, lang=None)
+    _call, fake = place(LANGUAGE, keys, lang=None)
     assert fake.to("/language")[0]["Digits"] == "2"
     assert met[0].languages == ["en-US", "es-US"] and met[0].offered == ["1", "2"]
     assert [say.voice for say in met[0].says] == ["Polly.Joanna", "Polly.Lupe"]
 
 
 def test_it_leaves_a_one_language_prompt_to_the_script():
-    call, fake = place(entry('numDigits="1"', '<Say language="es-US">Para su saldo, oprima 1.</Say>'), ["1"], lang="en")
+    _call, fake = place(
+        entry('numDigits="1"', '<Say language="es-US">Para su saldo, oprima 1.</Say>'), ["1"], lang="en"
+    )
     assert fake.to("/step?n=1")[0]["Digits"] == "1"
 
 
@@ -559,15 +583,29 @@ def run_command(*args: str, fake: Fake, monkeypatch) -> str:
 
 
 def test_it_shows_languages_voices_pauses_waits_and_a_summary_in_the_command(monkeypatch):
-    fake = Fake({
-        **LANGUAGE,
-        "/language": twiml('<Say language="es-US" voice="Polly.Lupe">Bienvenido.</Say><Pause length="2"/>'
-                           '<Gather action="/pin" numDigits="4" finishOnKey="" timeout="8">'
-                           '<Say language="es-US" voice="Polly.Lupe">Para crear una cuenta, oprima numeral.</Say>'
-                           '</Gather><Redirect>/again</Redirect>'),
-    })
-    out = run_command("--keys", "#", "--lang", "es", "--stir", "TN-Validation-Failed-A", "--from", "anonymous",
-                      fake=fake, monkeypatch=monkeypatch)
+    fake = Fake(
+        {
+            **LANGUAGE,
+            "/language": twiml(
+                '<Say language="es-US" voice="Polly.Lupe">Bienvenido.</Say><Pause length="2"/>'
+                '<Gather action="/pin" numDigits="4" finishOnKey="" timeout="8">'
+                '<Say language="es-US" voice="Polly.Lupe">Para crear una cuenta, oprima numeral.</Say>'
+                "</Gather><Redirect>/again</Redirect>"
+            ),
+        }
+    )
+    out = run_command(
+        "--keys",
+        "#",
+        "--lang",
+        "es",
+        "--stir",
+        "TN-Validation-Failed-A",
+        "--from",
+        "anonymous",
+        fake=fake,
+        monkeypatch=monkeypatch,
+    )
     assert "  SAY    [es-US Polly.Lupe] Bienvenido." in out
     assert "  PAUSE  2 s" in out
     assert "  WAIT   0 s" in out  # the language key: numDigits reached
@@ -622,8 +660,9 @@ def test_it_sends_stir_verstat_passed_a_by_default_and_none_with_stir_none_in_th
     assert "; no StirVerstat;" in out
 
 
-@pytest.mark.parametrize(("lang", "shown"), [("es", "answers a language prompt with es"),
-                                             ("none", "the keys answer a language prompt")])
+@pytest.mark.parametrize(
+    ("lang", "shown"), [("es", "answers a language prompt with es"), ("none", "the keys answer a language prompt")]
+)
 def test_it_shows_lang_as_the_answer_to_a_language_prompt_not_as_the_calls_language(lang, shown, monkeypatch):
     # The caller is never asked here: --lang says how they would answer, not what they hear.
     fake = Fake(entry('numDigits="4"'))
@@ -634,8 +673,12 @@ def test_it_shows_lang_as_the_answer_to_a_language_prompt_not_as_the_calls_langu
 
 
 def test_it_counts_one_entry_and_one_word_in_the_singular(monkeypatch):
-    fake = Fake({"/twilio/voice": twiml('<Gather action="/pick" numDigits="1"><Say>Menu.</Say></Gather>'),
-                 "/pick": twiml("<Hangup/>")})
+    fake = Fake(
+        {
+            "/twilio/voice": twiml('<Gather action="/pick" numDigits="1"><Say>Menu.</Say></Gather>'),
+            "/pick": twiml("<Hangup/>"),
+        }
+    )
     out = run_command("--keys", "1", fake=fake, monkeypatch=monkeypatch)
     assert "Call ended (server): 3 requests, 1 entry, 1 word heard, 0 s waiting after entries, 0 s in all." in out
     assert call_command_module.counted(1, "request", "requests") == "1 request"
@@ -673,10 +716,23 @@ def test_it_does_not_take_a_re_prompt_offering_pound_and_another_languages_9_for
     def say(text: str, language: str) -> Audio:
         return Audio("say", text, 1.0, 3, language=language, nested=True)
 
-    reprompt = Prompt(num_digits=4, finish_on_key="#", timeout=8, heard="", audio=[
-        say("Please enter your 4-digit PIN.", "en-US"), say("For other options, press pound.", "en-US"),
-        say("Para español, oprima 9.", "es-US")])
-    menu = Prompt(num_digits=1, finish_on_key="#", timeout=8, heard="", audio=[
-        say("For English, press 1.", "en-US"), say("Para español, oprima 2.", "es-US")])
+    reprompt = Prompt(
+        num_digits=4,
+        finish_on_key="#",
+        timeout=8,
+        heard="",
+        audio=[
+            say("Please enter your 4-digit PIN.", "en-US"),
+            say("For other options, press pound.", "en-US"),
+            say("Para español, oprima 9.", "es-US"),
+        ],
+    )
+    menu = Prompt(
+        num_digits=1,
+        finish_on_key="#",
+        timeout=8,
+        heard="",
+        audio=[say("For English, press 1.", "en-US"), say("Para español, oprima 2.", "es-US")],
+    )
     assert call._language_choice(reprompt) is None
     assert call._language_choice(menu).keys == "1"

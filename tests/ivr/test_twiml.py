@@ -10,8 +10,14 @@ from tests.conftest import xml_tree
 
 def test_escaping_nesting_and_attributes_as_twilio_writes_them():
     response = VoiceResponse()
-    with response.gather(input="dtmf", action="https://x.test/twilio/step/menu?n=3&a=<1>", action_on_empty_result=True,
-                         finish_on_key="#", timeout=8, num_digits=1) as gather:
+    with response.gather(
+        input="dtmf",
+        action="https://x.test/twilio/step/menu?n=3&a=<1>",
+        action_on_empty_result=True,
+        finish_on_key="#",
+        timeout=8,
+        num_digits=1,
+    ) as gather:
         gather.say('Oprima "1" & <2>, señor.\n', voice="Polly.Lupe", language="es-US")
         gather.say("it's", voice="Polly.Joanna")
         gather.pause(length=1)

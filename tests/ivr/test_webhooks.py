@@ -27,7 +27,9 @@ def test_it_refuses_unsigned_requests_and_writes_nothing(phone, url):
 
 @pytest.mark.parametrize("url", WEBHOOKS)
 def test_it_refuses_wrongly_signed_requests_and_writes_nothing(phone, url):
-    response = phone.post(url, {"Digits": "1234"}, signed=False, extra={"HTTP_X_TWILIO_SIGNATURE": "bm90IGEgc2lnbmF0dXJl"})
+    response = phone.post(
+        url, {"Digits": "1234"}, signed=False, extra={"HTTP_X_TWILIO_SIGNATURE": "bm90IGEgc2lnbmF0dXJl"}
+    )
     assert response.status_code == 403
     assert not CallSession.objects.exists()
 
@@ -77,8 +79,23 @@ def test_it_is_csrf_exempt(phone):
 
 @pytest.mark.parametrize(
     "caller_id",
-    ["", "anonymous", "Anonymous", "restricted", "unknown", "private", "+266696687", "+7378742833", "+86282452253",
-     "5551230001", "+0123", "+1555abc", "+1" + "5" * 20, "x" * 5000, None],
+    [
+        "",
+        "anonymous",
+        "Anonymous",
+        "restricted",
+        "unknown",
+        "private",
+        "+266696687",
+        "+7378742833",
+        "+86282452253",
+        "5551230001",
+        "+0123",
+        "+1555abc",
+        "+1" + "5" * 20,
+        "x" * 5000,
+        None,
+    ],
 )
 def test_it_serves_withheld_caller_ids_by_member_id_and_never_stores_them(phone, caller_id):
     phone.caller = caller_id

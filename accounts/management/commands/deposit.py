@@ -9,13 +9,18 @@ from accounts.services import deposit
 
 
 class Command(BaseCommand):
-    help = "Credit a caller's account, as a ledger entry: deposit ACCOUNT AMOUNT [--confirm] (dollars, e.g. 100 or 12.50)."
+    help = (
+        "Credit a caller's account, as a ledger entry: deposit ACCOUNT AMOUNT [--confirm] (dollars, e.g. 100 or 12.50)."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("account", help=ACCOUNT_HELP)
         parser.add_argument("amount", help="dollars: 100 or 12.50")
-        parser.add_argument("--confirm", action="store_true",
-                            help=f"needed above DEPOSIT_CONFIRM_DOLLARS ({settings.DEPOSIT_CONFIRM_DOLLARS})")
+        parser.add_argument(
+            "--confirm",
+            action="store_true",
+            help=f"needed above DEPOSIT_CONFIRM_DOLLARS ({settings.DEPOSIT_CONFIRM_DOLLARS})",
+        )
 
     def handle(self, *args: object, account: str, amount: str, confirm: bool, **options: object) -> None:
         try:

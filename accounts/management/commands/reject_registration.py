@@ -21,7 +21,9 @@ class Command(BaseCommand):
         except UnknownAccount:
             raise CommandError(f"no account has the member ID {member_id}") from None
         except identity.NotPending:
-            raise CommandError(f"the account {member_id} is verified: only an unverified registration can be rejected") from None
+            raise CommandError(
+                f"the account {member_id} is verified: only an unverified registration can be rejected"
+            ) from None
         except identity.HoldsMoney:
             raise CommandError(f"the account {member_id} has money or history: it cannot be removed") from None
         freed = f" and the home number {account.home_number}" if account.home_number else ""

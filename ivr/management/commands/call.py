@@ -19,10 +19,24 @@ from ivr.simulator import (
     scripted,
 )
 
-SHOWN = {"pause": "  PAUSE  {}", "play": "  PLAY   {}", "prompt": "  ...    {}", "lost": "  LOST   {}",
-         "error": "  ERROR  {}", "hangup": "  HANGUP {}", "unsupported": "  ??     {}"}
-STIR_VALUES = ("TN-Validation-Passed-A", "TN-Validation-Passed-B", "TN-Validation-Passed-C",
-               "TN-Validation-Failed-A", "TN-Validation-Failed-B", "TN-Validation-Failed-C", "No-TN-Validation")
+SHOWN = {
+    "pause": "  PAUSE  {}",
+    "play": "  PLAY   {}",
+    "prompt": "  ...    {}",
+    "lost": "  LOST   {}",
+    "error": "  ERROR  {}",
+    "hangup": "  HANGUP {}",
+    "unsupported": "  ??     {}",
+}
+STIR_VALUES = (
+    "TN-Validation-Passed-A",
+    "TN-Validation-Passed-B",
+    "TN-Validation-Passed-C",
+    "TN-Validation-Failed-A",
+    "TN-Validation-Failed-B",
+    "TN-Validation-Failed-C",
+    "No-TN-Validation",
+)
 
 
 def say_line(language: str, voice: str, text: str) -> str:
@@ -44,39 +58,90 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--url", help="a running server, e.g. http://127.0.0.1:3001 (default: in process)")
-        parser.add_argument("--base-url", help="the public URL Twilio signs (default: BASE_URL in process, --url otherwise)")
-        parser.add_argument("--from", dest="caller", default="+12026230001",
-                            help='the caller ID, sent as is (default +12026230001; "anonymous" is a withheld number)')
-        parser.add_argument("--keys", help='a whole call, comma-separated: "#,1,123456,3971,3971,2,1" ("" is silence, '
-                                           '"^3971" types at once, through any notices)')
+        parser.add_argument(
+            "--base-url", help="the public URL Twilio signs (default: BASE_URL in process, --url otherwise)"
+        )
+        parser.add_argument(
+            "--from",
+            dest="caller",
+            default="+12026230001",
+            help='the caller ID, sent as is (default +12026230001; "anonymous" is a withheld number)',
+        )
+        parser.add_argument(
+            "--keys",
+            help='a whole call, comma-separated: "#,1,123456,3971,3971,2,1" ("" is silence, '
+            '"^3971" types at once, through any notices)',
+        )
         parser.add_argument("--token", help="the auth token to sign with (default: TWILIO_AUTH_TOKEN)")
-        parser.add_argument("--lang", choices=("en", "es", "none"), default="en",
-                            help="answer a language prompt in this language by itself; none: with --keys (default en)")
-        parser.add_argument("--stir", metavar="VERSTAT", default=MOBILE_STIR,
-                            help=f"SHAKEN/STIR result sent as StirVerstat (default {MOBILE_STIR}, as a mobile "
-                                 f"caller's call carries; none sends none): {', '.join(STIR_VALUES)}")
-        parser.add_argument("--pound", choices=tuple(POUND_BEHAVIOURS), default="b",
-                            help="what Twilio does with # (the finishOnKey) pressed before any digit: "
-                                 + "; ".join(f"{key}: {words}" for key, words in POUND_BEHAVIOURS.items())
-                                 + "; a and b post only with actionOnEmptyResult (default b)")
+        parser.add_argument(
+            "--lang",
+            choices=("en", "es", "none"),
+            default="en",
+            help="answer a language prompt in this language by itself; none: with --keys (default en)",
+        )
+        parser.add_argument(
+            "--stir",
+            metavar="VERSTAT",
+            default=MOBILE_STIR,
+            help=f"SHAKEN/STIR result sent as StirVerstat (default {MOBILE_STIR}, as a mobile "
+            f"caller's call carries; none sends none): {', '.join(STIR_VALUES)}",
+        )
+        parser.add_argument(
+            "--pound",
+            choices=tuple(POUND_BEHAVIOURS),
+            default="b",
+            help="what Twilio does with # (the finishOnKey) pressed before any digit: "
+            + "; ".join(f"{key}: {words}" for key, words in POUND_BEHAVIOURS.items())
+            + "; a and b post only with actionOnEmptyResult (default b)",
+        )
         parser.add_argument("--verbose", action="store_true", help="show every request and how long it took")
 
-    def handle(self, *args: object, url: str | None, base_url: str | None, caller: str, keys: str | None,
-               token: str | None, lang: str, stir: str | None, pound: str, verbose: bool, **options: object) -> None:
+    def handle(
+        self,
+        *args: object,
+        url: str | None,
+        base_url: str | None,
+        caller: str,
+        keys: str | None,
+        token: str | None,
+        lang: str,
+        stir: str | None,
+        pound: str,
+        verbose: bool,
+        **options: object,
+    ) -> None:
         disabled = logging.root.manager.disable
         if not verbose:
             # The server's own log lines (its 403 warnings too) would interleave with what the caller hears.
             logging.disable(logging.WARNING)
         try:
-            self._call(url, (base_url or url or settings.BASE_URL).rstrip("/"), caller, keys,
-                       token or settings.TWILIO_AUTH_TOKEN, None if lang == "none" else lang,
-                       None if not stir or stir.lower() == "none" else stir, pound, verbose)
+            self._call(
+                url,
+                (base_url or url or settings.BASE_URL).rstrip("/"),
+                caller,
+                keys,
+                token or settings.TWILIO_AUTH_TOKEN,
+                None if lang == "none" else lang,
+                None if not stir or stir.lower() == "none" else stir,
+                pound,
+                verbose,
+            )
         finally:
             # In process (tests), logging is everyone's: give it back as it was.
             logging.disable(disabled)
 
-    def _call(self, url: str | None, base_url: str, caller: str, keys: str | None, token: str,
-              lang: str | None, stir: str | None, pound: str, verbose: bool) -> None:
+    def _call(
+        self,
+        url: str | None,
+        base_url: str,
+        caller: str,
+        keys: str | None,
+        token: str,
+        lang: str | None,
+        stir: str | None,
+        pound: str,
+        verbose: bool,
+    ) -> None:
         self._verbose, self._prompt_shown = verbose, False
         call = SimulatedCall(
             base_url=base_url,
@@ -161,9 +226,13 @@ class Command(BaseCommand):
             if audio.kind == "say":
                 self.stdout.write(say_line(audio.language, audio.voice, audio.shown))
             else:
-                self.stdout.write(SHOWN[audio.kind].format(f"{audio.seconds:g} s" if audio.kind == "pause" else audio.text))
-        self.stdout.write(f"  ...    keys? numDigits={prompt.num_digits or 'any'} "
-                          f"finishOnKey={prompt.finish_on_key or 'none'} timeout={prompt.timeout} s")
+                self.stdout.write(
+                    SHOWN[audio.kind].format(f"{audio.seconds:g} s" if audio.kind == "pause" else audio.text)
+                )
+        self.stdout.write(
+            f"  ...    keys? numDigits={prompt.num_digits or 'any'} "
+            f"finishOnKey={prompt.finish_on_key or 'none'} timeout={prompt.timeout} s"
+        )
         self._prompt_shown = True
         try:
             line = input("  keys (Enter = silence, h = hang up)> ")

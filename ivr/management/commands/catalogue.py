@@ -11,7 +11,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--update", action="store_true", help="add new strings to each .po, drop removed ones")
         parser.add_argument("--check", action="store_true", help="fail if any caller-facing string is not translated")
-        parser.add_argument("--compile", action="store_true", help="write each .mo from its .po (no GNU gettext needed)")
+        parser.add_argument(
+            "--compile", action="store_true", help="write each .mo from its .po (no GNU gettext needed)"
+        )
 
     def handle(self, *args: object, update: bool, check: bool, compile: bool, **options: object) -> None:
         if not (update or check or compile):
