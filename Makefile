@@ -34,6 +34,7 @@ test: $(STAMP) $(CATALOGUES)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 call: $(STAMP) $(CATALOGUES)
 	DEBUG=true $(BIN)/python manage.py migrate --noinput

@@ -27,8 +27,9 @@ from django.template.response import TemplateResponse
 from django.urls import path
 from django.utils import timezone
 
-from accounts import identity, services
+from accounts import confirmations, errors, identity, ledger, operator
 from accounts.admin_actions import GuardedActionsAdmin, Outcome, Planned
+from accounts.dollars import dollars_decimal, format_dollars
 from accounts.models import (
     ROUTE_FIELDS,
     Account,
@@ -40,7 +41,6 @@ from accounts.models import (
     SignInSpray,
     Transfer,
 )
-from accounts.money import dollars_decimal, format_dollars
 from accounts.validators import RECIPIENT_NAME_MAX, RECIPIENT_NAME_RULE, recipient_name_clean
 from myibot import local_time
 from myibot.csv_export import csv_download
@@ -208,11 +208,11 @@ def _plan_reject_registration(account: Account) -> Planned:
 def _reject_registration(account: Account) -> Outcome:
     try:
         identity.registration_reject(member_id=account.member_id)
-    except identity.NotPending:
+    except errors.NotPending:
         return Outcome(refused="verified: kept")
-    except identity.HoldsMoney:
+    except errors.HoldsMoney:
         return Outcome(refused="holds money or money history: kept")
-    except services.UnknownAccount:
+    except errors.UnknownAccount:
         return Outcome(refused="already removed")
     return Outcome(
         history=f"Rejected the registration: removed the account and its registration code, "
@@ -228,8 +228,8 @@ class SharedLineForm(forms.ModelForm):
 
     def clean_phone_number(self) -> str:
         try:
-            return identity.parse_phone_number(self.cleaned_data["phone_number"])
-        except identity.NotAPhoneNumber:
+            return operator.parse_phone_number(self.cleaned_data["phone_number"])
+        except errors.NotAPhoneNumber:
             raise forms.ValidationError("Not a phone number in E.164 or national form.") from None
 
 
@@ -332,8 +332,8 @@ def _plan_settle(transfer: Transfer) -> Planned:
 
 def _settle(transfer: Transfer) -> Outcome:
     try:
-        services.transfer_settle(transfer=transfer)
-    except services.TransferAlreadyDecided:
+        ledger.transfer_settle(transfer=transfer)
+    except errors.TransferAlreadyDecided:
         return Outcome(refused="already settled or rejected")
     return Outcome(history=f"Settled: {transfer.amount_display} to {transfer.recipient} marked paid out.")
 
@@ -350,8 +350,8 @@ def _plan_reject(transfer: Transfer) -> Planned:
 
 def _reject(transfer: Transfer) -> Outcome:
     try:
-        services.transfer_reject(transfer=transfer)
-    except services.TransferAlreadyDecided:
+        ledger.transfer_reject(transfer=transfer)
+    except errors.TransferAlreadyDecided:
         return Outcome(refused="already settled or rejected")
     return Outcome(
         history=f"Rejected: {transfer.amount_display} returned to account {transfer.account.member_id} "
@@ -522,12 +522,12 @@ def _plan_reverse_deposit(entry: LedgerEntry) -> Planned:
 
 def _reverse_deposit(entry: LedgerEntry) -> Outcome:
     try:
-        correction = services.deposit_reverse(entry=entry)
-    except services.NotADeposit:
+        correction = ledger.deposit_reverse(entry=entry)
+    except errors.NotADeposit:
         return Outcome(refused="not a deposit")
-    except services.AlreadyCorrected:
+    except errors.AlreadyCorrected:
         return Outcome(refused="already reversed")
-    except services.InsufficientFunds:
+    except errors.InsufficientFunds:
         return Outcome(refused="the money was spent; it cannot be taken back")
     return Outcome(
         history=f"Reversed: the deposit of {format_dollars(entry.amount_cents)} taken back from account "
@@ -584,10 +584,10 @@ class ConfirmationCodeAdmin(ReadOnlyAdmin):
             try:
                 # The code's mark and its history entry commit together.
                 with transaction.atomic():
-                    check = services.confirmation_code_verify(code=form.cleaned_data["code"])
-                    result = services.describe_code_check(check)
+                    check = confirmations.confirmation_code_verify(code=form.cleaned_data["code"])
+                    result = confirmations.describe_code_check(check)
                     self._record_code_check(request, check, result)
-            except services.UnknownCode:
+            except errors.UnknownCode:
                 result = "Unknown code: no confirmation code matches it."
                 logger.info("admin verification: operator=%s no such confirmation", request.user.get_username())
             form = VerifyCodeForm()  # the code is not shown back on the page
@@ -600,7 +600,7 @@ class ConfirmationCodeAdmin(ReadOnlyAdmin):
         }
         return TemplateResponse(request, "admin/accounts/confirmationcode/verify.html", context)
 
-    def _record_code_check(self, request: HttpRequest, check: services.CodeCheck, described: str) -> None:
+    def _record_code_check(self, request: HttpRequest, check: confirmations.CodeCheck, described: str) -> None:
         """History and a log line for a code this check verified; none when it was expired or already verified."""
         found = check.confirmation_code
         operator = request.user.get_username()

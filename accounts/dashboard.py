@@ -16,9 +16,9 @@ from django.db.models import Count, Q, QuerySet, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from accounts import identity
+from accounts import selectors
+from accounts.dollars import format_dollars
 from accounts.models import Account, ActivityKind, HourlyActivity, Transfer
-from accounts.money import format_dollars
 from myibot import local_time
 
 LIST_LENGTH = 20
@@ -214,9 +214,8 @@ def build(now: datetime | None = None) -> dict[str, object]:
         "locked_accounts": _first(
             Account.objects.filter(Q(locked_until__gt=now) | Q(home_locked_until__gt=now)).order_by("created")
         ),
-        "spray": identity.spray_active(now=now),
-        "registration_limit_until": identity.registration_limit_reached_until(now=now),
+        "spray": selectors.spray_active(now=now),
+        "registration_limit_until": selectors.registration_limit_reached_until(now=now),
         "registrations_per_hour": settings.REGISTRATIONS_PER_HOUR,
-        "now": now,
         "time_zone": settings.TIME_ZONE,
     }

@@ -10,18 +10,26 @@ concurrent guesses on one account are all counted.
 from __future__ import annotations
 
 import logging
-import math
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-import phonenumbers
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from accounts import activity, codes, pins
+from accounts import activity, pins
+from accounts.confirmations import confirmation_code_issue
+from accounts.errors import (
+    AccountLocked,
+    HoldsMoney,
+    MemberIdTaken,
+    NotPending,
+    RegistrationLimitReached,
+    UnknownAccount,
+    WrongPin,
+)
 from accounts.models import (
     ROUTE_FIELDS,
     Account,
@@ -33,8 +41,11 @@ from accounts.models import (
     SignInRoute,
     SignInSpray,
 )
-from accounts.services import AccountsError, UnknownAccount, confirmation_code_issue
-from myibot import local_time
+from accounts.selectors import (
+    is_shared_line,
+    registration_line,
+    registration_refusal,
+)
 from myibot.db import insert_unless_conflict
 
 logger = logging.getLogger(__name__)
@@ -43,120 +54,12 @@ logger = logging.getLogger(__name__)
 SPRAY_SUSPENSION = timedelta(minutes=15)
 SPRAY_WINDOW = timedelta(minutes=1)
 MEMBER_ID = re.compile(r"[0-9]{6}", re.ASCII)
-TYPED_PHONE = re.compile(r"\+?[0-9 ().-]{4,24}", re.ASCII)
-
-
-class MemberIdTaken(AccountsError):
-    pass
-
-
-class WrongPin(AccountsError):
-    """A wrong PIN, an unknown member ID or an unknown number: the caller is told the same."""
-
-
-@dataclass
-class AccountLocked(AccountsError):
-    until: datetime
-
-    def minutes_left(self, now: datetime | None = None) -> int:
-        """Whole minutes left, rounded up, never 0."""
-        return max(1, math.ceil((self.until - (now or timezone.now())).total_seconds() / 60))
-
-
-class RegistrationLimitReached(AccountsError):
-    """Too many accounts from this line today, or across the service this hour: nothing is written."""
-
-
-class NotPending(AccountsError):
-    """Only a registration staff never verified can be rejected."""
-
-
-class HoldsMoney(AccountsError):
-    """An account with money or history is never removed."""
 
 
 # Entry ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class HomeLine:
-    """What a caller's number tells us: whose home number it is, their language, and whether PIN-only entry is open."""
-
-    account_id: int
-    language: str
-    pin_only: bool
-
-
-def caller_home(*, phone_number: str, now: datetime | None = None) -> HomeLine | None:
-    """The account whose home number this is, or None. One query.
-
-    PIN-only entry is open only from a personal number (not a shared line) and
-    only while no spray of failed sign-ins is going on. The caller ID's own
-    trust (withheld, failed STIR validation) is the caller's concern.
-    """
-    if not phone_number:
-        return None
-    now = now or timezone.now()
-    found = (
-        Account.objects.filter(home_number=phone_number)
-        .annotate(
-            shared=Exists(SharedLine.objects.filter(phone_number=OuterRef("home_number"))),
-            spray=Exists(SignInSpray.objects.filter(until__gt=now)),
-        )
-        .values_list("pk", "language", "shared", "spray")
-        .first()
-    )
-    if found is None:
-        return None
-    account_id, language, shared, spray = found
-    return HomeLine(account_id=account_id, language=language, pin_only=not (shared or spray))
-
-
-def is_shared_line(phone_number: str) -> bool:
-    return SharedLine.objects.filter(phone_number=phone_number).exists()
-
-
 # Registration ------------------------------------------------------------------
-
-
-REGISTRATION_WINDOW = timedelta(hours=1)
-
-
-def registration_refusal(*, phone_number: str, now: datetime | None = None) -> str | None:
-    """Why a registration from this line would be refused now ("line", "service"), or None. Reads only.
-
-    phone_number is the caller's number ("" when withheld); a shared line counts as no line.
-    """
-    now = now or timezone.now()
-    if Registration.objects.filter(created__gt=now - REGISTRATION_WINDOW).count() >= settings.REGISTRATIONS_PER_HOUR:
-        return "service"
-    line = _registration_line(phone_number)
-    if line:
-        day_start, day_end = local_time.day_bounds(now)
-        today = Registration.objects.filter(line=line, created__gte=day_start, created__lt=day_end).count()
-        if today >= settings.REGISTRATIONS_PER_LINE_PER_DAY:
-            return "line"
-    return None
-
-
-def registration_limit_reached_until(*, now: datetime | None = None) -> datetime | None:
-    """When the service-wide hourly limit lets registrations in again, while it holds (for the dashboard)."""
-    now = now or timezone.now()
-    recent = Registration.objects.filter(created__gt=now - REGISTRATION_WINDOW).order_by("-created")
-    counted = list(recent.values_list("created", flat=True)[: settings.REGISTRATIONS_PER_HOUR])
-    if len(counted) < settings.REGISTRATIONS_PER_HOUR:
-        return None
-    return counted[-1] + REGISTRATION_WINDOW
-
-
-def _registration_line(phone_number: str) -> str:
-    if not phone_number or is_shared_line(phone_number):
-        return ""
-    return codes.line_digest(phone_number)
-
-
-def member_id_is_taken(member_id: str) -> bool:
-    return Account.objects.filter(member_id=member_id).exists()
 
 
 @transaction.atomic
@@ -192,7 +95,7 @@ def account_register(
         account = _insert_account(Account(home_number=None, **new))
     if account is None:
         raise MemberIdTaken
-    Registration.objects.create(created=now, line=_registration_line(line))
+    Registration.objects.create(created=now, line=registration_line(line))
     code = confirmation_code_issue(account=account, purpose=ConfirmationCode.Purpose.REGISTRATION, now=now)
     logger.info("account registered: account=%s home_number=%s", account.pk, "yes" if account.home_number else "no")
     return account, code
@@ -429,10 +332,6 @@ def _count_service_failure(now: datetime) -> None:
     )
 
 
-def spray_active(*, now: datetime | None = None) -> SignInSpray | None:
-    return SignInSpray.objects.filter(until__gt=now or timezone.now()).order_by("-until").first()
-
-
 def sign_in_failures_forget(*, older_than: timedelta = timedelta(days=1), now: datetime | None = None) -> int:
     """Delete old failure marks: only the last minute matters, a day is kept for operators."""
     deleted, _ = SignInFailure.objects.filter(created__lt=(now or timezone.now()) - older_than).delete()
@@ -449,45 +348,3 @@ def account_unlock(*, account: Account) -> bool:
     locked.save(update_fields=fields)
     logger.info("account unlocked by operator: account=%s was_locked=%s", locked.pk, had_anything)
     return had_anything
-
-
-# What operators type --------------------------------------------------------------
-
-
-class NotAPhoneNumber(AccountsError):
-    pass
-
-
-def parse_phone_number(text: str) -> str:
-    """E.164 from what an operator types: +12026230001, 202-623-0001, (202) 623-0001.
-
-    Numbers without a + are read in PHONE_REGION. NotAPhoneNumber otherwise.
-    """
-    # Digits and the usual punctuation only: phonenumbers would read letters
-    # as a vanity number (1-800-FLOWERS), never what an operator meant here.
-    if not TYPED_PHONE.fullmatch(text.strip()):
-        raise NotAPhoneNumber
-    try:
-        number = phonenumbers.parse(text.strip(), settings.PHONE_REGION)
-    except phonenumbers.NumberParseException:
-        raise NotAPhoneNumber from None
-    # Possible, not valid, so that test lines in the 555 range are accepted;
-    # a number dialable only locally (555-1234) names no one line.
-    if phonenumbers.is_possible_number_with_reason(number) != phonenumbers.ValidationResult.IS_POSSIBLE:
-        raise NotAPhoneNumber
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-
-
-def account_by_reference(text: str) -> Account:
-    """The account an operator names: a 6-digit member ID or its home number.
-
-    UnknownAccount when none matches, NotAPhoneNumber when text is neither.
-    """
-    text = text.strip()
-    if MEMBER_ID.fullmatch(text):
-        account = Account.objects.filter(member_id=text).first()
-    else:
-        account = Account.objects.filter(home_number=parse_phone_number(text)).first()
-    if account is None:
-        raise UnknownAccount
-    return account

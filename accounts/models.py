@@ -13,7 +13,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from accounts.money import format_dollars
+from accounts.dollars import format_dollars
 from myibot import local_time
 
 # Five wrong PINs in a row lock the account; each further lock doubles, up to a day.

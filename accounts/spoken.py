@@ -1,4 +1,4 @@
-"""Amounts and dates as a caller hears them, in the active language (translation.override around a call)."""
+"""Codes, amounts and dates as a caller hears them, in the active language (translation.override around a call)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,11 @@ from django.utils.dates import MONTHS
 from django.utils.translation import gettext, ngettext
 
 from myibot import local_time
+
+
+def spoken_digits(digits: str) -> str:
+    """Codes and IDs are read one digit at a time: "471092" -> "4, 7, 1, 0, 9, 2"."""
+    return ", ".join(digits)
 
 
 def _dollars(dollars: int) -> str:

@@ -249,7 +249,7 @@ def main() -> None:
                 "shell",
                 "-c",
                 "from django.utils import timezone; from accounts.models import Account\n"
-                "from accounts.services import deposit\n"
+                "from accounts.ledger import deposit\n"
                 "callers = Account.objects.filter(member_id__startswith='3')\n"
                 "callers.update(status='active', verified_at=timezone.now())\n"
                 "for a in callers: deposit(account=a, amount_cents=1000000)",

@@ -24,8 +24,7 @@ from twilio.request_validator import (
     remove_port,
 )
 
-from accounts import activity
-from ivr import twiml
+from ivr import metrics, twiml
 
 logger = logging.getLogger(__name__)
 
@@ -181,7 +180,7 @@ def twilio_webhook(view: View) -> View:
             getattr(response, "ivr_step", request.path),
             getattr(response, "ivr_outcome", response.status_code),
         )
-        activity.webhook_answered(str(step), str(outcome), seconds)
+        metrics.webhook_answered(str(step), str(outcome), seconds)
         logger.info("webhook call=%s step=%s outcome=%s ms=%.0f", call_label(request), step, outcome, seconds * 1000)
         return response
 

@@ -19,11 +19,6 @@ UNAVAILABLE = _("We are sorry. This service is temporarily unavailable. Please c
 DIGIT_BREAK = "700ms"
 
 
-def spoken_digits(digits: str) -> str:
-    """Codes and IDs are read one digit at a time: "471092" -> "4, 7, 1, 0, 9, 2"."""
-    return ", ".join(digits)
-
-
 def voice_for(language: str | None = None) -> dict[str, str]:
     """The <Say> voice and locale for a language (the active one by default)."""
     code = (language or translation.get_language() or "en")[:2]

@@ -10,9 +10,8 @@ from django.http import HttpRequest, HttpResponse
 from django.utils.translation import gettext_lazy as _
 from twilio.twiml.voice_response import VoiceResponse
 
-from ivr import caller_id, machine, twiml
+from ivr import caller_id, machine, services, twiml
 from ivr.decorators import call_label, twilio_webhook
-from ivr.models import CallSession
 
 logger = logging.getLogger(__name__)
 
@@ -89,15 +88,6 @@ def _prompt_number(request: HttpRequest) -> int | None:
         return None
 
 
-def _same_caller(stored_caller: str, from_: str | None) -> bool:
-    """Whether a status callback's From is the caller a call was stored for.
-
-    Compared as the call stored it: a withheld From matches only a call whose
-    caller was withheld too.
-    """
-    return caller_id.caller_number(from_) == stored_caller
-
-
 @twilio_webhook
 def status(request: HttpRequest) -> HttpResponse:
     """Twilio's call status callback: forget a call once it is over.
@@ -109,14 +99,7 @@ def status(request: HttpRequest) -> HttpResponse:
     call_status = request.POST.get("CallStatus", "")
     outcome = "noted"
     if call_status in CALL_OVER:
-        call = CallSession.objects.filter(call_sid=request.POST.get("CallSid", "")).only("caller").first()
-        if call is None:
-            outcome = "unknown call"
-        elif not _same_caller(call.caller, request.POST.get("From")):
-            outcome = "another caller: kept"
-        else:
-            call.delete()
-            outcome = "forgotten"
+        outcome = services.call_forget(call_sid=request.POST.get("CallSid", ""), from_=request.POST.get("From"))
     response = HttpResponse("")
     response.ivr_step, response.ivr_outcome = f"status {call_status[:20]}", outcome
     return response

@@ -7,6 +7,8 @@ from django.contrib.admin.apps import AdminConfig
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
 
+from myibot import dashboard
+
 
 class OperationsAdminSite(admin.AdminSite):
     site_header = "MyiBot operations"
@@ -16,9 +18,7 @@ class OperationsAdminSite(admin.AdminSite):
     site_url = None
 
     def index(self, request: HttpRequest, extra_context: dict | None = None) -> TemplateResponse:
-        from accounts import dashboard
-
-        return super().index(request, {**dashboard.build(), **(extra_context or {})})
+        return super().index(request, {**dashboard.context(), **(extra_context or {})})
 
 
 class OperationsAdminConfig(AdminConfig):

@@ -16,8 +16,8 @@ from django.utils import timezone
 from twilio.request_validator import RequestValidator
 
 from accounts import pins
+from accounts.ledger import deposit
 from accounts.models import Account, Recipient
-from accounts.services import deposit
 
 postgres_only = pytest.mark.skipif(
     connection.vendor != "postgresql",

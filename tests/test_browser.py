@@ -30,7 +30,7 @@ from selenium.webdriver.common.selenium_manager import SeleniumManager
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
-from accounts import identity, pins, services
+from accounts import identity, ledger, pins
 from accounts.models import Account, Transfer
 
 CHROMIUM = "/usr/bin/chromium"
@@ -133,7 +133,7 @@ def screenshot_on_failure(driver: webdriver.Chrome, tmp_path: Path) -> Iterator[
 @pytest.fixture
 def seeded(account, recipient) -> dict[str, Account]:
     """An active account (123456, 100 dollars) with a submitted transfer, and a pending registration."""
-    services.transfer_submit(
+    ledger.transfer_submit(
         account=account, recipient_code=recipient.code, amount_cents=25_00, idempotency_key="browser-test-transfer"
     )
     pending, _code = identity.account_register(member_id=PENDING_MEMBER_ID, pin_hash=pins.hash_pin("8052"))

@@ -22,6 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from accounts import activity
 from accounts.models import ActivityKind, HourlyActivity
 from bench.servers import free_port
+from ivr import metrics as ivr_metrics
 from myibot import metrics
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -91,16 +92,16 @@ def test_it_counts_a_webhook_by_step_and_outcome_with_its_latency():
         value("myibot_webhook_seconds_bucket", step="pin", le="0.25"),
         value("myibot_webhook_seconds_bucket", step="pin", le="0.1"),
     )
-    activity.webhook_answered("pin", "to menu", 0.2)
+    ivr_metrics.webhook_answered("pin", "to menu", 0.2)
     assert value("myibot_webhooks_total", **labels) == count + 1
     assert value("myibot_webhook_seconds_bucket", step="pin", le="0.25") == under_250_ms + 1
     assert value("myibot_webhook_seconds_bucket", step="pin", le="0.1") == under_100_ms
 
 
 def test_its_latency_buckets_reach_twilios_fifteen_seconds():
-    assert metrics.WEBHOOK_SECONDS_BUCKETS[-2:] == (10, 15)
+    assert ivr_metrics.WEBHOOK_SECONDS_BUCKETS[-2:] == (10, 15)
     before = value("myibot_webhook_seconds_bucket", step="menu", le="15.0")
-    activity.webhook_answered("menu", "to balance", 12.0)
+    ivr_metrics.webhook_answered("menu", "to balance", 12.0)
     assert value("myibot_webhook_seconds_bucket", step="menu", le="15.0") == before + 1
 
 
@@ -132,7 +133,7 @@ def test_its_latency_buckets_reach_twilios_fifteen_seconds():
     ],
 )
 def test_it_keeps_every_step_and_outcome_the_code_writes(step, outcome):
-    assert (metrics.step_label(step), metrics.outcome_label(outcome)) == (step, outcome)
+    assert (ivr_metrics.step_label(step), ivr_metrics.outcome_label(outcome)) == (step, outcome)
 
 
 @pytest.mark.parametrize(
@@ -151,9 +152,9 @@ def test_it_keeps_every_step_and_outcome_the_code_writes(step, outcome):
     ],
 )
 def test_it_never_makes_a_label_from_a_value_it_does_not_know(step, outcome, labels):
-    assert (metrics.step_label(step), metrics.outcome_label(outcome)) == labels
+    assert (ivr_metrics.step_label(step), ivr_metrics.outcome_label(outcome)) == labels
     before = value("myibot_webhooks_total", step=labels[0], outcome=labels[1])
-    activity.webhook_answered(step, outcome, 0.01)
+    ivr_metrics.webhook_answered(step, outcome, 0.01)
     assert value("myibot_webhooks_total", step=labels[0], outcome=labels[1]) == before + 1
 
 
@@ -171,7 +172,7 @@ def test_it_answers_a_call_when_a_metric_cannot_be_written(phone, account, monke
     def full_disk(*args: object, **kwargs: object) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(metrics.WEBHOOKS, "labels", full_disk)
+    monkeypatch.setattr(ivr_metrics.WEBHOOKS, "labels", full_disk)
     answer = phone.dial()
     assert "enter your 4-digit PIN" in answer.text
     assert "a metric was not recorded" in caplog.text
@@ -180,10 +181,11 @@ def test_it_answers_a_call_when_a_metric_cannot_be_written(phone, account, monke
 def test_it_adds_up_what_every_process_wrote_and_serves_it():
     """prometheus_client's multiprocess mode, as gunicorn's workers run it: two processes, one sum, over HTTP."""
     count = (
-        "from myibot import metrics; metrics.CALLS.inc(); metrics.WEBHOOKS.labels(step='pin', outcome='to menu').inc(2)"
+        "import django; django.setup(); from accounts import activity; from ivr import metrics; "
+        "activity.CALLS.inc(); metrics.WEBHOOKS.labels(step='pin', outcome='to menu').inc(2)"
     )
     with tempfile.TemporaryDirectory(prefix="myibot-metrics-test-") as folder:
-        env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": folder}
+        env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": folder, "DJANGO_SETTINGS_MODULE": "tests.settings"}
         for _ in range(2):
             subprocess.run([sys.executable, "-c", count], cwd=ROOT, env=env, check=True, timeout=60)
         registry = metrics.multiprocess_registry(folder)

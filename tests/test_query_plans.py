@@ -17,7 +17,7 @@ from django.db import connection
 from django.db.models import Exists, OuterRef, Sum
 from django.utils import timezone
 
-from accounts import dashboard, services
+from accounts import dashboard, selectors
 from accounts.models import (
     Account,
     ConfirmationCode,
@@ -51,7 +51,7 @@ def hot_queries():
         .select_related("transfer__recipient")
         .order_by("-created", "-id")[:5],
         # The services' own queries: today's and the dashboard's days run from local midnight (TIME_ZONE).
-        "the daily limit": services.transfers_counted_today(account=account, now=now)
+        "the daily limit": selectors.transfers_counted_today(account=account, now=now)
         .values("account")
         .annotate(total=Sum("amount_cents")),
         "a transfer's key": Transfer.objects.filter(idempotency_key="CA1:1:5"),

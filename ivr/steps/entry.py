@@ -15,7 +15,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
-from accounts import activity, identity
+from accounts import activity, errors, identity, selectors
 from ivr.languages import LANGUAGE_OPTIONS
 from ivr.machine import (
     LANGUAGE_MENU,
@@ -45,7 +45,7 @@ PINS_PER_CALL = 3
 def choose_first_step(call: CallSession) -> str:
     """The language prompt for a caller we do not know; then the PIN prompt for a trusted
     home number with PIN-only entry open, the member-ID prompt for anyone else."""
-    home = identity.caller_home(phone_number=call.caller)
+    home = selectors.caller_home(phone_number=call.caller)
     if home is not None and call.caller_trusted and not call.language and home.language in settings.IVR_LANGUAGES:
         # Remembered by number: never asked again. Not for a doubtful caller
         # ID, whose skipped language prompt would tell a spoofer the number has an account.
@@ -92,7 +92,7 @@ class Language(Step):
         return Goto(MemberId, counts_silence=counts_silence)
 
 
-def locked(call: CallSession, refusal: identity.AccountLocked) -> Goto:
+def locked(call: CallSession, refusal: errors.AccountLocked) -> Goto:
     """The account is locked: a prompt that says for how long, where 0 reaches help or staff."""
     call.account = None
     call.scratch = {"locked_until": refusal.until.isoformat()}
@@ -113,7 +113,7 @@ class Locked(Step):
 
     def prompt(self, call: CallSession) -> list[Line]:
         until = datetime.fromisoformat(call.scratch.get("locked_until", timezone.now().isoformat()))
-        minutes = identity.AccountLocked(until=until).minutes_left()
+        minutes = errors.AccountLocked(until=until).minutes_left()
         if minutes <= 60:
             how_long = ngettext("%(count)d minute", "%(count)d minutes", minutes) % {"count": minutes}
         else:
@@ -211,7 +211,7 @@ class PinOnly(Step):
         return [_("Please enter your 4-digit PIN."), _("For other options, press pound.")]
 
     def count_pin_attempt(self, call: CallSession, keys: str) -> identity.PinAttempt | None:
-        home = identity.caller_home(phone_number=call.caller)
+        home = selectors.caller_home(phone_number=call.caller)
         if home is None or not home.pin_only or not call.caller_trusted:
             return None
         return identity.pin_attempt_count(account_id=home.account_id, trusted_number=call.trusted_number)
@@ -219,13 +219,13 @@ class PinOnly(Step):
     def answer(self, call: CallSession, keys: str) -> Outcome:
         if call.pin_attempt is None:
             # Not counted: a spray began, or an operator made this a shared line, since the prompt.
-            home = identity.caller_home(phone_number=call.caller)
+            home = selectors.caller_home(phone_number=call.caller)
             return Goto(MemberId) if home is None or not home.pin_only else Goto(self.name)
         try:
             account = identity.account_sign_in(pin=keys, attempt=call.pin_attempt)
-        except identity.AccountLocked as refusal:
+        except errors.AccountLocked as refusal:
             return locked(call, refusal)
-        except identity.WrongPin:
+        except errors.WrongPin:
             return count_wrong_pin(call, Again(_("That PIN is not correct."), strike=False))
         return _signed_in(call, account)
 
@@ -289,9 +289,9 @@ class Pin(Step):
             return Goto(self.name)  # not counted (the call moved meanwhile): never checked uncounted
         try:
             account = identity.account_sign_in(pin=keys, attempt=call.pin_attempt)
-        except identity.AccountLocked as refusal:
+        except errors.AccountLocked as refusal:
             return locked(call, refusal)
-        except identity.WrongPin:
+        except errors.WrongPin:
             call.scratch = {}
             return count_wrong_pin(call, Goto(MemberId, NOT_RIGHT))
         return _signed_in(call, account)

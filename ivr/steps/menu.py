@@ -14,7 +14,7 @@ from django.conf import settings
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from accounts import identity, pins, services
+from accounts import errors, identity, pins, selectors
 from accounts.models import LedgerEntry, Transfer
 from accounts.spoken import spoken_amount, spoken_date, spoken_dollars
 from ivr.languages import LANGUAGE_OPTIONS
@@ -74,7 +74,7 @@ class History(Step):
     COUNT = 5
 
     def prompt(self, call: CallSession) -> list[Line]:
-        entries = services.ledger_recent(account=call.account, count=self.COUNT)
+        entries = selectors.ledger_recent(account=call.account, count=self.COUNT)
         lines: list[Line] = [describe_entry(entry) for entry in entries] or [_("You have no transactions yet.")]
         return [*lines, PAUSE, _("To hear them again, press 1. For the main menu, press 2.")]
 
@@ -139,9 +139,9 @@ class ChangePin(Step):
             return Goto(self.name)  # not counted (the call moved meanwhile): never checked uncounted
         try:
             identity.account_check_pin(account=call.account, pin=keys, attempt=call.pin_attempt)
-        except identity.AccountLocked as refusal:
+        except errors.AccountLocked as refusal:
             return locked(call, refusal)
-        except identity.WrongPin:
+        except errors.WrongPin:
             return count_wrong_pin(call, Again(_("That PIN is not correct."), strike=False))
         call.scratch = {"mismatches": 0}
         return Goto(ChangePinNew)

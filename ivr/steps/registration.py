@@ -10,7 +10,7 @@ from django.conf import settings
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from accounts import identity, pins
+from accounts import errors, identity, pins, selectors
 from ivr.machine import MAIN_MENU, Again, Goodbye, Goto, Line, Outcome, Step, step
 from ivr.models import CallSession
 from ivr.steps.common import (
@@ -33,7 +33,7 @@ MISMATCHES_PER_CALL = 3
 
 def start_registration(call: CallSession) -> Outcome:
     """The caller chose to create an account: refused at once, before any key, when a limit is reached."""
-    if identity.registration_refusal(phone_number=call.caller):
+    if selectors.registration_refusal(phone_number=call.caller):
         return Goodbye(NO_MORE_ACCOUNTS)
     call.scratch = {}
     return Goto(RegisterMemberId)
@@ -52,7 +52,7 @@ class RegisterMemberId(Step):
         return [_("To create an account, enter your 6-digit member ID.")]
 
     def answer(self, call: CallSession, keys: str) -> Outcome:
-        if identity.member_id_is_taken(keys):
+        if selectors.member_id_is_taken(keys):
             return Again(MEMBER_ID_TAKEN, strike=False)
         call.scratch = {"member_id": keys, "mismatches": call.scratch.get("mismatches", 0)}
         return Goto(RegisterCreatePin)
@@ -108,9 +108,9 @@ class RegisterConfirmPin(Step):
                 line=call.caller,
                 language=call.language or settings.IVR_LANGUAGES[0],
             )
-        except identity.RegistrationLimitReached:
+        except errors.RegistrationLimitReached:
             return Goodbye(NO_MORE_ACCOUNTS)
-        except identity.MemberIdTaken:
+        except errors.MemberIdTaken:
             call.scratch = {}
             return Goto(RegisterMemberId, MEMBER_ID_TAKEN)
         call.account = account

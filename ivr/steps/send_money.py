@@ -7,13 +7,11 @@ import re
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from accounts import services
-from accounts.models import Recipient
-from accounts.spoken import spoken_amount, spoken_dollars
+from accounts import errors, ledger, selectors
+from accounts.spoken import spoken_amount, spoken_digits, spoken_dollars
 from ivr.machine import MAIN_MENU, Again, Goto, Line, Outcome, Step, step
 from ivr.models import CallSession
 from ivr.steps.common import NOT_VERIFIED, NOTHING_SENT, ONE_KEY_1_2, PRESS_1_OR_2, SIX_DIGITS, code_lines, keep_code
-from ivr.twiml import spoken_digits
 
 NOT_ENOUGH_MONEY = gettext_lazy("You do not have enough money.")
 
@@ -36,17 +34,17 @@ class SendAmount(Step):
     def answer(self, call: CallSession, keys: str) -> Outcome:
         amount_cents = int(keys) * 100
         try:
-            services.transfer_check(account=call.account, amount_cents=amount_cents)
-        except services.AccountNotVerified:
+            ledger.transfer_check(account=call.account, amount_cents=amount_cents)
+        except errors.AccountNotVerified:
             return Goto(MAIN_MENU, NOT_VERIFIED)
-        except services.InvalidAmount:
+        except errors.InvalidAmount:
             return Again(_("The amount must be at least 1 dollar."), strike=False)
-        except services.TransferLimitExceeded as refusal:
+        except errors.TransferLimitExceeded as refusal:
             return Again(
                 _("The most you can send at one time is %(amount)s.") % {"amount": spoken_dollars(refusal.limit_cents)},
                 strike=False,
             )
-        except services.DailyLimitReached as refusal:
+        except errors.DailyLimitReached as refusal:
             if not refusal.room_cents:
                 return Goto(
                     MAIN_MENU,
@@ -57,7 +55,7 @@ class SendAmount(Step):
                 _("The most you can still send today is %(amount)s.") % {"amount": spoken_dollars(refusal.room_cents)},
                 strike=False,
             )
-        except services.InsufficientFunds:
+        except errors.InsufficientFunds:
             return Again(
                 f"{NOT_ENOUGH_MONEY} "
                 + _("Your balance is %(amount)s.") % {"amount": spoken_amount(call.account.balance_cents)},
@@ -80,7 +78,7 @@ class SendRecipient(Step):
         return [_("Enter the 6-digit code of the person you are sending to.")]
 
     def answer(self, call: CallSession, keys: str) -> Outcome:
-        recipient = Recipient.objects.filter(code=keys, active=True).first()
+        recipient = selectors.recipient_active(code=keys)
         if recipient is None:
             return Again(_("We could not find that recipient code."), strike=False)
         call.scratch.update(recipient_code=recipient.code, recipient_name=recipient.name)
@@ -113,7 +111,7 @@ class SendConfirm(Step):
             call.scratch = {}
             return Goto(MAIN_MENU, _("Cancelled. No money was sent."))
         try:
-            receipt = services.transfer_submit(
+            receipt = ledger.transfer_submit(
                 account=call.account,
                 recipient_code=call.scratch["recipient_code"],
                 amount_cents=call.scratch["amount_cents"],
@@ -122,22 +120,22 @@ class SendConfirm(Step):
                 # (a new row) cannot collide with a transfer made before.
                 idempotency_key=f"{call.call_sid}:{call.pk}:{call.prompt_number}",
             )
-        except services.AccountNotVerified:
+        except errors.AccountNotVerified:
             call.scratch = {}
             return Goto(MAIN_MENU, NOT_VERIFIED)
-        except services.InsufficientFunds:
+        except errors.InsufficientFunds:
             call.scratch = {}
             return Goto(MAIN_MENU, f"{NOT_ENOUGH_MONEY} {NOTHING_SENT}")
-        except services.UnknownRecipient:
+        except errors.UnknownRecipient:
             call.scratch = {}
             return Goto(MAIN_MENU, f"{_('That recipient can no longer receive money.')} {NOTHING_SENT}")
-        except services.IdempotencyConflict:
+        except errors.IdempotencyConflict:
             call.scratch = {}
             return Goto(MAIN_MENU, f"{_('That transfer could not be made.')} {NOTHING_SENT}")
-        except services.DailyLimitReached:
+        except errors.DailyLimitReached:
             call.scratch = {}
             return Goto(MAIN_MENU, f"{_('That is more than you can still send today.')} {NOTHING_SENT}")
-        except (services.TransferLimitExceeded, services.InvalidAmount):
+        except (errors.TransferLimitExceeded, errors.InvalidAmount):
             call.scratch = {}
             return Goto(MAIN_MENU, f"{_('That amount cannot be sent.')} {NOTHING_SENT}")
         if receipt.code is None:

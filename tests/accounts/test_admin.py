@@ -7,7 +7,7 @@ from django.contrib.auth.models import Permission
 from django.urls import reverse
 from django.utils import timezone
 
-from accounts import services
+from accounts import ledger
 from accounts.models import Account, ConfirmationCode, LedgerEntry, Recipient, SharedLine, SignInSpray, Transfer
 from ivr.models import CallSession
 
@@ -25,7 +25,7 @@ def staff(admin_client):
 
 @pytest.fixture
 def transfer(account, recipient) -> Transfer:
-    return services.transfer_submit(
+    return ledger.transfer_submit(
         account=account, recipient_code=recipient.code, amount_cents=2500, idempotency_key="CA1:1"
     ).transfer
 
@@ -219,7 +219,7 @@ def test_code_and_call_pages_hide_hashes_and_scratch(staff, transfer, call):
 
 
 def test_the_verify_form_verifies_a_code_once(staff, account, recipient):
-    receipt = services.transfer_submit(
+    receipt = ledger.transfer_submit(
         account=account, recipient_code=recipient.code, amount_cents=2500, idempotency_key="k"
     )
     url = reverse("admin:accounts_confirmationcode_verify")

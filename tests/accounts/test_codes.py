@@ -6,14 +6,14 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from accounts import codes, services
+from accounts import codes, confirmations, errors, ledger
 from accounts.models import ConfirmationCode
 
 pytestmark = pytest.mark.django_db
 
 
 def issue_registration_code(account) -> str:
-    return services.confirmation_code_issue(account=account, purpose="registration", now=timezone.now())
+    return confirmations.confirmation_code_issue(account=account, purpose="registration", now=timezone.now())
 
 
 def test_codes_are_six_digits_from_secrets():
@@ -51,17 +51,17 @@ def test_a_sealed_code_needs_the_pepper(settings):
 
 def test_verifying_a_code_marks_it_once(account):
     code = issue_registration_code(account)
-    first = services.confirmation_code_verify(code=code)
+    first = confirmations.confirmation_code_verify(code=code)
     assert (first.already_verified, first.expired) == (False, False)
     assert ConfirmationCode.objects.get().verified_at is not None
-    second = services.confirmation_code_verify(code=code)
+    second = confirmations.confirmation_code_verify(code=code)
     assert second.already_verified
 
 
 def test_an_expired_code_is_not_verified(account, settings):
     code = issue_registration_code(account)
     later = timezone.now() + timedelta(days=settings.CONFIRMATION_CODE_TTL_DAYS, seconds=1)
-    check = services.confirmation_code_verify(code=code, now=later)
+    check = confirmations.confirmation_code_verify(code=code, now=later)
     assert check.expired
     assert ConfirmationCode.objects.get().verified_at is None
 
@@ -74,8 +74,8 @@ def test_the_expiry_is_a_setting(account, settings):
 
 
 def test_an_unknown_code(db):
-    with pytest.raises(services.UnknownCode):
-        services.confirmation_code_verify(code="000000")
+    with pytest.raises(errors.UnknownCode):
+        confirmations.confirmation_code_verify(code="000000")
 
 
 def test_verify_code_prints_what_a_registration_code_confirms(account, capsys):
@@ -89,7 +89,7 @@ def test_verify_code_prints_what_a_registration_code_confirms(account, capsys):
 
 
 def test_verify_code_prints_what_a_transfer_code_confirms(account, recipient, capsys):
-    receipt = services.transfer_submit(
+    receipt = ledger.transfer_submit(
         account=account, recipient_code=recipient.code, amount_cents=2500, idempotency_key="k"
     )
     call_command("verify_code", receipt.code)

@@ -6,8 +6,8 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
+from accounts.ledger import deposit
 from accounts.models import Account, LedgerEntry, Recipient, SharedLine
-from accounts.services import deposit
 
 pytestmark = pytest.mark.django_db
 

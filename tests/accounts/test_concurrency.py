@@ -12,7 +12,7 @@ from django.db import IntegrityError, connection, connections
 from django.test import Client
 from django.utils import timezone
 
-from accounts import identity, pins, services
+from accounts import errors, identity, ledger, pins, selectors
 from accounts.models import Account, LedgerEntry, Recipient, Transfer
 from tests.conftest import Phone, postgres_only
 
@@ -50,7 +50,7 @@ def make_account(phone_number: str, member_id: str, cents: int) -> Account:
         verified_at=timezone.now(),
     )
     if cents:
-        services.deposit(account=account, amount_cents=cents)
+        ledger.deposit(account=account, amount_cents=cents)
     return account
 
 
@@ -60,7 +60,7 @@ def test_ten_simultaneous_transfers_spend_only_what_is_there():
     Recipient.objects.create(code="246810", name="Jane Doe")
 
     def send(number: int) -> Callable[[], object]:
-        return lambda: services.transfer_submit(
+        return lambda: ledger.transfer_submit(
             account=Account.objects.get(pk=account.pk),
             recipient_code="246810",
             amount_cents=25_00,
@@ -68,11 +68,11 @@ def test_ten_simultaneous_transfers_spend_only_what_is_there():
         )
 
     results = all_at_once([send(n) for n in range(10)])
-    receipts = [r for r in results if isinstance(r, services.TransferReceipt)]
-    refusals = [r for r in results if isinstance(r, services.InsufficientFunds)]
+    receipts = [r for r in results if isinstance(r, ledger.TransferReceipt)]
+    refusals = [r for r in results if isinstance(r, errors.InsufficientFunds)]
     assert (len(receipts), len(refusals)) == (3, 7), results
     account.refresh_from_db()
-    assert account.balance_cents == 0 == services.ledger_balance_cents(account=account)
+    assert account.balance_cents == 0 == selectors.ledger_balance_cents(account=account)
     assert Transfer.objects.count() == 3
 
 
@@ -92,7 +92,7 @@ def test_ten_callers_confirming_at_once_on_one_account_through_the_webhooks():
     assert sum("is submitted" in text for text in heard) == 3, heard
     assert sum("You do not have enough money. No money was sent." in text for text in heard) == 7
     account.refresh_from_db()
-    assert account.balance_cents == 5_00 == services.ledger_balance_cents(account=account)
+    assert account.balance_cents == 5_00 == selectors.ledger_balance_cents(account=account)
 
 
 def test_a_retry_racing_its_first_attempt_makes_one_transfer():
@@ -119,15 +119,15 @@ def test_two_accounts_paying_one_recipient_at_once_both_succeed():
 
     results = all_at_once(
         [
-            lambda: services.transfer_submit(
+            lambda: ledger.transfer_submit(
                 account=first, recipient_code="246810", amount_cents=30_00, idempotency_key="a:1"
             ),
-            lambda: services.transfer_submit(
+            lambda: ledger.transfer_submit(
                 account=second, recipient_code="246810", amount_cents=30_00, idempotency_key="b:1"
             ),
         ]
     )
-    assert all(isinstance(r, services.TransferReceipt) for r in results), results
+    assert all(isinstance(r, ledger.TransferReceipt) for r in results), results
     for account in (first, second):
         account.refresh_from_db()
         assert account.balance_cents == 20_00
@@ -144,7 +144,7 @@ def test_a_failure_between_the_ledger_and_the_balance_leaves_nothing_committed(m
 
     monkeypatch.setattr(LedgerEntry.objects, "create", create_then_fail)
     with pytest.raises(RuntimeError):
-        services.transfer_submit(account=account, recipient_code="246810", amount_cents=30_00, idempotency_key="x:1")
+        ledger.transfer_submit(account=account, recipient_code="246810", amount_cents=30_00, idempotency_key="x:1")
     monkeypatch.undo()
 
     assert not Transfer.objects.exists()
@@ -161,7 +161,7 @@ def sign_in(member_id: str, pin: str, trusted_number: str = "") -> Account:
 def test_concurrent_wrong_pins_are_all_counted():
     account = make_account("+12025000001", "100001", 0)
     results = all_at_once([lambda: sign_in(account.member_id, "1357")] * 4)
-    assert all(isinstance(r, identity.WrongPin) for r in results)
+    assert all(isinstance(r, errors.WrongPin) for r in results)
     account.refresh_from_db()
     assert account.failed_pin_count == 4
 
@@ -183,7 +183,7 @@ def test_two_callers_registering_one_member_id_at_once_make_one_account():
         ]
     )
     assert Account.objects.count() == 1
-    assert sum(isinstance(r, identity.MemberIdTaken) for r in results) == 1, results
+    assert sum(isinstance(r, errors.MemberIdTaken) for r in results) == 1, results
     assert not any(isinstance(r, IntegrityError) for r in results)
     if log:
         with log.open(errors="replace") as server_log:
@@ -224,7 +224,7 @@ def test_ten_calls_at_once_on_one_account_send_only_the_daily_room(settings):
     assert sum("more than you can still send today" in text for text in heard) == 7
     assert Transfer.objects.filter(status="submitted").count() == 3
     account.refresh_from_db()
-    assert account.balance_cents == 10_000_00 - 75_00 == services.ledger_balance_cents(account=account)
+    assert account.balance_cents == 10_000_00 - 75_00 == selectors.ledger_balance_cents(account=account)
 
 
 def test_twilios_first_webhook_twice_at_once_makes_one_call_and_no_unique_violation():

@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from django.utils import timezone, translation
 
-from accounts import dashboard, services
+from accounts import confirmations, dashboard, errors, ledger, selectors
 from accounts.models import HourlyActivity, LedgerEntry, SignInSpray, Transfer
 from accounts.spoken import spoken_date
 from ivr.steps.menu import describe_entry
@@ -35,12 +35,12 @@ def new_york(settings):
 @pytest.fixture
 def rich(account):
     """The account with 5,000 dollars: only the limits stop a transfer."""
-    services.deposit(account=account, amount_cents=4900_00)
+    ledger.deposit(account=account, amount_cents=4900_00)
     return account
 
 
 def send(account, recipient, dollars: int, at: datetime) -> Transfer:
-    return services.transfer_submit(
+    return ledger.transfer_submit(
         account=account,
         recipient_code=recipient.code,
         amount_cents=dollars * 100,
@@ -134,17 +134,17 @@ def limit_100(settings):
 
 def test_it_counts_23_30_and_00_30_local_toward_different_days_within_one_utc_day(rich, recipient, limit_100):
     send(rich, recipient, 60, utc(2026, 12, 2, 4, 30))  # 23:30 on December 1 in New York
-    assert services.daily_room_cents(account=rich, now=utc(2026, 12, 2, 4, 45)) == 40_00
+    assert selectors.daily_room_cents(account=rich, now=utc(2026, 12, 2, 4, 45)) == 40_00
     # 00:30 on December 2, the same UTC day: a new local day, with its whole limit.
-    assert services.daily_room_cents(account=rich, now=utc(2026, 12, 2, 5, 30)) == 100_00
+    assert selectors.daily_room_cents(account=rich, now=utc(2026, 12, 2, 5, 30)) == 100_00
     send(rich, recipient, 60, utc(2026, 12, 2, 5, 30))
-    assert services.daily_room_cents(account=rich, now=utc(2026, 12, 2, 6, 0)) == 40_00
+    assert selectors.daily_room_cents(account=rich, now=utc(2026, 12, 2, 6, 0)) == 40_00
 
 
 def test_it_counts_two_utc_days_as_one_local_evening(rich, recipient, limit_100):
     send(rich, recipient, 60, utc(2026, 12, 1, 23, 30))  # 18:30 on December 1 in New York
     # 19:30 the same evening, though already December 2 in UTC: still today.
-    with pytest.raises(services.DailyLimitReached) as refused:
+    with pytest.raises(errors.DailyLimitReached) as refused:
         send(rich, recipient, 60, utc(2026, 12, 2, 0, 30))
     assert refused.value.room_cents == 40_00
     assert Transfer.objects.count() == 1
@@ -154,15 +154,15 @@ def test_it_counts_the_23_hour_day_of_the_spring_change_from_local_midnight(rich
     send(rich, recipient, 30, utc(2026, 3, 8, 4, 30))  # 23:30 EST on March 7: yesterday
     send(rich, recipient, 50, utc(2026, 3, 8, 5, 30))  # 00:30 EST on March 8
     # 23:45 EDT on March 8. Midnight at today's offset (-4) would be 04:00 UTC and count both.
-    assert services.daily_room_cents(account=rich, now=utc(2026, 3, 9, 3, 45)) == 50_00
-    assert services.daily_room_cents(account=rich, now=utc(2026, 3, 9, 4, 15)) == 100_00  # 00:15 on March 9
+    assert selectors.daily_room_cents(account=rich, now=utc(2026, 3, 9, 3, 45)) == 50_00
+    assert selectors.daily_room_cents(account=rich, now=utc(2026, 3, 9, 4, 15)) == 100_00  # 00:15 on March 9
 
 
 def test_it_counts_the_25_hour_day_of_the_autumn_change_from_local_midnight(rich, recipient, limit_100):
     send(rich, recipient, 30, utc(2026, 11, 1, 3, 30))  # 23:30 EDT on October 31: yesterday
     send(rich, recipient, 50, utc(2026, 11, 1, 4, 30))  # 00:30 EDT on November 1
     # 23:30 EST on November 1. Midnight at today's offset (-5) would be 05:00 UTC and miss the 50.
-    assert services.daily_room_cents(account=rich, now=utc(2026, 11, 2, 4, 30)) == 50_00
+    assert selectors.daily_room_cents(account=rich, now=utc(2026, 11, 2, 4, 30)) == 50_00
 
 
 # The dashboard ------------------------------------------------------------------------------
@@ -222,9 +222,9 @@ def test_operators_read_times_in_local_time_with_the_zones_abbreviation(account)
     summer = SignInSpray(started=utc(2026, 7, 1, 16, 0), until=utc(2026, 7, 1, 16, 15), failures=31)
     assert str(summer) == "Sign-in spray from 2026-07-01 12:00 EDT to 12:15 EDT"
     assert str(HourlyActivity(hour=utc(2026, 12, 2, 3, 0), kind="call", count=7)) == "7 calls at 2026-12-01 22:00 EST"
-    code = services.confirmation_code_issue(account=account, purpose="registration", now=utc(2026, 12, 2, 2, 30))
-    check = services.confirmation_code_verify(code=code, now=utc(2026, 12, 2, 3, 0))
-    said = services.describe_code_check(check)
+    code = confirmations.confirmation_code_issue(account=account, purpose="registration", now=utc(2026, 12, 2, 2, 30))
+    check = confirmations.confirmation_code_verify(code=code, now=utc(2026, 12, 2, 3, 0))
+    said = confirmations.describe_code_check(check)
     assert "issued 2026-12-01 21:30 EST" in said and "UTC" not in said
 
 

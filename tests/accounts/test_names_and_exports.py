@@ -11,7 +11,7 @@ from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
 from django.urls import reverse
 
-from accounts import services
+from accounts import ledger
 from accounts.models import Recipient, Transfer
 from accounts.validators import recipient_name_clean
 from myibot.csv_export import safe_cell
@@ -128,7 +128,7 @@ def test_the_transfers_export_writes_hostile_names_as_text(staff, account):
     hostile = ['=HYPERLINK("http://x")', "+1+cmd|' /C calc'!A0", "-2+3", "@SUM(1)", "\tTab", "\rReturn"]
     for number, name in enumerate(hostile):
         Recipient.objects.create(code=f"10000{number}", name=name)
-        services.transfer_submit(
+        ledger.transfer_submit(
             account=account, recipient_code=f"10000{number}", amount_cents=1_00, idempotency_key=f"hostile:{number}"
         )
     response = staff.post(

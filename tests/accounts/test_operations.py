@@ -14,7 +14,7 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 from django.utils import timezone
 
-from accounts import activity, dashboard, services
+from accounts import activity, dashboard, ledger
 from accounts.models import Account, HourlyActivity, LedgerEntry, SignInSpray, Transfer
 
 pytestmark = pytest.mark.django_db
@@ -54,14 +54,12 @@ def test_the_dashboard_counts_what_happened(account, recipient, django_capture_o
     HourlyActivity.objects.create(
         hour=now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=49), kind="call", count=100
     )  # older than two days: not shown
-    first = services.transfer_submit(
+    first = ledger.transfer_submit(
         account=account, recipient_code=recipient.code, amount_cents=2500, idempotency_key="a"
     )
-    services.transfer_submit(account=account, recipient_code=recipient.code, amount_cents=1000, idempotency_key="b")
-    services.transfer_settle(transfer=first.transfer)
-    old = services.transfer_submit(
-        account=account, recipient_code=recipient.code, amount_cents=500, idempotency_key="c"
-    )
+    ledger.transfer_submit(account=account, recipient_code=recipient.code, amount_cents=1000, idempotency_key="b")
+    ledger.transfer_settle(transfer=first.transfer)
+    old = ledger.transfer_submit(account=account, recipient_code=recipient.code, amount_cents=500, idempotency_key="c")
     Transfer.objects.filter(pk=old.transfer.pk).update(created=now - timedelta(days=31))
 
     shown = dashboard.build(now)
@@ -87,7 +85,7 @@ def test_the_dashboard_lists_what_needs_action(account):
 
 
 def test_the_dashboard_page_is_the_branded_admin_index(staff, account, recipient):
-    services.transfer_submit(account=account, recipient_code=recipient.code, amount_cents=2500, idempotency_key="a")
+    ledger.transfer_submit(account=account, recipient_code=recipient.code, amount_cents=2500, idempotency_key="a")
     page = staff.get("/admin/", secure=True).content.decode()
     assert "<title>Dashboard | MyiBot operations</title>" in page
     assert "Django administration" not in page and "View site" not in page
@@ -181,20 +179,20 @@ def test_reverse_deposit_refusals(account, recipient):
         call_command("reverse_deposit", "abc")
     with pytest.raises(CommandError, match="there is no ledger entry 999"):
         call_command("reverse_deposit", "999")
-    services.transfer_submit(account=account, recipient_code=recipient.code, amount_cents=2500, idempotency_key="a")
+    ledger.transfer_submit(account=account, recipient_code=recipient.code, amount_cents=2500, idempotency_key="a")
     with pytest.raises(CommandError, match="the money was spent"):
         call_command("reverse_deposit", str(deposit_entry.pk))
     sent = LedgerEntry.objects.get(kind="transfer")
     with pytest.raises(CommandError, match="is a transfer, not a deposit"):
         call_command("reverse_deposit", str(sent.pk))
-    extra = services.deposit(account=account, amount_cents=100)
+    extra = ledger.deposit(account=account, amount_cents=100)
     call_command("reverse_deposit", str(extra.pk))
     with pytest.raises(CommandError, match="already reversed"):
         call_command("reverse_deposit", str(extra.pk))
 
 
 def test_the_admin_shows_the_pair_and_reverses_a_deposit(staff, account):
-    extra = services.deposit(account=account, amount_cents=700)
+    extra = ledger.deposit(account=account, amount_cents=700)
     staff.post(
         reverse("admin:accounts_ledgerentry_changelist"),
         {"action": "reverse_deposit", "_selected_action": [extra.pk], "post": "yes"},
@@ -211,11 +209,11 @@ def test_the_admin_shows_the_pair_and_reverses_a_deposit(staff, account):
 def test_transfers_export_as_csv_for_settlement(staff, account, recipient, settings):
     settings.TIME_ZONE = "America/New_York"
     evening = datetime(2025, 12, 2, 2, 30, tzinfo=UTC)  # 21:30 on December 1 in New York
-    done = services.transfer_submit(
+    done = ledger.transfer_submit(
         account=account, recipient_code=recipient.code, amount_cents=2550, idempotency_key="a", now=evening
     )
-    services.transfer_settle(transfer=done.transfer)
-    services.transfer_submit(account=account, recipient_code=recipient.code, amount_cents=1000, idempotency_key="b")
+    ledger.transfer_settle(transfer=done.transfer)
+    ledger.transfer_submit(account=account, recipient_code=recipient.code, amount_cents=1000, idempotency_key="b")
     response = staff.post(
         reverse("admin:accounts_transfer_changelist"),
         {"action": "export_csv", "_selected_action": list(Transfer.objects.values_list("pk", flat=True))},
@@ -244,7 +242,7 @@ def test_transfers_export_as_csv_for_settlement(staff, account, recipient, setti
 
 
 def test_transfers_are_shown_by_member_id_and_recipient(staff, account, recipient):
-    services.transfer_submit(account=account, recipient_code=recipient.code, amount_cents=2500, idempotency_key="a")
+    ledger.transfer_submit(account=account, recipient_code=recipient.code, amount_cents=2500, idempotency_key="a")
     page = staff.get(reverse("admin:accounts_transfer_changelist"), secure=True).content.decode()
     assert "Jane Doe (246810)" in page and "123456" in page
 

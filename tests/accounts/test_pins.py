@@ -7,7 +7,7 @@ from argon2 import PasswordHasher, Type, extract_parameters
 from argon2.exceptions import VerifyMismatchError
 from django.contrib.auth.hashers import Argon2PasswordHasher, make_password
 
-from accounts import identity, pins
+from accounts import errors, identity, pins
 from accounts.models import Account
 
 pytestmark = pytest.mark.django_db
@@ -59,7 +59,7 @@ def test_a_hash_made_with_djangos_default_argon2_verifies_and_is_upgraded(accoun
 def test_a_wrong_pin_does_not_upgrade_an_old_hash(account):
     old = make_password(pins._peppered("3971"), hasher="argon2")
     Account.objects.filter(pk=account.pk).update(pin_hash=old)
-    with pytest.raises(identity.WrongPin):
+    with pytest.raises(errors.WrongPin):
         sign_in(account, "1357")
     account.refresh_from_db()
     assert account.pin_hash == old

@@ -11,29 +11,27 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from hypothesis.extra.django import TestCase as HypothesisTestCase
 
-from accounts import codes, services
+from accounts import codes, errors, ledger, selectors
 from accounts.models import Account, ConfirmationCode, LedgerEntry, Recipient, Transfer
 
 pytestmark = pytest.mark.django_db
 
 
 def submit(account, amount_cents=2500, key="CA1:5", code="246810"):
-    return services.transfer_submit(
-        account=account, recipient_code=code, amount_cents=amount_cents, idempotency_key=key
-    )
+    return ledger.transfer_submit(account=account, recipient_code=code, amount_cents=amount_cents, idempotency_key=key)
 
 
 class TestDeposit:
     def test_it_credits_the_account_as_a_ledger_entry(self, account):
-        entry = services.deposit(account=account, amount_cents=1250)
+        entry = ledger.deposit(account=account, amount_cents=1250)
         assert (entry.kind, entry.amount_cents, entry.transfer) == ("deposit", 1250, None)
         assert account.balance_cents == 11250
         assert Account.objects.get(pk=account.pk).balance_cents == 11250
 
     @pytest.mark.parametrize("cents", [0, -100])
     def test_it_refuses_amounts_that_are_not_positive(self, account, cents):
-        with pytest.raises(services.InvalidAmount):
-            services.deposit(account=account, amount_cents=cents)
+        with pytest.raises(errors.InvalidAmount):
+            ledger.deposit(account=account, amount_cents=cents)
         assert LedgerEntry.objects.count() == 1
 
 
@@ -47,7 +45,7 @@ class TestTransferSubmit:
         assert (stored.purpose, stored.code_hash) == ("transfer", codes.code_digest(receipt.code))
         assert stored.expires - stored.created == timedelta(days=30)
         account.refresh_from_db()
-        assert account.balance_cents == 7500 == services.ledger_balance_cents(account=account)
+        assert account.balance_cents == 7500 == selectors.ledger_balance_cents(account=account)
 
     def test_the_same_key_returns_the_first_transfer_and_writes_nothing(self, account, recipient):
         first = submit(account)
@@ -61,11 +59,11 @@ class TestTransferSubmit:
 
     def test_the_same_key_for_another_transfer_is_a_conflict(self, account, recipient):
         submit(account)
-        with pytest.raises(services.IdempotencyConflict):
+        with pytest.raises(errors.IdempotencyConflict):
             submit(account, amount_cents=3000)
 
     def test_it_refuses_more_than_the_balance(self, account, recipient):
-        with pytest.raises(services.InsufficientFunds):
+        with pytest.raises(errors.InsufficientFunds):
             submit(account, amount_cents=10001)
         assert not Transfer.objects.exists()
 
@@ -76,19 +74,19 @@ class TestTransferSubmit:
 
     def test_it_refuses_more_than_the_limit(self, account, recipient, settings):
         settings.TRANSFER_LIMIT_DOLLARS = 50
-        with pytest.raises(services.TransferLimitExceeded) as refusal:
+        with pytest.raises(errors.TransferLimitExceeded) as refusal:
             submit(account, amount_cents=5001)
         assert refusal.value.limit_cents == 5000
 
     @pytest.mark.parametrize("cents", [0, -1])
     def test_it_refuses_amounts_that_are_not_positive(self, account, recipient, cents):
-        with pytest.raises(services.InvalidAmount):
+        with pytest.raises(errors.InvalidAmount):
             submit(account, amount_cents=cents)
 
     @pytest.mark.parametrize("code", ["999999", "135790"])
     def test_it_refuses_unknown_and_inactive_recipients(self, account, recipient, code):
         Recipient.objects.create(code="135790", name="Gone", active=False)
-        with pytest.raises(services.UnknownRecipient):
+        with pytest.raises(errors.UnknownRecipient):
             submit(account, code=code)
 
     def test_a_failure_between_the_writes_leaves_nothing_behind(self, account, recipient, monkeypatch):
@@ -105,7 +103,7 @@ class TestTransferSubmit:
 
 class TestTransferDecisions:
     def test_settling_moves_no_money(self, account, recipient):
-        transfer = services.transfer_settle(transfer=submit(account).transfer)
+        transfer = ledger.transfer_settle(transfer=submit(account).transfer)
         assert transfer.status == "settled"
         assert transfer.decided is not None
         account.refresh_from_db()
@@ -113,21 +111,21 @@ class TestTransferDecisions:
         assert LedgerEntry.objects.filter(kind="reversal").count() == 0
 
     def test_rejecting_writes_a_reversing_entry(self, account, recipient):
-        transfer = services.transfer_reject(transfer=submit(account).transfer)
+        transfer = ledger.transfer_reject(transfer=submit(account).transfer)
         assert transfer.status == "rejected"
         reversal = LedgerEntry.objects.get(kind="reversal")
         assert (reversal.amount_cents, reversal.transfer) == (2500, transfer)
         account.refresh_from_db()
-        assert account.balance_cents == 10000 == services.ledger_balance_cents(account=account)
+        assert account.balance_cents == 10000 == selectors.ledger_balance_cents(account=account)
 
     @pytest.mark.parametrize(
         "first, second", [("settle", "reject"), ("reject", "reject"), ("reject", "settle"), ("settle", "settle")]
     )
     def test_a_decided_transfer_cannot_be_decided_again(self, account, recipient, first, second):
         transfer = submit(account).transfer
-        getattr(services, f"transfer_{first}")(transfer=transfer)
-        with pytest.raises(services.TransferAlreadyDecided):
-            getattr(services, f"transfer_{second}")(transfer=transfer)
+        getattr(ledger, f"transfer_{first}")(transfer=transfer)
+        with pytest.raises(errors.TransferAlreadyDecided):
+            getattr(ledger, f"transfer_{second}")(transfer=transfer)
         assert LedgerEntry.objects.filter(kind="reversal").count() == (1 if first == "reject" else 0)
 
 
@@ -157,7 +155,7 @@ class TestDatabaseConstraints:
             LedgerEntry.objects.create(account=account, amount_cents=cents, kind=kind)
 
     def test_a_transfer_is_reversed_at_most_once(self, account, recipient):
-        transfer = services.transfer_reject(transfer=submit(account).transfer)
+        transfer = ledger.transfer_reject(transfer=submit(account).transfer)
         with pytest.raises(IntegrityError), transaction.atomic():
             LedgerEntry.objects.create(account=account, amount_cents=2500, kind="reversal", transfer=transfer)
 
@@ -185,47 +183,47 @@ class TestLedgerInvariant(HypothesisTestCase):
             open_transfers = list(Transfer.objects.filter(account=account, status="submitted"))
             try:
                 if operation == "deposit":
-                    services.deposit(account=account, amount_cents=cents)
+                    ledger.deposit(account=account, amount_cents=cents)
                 elif operation == "transfer":
                     submit(account, amount_cents=cents, key=f"invariant:{number}")
                 elif open_transfers:
-                    decide = services.transfer_reject if operation == "reject" else services.transfer_settle
+                    decide = ledger.transfer_reject if operation == "reject" else ledger.transfer_settle
                     decide(transfer=rng.choice(open_transfers))
-            except (services.InsufficientFunds, services.TransferLimitExceeded):
+            except (errors.InsufficientFunds, errors.TransferLimitExceeded):
                 pass
             account.refresh_from_db()
-            assert account.balance_cents == services.ledger_balance_cents(account=account)
+            assert account.balance_cents == selectors.ledger_balance_cents(account=account)
             assert account.balance_cents >= 0
 
 
 class TestDepositReverse:
     def test_it_takes_a_deposit_back_with_a_correction_pointing_at_it(self, account):
-        extra = services.deposit(account=account, amount_cents=5000)
-        correction = services.deposit_reverse(entry=extra)
+        extra = ledger.deposit(account=account, amount_cents=5000)
+        correction = ledger.deposit_reverse(entry=extra)
         assert (correction.kind, correction.amount_cents, correction.corrects) == ("correction", -5000, extra)
         account.refresh_from_db()
-        assert account.balance_cents == 10000 == services.ledger_balance_cents(account=account)
+        assert account.balance_cents == 10000 == selectors.ledger_balance_cents(account=account)
 
     def test_it_reverses_a_deposit_once(self, account):
-        extra = services.deposit(account=account, amount_cents=5000)
-        services.deposit_reverse(entry=extra)
-        with pytest.raises(services.AlreadyCorrected):
-            services.deposit_reverse(entry=extra)
+        extra = ledger.deposit(account=account, amount_cents=5000)
+        ledger.deposit_reverse(entry=extra)
+        with pytest.raises(errors.AlreadyCorrected):
+            ledger.deposit_reverse(entry=extra)
 
     def test_it_refuses_when_the_money_was_spent(self, account, recipient):
         deposit_entry = LedgerEntry.objects.get(kind="deposit")
         submit(account, amount_cents=5000)
-        with pytest.raises(services.InsufficientFunds):
-            services.deposit_reverse(entry=deposit_entry)
+        with pytest.raises(errors.InsufficientFunds):
+            ledger.deposit_reverse(entry=deposit_entry)
         assert not LedgerEntry.objects.filter(kind="correction").exists()
 
     def test_it_refuses_what_is_not_a_deposit(self, account, recipient):
         submit(account)
-        with pytest.raises(services.NotADeposit):
-            services.deposit_reverse(entry=LedgerEntry.objects.get(kind="transfer"))
+        with pytest.raises(errors.NotADeposit):
+            ledger.deposit_reverse(entry=LedgerEntry.objects.get(kind="transfer"))
 
     def test_the_database_allows_one_correction_per_deposit(self, account):
-        extra = services.deposit(account=account, amount_cents=5000)
+        extra = ledger.deposit(account=account, amount_cents=5000)
         LedgerEntry.objects.create(account=account, amount_cents=-5000, kind="correction", corrects=extra)
         with pytest.raises(IntegrityError), transaction.atomic():
             LedgerEntry.objects.create(account=account, amount_cents=-5000, kind="correction", corrects=extra)

@@ -14,7 +14,7 @@ from django.core.management import call_command
 from django.test import Client
 from django.utils import timezone
 
-from accounts import identity, pins
+from accounts import errors, identity, pins
 from accounts.models import Account, SignInFailure
 from ivr.models import CallSession
 from tests.conftest import Phone, postgres_only, second_connection
@@ -135,7 +135,7 @@ def test_a_locked_route_checks_no_pin_at_all(owner, monkeypatch):
     Account.objects.filter(pk=owner.pk).update(locked_until=timezone.now() + timedelta(minutes=15))
     checked = []
     monkeypatch.setattr(pins, "pin_matches", lambda *args, **kwargs: checked.append(1) or True)
-    with pytest.raises(identity.AccountLocked):
+    with pytest.raises(errors.AccountLocked):
         identity.account_sign_in(pin="3971", attempt=identity.pin_attempt_count(member_id=owner.member_id))
     assert not checked
 

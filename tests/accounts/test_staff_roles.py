@@ -20,7 +20,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from accounts import identity, pins, services
+from accounts import identity, ledger, pins, selectors
 from accounts.models import Account, ConfirmationCode, LedgerEntry, Recipient, Transfer
 from tests.conftest import postgres_only
 
@@ -69,11 +69,11 @@ def pending(db) -> Account:
 def world(account, recipient, pending) -> dict:
     """One of everything an action can change: a locked active account with a submitted transfer and a $600
     deposit, a pending registration, a second submitted transfer."""
-    big = services.deposit(account=account, amount_cents=600_00)
-    first = services.transfer_submit(
+    big = ledger.deposit(account=account, amount_cents=600_00)
+    first = ledger.transfer_submit(
         account=account, recipient_code=recipient.code, amount_cents=25_00, idempotency_key="roles:1"
     ).transfer
-    second = services.transfer_submit(
+    second = ledger.transfer_submit(
         account=account, recipient_code=recipient.code, amount_cents=12_50, idempotency_key="roles:2"
     ).transfer
     Account.objects.filter(pk=account.pk).update(
@@ -188,7 +188,7 @@ def test_it_refuses_an_auditor_every_state_changing_action_posted_directly(audit
 
 
 def test_it_refuses_an_auditor_the_code_verification_page(auditor, account, recipient, pending):
-    receipt = services.transfer_submit(
+    receipt = ledger.transfer_submit(
         account=account, recipient_code=recipient.code, amount_cents=2500, idempotency_key="roles:code"
     )
     url = reverse("admin:accounts_confirmationcode_verify")
@@ -308,7 +308,7 @@ def test_it_acts_once_when_an_operator_confirms_twice(operator, world, model, ac
             assert response.status_code == 200
     assert changed(world, action) == EXPECTED[action]
     account = Account.objects.get(pk=world["account"].pk)
-    assert account.balance_cents == services.ledger_balance_cents(account=account)
+    assert account.balance_cents == selectors.ledger_balance_cents(account=account)
     if action == "reject":
         assert account.balance_cents == 662_50 + 25_00
         assert LedgerEntry.objects.filter(kind=LedgerEntry.Kind.REVERSAL).count() == 1
@@ -345,7 +345,7 @@ def test_it_records_what_each_action_did_in_the_history(operator, world):
 
 
 def test_it_says_when_nothing_selected_would_change(operator, world):
-    services.transfer_settle(transfer=world["transfer"])
+    ledger.transfer_settle(transfer=world["transfer"])
     page = run(operator, "transfer", "reject", world["transfer"].pk, confirmed=False).content.decode()
     assert "already settled: nothing changes" in page
     assert "Nothing selected would change." in page
@@ -353,7 +353,7 @@ def test_it_says_when_nothing_selected_would_change(operator, world):
 
 
 def test_it_refuses_an_operator_a_deposit_already_spent(operator, world):
-    services.transfer_submit(
+    ledger.transfer_submit(
         account=world["account"], recipient_code="246810", amount_cents=500_00, idempotency_key="roles:spend"
     )
     page = run(operator, "ledgerentry", "reverse_deposit", world["deposit"].pk, confirmed=False).content.decode()
@@ -365,7 +365,7 @@ def test_it_refuses_an_operator_a_deposit_already_spent(operator, world):
 
 
 def test_it_lets_an_operator_verify_a_code_and_records_it(operator, account, recipient, pending, caplog):
-    receipt = services.transfer_submit(
+    receipt = ledger.transfer_submit(
         account=account, recipient_code=recipient.code, amount_cents=2500, idempotency_key="roles:code"
     )
     url = reverse("admin:accounts_confirmationcode_verify")
@@ -392,7 +392,7 @@ def test_an_operator_cannot_add_recipients_or_shared_lines(operator):
 @postgres_only
 @pytest.mark.django_db(transaction=True)
 def test_two_operators_confirming_one_rejection_at_once_give_the_money_back_once(django_user_model, account, recipient):
-    transfer = services.transfer_submit(
+    transfer = ledger.transfer_submit(
         account=account, recipient_code=recipient.code, amount_cents=2500, idempotency_key="roles:race"
     ).transfer
     clients = []

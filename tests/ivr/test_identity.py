@@ -9,9 +9,9 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from accounts import identity, pins
+from accounts import errors, identity, pins, selectors
+from accounts.ledger import deposit
 from accounts.models import Account, SharedLine, SignInFailure, SignInSpray
-from accounts.services import deposit
 from ivr.models import CallSession
 from tests.conftest import spoken_code
 
@@ -349,11 +349,11 @@ def test_failures_older_than_a_minute_do_not_count_toward_a_spray(db, settings):
     SignInFailure.objects.bulk_create([SignInFailure(created=old) for _ in range(10)])
 
     def guess() -> None:
-        with pytest.raises(identity.WrongPin):
+        with pytest.raises(errors.WrongPin):
             identity.account_sign_in(pin="1234", attempt=identity.pin_attempt_count(member_id="999999"))
 
     for _ in range(3):
         guess()
-    assert identity.spray_active() is None
+    assert selectors.spray_active() is None
     guess()
-    assert identity.spray_active() is not None
+    assert selectors.spray_active() is not None

@@ -7,8 +7,8 @@ import re
 import pytest
 from django.utils import translation
 
+from accounts.ledger import deposit
 from accounts.models import Account, Transfer
-from accounts.services import deposit
 from accounts.spoken import spoken_amount, spoken_dollars
 from ivr.models import CallSession
 from ivr.simulator import InProcess, SimulatedCall, scripted

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone, translation
 
-from accounts import pins, services
+from accounts import ledger, pins, selectors
 from accounts.models import Account, LedgerEntry, Transfer
 from ivr.models import CallSession
 from ivr.steps.menu import describe_entry
@@ -58,7 +58,7 @@ def test_only_the_last_five_newest_first(signed_in, account, count, django_asser
     LedgerEntry.objects.all().delete()
     Account.objects.filter(pk=account.pk).update(balance_cents=0)
     for n in range(count):
-        services.deposit(account=account, amount_cents=(n + 1) * 100, now=timezone.now() - timedelta(hours=count - n))
+        ledger.deposit(account=account, amount_cents=(n + 1) * 100, now=timezone.now() - timedelta(hours=count - n))
     # Two savepoints; the call, locked; the last five entries with their
     # transfers and recipients, one query however long the history; the call.
     with django_assert_max_num_queries(5):
@@ -76,19 +76,19 @@ def test_each_kind_of_entry_is_worded_right(account, recipient):
     date = f"{today:%B} {today.day}" + ("st" if today.day == 1 else "")
     assert describe_entry(deposit) == f"On {date}, 100 dollars was added to your account."
 
-    submitted = services.transfer_submit(
+    submitted = ledger.transfer_submit(
         account=account, recipient_code=recipient.code, amount_cents=2500, idempotency_key="k1"
     ).transfer
     entry = LedgerEntry.objects.get(transfer=submitted, kind="transfer")
     assert describe_entry(entry) == f"On {date}, you sent 25 dollars to Jane Doe. It is submitted."
-    services.transfer_settle(transfer=submitted)
+    ledger.transfer_settle(transfer=submitted)
     entry = LedgerEntry.objects.select_related("transfer__recipient").get(pk=entry.pk)
     assert describe_entry(entry).endswith("It was paid out.")
 
-    rejected = services.transfer_submit(
+    rejected = ledger.transfer_submit(
         account=account, recipient_code=recipient.code, amount_cents=1000, idempotency_key="k2"
     ).transfer
-    services.transfer_reject(transfer=rejected)
+    ledger.transfer_reject(transfer=rejected)
     sent = LedgerEntry.objects.select_related("transfer__recipient").get(transfer=rejected, kind="transfer")
     assert (
         describe_entry(sent) == f"On {date}, you sent 10 dollars to Jane Doe. It was rejected, and the money came back."
@@ -98,8 +98,8 @@ def test_each_kind_of_entry_is_worded_right(account, recipient):
         describe_entry(back) == f"On {date}, 10 dollars came back to you because a transfer to Jane Doe was rejected."
     )
 
-    extra = services.deposit(account=account, amount_cents=5050)
-    correction = services.deposit_reverse(entry=extra)
+    extra = ledger.deposit(account=account, amount_cents=5050)
+    correction = ledger.deposit_reverse(entry=extra)
     assert describe_entry(correction) == f"On {date}, a deposit was corrected: 50 dollars and 50 cents was taken back."
 
 
@@ -216,8 +216,8 @@ def test_a_pending_account_can_change_its_pin(signed_in, account):
 
 def test_the_amount_prompt_says_what_is_left_today(signed_in, account, recipient, settings):
     settings.DAILY_TRANSFER_LIMIT_DOLLARS = 100
-    services.deposit(account=account, amount_cents=500_00)
-    services.transfer_submit(account=account, recipient_code=recipient.code, amount_cents=70_00, idempotency_key="a")
+    ledger.deposit(account=account, amount_cents=500_00)
+    ledger.transfer_submit(account=account, recipient_code=recipient.code, amount_cents=70_00, idempotency_key="a")
     signed_in.press("2")
     answer = signed_in.press("50#")
     assert "The most you can still send today is 30 dollars." in answer.text
@@ -228,22 +228,22 @@ def test_the_amount_prompt_says_what_is_left_today(signed_in, account, recipient
 
 def test_a_rejected_transfer_gives_its_room_back_and_yesterdays_do_not_count(account, recipient, settings):
     settings.DAILY_TRANSFER_LIMIT_DOLLARS = 100
-    services.deposit(account=account, amount_cents=500_00)
-    first = services.transfer_submit(
+    ledger.deposit(account=account, amount_cents=500_00)
+    first = ledger.transfer_submit(
         account=account, recipient_code=recipient.code, amount_cents=60_00, idempotency_key="a"
     ).transfer
-    yesterday = services.transfer_submit(
+    yesterday = ledger.transfer_submit(
         account=account, recipient_code=recipient.code, amount_cents=40_00, idempotency_key="b"
     ).transfer
     Transfer.objects.filter(pk=yesterday.pk).update(created=timezone.now() - timedelta(days=1))
-    assert services.daily_room_cents(account=account) == 40_00
-    services.transfer_reject(transfer=first)
-    assert services.daily_room_cents(account=account) == 100_00
+    assert selectors.daily_room_cents(account=account) == 40_00
+    ledger.transfer_reject(transfer=first)
+    assert selectors.daily_room_cents(account=account) == 100_00
 
 
 def test_the_limit_reached_sends_the_caller_back_to_the_menu(signed_in, account, recipient, settings):
     settings.DAILY_TRANSFER_LIMIT_DOLLARS = 50
-    services.transfer_submit(account=account, recipient_code=recipient.code, amount_cents=50_00, idempotency_key="a")
+    ledger.transfer_submit(account=account, recipient_code=recipient.code, amount_cents=50_00, idempotency_key="a")
     signed_in.press("2")
     answer = signed_in.press("1#")
     assert "You have reached today's limit of 50 dollars. You can send money again tomorrow." in answer.text
@@ -256,7 +256,7 @@ def test_the_limit_is_checked_again_when_the_transfer_is_written(signed_in, acco
     signed_in.press("60#")
     signed_in.press(recipient.code)
     # Another call sends 50 dollars meanwhile.
-    services.transfer_submit(account=account, recipient_code=recipient.code, amount_cents=50_00, idempotency_key="x")
+    ledger.transfer_submit(account=account, recipient_code=recipient.code, amount_cents=50_00, idempotency_key="x")
     answer = signed_in.press("1")
     assert "That is more than you can still send today. No money was sent." in answer.text
     assert Transfer.objects.count() == 1

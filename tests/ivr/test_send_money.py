@@ -3,8 +3,9 @@ from __future__ import annotations
 import pytest
 
 from accounts import codes
+from accounts.ledger import deposit
 from accounts.models import ConfirmationCode, LedgerEntry, Recipient, Transfer
-from accounts.services import deposit, ledger_balance_cents
+from accounts.selectors import ledger_balance_cents
 from tests.conftest import spoken_code
 
 pytestmark = pytest.mark.django_db
@@ -150,7 +151,7 @@ def test_two_transfers_in_one_call_are_two_transfers(signed_in, account, recipie
 
 def test_funds_spent_elsewhere_meanwhile_are_refused_at_confirm(signed_in, account, recipient):
     to_confirm(signed_in, amount="80")
-    from accounts.services import transfer_submit
+    from accounts.ledger import transfer_submit
 
     transfer_submit(account=account, recipient_code="246810", amount_cents=5000, idempotency_key="other-call:1")
     answer = signed_in.press("1")

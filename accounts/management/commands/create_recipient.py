@@ -5,8 +5,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from accounts import codes
 from accounts.models import Recipient
+from accounts.spoken import spoken_digits
 from accounts.validators import recipient_name_clean
-from ivr.twiml import spoken_digits
 
 
 class Command(BaseCommand):

@@ -3,9 +3,9 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from accounts.money import format_dollars, parse_dollars
+from accounts.dollars import format_dollars, parse_dollars
+from accounts.ledger import deposit
 from accounts.operator import ACCOUNT_HELP, account_argument
-from accounts.services import deposit
 
 
 class Command(BaseCommand):

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from accounts import identity
-from accounts.services import UnknownAccount
+from accounts import errors, identity
+from accounts.errors import UnknownAccount
 
 
 class Command(BaseCommand):
@@ -20,11 +20,11 @@ class Command(BaseCommand):
             account = identity.registration_reject(member_id=member_id)
         except UnknownAccount:
             raise CommandError(f"no account has the member ID {member_id}") from None
-        except identity.NotPending:
+        except errors.NotPending:
             raise CommandError(
                 f"the account {member_id} is verified: only an unverified registration can be rejected"
             ) from None
-        except identity.HoldsMoney:
+        except errors.HoldsMoney:
             raise CommandError(f"the account {member_id} has money or history: it cannot be removed") from None
         freed = f" and the home number {account.home_number}" if account.home_number else ""
         self.stdout.write(f"Rejected the registration of {member_id}: the member ID{freed} can register again.")

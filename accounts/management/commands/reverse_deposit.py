@@ -2,9 +2,9 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from accounts import services
+from accounts import errors, ledger
+from accounts.dollars import format_dollars
 from accounts.models import LedgerEntry
-from accounts.money import format_dollars
 
 
 class Command(BaseCommand):
@@ -20,12 +20,12 @@ class Command(BaseCommand):
         if found is None:
             raise CommandError(f"there is no ledger entry {entry}")
         try:
-            correction = services.deposit_reverse(entry=found)
-        except services.NotADeposit:
+            correction = ledger.deposit_reverse(entry=found)
+        except errors.NotADeposit:
             raise CommandError(f"ledger entry {entry} is a {found.get_kind_display().lower()}, not a deposit") from None
-        except services.AlreadyCorrected:
+        except errors.AlreadyCorrected:
             raise CommandError(f"the deposit in ledger entry {entry} was already reversed") from None
-        except services.InsufficientFunds:
+        except errors.InsufficientFunds:
             found.account.refresh_from_db()
             raise CommandError(
                 f"{found.account} has {found.account.balance} left, less than the {format_dollars(found.amount_cents)} "

@@ -3,7 +3,8 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from accounts.codes import is_code
-from accounts.services import UnknownCode, confirmation_code_verify, describe_code_check
+from accounts.confirmations import confirmation_code_verify, describe_code_check
+from accounts.errors import UnknownCode
 
 
 class Command(BaseCommand):

@@ -1,4 +1,4 @@
-"""Work that spans models: moving money and verifying codes (accounts/identity.py has who a caller is).
+"""Money moving: deposits, transfers and their settlement, corrections (accounts/selectors.py reads it back).
 
 Every function here is keyword-only and atomic. Money paths take the account
 row with select_for_update() first, so that checking a balance and debiting it
@@ -11,76 +11,36 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from django.conf import settings
 from django.db import transaction
-from django.db.models import F, QuerySet, Sum
+from django.db.models import F
 from django.utils import timezone
 
-from accounts import activity, codes
-from accounts.models import Account, ConfirmationCode, LedgerEntry, Recipient, Transfer
-from accounts.money import format_dollars
-from myibot import local_time
+from accounts import activity
+from accounts.confirmations import confirmation_code_issue
+from accounts.errors import (
+    AccountNotVerified,
+    AlreadyCorrected,
+    DailyLimitReached,
+    IdempotencyConflict,
+    InsufficientFunds,
+    InvalidAmount,
+    NotADeposit,
+    TransferAlreadyDecided,
+    TransferLimitExceeded,
+    UnknownRecipient,
+)
+from accounts.models import (
+    Account,
+    ConfirmationCode,
+    LedgerEntry,
+    Recipient,
+    Transfer,
+)
+from accounts.selectors import daily_limit_cents, daily_room_cents, transfer_limit_cents
 
 logger = logging.getLogger(__name__)
-
-
-class AccountsError(Exception):
-    """Base of the domain errors that views and commands turn into words."""
-
-
-class UnknownAccount(AccountsError):
-    pass
-
-
-class AccountNotVerified(AccountsError):
-    """Money cannot leave a pending account: staff have not verified its registration."""
-
-
-class InvalidAmount(AccountsError):
-    pass
-
-
-@dataclass
-class TransferLimitExceeded(AccountsError):
-    limit_cents: int
-
-
-@dataclass
-class DailyLimitReached(AccountsError):
-    """More than the account may still send today (in TIME_ZONE): room_cents is what is left."""
-
-    room_cents: int
-    limit_cents: int
-
-
-class InsufficientFunds(AccountsError):
-    pass
-
-
-class NotADeposit(AccountsError):
-    pass
-
-
-class AlreadyCorrected(AccountsError):
-    pass
-
-
-class UnknownRecipient(AccountsError):
-    pass
-
-
-class IdempotencyConflict(AccountsError):
-    """A transfer key reused for a different transfer."""
-
-
-class TransferAlreadyDecided(AccountsError):
-    pass
-
-
-class UnknownCode(AccountsError):
-    pass
 
 
 @dataclass(frozen=True)
@@ -89,43 +49,6 @@ class TransferReceipt:
     # The plain code, only for the request that created the transfer; a
     # replayed request gets None (the code exists only as its hash).
     code: str | None
-
-
-@dataclass(frozen=True)
-class CodeCheck:
-    confirmation_code: ConfirmationCode
-    already_verified: bool
-    expired: bool
-
-
-def transfer_limit_cents() -> int:
-    return settings.TRANSFER_LIMIT_DOLLARS * 100
-
-
-def daily_limit_cents() -> int:
-    return settings.DAILY_TRANSFER_LIMIT_DOLLARS * 100
-
-
-def transfers_counted_today(*, account: Account, now: datetime | None = None) -> QuerySet[Transfer]:
-    """The account's transfers that count toward today's limit: submitted or settled since local midnight.
-
-    Today is the calendar day in TIME_ZONE. A range on created, not a __date
-    lookup, so that the (account, created) index serves it.
-    """
-    start, end = local_time.day_bounds(now or timezone.now())
-    return Transfer.objects.filter(account=account, created__gte=start, created__lt=end).exclude(
-        status=Transfer.Status.REJECTED
-    )
-
-
-def daily_room_cents(*, account: Account, now: datetime | None = None) -> int:
-    """What the account may still send today (in TIME_ZONE): the limit less what it sent since local
-    midnight; a rejected transfer gives its room back. One query, on an index."""
-    sent = transfers_counted_today(account=account, now=now).aggregate(total=Sum("amount_cents"))["total"]
-    return max(daily_limit_cents() - (sent or 0), 0)
-
-
-# Money -----------------------------------------------------------------
 
 
 @transaction.atomic
@@ -269,89 +192,3 @@ def deposit_reverse(*, entry: LedgerEntry, now: datetime | None = None) -> Ledge
         entry.amount_cents,
     )
     return correction
-
-
-def ledger_recent(*, account: Account, count: int = 5) -> list[LedgerEntry]:
-    """The account's last entries, newest first, with what each names: one query, however long the history."""
-    return list(
-        LedgerEntry.objects.filter(account=account)
-        .select_related("transfer__recipient")
-        .order_by("-created", "-id")[:count]
-    )
-
-
-def ledger_balance_cents(*, account: Account) -> int:
-    """The balance recomputed from the ledger, which the cached column must equal."""
-    return LedgerEntry.objects.filter(account=account).aggregate(total=Sum("amount_cents"))["total"] or 0
-
-
-# Confirmation codes ---------------------------------------------------------
-
-
-def confirmation_code_issue(*, account: Account, purpose: str, now: datetime, transfer: Transfer | None = None) -> str:
-    """Store a new code's keyed hash and return the code, the only time it exists in the clear."""
-    for _ in range(10):
-        code = codes.new_code()
-        digest = codes.code_digest(code)
-        # Among codes still valid, one code must name one thing.
-        if not ConfirmationCode.objects.filter(code_hash=digest, expires__gt=now).exists():
-            break
-    ConfirmationCode.objects.create(
-        account=account,
-        purpose=purpose,
-        transfer=transfer,
-        code_hash=digest,
-        created=now,
-        expires=now + timedelta(days=settings.CONFIRMATION_CODE_TTL_DAYS),
-    )
-    return code
-
-
-@transaction.atomic
-def confirmation_code_verify(*, code: str, now: datetime | None = None) -> CodeCheck:
-    """Look a code up by its keyed hash and mark it verified, once; UnknownCode if none."""
-    now = now or timezone.now()
-    if not codes.is_code(code):
-        raise UnknownCode
-    found = (
-        ConfirmationCode.objects.select_for_update(of=("self",))
-        .filter(code_hash=codes.code_digest(code))
-        .select_related("account", "transfer__recipient")
-        .order_by("-expires")
-        .first()
-    )
-    if found is None:
-        raise UnknownCode
-    already_verified = found.verified_at is not None
-    expired = found.is_expired(now)
-    if not already_verified and not expired:
-        found.verified_at = now
-        found.save(update_fields=["verified_at"])
-        if found.purpose == ConfirmationCode.Purpose.REGISTRATION and not found.account.is_verified:
-            # The caller read staff the code they heard at registration: money may now move.
-            found.account.verify(now)
-            found.account.save(update_fields=["status", "verified_at"])
-            logger.info("account verified: account=%s", found.account_id)
-    logger.info("confirmation checked: confirmation=%s expired=%s already=%s", found.pk, expired, already_verified)
-    return CodeCheck(confirmation_code=found, already_verified=already_verified, expired=expired)
-
-
-def describe_code_check(check: CodeCheck) -> str:
-    """What an operator is told about a code: for verify_code and the admin's form."""
-    found = check.confirmation_code
-    if found.transfer_id:
-        transfer = found.transfer
-        what = (
-            f"transfer {transfer.pk} of {format_dollars(transfer.amount_cents)} to {transfer.recipient} "
-            f"from {found.account}, {transfer.status}"
-        )
-    else:
-        what = f"registration of {found.account} ({found.account.get_status_display().lower()})"
-    when = f"issued {local_time.stamp(found.created)}"
-    if check.expired:
-        state = f"EXPIRED on {local_time.stamp(found.expires)}; not verified"
-    elif check.already_verified:
-        state = f"already verified on {local_time.stamp(found.verified_at)}"
-    else:
-        state = "verified now"
-    return f"Code confirms the {what}; {when}; {state}."

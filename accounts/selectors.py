@@ -1,0 +1,162 @@
+"""Reads: what the phone and the admin ask of accounts, each one query where it can be (HackSoft's selectors).
+
+Nothing here writes. Services (ledger, identity, confirmations) and the phone's
+steps and views call these rather than writing queries of their own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db.models import Exists, OuterRef, QuerySet, Sum
+from django.utils import timezone
+
+from accounts import codes
+from accounts.models import (
+    Account,
+    LedgerEntry,
+    Recipient,
+    Registration,
+    SharedLine,
+    SignInSpray,
+    Transfer,
+)
+from myibot import local_time
+
+# Money ------------------------------------------------------------------------
+
+
+def transfer_limit_cents() -> int:
+    return settings.TRANSFER_LIMIT_DOLLARS * 100
+
+
+def daily_limit_cents() -> int:
+    return settings.DAILY_TRANSFER_LIMIT_DOLLARS * 100
+
+
+def transfers_counted_today(*, account: Account, now: datetime | None = None) -> QuerySet[Transfer]:
+    """The account's transfers that count toward today's limit: submitted or settled since local midnight.
+
+    Today is the calendar day in TIME_ZONE. A range on created, not a __date
+    lookup, so that the (account, created) index serves it.
+    """
+    start, end = local_time.day_bounds(now or timezone.now())
+    return Transfer.objects.filter(account=account, created__gte=start, created__lt=end).exclude(
+        status=Transfer.Status.REJECTED
+    )
+
+
+def daily_room_cents(*, account: Account, now: datetime | None = None) -> int:
+    """What the account may still send today (in TIME_ZONE): the limit less what it sent since local
+    midnight; a rejected transfer gives its room back. One query, on an index."""
+    sent = transfers_counted_today(account=account, now=now).aggregate(total=Sum("amount_cents"))["total"]
+    return max(daily_limit_cents() - (sent or 0), 0)
+
+
+def ledger_recent(*, account: Account, count: int = 5) -> list[LedgerEntry]:
+    """The account's last entries, newest first, with what each names: one query, however long the history."""
+    return list(
+        LedgerEntry.objects.filter(account=account)
+        .select_related("transfer__recipient")
+        .order_by("-created", "-id")[:count]
+    )
+
+
+def ledger_balance_cents(*, account: Account) -> int:
+    """The balance recomputed from the ledger, which the cached column must equal."""
+    return LedgerEntry.objects.filter(account=account).aggregate(total=Sum("amount_cents"))["total"] or 0
+
+
+# Who a caller is ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HomeLine:
+    """What a caller's number tells us: whose home number it is, their language, and whether PIN-only entry is open."""
+
+    account_id: int
+    language: str
+    pin_only: bool
+
+
+def caller_home(*, phone_number: str, now: datetime | None = None) -> HomeLine | None:
+    """The account whose home number this is, or None. One query.
+
+    PIN-only entry is open only from a personal number (not a shared line) and
+    only while no spray of failed sign-ins is going on. The caller ID's own
+    trust (withheld, failed STIR validation) is the caller's concern.
+    """
+    if not phone_number:
+        return None
+    now = now or timezone.now()
+    found = (
+        Account.objects.filter(home_number=phone_number)
+        .annotate(
+            shared=Exists(SharedLine.objects.filter(phone_number=OuterRef("home_number"))),
+            spray=Exists(SignInSpray.objects.filter(until__gt=now)),
+        )
+        .values_list("pk", "language", "shared", "spray")
+        .first()
+    )
+    if found is None:
+        return None
+    account_id, language, shared, spray = found
+    return HomeLine(account_id=account_id, language=language, pin_only=not (shared or spray))
+
+
+def is_shared_line(phone_number: str) -> bool:
+    return SharedLine.objects.filter(phone_number=phone_number).exists()
+
+
+REGISTRATION_WINDOW = timedelta(hours=1)
+
+
+def registration_refusal(*, phone_number: str, now: datetime | None = None) -> str | None:
+    """Why a registration from this line would be refused now ("line", "service"), or None. Reads only.
+
+    phone_number is the caller's number ("" when withheld); a shared line counts as no line.
+    """
+    now = now or timezone.now()
+    if Registration.objects.filter(created__gt=now - REGISTRATION_WINDOW).count() >= settings.REGISTRATIONS_PER_HOUR:
+        return "service"
+    line = registration_line(phone_number)
+    if line:
+        day_start, day_end = local_time.day_bounds(now)
+        today = Registration.objects.filter(line=line, created__gte=day_start, created__lt=day_end).count()
+        if today >= settings.REGISTRATIONS_PER_LINE_PER_DAY:
+            return "line"
+    return None
+
+
+def registration_limit_reached_until(*, now: datetime | None = None) -> datetime | None:
+    """When the service-wide hourly limit lets registrations in again, while it holds (for the dashboard)."""
+    now = now or timezone.now()
+    recent = Registration.objects.filter(created__gt=now - REGISTRATION_WINDOW).order_by("-created")
+    counted = list(recent.values_list("created", flat=True)[: settings.REGISTRATIONS_PER_HOUR])
+    if len(counted) < settings.REGISTRATIONS_PER_HOUR:
+        return None
+    return counted[-1] + REGISTRATION_WINDOW
+
+
+def registration_line(phone_number: str) -> str:
+    if not phone_number or is_shared_line(phone_number):
+        return ""
+    return codes.line_digest(phone_number)
+
+
+def member_id_is_taken(member_id: str) -> bool:
+    return Account.objects.filter(member_id=member_id).exists()
+
+
+def spray_active(*, now: datetime | None = None) -> SignInSpray | None:
+    return SignInSpray.objects.filter(until__gt=now or timezone.now()).order_by("-until").first()
+
+
+# Recipients ---------------------------------------------------------------------
+
+
+def recipient_active(*, code: str) -> Recipient | None:
+    """The approved recipient a caller may send to by this code, or None (unknown or no longer active)."""
+    return Recipient.objects.filter(code=code, active=True).first()
