@@ -16,6 +16,7 @@ from accounts.errors import UnknownCode
 from accounts.models import (
     Account,
     ConfirmationCode,
+    LedgerEntry,
     Transfer,
 )
 from myibot import local_time
@@ -30,7 +31,9 @@ class CodeCheck:
     expired: bool
 
 
-def confirmation_code_issue(*, account: Account, purpose: str, now: datetime, transfer: Transfer | None = None) -> str:
+def confirmation_code_issue(
+    *, account: Account, purpose: str, now: datetime, transfer: Transfer | None = None, entry: LedgerEntry | None = None
+) -> str:
     """Store a new code's keyed hash and return the code, the only time it exists in the clear."""
     for _ in range(10):
         code = codes.new_code()
@@ -42,6 +45,7 @@ def confirmation_code_issue(*, account: Account, purpose: str, now: datetime, tr
         account=account,
         purpose=purpose,
         transfer=transfer,
+        entry=entry,
         code_hash=digest,
         created=now,
         expires=now + timedelta(days=settings.CONFIRMATION_CODE_TTL_DAYS),
@@ -58,7 +62,7 @@ def confirmation_code_verify(*, code: str, now: datetime | None = None) -> CodeC
     found = (
         ConfirmationCode.objects.select_for_update(of=("self",))
         .filter(code_hash=codes.code_digest(code))
-        .select_related("account", "transfer__recipient")
+        .select_related("account", "transfer__recipient", "entry")
         .order_by("-expires")
         .first()
     )
@@ -87,6 +91,10 @@ def describe_code_check(check: CodeCheck) -> str:
             f"transfer {transfer.pk} of {format_dollars(transfer.amount_cents)} to {transfer.recipient} "
             f"from {found.account}, {transfer.status}"
         )
+    elif found.entry_id:
+        entry = found.entry
+        taken_back = " (refunded since)" if LedgerEntry.objects.filter(corrects=entry).exists() else ""
+        what = f"card deposit of {format_dollars(entry.amount_cents)} to {found.account}, ledger entry {entry.pk}{taken_back}"
     else:
         what = f"registration of {found.account} ({found.account.get_status_display().lower()})"
     when = f"issued {local_time.stamp(found.created)}"

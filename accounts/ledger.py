@@ -52,17 +52,18 @@ class TransferReceipt:
 
 
 @transaction.atomic
-def deposit(*, account: Account, amount_cents: int, now: datetime | None = None) -> LedgerEntry:
-    """Credit an account, as a ledger entry."""
+def deposit(*, account: Account, amount_cents: int, now: datetime | None = None, by_card: bool = False) -> LedgerEntry:
+    """Credit an account, as a ledger entry: an operator's deposit, or a family's card deposit (by_card)."""
     if amount_cents <= 0:
         raise InvalidAmount
     Account.objects.select_for_update().filter(pk=account.pk).get()
+    kind = LedgerEntry.Kind.CARD if by_card else LedgerEntry.Kind.DEPOSIT
     entry = LedgerEntry.objects.create(
-        account=account, amount_cents=amount_cents, kind=LedgerEntry.Kind.DEPOSIT, created=now or timezone.now()
+        account=account, amount_cents=amount_cents, kind=kind, created=now or timezone.now()
     )
     Account.objects.filter(pk=account.pk).update(balance_cents=F("balance_cents") + amount_cents)
     account.refresh_from_db(fields=["balance_cents"])
-    logger.info("deposit: account=%s cents=%s", account.pk, amount_cents)
+    logger.info("%s: account=%s cents=%s entry=%s", kind.label.lower(), account.pk, amount_cents, entry.pk)
     return entry
 
 
@@ -167,28 +168,40 @@ def _transfer_lock_undecided(transfer: Transfer) -> Transfer:
 
 @transaction.atomic
 def deposit_reverse(*, entry: LedgerEntry, now: datetime | None = None) -> LedgerEntry:
-    """Take back a mistaken deposit with a correction entry pointing at it; at most once, never into overdraft."""
+    """Take back a mistaken operator's deposit with a correction entry pointing at it; at most once, never into
+    overdraft. A card deposit is not taken back this way: its money goes back to the card (card_deposit_take_back)."""
+    return _take_back(entry, deposit_kind=LedgerEntry.Kind.DEPOSIT, kind=LedgerEntry.Kind.CORRECTION, now=now)
+
+
+@transaction.atomic
+def card_deposit_take_back(*, entry: LedgerEntry, now: datetime | None = None) -> LedgerEntry:
+    """The refund entry of a card deposit whose charge is refunded to the card: at most once, never into overdraft."""
+    return _take_back(entry, deposit_kind=LedgerEntry.Kind.CARD, kind=LedgerEntry.Kind.REFUND, now=now)
+
+
+def _take_back(entry: LedgerEntry, *, deposit_kind: str, kind: str, now: datetime | None) -> LedgerEntry:
     Account.objects.select_for_update().filter(pk=entry.account_id).get()
     entry = LedgerEntry.objects.select_related("account").get(pk=entry.pk)
-    if entry.kind != LedgerEntry.Kind.DEPOSIT:
+    if entry.kind != deposit_kind:
         raise NotADeposit
     if LedgerEntry.objects.filter(corrects=entry).exists():
         raise AlreadyCorrected
     if entry.account.balance_cents < entry.amount_cents:
         raise InsufficientFunds  # the money was spent: it cannot be taken back
-    correction = LedgerEntry.objects.create(
+    taken = LedgerEntry.objects.create(
         account_id=entry.account_id,
         amount_cents=-entry.amount_cents,
-        kind=LedgerEntry.Kind.CORRECTION,
+        kind=kind,
         corrects=entry,
         created=now or timezone.now(),
     )
     Account.objects.filter(pk=entry.account_id).update(balance_cents=F("balance_cents") - entry.amount_cents)
     logger.warning(
-        "deposit corrected: entry=%s correction=%s account=%s cents=%s",
+        "%s: entry=%s taken back by entry=%s account=%s cents=%s",
+        LedgerEntry.Kind(kind).label.lower(),
         entry.pk,
-        correction.pk,
+        taken.pk,
         entry.account_id,
         entry.amount_cents,
     )
-    return correction
+    return taken

@@ -249,11 +249,16 @@ class LedgerKind(models.TextChoices):
     REVERSAL = "reversal", "transfer returned"
     # A mistaken deposit taken back (reverse_deposit), pointing at the deposit.
     CORRECTION = "correction", "deposit corrected"
+    # Put on by a family through the deposit line (payments.CardDeposit says which card and charge).
+    CARD = "card", "card deposit"
+    # A card deposit given back to the card (refund_card_deposit), pointing at the card deposit.
+    REFUND = "refund", "card deposit refunded"
 
 
 class CodePurpose(models.TextChoices):
     REGISTRATION = "registration"
     TRANSFER = "transfer"
+    DEPOSIT = "deposit", "card deposit"
 
 
 class Transfer(models.Model):
@@ -309,7 +314,7 @@ class LedgerEntry(models.Model):
         null=True,
         blank=True,
         related_name="correction",
-        help_text="the deposit it takes back",
+        help_text="the deposit (or card deposit) it takes back",
     )
     created = models.DateTimeField(default=timezone.now)
 
@@ -324,6 +329,8 @@ class LedgerEntry(models.Model):
                     | Q(kind="transfer", amount_cents__lt=0, transfer__isnull=False, corrects__isnull=True)
                     | Q(kind="reversal", amount_cents__gt=0, transfer__isnull=False, corrects__isnull=True)
                     | Q(kind="correction", amount_cents__lt=0, transfer__isnull=True, corrects__isnull=False)
+                    | Q(kind="card", amount_cents__gt=0, transfer__isnull=True, corrects__isnull=True)
+                    | Q(kind="refund", amount_cents__lt=0, transfer__isnull=True, corrects__isnull=False)
                 ),
                 name="accounts_ledgerentry_kind_shape",
             ),
@@ -360,6 +367,10 @@ class ConfirmationCode(models.Model):
     transfer = models.OneToOneField(
         Transfer, on_delete=models.PROTECT, null=True, blank=True, related_name="confirmation_code"
     )
+    # A card deposit's code points at the ledger entry the deposit made.
+    entry = models.OneToOneField(
+        "LedgerEntry", on_delete=models.PROTECT, null=True, blank=True, related_name="confirmation_code"
+    )
     created = models.DateTimeField(default=timezone.now)
     expires = models.DateTimeField()
     verified_at = models.DateTimeField(null=True, blank=True)
@@ -370,9 +381,10 @@ class ConfirmationCode(models.Model):
                 condition=Q(purpose__in=CodePurpose.values), name="accounts_confirmationcode_purpose_valid"
             ),
             models.CheckConstraint(
-                condition=Q(purpose="registration", transfer__isnull=True)
-                | Q(purpose="transfer", transfer__isnull=False),
-                name="accounts_confirmationcode_transfer_matches_purpose",
+                condition=Q(purpose="registration", transfer__isnull=True, entry__isnull=True)
+                | Q(purpose="transfer", transfer__isnull=False, entry__isnull=True)
+                | Q(purpose="deposit", transfer__isnull=True, entry__isnull=False),
+                name="accounts_confirmationcode_names_what_it_confirms",
             ),
         ]
 

@@ -136,6 +136,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "axes",
     "accounts",
+    "payments",
     "ivr",
 ]
 
@@ -370,6 +371,21 @@ DAILY_TRANSFER_LIMIT_DOLLARS = envint("DAILY_TRANSFER_LIMIT_DOLLARS", 1000, mini
 # An operator's deposit above this needs --confirm: a typo must not cost real money.
 DEPOSIT_CONFIRM_DOLLARS = envint("DEPOSIT_CONFIRM_DOLLARS", 1000, minimum=1)
 CONFIRMATION_CODE_TTL_DAYS = envint("CONFIRMATION_CODE_TTL_DAYS", 30, minimum=1)
+
+# The deposit line: families pay by card through Twilio <Pay>, no fee (docs/DEPOSITS.md).
+# The most one card deposit may be, and the most card deposits to one member in a day (TIME_ZONE).
+DEPOSIT_CARD_MAX_DOLLARS = envint("DEPOSIT_CARD_MAX_DOLLARS", 200, minimum=1)
+DAILY_DEPOSIT_LIMIT_DOLLARS = envint("DAILY_DEPOSIT_LIMIT_DOLLARS", 500, minimum=1)
+# Against card testing and member-ID probing: member-ID lookups and <Pay> attempts from one caller
+# number in a day (every withheld number shares one bucket), and across the service in an hour.
+DEPOSIT_ATTEMPTS_PER_LINE_PER_DAY = envint("DEPOSIT_ATTEMPTS_PER_LINE_PER_DAY", 5, minimum=1)
+DEPOSIT_ATTEMPTS_PER_HOUR = envint("DEPOSIT_ATTEMPTS_PER_HOUR", 200, minimum=1)
+# The Twilio Pay connector (Stripe) that charges the card, by its name in Twilio's console.
+PAY_CONNECTOR = os.environ.get("PAY_CONNECTOR", "").strip() or "Default"
+# Only refund_card_deposit and reconcile_card_deposits use it (Twilio's connector charges); unset, they refuse.
+STRIPE_SECRET_KEY = os.environ.get("STRIPE_SECRET_KEY", "").strip()
+# The deposit line's number may sit on a PCI subaccount, which signs with its own token.
+TWILIO_DEPOSIT_AUTH_TOKEN = os.environ.get("TWILIO_DEPOSIT_AUTH_TOKEN", "").strip() or TWILIO_AUTH_TOKEN
 CALL_SESSION_MAX_IDLE_MINUTES = envint("CALL_SESSION_MAX_IDLE_MINUTES", 120, minimum=1)
 
 # Prometheus metrics for Fly's scraper (docs/METRICS.md): gunicorn's master

@@ -150,12 +150,12 @@ def test_it_creates_the_operators_and_auditors_groups_when_migrating():
             "signinspray",
         )
     }
-    watched.add(("ivr", "view_callsession"))
+    watched |= {("ivr", "view_callsession"), ("payments", "view_carddeposit")}
     assert held("Auditors") == watched
     assert held("Operators") == watched | {
         ("accounts", f"change_{model}")
         for model in ("account", "transfer", "ledgerentry", "confirmationcode", "recipient")
-    }
+    } | {("payments", "refund_carddeposit")}
 
 
 # Auditors: see and export, nothing more -------------------------------------------------------------------------

@@ -22,6 +22,11 @@ class Command(BaseCommand):
         try:
             correction = ledger.deposit_reverse(entry=found)
         except errors.NotADeposit:
+            if found.kind == found.Kind.CARD:
+                raise CommandError(
+                    f"ledger entry {entry} is a card deposit: its money goes back to the card with "
+                    f"refund_card_deposit {entry}"
+                ) from None
             raise CommandError(f"ledger entry {entry} is a {found.get_kind_display().lower()}, not a deposit") from None
         except errors.AlreadyCorrected:
             raise CommandError(f"the deposit in ledger entry {entry} was already reversed") from None

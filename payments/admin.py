@@ -1,0 +1,166 @@
+"""Card deposits in the admin: read-only, a refund action for those who may refund, and a CSV export.
+
+Refunding moves real money back to a card: it needs payments.refund_carddeposit
+(the "Operators" group holds it), a confirmation page, and leaves a history
+entry and a log line naming the operator (accounts/admin_actions.py).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from datetime import datetime
+
+from django.conf import settings
+from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest, StreamingHttpResponse
+from django.template.response import TemplateResponse
+from django.utils import timezone
+
+from accounts.admin_actions import GuardedActionsAdmin, Outcome, Planned
+from accounts.dollars import dollars_decimal, format_dollars
+from accounts.errors import InsufficientFunds
+from myibot import local_time
+from myibot.csv_export import csv_download
+from payments import errors, services
+from payments.models import CardDeposit
+
+logger = logging.getLogger(__name__)
+
+
+def _line(deposit: CardDeposit) -> str:
+    return f"Card deposit {deposit.pk}: {format_dollars(deposit.amount_cents)} to account {deposit.account.member_id}"
+
+
+def _plan_refund(deposit: CardDeposit) -> Planned:
+    if deposit.status != CardDeposit.Status.PAID:
+        return Planned(_line(deposit), f"{deposit.status}: nothing to refund", changes=False)
+    if deposit.account.balance_cents < deposit.amount_cents:
+        return Planned(
+            _line(deposit), f"refused: the account holds {deposit.account.balance}, the money was spent", changes=False
+        )
+    return Planned(
+        _line(deposit),
+        f"refunded to the card ending {deposit.card_last4 or '----'} through Stripe; a refund entry takes "
+        f"{format_dollars(deposit.amount_cents)} off account {deposit.account.member_id} "
+        f"(balance {deposit.account.balance})",
+    )
+
+
+def _refund(deposit: CardDeposit) -> Outcome:
+    try:
+        refunded = services.card_deposit_refund(entry_id=deposit.entry_id)
+    except (errors.AlreadyRefunded, errors.NotCharged, errors.NotACardDeposit):
+        return Outcome(refused="not a paid card deposit: nothing to refund")
+    except InsufficientFunds:
+        return Outcome(refused="the money was spent: it cannot be refunded")
+    except errors.StripeNotConfigured:
+        return Outcome(refused="STRIPE_SECRET_KEY is not set: refunds are off")
+    except errors.StripeFailed as error:
+        return Outcome(refused=f"Stripe did not refund: {error}")
+    return Outcome(history=f"Refunded to the card (Stripe refund {refunded.refund_reference}) with a refund entry.")
+
+
+def _csv_time(moment: datetime | None) -> str:
+    return local_time.local(moment).isoformat(sep=" ", timespec="seconds") if moment else ""
+
+
+def _rows(queryset: QuerySet[CardDeposit]) -> Iterator[list[object]]:
+    for deposit in queryset.select_related("account").order_by("created", "pk").iterator(chunk_size=2000):
+        yield [
+            deposit.pk,
+            deposit.account.member_id,
+            dollars_decimal(deposit.amount_cents),
+            deposit.status,
+            deposit.result,
+            deposit.reference or "",
+            deposit.card_type,
+            deposit.card_last4,
+            deposit.entry_id or "",
+            deposit.needs_look,
+            _csv_time(deposit.created),
+            _csv_time(deposit.decided),
+        ]
+
+
+@admin.register(CardDeposit)
+class CardDepositAdmin(GuardedActionsAdmin):
+    list_display = ["id", "member_id", "amount_display", "status", "result", "card", "needs_look", "created"]
+    list_filter = ["status", "created"]
+    date_hierarchy = "created"
+    search_fields = ["account__member_id", "reference", "call_sid"]
+    list_select_related = ["account"]
+    fields = [
+        "account",
+        "amount_display",
+        "status",
+        "result",
+        "reference",
+        "card",
+        "entry",
+        "needs_look",
+        "refund_reference",
+        "call_sid",
+        "created",
+        "decided",
+    ]
+    readonly_fields = fields
+    actions = ["refund", "export_csv"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # only a call makes one
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        # For the list's refund action only; a deposit's own page stays read-only.
+        return obj is None and self.has_refund_permission(request)
+
+    def has_refund_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("payments.refund_carddeposit")
+
+    @admin.display(description="member ID", ordering="account__member_id")
+    def member_id(self, deposit: CardDeposit) -> str:
+        return deposit.account.member_id
+
+    @admin.display(description="amount", ordering="amount_cents")
+    def amount_display(self, deposit: CardDeposit) -> str:
+        return format_dollars(deposit.amount_cents)
+
+    @admin.display(description="card")
+    def card(self, deposit: CardDeposit) -> str:
+        return f"{deposit.card_type or 'card'} ending {deposit.card_last4}" if deposit.card_last4 else "-"
+
+    @admin.action(description="Refund to the card: give the money back through Stripe", permissions=["refund"])
+    def refund(self, request: HttpRequest, queryset: QuerySet[CardDeposit]) -> TemplateResponse | None:
+        return self.confirm_then_act(
+            request,
+            queryset.select_related("account"),
+            verb="refund",
+            title="Refund card deposits",
+            plan=_plan_refund,
+            act=_refund,
+            summary="Refunded {count} card deposit(s).",
+        )
+
+    @admin.action(description="Export as CSV (select all to export the whole filtered list)", permissions=["view"])
+    def export_csv(self, request: HttpRequest, queryset: QuerySet[CardDeposit]) -> StreamingHttpResponse:
+        header = [
+            "card deposit",
+            "member ID",
+            "amount (dollars)",
+            "status",
+            "Twilio result",
+            "processor reference",
+            "card type",
+            "card last four",
+            "ledger entry",
+            "needs a look",
+            f"created ({settings.TIME_ZONE})",
+            f"decided ({settings.TIME_ZONE})",
+        ]
+        when = local_time.local(timezone.now())
+        logger.info("admin export_csv: operator=%s card_deposits=%s", request.user.get_username(), queryset.count())
+        return csv_download(header, _rows(queryset), filename=f"card-deposits-{when:%Y%m%d-%H%M}.csv")

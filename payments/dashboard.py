@@ -1,0 +1,56 @@
+"""The card deposits' panel of the operators' dashboard: per day by status, and what needs a look."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from accounts.dashboard import DAYS, stacked_bars
+from accounts.dollars import format_dollars
+from myibot import local_time
+from payments import selectors
+from payments.models import CardDeposit
+
+# (status, css class, name): the chart's series, bottom up.
+STATUSES = [
+    (CardDeposit.Status.PAID, "settled", "paid"),
+    (CardDeposit.Status.FAILED, "rejected", "not charged"),
+    (CardDeposit.Status.REFUNDED, "failed", "refunded"),
+    (CardDeposit.Status.PENDING, "submitted", "pending"),
+]
+
+
+@dataclass(frozen=True)
+class Day:
+    day: date
+    counts: dict[str, int]
+    paid_cents: int
+
+    @property
+    def paid_display(self) -> str:
+        return format_dollars(self.paid_cents)
+
+
+def build(now: datetime) -> dict[str, object]:
+    per_day: dict[date, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    paid: dict[date, int] = defaultdict(int)
+    for row in selectors.by_day_and_status(days=DAYS, now=now):
+        day = local_time.local_date(row["created"])
+        per_day[day][row["status"]] += 1
+        if row["status"] == CardDeposit.Status.PAID:
+            paid[day] += row["amount_cents"]
+    today = local_time.local_date(now)
+    days = [date.fromordinal(today.toordinal() - back) for back in range(DAYS - 1, -1, -1)]
+    chart = stacked_bars(
+        f"Card deposits per day, last {DAYS} days, by status",
+        [day.strftime("%b %d") for day in days],
+        [(css, name, [per_day[day][status] for day in days]) for status, css, name in STATUSES],
+        tick_every=7,
+    )
+    return {
+        "card_deposit_chart": chart,
+        "card_deposit_days": [Day(day, dict(per_day[day]), paid[day]) for day in reversed(days) if per_day[day]][:7],
+        "card_deposits_needing_a_look": selectors.needing_a_look(now=now),
+        "card_deposit_lines_failing": selectors.lines_failing_in_a_row(now=now),
+    }

@@ -1,0 +1,292 @@
+"""Card deposits: started before <Pay>, credited exactly once after it, within the limits, refunded to the card."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test import override_settings
+from django.utils import timezone
+
+from accounts import codes
+from accounts.confirmations import confirmation_code_verify, describe_code_check
+from accounts.errors import InsufficientFunds
+from accounts.models import Account, ConfirmationCode, LedgerEntry
+from payments import errors, selectors, services
+from payments.models import CardDeposit, DepositAttempt
+
+pytestmark = pytest.mark.django_db
+
+LINE = services.deposit_line("+12025550142")
+CALL = "CA" + "d" * 32
+
+
+def start(account: Account, cents: int = 25_00, *, call_sid: str = CALL, line: str = LINE, now=None) -> CardDeposit:
+    return services.card_deposit_start(account=account, amount_cents=cents, call_sid=call_sid, line=line, now=now)
+
+
+def paid(deposit: CardDeposit, reference: str = "ch_3Pq0a1", **fields) -> CardDeposit:
+    return services.card_deposit_settle(
+        deposit_id=deposit.pk,
+        call_sid=deposit.call_sid,
+        result="success",
+        reference=reference,
+        card_type="visa",
+        card_number="xxxxxxxxxxxx4242",
+        **fields,
+    )
+
+
+def test_a_success_credits_the_member_once_with_a_card_deposit_entry_and_a_code(account):
+    deposit = paid(start(account))
+    account.refresh_from_db()
+    assert account.balance_cents == 125_00
+    assert deposit.status == "paid" and deposit.card_last4 == "4242" and deposit.card_type == "visa"
+    assert deposit.entry.kind == LedgerEntry.Kind.CARD and deposit.entry.amount_cents == 25_00
+    code = services.confirmation_code(deposit)
+    assert codes.is_code(code)
+    check = confirmation_code_verify(code=code)
+    assert check.confirmation_code.purpose == ConfirmationCode.Purpose.DEPOSIT
+    assert f"card deposit of $25.00 to {account}, ledger entry {deposit.entry_id}" in describe_code_check(check)
+
+
+def test_a_retried_action_request_credits_nothing_more_and_repeats_the_same_code(account):
+    deposit = paid(start(account))
+    again = paid(deposit)
+    assert again.pk == deposit.pk and services.confirmation_code(again) == services.confirmation_code(deposit)
+    account.refresh_from_db()
+    assert account.balance_cents == 125_00 and LedgerEntry.objects.filter(kind="card").count() == 1
+
+
+def test_the_same_reference_for_another_deposit_credits_nothing_and_is_flagged(account):
+    first = paid(start(account))
+    second = start(account, call_sid="CA" + "e" * 32)
+    heard = paid(second)
+    assert heard.pk == first.pk  # the caller hears the confirmation of the charge that was credited
+    second.refresh_from_db()
+    assert second.status == "failed" and f"card deposit {first.pk}" in second.needs_look
+    account.refresh_from_db()
+    assert account.balance_cents == 125_00
+
+
+def test_a_request_naming_another_calls_deposit_is_refused(account):
+    deposit = start(account)
+    with pytest.raises(errors.UnknownDeposit):
+        services.card_deposit_settle(
+            deposit_id=deposit.pk, call_sid="CA" + "f" * 32, result="success", reference="ch_x"
+        )
+    deposit.refresh_from_db()
+    assert deposit.status == "pending"
+
+
+@pytest.mark.parametrize(
+    "result",
+    [
+        "too-many-failed-attempts",
+        "payment-connector-error",
+        "caller-interrupted-with-star",
+        "caller-hung-up",
+        "validation-error",
+        "internal-error",
+        "something-new",
+        "",
+        None,
+        "<script>",
+    ],
+)
+def test_anything_but_success_credits_nothing(account, result):
+    deposit = services.card_deposit_settle(
+        deposit_id=start(account).pk, call_sid=CALL, result=result, reference="ch_should_not_matter"
+    )
+    assert deposit.status == "failed" and deposit.entry is None and deposit.reference is None
+    assert deposit.result == (result if result and result != "<script>" else "unknown")
+    account.refresh_from_db()
+    assert account.balance_cents == 100_00
+
+
+def test_a_success_without_a_reference_is_credited_and_flagged(account):
+    deposit = paid(start(account), reference="")
+    assert deposit.status == "paid" and deposit.reference == f"missing-{deposit.pk}"
+    assert "no processor reference" in deposit.needs_look
+
+
+@pytest.mark.parametrize("masked", ["xxxxxxxxxxxx4242", "************4242", "4242", "424242xxxxxx4242", "xxxx-4242"])
+def test_only_the_last_four_of_a_masked_number_are_kept(account, masked):
+    deposit = services.card_deposit_settle(
+        deposit_id=start(account).pk, call_sid=CALL, result="success", reference="ch_1", card_number=masked
+    )
+    assert deposit.card_last4 == "4242"
+
+
+def test_a_full_card_number_is_never_stored(account):
+    deposit = services.card_deposit_settle(
+        deposit_id=start(account).pk, call_sid=CALL, result="success", reference="ch_1", card_number="4242424242424242"
+    )
+    stored = " ".join(str(value) for value in CardDeposit.objects.filter(pk=deposit.pk).values().get().values())
+    assert "42424242" not in stored and deposit.card_last4 == "4242"
+
+
+# Limits --------------------------------------------------------------------------------------------------
+
+
+@override_settings(DEPOSIT_CARD_MAX_DOLLARS=200, DAILY_DEPOSIT_LIMIT_DOLLARS=500)
+def test_one_deposit_is_at_most_the_card_maximum_and_at_least_a_dollar(account):
+    with pytest.raises(errors.AmountRefused) as refused:
+        start(account, 201_00)
+    assert refused.value.limit_cents == 200_00 and not refused.value.daily
+    with pytest.raises(errors.AmountRefused):
+        start(account, 50)
+    assert start(account, 200_00).amount_cents == 200_00
+
+
+@override_settings(DEPOSIT_CARD_MAX_DOLLARS=200, DAILY_DEPOSIT_LIMIT_DOLLARS=300, DEPOSIT_ATTEMPTS_PER_LINE_PER_DAY=50)
+def test_the_daily_limit_counts_paid_and_recent_pending_deposits_and_says_what_is_left(account):
+    paid(start(account, 200_00), reference="ch_a")
+    pending = start(account, 60_00)
+    with pytest.raises(errors.AmountRefused) as refused:
+        start(account, 50_00)
+    assert refused.value.limit_cents == 40_00 and refused.value.daily
+    # A pending deposit abandoned mid-<Pay> gives its room back after PENDING_HOLD.
+    later = timezone.now() + selectors.PENDING_HOLD + timedelta(minutes=1)
+    assert selectors.deposit_room_cents(account=account, now=later) == 100_00
+    assert pending.status == "pending"
+
+
+@override_settings(DEPOSIT_CARD_MAX_DOLLARS=200, DAILY_DEPOSIT_LIMIT_DOLLARS=200, DEPOSIT_ATTEMPTS_PER_LINE_PER_DAY=50)
+def test_a_success_the_limits_would_now_refuse_is_credited_and_flagged(account):
+    # Two families started at once; both were charged. The second is credited all the same, and flagged.
+    first, second = start(account, 150_00, call_sid="CA1"), None
+    CardDeposit.objects.filter(pk=first.pk).update(created=timezone.now() - timedelta(hours=1))  # past the hold
+    second = start(account, 150_00, call_sid="CA2")
+    paid(first, reference="ch_first")
+    late = paid(second, reference="ch_second")
+    assert late.status == "paid" and "past a limit" in late.needs_look
+    account.refresh_from_db()
+    assert account.balance_cents == 400_00
+
+
+@override_settings(DEPOSIT_ATTEMPTS_PER_LINE_PER_DAY=2, DEPOSIT_ATTEMPTS_PER_HOUR=200)
+def test_a_line_gets_a_few_attempts_a_day(account):
+    services.attempt_count(line=LINE, kind=DepositAttempt.Kind.LOOKUP)
+    start(account)
+    with pytest.raises(errors.TooManyAttempts):
+        services.attempt_count(line=LINE, kind=DepositAttempt.Kind.LOOKUP)
+    # Another line is not held back by this one.
+    services.attempt_count(line=services.deposit_line("+12025550143"), kind=DepositAttempt.Kind.LOOKUP)
+
+
+def test_withheld_numbers_share_one_bucket():
+    assert services.deposit_line("") == services.deposit_line("") == services.WITHHELD_LINE
+    assert services.deposit_line("+12025550142") != services.deposit_line("+12025550143")
+    assert "2025550142" not in services.deposit_line("+12025550142")
+
+
+@override_settings(DEPOSIT_ATTEMPTS_PER_LINE_PER_DAY=50, DEPOSIT_ATTEMPTS_PER_HOUR=3)
+def test_the_service_takes_a_bounded_number_of_attempts_an_hour(account):
+    for number in range(3):
+        services.attempt_count(line=services.deposit_line(f"+1202555015{number}"), kind="lookup")
+    with pytest.raises(errors.TooManyAttempts):
+        services.attempt_count(line=services.deposit_line("+12025550159"), kind="lookup")
+
+
+def test_only_active_accounts_receive_deposits_and_a_lock_does_not_matter(account):
+    assert selectors.member_for_deposit(member_id=account.member_id) == account
+    Account.objects.filter(pk=account.pk).update(locked_until=timezone.now() + timedelta(hours=1))
+    assert selectors.member_for_deposit(member_id=account.member_id) == account
+    Account.objects.filter(pk=account.pk).update(status=Account.Status.PENDING, verified_at=None)
+    assert selectors.member_for_deposit(member_id=account.member_id) is None
+    assert selectors.member_for_deposit(member_id="999999") is None
+
+
+# The database holds the rules too -------------------------------------------------------------------------
+
+
+def test_a_paid_deposit_without_its_entry_cannot_be_written(account):
+    from django.db import IntegrityError, transaction
+
+    deposit = start(account)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        CardDeposit.objects.filter(pk=deposit.pk).update(status="paid", reference="ch_z")
+
+
+def test_one_reference_credits_one_deposit_in_the_database(account):
+    from django.db import IntegrityError, transaction
+
+    first = paid(start(account), reference="ch_once")
+    other = start(account, call_sid="CA9")
+    with pytest.raises(IntegrityError), transaction.atomic():
+        CardDeposit.objects.filter(pk=other.pk).update(reference=first.reference)
+
+
+# Refunds (Stripe answered at the HTTP layer) -------------------------------------------------------------
+
+
+@pytest.fixture
+def stripe_api(settings):
+    import responses
+
+    settings.STRIPE_SECRET_KEY = "sk_test_123"
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mocked:
+        yield mocked
+
+
+# Shaped like the Refund object in Stripe's API reference (https://docs.stripe.com/api/refunds/object).
+def refund_body(reference: str) -> dict:
+    return {
+        "id": "re_3Pq0a1",
+        "object": "refund",
+        "amount": 2500,
+        "charge": reference if reference.startswith("ch_") else "ch_3Pq0a1",
+        "currency": "usd",
+        "payment_intent": reference if reference.startswith("pi_") else None,
+        "status": "succeeded",
+    }
+
+
+@pytest.mark.parametrize("reference, field", [("ch_3Pq0a1", "charge"), ("pi_3Pq0a1", "payment_intent")])
+def test_a_refund_goes_to_stripe_with_an_idempotency_key_then_writes_the_refund_entry(
+    account, stripe_api, reference, field
+):
+    deposit = paid(start(account), reference=reference)
+    stripe_api.post("https://api.stripe.com/v1/refunds", json=refund_body(reference))
+    refunded = services.card_deposit_refund(entry_id=deposit.entry_id)
+    sent = stripe_api.calls[0].request
+    assert f"{field}={reference}" in sent.body
+    assert sent.headers["Idempotency-Key"] == f"myibot-card-deposit-{deposit.pk}"
+    assert refunded.status == "refunded" and refunded.refund_reference == "re_3Pq0a1"
+    account.refresh_from_db()
+    assert account.balance_cents == 100_00
+    assert LedgerEntry.objects.get(kind="refund").corrects_id == deposit.entry_id
+    with pytest.raises(errors.AlreadyRefunded):
+        services.card_deposit_refund(entry_id=deposit.entry_id)
+
+
+def test_a_refund_is_refused_when_the_money_was_spent_and_stripe_is_never_asked(account, stripe_api):
+    deposit = paid(start(account))
+    Account.objects.filter(pk=account.pk).update(balance_cents=10_00)
+    with pytest.raises(InsufficientFunds):
+        services.card_deposit_refund(entry_id=deposit.entry_id)
+    assert len(stripe_api.calls) == 0
+
+
+def test_when_stripe_refuses_nothing_changes(account, stripe_api):
+    deposit = paid(start(account))
+    stripe_api.post(
+        "https://api.stripe.com/v1/refunds",
+        status=400,
+        json={"error": {"type": "invalid_request_error", "message": "Charge ch_3Pq0a1 has already been refunded."}},
+    )
+    with pytest.raises(errors.StripeFailed, match="already been refunded"):
+        services.card_deposit_refund(entry_id=deposit.entry_id)
+    deposit.refresh_from_db()
+    assert deposit.status == "paid" and not LedgerEntry.objects.filter(kind="refund").exists()
+
+
+def test_nothing_in_the_database_or_the_log_holds_a_card_number(account, caplog):
+    caplog.set_level("DEBUG")
+    paid(start(account))
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT * FROM payments_carddeposit")
+        rows = " ".join(str(cell) for row in cursor.fetchall() for cell in row)
+    assert "xxxxxxxxxxxx4242" not in rows and "xxxxxxxxxxxx4242" not in caplog.text
