@@ -424,5 +424,7 @@ LOGGING = {
         # With DEBUG on, Django logs every SQL statement with its parameters,
         # which carry what callers typed (member IDs, amounts): never at any LOG_LEVEL.
         "django.db.backends": {"level": "INFO", "propagate": True},
+        # Stripe's library logs every request's URL at INFO; our commands say what they did themselves.
+        "stripe": {"level": "WARNING", "propagate": True},
     },
 }

@@ -68,19 +68,20 @@ def recent_charges(*, days: int) -> Iterator[Charge]:
     since = int((timezone.now() - timedelta(days=days)).timestamp())
     try:
         listed = _client().v1.charges.list(params={"created": {"gte": since}, "limit": 100})
-        for charge in listed.auto_paging_iter():
+        for found in listed.auto_paging_iter():
+            charge = found.to_dict()
             card = ((charge.get("payment_method_details") or {}).get("card")) or {}
             yield Charge(
-                id=charge.id,
+                id=charge["id"],
                 payment_intent=charge.get("payment_intent") or "",
                 description=charge.get("description") or "",
-                amount_cents=charge.amount,
+                amount_cents=charge["amount"],
                 paid=bool(charge.get("paid")) and charge.get("status") == "succeeded",
                 refunded=bool(charge.get("refunded")) or bool(charge.get("amount_refunded")),
                 disputed=bool(charge.get("disputed")),
                 card_type=card.get("brand") or "",
                 card_last4=card.get("last4") or "",
-                created=datetime.fromtimestamp(charge.created, tz=UTC),
+                created=datetime.fromtimestamp(charge["created"], tz=UTC),
             )
     except stripe.StripeError as error:
         raise StripeFailed(error.user_message or str(error)) from None
