@@ -39,7 +39,8 @@ SHARED_KEY_ALGORITHMS = frozenset({HMAC_SHA1, HMAC_SHA256})
 @lru_cache(maxsize=8)
 def _validators(*secrets: str) -> tuple[RequestValidator, ...]:
     """One validator per configured secret, built once (keyed by the secrets, so a changed setting is seen)."""
-    return tuple(RequestValidator(secret) for secret in secrets if secret)
+    # Each secret once: the deposit line's token is the account's own unless a subaccount has its own.
+    return tuple(RequestValidator(secret) for secret in dict.fromkeys(secrets) if secret)
 
 
 def _shared_key_algorithm(signature_settings: str) -> str | None:
@@ -68,7 +69,10 @@ def signature_refusal(request: HttpRequest) -> str | None:
     signature_settings = request.headers.get(SIGNATURE_SETTINGS_HEADER)
     if signature_settings is None:
         algorithm = HMAC_SHA1
-        validators = _validators(settings.TWILIO_AUTH_TOKEN, settings.TWILIO_SECONDARY_AUTH_TOKEN)
+        # The deposit line's number may sit on a PCI subaccount that signs with its own token.
+        validators = _validators(
+            settings.TWILIO_AUTH_TOKEN, settings.TWILIO_SECONDARY_AUTH_TOKEN, settings.TWILIO_DEPOSIT_AUTH_TOKEN
+        )
     else:
         algorithm = _shared_key_algorithm(signature_settings)
         if algorithm is None:

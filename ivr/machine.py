@@ -55,6 +55,7 @@ LANGUAGE_KEY = "9"
 # Steps the machine itself leads to; ivr.steps registers them (a test checks).
 MAIN_MENU = "menu"
 LANGUAGE_MENU = "language"
+DEPOSIT_LANGUAGE_MENU = "deposit_language"
 
 NOTHING_HEARD = _("You did not press a key.")
 GOODBYE_SILENCE = _("You did not press a key. Please call again when you are ready. Goodbye.")
@@ -143,7 +144,17 @@ class Goodbye:
     message: Words
 
 
-Outcome = Goto | Again | Goodbye
+@dataclass(frozen=True)
+class Pay:
+    """Hand the call to Twilio's <Pay> for a pending card deposit; its action request comes to payment_made.
+
+    The step that returns it renders the <Pay> verb (Step.pay) and takes what Twilio reports (Step.paid).
+    """
+
+    deposit_id: int
+
+
+Outcome = Goto | Again | Goodbye | Pay
 
 
 class Step:
@@ -183,6 +194,14 @@ class Step:
         """Where an empty entry (silence, or a lone #) leads; None asks again. Either way it counts toward three."""
         return None
 
+    def pay(self, call: CallSession, deposit_id: int, action: str) -> VoiceResponse:
+        """For a step that returns Pay: the <Pay> verb for the deposit, posting its result to action."""
+        raise NotImplementedError
+
+    def paid(self, call: CallSession, deposit_id: int, result: dict[str, str]) -> Outcome:
+        """For a step that returns Pay: where Twilio's report of the payment leads (its action request's fields)."""
+        raise NotImplementedError
+
     def count_pin_attempt(self, call: CallSession, keys: str) -> object | None:
         """For a step that checks a PIN: count the attempt before answer() checks it (accounts.identity).
 
@@ -195,8 +214,9 @@ class Step:
 
 STEPS: dict[str, Step] = {}
 # Which step a call starts at: the PIN prompt for a trusted home number, the
-# member-ID prompt for everyone else. Registered by ivr.steps with @first_step.
-_first_step: Callable[[CallSession], str] | None = None
+# member-ID prompt for everyone else. Registered by ivr.steps with @first_step;
+# the deposit line's, with @first_deposit_step.
+_first_steps: dict[bool, Callable[[CallSession], str]] = {}
 
 
 def step(cls: type[Step]) -> type[Step]:
@@ -205,9 +225,17 @@ def step(cls: type[Step]) -> type[Step]:
 
 
 def first_step(choose: Callable[[CallSession], str]) -> Callable[[CallSession], str]:
-    global _first_step
-    _first_step = choose
+    _first_steps[False] = choose
     return choose
+
+
+def first_deposit_step(choose: Callable[[CallSession], str]) -> Callable[[CallSession], str]:
+    _first_steps[True] = choose
+    return choose
+
+
+def _first_step(call: CallSession) -> str:
+    return _first_steps[call.deposit_line](call)
 
 
 @dataclass
@@ -229,31 +257,33 @@ def _step_path(step_name: str) -> str:
     return reverse("ivr:step", args=[step_name])
 
 
-def start_call(*, call_sid: str, caller: str, trusted: bool, greeting: Words) -> Reply:
+def start_call(*, call_sid: str, caller: str, trusted: bool, greeting: Words, deposit_line: bool = False) -> Reply:
     """The first prompt, for a new call or Twilio's retry of its first webhook.
 
     caller is the E.164 number or "" when withheld; trusted says whether the
-    caller ID may open PIN-only sign-in.
+    caller ID may open PIN-only sign-in. deposit_line: the call came to the
+    deposit line's number, where families pay by card and nobody signs in.
     """
+    start = {"call_sid": call_sid, "caller": caller, "trusted": trusted, "greeting": greeting}
     with transaction.atomic():
         try:
-            return _start_call(call_sid=call_sid, caller=caller, trusted=trusted, greeting=greeting)
+            return _start_call(**start, deposit_line=deposit_line)
         except CallAlreadyStarted:
             # A retry of this webhook inserted the call between our look and
             # our insert; looking again (locked) waits for it and finds it.
-            return _start_call(call_sid=call_sid, caller=caller, trusted=trusted, greeting=greeting)
+            return _start_call(**start, deposit_line=deposit_line)
 
 
 class CallAlreadyStarted(Exception):
     pass
 
 
-def _start_call(*, call_sid: str, caller: str, trusted: bool, greeting: Words) -> Reply:
+def _start_call(*, call_sid: str, caller: str, trusted: bool, greeting: Words, deposit_line: bool = False) -> Reply:
     call = CallSession.find(call_sid, locked=True)
     new = call is None
     if new:
         # Inserted with its first prompt in one statement (see _save).
-        call = CallSession(call_sid=call_sid, caller=caller, caller_trusted=trusted)
+        call = CallSession(call_sid=call_sid, caller=caller, caller_trusted=trusted, deposit_line=deposit_line)
     else:
         call.caller, call.caller_trusted = caller, trusted
         call.last_answer = ""
@@ -366,11 +396,18 @@ def _answer(
     call = _find(call_sid, caller=caller, locked=locked)
     if call is None:
         # A call we do not know (state purged, or a replayed URL): start over.
-        return _start_call(call_sid=call_sid, caller=caller, trusted=trusted, greeting=START_AGAIN)
+        return _start_call(
+            call_sid=call_sid,
+            caller=caller,
+            trusted=trusted,
+            greeting=START_AGAIN,
+            deposit_line=_on_deposit_line(step_name),
+        )
     # Which prompt was answered with what, keyed with SECRET_KEY so that the
     # stored digest gives away no PIN: Twilio's retry is the same URL, same keys.
     answer = _digest(f"{step_name}:{prompt_number}:{keys!r}")
-    if call.ended or (step_name, prompt_number) != (call.step, call.prompt_number) or call.last_notices.get("dial"):
+    elsewhere = call.last_notices.get("dial") or call.last_notices.get("pay")
+    if call.ended or (step_name, prompt_number) != (call.step, call.prompt_number) or elsewhere:
         if answer == call.last_answer:
             return _replay(call)
         _restart(call)
@@ -396,6 +433,10 @@ def _answer(
             return _help(call, current)
         if entry == BACK_KEY and call.signed_in:
             return _to_main_menu(call, [current.abandoned] if current.name != MAIN_MENU else [], outcome="star")
+        if entry == BACK_KEY and call.deposit_line and current.name != _first_step(call):
+            # On the deposit line, * starts the deposit over (inside <Pay>, Twilio's own * ends the payment).
+            _restart(call)
+            return _ask(call, [current.abandoned or START_AGAIN], outcome="star")
         if (
             entry == LANGUAGE_KEY
             and current.takes_language_key
@@ -446,6 +487,8 @@ def _take(call: CallSession, current: Step, outcome: Outcome, *, note: str = "",
         if outcome.strike:
             return _wrong_keys(call, current, outcome.notice)
         return _refused(call, current, outcome.notice)
+    if isinstance(outcome, Pay):
+        return _pay(call, outcome.deposit_id)
     call.go_to(outcome.name)
     call.timeouts = silences
     return _ask(call, [outcome.notice] if outcome.notice else [], outcome=f"{note}to {outcome.name}")
@@ -527,8 +570,9 @@ def _switch_language(call: CallSession, current: Step) -> Reply:
     """9 before sign-in: the other language at once, or the language menu when more than two are offered."""
     offered = settings.IVR_LANGUAGES
     if len(offered) > 2:
-        call.go_to(LANGUAGE_MENU)
-        return _ask(call, [], outcome=f"to {LANGUAGE_MENU}")
+        menu = DEPOSIT_LANGUAGE_MENU if call.deposit_line else LANGUAGE_MENU
+        call.go_to(menu)
+        return _ask(call, [], outcome=f"to {menu}")
     call.language = offered[1] if (call.language or offered[0]) == offered[0] else offered[0]
     call.go_to(current.name)
     return _ask(call, [], outcome="language switched")
@@ -583,6 +627,60 @@ def staff_call_ended(*, call_sid: str, caller: str, trusted: bool, prompt_number
             return _ask(call, [notice], outcome=f"staff call {status[:20] or 'unknown'}", repeat=True)
 
 
+def _pay(call: CallSession, deposit_id: int) -> Reply:
+    """Hand the call to <Pay>: card digits go to Twilio and its connector, never here. Back at payment_made."""
+    call.prompt_number += 1
+    call.last_notices = {"pay": deposit_id}
+    _save(call)
+    return Reply(_render_pay(call), "to pay")
+
+
+def payment_url(prompt_number: int) -> str:
+    return f"{settings.BASE_URL}{_payment_path()}?n={prompt_number}"
+
+
+@lru_cache(maxsize=1)
+def _payment_path() -> str:
+    return reverse("ivr:deposit_paid")
+
+
+def _render_pay(call: CallSession) -> VoiceResponse:
+    with speaking(call):
+        return STEPS[call.step].pay(call, call.last_notices["pay"], payment_url(call.prompt_number))
+
+
+def payment_made(
+    *, call_sid: str, caller: str, trusted: bool, prompt_number: int | None, result: dict[str, str]
+) -> Reply:
+    """Twilio's <Pay> action request: what the payment did, for the step that started it to take.
+
+    result holds the request's fields a step may read (Result, PaymentConfirmationCode, the card's
+    type and masked number). Twilio's retry of the request (the same prompt and the same fields)
+    hears the same answer again; the step's service credits a deposit once whatever comes.
+    """
+    with transaction.atomic():
+        call = _find(call_sid, caller=caller, locked=True)
+        if call is None:
+            return _start_call(
+                call_sid=call_sid, caller=caller, trusted=trusted, greeting=START_AGAIN, deposit_line=True
+            )
+        answer = _digest(f"pay:{prompt_number}:{sorted(result.items())!r}")
+        if call.ended or prompt_number != call.prompt_number or not call.last_notices.get("pay"):
+            if answer == call.last_answer:
+                return _replay(call)
+            _restart(call)
+            return _ask(call, [START_AGAIN], outcome="stale")
+        call.last_answer = answer
+        current, deposit_id = STEPS[call.step], call.last_notices["pay"]
+        with speaking(call):
+            return _take(call, current, current.paid(call, deposit_id, result))
+
+
+def _on_deposit_line(step_name: str) -> bool:
+    named = STEPS.get(step_name)
+    return bool(named is not None and getattr(named, "deposit_line", False))
+
+
 def _goodbye(call: CallSession, message: Words | list[Words], *, outcome: str) -> Reply:
     with speaking(call):
         lines = [str(line) for line in (message if isinstance(message, list) else [message]) if str(line)]
@@ -602,6 +700,8 @@ def _replay(call: CallSession) -> Reply:
         said = call.last_notices or {}
         if said.get("dial"):
             return Reply(_render_dial(call), "replay")
+        if said.get("pay"):
+            return Reply(_render_pay(call), "replay")
         return Reply(_render(call, said.get("notices", []), repeat=said.get("repeat", False)), "replay")
 
 

@@ -34,7 +34,7 @@ CALL_STATUSES = frozenset(
     {"queued", "initiated", "ringing", "in-progress", "completed", "busy", "failed", "no-answer", "canceled"}
 )
 # Steps that are not prompts: the fallback URL, and "-" for a view that failed before naming its step.
-NOT_PROMPTS = frozenset({"fallback", "-", "staff call"})
+NOT_PROMPTS = frozenset({"fallback", "-", "staff call", "deposit", "pay"})
 # What ivr/views.py, ivr/machine.py and ivr/decorators.py write as an outcome, apart from the moves below.
 OUTCOMES = frozenset(
     {
@@ -51,6 +51,7 @@ OUTCOMES = frozenset(
         "star",
         "language switched",
         "to staff",
+        "to pay",
         "staff call completed",
         "staff call busy",
         "staff call no-answer",

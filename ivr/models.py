@@ -32,6 +32,9 @@ class CallSession(models.Model):
     # Whether the caller ID may open PIN-only sign-in: a valid number the carrier
     # vouches for (STIR/SHAKEN attestation A, ivr/caller_id.py). Decided once, at the first webhook.
     caller_trusted = models.BooleanField(default=False)
+    # The call came to the deposit line (a family paying by card), not the members' number: no sign-in,
+    # and its first prompt, * and the <Pay> verb are the deposit line's (ivr/steps/deposit_line.py).
+    deposit_line = models.BooleanField(default=False)
     # The caller's language for this call; empty until they choose or are recognised.
     language = models.CharField(max_length=5, blank=True)
     step = models.CharField(max_length=32, default=ENTRY_STEP)

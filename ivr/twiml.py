@@ -74,6 +74,42 @@ def dial_staff(*, number: str, action: str, caller_id: str, time_limit: int, gre
     return response
 
 
+def pay(
+    *,
+    connector: str,
+    charge_amount: str,
+    description: str,
+    language: str,
+    action: str,
+    prompts: list[tuple[str, str, str]],
+) -> VoiceResponse:
+    """Twilio's <Pay>: it takes the card by keypad and charges it through connector; card digits never come here.
+
+    prompts are (for, errorType, words) said in the caller's voice; <Pay> says its own in language.
+    action receives Result, PaymentConfirmationCode and the card's type and masked number; Twilio goes on
+    with what action answers, so the call is never left in dead air whatever the payment did.
+    """
+    response = VoiceResponse()
+    paying = response.pay(
+        input="dtmf",
+        payment_connector=connector,
+        charge_amount=charge_amount,
+        currency="usd",
+        payment_method="credit-card",
+        max_attempts=2,
+        # Between keys within one entry: a caller reading a card on a bad line needs longer than 5 s.
+        timeout=10,
+        language=language,
+        description=description,
+        action=action,
+        method="POST",
+    )
+    for for_, error_type, words in prompts:
+        prompt = paying.prompt(for_=for_, **({"error_type": error_type} if error_type else {}))
+        say(prompt, words)
+    return response
+
+
 def unavailable() -> VoiceResponse:
     """The calm answer to anything that fails inside: never an HTTP error, never dead air.
 

@@ -16,6 +16,7 @@ from ivr.decorators import call_label, twilio_webhook
 logger = logging.getLogger(__name__)
 
 WELCOME = _("Welcome to MyiBot.")
+DEPOSIT_WELCOME = _("Welcome to the MyiBot deposit line. There is no fee to put money on an account.")
 MISSING_CALL = _("We are sorry. Something went wrong with this call. Please call again. Goodbye.")
 # Twilio's final call statuses: the call is over and its state can go.
 CALL_OVER = frozenset({"completed", "busy", "failed", "no-answer", "canceled"})
@@ -67,6 +68,42 @@ def step(request: HttpRequest, step_name: str) -> HttpResponse:
         **_caller(request),
     )
     return _answer(reply.twiml, step_name, reply.outcome)
+
+
+@twilio_webhook
+def deposit(request: HttpRequest) -> HttpResponse:
+    """A call comes in to the deposit line: a family putting money on a member's account by card."""
+    if refusal := _refusal(request):
+        return refusal
+    reply = machine.start_call(
+        call_sid=request.POST["CallSid"], greeting=DEPOSIT_WELCOME, deposit_line=True, **_caller(request)
+    )
+    return _answer(reply.twiml, "deposit", reply.outcome)
+
+
+# What a step may read of <Pay>'s action request. Never PaymentToken, ExpirationDate or a postal code:
+# they are not asked for, so they cannot be kept by mistake.
+PAY_RESULT_FIELDS = (
+    "Result",
+    "PaymentConfirmationCode",
+    "PaymentCardType",
+    "PaymentCardNumber",
+    "PaymentError",
+    "PayErrorCode",
+    "ConnectorError",
+)
+
+
+@twilio_webhook
+def deposit_paid(request: HttpRequest) -> HttpResponse:
+    """<Pay>'s action request: what the payment did. The step that started it credits the member once."""
+    if refusal := _refusal(request):
+        return refusal
+    result = {field: request.POST.get(field, "")[:255] for field in PAY_RESULT_FIELDS if field in request.POST}
+    reply = machine.payment_made(
+        call_sid=request.POST["CallSid"], prompt_number=_prompt_number(request), result=result, **_caller(request)
+    )
+    return _answer(reply.twiml, "pay", reply.outcome)
 
 
 @twilio_webhook

@@ -68,8 +68,8 @@ def attempts_refusal(*, line: str, now: datetime | None = None) -> str | None:
     return None
 
 
-def pending_deposit(*, deposit_id: int, call_sid: str) -> CardDeposit | None:
-    return CardDeposit.objects.filter(pk=deposit_id, call_sid=call_sid).select_related("account").first()
+def card_deposit(*, deposit_id: int) -> CardDeposit:
+    return CardDeposit.objects.get(pk=deposit_id)
 
 
 def by_day_and_status(*, days: int, now: datetime | None = None) -> QuerySet:

@@ -179,6 +179,37 @@ class Phone:
             answer = self.press(str(settings.IVR_LANGUAGES.index(language) + 1))
         return answer
 
+    def dial_deposit_line(self, language: str | None = "en") -> Twiml:
+        """Call the deposit line; its language prompt is answered with language's key (None leaves it)."""
+        answer = self.twiml(self.post("/twilio/deposit"))
+        if language and answer.gather is not None and "/step/deposit_language?" in answer.gather.get("action"):
+            answer = self.press(str(settings.IVR_LANGUAGES.index(language) + 1))
+        return answer
+
+    @property
+    def pay_verb(self) -> ET.Element | None:
+        return self.last.root.find("Pay")
+
+    def pay(self, result: str = "success", **fields: str) -> Twiml:
+        """What Twilio posts to <Pay>'s action when the payment ends: Result, and for a success the charge.
+
+        A success carries PaymentConfirmationCode (Stripe's ch_ id), the card type and the masked number
+        unless fields say otherwise (pass a field as None to leave it out, as Twilio sometimes does).
+        """
+        verb = self.pay_verb
+        assert verb is not None, f"no <Pay> in {self.last.raw}"
+        posted = {"Result": result}
+        if result == "success":
+            posted |= {
+                "PaymentConfirmationCode": "ch_3PqTest0000000001",
+                "PaymentCardType": "visa",
+                "PaymentCardNumber": "xxxxxxxxxxxx4242",
+                "ExpirationDate": "1230",
+                "PaymentToken": "tok_should_never_be_kept",
+            }
+        posted |= fields
+        return self.twiml(self.post(verb.get("action"), {k: v for k, v in posted.items() if v is not None}))
+
     def press(self, keys: str) -> Twiml:
         """Answer the last <Gather> with keys, as Twilio posts them to its action.
 
@@ -231,8 +262,8 @@ def _assert_no_dead_air(parsed: Twiml) -> None:
     verbs = parsed.verbs
     assert verbs, "empty TwiML is dead air"
     for index, verb in enumerate(verbs):
-        if verb == "Dial":
-            # Twilio goes on with what the <Dial>'s action answers: nothing after it runs.
+        if verb in ("Dial", "Pay"):
+            # Twilio goes on with what the verb's action answers: nothing after it runs.
             assert parsed.root[index].get("action") and index == len(verbs) - 1, verbs
             return
         if verb == "Gather":

@@ -5,4 +5,4 @@ words. Counting silences and wrong keys, retries, stale URLs and the TwiML
 itself are ivr/machine.py's work. Importing this package registers the steps.
 """
 
-from ivr.steps import entry, menu, registration, send_money  # noqa: F401
+from ivr.steps import deposit_line, entry, menu, registration, send_money  # noqa: F401

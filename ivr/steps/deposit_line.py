@@ -1,0 +1,356 @@
+"""The deposit line (docs/CALL_FLOW.md, "The deposit line"): a family puts money on a member's account by card.
+
+A second Twilio number, pointed at /twilio/deposit. Nobody signs in: the caller
+enters the member's ID, hears it read back, enters whole dollars, hears the
+exact charge and that there is no fee, then Twilio's <Pay> takes the card.
+Card digits never reach a <Gather> or this server; <Pay>'s action request
+tells us what happened, and payments.services credits the member exactly once.
+"""
+
+from __future__ import annotations
+
+import re
+
+from django.conf import settings
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+from twilio.twiml.voice_response import VoiceResponse
+
+from accounts.spoken import spoken_digits, spoken_dollars
+from ivr import twiml
+from ivr.machine import (
+    DEPOSIT_LANGUAGE_MENU,
+    PAUSE,
+    Again,
+    Code,
+    Goodbye,
+    Goto,
+    Line,
+    Outcome,
+    Pay,
+    Step,
+    first_deposit_step,
+    step,
+)
+from ivr.models import CallSession
+from ivr.steps.common import ONE_KEY_1_2, PRESS_1_OR_2, SIX_DIGITS
+from ivr.steps.entry import Language
+from payments import selectors, services
+from payments.errors import AmountRefused, TooManyAttempts, UnknownDeposit
+from payments.models import CardDeposit, DepositAttempt
+
+CANNOT_RECEIVE = gettext_lazy("That member ID cannot receive deposits.")
+TOO_MANY_TRIES = gettext_lazy(
+    "Sorry, there have been too many tries from this phone today. Please call again tomorrow. Goodbye."
+)
+NOT_CHARGED = gettext_lazy("Your card was not charged.")
+NO_ROOM_TODAY = gettext_lazy("That account cannot receive more card deposits today.")
+THANKS_GOODBYE = gettext_lazy("Thank you for calling. Goodbye.")
+WHOLE_DOLLARS = re.compile(r"[0-9]{1,5}", re.ASCII)
+
+# <Pay> speaks the card prompts we give it, in the caller's language. Its own language attribute (for
+# anything it says itself) takes these locales; Spanish is es-MX, which Twilio lists for <Pay>.
+PAY_LOCALES = {"en": "en-US", "es": "es-MX"}
+# (for, errorType or "", the words): what <Pay> asks for, and what it says after each kind of mistake.
+PAY_PROMPTS = [
+    ("payment-card-number", "", gettext_lazy("Please enter the card number, then press pound.")),
+    (
+        "payment-card-number",
+        "timeout",
+        gettext_lazy("We did not get the card number. Please enter it, then press pound."),
+    ),
+    (
+        "payment-card-number",
+        "invalid-card-number",
+        gettext_lazy("That card number is not valid. Please enter it again, then press pound."),
+    ),
+    (
+        "payment-card-number",
+        "invalid-card-type",
+        gettext_lazy("That kind of card is not accepted. Please enter another card number, then press pound."),
+    ),
+    (
+        "expiration-date",
+        "",
+        gettext_lazy("Please enter the expiration date: 2 digits for the month, then 2 for the year."),
+    ),
+    (
+        "expiration-date",
+        "invalid-date",
+        gettext_lazy("That date is not valid. Please enter the month and the year again, 4 digits."),
+    ),
+    (
+        "expiration-date",
+        "timeout",
+        gettext_lazy("We did not get the expiration date. Please enter 2 digits for the month, then 2 for the year."),
+    ),
+    ("security-code", "", gettext_lazy("Please enter the security code from the back of the card.")),
+    ("security-code", "invalid-security-code", gettext_lazy("That security code is not valid. Please enter it again.")),
+    ("security-code", "timeout", gettext_lazy("We did not get the security code. Please enter it now.")),
+    ("postal-code", "", gettext_lazy("Please enter the ZIP code of the card's billing address.")),
+    ("postal-code", "invalid-postal-code", gettext_lazy("That ZIP code is not valid. Please enter it again.")),
+    ("postal-code", "timeout", gettext_lazy("We did not get the ZIP code. Please enter it now.")),
+    ("payment-processing", "", gettext_lazy("Please wait while we charge the card.")),
+]
+# Why a payment did not go through, in plain words, by <Pay>'s Result.
+NOT_CHARGED_BECAUSE = {
+    "declined": gettext_lazy("The card was declined."),
+    "too-many-failed-attempts": gettext_lazy("The card details were not accepted."),
+    "payment-connector-error": gettext_lazy("We could not reach the card processor."),
+    "caller-interrupted-with-star": gettext_lazy("You pressed star, so the payment stopped."),
+    "caller-hung-up": gettext_lazy("The payment did not finish."),
+}
+SOMETHING_WENT_WRONG = gettext_lazy("Something went wrong with the payment.")
+# Twilio's error code for a card the processor rejected (its PaymentError says more).
+GATEWAY_REJECTED_CARD = "64012"
+
+
+@first_deposit_step
+def choose_first_deposit_step(call: CallSession) -> str:
+    """The language prompt while the caller has not chosen one, else the member ID."""
+    if not call.language and len(settings.IVR_LANGUAGES) > 1:
+        return DepositLanguage.name
+    return DepositMemberId.name
+
+
+class DepositStep(Step):
+    """A prompt of the deposit line: nobody is signed in, and * starts the deposit over."""
+
+    signed_in_only = False
+    deposit_line = True
+    abandoned = NOT_CHARGED
+
+
+@step
+class DepositLanguage(Language):
+    """The language prompt, as on the members' line, leading to the member ID."""
+
+    name = DEPOSIT_LANGUAGE_MENU
+    deposit_line = True
+
+    def _chosen(self, call: CallSession, language: str, *, counts_silence: bool = True) -> Goto:
+        call.language = language
+        return Goto(DepositMemberId, counts_silence=counts_silence)
+
+
+@step
+class DepositMemberId(DepositStep):
+    """ "To put money on an account, enter the 6-digit member ID." Unknown and pending IDs hear the same refusal."""
+
+    name = "deposit_member_id"
+    keys = SIX_DIGITS
+    num_digits = 6
+    wrong_keys = gettext_lazy("A member ID has 6 digits.")
+    help = gettext_lazy("Enter the 6-digit member ID of the person you are putting money on. There is no fee.")
+    takes_language_key = True
+    locks_call = True  # each lookup is counted against card testing and member-ID probing
+    abandoned = ""
+
+    def prompt(self, call: CallSession) -> list[Line]:
+        return [_("To put money on an account, enter the 6-digit member ID.")]
+
+    def answer(self, call: CallSession, keys: str) -> Outcome:
+        try:
+            services.attempt_count(line=services.deposit_line(call.caller), kind=DepositAttempt.Kind.LOOKUP)
+        except TooManyAttempts:
+            return Goodbye(TOO_MANY_TRIES)
+        member = selectors.member_for_deposit(member_id=keys)
+        if member is None:
+            return Again(CANNOT_RECEIVE)  # three tries, then goodbye
+        call.scratch = {"member_id": keys}
+        return Goto(DepositMemberCheck)
+
+
+@step
+class DepositMemberCheck(DepositStep):
+    """The member ID read back digit by digit: 1 if right, 2 to enter it again."""
+
+    name = "deposit_member_check"
+    keys = ONE_KEY_1_2
+    num_digits = 1
+    wrong_keys = PRESS_1_OR_2
+    help = gettext_lazy("Press 1 if the member ID you heard is right, or 2 to enter it again.")
+
+    def prompt(self, call: CallSession) -> list[Line]:
+        return [
+            Code(_("You entered the member ID"), call.scratch["member_id"]),
+            _("If that is right, press 1. To enter it again, press 2."),
+        ]
+
+    def answer(self, call: CallSession, keys: str) -> Outcome:
+        if keys == "2":
+            return Goto(DepositMemberId)
+        member = selectors.member_for_deposit(member_id=call.scratch["member_id"])
+        if member is None:
+            return Goto(DepositMemberId, CANNOT_RECEIVE)
+        if selectors.deposit_room_cents(account=member) < 100:
+            return Goto(DepositMemberId, NO_ROOM_TODAY)
+        return Goto(DepositAmount)
+
+
+@step
+class DepositAmount(DepositStep):
+    """Whole dollars, then #: at least 1, at most one card deposit's maximum and what is left of today's."""
+
+    name = "deposit_amount"
+    keys = WHOLE_DOLLARS
+    wrong_keys = gettext_lazy("Please enter whole dollars, then press pound.")
+    help = gettext_lazy("Enter the amount in whole dollars, for example 2 5 for 25 dollars, then press pound.")
+
+    def prompt(self, call: CallSession) -> list[Line]:
+        return [_("Enter the amount in whole dollars, then press pound.")]
+
+    def answer(self, call: CallSession, keys: str) -> Outcome:
+        cents = int(keys) * 100
+        if cents < 100:
+            return Again(_("The least you can pay is 1 dollar."), strike=False)
+        member = selectors.member_for_deposit(member_id=call.scratch["member_id"])
+        if member is None:
+            return Goto(DepositMemberId, CANNOT_RECEIVE)
+        room = selectors.deposit_room_cents(account=member)
+        if cents > room:
+            return Again(_refused(room, daily=room < selectors.card_max_cents()), strike=False)
+        call.scratch["amount_cents"] = cents
+        return Goto(DepositConfirm)
+
+
+def _refused(room_cents: int, *, daily: bool) -> str:
+    if room_cents < 100:
+        return str(NO_ROOM_TODAY)
+    if daily:
+        return _("The most this account can still receive today is %(amount)s.") % {
+            "amount": spoken_dollars(room_cents)
+        }
+    return _("The most you can pay at one time is %(amount)s.") % {"amount": spoken_dollars(room_cents)}
+
+
+@step
+class DepositConfirm(DepositStep):
+    """The exact charge and "There is no fee", then <Pay>: 1 pays by card, 2 cancels."""
+
+    name = "deposit_confirm"
+    keys = ONE_KEY_1_2
+    num_digits = 1
+    wrong_keys = PRESS_1_OR_2
+    help = gettext_lazy("Press 1 to pay by card now, or 2 to cancel. Your card is charged only if you press 1.")
+    locks_call = True  # writes the pending card deposit, and counts the <Pay> attempt
+
+    def prompt(self, call: CallSession) -> list[Line]:
+        amount = spoken_dollars(call.scratch["amount_cents"])
+        return [
+            _("Your card will be charged exactly %(amount)s. There is no fee.") % {"amount": amount},
+            _("To pay by card, press 1. To cancel, press 2."),
+        ]
+
+    def answer(self, call: CallSession, keys: str) -> Outcome:
+        if keys == "2":
+            return Goto(DepositMemberId, NOT_CHARGED)
+        member = selectors.member_for_deposit(member_id=call.scratch["member_id"])
+        if member is None:
+            return Goto(DepositMemberId, CANNOT_RECEIVE)
+        try:
+            deposit = services.card_deposit_start(
+                account=member,
+                amount_cents=call.scratch["amount_cents"],
+                call_sid=call.call_sid,
+                line=services.deposit_line(call.caller),
+            )
+        except AmountRefused as refused:
+            return Goto(DepositAmount, _refused(refused.limit_cents, daily=refused.daily))
+        except TooManyAttempts:
+            return Goodbye(TOO_MANY_TRIES)
+        return Pay(deposit.pk)
+
+    def pay(self, call: CallSession, deposit_id: int, action: str) -> VoiceResponse:
+        cents = call.scratch["amount_cents"]
+        prompts = [(for_, error_type, str(words)) for for_, error_type, words in PAY_PROMPTS]
+        return twiml.pay(
+            connector=settings.PAY_CONNECTOR,
+            charge_amount=f"{cents // 100}.{cents % 100:02d}",
+            description=f"MyiBot deposit {deposit_id}",
+            language=PAY_LOCALES.get(call.language or settings.IVR_LANGUAGES[0], "en-US"),
+            action=action,
+            prompts=prompts,
+        )
+
+    def paid(self, call: CallSession, deposit_id: int, result: dict[str, str]) -> Outcome:
+        try:
+            deposit = services.card_deposit_settle(
+                deposit_id=deposit_id,
+                call_sid=call.call_sid,
+                result=result.get("Result"),
+                reference=result.get("PaymentConfirmationCode"),
+                card_type=result.get("PaymentCardType"),
+                card_number=result.get("PaymentCardNumber"),
+            )
+        except UnknownDeposit:
+            return Goto(DepositMemberId, NOT_CHARGED)
+        if deposit.status in (CardDeposit.Status.PAID, CardDeposit.Status.REFUNDED):
+            call.scratch = {"paid": deposit.pk, "member_id": call.scratch.get("member_id", "")}
+            return Goto(DepositDone)
+        call.scratch["why"] = _why(deposit.result, result)
+        return Goto(DepositFailed)
+
+
+def _why(outcome: str, result: dict[str, str]) -> str:
+    declined = result.get("PayErrorCode") == GATEWAY_REJECTED_CARD or any(
+        "declin" in result.get(field, "").lower() for field in ("PaymentError", "ConnectorError")
+    )
+    return "declined" if declined else outcome
+
+
+@step
+class DepositDone(DepositStep):
+    """The money is on the account: the amount, the card's last four, and a confirmation code read slowly."""
+
+    name = "deposit_done"
+    keys = ONE_KEY_1_2
+    num_digits = 1
+    wrong_keys = PRESS_1_OR_2
+    help = gettext_lazy("Press 1 to hear the confirmation code again, or 2 to put money on another account.")
+    abandoned = ""
+
+    def prompt(self, call: CallSession) -> list[Line]:
+        deposit = selectors.card_deposit(deposit_id=call.scratch["paid"])
+        lines: list[Line] = [
+            _("Thank you. %(amount)s are on the account.") % {"amount": spoken_dollars(deposit.amount_cents)}
+        ]
+        if deposit.card_last4:
+            lines.append(
+                _("Your card ending in %(digits)s was charged.") % {"digits": spoken_digits(deposit.card_last4)}
+            )
+        code = services.confirmation_code(deposit)
+        if code:
+            lines += [Code(_("Your confirmation code is:"), code), PAUSE, Code(_("Again:"), code)]
+        lines.append(_("To hear the code again, press 1. For another deposit, press 2."))
+        return lines
+
+    def answer(self, call: CallSession, keys: str) -> Outcome:
+        if keys == "1":
+            return Goto(DepositDone)
+        call.scratch = {}
+        return Goto(DepositMemberId)
+
+    def silence(self, call: CallSession) -> Outcome | None:
+        # The deposit is done: a caller who says nothing more is thanked, not told they pressed nothing.
+        return None if call.timeouts < 2 else Goodbye(THANKS_GOODBYE)
+
+
+@step
+class DepositFailed(DepositStep):
+    """Nothing was charged: why, in plain words; 1 tries again, 2 ends the call."""
+
+    name = "deposit_failed"
+    keys = ONE_KEY_1_2
+    num_digits = 1
+    wrong_keys = PRESS_1_OR_2
+    help = gettext_lazy("Press 1 to try the payment again, or 2 to end the call. Your card was not charged.")
+
+    def prompt(self, call: CallSession) -> list[Line]:
+        why = NOT_CHARGED_BECAUSE.get(call.scratch.get("why", ""), SOMETHING_WENT_WRONG)
+        return [f"{NOT_CHARGED} {why}", _("To try again, press 1. To end the call, press 2.")]
+
+    def answer(self, call: CallSession, keys: str) -> Outcome:
+        if keys == "2":
+            return Goodbye(THANKS_GOODBYE)
+        return Goto(DepositConfirm)
