@@ -12,7 +12,8 @@ import pytest
 from django.db import connection
 
 from bench.servers import Server, manage, production_env
-from tests.e2e.test_gunicorn import FUNDED, RECIPIENT, place
+from tests.e2e.calls import FUNDED, place
+from tests.e2e.conftest import RECIPIENT
 
 pytestmark = pytest.mark.e2e
 
