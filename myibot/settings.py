@@ -137,6 +137,8 @@ INSTALLED_APPS = [
     "axes",
     "accounts",
     "ivr",
+    # The phone simulator, for its `manage.py call`: test and bench tooling, never on the request path.
+    "phone",
 ]
 
 MIDDLEWARE = [
