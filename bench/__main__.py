@@ -28,7 +28,8 @@ from urllib.parse import urlsplit
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.servers import AUTH_TOKEN, PUBLIC_URL, Server, fresh_database, manage, production_env
-from ivr.simulator import Answer, OverHttp, SimulatedCall, Transport, scripted
+from phone.call import SimulatedCall, scripted
+from phone.transport import Answer, OverHttp, Transport
 
 PIN = "4682"
 RECIPIENT = "246810"

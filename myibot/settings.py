@@ -7,6 +7,7 @@ insecure development values stand in, with a warning.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from datetime import timedelta
@@ -139,6 +140,10 @@ INSTALLED_APPS = [
     "payments",
     "ivr",
 ]
+# The phone simulator (`manage.py call`) is test and bench tooling: a checkout has it, the image does not
+# (.dockerignore), and the service starts without it.
+if importlib.util.find_spec("phone") is not None:
+    INSTALLED_APPS.append("phone")
 
 MIDDLEWARE = [
     # First, so that Fly's plain-HTTP health check is answered before the

@@ -6,13 +6,15 @@ import importlib.util
 import os
 import re
 import socket
+import subprocess
+import sys
 import tempfile
 import tomllib
 from pathlib import Path
 
 import pytest
 
-from bench.servers import free_port
+from bench.servers import free_port, production_env
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -94,6 +96,32 @@ def test_the_image_is_slim_non_root_and_serves_the_wsgi_app(dockerfile):
     assert "collectstatic --noinput" in dockerfile
     assert re.search(r"^USER (?!root)\w+", dockerfile, re.M)
     assert 'CMD ["gunicorn", "--config", "gunicorn.conf.py", "myibot.wsgi"]' in dockerfile
+
+
+def test_the_image_leaves_the_phone_simulator_out_and_the_service_starts_without_it(tmp_path):
+    lines = (ROOT / ".dockerignore").read_text().splitlines()
+    ignored = {line.strip() for line in lines if line.strip() and not line.startswith("#")}
+    assert {"phone", "tests", "bench"} <= ignored, "test and bench tooling stays out of the image"
+    # As in the image: no phone package to import. Settings leave the app out, the deploy checks pass,
+    # and the WSGI application loads.
+    script = "\n".join(
+        [
+            "import sys",
+            "sys.modules['phone'] = None",
+            "import django",
+            "django.setup()",
+            "from django.conf import settings",
+            "from django.core.management import call_command, get_commands",
+            "assert 'phone' not in settings.INSTALLED_APPS and 'call' not in get_commands()",
+            "call_command('check', '--deploy', '--fail-level', 'WARNING')",
+            "from myibot.wsgi import application",
+        ]
+    )
+    env = production_env(f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
 
 
 def test_gunicorn_defaults(monkeypatch):

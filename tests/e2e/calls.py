@@ -6,7 +6,8 @@ import itertools
 import xml.etree.ElementTree as ET
 
 from bench.servers import AUTH_TOKEN, PUBLIC_URL, Server
-from ivr.simulator import Answer, OverHttp, SimulatedCall, Transport, scripted
+from phone.call import SimulatedCall, scripted
+from phone.transport import Answer, OverHttp, Transport
 
 FUNDED = "+12022000001"  # an account with money, PIN 3971
 

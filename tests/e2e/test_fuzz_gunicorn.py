@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from bench.servers import AUTH_TOKEN, PUBLIC_URL, manage, production_env
-from ivr.simulator import Prompt, SimulatedCall
+from phone.call import Prompt, SimulatedCall
 from tests.e2e.calls import FUNDED, Checked, place
 from tests.e2e.conftest import RECIPIENT
 

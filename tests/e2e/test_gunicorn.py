@@ -19,7 +19,8 @@ from twilio.request_validator import RequestValidator
 
 from bench.servers import AUTH_TOKEN, PUBLIC_URL, Server, manage, production_env
 from ivr.machine import STEPS
-from ivr.simulator import OverHttp, SimulatedCall, scripted
+from phone.call import SimulatedCall, scripted
+from phone.transport import OverHttp
 from tests.e2e.calls import Checked, place
 from tests.e2e.conftest import RECIPIENT
 

@@ -20,7 +20,8 @@ from django.db import connection
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.servers import AUTH_TOKEN, PUBLIC_URL, Server, free_port, fresh_database, manage, production_env
-from ivr.simulator import OverHttp, SimulatedCall, scripted
+from phone.call import SimulatedCall, scripted
+from phone.transport import OverHttp
 
 pytestmark = pytest.mark.e2e
 

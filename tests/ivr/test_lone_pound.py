@@ -12,7 +12,8 @@ import pytest
 from django.conf import settings
 
 from accounts.models import Account
-from ivr.simulator import InProcess, SimulatedCall, scripted
+from phone.call import SimulatedCall, scripted
+from phone.transport import InProcess
 
 pytestmark = pytest.mark.django_db
 

@@ -1,18 +1,18 @@
-"""A phone that behaves like Twilio, for `manage.py call`, the end-to-end tests and the benchmark.
+"""One simulated call: Twilio's side of it and the caller's, from the first webhook to the status callback.
 
-It posts the parameters Twilio posts, signs every request with the auth token
-as Twilio does, and follows the TwiML as Twilio documents it, not as our
-server happens to use it today:
+SimulatedCall places a call the way Twilio does. It posts the parameters
+Twilio posts, StirVerstat included, signs every request with the auth token
+as Twilio does, sends it through a phone.transport Transport, and acts out
+each document's verbs as phone.twiml reads them:
 
-- <Say> is heard, SSML children included (<break>, <prosody>, <say-as>, ...);
-  <Pause> is a pause (1 s unless length says otherwise).
-- <Gather>: action defaults to the document's own URL, method POST, timeout
-  5 s, finishOnKey "#" ("" disables it), numDigits unlimited. numDigits
+- <Say>, <Pause> and <Play> are heard. Keys typed while a <Say> or <Pause>
+  nested in the <Gather> plays answer the <Gather> and stop its audio
+  (barge-in); keys typed during verbs outside a <Gather> are lost.
+- A <Gather> asks the caller for keys (keys(prompt), below). numDigits
   reached, or finishOnKey pressed after a digit, posts at once; any other
-  entry is posted when the timeout runs out. Digits never include
-  finishOnKey, and keys typed after the entry ended are lost. Silence posts
-  nothing and the next verb runs, unless actionOnEmptyResult="true", which
-  posts Digits="" after the timeout.
+  entry is posted when the timeout runs out. Silence posts nothing and the
+  next verb runs, unless actionOnEmptyResult="true", which posts Digits=""
+  after the timeout.
 - A finishOnKey ("#" or "*") pressed before any digit is where Twilio's docs
   disagree, so SimulatedCall.pound plays one of four behaviours (docs/TWILIO.md):
   (a) posted at once as Digits="" with FinishedOnKey="#";
@@ -30,43 +30,36 @@ server happens to use it today:
   it, "" when numDigits or the timeout did.
 - StirVerstat is sent on every request: TN-Validation-Passed-A by default,
   as a mobile caller's call carries it; stir=None sends none.
-- Keys typed while a <Say> or <Pause> nested in the <Gather> plays answer the
-  <Gather> and stop its audio (barge-in); keys typed during verbs outside a
-  <Gather> are lost.
-- <Redirect> is followed; <Hangup>, or running out of verbs, ends the call.
+- <Redirect> is followed; <Hangup>, <Reject>, or running out of verbs, ends
+  the call. A verb phone.twiml does not act out (<Dial>) is skipped and named.
 - A non-2xx answer, or none within 15 s, sends Twilio to the fallback URL
   with ErrorCode and ErrorUrl; when that fails too, Twilio says its own error
   message and hangs up.
 - At the end, the status callback is posted with CallStatus=completed.
 
-It never sleeps. A virtual clock counts what the call costs the caller:
-seconds of speech, pauses and SSML breaks, and above all the seconds spent
-waiting after an entry for Twilio's timeout. `SimulatedCall.totals` holds the
-figures, and every Event carries them as they stood when it happened, so a
-test can ask what the caller went through before hearing something
-(`call.totals_before("balance|saldo")`).
+It never sleeps: phone.clock counts what the call costs the caller, and
+every transcript Event carries the totals as they stood when it happened.
 
 Scripts answer prompts through a callback, keys(prompt), which returns what
 the caller presses: a string (typed once the prompt has been heard in full),
 a Press (typed earlier: Press.at_once("3971") types through the notices),
-"" for silence, or None to hang up.
+"" for silence, or None to hang up. scripted() makes one from a list.
 """
 
 from __future__ import annotations
 
-import http.client
 import math
 import re
 import secrets
-import time
-import urllib.error
-import urllib.request
-import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
-from urllib.parse import urlencode, urljoin, urlsplit
+from dataclasses import dataclass, field
 
 from twilio.request_validator import RequestValidator
+
+from phone import clock, twiml
+from phone.clock import Totals
+from phone.transport import NO_ANSWER_ERRORS, TWILIO_TIMEOUT_SECONDS, Answer, Transport, path_and_query
+from phone.twiml import Audio, CallFailed, Gather, Hangup, Redirect, Unsupported
 
 VOICE_PATH = "/twilio/voice"
 FALLBACK_PATH = "/twilio/fallback"
@@ -75,8 +68,6 @@ STATUS_PATH = "/twilio/status"
 # A call that makes this many requests without asking for keys is looping.
 MAX_REQUESTS_WITHOUT_A_PROMPT = 20
 
-# Twilio gives up on a webhook that has not answered in 15 seconds.
-TWILIO_TIMEOUT_SECONDS = 15.0
 # Twilio's error codes for a failed webhook, sent to the fallback URL as ErrorCode.
 ERROR_HTTP = "11200"  # HTTP retrieval failure: the answer was not 2xx
 ERROR_NO_ANSWER = "11205"  # HTTP connection failure: no answer, or none in time
@@ -93,16 +84,6 @@ POUND_BEHAVIOURS = {
 # The attestation a mobile caller's call carries: the carrier vouches for the number.
 MOBILE_STIR = "TN-Validation-Passed-A"
 
-# Speech rate for the virtual clock: 150 words a minute (0.4 s a word), about
-# what Polly's voices read a prompt at. An estimate: it is the same for every
-# prompt, so comparisons between prompts and between versions hold.
-WORDS_PER_SECOND = 2.5
-# <break strength="..."/> in seconds, as Polly roughly renders them; a bare
-# <break/> is "medium". Estimates, like the speech rate.
-BREAK_SECONDS = {"none": 0.0, "x-weak": 0.0, "weak": 0.25, "medium": 0.5, "strong": 0.75, "x-strong": 1.25}
-# <prosody rate="..."> as a factor of the normal rate ("80%" is 0.8).
-PROSODY_RATES = {"x-slow": 0.6, "slow": 0.8, "medium": 1.0, "fast": 1.25, "x-fast": 1.5}
-
 # "press 1", "press pound", "oprima 2", "marque el 3": the keys a prompt offers.
 OFFER = re.compile(
     r"\b(?:press|dial|oprima|marque|pulse|presione)\s+(?:the\s+|la\s+tecla\s+|el\s+)?"
@@ -110,109 +91,6 @@ OFFER = re.compile(
     re.IGNORECASE,
 )
 KEY_NAMES = {"pound": "#", "hash": "#", "numeral": "#", "almohadilla": "#", "star": "*", "asterisco": "*"}
-WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
-# Errors a transport raises when the server does not answer (refused, reset, timed out, garbled).
-NO_ANSWER_ERRORS = (OSError, http.client.HTTPException)
-
-
-class CallFailed(Exception):
-    """The server answered something Twilio could not follow (not TwiML, a loop, a GET)."""
-
-
-@dataclass
-class Answer:
-    status: int
-    body: str
-    milliseconds: float
-
-
-class Transport:
-    """Sends one signed POST; signed_url is the URL Twilio would have called.
-
-    Raises OSError (or http.client.HTTPException) when no answer comes: the
-    simulator treats that as Twilio treats a connection failure or a timeout.
-    """
-
-    def post(self, signed_url: str, params: dict[str, str], headers: dict[str, str]) -> Answer:
-        raise NotImplementedError
-
-
-class InProcess(Transport):
-    """Through Django's test client: no server needed."""
-
-    def __init__(self) -> None:
-        from django.test import Client
-
-        self.client = Client()
-
-    def post(self, signed_url: str, params: dict[str, str], headers: dict[str, str]) -> Answer:
-        parts = urlsplit(signed_url)
-        path = parts.path + (f"?{parts.query}" if parts.query else "")
-        extra = {f"HTTP_{name.upper().replace('-', '_')}": value for name, value in headers.items()}
-        started = time.perf_counter()
-        response = self.client.post(path, params, secure=parts.scheme == "https", HTTP_HOST=parts.netloc, **extra)
-        return Answer(response.status_code, response.content.decode(), (time.perf_counter() - started) * 1000)
-
-
-class OverHttp(Transport):
-    """To a running server, as Fly's proxy would forward Twilio's request to it."""
-
-    def __init__(self, server: str, timeout: float = TWILIO_TIMEOUT_SECONDS) -> None:
-        self.server = server.rstrip("/")
-        self.timeout = timeout
-
-    def post(self, signed_url: str, params: dict[str, str], headers: dict[str, str]) -> Answer:
-        parts = urlsplit(signed_url)
-        target = self.server + parts.path + (f"?{parts.query}" if parts.query else "")
-        request = urllib.request.Request(
-            target,
-            data=urlencode(params).encode(),
-            method="POST",
-            # The public host and scheme, as the proxy passes them on.
-            headers={
-                "Host": parts.netloc,
-                "X-Forwarded-Proto": parts.scheme,
-                "Content-Type": "application/x-www-form-urlencoded",
-                **headers,
-            },
-        )
-        started = time.perf_counter()
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                status, body = response.status, response.read().decode()
-        except urllib.error.HTTPError as error:
-            status, body = error.code, error.read().decode(errors="replace")
-        return Answer(status, body, (time.perf_counter() - started) * 1000)
-
-
-@dataclass(frozen=True)
-class Totals:
-    """What the call has cost the caller so far, on the virtual clock."""
-
-    requests: int = 0  # POSTs made: webhooks, fallbacks, the status callback
-    entries: int = 0  # <Gather>s answered with keys (finishOnKey pressed alone counts)
-    keys_lost: int = 0  # keys typed during verbs outside a <Gather>: Twilio drops them
-    words: int = 0  # words heard; words cut off by a key are not
-    # Waiting after entries for the timeout: 0 when numDigits or finishOnKey ended them,
-    # the timeout after a partial entry or a lone finishOnKey Twilio ignores (pound "c").
-    wait_seconds: float = 0.0
-    silence_seconds: float = 0.0  # waiting at prompts the caller did not answer
-    seconds: float = 0.0  # the whole call: speech, pauses, breaks and waits
-
-
-@dataclass(frozen=True)
-class Audio:
-    """One <Say>, <Pause> or <Play> as the caller hears it."""
-
-    kind: str  # "say", "pause" or "play"
-    text: str  # say: the words, SSML rendered (a break is a space); play: the URL; pause: ""
-    seconds: float  # how long it plays, loops included
-    words: int = 0  # words spoken, loops included
-    language: str = ""  # say: its language attribute ("en-US" when absent, Twilio's default)
-    voice: str = ""  # say: its voice attribute ("" when absent)
-    loop: int = 1  # times played; 0 is Twilio's "until the call ends", counted as once
-    shown: str = ""  # say: the text with SSML breaks marked, e.g. "4, [700 ms] 7"
-    nested: bool = False  # inside a <Gather>: keys typed while it plays answer the <Gather>
 
 
 @dataclass(frozen=True)
@@ -382,10 +260,10 @@ class SimulatedCall:
         try:
             answer = self.transport.post(url, params, {"X-Twilio-Signature": signature})
         except NO_ANSWER_ERRORS as error:
-            self._note("request", f"POST {_path(url)} -> no answer ({error})")
+            self._note("request", f"POST {path_and_query(url)} -> no answer ({error})")
             raise
         self.answers.append((url, answer))
-        self._note("request", f"POST {_path(url)} -> {answer.status} ({answer.milliseconds:.0f} ms)")
+        self._note("request", f"POST {path_and_query(url)} -> {answer.status} ({answer.milliseconds:.0f} ms)")
         return answer
 
     def totals_before(self, pattern: str | re.Pattern[str]) -> Totals | None:
@@ -432,8 +310,8 @@ class SimulatedCall:
             Audio(
                 "say",
                 APPLICATION_ERROR,
-                _speech_seconds(APPLICATION_ERROR),
-                _words(APPLICATION_ERROR),
+                clock.speech_seconds(APPLICATION_ERROR),
+                clock.words(APPLICATION_ERROR),
                 language="en-US",
                 voice="Twilio",
                 shown=APPLICATION_ERROR,
@@ -468,7 +346,7 @@ class SimulatedCall:
             if self.fallback_url
             else "no fallback URL"
         )
-        self._note("error", f"POST {_path(url)}: {failure.reason} (ErrorCode {failure.error_code}): {then}")
+        self._note("error", f"POST {path_and_query(url)}: {failure.reason} (ErrorCode {failure.error_code}): {then}")
         return failure
 
     def _status_callback(self) -> None:
@@ -480,28 +358,27 @@ class SimulatedCall:
 
     def _follow(self, document_url: str, body: str, keys: KeysCallback) -> Request | None:
         """Run one TwiML document: the next request, or None when the call ends."""
-        for verb in _verbs(body):
-            if verb.tag in ("Say", "Pause", "Play"):
-                audio = _audio(verb, nested=False)
-                self._hear(audio)
-                self._before.append(audio)
-            elif verb.tag == "Gather":
-                self._requests_since_prompt = 0
-                outcome = self._gather(verb, document_url, keys)
-                if outcome is HANG_UP:
-                    self.ended_by = "caller"
+        for verb in twiml.read(body, document_url):
+            match verb:
+                case Audio():
+                    self._hear(verb)
+                    self._before.append(verb)
+                case Gather():
+                    self._requests_since_prompt = 0
+                    outcome = self._gather(verb, document_url, keys)
+                    if outcome is HANG_UP:
+                        self.ended_by = "caller"
+                        return None
+                    if outcome is not None:
+                        return outcome
+                case Redirect():
+                    return verb.url, self.params()
+                case Hangup():
+                    self._note("hangup", "the call is rejected" if verb.rejected else "the line goes quiet")
+                    self.ended_by = "server"
                     return None
-                if outcome is not None:
-                    return outcome
-            elif verb.tag == "Redirect":
-                _posts_only(verb)
-                return urljoin(document_url, (verb.text or "").strip()), self.params()
-            elif verb.tag in ("Hangup", "Reject"):
-                self._note("hangup", "the line goes quiet" if verb.tag == "Hangup" else "the call is rejected")
-                self.ended_by = "server"
-                return None
-            else:
-                self._note("unsupported", f"<{verb.tag}> is not simulated: skipped")
+                case Unsupported():
+                    self._note("unsupported", f"<{verb.tag}> is not simulated: skipped")
         # Out of verbs: Twilio ends the call.
         self._note("hangup", "no more verbs: the call ends")
         self.ended_by = "end of document"
@@ -509,8 +386,7 @@ class SimulatedCall:
 
     # <Gather> -----------------------------------------------------------------
 
-    def _gather(self, gather: ET.Element, document_url: str, keys: KeysCallback) -> Request | _HangUp | None:
-        _posts_only(gather)
+    def _gather(self, gather: Gather, document_url: str, keys: KeysCallback) -> Request | _HangUp | None:
         before, self._before = self._before, []
         prompt = self._prompt(gather, document_url, before)
         self.prompts.append(prompt)
@@ -570,7 +446,7 @@ class SimulatedCall:
         skipped = self.pound == "c" and bool(finish) and pressed.startswith(finish)
         if skipped:
             heard = pressed.lstrip(finish)
-        collected, finished_on, ignored = _read_entry(heard, prompt)
+        collected, finished_on, ignored = twiml.read_entry(heard, finish_on_key=finish, num_digits=prompt.num_digits)
         alone = bool(finished_on) and not collected  # a lone finishOnKey ended the <Gather> (a, b, d)
         complete = bool(finished_on) or bool(prompt.num_digits and len(collected) >= prompt.num_digits)
         # numDigits reached or finishOnKey pressed: Twilio posts at once. Anything else waits for the timeout.
@@ -622,27 +498,18 @@ class SimulatedCall:
             return "no request without actionOnEmptyResult: the next verb runs"
         return f"posts {shown} at once" + (", no FinishedOnKey" if self.pound == "b" else "")
 
-    def _prompt(self, gather: ET.Element, document_url: str, before: list[Audio]) -> Prompt:
-        try:
-            num_digits = int(gather.get("numDigits", "0")) or None
-            timeout = int(gather.get("timeout", "5"))
-        except ValueError as error:
-            raise CallFailed(f"a <Gather> Twilio cannot read: {error}") from None
-        audio = []
-        for child in gather:
-            if child.tag in ("Say", "Pause", "Play"):
-                audio.append(_audio(child, nested=True))
-            else:
-                self._note("unsupported", f"<{child.tag}> inside <Gather> is not simulated: skipped")
+    def _prompt(self, gather: Gather, document_url: str, before: list[Audio]) -> Prompt:
+        for tag in gather.skipped:
+            self._note("unsupported", f"<{tag}> inside <Gather> is not simulated: skipped")
         return Prompt(
-            num_digits=num_digits,
-            finish_on_key=gather.get("finishOnKey", "#"),
-            timeout=timeout,
-            heard=" ".join(item.text for item in audio if item.kind == "say"),
-            audio=audio,
+            num_digits=gather.num_digits,
+            finish_on_key=gather.finish_on_key,
+            timeout=gather.timeout,
+            heard=" ".join(item.text for item in gather.audio if item.kind == "say"),
+            audio=list(gather.audio),
             before=before,
-            action=urljoin(document_url, gather.get("action") or document_url),
-            action_on_empty_result=gather.get("actionOnEmptyResult", "false").lower() == "true",
+            action=gather.action,
+            action_on_empty_result=gather.action_on_empty_result,
             number=len(self.prompts) + 1,
             url=document_url,
         )
@@ -700,7 +567,7 @@ class SimulatedCall:
         self._count(words=audio.words, seconds=audio.seconds)
 
     def _count(self, **more: float) -> None:
-        self.totals = replace(self.totals, **{name: getattr(self.totals, name) + value for name, value in more.items()})
+        self.totals = self.totals.plus(**more)
 
     def _note(self, kind: str, text: str, **details: object) -> None:
         event = Event(kind, text, totals=self.totals, **details)  # type: ignore[arg-type]
@@ -708,125 +575,7 @@ class SimulatedCall:
         self.on_event(event)
 
 
-# TwiML reading --------------------------------------------------------------------
-
-
-def _read_entry(keys: str, prompt: Prompt) -> tuple[str, str, str]:
-    """The keys as the <Gather> takes them: (Digits, the finishOnKey that ended them or "", keys typed after)."""
-    collected = ""
-    for index, key in enumerate(keys):
-        if prompt.finish_on_key and key == prompt.finish_on_key:
-            return collected, key, keys[index + 1 :]
-        collected += key
-        if prompt.num_digits and len(collected) >= prompt.num_digits:
-            return collected, "", keys[index + 1 :]
-    return collected, "", ""
-
-
-def _verbs(body: str) -> list[ET.Element]:
-    try:
-        root = ET.fromstring(body)
-    except ET.ParseError as error:
-        raise CallFailed(f"not TwiML: {error}") from None
-    if root.tag != "Response":
-        raise CallFailed(f"not TwiML: the root is <{root.tag}>")
-    return list(root)
-
-
-def _posts_only(verb: ET.Element) -> None:
-    # Our server takes POST only; a GET here is a bug the caller would meet as Twilio's error message.
-    if verb.get("method", "POST").upper() != "POST":
-        raise CallFailed(f"<{verb.tag} method={verb.get('method')!r}>: the simulator (and our server) take POST only")
-
-
-def _audio(verb: ET.Element, *, nested: bool) -> Audio:
-    try:
-        length, loop = float(verb.get("length", "1")), int(verb.get("loop", "1"))
-    except ValueError as error:
-        raise CallFailed(f"a <{verb.tag}> Twilio cannot read: {error}") from None
-    if verb.tag == "Pause":
-        return Audio("pause", "", length, nested=nested)
-    times = max(loop, 1)
-    if verb.tag == "Play":
-        # The length of a recording is unknown here: it counts no time.
-        return Audio("play", (verb.text or "").strip(), 0.0, loop=loop, nested=nested)
-    speech = _Speech()
-    speech.read(verb, rate=1.0)
-    text = speech.text()
-    return Audio(
-        "say",
-        text,
-        round(speech.seconds * times, 2),
-        _words(text) * times,
-        language=verb.get("language", "en-US"),
-        voice=verb.get("voice", ""),
-        loop=loop,
-        shown=speech.text(marked=True),
-        nested=nested,
-    )
-
-
-class _Speech:
-    """A <Say> and its SSML children, read as the caller hears them: text, breaks and time."""
-
-    def __init__(self) -> None:
-        self.pieces: list[tuple[str, str]] = []  # (plain, marked)
-        self.seconds = 0.0
-
-    def read(self, element: ET.Element, rate: float) -> None:
-        # itertext-style: an element's text, then each child, then the text after it (its tail).
-        self.said(element.text, rate)
-        for child in element:
-            tag = child.tag.rsplit("}", 1)[-1]
-            if tag == "break":
-                seconds = _break_seconds(child)
-                self.seconds += seconds
-                self.pieces.append((" ", f" [{seconds * 1000:.0f} ms] "))
-            elif tag == "sub":
-                # <sub alias="..."> is said as its alias.
-                self.said(" " + child.get("alias", "".join(child.itertext())) + " ", rate)
-            else:
-                # Every SSML element is its own run of words: <say-as>4 7</say-as> does not run into the next word.
-                self.pieces.append((" ", " "))
-                self.read(child, rate * _prosody_rate(child.get("rate")) if tag == "prosody" else rate)
-                self.pieces.append((" ", " "))
-            self.said(child.tail, rate)
-
-    def said(self, text: str | None, rate: float) -> None:
-        if text:
-            self.pieces.append((text, text))
-            self.seconds += len(WORD.findall(text)) / WORDS_PER_SECOND / rate
-
-    def text(self, *, marked: bool = False) -> str:
-        joined = " ".join("".join(piece[marked] for piece in self.pieces).split())
-        # Spaces that SSML elements leave before punctuation: "is 4 7 ." reads "is 4 7."
-        return re.sub(r"\s+([,.;:!?])", r"\1", joined)
-
-
-def _break_seconds(element: ET.Element) -> float:
-    time_ = element.get("time")
-    if time_:
-        match = re.fullmatch(r"\s*([0-9.]+)\s*(ms|s)\s*", time_)
-        if not match:
-            raise CallFailed(f"<break time={time_!r}>: Twilio takes e.g. 700ms or 2s")
-        return float(match.group(1)) / (1000 if match.group(2) == "ms" else 1)
-    return BREAK_SECONDS.get(element.get("strength", "medium"), BREAK_SECONDS["medium"])
-
-
-def _prosody_rate(rate: str | None) -> float:
-    if not rate:
-        return 1.0
-    if rate.endswith("%"):
-        return max(float(rate[:-1]) / 100, 0.2)
-    return PROSODY_RATES.get(rate, 1.0)
-
-
-def _words(text: str) -> int:
-    return len(WORD.findall(text))
-
-
-def _speech_seconds(text: str) -> float:
-    return round(_words(text) / WORDS_PER_SECOND, 2)
+# The caller -----------------------------------------------------------------------
 
 
 def _typing_point(sequence: list[Audio], after_says: int | None) -> int:
@@ -839,11 +588,6 @@ def _typing_point(sequence: list[Audio], after_says: int | None) -> int:
             return index
         says += audio.kind == "say"
     return len(sequence)
-
-
-def _path(url: str) -> str:
-    parts = urlsplit(url)
-    return parts.path + (f"?{parts.query}" if parts.query else "")
 
 
 def offered_keys(text: str) -> list[str]:

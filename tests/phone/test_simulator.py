@@ -15,18 +15,10 @@ import pytest
 from django.core.management import CommandError, call_command
 from twilio.request_validator import RequestValidator
 
-from ivr.management.commands import call as call_command_module
-from ivr.simulator import (
-    APPLICATION_ERROR,
-    POUND_BEHAVIOURS,
-    Answer,
-    CallFailed,
-    Press,
-    Prompt,
-    SimulatedCall,
-    Transport,
-    scripted,
-)
+from phone.call import APPLICATION_ERROR, POUND_BEHAVIOURS, Press, Prompt, SimulatedCall, scripted
+from phone.management.commands import call as call_command_module
+from phone.transport import Answer, InProcess, Transport
+from phone.twiml import Audio, CallFailed
 
 BASE = "https://ivr.example"
 TOKEN = "simulator-test-token"
@@ -699,8 +691,6 @@ def test_it_explains_a_403_in_the_command(settings):
 def test_it_places_a_call_in_process_against_the_real_server():
     from django.conf import settings
 
-    from ivr.simulator import InProcess
-
     call = SimulatedCall(settings.BASE_URL, settings.TWILIO_AUTH_TOKEN, InProcess())
     call.place(lambda prompt: None)
     assert call.failures == [] and call.prompts, call.transcript
@@ -709,8 +699,6 @@ def test_it_places_a_call_in_process_against_the_real_server():
 
 
 def test_it_does_not_take_a_re_prompt_offering_pound_and_another_languages_9_for_a_language_prompt():
-    from ivr.simulator import Audio, Prompt, SimulatedCall, Transport
-
     call = SimulatedCall(base_url="https://example.test", auth_token="x", transport=Transport(), lang="en")
 
     def say(text: str, language: str) -> Audio:

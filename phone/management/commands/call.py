@@ -1,3 +1,5 @@
+"""`manage.py call`: a call placed from the terminal as Twilio would place it (README, "Call it from your terminal")."""
+
 from __future__ import annotations
 
 import logging
@@ -6,18 +8,9 @@ import sys
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from ivr.simulator import (
-    MOBILE_STIR,
-    POUND_BEHAVIOURS,
-    CallFailed,
-    Event,
-    InProcess,
-    OverHttp,
-    Press,
-    Prompt,
-    SimulatedCall,
-    scripted,
-)
+from phone.call import MOBILE_STIR, POUND_BEHAVIOURS, Event, Press, Prompt, SimulatedCall, scripted
+from phone.transport import InProcess, OverHttp
+from phone.twiml import CallFailed
 
 SHOWN = {
     "pause": "  PAUSE  {}",
