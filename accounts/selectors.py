@@ -64,6 +64,17 @@ def ledger_recent(*, account: Account, count: int = 5) -> list[LedgerEntry]:
     )
 
 
+def last_card_deposit(*, account: Account, since: datetime) -> LedgerEntry | None:
+    """The account's newest card deposit since a moment, not refunded, or None: one query, on the recent index."""
+    return (
+        LedgerEntry.objects.filter(
+            account=account, kind=LedgerEntry.Kind.CARD, created__gte=since, correction__isnull=True
+        )
+        .order_by("-created", "-id")
+        .first()
+    )
+
+
 def ledger_balance_cents(*, account: Account) -> int:
     """The balance recomputed from the ledger, which the cached column must equal."""
     return LedgerEntry.objects.filter(account=account).aggregate(total=Sum("amount_cents"))["total"] or 0

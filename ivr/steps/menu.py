@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.conf import settings
+from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
@@ -52,11 +54,15 @@ class Balance(Step):
     num_digits = 1
 
     def prompt(self, call: CallSession) -> list[Line]:
-        return [
-            _("Your balance is %(amount)s.") % {"amount": spoken_amount(call.account.balance_cents)},
-            PAUSE,
-            _("To hear it again, press 1. For the main menu, press 2."),
-        ]
+        lines: list[Line] = [_("Your balance is %(amount)s.") % {"amount": spoken_amount(call.account.balance_cents)}]
+        # Money a family put on by card this week is named, so the member knows it came.
+        card = selectors.last_card_deposit(account=call.account, since=timezone.now() - CARD_DEPOSIT_NEWS)
+        if card is not None:
+            lines.append(
+                _("Your last card deposit was %(amount)s, on %(date)s.")
+                % {"amount": spoken_dollars(card.amount_cents), "date": spoken_date(card.created)}
+            )
+        return [*lines, PAUSE, _("To hear it again, press 1. For the main menu, press 2.")]
 
     def answer(self, call: CallSession, keys: str) -> Outcome:
         return Goto(self.name if keys == "1" else MAIN_MENU)
@@ -82,6 +88,9 @@ class History(Step):
         return Goto(self.name if keys == "1" else MAIN_MENU)
 
 
+# How long the balance names the last card deposit a family made.
+CARD_DEPOSIT_NEWS = timedelta(days=7)
+
 TRANSFER_STATUS = {
     Transfer.Status.SUBMITTED: gettext_lazy("It is submitted."),
     Transfer.Status.SETTLED: gettext_lazy("It was paid out."),
@@ -106,6 +115,13 @@ def describe_entry(entry: LedgerEntry) -> str:
             "date": when,
             "amount": amount,
             "name": entry.transfer.recipient.name,
+        }
+    if entry.kind == LedgerEntry.Kind.CARD:
+        return _("On %(date)s, a card deposit of %(amount)s.") % {"date": when, "amount": amount}
+    if entry.kind == LedgerEntry.Kind.REFUND:
+        return _("On %(date)s, a card deposit of %(amount)s was refunded to the card.") % {
+            "date": when,
+            "amount": amount,
         }
     if entry.kind == LedgerEntry.Kind.CORRECTION:
         return _("On %(date)s, a deposit was corrected: %(amount)s was taken back.") % {"date": when, "amount": amount}

@@ -228,3 +228,17 @@ def test_nothing_the_call_keeps_holds_card_data(family, account, caplog):
     kept = f"{call.scratch} {call.last_notices} {list(CardDeposit.objects.values())} {caplog.text}"
     for secret in ("xxxxxxxxxxxx4242", "tok_should_never_be_kept", "1230"):
         assert secret not in kept
+
+
+def test_the_member_hears_the_card_deposit_in_the_balance_and_the_history(family, account, signed_in):
+    from accounts.spoken import spoken_date
+
+    to_pay(family)
+    family.pay()
+    today = spoken_date(LedgerEntry.objects.get(kind="card").created)
+    answer = signed_in.press("1")
+    assert "Your balance is 125 dollars." in answer.text
+    assert f"Your last card deposit was 25 dollars, on {today}." in answer.text
+    signed_in.press("2")
+    answer = signed_in.press("4")
+    assert f"On {today}, a card deposit of 25 dollars." in answer.text
