@@ -164,6 +164,8 @@ def _credit(deposit: CardDeposit, *, reference: str, now: datetime) -> CardDepos
 
 
 def _same_charge_again(deposit: CardDeposit, credited: CardDeposit) -> CardDeposit:
+    # Nothing of a credit attempt that rolled back stays on the row.
+    deposit.entry, deposit.reference, deposit.code_sealed = None, None, ""
     deposit.status = CardDeposit.Status.FAILED
     deposit.needs_look = f"the same charge as card deposit {credited.pk}, which was credited"
     deposit.save()
