@@ -635,8 +635,10 @@ def _pay(call: CallSession, deposit_id: int) -> Reply:
     return Reply(_render_pay(call), "to pay")
 
 
-def payment_url(prompt_number: int) -> str:
-    return f"{settings.BASE_URL}{_payment_path()}?n={prompt_number}"
+def payment_url(prompt_number: int, deposit_id: int) -> str:
+    # The deposit is named too: its result is recorded even when the call's state is gone
+    # (the caller hung up while the card was being charged, and the status callback came first).
+    return f"{settings.BASE_URL}{_payment_path()}?n={prompt_number}&d={deposit_id}"
 
 
 @lru_cache(maxsize=1)
@@ -646,7 +648,8 @@ def _payment_path() -> str:
 
 def _render_pay(call: CallSession) -> VoiceResponse:
     with speaking(call):
-        return STEPS[call.step].pay(call, call.last_notices["pay"], payment_url(call.prompt_number))
+        deposit_id = call.last_notices["pay"]
+        return STEPS[call.step].pay(call, deposit_id, payment_url(call.prompt_number, deposit_id))
 
 
 def payment_made(

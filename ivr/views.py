@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 from urllib.parse import urlsplit
@@ -12,6 +13,8 @@ from twilio.twiml.voice_response import VoiceResponse
 
 from ivr import caller_id, machine, services, twiml
 from ivr.decorators import call_label, twilio_webhook
+from payments.errors import UnknownDeposit
+from payments.services import card_deposit_settle
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +103,19 @@ def deposit_paid(request: HttpRequest) -> HttpResponse:
     if refusal := _refusal(request):
         return refusal
     result = {field: request.POST.get(field, "")[:255] for field in PAY_RESULT_FIELDS if field in request.POST}
+    # Recorded first, on its own: a card charged is credited even if the call's state is gone or its
+    # prompt cannot be answered in time. Twilio's retry, and the step below, find it decided.
+    deposit_id = _deposit_id(request)
+    if deposit_id is not None:
+        with contextlib.suppress(UnknownDeposit):
+            card_deposit_settle(
+                deposit_id=deposit_id,
+                call_sid=request.POST["CallSid"],
+                result=result.get("Result"),
+                reference=result.get("PaymentConfirmationCode"),
+                card_type=result.get("PaymentCardType"),
+                card_number=result.get("PaymentCardNumber"),
+            )
     reply = machine.payment_made(
         call_sid=request.POST["CallSid"], prompt_number=_prompt_number(request), result=result, **_caller(request)
     )
@@ -116,6 +132,11 @@ def staff_call(request: HttpRequest) -> HttpResponse:
         call_sid=request.POST["CallSid"], prompt_number=_prompt_number(request), status=status, **_caller(request)
     )
     return _answer(reply.twiml, "staff call", reply.outcome)
+
+
+def _deposit_id(request: HttpRequest) -> int | None:
+    named = request.GET.get("d", "")
+    return int(named) if named.isascii() and named.isdigit() and len(named) < 19 else None
 
 
 def _prompt_number(request: HttpRequest) -> int | None:

@@ -50,6 +50,11 @@ class CardDeposit(models.Model):
     # it (two payers at once: the card was charged, so the money is on the account), a success without
     # the processor's reference, or the same charge reported for a second deposit.
     needs_look = models.CharField(max_length=120, blank=True)
+    # A second deposit reported with a charge another deposit was credited for: that deposit, whose
+    # confirmation this one's caller hears (Twilio's retries of either find it here).
+    same_charge_as = models.ForeignKey(
+        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="+", help_text="credited instead"
+    )
     refund_reference = models.CharField(max_length=255, blank=True, help_text="Stripe's refund id")
     created = models.DateTimeField(default=timezone.now)
     decided = models.DateTimeField(null=True, blank=True)

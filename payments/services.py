@@ -112,7 +112,7 @@ def card_deposit_settle(
     if deposit is None:
         raise UnknownDeposit
     if deposit.status != CardDeposit.Status.PENDING:
-        return deposit
+        return deposit.same_charge_as or deposit
     deposit.result = _clean(_RESULT, result) or "unknown"
     deposit.card_type = _clean(_CARD_TYPE, (card_type or "").lower())
     deposit.card_last4 = _last_four(card_number)
@@ -166,7 +166,7 @@ def _credit(deposit: CardDeposit, *, reference: str, now: datetime) -> CardDepos
 def _same_charge_again(deposit: CardDeposit, credited: CardDeposit) -> CardDeposit:
     # Nothing of a credit attempt that rolled back stays on the row.
     deposit.entry, deposit.reference, deposit.code_sealed = None, None, ""
-    deposit.status = CardDeposit.Status.FAILED
+    deposit.status, deposit.same_charge_as = CardDeposit.Status.FAILED, credited
     deposit.needs_look = f"the same charge as card deposit {credited.pk}, which was credited"
     deposit.save()
     logger.warning("card deposit reference seen again: deposit=%s credited=%s", deposit.pk, credited.pk)

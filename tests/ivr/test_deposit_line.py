@@ -242,3 +242,25 @@ def test_the_member_hears_the_card_deposit_in_the_balance_and_the_history(family
     signed_in.press("2")
     answer = signed_in.press("4")
     assert f"On {today}, a card deposit of 25 dollars." in answer.text
+
+
+def test_a_charge_reported_after_the_call_state_is_gone_is_still_credited(family, account):
+    to_pay(family)
+    action = family.pay_verb.get("action")
+    family.hang_up()  # the status callback came first: the call's state is deleted
+    assert not CallSession.objects.filter(call_sid=family.call_sid).exists()
+    family.twiml(family.post(action, _success()))
+    account.refresh_from_db()
+    assert account.balance_cents == 125_00
+    assert CardDeposit.objects.get().status == "paid"
+
+
+def test_an_action_request_naming_another_calls_deposit_credits_nothing(family, account, make_phone):
+    to_pay(family)
+    action = family.pay_verb.get("action")
+    thief = make_phone(caller="+12025550199")
+    thief.dial_deposit_line()
+    thief.twiml(thief.post(action, _success()))
+    assert CardDeposit.objects.get().status == "pending"
+    account.refresh_from_db()
+    assert account.balance_cents == 100_00
