@@ -90,6 +90,10 @@ class RegistrationLimitReached(AccountsError):
     """Too many accounts from this line today, or across the service this hour: nothing is written."""
 
 
+class UnknownLanguage(AccountsError):
+    """A language code the registry (myibot/languages.py) does not hold: an account keeps only those."""
+
+
 class NotPending(AccountsError):
     """Only a registration staff never verified can be rejected."""
 

@@ -28,6 +28,7 @@ from accounts.errors import (
     NotPending,
     RegistrationLimitReached,
     UnknownAccount,
+    UnknownLanguage,
     WrongPin,
 )
 from accounts.models import (
@@ -46,6 +47,7 @@ from accounts.selectors import (
     registration_line,
     registration_refusal,
 )
+from myibot import languages
 from myibot.db import insert_unless_conflict
 
 logger = logging.getLogger(__name__)
@@ -77,10 +79,13 @@ def account_register(
     home_number is the caller's number when it is trusted and personal; the
     account gets it only if no other account has it. line is the caller's
     number ("" when withheld), counted by the registration limits
-    (RegistrationLimitReached, and nothing written, above them). Both rules are kept with
+    (RegistrationLimitReached, and nothing written, above them). language is a code of
+    the registry (UnknownLanguage otherwise). Both rules are kept with
     INSERT ... ON CONFLICT DO NOTHING rather than by catching a unique
     violation, which PostgreSQL would log with the member ID and number in it.
     """
+    if not languages.is_registered(language):
+        raise UnknownLanguage
     now = now or timezone.now()
     # The limits are counted and kept under one lock: two calls at once cannot both take the last place.
     _lock_registrations()
@@ -304,6 +309,8 @@ def account_change_pin(*, account: Account, pin_hash: str) -> None:
 
 def account_remember_language(*, account: Account, language: str) -> None:
     """Keep the language a caller chose, for their next call: one write, only when it changed."""
+    if not languages.is_registered(language):
+        raise UnknownLanguage
     if account.language != language:
         Account.objects.filter(pk=account.pk).update(language=language)
         account.language = language

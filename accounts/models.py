@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
 from accounts.dollars import format_dollars
-from myibot import local_time
+from myibot import languages, local_time
 
 # Five wrong PINs in a row lock the account; each further lock doubles, up to a day.
 PIN_FAILURES_BEFORE_LOCK = 5
@@ -23,8 +24,6 @@ LONGEST_LOCK = timedelta(hours=24)
 
 
 E164_REGEX = r"^\+[1-9][0-9]{1,14}$"
-# The languages a caller can choose (IVR_LANGUAGES picks which are offered).
-CALLER_LANGUAGES = ["en", "es"]
 
 
 class SignInRoute(models.TextChoices):
@@ -62,7 +61,11 @@ class Account(models.Model):
     home_number = models.CharField(max_length=16, unique=True, null=True, blank=True, help_text="E.164, or none")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     # The language the caller chose, used from the first word of their next call from the home number.
-    language = models.CharField(max_length=5, default="en", help_text="en or es")
+    # The database checks a code's shape; which codes exist is the registry's to say (clean,
+    # and the services that store one), so that a new language needs no migration.
+    language = models.CharField(
+        max_length=5, default="en", help_text="a language of the registry (myibot/languages.py)"
+    )
     verified_at = models.DateTimeField(null=True, blank=True, help_text="when staff verified the registration")
     pin_hash = models.CharField(max_length=256)
     # Wrong PINs from anywhere but the trusted home number, and the lock they earn.
@@ -88,7 +91,9 @@ class Account(models.Model):
                 condition=Q(home_number__regex=E164_REGEX), name="accounts_account_home_number_e164"
             ),
             models.CheckConstraint(condition=Q(status__in=AccountStatus.values), name="accounts_account_status_valid"),
-            models.CheckConstraint(condition=Q(language__in=CALLER_LANGUAGES), name="accounts_account_language_valid"),
+            models.CheckConstraint(
+                condition=Q(language__regex=languages.CODE_SHAPE), name="accounts_account_language_code"
+            ),
             # Active means verified, and verified means active.
             models.CheckConstraint(
                 condition=Q(status="pending", verified_at__isnull=True) | Q(status="active", verified_at__isnull=False),
@@ -99,6 +104,11 @@ class Account(models.Model):
 
     def __str__(self) -> str:
         return f"Account {self.member_id}"
+
+    def clean(self) -> None:
+        if not languages.is_registered(self.language):
+            known = ", ".join(languages.registered())
+            raise ValidationError({"language": f"{self.language!r} is not a registered language ({known})."})
 
     @property
     def is_verified(self) -> bool:

@@ -18,6 +18,8 @@ from pathlib import Path
 import polib
 from django.conf import settings
 
+from myibot import languages
+
 SOURCES = ("ivr", "accounts")
 SKIPPED = ("migrations", "management")
 GETTEXT = {"_", "gettext", "gettext_lazy"}
@@ -62,8 +64,8 @@ def po_path(language: str) -> Path:
 
 
 def catalogue_languages() -> list[str]:
-    """Every language but English, whose words are the msgids themselves."""
-    return [code for code, _name in settings.LANGUAGES if code != "en"]
+    """Every registered language but English, whose words are the msgids themselves."""
+    return [code for code in languages.registered() if code != languages.SOURCE]
 
 
 def problems(language: str) -> list[str]:

@@ -37,8 +37,9 @@ from twilio.twiml.voice_response import VoiceResponse
 
 from accounts import activity
 from ivr import twiml
-from ivr.languages import LANGUAGE_OPTIONS, other_languages
+from ivr.languages import other_language, other_languages
 from ivr.models import CallSession
+from myibot import languages
 from myibot.db import insert_unless_conflict, update_where
 
 # Three silences, or three unusable entries, in a row at one prompt (FreeSWITCH's
@@ -87,6 +88,11 @@ class InLanguage:
     language: str
     text: Words
     params: tuple[tuple[str, object], ...] = ()  # filled in after translating, in that language
+
+
+def language_offer(code: str, key: str) -> InLanguage:
+    """A registered language offering itself with key, in its own words and voice ("Para español, oprima 9.")."""
+    return InLanguage(code, languages.registered()[code].offer, (("key", key),))
 
 
 @dataclass(frozen=True)
@@ -568,12 +574,10 @@ def _help(call: CallSession, current: Step) -> Reply:
 
 def _switch_language(call: CallSession, current: Step) -> Reply:
     """9 before sign-in: the other language at once, or the language menu when more than two are offered."""
-    offered = settings.IVR_LANGUAGES
-    if len(offered) > 2:
-        menu = DEPOSIT_LANGUAGE_MENU if call.deposit_line else LANGUAGE_MENU
-        call.go_to(menu)
-        return _ask(call, [], outcome=f"to {menu}")
-    call.language = offered[1] if (call.language or offered[0]) == offered[0] else offered[0]
+    if len(settings.IVR_LANGUAGES) > 2:
+        call.go_to(DEPOSIT_LANGUAGE_MENU if call.deposit_line else LANGUAGE_MENU)
+        return _ask(call, [], outcome=f"to {call.step}")
+    call.language = other_language(call.language)
     call.go_to(current.name)
     return _ask(call, [], outcome="language switched")
 
@@ -743,10 +747,7 @@ def _render(call: CallSession, notices: list[Words] | tuple[Words, ...] = (), *,
     lines = current.prompt(call)
     if current.takes_language_key and not call.signed_in and (repeat or call.timeouts or call.invalid_entries):
         # A caller who missed the language prompt, or did not follow this one: 9 is another language.
-        lines += [
-            InLanguage(code, LANGUAGE_OPTIONS[code], (("key", LANGUAGE_KEY),))
-            for code in other_languages(call.language)
-        ]
+        lines += [language_offer(code, LANGUAGE_KEY) for code in other_languages(call.language)]
     outside = [line for line in lines if isinstance(line, Code) and line.uninterrupted]
     lines = [line for line in lines if line not in outside]
     response = VoiceResponse()

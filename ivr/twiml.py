@@ -13,6 +13,8 @@ from django.utils.translation import gettext_lazy as _
 from twilio.twiml import TwiML
 from twilio.twiml.voice_response import Gather, Say, VoiceResponse
 
+from myibot.languages import SOURCE
+
 UNAVAILABLE = _("We are sorry. This service is temporarily unavailable. Please call again later. Goodbye.")
 # Between the digits of a code read for writing down: long enough to write a
 # digit on a bad line, where Twilio's commas alone are a blink.
@@ -21,9 +23,9 @@ DIGIT_BREAK = "700ms"
 
 def voice_for(language: str | None = None) -> dict[str, str]:
     """The <Say> voice and locale for a language (the active one by default)."""
-    code = (language or translation.get_language() or "en")[:2]
-    voice, locale = settings.IVR_VOICES.get(code, settings.IVR_VOICES["en"])
-    return {"voice": voice, "language": locale}
+    registry = settings.CALLER_LANGUAGES
+    spoken = registry.get((language or translation.get_language() or SOURCE)[:2]) or registry[SOURCE]
+    return {"voice": spoken.voice, "language": spoken.locale}
 
 
 def say(verb: VoiceResponse | Gather, text: str | Promise, language: str | None = None) -> Say:

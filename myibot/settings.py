@@ -19,7 +19,7 @@ import dj_database_url
 import phonenumbers
 from django.core.exceptions import ImproperlyConfigured
 
-from myibot.voices import voice_problem
+from myibot import languages
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -312,28 +312,23 @@ TRUST_FLY_CLIENT_IP = envbool("TRUST_FLY_CLIENT_IP", ON_FLY)
 AXES_VERBOSE = False
 
 # The IVR: the languages it offers, the voice of each, and how long it waits
-# for slow callers. Every sentence a caller hears goes through gettext; the
-# Spanish catalogue is locale/es/LC_MESSAGES/django.po.
-LANGUAGE_NAMES = {"en": "English", "es": "Español"}
-LANGUAGES = list(LANGUAGE_NAMES.items())
+# for slow callers. Each language is one record in myibot/languages.py; this is
+# their registry, with the voice and locale IVR_VOICE_<CODE> and IVR_LOCALE_<CODE>
+# give a record (start-up stops if a voice does not speak its locale). Every
+# sentence a caller hears goes through gettext; each language but English has
+# its catalogue, locale/<code>/LC_MESSAGES/django.po.
+CALLER_LANGUAGES = languages.configured(os.environ)
+LANGUAGES = [(code, language.name) for code, language in CALLER_LANGUAGES.items()]
 LOCALE_PATHS = [BASE_DIR / "locale"]
 IVR_LANGUAGES = [code.strip().lower() for code in os.environ.get("IVR_LANGUAGES", "en,es").split(",") if code.strip()]
-if not IVR_LANGUAGES or len(set(IVR_LANGUAGES)) != len(IVR_LANGUAGES) or not set(IVR_LANGUAGES) <= set(LANGUAGE_NAMES):
+if (
+    not IVR_LANGUAGES
+    or len(set(IVR_LANGUAGES)) != len(IVR_LANGUAGES)
+    or not set(IVR_LANGUAGES) <= set(CALLER_LANGUAGES)
+):
     raise ImproperlyConfigured(
-        f"IVR_LANGUAGES must list some of {', '.join(LANGUAGE_NAMES)} once each, in menu order, e.g. en,es"
+        f"IVR_LANGUAGES must list some of {', '.join(CALLER_LANGUAGES)} once each, in menu order, e.g. en,es"
     )
-# Each language's <Say> voice and locale; a voice must speak its locale.
-IVR_VOICES = {
-    "en": (os.environ.get("IVR_VOICE_EN", "Polly.Joanna"), os.environ.get("IVR_LOCALE_EN", "en-US")),
-    "es": (os.environ.get("IVR_VOICE_ES", "Polly.Lupe"), os.environ.get("IVR_LOCALE_ES", "es-US")),
-}
-for _code, (_voice, _locale) in IVR_VOICES.items():
-    if not _locale.startswith(_code + "-"):
-        raise ImproperlyConfigured(
-            f"IVR_LOCALE_{_code.upper()} must be a locale of {_code}, such as {_code}-US, not {_locale!r}"
-        )
-    if _problem := voice_problem(_voice, _locale):
-        raise ImproperlyConfigured(f"IVR_VOICE_{_code.upper()}: {_problem}")
 IVR_GATHER_TIMEOUT = envint("IVR_GATHER_TIMEOUT", 8, minimum=6)
 
 # Identity. Numbers operators type without a country code ("202-623-0001")

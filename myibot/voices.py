@@ -28,6 +28,8 @@ POLLY_LOCALES = {
     "es-US": {"Lupe", "Penelope", "Miguel", "Pedro"},
     "es-MX": {"Mia", "Andres"},
     "es-ES": {"Lucia", "Conchita", "Enrique", "Sergio"},
+    "fr-FR": {"Celine", "Lea", "Mathieu", "Remi"},
+    "fr-CA": {"Chantal", "Gabrielle", "Liam"},
 }
 
 

@@ -6,8 +6,10 @@ import itertools
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import urlsplit
 
+import polib
 import pytest
 from django.conf import settings
 from django.db import connection
@@ -18,6 +20,7 @@ from twilio.request_validator import RequestValidator
 from accounts import pins
 from accounts.ledger import deposit
 from accounts.models import Account, Recipient
+from myibot.languages import Language
 
 postgres_only = pytest.mark.skipif(
     connection.vendor != "postgresql",
@@ -35,6 +38,32 @@ def _compiled_catalogues() -> None:
     # Before any test translates: Django reads a catalogue once, on first use.
     if catalogue.stale_compiled():
         catalogue.compile_all()
+
+
+# A third language, registered by the french fixture as docs/CALL_FLOW.md's "Adding a language" says.
+FRENCH = Language(
+    code="fr",
+    name="Français",
+    voice="Polly.Lea",
+    locale="fr-FR",
+    offer="Pour le français, appuyez sur %(key)s.",
+    press=("appuyez sur", "appuyez sur la touche", "tapez"),
+    key_names={"dièse": "#", "étoile": "*"},
+)
+FIXTURE_CATALOGUES = Path(__file__).parent / "fixtures" / "locale"
+
+
+@pytest.fixture
+def french(settings, tmp_path) -> Language:
+    """French, offered third: its record in the registry, and its catalogue (tests/fixtures/locale/fr) compiled."""
+    compiled = tmp_path / "fr" / "LC_MESSAGES" / "django.mo"
+    compiled.parent.mkdir(parents=True)
+    polib.pofile(str(FIXTURE_CATALOGUES / "fr" / "LC_MESSAGES" / "django.po")).save_as_mofile(str(compiled))
+    settings.LOCALE_PATHS = [tmp_path, *settings.LOCALE_PATHS]
+    settings.CALLER_LANGUAGES = {**settings.CALLER_LANGUAGES, FRENCH.code: FRENCH}
+    settings.LANGUAGES = [*settings.LANGUAGES, (FRENCH.code, FRENCH.name)]
+    settings.IVR_LANGUAGES = [*settings.IVR_LANGUAGES, FRENCH.code]
+    return FRENCH
 
 
 def xml_tree(document: str) -> tuple:

@@ -29,7 +29,7 @@ def test_a_missing_or_untranslated_string_is_reported(tmp_path, settings, monkey
     po = polib.pofile(str(catalogue.po_path("es")))
     po.remove(next(entry for entry in po if entry.msgid == "Welcome to MyiBot."))
     next(entry for entry in po if entry.msgid == "Goodbye.").msgstr = ""
-    next(entry for entry in po if entry.msgid == "Please press 1 or 2.").flags.append("fuzzy")
+    next(entry for entry in po if entry.msgid == "A PIN has 4 digits.").flags.append("fuzzy")
     target = tmp_path / "es" / "LC_MESSAGES" / "django.po"
     target.parent.mkdir(parents=True)
     po.save(str(target))
@@ -38,7 +38,7 @@ def test_a_missing_or_untranslated_string_is_reported(tmp_path, settings, monkey
     issues = catalogue.problems("es")
     assert any("not in the catalogue: 'Welcome to MyiBot.'" in issue for issue in issues)
     assert any("untranslated: 'Goodbye.'" in issue for issue in issues)
-    assert any("fuzzy: 'Please press 1 or 2.'" in issue for issue in issues)
+    assert any("fuzzy: 'A PIN has 4 digits.'" in issue for issue in issues)
     with pytest.raises(CommandError, match="3 problem"):
         call_command("catalogue", "--check")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -129,6 +130,25 @@ def test_it_refuses_to_start_with_a_voice_or_language_that_would_fail_on_a_call(
 def test_it_starts_with_a_voice_that_fits_its_language(env):
     result = manage("check", **PRODUCTION, **env)
     assert result.returncode == 0, result.stderr
+
+
+def test_a_language_record_is_checked_as_start_up_checks_every_record():
+    from myibot.languages import RECORDS, record_problem
+    from tests.conftest import FRENCH
+
+    assert [record_problem(language) for language in (*RECORDS, FRENCH)] == [None, None, None]
+    assert "two lowercase letters, not 'FR'" in record_problem(replace(FRENCH, code="FR"))
+    assert "'es-US' is not a locale of fr" in record_problem(replace(FRENCH, locale="es-US"))
+    assert "%(key)s" in record_problem(replace(FRENCH, offer="Pour le français, appuyez sur 3."))
+    assert "Polly.Lea speaks fr-FR, not fr-CA" in record_problem(replace(FRENCH, locale="fr-CA"))
+
+
+def test_the_environment_gives_a_registered_language_its_voice():
+    from myibot.languages import configured
+
+    registry = configured({"IVR_VOICE_ES": "Polly.Mia", "IVR_LOCALE_ES": "es-MX"})
+    assert (registry["es"].voice, registry["es"].locale) == ("Polly.Mia", "es-MX")
+    assert (registry["en"].voice, registry["en"].locale) == ("Polly.Joanna", "en-US")
 
 
 def test_postgresql_connections_carry_their_time_limits_and_bind_values_server_side():

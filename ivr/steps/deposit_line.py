@@ -33,7 +33,7 @@ from ivr.machine import (
     step,
 )
 from ivr.models import CallSession
-from ivr.steps.common import ONE_KEY_1_2, PRESS_1_OR_2, SIX_DIGITS
+from ivr.steps.common import HEAR_THE_CODE_AGAIN, SIX_DIGITS, MenuPrompt, Option
 from ivr.steps.entry import Language
 from payments import selectors, services
 from payments.errors import AmountRefused, TooManyAttempts, UnknownDeposit
@@ -128,7 +128,7 @@ class DepositLanguage(Language):
     name = DEPOSIT_LANGUAGE_MENU
     deposit_line = True
 
-    def _chosen(self, call: CallSession, language: str, *, counts_silence: bool = True) -> Goto:
+    def chosen(self, call: CallSession, language: str, *, counts_silence: bool = True) -> Goto:
         call.language = language
         return Goto(DepositMemberId, counts_silence=counts_silence)
 
@@ -161,31 +161,29 @@ class DepositMemberId(DepositStep):
         return Goto(DepositMemberCheck)
 
 
+def _member_confirmed(call: CallSession) -> Outcome:
+    member = selectors.member_for_deposit(member_id=call.scratch["member_id"])
+    if member is None:
+        return Goto(DepositMemberId, CANNOT_RECEIVE)
+    if selectors.deposit_room_cents(account=member) < 100:
+        return Goto(DepositMemberId, NO_ROOM_TODAY)
+    return Goto(DepositAmount)
+
+
 @step
-class DepositMemberCheck(DepositStep):
+class DepositMemberCheck(DepositStep, MenuPrompt):
     """The member ID read back digit by digit: 1 if right, 2 to enter it again."""
 
     name = "deposit_member_check"
-    keys = ONE_KEY_1_2
-    num_digits = 1
-    wrong_keys = PRESS_1_OR_2
     help = gettext_lazy("Press 1 if the member ID you heard is right, or 2 to enter it again.")
+    in_one_sentence = True
+    options = (
+        Option("1", gettext_lazy("If that is right, press 1."), _member_confirmed),
+        Option("2", gettext_lazy("To enter it again, press 2."), lambda call: Goto(DepositMemberId)),
+    )
 
     def prompt(self, call: CallSession) -> list[Line]:
-        return [
-            Code(_("You entered the member ID"), call.scratch["member_id"]),
-            _("If that is right, press 1. To enter it again, press 2."),
-        ]
-
-    def answer(self, call: CallSession, keys: str) -> Outcome:
-        if keys == "2":
-            return Goto(DepositMemberId)
-        member = selectors.member_for_deposit(member_id=call.scratch["member_id"])
-        if member is None:
-            return Goto(DepositMemberId, CANNOT_RECEIVE)
-        if selectors.deposit_room_cents(account=member) < 100:
-            return Goto(DepositMemberId, NO_ROOM_TODAY)
-        return Goto(DepositAmount)
+        return [Code(_("You entered the member ID"), call.scratch["member_id"]), *self.offers(call)]
 
 
 @step
@@ -224,42 +222,44 @@ def _refused(room_cents: int, *, daily: bool) -> str:
     return _("The most you can pay at one time is %(amount)s.") % {"amount": spoken_dollars(room_cents)}
 
 
+def _start_paying(call: CallSession) -> Outcome:
+    """1 at the charge: write the pending card deposit, then hand the call to <Pay>."""
+    member = selectors.member_for_deposit(member_id=call.scratch["member_id"])
+    if member is None:
+        return Goto(DepositMemberId, CANNOT_RECEIVE)
+    try:
+        deposit = services.card_deposit_start(
+            account=member,
+            amount_cents=call.scratch["amount_cents"],
+            call_sid=call.call_sid,
+            line=services.deposit_line(call.caller),
+        )
+    except AmountRefused as refused:
+        return Goto(DepositAmount, _refused(refused.limit_cents, daily=refused.daily))
+    except TooManyAttempts:
+        return Goodbye(TOO_MANY_TRIES)
+    return Pay(deposit.pk)
+
+
 @step
-class DepositConfirm(DepositStep):
+class DepositConfirm(DepositStep, MenuPrompt):
     """The exact charge and "There is no fee", then <Pay>: 1 pays by card, 2 cancels."""
 
     name = "deposit_confirm"
-    keys = ONE_KEY_1_2
-    num_digits = 1
-    wrong_keys = PRESS_1_OR_2
     help = gettext_lazy("Press 1 to pay by card now, or 2 to cancel. Your card is charged only if you press 1.")
     locks_call = True  # writes the pending card deposit, and counts the <Pay> attempt
+    in_one_sentence = True
+    options = (
+        Option("1", gettext_lazy("To pay by card, press 1."), _start_paying),
+        Option("2", gettext_lazy("To cancel, press 2."), lambda call: Goto(DepositMemberId, NOT_CHARGED)),
+    )
 
     def prompt(self, call: CallSession) -> list[Line]:
         amount = spoken_dollars(call.scratch["amount_cents"])
         return [
             _("Your card will be charged exactly %(amount)s. There is no fee.") % {"amount": amount},
-            _("To pay by card, press 1. To cancel, press 2."),
+            *self.offers(call),
         ]
-
-    def answer(self, call: CallSession, keys: str) -> Outcome:
-        if keys == "2":
-            return Goto(DepositMemberId, NOT_CHARGED)
-        member = selectors.member_for_deposit(member_id=call.scratch["member_id"])
-        if member is None:
-            return Goto(DepositMemberId, CANNOT_RECEIVE)
-        try:
-            deposit = services.card_deposit_start(
-                account=member,
-                amount_cents=call.scratch["amount_cents"],
-                call_sid=call.call_sid,
-                line=services.deposit_line(call.caller),
-            )
-        except AmountRefused as refused:
-            return Goto(DepositAmount, _refused(refused.limit_cents, daily=refused.daily))
-        except TooManyAttempts:
-            return Goodbye(TOO_MANY_TRIES)
-        return Pay(deposit.pk)
 
     def pay(self, call: CallSession, deposit_id: int, action: str) -> VoiceResponse:
         cents = call.scratch["amount_cents"]
@@ -299,37 +299,35 @@ def _why(outcome: str, result: dict[str, str]) -> str:
     return "declined" if declined else outcome
 
 
+def _another_deposit(call: CallSession) -> Outcome:
+    call.scratch = {}
+    return Goto(DepositMemberId)
+
+
 @step
-class DepositDone(DepositStep):
+class DepositDone(DepositStep, MenuPrompt):
     """The money is on the account: the amount, the card's last four, and a confirmation code read slowly."""
 
     name = "deposit_done"
-    keys = ONE_KEY_1_2
-    num_digits = 1
-    wrong_keys = PRESS_1_OR_2
     help = gettext_lazy("Press 1 to hear the confirmation code again, or 2 to put money on another account.")
     abandoned = ""
+    in_one_sentence = True
+    options = (
+        Option("1", HEAR_THE_CODE_AGAIN, None),
+        Option("2", gettext_lazy("For another deposit, press 2."), _another_deposit),
+    )
 
     def prompt(self, call: CallSession) -> list[Line]:
         deposit = selectors.card_deposit(deposit_id=call.scratch["paid"])
-        lines: list[Line] = [
-            _("Thank you. %(amount)s are on the account.") % {"amount": spoken_dollars(deposit.amount_cents)}
-        ]
+        amount = spoken_dollars(deposit.amount_cents)
+        lines: list[Line] = [_("Thank you. %(amount)s are on the account.") % {"amount": amount}]
         if deposit.card_last4:
-            lines.append(
-                _("Your card ending in %(digits)s was charged.") % {"digits": spoken_digits(deposit.card_last4)}
-            )
+            digits = spoken_digits(deposit.card_last4)
+            lines.append(_("Your card ending in %(digits)s was charged.") % {"digits": digits})
         code = services.confirmation_code(deposit)
         if code:
             lines += [Code(_("Your confirmation code is:"), code), PAUSE, Code(_("Again:"), code)]
-        lines.append(_("To hear the code again, press 1. For another deposit, press 2."))
-        return lines
-
-    def answer(self, call: CallSession, keys: str) -> Outcome:
-        if keys == "1":
-            return Goto(DepositDone)
-        call.scratch = {}
-        return Goto(DepositMemberId)
+        return [*lines, *self.offers(call)]
 
     def silence(self, call: CallSession) -> Outcome | None:
         # The deposit is done: a caller who says nothing more is thanked, not told they pressed nothing.
@@ -337,20 +335,17 @@ class DepositDone(DepositStep):
 
 
 @step
-class DepositFailed(DepositStep):
+class DepositFailed(DepositStep, MenuPrompt):
     """Nothing was charged: why, in plain words; 1 tries again, 2 ends the call."""
 
     name = "deposit_failed"
-    keys = ONE_KEY_1_2
-    num_digits = 1
-    wrong_keys = PRESS_1_OR_2
     help = gettext_lazy("Press 1 to try the payment again, or 2 to end the call. Your card was not charged.")
+    in_one_sentence = True
+    options = (
+        Option("1", gettext_lazy("To try again, press 1."), DepositConfirm),
+        Option("2", gettext_lazy("To end the call, press 2."), lambda call: Goodbye(THANKS_GOODBYE)),
+    )
 
     def prompt(self, call: CallSession) -> list[Line]:
         why = NOT_CHARGED_BECAUSE.get(call.scratch.get("why", ""), SOMETHING_WENT_WRONG)
-        return [f"{NOT_CHARGED} {why}", _("To try again, press 1. To end the call, press 2.")]
-
-    def answer(self, call: CallSession, keys: str) -> Outcome:
-        if keys == "2":
-            return Goodbye(THANKS_GOODBYE)
-        return Goto(DepositConfirm)
+        return [f"{NOT_CHARGED} {why}", *self.offers(call)]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from functools import partial
 
 from django.conf import settings
 from django.utils import timezone
@@ -16,23 +17,23 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
 from accounts import activity, errors, identity, selectors
-from ivr.languages import LANGUAGE_OPTIONS
 from ivr.machine import (
     LANGUAGE_MENU,
     MAIN_MENU,
     Again,
     Goodbye,
     Goto,
-    InLanguage,
     Line,
     Outcome,
     Step,
     first_step,
+    language_offer,
     step,
 )
 from ivr.models import CallSession
-from ivr.steps.common import A_PIN_HAS_4_DIGITS, FOUR_DIGITS, ONE_KEY_1_2, PRESS_1_OR_2, SIX_DIGITS
+from ivr.steps.common import A_PIN_HAS_4_DIGITS, FOUR_DIGITS, SIX_DIGITS, MenuPrompt, Option
 from ivr.steps.registration import start_registration
+from myibot import languages
 
 # An unknown member ID and a wrong PIN hear the same words: nothing tells a
 # caller which member IDs exist.
@@ -55,41 +56,41 @@ def choose_first_step(call: CallSession) -> str:
     return PinOnly.name if home is not None and home.pin_only and call.caller_trusted else MemberId.name
 
 
+def language_chosen(call: CallSession, language: str, *, counts_silence: bool = True) -> Goto:
+    call.language = language
+    # A caller we do not know by number has no home number to sign in from.
+    return Goto(MemberId, counts_silence=counts_silence)
+
+
 @step
-class Language(Step):
+class Language(MenuPrompt):
     """ "For English, press 1. Para español, oprima 2.", each in its own voice.
 
     Silence offers the choice once more, then goes on in the first language.
     """
 
     name = LANGUAGE_MENU
-    keys = re.compile(r"[1-9]", re.ASCII)
     wrong_keys = ""  # the prompt itself, in every language, says what to press
     help = ""
-    num_digits = 1
     signed_in_only = False
 
-    def prompt(self, call: CallSession) -> list[Line]:
-        return [
-            InLanguage(code, LANGUAGE_OPTIONS[code], (("key", key),))
-            for key, code in enumerate(settings.IVR_LANGUAGES, start=1)
-        ]
-
-    def answer(self, call: CallSession, keys: str) -> Outcome:
-        if int(keys) > len(settings.IVR_LANGUAGES):
-            return Again("")
-        return self._chosen(call, settings.IVR_LANGUAGES[int(keys) - 1])
+    @property
+    def options(self) -> tuple[Option, ...]:
+        # The languages offered, each at its place in IVR_LANGUAGES.
+        return tuple(
+            Option(str(key), language_offer(language.code, str(key)), partial(self.chosen, language=language.code))
+            for key, language in enumerate(languages.offered(), start=1)
+        )
 
     def silence(self, call: CallSession) -> Outcome | None:
         if call.timeouts < 2:
             return None  # once more: a caller who missed it may not follow English
         # The first language; not a silence at the next prompt, where the caller did nothing wrong yet.
-        return self._chosen(call, call.language or settings.IVR_LANGUAGES[0], counts_silence=False)
+        return self.chosen(call, call.language or settings.IVR_LANGUAGES[0], counts_silence=False)
 
-    def _chosen(self, call: CallSession, language: str, *, counts_silence: bool = True) -> Goto:
-        call.language = language
-        # A caller we do not know by number has no home number to sign in from.
-        return Goto(MemberId, counts_silence=counts_silence)
+    def chosen(self, call: CallSession, language: str, *, counts_silence: bool = True) -> Goto:
+        """Where the caller goes once the language is chosen (the deposit line's language prompt goes elsewhere)."""
+        return language_chosen(call, language, counts_silence=counts_silence)
 
 
 def locked(call: CallSession, refusal: errors.AccountLocked) -> Goto:
@@ -175,22 +176,17 @@ class MemberId(Step):
 
 
 @step
-class NewOrMemberId(Step):
+class NewOrMemberId(MenuPrompt):
     """After an empty entry at the member-ID prompt: a new account, or the member ID after all."""
 
     name = "new_or_member_id"
-    keys = ONE_KEY_1_2
-    wrong_keys = PRESS_1_OR_2
     help = gettext_lazy("If you are new here, press 1. If you already have a member ID, press 2.")
-    num_digits = 1
     signed_in_only = False
     takes_language_key = True
-
-    def prompt(self, call: CallSession) -> list[Line]:
-        return [_("To create a new account, press 1."), _("To enter your member ID, press 2.")]
-
-    def answer(self, call: CallSession, keys: str) -> Outcome:
-        return start_registration(call) if keys == "1" else Goto(MemberId)
+    options = (
+        Option("1", gettext_lazy("To create a new account, press 1."), start_registration),
+        Option("2", gettext_lazy("To enter your member ID, press 2."), MemberId),
+    )
 
 
 @step
@@ -233,29 +229,24 @@ class PinOnly(Step):
         return Goto(HomeOptions)
 
 
+def pin_again(call: CallSession) -> Goto:
+    """Back to the PIN prompt, unless PIN-only entry closed meanwhile."""
+    return Goto(choose_first_step(call))
+
+
 @step
-class HomeOptions(Step):
+class HomeOptions(MenuPrompt):
     """After an empty entry at the home number's PIN prompt: the other ways in."""
 
     name = "home_options"
-    keys = re.compile(r"[123]", re.ASCII)
-    wrong_keys = gettext_lazy("Please press 1, 2 or 3.")
     help = gettext_lazy("Someone else can use this phone too: press 2 to sign in with a member ID.")
-    num_digits = 1
     signed_in_only = False
     takes_language_key = True
-
-    def prompt(self, call: CallSession) -> list[Line]:
-        return [
-            _("To enter your PIN, press 1."),
-            _("To enter a member ID, press 2."),
-            _("To create a new account, press 3."),
-        ]
-
-    def answer(self, call: CallSession, keys: str) -> Outcome:
-        if keys == "1":
-            return Goto(choose_first_step(call))  # the PIN prompt, unless PIN-only entry closed meanwhile
-        return Goto(MemberId) if keys == "2" else start_registration(call)
+    options = (
+        Option("1", gettext_lazy("To enter your PIN, press 1."), pin_again),
+        Option("2", gettext_lazy("To enter a member ID, press 2."), MemberId),
+        Option("3", gettext_lazy("To create a new account, press 3."), start_registration),
+    )
 
 
 @step

@@ -1,14 +1,12 @@
 """Signed in: the main menu, the balance, recent transactions and changing the PIN.
 
-The main menu is one table (MAIN_MENU_OPTIONS): each option's key, words and
-step are declared once, and the prompt, the keys it takes and where each
-leads are derived from it.
+Each menu is one table of options (ivr/steps/common.py, MenuPrompt): the main
+menu's is MAIN_MENU_OPTIONS. Each option's key, words and step are declared
+once, and the prompt, the keys it takes and where each leads are derived from it.
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
@@ -19,39 +17,32 @@ from django.utils.translation import gettext_lazy
 from accounts import errors, identity, pins, selectors
 from accounts.models import LedgerEntry, Transfer
 from accounts.spoken import spoken_amount, spoken_date, spoken_dollars
-from ivr.languages import LANGUAGE_OPTIONS
-from ivr.machine import LANGUAGE_KEY, MAIN_MENU, PAUSE, Again, Goto, InLanguage, Line, Outcome, Step, Words, step
+from ivr.languages import other_language
+from ivr.machine import LANGUAGE_KEY, MAIN_MENU, PAUSE, Again, Goto, Line, Outcome, Step, Words, language_offer, step
 from ivr.models import CallSession
 from ivr.steps.common import (
     A_PIN_HAS_4_DIGITS,
-    CHOOSE_PIN_HELP,
-    CONFIRM_PIN_HELP,
+    FOR_THE_MAIN_MENU,
     FOUR_DIGITS,
-    NOT_VERIFIED,
-    ONE_KEY_1_2,
     PIN_NOT_CHANGED,
-    PRESS_1_OR_2,
+    ChoosePin,
+    ConfirmPin,
+    MenuPrompt,
+    Option,
 )
 from ivr.steps.entry import count_wrong_pin, locked
-from ivr.steps.registration import TOO_EASY
 from ivr.steps.send_money import SendAmount
 
 
-def other_language(call: CallSession) -> str | None:
-    """The language 9 switches to at the main menu: only with exactly two languages offered."""
-    offered = settings.IVR_LANGUAGES
-    if len(offered) != 2:
-        return None
-    return offered[1] if (call.language or offered[0]) == offered[0] else offered[0]
-
-
 @step
-class Balance(Step):
+class Balance(MenuPrompt):
     name = "balance"
-    keys = ONE_KEY_1_2
-    wrong_keys = PRESS_1_OR_2
     help = gettext_lazy("Press 1 to hear your balance again, or 2 for the main menu.")
-    num_digits = 1
+    in_one_sentence = True
+    options = (
+        Option("1", gettext_lazy("To hear it again, press 1."), None),
+        Option("2", FOR_THE_MAIN_MENU, MAIN_MENU),
+    )
 
     def prompt(self, call: CallSession) -> list[Line]:
         lines: list[Line] = [_("Your balance is %(amount)s.") % {"amount": spoken_amount(call.account.balance_cents)}]
@@ -62,30 +53,26 @@ class Balance(Step):
                 _("Your last card deposit was %(amount)s, on %(date)s.")
                 % {"amount": spoken_dollars(card.amount_cents), "date": spoken_date(card.created)}
             )
-        return [*lines, PAUSE, _("To hear it again, press 1. For the main menu, press 2.")]
-
-    def answer(self, call: CallSession, keys: str) -> Outcome:
-        return Goto(self.name if keys == "1" else MAIN_MENU)
+        return [*lines, PAUSE, *self.offers(call)]
 
 
 @step
-class History(Step):
+class History(MenuPrompt):
     """The last five ledger entries, newest first, one calm sentence each."""
 
     name = "history"
-    keys = ONE_KEY_1_2
-    wrong_keys = PRESS_1_OR_2
     help = gettext_lazy("Press 1 to hear your recent transactions again, or 2 for the main menu.")
-    num_digits = 1
+    in_one_sentence = True
+    options = (
+        Option("1", gettext_lazy("To hear them again, press 1."), None),
+        Option("2", FOR_THE_MAIN_MENU, MAIN_MENU),
+    )
     COUNT = 5
 
     def prompt(self, call: CallSession) -> list[Line]:
         entries = selectors.ledger_recent(account=call.account, count=self.COUNT)
         lines: list[Line] = [describe_entry(entry) for entry in entries] or [_("You have no transactions yet.")]
-        return [*lines, PAUSE, _("To hear them again, press 1. For the main menu, press 2.")]
-
-    def answer(self, call: CallSession, keys: str) -> Outcome:
-        return Goto(self.name if keys == "1" else MAIN_MENU)
+        return [*lines, PAUSE, *self.offers(call)]
 
 
 # How long the balance names the last card deposit a family made.
@@ -164,49 +151,34 @@ class ChangePin(Step):
 
 
 @step
-class ChangePinNew(Step):
+class ChangePinNew(ChoosePin):
     name = "change_pin_new"
-    keys = FOUR_DIGITS
-    wrong_keys = A_PIN_HAS_4_DIGITS
-    help = CHOOSE_PIN_HELP
     abandoned = PIN_NOT_CHANGED
-    num_digits = 4
+    asks = gettext_lazy("Now enter your new 4-digit PIN. Choose one that is hard to guess.")
 
-    def prompt(self, call: CallSession) -> list[Line]:
-        return [_("Now enter your new 4-digit PIN. Choose one that is hard to guess.")]
+    def refusal(self, call: CallSession, pin: str) -> Words:
+        if pins.pin_matches(pin, call.account.pin_hash):
+            return _("That is your current PIN. Please choose a different one.")
+        return ""
 
-    def answer(self, call: CallSession, keys: str) -> Outcome:
-        if weakness := pins.pin_weakness(keys):
-            return Again(TOO_EASY % {"reason": weakness}, strike=False)
-        if pins.pin_matches(keys, call.account.pin_hash):
-            return Again(_("That is your current PIN. Please choose a different one."), strike=False)
-        # Only the hash crosses to the next request, as at registration.
-        call.scratch["pin_hash"] = pins.hash_pin(keys)
-        return Goto(ChangePinConfirm)
+    def confirm_step(self) -> type[ConfirmPin]:
+        return ChangePinConfirm
 
 
 @step
-class ChangePinConfirm(Step):
+class ChangePinConfirm(ConfirmPin):
     name = "change_pin_confirm"
-    locks_call = True
-    keys = FOUR_DIGITS
-    wrong_keys = A_PIN_HAS_4_DIGITS
-    help = CONFIRM_PIN_HELP
     abandoned = PIN_NOT_CHANGED
-    num_digits = 4
+    asks = gettext_lazy("Please enter the new PIN again to confirm it.")
+    chosen_at = ChangePinNew
+    mismatch = gettext_lazy("The two PINs did not match. Let's try the new PIN again.")
 
-    def prompt(self, call: CallSession) -> list[Line]:
-        return [_("Please enter the new PIN again to confirm it.")]
+    def too_many_mismatches(self, call: CallSession) -> Outcome:
+        # Signed in: never hung up on; back to the main menu, told what did not happen.
+        call.scratch = {}
+        return Goto(MAIN_MENU, f"{_('The PINs did not match.')} {PIN_NOT_CHANGED}")
 
-    def answer(self, call: CallSession, keys: str) -> Outcome:
-        pin_hash = call.scratch.pop("pin_hash", None)
-        if pin_hash is None or not pins.pin_matches(keys, pin_hash):
-            call.scratch["mismatches"] = call.scratch.get("mismatches", 0) + 1
-            if call.scratch["mismatches"] >= 3:
-                # Signed in: never hung up on; back to the main menu, told what did not happen.
-                call.scratch = {}
-                return Goto(MAIN_MENU, f"{_('The PINs did not match.')} {PIN_NOT_CHANGED}")
-            return Goto(ChangePinNew, _("The two PINs did not match. Let's try the new PIN again."))
+    def confirmed(self, call: CallSession, pin_hash: str) -> Outcome:
         identity.account_change_pin(account=call.account, pin_hash=pin_hash)
         call.scratch = {}
         return Goto(MAIN_MENU, _("Your PIN is changed."))
@@ -215,14 +187,16 @@ class ChangePinConfirm(Step):
 # The main menu ----------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Option:
-    """One main-menu option: its key, what the caller hears, and the step it leads to (None: this menu again)."""
+def switch_language(call: CallSession) -> Outcome:
+    """9: the other language, at once, and for the account's next call too."""
+    call.language = other_language(call.language)
+    identity.account_remember_language(account=call.account, language=call.language)
+    return Goto(MAIN_MENU)
 
-    key: str
-    words: Words
-    step: type[Step] | None
-    verified_only: bool = False  # refused for a pending account: no money moves until staff verify it
+
+def other_language_offer(call: CallSession) -> Line:
+    """Said in the other language and its voice, for the caller who needs it."""
+    return language_offer(other_language(call.language), LANGUAGE_KEY)
 
 
 # In the order they are said: the most used first, "hear again" last.
@@ -233,34 +207,22 @@ MAIN_MENU_OPTIONS = (
     Option("5", gettext_lazy("To change your PIN, press 5."), ChangePin),
     Option("3", gettext_lazy("To hear these options again, press 3."), None),
 )
-_OPTIONS_BY_KEY = {option.key: option for option in MAIN_MENU_OPTIONS}
+# With exactly two languages offered, 9 switches to the other (three or more: the language menu, before sign-in).
+OTHER_LANGUAGE_OPTION = Option(LANGUAGE_KEY, other_language_offer, switch_language)
 
 
 @step
-class Menu(Step):
+class Menu(MenuPrompt):
     name = MAIN_MENU
-    # The options' keys, and 9 for the other language (refused when there is none).
-    keys = re.compile(f"[{''.join(sorted(_OPTIONS_BY_KEY))}{LANGUAGE_KEY}]", re.ASCII)
+    # Not the keys one by one: six of them would take longer to hear than the menu.
     wrong_keys = gettext_lazy("That key is not an option.")
     help = gettext_lazy("Press the key for what you want to do. To hear the options again, press 3.")
-    num_digits = 1
+
+    @property
+    def options(self) -> tuple[Option, ...]:
+        if len(settings.IVR_LANGUAGES) == 2:
+            return (*MAIN_MENU_OPTIONS, OTHER_LANGUAGE_OPTION)
+        return MAIN_MENU_OPTIONS
 
     def prompt(self, call: CallSession) -> list[Line]:
-        lines: list[Line] = [_("Main menu."), *(option.words for option in MAIN_MENU_OPTIONS)]
-        if other := other_language(call):
-            # Said in the other language and its voice, for the caller who needs it.
-            lines.append(InLanguage(other, LANGUAGE_OPTIONS[other], (("key", LANGUAGE_KEY),)))
-        return lines
-
-    def answer(self, call: CallSession, keys: str) -> Outcome:
-        if keys == LANGUAGE_KEY:
-            other = other_language(call)
-            if other is None:
-                return Again(self.wrong_keys)
-            call.language = other
-            identity.account_remember_language(account=call.account, language=other)
-            return Goto(self.name)
-        option = _OPTIONS_BY_KEY[keys]
-        if option.verified_only and not call.account.is_verified:
-            return Again(NOT_VERIFIED, strike=False)
-        return Goto(option.step or self.name)
+        return [_("Main menu."), *self.offers(call)]

@@ -11,7 +11,7 @@ from accounts import errors, ledger, selectors
 from accounts.spoken import spoken_amount, spoken_digits, spoken_dollars
 from ivr.machine import MAIN_MENU, Again, Goto, Line, Outcome, Step, step
 from ivr.models import CallSession
-from ivr.steps.common import NOT_VERIFIED, NOTHING_SENT, ONE_KEY_1_2, PRESS_1_OR_2, SIX_DIGITS, code_lines, keep_code
+from ivr.steps.common import NOT_VERIFIED, NOTHING_SENT, SIX_DIGITS, MenuPrompt, Option, ReadCode, keep_code
 
 NOT_ENOUGH_MONEY = gettext_lazy("You do not have enough money.")
 
@@ -85,15 +85,63 @@ class SendRecipient(Step):
         return Goto(SendConfirm)
 
 
+def send_now(call: CallSession) -> Outcome:
+    """1 at the confirmation: the transfer is submitted, and its code read for writing down."""
+    try:
+        receipt = ledger.transfer_submit(
+            account=call.account,
+            recipient_code=call.scratch["recipient_code"],
+            amount_cents=call.scratch["amount_cents"],
+            # This prompt of this call's state: a retried confirmation finds
+            # its transfer, and a call whose state was lost and made anew
+            # (a new row) cannot collide with a transfer made before.
+            idempotency_key=f"{call.call_sid}:{call.pk}:{call.prompt_number}",
+        )
+    except errors.AccountNotVerified:
+        call.scratch = {}
+        return Goto(MAIN_MENU, NOT_VERIFIED)
+    except errors.InsufficientFunds:
+        call.scratch = {}
+        return Goto(MAIN_MENU, f"{NOT_ENOUGH_MONEY} {NOTHING_SENT}")
+    except errors.UnknownRecipient:
+        call.scratch = {}
+        return Goto(MAIN_MENU, f"{_('That recipient can no longer receive money.')} {NOTHING_SENT}")
+    except errors.IdempotencyConflict:
+        call.scratch = {}
+        return Goto(MAIN_MENU, f"{_('That transfer could not be made.')} {NOTHING_SENT}")
+    except errors.DailyLimitReached:
+        call.scratch = {}
+        return Goto(MAIN_MENU, f"{_('That is more than you can still send today.')} {NOTHING_SENT}")
+    except (errors.TransferLimitExceeded, errors.InvalidAmount):
+        call.scratch = {}
+        return Goto(MAIN_MENU, f"{_('That amount cannot be sent.')} {NOTHING_SENT}")
+    if receipt.code is None:
+        call.scratch = {}
+        return Goto(MAIN_MENU, _("This transfer was already submitted."))
+    sent = _("Your transfer of %(amount)s to %(name)s is submitted.") % {
+        "amount": spoken_dollars(receipt.transfer.amount_cents),
+        "name": call.scratch["recipient_name"],
+    }
+    keep_code(call, receipt.code)
+    return Goto(SendCode, sent)
+
+
+def cancel_sending(call: CallSession) -> Outcome:
+    call.scratch = {}
+    return Goto(MAIN_MENU, _("Cancelled. No money was sent."))
+
+
 @step
-class SendConfirm(Step):
+class SendConfirm(MenuPrompt):
     name = "send_confirm"
     locks_call = True
-    keys = ONE_KEY_1_2
-    wrong_keys = PRESS_1_OR_2
     help = gettext_lazy("Press 1 to send this money now, or 2 to cancel.")
     abandoned = NOTHING_SENT
-    num_digits = 1
+    in_one_sentence = True
+    options = (
+        Option("1", gettext_lazy("To confirm, press 1."), send_now),
+        Option("2", gettext_lazy("To cancel, press 2."), cancel_sending),
+    )
 
     def prompt(self, call: CallSession) -> list[Line]:
         return [
@@ -103,68 +151,12 @@ class SendConfirm(Step):
                 "name": call.scratch["recipient_name"],
                 "code": spoken_digits(call.scratch["recipient_code"]),
             },
-            _("To confirm, press 1. To cancel, press 2."),
+            *self.offers(call),
         ]
-
-    def answer(self, call: CallSession, keys: str) -> Outcome:
-        if keys == "2":
-            call.scratch = {}
-            return Goto(MAIN_MENU, _("Cancelled. No money was sent."))
-        try:
-            receipt = ledger.transfer_submit(
-                account=call.account,
-                recipient_code=call.scratch["recipient_code"],
-                amount_cents=call.scratch["amount_cents"],
-                # This prompt of this call's state: a retried confirmation finds
-                # its transfer, and a call whose state was lost and made anew
-                # (a new row) cannot collide with a transfer made before.
-                idempotency_key=f"{call.call_sid}:{call.pk}:{call.prompt_number}",
-            )
-        except errors.AccountNotVerified:
-            call.scratch = {}
-            return Goto(MAIN_MENU, NOT_VERIFIED)
-        except errors.InsufficientFunds:
-            call.scratch = {}
-            return Goto(MAIN_MENU, f"{NOT_ENOUGH_MONEY} {NOTHING_SENT}")
-        except errors.UnknownRecipient:
-            call.scratch = {}
-            return Goto(MAIN_MENU, f"{_('That recipient can no longer receive money.')} {NOTHING_SENT}")
-        except errors.IdempotencyConflict:
-            call.scratch = {}
-            return Goto(MAIN_MENU, f"{_('That transfer could not be made.')} {NOTHING_SENT}")
-        except errors.DailyLimitReached:
-            call.scratch = {}
-            return Goto(MAIN_MENU, f"{_('That is more than you can still send today.')} {NOTHING_SENT}")
-        except (errors.TransferLimitExceeded, errors.InvalidAmount):
-            call.scratch = {}
-            return Goto(MAIN_MENU, f"{_('That amount cannot be sent.')} {NOTHING_SENT}")
-        if receipt.code is None:
-            call.scratch = {}
-            return Goto(MAIN_MENU, _("This transfer was already submitted."))
-        sent = _("Your transfer of %(amount)s to %(name)s is submitted.") % {
-            "amount": spoken_dollars(receipt.transfer.amount_cents),
-            "name": call.scratch["recipient_name"],
-        }
-        keep_code(call, receipt.code)
-        return Goto(SendCode, sent)
 
 
 @step
-class SendCode(Step):
+class SendCode(ReadCode):
     name = "send_code"
-    keys = ONE_KEY_1_2
-    wrong_keys = PRESS_1_OR_2
     help = gettext_lazy("This code shows your transfer was made. Press 1 to hear it again, or 2 for the main menu.")
-    num_digits = 1
-
-    def prompt(self, call: CallSession) -> list[Line]:
-        return [
-            *code_lines(call, _("Your confirmation code is:")),
-            _("To hear the code again, press 1. For the main menu, press 2."),
-        ]
-
-    def answer(self, call: CallSession, keys: str) -> Outcome:
-        if keys == "1":
-            return Goto(self.name)
-        call.scratch = {}
-        return Goto(MAIN_MENU)
+    heading = gettext_lazy("Your confirmation code is:")

@@ -10,7 +10,7 @@ class Migration(migrations.Migration):
     initial = True
 
     dependencies = [
-        ('accounts', '0010_card_deposits'),
+        ('accounts', '0011_card_deposits'),
     ]
 
     operations = [

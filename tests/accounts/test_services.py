@@ -4,6 +4,7 @@ import random
 from datetime import timedelta
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from hypothesis import given
@@ -11,7 +12,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from hypothesis.extra.django import TestCase as HypothesisTestCase
 
-from accounts import codes, errors, ledger, selectors
+from accounts import codes, errors, identity, ledger, selectors
 from accounts.models import Account, ConfirmationCode, LedgerEntry, Recipient, Transfer
 
 pytestmark = pytest.mark.django_db
@@ -164,6 +165,40 @@ class TestDatabaseConstraints:
         entry.amount_cents = 1_000_000
         with pytest.raises(TypeError):
             entry.save()
+
+    @pytest.mark.parametrize("code", ["", "EN", "e", "eng", "e1", "en-US"])
+    def test_an_accounts_language_has_the_shape_of_a_code(self, account, code):
+        with pytest.raises(IntegrityError), transaction.atomic():
+            Account.objects.filter(pk=account.pk).update(language=code)
+
+
+class TestLanguage:
+    """The database checks a language code's shape; the registry (myibot/languages.py) which codes exist."""
+
+    def test_any_code_of_the_right_shape_is_stored_and_only_registered_ones_are_clean(self, account):
+        Account.objects.filter(pk=account.pk).update(language="fr")  # no migration for a new language
+        account.refresh_from_db()
+        with pytest.raises(ValidationError, match="'fr' is not a registered language \\(en, es\\)"):
+            account.full_clean()
+
+    def test_a_registered_third_language_is_clean(self, account, french):
+        account.language = "fr"
+        account.full_clean()
+        account.save()
+
+    def test_the_services_keep_only_registered_languages(self, account):
+        with pytest.raises(errors.UnknownLanguage):
+            identity.account_register(member_id="654321", pin_hash="x", language="fr")
+        with pytest.raises(errors.UnknownLanguage):
+            identity.account_remember_language(account=account, language="fr")
+        assert not Account.objects.filter(member_id="654321").exists()
+        account.refresh_from_db()
+        assert account.language == "en"
+
+    def test_the_services_keep_a_registered_third_language(self, account, french):
+        identity.account_remember_language(account=account, language="fr")
+        identity.account_register(member_id="654321", pin_hash="x", language="fr")
+        assert set(Account.objects.values_list("language", flat=True)) == {"fr"}
 
 
 class TestLedgerInvariant(HypothesisTestCase):

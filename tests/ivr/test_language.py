@@ -90,17 +90,44 @@ def test_the_re_prompt_after_a_silence_or_a_wrong_entry_offers_the_other_languag
     assert "Para español" in phone.silence().text
 
 
-def test_with_three_languages_9_plays_the_language_menu(phone, settings, monkeypatch):
-    from ivr import languages
-
-    settings.IVR_LANGUAGES = ["en", "es", "fr"]
-    monkeypatch.setitem(languages.LANGUAGE_OPTIONS, "fr", "Pour le français, appuyez sur %(key)s.")
-    settings.IVR_VOICES = {**settings.IVR_VOICES, "fr": ("Polly.Lea", "fr-FR")}
+def test_with_three_languages_9_plays_the_language_menu(phone, french):
     phone.caller = "+12025009999"
     phone.dial(language="en")
     answer = phone.press("9")
     assert "For English, press 1." in answer.text and "appuyez sur 3." in answer.text
     assert CallSession.objects.get().step == "language"
+
+
+def test_a_third_language_registered_with_its_catalogue_is_offered_heard_and_kept(make_phone, account, french):
+    """docs/CALL_FLOW.md, "Adding a language": a record, a catalogue, and its code in IVR_LANGUAGES; no migration."""
+    in_french = {"voice": "Polly.Lea", "language": "fr-FR"}
+    phone = make_phone("+12025009999")
+    offers = phone.dial(language=None)
+    assert [("".join(say.itertext()), say.get("voice")) for say in offers.gather.iter("Say")][1:] == [
+        ("For English, press 1.", "Polly.Joanna"),
+        ("Para español, oprima 2.", "Polly.Lupe"),
+        ("Pour le français, appuyez sur 3.", "Polly.Lea"),
+    ]
+    member_id = phone.press("3")
+    assert member_id.text == (
+        "Veuillez composer votre numéro de membre à 6 chiffres. Pour créer un compte, appuyez sur la touche dièse."
+    )
+    assert voices(member_id) == [in_french, in_french]
+    phone.press(account.member_id)
+    menu = phone.press("3971")
+    assert "Vous êtes connecté. Menu principal. Pour votre solde, appuyez sur 1." in menu.text
+    assert "oprima 9" not in menu.text, "three languages: 9 is the language menu, before sign-in only"
+    assert all(voice == in_french for voice in voices(menu))
+    account.refresh_from_db()
+    assert account.language == "fr", "kept: the database checks the code's shape, not a list of codes"
+    account.full_clean()
+
+    # The next call from the home number is in French from the first word; a wrong key hears the table's keys.
+    phone = make_phone(account.home_number)
+    assert "Bienvenue chez MyiBot. Veuillez composer votre code PIN à 4 chiffres." in phone.dial(language=None).text
+    phone.press("3971")
+    phone.press("1")
+    assert "Veuillez appuyer sur 1 ou 2." in phone.press("7").text
 
 
 def test_a_wrong_key_at_the_language_prompt_asks_again(phone):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 
@@ -131,7 +132,8 @@ def test_it_greets_a_home_number_and_asks_for_the_pin(phone, account):
 
 
 def test_it_speaks_with_the_configured_voice(phone, settings):
-    settings.IVR_VOICES = {**settings.IVR_VOICES, "en": ("Polly.Matthew", "en-US")}
+    english = dataclasses.replace(settings.CALLER_LANGUAGES["en"], voice="Polly.Matthew")
+    settings.CALLER_LANGUAGES = {**settings.CALLER_LANGUAGES, "en": english}
     answer = phone.dial()
     assert {say.get("voice") for say in answer.root.iter("Say")} == {"Polly.Matthew"}
 

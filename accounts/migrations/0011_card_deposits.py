@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('accounts', '0009_staff_groups'),
+        ('accounts', '0010_language_code_shape'),
     ]
 
     operations = [
