@@ -103,8 +103,8 @@ def pay(
         timeout=10,
         language=language,
         description=description,
+        # Twilio posts <Pay>'s result: "method" is no <Pay> attribute (its action "supports POST only").
         action=action,
-        method="POST",
     )
     for for_, error_type, words in prompts:
         prompt = paying.prompt(for_=for_, **({"error_type": error_type} if error_type else {}))

@@ -97,11 +97,32 @@ PAY_RESULT_FIELDS = (
 )
 
 
+# What Twilio may post after <Pay>, by name. The log names which of them came (the first real deposit
+# confirms what Twilio's docs leave open); it never holds their values, but for the few below that are safe.
+PAY_REQUEST_FIELDS = (
+    "PaymentConfirmationCode",
+    "PaymentCardType",
+    "PaymentCardNumber",
+    "ExpirationDate",
+    "SecurityCode",
+    "PaymentCardPostalCode",
+    "PaymentToken",
+    "ProfileId",
+    "PaymentMethod",
+    "PaymentError",
+    "PayErrorCode",
+    "ConnectorError",
+)
+_NOT_RESULT = re.compile(r"[^a-z-]")
+_NOT_MASK = re.compile(r"[^xX*#-]")
+
+
 @twilio_webhook
 def deposit_paid(request: HttpRequest) -> HttpResponse:
     """<Pay>'s action request: what the payment did. The step that started it credits the member once."""
     if refusal := _refusal(request):
         return refusal
+    _log_pay_request(request)
     result = {field: request.POST.get(field, "")[:255] for field in PAY_RESULT_FIELDS if field in request.POST}
     # Recorded first, on its own: a card charged is credited even if the call's state is gone or its
     # prompt cannot be answered in time. Twilio's retry, and the step below, find it decided.
@@ -120,6 +141,28 @@ def deposit_paid(request: HttpRequest) -> HttpResponse:
         call_sid=request.POST["CallSid"], prompt_number=_prompt_number(request), result=result, **_caller(request)
     )
     return _answer(reply.twiml, "pay", reply.outcome)
+
+
+def _log_pay_request(request: HttpRequest) -> None:
+    """What <Pay> posted, in shape only: the result, the reference's kind (ch_ or pi_), the card type, the
+    masked number with its digits as # ("xxxxxxxxxxxx####"), Twilio's error code, and which fields came.
+
+    Never a value that could be card data: no digit of the number, no token, expiration date or postal code.
+    """
+    posted = request.POST
+    reference = posted.get("PaymentConfirmationCode", "")
+    kind = reference[:3] if reference[:3] in ("ch_", "pi_") else ("other" if reference else "none")
+    masked = _NOT_MASK.sub("?", re.sub(r"[0-9]", "#", posted.get("PaymentCardNumber", "")[:32]))
+    logger.info(
+        "pay request: call=%s result=%s reference=%s card_type=%s masked=%s pay_error=%s fields=%s",
+        call_label(request),
+        _NOT_RESULT.sub("", posted.get("Result", "")[:40]) or "-",
+        kind,
+        _NOT_RESULT.sub("", posted.get("PaymentCardType", "")[:20].lower()) or "-",
+        masked or "-",
+        _UNSAFE_ERROR_CODE.sub("", posted.get("PayErrorCode", "")[:10]) or "-",
+        ",".join(field for field in PAY_REQUEST_FIELDS if field in posted) or "-",
+    )
 
 
 @twilio_webhook

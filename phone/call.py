@@ -32,6 +32,21 @@ each document's verbs as phone.twiml reads them:
   as a mobile caller's call carries it; stir=None sends none.
 - <Redirect> is followed; <Hangup>, <Reject>, or running out of verbs, ends
   the call. A verb phone.twiml does not act out (<Dial>) is skipped and named.
+- <Pay> asks for each payment step in turn (card number, expiration date,
+  security code and postal code unless securityCode or postalCode say
+  "false"), with the <Prompt> that fits the step, attempt, error and card, or
+  its own words in its language when none does. Each step is one keys(prompt)
+  answer (Prompt.pay_step names it): # ends it at once, else <Pay> waits its
+  timeout for another key; silence waits the timeout. An entry phone.payment
+  refuses, or silence, hears the error's <Prompt> and uses an attempt; past
+  maxAttempts the result is too-many-failed-attempts. * at any step ends it:
+  caller-interrupted-with-star; hanging up posts caller-hung-up. Then the
+  connector charges the card (phone.payment: Stripe's test mode) and Twilio
+  posts the action URL with the usual parameters and the result's, in the
+  shape pay_variant picks (phone.payment.VARIANTS). Typing the card
+  (clock.KEY_SECONDS a key) and charging it (clock.CHARGING_SECONDS) count.
+  Twilio's pages say nothing of # at <Pay>, nor whether a full expiration
+  date ends its step without the timeout: those two are choices, named here.
 - A non-2xx answer, or none within 15 s, sends Twilio to the fallback URL
   with ErrorCode and ErrorUrl; when that fails too, Twilio says its own error
   message and hangs up.
@@ -53,15 +68,17 @@ import re
 import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import date
 
 from twilio.request_validator import RequestValidator
 
-from phone import clock, twiml
+from phone import clock, payment, twiml
 from phone.clock import Totals
 from phone.transport import NO_ANSWER_ERRORS, TWILIO_TIMEOUT_SECONDS, Answer, Transport, path_and_query
-from phone.twiml import Audio, CallFailed, Gather, Hangup, Redirect, Unsupported
+from phone.twiml import Audio, CallFailed, Gather, Hangup, Pay, Redirect, Unsupported
 
 VOICE_PATH = "/twilio/voice"
+DEPOSIT_PATH = "/twilio/deposit"  # the deposit line's number: families pay by card through <Pay>
 FALLBACK_PATH = "/twilio/fallback"
 STATUS_PATH = "/twilio/status"
 
@@ -127,6 +144,12 @@ class Prompt:
     action_on_empty_result: bool = False
     number: int = 0  # 1 for the call's first <Gather>
     url: str = ""  # the TwiML document the <Gather> is in
+    # At <Pay>: the payment step asked for ("payment-card-number", ...), its attempt, of how many, and the
+    # error the previous attempt met ("" for none). A <Pay> step has no numDigits; # ends it.
+    pay_step: str = ""
+    attempt: int = 0
+    max_attempts: int = 0
+    error: str = ""
 
     @property
     def says(self) -> list[Audio]:
@@ -147,16 +170,19 @@ class Prompt:
 class Event:
     """One line of the transcript.
 
-    kind is one of: say, pause, play (heard); prompt (a <Gather> listens);
-    keys (an entry), silence (none); wait (seconds before Twilio posts, after an
-    entry or silence); lost (keys typed outside a <Gather>); interrupted (a
-    <Gather>'s audio cut off by keys); request (a POST); error (a webhook
-    failed); hangup; unsupported (a verb the simulator skips).
+    kind is one of: say, pause, play (heard); twilio (<Pay>'s own words, not in
+    our TwiML); prompt (a <Gather> or a <Pay> step listens); keys (an entry),
+    silence (none); wait (seconds before Twilio posts, after an entry or
+    silence); lost (keys typed outside a <Gather>); interrupted (a <Gather>'s
+    audio cut off by keys); pay (what <Pay> does: starts, refuses an entry,
+    posts its result); charging (the connector charging the card); request (a
+    POST); error (a webhook failed); hangup; unsupported (a verb or attribute
+    the simulator skips).
     """
 
     kind: str
     text: str
-    seconds: float = 0.0  # on the virtual clock: say, pause, wait
+    seconds: float = 0.0  # on the virtual clock: say, pause, wait, charging; keys at <Pay>: typing them
     language: str = ""  # say
     voice: str = ""  # say
     nested: bool = False  # say, pause: inside a <Gather>
@@ -203,6 +229,11 @@ class SimulatedCall:
     pound picks what Twilio does with a finishOnKey pressed before any digit:
     one of POUND_BEHAVIOURS (see the module docstring). stir is sent as
     StirVerstat on every request; None or "" sends none (an unattested call).
+
+    entry_path is the number's "A call comes in" URL: VOICE_PATH, or
+    DEPOSIT_PATH for the deposit line. pay_variant picks the shape of what
+    Twilio posts after a <Pay> (phone.payment.VARIANTS); today dates the
+    expiration dates <Pay> refuses as past.
     """
 
     base_url: str
@@ -219,17 +250,23 @@ class SimulatedCall:
     lang: str | None = "en"
     pound: str = "b"  # a lone finishOnKey: "a", "b", "c" or "d" (POUND_BEHAVIOURS)
     fallback_url: str | None = None  # None: base_url + /twilio/fallback; "": no fallback URL configured
-    prompts: list[Prompt] = field(default_factory=list)  # every <Gather> met, in order
+    entry_path: str = VOICE_PATH
+    pay_variant: str = payment.DEFAULT_VARIANT
+    today: date = field(default_factory=date.today)
+    prompts: list[Prompt] = field(default_factory=list)  # every <Gather> and <Pay> step met, in order
     failures: list[Failure] = field(default_factory=list)  # every webhook that failed, in order
     totals: Totals = field(default_factory=Totals, init=False)  # so far; see totals_before() for earlier
     # Heard outside a <Gather> since the last entry: keys typed then are lost.
     _before: list[Audio] = field(default_factory=list, init=False, repr=False)
     _requests_since_prompt: int = field(default=0, init=False, repr=False)
+    _pays: int = field(default=0, init=False, repr=False)  # <Pay>s met: each charge has its own reference
 
     def __post_init__(self) -> None:
         self.base_url = self.base_url.rstrip("/")
         if self.pound not in POUND_BEHAVIOURS:
             raise ValueError(f"pound={self.pound!r}: one of {', '.join(POUND_BEHAVIOURS)}")
+        if self.pay_variant not in payment.VARIANTS:
+            raise ValueError(f"pay_variant={self.pay_variant!r}: one of {', '.join(payment.VARIANTS)}")
         if self.fallback_url is None:
             self.fallback_url = self.base_url + FALLBACK_PATH
 
@@ -282,7 +319,7 @@ class SimulatedCall:
 
     def place(self, keys: KeysCallback) -> list[Event]:
         """Place the call and follow the TwiML until it ends; returns the transcript."""
-        request: Request | None = (self.base_url + VOICE_PATH, self.params())
+        request: Request | None = (self.base_url + self.entry_path, self.params())
         try:
             while request is not None:
                 self._requests_since_prompt += 1
@@ -377,6 +414,12 @@ class SimulatedCall:
                     self._note("hangup", "the call is rejected" if verb.rejected else "the line goes quiet")
                     self.ended_by = "server"
                     return None
+                case Pay():
+                    paid = self._pay(verb, document_url, keys)
+                    if paid is HANG_UP:
+                        self.ended_by = "caller"
+                        return None
+                    return paid
                 case Unsupported():
                     self._note("unsupported", f"<{verb.tag}> is not simulated: skipped")
         # Out of verbs: Twilio ends the call.
@@ -544,6 +587,172 @@ class SimulatedCall:
                 return Press(keys[0], after_says=says_heard)
         return None
 
+    # <Pay> ----------------------------------------------------------------------
+
+    def _pay(self, pay: Pay, document_url: str, keys: KeysCallback) -> Request | _HangUp:
+        """Act out a <Pay>: each step asked, checked and tried again, the card charged, the result posted."""
+        self._requests_since_prompt = 0
+        self._pays += 1
+        variant = payment.VARIANTS[self.pay_variant]
+        amount = f"charges {pay.charge_amount} {pay.currency}" if pay.charge_amount else "tokenizes (chargeAmount 0)"
+        self._note(
+            "pay",
+            f"<Pay> {amount} through connector {pay.connector!r}, its own words in {pay.language}; "
+            f"asks for {', '.join(payment.STEP_WORDS[step].removeprefix('the ') for step in pay.steps)}; "
+            f"maxAttempts={pay.max_attempts} timeout={pay.timeout} s",
+        )
+        for name in pay.ignored:
+            self._note("unsupported", f"{name} is in no table of Twilio's: ignored (a schema warning, 12200)")
+        if not pay.action.startswith("https://"):
+            self._note("pay", f"action {pay.action}: a real <Pay> posts to https only")
+        if pay.status_callback:
+            self._note("unsupported", "<Pay statusCallback>: its progress requests are not simulated")
+        before, self._before = self._before, []
+        entered: dict[str, str] = {}
+        for step in pay.steps:
+            attempt, error = 1, ""
+            while True:
+                kind, typed = self._pay_step(pay, step, attempt, error, entered, document_url, before, keys)
+                before = []
+                if kind == "hangup":
+                    self._pay_hung_up(pay, variant, entered)
+                    return HANG_UP
+                if kind == "star":
+                    return self._pay_result(pay, "caller-interrupted-with-star", variant, entered)
+                if kind == "silence":
+                    error, why = "timeout", "no keys"
+                else:
+                    error, why = payment.check(
+                        step, typed, pay=pay, card=entered.get("payment-card-number", ""), today=self.today
+                    )
+                if not error:
+                    entered[step] = typed
+                    break
+                self._note("pay", f"{error}: {why} (attempt {attempt} of {pay.max_attempts})")
+                if attempt >= pay.max_attempts:
+                    return self._pay_result(pay, "too-many-failed-attempts", variant, entered, error=error)
+                attempt += 1
+        processing = pay.prompt("payment-processing", attempt=1)
+        for audio in processing.audio if processing else (self._own_words(pay, "payment-processing"),):
+            self._hear(audio)
+        charged = payment.charge(entered["payment-card-number"], pay)
+        self._note("charging", f"{clock.CHARGING_SECONDS:g} s", seconds=clock.CHARGING_SECONDS, note=charged.note)
+        self._count(charging_seconds=clock.CHARGING_SECONDS, seconds=clock.CHARGING_SECONDS)
+        return self._pay_result(pay, charged.result, variant, entered, charged=charged)
+
+    def _pay_step(
+        self,
+        pay: Pay,
+        step: str,
+        attempt: int,
+        error: str,
+        entered: dict[str, str],
+        document_url: str,
+        before: list[Audio],
+        keys: KeysCallback,
+    ) -> tuple[str, str]:
+        """One attempt at a step: ("keys", the entry), ("silence", ""), ("star", "") or ("hangup", "")."""
+        card = payment.card_type(entered.get("payment-card-number", ""))
+        chosen = pay.prompt(step, attempt=attempt, error=error, card_type=card)
+        audio = list(chosen.audio) if chosen else [self._own_words(pay, step, error)]
+        prompt = Prompt(
+            num_digits=None,
+            finish_on_key="#",
+            timeout=pay.timeout,
+            heard=" ".join(item.text for item in audio if item.kind in ("say", "twilio")),
+            audio=audio,
+            before=before,
+            action=pay.action,
+            number=len(self.prompts) + 1,
+            url=document_url,
+            pay_step=step,
+            attempt=attempt,
+            max_attempts=pay.max_attempts,
+            error=error,
+        )
+        self.prompts.append(prompt)
+        answer = keys(prompt)
+        if answer is None:
+            for item in audio:
+                self._hear(item)
+            self._note("hangup", "the caller hangs up")
+            return "hangup", ""
+        pressed = self._listen(prompt, answer if isinstance(answer, Press) else Press(answer))
+        self._note(
+            "prompt",
+            f"<Pay> {payment.STEP_WORDS[step]}? attempt {attempt} of {pay.max_attempts}, timeout={pay.timeout} s",
+        )
+        return self._pay_entry(pay, pressed)
+
+    def _pay_entry(self, pay: Pay, pressed: str) -> tuple[str, str]:
+        """<Pay>'s reading of one step's keys, on the clock: typing them, then the wait before it checks them."""
+        if not pressed:
+            self._note("silence", "(no keys)", note="the timeout error")
+            self._note("wait", f"{pay.timeout} s", seconds=pay.timeout, note="silence: <Pay> waits for the timeout")
+            self._count(silence_seconds=pay.timeout, seconds=pay.timeout)
+            return "silence", ""
+        star = pressed.find("*")
+        hash_ = pressed.find("#")
+        if star >= 0 and (hash_ < 0 or star < hash_):
+            typed, late = pressed[: star + 1], pressed[star + 1 :]
+            kind, entry, wait, note = "star", "", 0, "* ends <Pay> at once: Result=caller-interrupted-with-star"
+        elif hash_ >= 0:
+            typed, late = pressed[: hash_ + 1], pressed[hash_ + 1 :]
+            kind, entry, wait, note = "keys", pressed[:hash_], 0, "# ends it at once"
+        else:
+            typed, late = pressed, ""
+            kind, entry, wait = "keys", pressed, pay.timeout
+            note = f"no #: <Pay> waits {pay.timeout} s for another key, then checks them"
+        if late:
+            note += f"; {late!r} came after the entry ended: lost"
+        typing = round(len(typed) * clock.KEY_SECONDS, 2)
+        self._note("keys", pressed, seconds=typing, note=note)
+        self._note("wait", f"{wait} s", seconds=wait, note="<Pay> checks the entry after its timeout" if wait else "")
+        self._count(entries=1, typing_seconds=typing, wait_seconds=wait, seconds=typing + wait)
+        return kind, entry
+
+    def _own_words(self, pay: Pay, step: str, error: str = "") -> Audio:
+        """What <Pay> says at a step we gave no <Prompt> for: its own words, in its language, unknown to us."""
+        after = f" after {error}" if error else ""
+        text = f"(its own words: {payment.STEP_WORDS[step]}{after}; no <Prompt> for it)"
+        return Audio(
+            "twilio",
+            text,
+            clock.TWILIO_PROMPT_SECONDS,
+            language=pay.language,
+            voice="Twilio",
+            shown=text,
+            nested=True,
+        )
+
+    def _pay_result(
+        self,
+        pay: Pay,
+        result: str,
+        variant: payment.Variant,
+        entered: dict[str, str],
+        *,
+        charged: payment.Charged | None = None,
+        error: str = "",
+    ) -> Request:
+        """The action request Twilio makes when <Pay> ends: its usual parameters and the result's."""
+        fields = payment.posted(
+            result=result,
+            variant=variant,
+            pay=pay,
+            entered=entered,
+            charged=charged,
+            error=error,
+            reference_seed=f"{self.call_sid}:{self._pays}",
+        )
+        self._note("pay", "posts " + " ".join(f"{name}={value!r}" for name, value in fields.items()))
+        return pay.action, self.params(**fields)
+
+    def _pay_hung_up(self, pay: Pay, variant: payment.Variant, entered: dict[str, str]) -> None:
+        """The caller hung up inside <Pay>: Twilio still posts the result; its answer has no call to go to."""
+        url, params = self._pay_result(pay, "caller-hung-up", variant, entered)
+        self._try(url, params)
+
     # The transcript and the clock ---------------------------------------------
 
     def _hear(self, audio: Audio) -> None:
@@ -562,7 +771,7 @@ class SimulatedCall:
             language=audio.language,
             voice=audio.voice,
             nested=audio.nested,
-            shown=audio.shown + loops if audio.kind == "say" else "",
+            shown=audio.shown + loops if audio.kind in ("say", "twilio") else "",
         )
         self._count(words=audio.words, seconds=audio.seconds)
 
@@ -586,7 +795,7 @@ def _typing_point(sequence: list[Audio], after_says: int | None) -> int:
     for index, audio in enumerate(sequence):
         if says >= after_says:
             return index
-        says += audio.kind == "say"
+        says += audio.kind in ("say", "twilio")
     return len(sequence)
 
 

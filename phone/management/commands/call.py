@@ -8,7 +8,18 @@ import sys
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from phone.call import MOBILE_STIR, POUND_BEHAVIOURS, Event, Press, Prompt, SimulatedCall, scripted
+from phone import payment
+from phone.call import (
+    DEPOSIT_PATH,
+    MOBILE_STIR,
+    POUND_BEHAVIOURS,
+    VOICE_PATH,
+    Event,
+    Press,
+    Prompt,
+    SimulatedCall,
+    scripted,
+)
 from phone.transport import InProcess, OverHttp
 from phone.twiml import CallFailed
 
@@ -20,7 +31,10 @@ SHOWN = {
     "error": "  ERROR  {}",
     "hangup": "  HANGUP {}",
     "unsupported": "  ??     {}",
+    "pay": "  PAY    {}",
 }
+# The deposit line is a number of its own; the members' line is the simulator's usual +12025000000.
+DEPOSIT_NUMBER = "+12025000100"
 STIR_VALUES = (
     "TN-Validation-Passed-A",
     "TN-Validation-Passed-B",
@@ -63,9 +77,26 @@ class Command(BaseCommand):
         parser.add_argument(
             "--keys",
             help='a whole call, comma-separated: "#,1,123456,3971,3971,2,1" ("" is silence, '
-            '"^3971" types at once, through any notices)',
+            '"^3971" types at once, through any notices); at <Pay>, one item a step: "4242424242424242#,1230,123,20001"',
         )
-        parser.add_argument("--token", help="the auth token to sign with (default: TWILIO_AUTH_TOKEN)")
+        parser.add_argument(
+            "--token",
+            help="the auth token to sign with (default: TWILIO_AUTH_TOKEN; with --deposit, TWILIO_DEPOSIT_AUTH_TOKEN)",
+        )
+        parser.add_argument(
+            "--deposit",
+            action="store_true",
+            help=f"call the deposit line ({DEPOSIT_PATH}) instead of {VOICE_PATH}: <Pay> is acted out with "
+            f"Stripe's test cards ({payment.CHARGED} is charged, {payment.DECLINED} declined, * interrupts)",
+        )
+        parser.add_argument(
+            "--pay-variant",
+            choices=tuple(payment.VARIANTS),
+            default=payment.DEFAULT_VARIANT,
+            help="how Twilio posts <Pay>'s result where its docs leave it open: "
+            + "; ".join(f"{name}: {variant.about}" for name, variant in payment.VARIANTS.items())
+            + f" (default {payment.DEFAULT_VARIANT})",
+        )
         parser.add_argument(
             "--lang",
             choices=("en", "es", "none"),
@@ -101,6 +132,8 @@ class Command(BaseCommand):
         stir: str | None,
         pound: str,
         verbose: bool,
+        deposit: bool = False,
+        pay_variant: str = payment.DEFAULT_VARIANT,
         **options: object,
     ) -> None:
         disabled = logging.root.manager.disable
@@ -113,11 +146,13 @@ class Command(BaseCommand):
                 (base_url or url or settings.BASE_URL).rstrip("/"),
                 caller,
                 keys,
-                token or settings.TWILIO_AUTH_TOKEN,
+                token or (settings.TWILIO_DEPOSIT_AUTH_TOKEN if deposit else settings.TWILIO_AUTH_TOKEN),
                 None if lang == "none" else lang,
                 None if not stir or stir.lower() == "none" else stir,
                 pound,
                 verbose,
+                deposit,
+                pay_variant,
             )
         finally:
             # In process (tests), logging is everyone's: give it back as it was.
@@ -134,6 +169,8 @@ class Command(BaseCommand):
         stir: str | None,
         pound: str,
         verbose: bool,
+        deposit: bool,
+        pay_variant: str,
     ) -> None:
         self._verbose, self._prompt_shown = verbose, False
         call = SimulatedCall(
@@ -145,14 +182,19 @@ class Command(BaseCommand):
             lang=lang,
             stir=stir,
             pound=pound,
+            **({"entry_path": DEPOSIT_PATH, "called": DEPOSIT_NUMBER} if deposit else {}),
+            pay_variant=pay_variant,
         )
         where = f"server {url}" if url else "in process"
         # --lang is how the caller answers a language prompt, not the call's language: a caller
         # remembered by number is never asked, and hears their account's language.
         answers = f"answers a language prompt with {lang}" if lang else "the keys answer a language prompt"
         verstat = f"StirVerstat {stir}" if stir else "no StirVerstat"
+        line = (
+            f"the deposit line; <Pay> variant {pay_variant}: {payment.VARIANTS[pay_variant].about}; " if deposit else ""
+        )
         self.stdout.write(
-            f"Calling from {caller or '(no caller ID)'} ({where}; pound ({pound}): {POUND_BEHAVIOURS[pound]}; "
+            f"Calling {line}from {caller or '(no caller ID)'} ({where}; pound ({pound}): {POUND_BEHAVIOURS[pound]}; "
             f"{verstat}; {answers}). Call {call.call_sid}."
         )
         try:
@@ -160,25 +202,31 @@ class Command(BaseCommand):
         except CallFailed as error:
             raise CommandError(f"the call failed: {error}") from None
         totals = call.totals
+        card = (
+            f"{totals.typing_seconds:g} s typing the card, {totals.charging_seconds:g} s charging it, "
+            if totals.typing_seconds or totals.charging_seconds
+            else ""
+        )
         self.stdout.write(
             f"Call ended ({call.ended_by}): {counted(totals.requests, 'request', 'requests')}, "
             f"{counted(totals.entries, 'entry', 'entries')}, {counted(totals.words, 'word', 'words')} heard, "
-            f"{totals.wait_seconds:g} s waiting after entries, "
+            f"{totals.wait_seconds:g} s waiting after entries, {card}"
             f"{totals.seconds:.0f} s in all."
         )
-        problem = self._explain(call, base_url, url)
+        problem = self._explain(call, base_url, url, deposit)
         if problem and call.ended_by == "application error":
             raise CommandError(problem)
         if problem:
             self.stderr.write(problem)
 
-    def _explain(self, call: SimulatedCall, base_url: str, url: str | None) -> str:
+    def _explain(self, call: SimulatedCall, base_url: str, url: str | None, deposit: bool = False) -> str:
         """What went wrong, in words the person at the terminal can act on."""
         if any(failure.status == 403 for failure in call.failures):
+            token = "TWILIO_DEPOSIT_AUTH_TOKEN (or TWILIO_AUTH_TOKEN)" if deposit else "TWILIO_AUTH_TOKEN"
             return (
                 "the server answered 403: the signature did not match. The server checks X-Twilio-Signature "
                 f"against its BASE_URL and TWILIO_AUTH_TOKEN. Check --base-url (now {base_url}: it must be the "
-                "URL the server signs against, its BASE_URL) and --token (it must be the server's TWILIO_AUTH_TOKEN)."
+                f"URL the server signs against, its BASE_URL) and --token (it must be the server's {token})."
             )
         if call.failures and all(failure.status is None for failure in call.failures):
             return f"cannot reach {url or 'the server'}: {call.failures[0].reason}"
@@ -195,7 +243,7 @@ class Command(BaseCommand):
             # _ask showed the prompt before asking for keys.
             self._prompt_shown = event.kind != "prompt"
             return
-        if event.kind == "say":
+        if event.kind in ("say", "twilio"):
             self.stdout.write(say_line(event.language, event.voice, event.shown or event.text))
         elif event.kind == "keys":
             # A lone finishOnKey's note starts with its behaviour, "(b) ...": no second pair of brackets.
@@ -210,22 +258,30 @@ class Command(BaseCommand):
             self.stdout.write(f"  LOST   {event.text}   ({event.note})")
         elif event.kind == "interrupted":
             self.stdout.write(f"  ---    (interrupted) not heard: {event.text}")
+        elif event.kind == "charging":
+            self.stdout.write(f"  CHARGE {event.text}   ({event.note})")
         else:
             self.stdout.write(SHOWN.get(event.kind, "  {}").format(event.text))
 
     def _ask(self, prompt: Prompt) -> str | None:
         """Interactive keys: a line of keys, an empty line for silence, Ctrl-D or 'h' to hang up."""
         for audio in prompt.audio:
-            if audio.kind == "say":
+            if audio.kind in ("say", "twilio"):
                 self.stdout.write(say_line(audio.language, audio.voice, audio.shown))
             else:
                 self.stdout.write(
                     SHOWN[audio.kind].format(f"{audio.seconds:g} s" if audio.kind == "pause" else audio.text)
                 )
-        self.stdout.write(
-            f"  ...    keys? numDigits={prompt.num_digits or 'any'} "
-            f"finishOnKey={prompt.finish_on_key or 'none'} timeout={prompt.timeout} s"
-        )
+        if prompt.pay_step:
+            self.stdout.write(
+                f"  ...    <Pay> {payment.STEP_WORDS[prompt.pay_step]}? attempt {prompt.attempt} of "
+                f"{prompt.max_attempts}; # ends it, or <Pay> waits timeout={prompt.timeout} s; * ends <Pay>"
+            )
+        else:
+            self.stdout.write(
+                f"  ...    keys? numDigits={prompt.num_digits or 'any'} "
+                f"finishOnKey={prompt.finish_on_key or 'none'} timeout={prompt.timeout} s"
+            )
         self._prompt_shown = True
         try:
             line = input("  keys (Enter = silence, h = hang up)> ")
