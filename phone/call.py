@@ -69,9 +69,11 @@ import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date
+from functools import lru_cache
 
 from twilio.request_validator import RequestValidator
 
+from myibot import languages
 from phone import clock, payment, twiml
 from phone.clock import Totals
 from phone.transport import NO_ANSWER_ERRORS, TWILIO_TIMEOUT_SECONDS, Answer, Transport, path_and_query
@@ -100,14 +102,6 @@ POUND_BEHAVIOURS = {
 }
 # The attestation a mobile caller's call carries: the carrier vouches for the number.
 MOBILE_STIR = "TN-Validation-Passed-A"
-
-# "press 1", "press pound", "oprima 2", "marque el 3": the keys a prompt offers.
-OFFER = re.compile(
-    r"\b(?:press|dial|oprima|marque|pulse|presione)\s+(?:the\s+|la\s+tecla\s+|el\s+)?"
-    r"(?P<key>[0-9*#]|pound|hash|star|numeral|almohadilla|asterisco)(?!\w)",
-    re.IGNORECASE,
-)
-KEY_NAMES = {"pound": "#", "hash": "#", "numeral": "#", "almohadilla": "#", "star": "*", "asterisco": "*"}
 
 
 @dataclass(frozen=True)
@@ -800,8 +794,27 @@ def _typing_point(sequence: list[Audio], after_says: int | None) -> int:
 
 
 def offered_keys(text: str) -> list[str]:
-    """The keys a sentence offers: "For English, press 1." -> ["1"]; "press pound" -> ["#"]."""
-    return [KEY_NAMES.get(match.group("key").lower(), match.group("key")) for match in OFFER.finditer(text)]
+    """The keys a sentence offers: "For English, press 1." -> ["1"]; "oprima la tecla numeral" -> ["#"].
+
+    The words come from the language registry (myibot/languages.py): each language's "press"
+    words and its names of # and *, so a new language is heard without a change here.
+    """
+    spoken = tuple((record.press, tuple(record.key_names.items())) for record in languages.registered().values())
+    offer, key_names = _offer(spoken)
+    return [key_names.get(match.group("key").lower(), match.group("key")) for match in offer.finditer(text)]
+
+
+@lru_cache(maxsize=4)
+def _offer(
+    spoken: tuple[tuple[tuple[str, ...], tuple[tuple[str, str], ...]], ...],
+) -> tuple[re.Pattern[str], dict[str, str]]:
+    # Longest words first, so that "oprima la tecla de" wins over "oprima".
+    words = sorted({word.lower() for press, _names in spoken for word in press}, key=len, reverse=True)
+    key_names = {name.lower(): key for _press, names in spoken for name, key in names}
+    spoken = "|".join(r"\s+".join(map(re.escape, word.split())) for word in words)
+    names = "|".join(map(re.escape, sorted(key_names, key=len, reverse=True)))
+    pattern = re.compile(rf"\b(?:{spoken})\s+(?P<key>[0-9*#]|{names})(?!\w)", re.IGNORECASE)
+    return pattern, key_names
 
 
 def scripted(keys: Iterable[str | Press]) -> KeysCallback:
