@@ -71,6 +71,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from functools import lru_cache
 
+from django.conf import settings
 from twilio.request_validator import RequestValidator
 
 from myibot import languages
@@ -799,7 +800,10 @@ def offered_keys(text: str) -> list[str]:
     The words come from the language registry (myibot/languages.py): each language's "press"
     words and its names of # and *, so a new language is heard without a change here.
     """
-    spoken = tuple((record.press, tuple(record.key_names.items())) for record in languages.registered().values())
+    # The registry in settings when Django runs (a test may register a language); the records
+    # themselves when the simulator runs on its own (the benchmark's callers).
+    records = languages.registered().values() if settings.configured else languages.RECORDS
+    spoken = tuple((record.press, tuple(record.key_names.items())) for record in records)
     offer, key_names = _offer(spoken)
     return [key_names.get(match.group("key").lower(), match.group("key")) for match in offer.finditer(text)]
 

@@ -290,3 +290,18 @@ def test_nothing_in_the_database_or_the_log_holds_a_card_number(account, caplog)
         cursor.execute("SELECT * FROM payments_carddeposit")
         rows = " ".join(str(cell) for row in cursor.fetchall() for cell in row)
     assert "xxxxxxxxxxxx4242" not in rows and "xxxxxxxxxxxx4242" not in caplog.text
+
+
+def test_the_web_workers_never_load_stripes_library():
+    """Only the operators' commands talk to Stripe: its library (some 30 MB) stays out of every gunicorn worker."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, django; django.setup(); from django.urls import resolve; import myibot.wsgi; "
+        "resolve('/twilio/deposit/paid'); import payments.admin, payments.services; "
+        "print('stripe' in sys.modules)"
+    )
+    env = {"DJANGO_SETTINGS_MODULE": "tests.settings", "PATH": "/usr/bin:/bin"}
+    found = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=60)
+    assert found.stdout.strip() == "False", found.stderr
