@@ -102,6 +102,8 @@ MIDDLEWARE = [
     # First, so that Fly's plain-HTTP health check is answered before the
     # SSL redirect and the ALLOWED_HOSTS check (the check uses the machine's IP).
     "myibot.health.HealthCheckMiddleware",
+    # Then a host that is not ours: 403 with the reason, as a bad signature is, not a 400 and a traceback.
+    "myibot.hosts.AllowedHostMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
