@@ -48,6 +48,13 @@ class TransferLimitExceeded(AccountsError):
 
 
 @dataclass
+class DepositTooLarge(AccountsError):
+    """More than DEPOSIT_MAX_DOLLARS: a typo (a digit too many), refused whatever --confirm says."""
+
+    limit_cents: int
+
+
+@dataclass
 class DailyLimitReached(AccountsError):
     """More than the account may still send today (in TIME_ZONE): room_cents is what is left."""
 
@@ -102,6 +109,10 @@ def transfer_limit_cents() -> int:
     return settings.TRANSFER_LIMIT_DOLLARS * 100
 
 
+def deposit_limit_cents() -> int:
+    return settings.DEPOSIT_MAX_DOLLARS * 100
+
+
 def daily_limit_cents() -> int:
     return settings.DAILY_TRANSFER_LIMIT_DOLLARS * 100
 
@@ -129,10 +140,17 @@ def daily_room_cents(*, account: Account, now: datetime | None = None) -> int:
 
 
 @transaction.atomic
-def deposit(*, account: Account, amount_cents: int, now: datetime | None = None) -> LedgerEntry:
-    """Credit an account, as a ledger entry."""
+def deposit_check(*, amount_cents: int) -> None:
+    """Refuse an amount no deposit may be, before the operator is asked to confirm it."""
     if amount_cents <= 0:
         raise InvalidAmount
+    if amount_cents > deposit_limit_cents():
+        raise DepositTooLarge(limit_cents=deposit_limit_cents())
+
+
+def deposit(*, account: Account, amount_cents: int, now: datetime | None = None) -> LedgerEntry:
+    """Credit an account, as a ledger entry."""
+    deposit_check(amount_cents=amount_cents)
     Account.objects.select_for_update().filter(pk=account.pk).get()
     entry = LedgerEntry.objects.create(
         account=account, amount_cents=amount_cents, kind=LedgerEntry.Kind.DEPOSIT, created=now or timezone.now()
@@ -261,7 +279,8 @@ def deposit_reverse(*, entry: LedgerEntry, now: datetime | None = None) -> Ledge
         created=now or timezone.now(),
     )
     Account.objects.filter(pk=entry.account_id).update(balance_cents=F("balance_cents") - entry.amount_cents)
-    logger.warning(
+    # INFO, as the deposit it corrects: an operator's everyday act, which their command summarises itself.
+    logger.info(
         "deposit corrected: entry=%s correction=%s account=%s cents=%s",
         entry.pk,
         correction.pk,
