@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -241,3 +242,16 @@ def test_the_service_is_on_new_york_time_by_default_and_the_database_keeps_utc()
     ]:
         result = manage("shell", "-c", show, **PRODUCTION, **env)
         assert result.stdout.splitlines()[-1] == shown, result.stderr
+
+
+def test_every_variable_the_settings_read_is_in_the_readmes_configuration():
+    read = set(
+        re.findall(
+            r'(?:_env\.\w+|_secret|os\.environ\.get)\(\s*"([A-Z_0-9]+)"', (ROOT / "myibot/settings.py").read_text()
+        )
+    )
+    readme = (ROOT / "README.md").read_text()
+    configuration = readme[readme.index("## Configuration") : readme.index("## Twilio console set-up")]
+    assert "DEPOSIT_MAX_DOLLARS" in read
+    # RUN_MAIN is Django's autoreloader's own, not a setting.
+    assert sorted(name for name in read - {"RUN_MAIN"} if f"`{name}`" not in configuration) == []
