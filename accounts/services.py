@@ -139,7 +139,6 @@ def daily_room_cents(*, account: Account, now: datetime | None = None) -> int:
 # Money -----------------------------------------------------------------
 
 
-@transaction.atomic
 def deposit_check(*, amount_cents: int) -> None:
     """Refuse an amount no deposit may be, before the operator is asked to confirm it."""
     if amount_cents <= 0:
@@ -148,6 +147,7 @@ def deposit_check(*, amount_cents: int) -> None:
         raise DepositTooLarge(limit_cents=deposit_limit_cents())
 
 
+@transaction.atomic
 def deposit(*, account: Account, amount_cents: int, now: datetime | None = None) -> LedgerEntry:
     """Credit an account, as a ledger entry."""
     deposit_check(amount_cents=amount_cents)
