@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.servers import free_port
+from bench.servers import Server, free_port, production_env
 
 pytestmark = pytest.mark.e2e
 
@@ -90,3 +90,25 @@ def test_make_serve_listens_on_this_machine_only_with_an_https_base_url():
     assert serve.endswith("gunicorn --config gunicorn.conf.py --bind 127.0.0.1:3005 myibot.wsgi")
     served_call = dry_run("call-served", "PORT=3005", "LOCAL_SECRETS=/nonexistent/secrets")[-1]
     assert served_call.rstrip().endswith('manage.py call --url http://127.0.0.1:3005 --base-url "$BASE_URL"')
+
+
+def test_a_call_to_a_production_server_over_plain_http_says_to_sign_for_https(tmp_path):
+    """Without X-Forwarded-Proto: https, the server redirects to https, which its plain-HTTP port cannot speak."""
+    port = free_port()
+    # As make serve has it: this machine's address, with an https BASE_URL.
+    env = production_env(f"sqlite:///{tmp_path}/production.sqlite3") | {"BASE_URL": f"https://127.0.0.1:{port}"}
+    server = Server(env, port=port).start()
+    try:
+        call = subprocess.run(
+            [sys.executable, "manage.py", "call", "--url", server.url, "--keys", "1"],
+            cwd=ROOT,
+            env=development_env(f"sqlite:///{tmp_path}/development.sqlite3") | {"DEBUG": "true"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        server.stop()
+    assert call.returncode == 1
+    assert f"{server.url} redirected the call to https" in call.stderr
+    assert "Give --base-url its https BASE_URL" in call.stderr and "make call-served" in call.stderr
