@@ -66,7 +66,7 @@ class Environment:
     def text(name: str, default: str = "") -> str:
         return os.environ.get(name, "").strip() or default
 
-    def bool(self, name: str, default: bool) -> bool:
+    def flag(self, name: str, default: bool) -> bool:
         value = os.environ.get(name, "").strip().lower()
         if not value:
             return default
@@ -77,7 +77,7 @@ class Environment:
         self.problem(f"{name} must be true or false, not {value!r}", name=name)
         return default
 
-    def int(self, name: str, default: int, *, minimum: int = 0, maximum: int | None = None) -> int:
+    def number(self, name: str, default: int, *, minimum: int = 0) -> int:
         value = os.environ.get(name, "").strip()
         if not value:
             return default
@@ -89,9 +89,6 @@ class Environment:
         if number < minimum:
             self.problem(f"{name} must be at least {minimum}, not {number}", name=name)
             return default
-        if maximum is not None and number > maximum:
-            self.problem(f"{name} must be at most {maximum}, not {number}", name=name)
-            return default
         return number
 
     def port(self, name: str, default: int) -> int:
@@ -99,7 +96,7 @@ class Environment:
         if value.isdigit() and value.isascii() and not 1 <= int(value) <= 65535:
             self.problem(f"{name} must be a port number (1 to 65535), not {int(value)}", name=name)
             return default
-        return self.int(name, default, minimum=1)
+        return self.number(name, default, minimum=1)
 
     def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
         """One of choices, in any case ("info" is INFO)."""

@@ -47,7 +47,7 @@ OPERATOR_COMMANDS = frozenset(
 OPERATOR_COMMAND = Path(sys.argv[0]).name == "manage.py" and sys.argv[1:2] != [] and sys.argv[1] in OPERATOR_COMMANDS
 
 
-DEBUG = _env.bool("DEBUG", False)
+DEBUG = _env.flag("DEBUG", False)
 
 # The port gunicorn serves on (gunicorn.conf.py), and `make run`'s; the development BASE_URL follows it.
 PORT = _env.port("PORT", 3001)
@@ -141,7 +141,7 @@ try:
         # Reusing connections saves a connect per webhook; health checks make
         # a connection dropped by the server a retry, not a failed call (on
         # PostgreSQL without a round trip: myibot/postgresql).
-        conn_max_age=_env.int("CONN_MAX_AGE", 600),
+        conn_max_age=_env.number("CONN_MAX_AGE", 600),
         conn_health_checks=True,
     )
 except ValueError:
@@ -158,17 +158,17 @@ DATABASES = {"default": _database}
 # and no one statement, lock wait or connect may take longer than these, so
 # that even the last query started before the deadline ends well inside 15 s
 # and a blocked step rolls back and answers the calm apology in time.
-WEBHOOK_DEADLINE_SECONDS = _env.int("WEBHOOK_DEADLINE_SECONDS", 10, minimum=1)
-DB_LOCK_TIMEOUT_MS = _env.int("DB_LOCK_TIMEOUT_MS", 3000)
-DB_STATEMENT_TIMEOUT_MS = _env.int("DB_STATEMENT_TIMEOUT_MS", 4000)
-DB_CONNECT_TIMEOUT = _env.int("DB_CONNECT_TIMEOUT", 3, minimum=2)
+WEBHOOK_DEADLINE_SECONDS = _env.number("WEBHOOK_DEADLINE_SECONDS", 10, minimum=1)
+DB_LOCK_TIMEOUT_MS = _env.number("DB_LOCK_TIMEOUT_MS", 3000)
+DB_STATEMENT_TIMEOUT_MS = _env.number("DB_STATEMENT_TIMEOUT_MS", 4000)
+DB_CONNECT_TIMEOUT = _env.number("DB_CONNECT_TIMEOUT", 3, minimum=2)
 # Named prepared statements: PostgreSQL parses and plans a step's queries once
 # per connection instead of on every webhook, about a fifth of a menu step
 # (docs/PERFORMANCE.md). Right when connecting straight to PostgreSQL, as `fly
 # postgres attach` does. A pooler in transaction mode in between must track
 # them (PgBouncer 1.21 or later with max_prepared_statements above 0); behind
 # any other, set false, or queries fail with "prepared statement does not exist".
-DB_PREPARED_STATEMENTS = _env.bool("DB_PREPARED_STATEMENTS", True)
+DB_PREPARED_STATEMENTS = _env.flag("DB_PREPARED_STATEMENTS", True)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # Django's backend, with a health check that asks the socket, not the server (myibot/postgresql).
     DATABASES["default"]["ENGINE"] = "myibot.postgresql"
@@ -244,7 +244,7 @@ SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 if not DEBUG:
     SECURE_SSL_REDIRECT = True
     SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
-    SECURE_HSTS_SECONDS = _env.int("SECURE_HSTS_SECONDS", 31536000)
+    SECURE_HSTS_SECONDS = _env.number("SECURE_HSTS_SECONDS", 31536000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
     SESSION_COOKIE_SECURE = True
@@ -269,7 +269,7 @@ AXES_CLIENT_IP_CALLABLE = "myibot.client_ip.client_ip"
 # else a client can send it, and a new address with every try would never be locked. So it
 # is believed only behind Fly, whose machines have FLY_APP_NAME.
 ON_FLY = bool(os.environ.get("FLY_APP_NAME", "").strip())
-TRUST_FLY_CLIENT_IP = _env.bool("TRUST_FLY_CLIENT_IP", ON_FLY)
+TRUST_FLY_CLIENT_IP = _env.flag("TRUST_FLY_CLIENT_IP", ON_FLY)
 # Axes stores a failed login's form data with the password always masked, and
 # masks the username and address in its log lines (its defaults, kept).
 # Not verbose: no "AXES: BEGIN" line on every manage.py command; failures and lockouts are still logged.
@@ -294,7 +294,7 @@ for _code, (_voice, _locale) in IVR_VOICES.items():
         _env.problem(f"IVR_LOCALE_{_code.upper()} must be a locale of {_code}, such as {_code}-US, not {_locale!r}")
     elif _problem := voice_problem(_voice, _locale):
         _env.problem(f"IVR_VOICE_{_code.upper()}: {_problem}")
-IVR_GATHER_TIMEOUT = _env.int("IVR_GATHER_TIMEOUT", 8, minimum=6)
+IVR_GATHER_TIMEOUT = _env.number("IVR_GATHER_TIMEOUT", 8, minimum=6)
 
 # Identity. Numbers operators type without a country code ("202-623-0001")
 # are read as numbers of this region (an ISO 3166 code, as phonenumbers takes it).
@@ -317,28 +317,28 @@ if _staff := os.environ.get("STAFF_PHONE_NUMBER", "").strip():
         _env.problem(f"STAFF_PHONE_NUMBER must be a phone number such as +12025550100, not {_staff!r}")
     else:
         STAFF_PHONE_NUMBER = phonenumbers.format_number(_staff_number, phonenumbers.PhoneNumberFormat.E164)
-STAFF_CALL_MINUTES = _env.int("STAFF_CALL_MINUTES", 10, minimum=1)
+STAFF_CALL_MINUTES = _env.number("STAFF_CALL_MINUTES", 10, minimum=1)
 # Registration by phone: at most this many accounts from one personal number in a day (TIME_ZONE),
 # and this many across the service in an hour; shared lines and withheld numbers only the second.
-REGISTRATIONS_PER_LINE_PER_DAY = _env.int("REGISTRATIONS_PER_LINE_PER_DAY", 3, minimum=1)
-REGISTRATIONS_PER_HOUR = _env.int("REGISTRATIONS_PER_HOUR", 60, minimum=1)
+REGISTRATIONS_PER_LINE_PER_DAY = _env.number("REGISTRATIONS_PER_LINE_PER_DAY", 3, minimum=1)
+REGISTRATIONS_PER_HOUR = _env.number("REGISTRATIONS_PER_HOUR", 60, minimum=1)
 # A registration nobody verified is released after this many days, freeing its member ID.
-REGISTRATION_VERIFY_DAYS = _env.int("REGISTRATION_VERIFY_DAYS", 14, minimum=1)
+REGISTRATION_VERIFY_DAYS = _env.number("REGISTRATION_VERIFY_DAYS", 14, minimum=1)
 # Failed sign-ins across the whole service in one minute above which PIN-only
 # entry is suspended for 15 minutes (a spray of one guess on many accounts).
-SIGN_IN_SPRAY_PER_MINUTE = _env.int("SIGN_IN_SPRAY_PER_MINUTE", 30, minimum=1)
+SIGN_IN_SPRAY_PER_MINUTE = _env.number("SIGN_IN_SPRAY_PER_MINUTE", 30, minimum=1)
 
 # Money and codes.
-TRANSFER_LIMIT_DOLLARS = _env.int("TRANSFER_LIMIT_DOLLARS", 500, minimum=1)
+TRANSFER_LIMIT_DOLLARS = _env.number("TRANSFER_LIMIT_DOLLARS", 500, minimum=1)
 # The most one account may send in a calendar day in TIME_ZONE, over submitted and settled transfers.
-DAILY_TRANSFER_LIMIT_DOLLARS = _env.int("DAILY_TRANSFER_LIMIT_DOLLARS", 1000, minimum=1)
+DAILY_TRANSFER_LIMIT_DOLLARS = _env.number("DAILY_TRANSFER_LIMIT_DOLLARS", 1000, minimum=1)
 # An operator's deposit above this needs --confirm: a typo must not cost real money.
-DEPOSIT_CONFIRM_DOLLARS = _env.int("DEPOSIT_CONFIRM_DOLLARS", 1000, minimum=1)
+DEPOSIT_CONFIRM_DOLLARS = _env.number("DEPOSIT_CONFIRM_DOLLARS", 1000, minimum=1)
 # No operator's deposit may be more than this, --confirm or not: a balance callers hear stays a sum one
 # deposit could make (an extra digit typed is refused, not spoken back as a ten-digit balance).
-DEPOSIT_MAX_DOLLARS = _env.int("DEPOSIT_MAX_DOLLARS", 10_000, minimum=1)
-CONFIRMATION_CODE_TTL_DAYS = _env.int("CONFIRMATION_CODE_TTL_DAYS", 30, minimum=1)
-CALL_SESSION_MAX_IDLE_MINUTES = _env.int("CALL_SESSION_MAX_IDLE_MINUTES", 120, minimum=1)
+DEPOSIT_MAX_DOLLARS = _env.number("DEPOSIT_MAX_DOLLARS", 10_000, minimum=1)
+CONFIRMATION_CODE_TTL_DAYS = _env.number("CONFIRMATION_CODE_TTL_DAYS", 30, minimum=1)
+CALL_SESSION_MAX_IDLE_MINUTES = _env.number("CALL_SESSION_MAX_IDLE_MINUTES", 120, minimum=1)
 
 # Prometheus metrics for Fly's scraper (docs/METRICS.md): gunicorn's master
 # serves them on this port; empty turns them off. Never the public port, which
