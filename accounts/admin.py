@@ -1,7 +1,7 @@
 """Django admin for operators: look callers up, lift locks, decide transfers, verify codes.
 
 Money never changes here by editing a number: balances and ledger entries are
-read-only, and settling or rejecting goes through accounts.services, which
+read-only, and settling or rejecting goes through accounts.ledger, which
 writes the reversing entry a rejection needs. PIN and code hashes are never shown.
 
 Every action that changes state needs the model's change permission (a

@@ -5,8 +5,10 @@ from __future__ import annotations
 import re
 from decimal import Decimal, InvalidOperation
 
-# "100", "12.5", "12.50": dollars with at most two decimals, nothing else.
-_DOLLARS = re.compile(r"[0-9]{1,9}(\.[0-9]{1,2})?", re.ASCII)
+# "100", "12.5", "12.50", "10,000": dollars with at most two decimals, nothing else. Any size: too large
+# is for the caller to say (DEPOSIT_MAX_DOLLARS), not "not an amount". A hundred digits at most, beyond
+# anything a person types and within what Python will turn into text again.
+_DOLLARS = re.compile(r"([0-9]{1,100}|[0-9]{1,3}(,[0-9]{3}){1,33})(\.[0-9]{1,2})?", re.ASCII)
 
 
 def parse_dollars(text: str) -> int:
@@ -17,7 +19,7 @@ def parse_dollars(text: str) -> int:
     if not _DOLLARS.fullmatch(text):
         raise ValueError(f"not an amount in dollars: {text!r} (use 100 or 12.50)")
     try:
-        return int(Decimal(text) * 100)
+        return int(Decimal(text.replace(",", "")) * 100)
     except InvalidOperation:  # pragma: no cover - the pattern admits only valid decimals
         raise ValueError(f"not an amount in dollars: {text!r}") from None
 

@@ -34,6 +34,13 @@ class TransferLimitExceeded(AccountsError):
 
 
 @dataclass
+class DepositTooLarge(AccountsError):
+    """More than DEPOSIT_MAX_DOLLARS: a typo (a digit too many), refused whatever --confirm says."""
+
+    limit_cents: int
+
+
+@dataclass
 class DailyLimitReached(AccountsError):
     """More than the account may still send today (in TIME_ZONE): room_cents is what is left."""
 

@@ -132,8 +132,10 @@ def registration_reject(*, member_id: str) -> Account:
         raise NotPending
     if account.balance_cents or LedgerEntry.objects.filter(account=account).exists():
         raise HoldsMoney
+    # Its number, before deleting the row takes it away. INFO: an operator's act, which their command summarises.
+    removed = account.pk
     _remove(account)
-    logger.warning("registration rejected by operator: account=%s", account.pk)
+    logger.info("registration rejected by operator: account=%s", removed)
     return account
 
 

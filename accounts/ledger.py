@@ -23,6 +23,7 @@ from accounts.errors import (
     AccountNotVerified,
     AlreadyCorrected,
     DailyLimitReached,
+    DepositTooLarge,
     IdempotencyConflict,
     InsufficientFunds,
     InvalidAmount,
@@ -38,7 +39,7 @@ from accounts.models import (
     Recipient,
     Transfer,
 )
-from accounts.selectors import daily_limit_cents, daily_room_cents, transfer_limit_cents
+from accounts.selectors import daily_limit_cents, daily_room_cents, deposit_limit_cents, transfer_limit_cents
 
 logger = logging.getLogger(__name__)
 
@@ -51,11 +52,25 @@ class TransferReceipt:
     code: str | None
 
 
-@transaction.atomic
-def deposit(*, account: Account, amount_cents: int, now: datetime | None = None, by_card: bool = False) -> LedgerEntry:
-    """Credit an account, as a ledger entry: an operator's deposit, or a family's card deposit (by_card)."""
+def deposit_check(*, amount_cents: int) -> None:
+    """Refuse an amount no operator's deposit may be, before the operator is asked to confirm it."""
     if amount_cents <= 0:
         raise InvalidAmount
+    if amount_cents > deposit_limit_cents():
+        raise DepositTooLarge(limit_cents=deposit_limit_cents())
+
+
+@transaction.atomic
+def deposit(*, account: Account, amount_cents: int, now: datetime | None = None, by_card: bool = False) -> LedgerEntry:
+    """Credit an account, as a ledger entry: an operator's deposit, or a family's card deposit (by_card).
+
+    A card deposit is bounded by the deposit line's own limits before the card is charged
+    (payments); once charged it is always credited, so DEPOSIT_MAX_DOLLARS is not checked again.
+    """
+    if by_card and amount_cents <= 0:
+        raise InvalidAmount
+    if not by_card:
+        deposit_check(amount_cents=amount_cents)
     Account.objects.select_for_update().filter(pk=account.pk).get()
     kind = LedgerEntry.Kind.CARD if by_card else LedgerEntry.Kind.DEPOSIT
     entry = LedgerEntry.objects.create(
@@ -196,7 +211,8 @@ def _take_back(entry: LedgerEntry, *, deposit_kind: str, kind: str, now: datetim
         created=now or timezone.now(),
     )
     Account.objects.filter(pk=entry.account_id).update(balance_cents=F("balance_cents") - entry.amount_cents)
-    logger.warning(
+    # INFO, as the deposit it takes back: an operator's everyday act, which their command summarises itself.
+    logger.info(
         "%s: entry=%s taken back by entry=%s account=%s cents=%s",
         LedgerEntry.Kind(kind).label.lower(),
         entry.pk,

@@ -204,6 +204,8 @@ class SignInSpray(models.Model):
     failures = models.PositiveIntegerField(help_text="failed sign-ins in the minute that started it")
 
     class Meta:
+        # "Sign-in sprays" in the admin, as the README and the dashboard say, not Django's "Sign in sprays".
+        verbose_name = "sign-in spray"
         constraints = [
             models.CheckConstraint(
                 condition=Q(until__gt=models.F("started")), name="accounts_signinspray_ends_after_start"

@@ -32,6 +32,11 @@ def transfer_limit_cents() -> int:
     return settings.TRANSFER_LIMIT_DOLLARS * 100
 
 
+def deposit_limit_cents() -> int:
+    """The most an operator's deposit may be (DEPOSIT_MAX_DOLLARS)."""
+    return settings.DEPOSIT_MAX_DOLLARS * 100
+
+
 def daily_limit_cents() -> int:
     return settings.DAILY_TRANSFER_LIMIT_DOLLARS * 100
 

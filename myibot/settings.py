@@ -1,8 +1,9 @@
 """MyiBot settings, read from the environment (README, Configuration).
 
 Safe by default: DEBUG is off, and with DEBUG off every secret must be set or
-start-up stops with a message naming the missing variable. With DEBUG on,
-insecure development values stand in, with a warning.
+start-up stops. Every missing or invalid variable is named at once, one line
+each (myibot/environment.py), not one per attempt. With DEBUG on, insecure
+development values stand in for the secrets, with a warning.
 """
 
 from __future__ import annotations
@@ -13,65 +14,17 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import dj_database_url
 import phonenumbers
 from django.core.exceptions import ImproperlyConfigured
 
 from myibot import languages
+from myibot.environment import Environment
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-
-def envbool(name: str, default: bool) -> bool:
-    value = os.environ.get(name, "").strip().lower()
-    if not value:
-        return default
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off"):
-        return False
-    raise ImproperlyConfigured(f"{name} must be true or false, not {value!r}")
-
-
-def envint(name: str, default: int, *, minimum: int = 0) -> int:
-    value = os.environ.get(name, "").strip()
-    if not value:
-        return default
-    try:
-        number = int(value)
-    except ValueError:
-        raise ImproperlyConfigured(f"{name} must be a whole number, not {value!r}") from None
-    if number < minimum:
-        raise ImproperlyConfigured(f"{name} must be at least {minimum}")
-    return number
-
-
-def envzone(name: str, default: str) -> str:
-    """An IANA time zone name that this machine's zone database holds (checked now, not on the first call)."""
-    value = os.environ.get(name, "").strip() or default
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ImproperlyConfigured(
-            f"{name} must be an IANA time zone such as America/New_York or UTC, not {value!r}"
-        ) from None
-    return value
-
-
-def envsecret(name: str, development_value: str) -> str:
-    """A required secret; with DEBUG on, a development value stands in with a warning."""
-    value = os.environ.get(name, "").strip()
-    if value:
-        return value
-    if not DEBUG:
-        raise ImproperlyConfigured(f"{name} is required when DEBUG is off; set it in the environment")
-    _development_stand_ins.append(name)
-    return development_value
-
-
-_development_stand_ins: list[str] = []
+_env = Environment()
 
 # An operator's management command (deposit, unlock...) prints its own summary
 # and nothing else: no development warning, no log lines below WARNING. The
@@ -87,29 +40,34 @@ OPERATOR_COMMANDS = frozenset(
         "add_shared_line",
         "remove_shared_line",
         "purge_call_sessions",
-        # And the set-up steps `make run` takes before the server, which warns once itself.
+        # And the set-up steps `make run` and `make serve` take before the server, which warns once itself.
         "migrate",
         "catalogue",
+        "collectstatic",
     }
 )
 OPERATOR_COMMAND = Path(sys.argv[0]).name == "manage.py" and sys.argv[1:2] != [] and sys.argv[1] in OPERATOR_COMMANDS
 
 
-DEBUG = envbool("DEBUG", False)
+DEBUG = _env.flag("DEBUG", False)
 
-SECRET_KEY = envsecret("SECRET_KEY", "dev-insecure-secret-key-do-not-use-in-production")
-TWILIO_AUTH_TOKEN = envsecret("TWILIO_AUTH_TOKEN", "dev-twilio-auth-token")
-BASE_URL = envsecret("BASE_URL", "http://127.0.0.1:3001").rstrip("/")
+# The port gunicorn serves on (gunicorn.conf.py), and `make run`'s; the development BASE_URL follows it.
+PORT = _env.port("PORT", 3001)
+
+_development_stand_ins: list[str] = []
+
+
+def _secret(name: str, development_value: str) -> str:
+    return _env.secret(name, debug=DEBUG, development_value=development_value, stand_ins=_development_stand_ins)
+
+
+SECRET_KEY = _secret("SECRET_KEY", "dev-insecure-secret-key-do-not-use-in-production")
+TWILIO_AUTH_TOKEN = _secret("TWILIO_AUTH_TOKEN", "dev-twilio-auth-token")
+# With DEBUG on, the server `make run PORT=...` starts, on this machine only.
+BASE_URL = _secret("BASE_URL", f"http://127.0.0.1:{PORT}").rstrip("/")
 # Mixed into every PIN and confirmation code before hashing; it lives outside
 # the database so that a stolen database alone does not give up 4-digit PINs.
-PIN_PEPPER = envsecret("PIN_PEPPER", "dev-pin-pepper")
-# Once: runserver's autoreloader imports the settings again in its child (RUN_MAIN).
-if _development_stand_ins and not OPERATOR_COMMAND and os.environ.get("RUN_MAIN") != "true":
-    # Logging is not configured yet; this is the one place settings speak.
-    sys.stderr.write(
-        f"WARNING: DEBUG is on and {', '.join(_development_stand_ins)} not set: "
-        "insecure development values stand in. Never run like this in production.\n"
-    )
+PIN_PEPPER = _secret("PIN_PEPPER", "dev-pin-pepper")
 
 # Twilio webhook signatures beyond TWILIO_AUTH_TOKEN (docs/TWILIO.md). Optional, empty when unused.
 # A second Auth Token accepted beside TWILIO_AUTH_TOKEN, only while the token is rotated.
@@ -118,12 +76,14 @@ TWILIO_SECONDARY_AUTH_TOKEN = os.environ.get("TWILIO_SECONDARY_AUTH_TOKEN", "").
 TWILIO_WEBHOOK_SHARED_KEY = os.environ.get("TWILIO_WEBHOOK_SHARED_KEY", "").strip()
 
 _base = urlsplit(BASE_URL)
-if _base.scheme not in ("http", "https") or not _base.hostname:
-    raise ImproperlyConfigured(f"BASE_URL must be an origin like https://myibot.fly.dev, not {BASE_URL!r}")
-if _base.path or _base.query:
-    raise ImproperlyConfigured("BASE_URL must be an origin only, without a path")
+if BASE_URL and (_base.scheme not in ("http", "https") or not _base.hostname):
+    _env.problem(f"BASE_URL must be an origin like https://myibot.fly.dev, not {BASE_URL!r}")
+elif _base.path or _base.query:
+    _env.problem(f"BASE_URL must be an origin only, without a path, not {BASE_URL!r}")
 
-ALLOWED_HOSTS = [host.strip() for host in os.environ.get("ALLOWED_HOSTS", _base.hostname).split(",") if host.strip()]
+ALLOWED_HOSTS = [
+    host.strip() for host in os.environ.get("ALLOWED_HOSTS", _base.hostname or "").split(",") if host.strip()
+]
 if DEBUG:
     ALLOWED_HOSTS += ["127.0.0.1", "localhost", "testserver"]
 CSRF_TRUSTED_ORIGINS = [BASE_URL]
@@ -149,6 +109,8 @@ MIDDLEWARE = [
     # First, so that Fly's plain-HTTP health check is answered before the
     # SSL redirect and the ALLOWED_HOSTS check (the check uses the machine's IP).
     "myibot.health.HealthCheckMiddleware",
+    # Then a host that is not ours: 403 with the reason, as a bad signature is, not a 400 and a traceback.
+    "myibot.hosts.AllowedHostMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -179,32 +141,41 @@ TEMPLATES = [
     },
 ]
 
-DATABASES = {
-    "default": dj_database_url.config(
-        default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
+_database_url = _env.text("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
+try:
+    _database = dj_database_url.parse(
+        _database_url,
         # Reusing connections saves a connect per webhook; health checks make
         # a connection dropped by the server a retry, not a failed call (on
         # PostgreSQL without a round trip: myibot/postgresql).
-        conn_max_age=envint("CONN_MAX_AGE", 600),
+        conn_max_age=_env.number("CONN_MAX_AGE", 600),
         conn_health_checks=True,
     )
-}
+except ValueError:
+    # Only the scheme is shown: the rest of the URL may hold the database's password.
+    _scheme = _database_url.partition("://")[0] if "://" in _database_url else ""
+    _env.problem(
+        "DATABASE_URL must be a database URL such as postgres://USER:PASSWORD@HOST:5432/NAME or "
+        f"sqlite:///PATH, not one with the scheme {_scheme!r}"
+    )
+    _database = dj_database_url.parse(f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
+DATABASES = {"default": _database}
 # Twilio waits 15 s for a webhook's whole answer (docs/TIME_BUDGET.md). A step
 # stops starting queries after WEBHOOK_DEADLINE_SECONDS (ivr/decorators.py),
 # and no one statement, lock wait or connect may take longer than these, so
 # that even the last query started before the deadline ends well inside 15 s
 # and a blocked step rolls back and answers the calm apology in time.
-WEBHOOK_DEADLINE_SECONDS = envint("WEBHOOK_DEADLINE_SECONDS", 10, minimum=1)
-DB_LOCK_TIMEOUT_MS = envint("DB_LOCK_TIMEOUT_MS", 3000)
-DB_STATEMENT_TIMEOUT_MS = envint("DB_STATEMENT_TIMEOUT_MS", 4000)
-DB_CONNECT_TIMEOUT = envint("DB_CONNECT_TIMEOUT", 3, minimum=2)
+WEBHOOK_DEADLINE_SECONDS = _env.number("WEBHOOK_DEADLINE_SECONDS", 10, minimum=1)
+DB_LOCK_TIMEOUT_MS = _env.number("DB_LOCK_TIMEOUT_MS", 3000)
+DB_STATEMENT_TIMEOUT_MS = _env.number("DB_STATEMENT_TIMEOUT_MS", 4000)
+DB_CONNECT_TIMEOUT = _env.number("DB_CONNECT_TIMEOUT", 3, minimum=2)
 # Named prepared statements: PostgreSQL parses and plans a step's queries once
 # per connection instead of on every webhook, about a fifth of a menu step
 # (docs/PERFORMANCE.md). Right when connecting straight to PostgreSQL, as `fly
 # postgres attach` does. A pooler in transaction mode in between must track
 # them (PgBouncer 1.21 or later with max_prepared_statements above 0); behind
 # any other, set false, or queries fail with "prepared statement does not exist".
-DB_PREPARED_STATEMENTS = envbool("DB_PREPARED_STATEMENTS", True)
+DB_PREPARED_STATEMENTS = _env.flag("DB_PREPARED_STATEMENTS", True)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # Django's backend, with a health check that asks the socket, not the server (myibot/postgresql).
     DATABASES["default"]["ENGINE"] = "myibot.postgresql"
@@ -258,7 +229,7 @@ AUTH_PASSWORD_VALIDATORS = [
 LANGUAGE_CODE = "en-us"
 # The service's own clock: the dates callers hear, "today" for the daily limits, the dashboard's hours
 # and days (myibot/local_time.py). The database keeps UTC (USE_TZ); only what people read is local.
-TIME_ZONE = envzone("TIME_ZONE", "America/New_York")
+TIME_ZONE = _env.zone("TIME_ZONE", "America/New_York")
 USE_I18N = True
 USE_TZ = True
 
@@ -280,7 +251,7 @@ SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 if not DEBUG:
     SECURE_SSL_REDIRECT = True
     SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
-    SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", 31536000)
+    SECURE_HSTS_SECONDS = _env.number("SECURE_HSTS_SECONDS", 31536000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
     SESSION_COOKIE_SECURE = True
@@ -305,7 +276,7 @@ AXES_CLIENT_IP_CALLABLE = "myibot.client_ip.client_ip"
 # else a client can send it, and a new address with every try would never be locked. So it
 # is believed only behind Fly, whose machines have FLY_APP_NAME.
 ON_FLY = bool(os.environ.get("FLY_APP_NAME", "").strip())
-TRUST_FLY_CLIENT_IP = envbool("TRUST_FLY_CLIENT_IP", ON_FLY)
+TRUST_FLY_CLIENT_IP = _env.flag("TRUST_FLY_CLIENT_IP", ON_FLY)
 # Axes stores a failed login's form data with the password always masked, and
 # masks the username and address in its log lines (its defaults, kept).
 # Not verbose: no "AXES: BEGIN" line on every manage.py command; failures and lockouts are still logged.
@@ -317,7 +288,11 @@ AXES_VERBOSE = False
 # give a record (start-up stops if a voice does not speak its locale). Every
 # sentence a caller hears goes through gettext; each language but English has
 # its catalogue, locale/<code>/LC_MESSAGES/django.po.
-CALLER_LANGUAGES = languages.configured(os.environ)
+try:
+    CALLER_LANGUAGES = languages.configured(os.environ)
+except ImproperlyConfigured as _problem:
+    _env.problem(str(_problem))
+    CALLER_LANGUAGES = {language.code: language for language in languages.RECORDS}
 LANGUAGES = [(code, language.name) for code, language in CALLER_LANGUAGES.items()]
 LOCALE_PATHS = [BASE_DIR / "locale"]
 IVR_LANGUAGES = [code.strip().lower() for code in os.environ.get("IVR_LANGUAGES", "en,es").split(",") if code.strip()]
@@ -326,22 +301,18 @@ if (
     or len(set(IVR_LANGUAGES)) != len(IVR_LANGUAGES)
     or not set(IVR_LANGUAGES) <= set(CALLER_LANGUAGES)
 ):
-    raise ImproperlyConfigured(
-        f"IVR_LANGUAGES must list some of {', '.join(CALLER_LANGUAGES)} once each, in menu order, e.g. en,es"
-    )
-IVR_GATHER_TIMEOUT = envint("IVR_GATHER_TIMEOUT", 8, minimum=6)
+    _env.problem(f"IVR_LANGUAGES must list some of {', '.join(CALLER_LANGUAGES)} once each, in menu order, e.g. en,es")
+IVR_GATHER_TIMEOUT = _env.number("IVR_GATHER_TIMEOUT", 8, minimum=6)
 
 # Identity. Numbers operators type without a country code ("202-623-0001")
 # are read as numbers of this region (an ISO 3166 code, as phonenumbers takes it).
 PHONE_REGION = os.environ.get("PHONE_REGION", "US").strip().upper()
 if PHONE_REGION not in phonenumbers.SUPPORTED_REGIONS:
-    raise ImproperlyConfigured(f"PHONE_REGION must be a region code such as US or MX, not {PHONE_REGION!r}")
+    _env.problem(f"PHONE_REGION must be a region code such as US or MX, not {PHONE_REGION!r}")
 # Which caller IDs open PIN-only sign-in and become home numbers (ivr/caller_id.py):
 # "attested", only those the carrier vouches for (StirVerstat=TN-Validation-Passed-A);
 # "unless-failed", any valid number whose STIR/SHAKEN validation did not fail (version 2).
-CALLER_ID_TRUST = os.environ.get("CALLER_ID_TRUST", "attested").strip().lower()
-if CALLER_ID_TRUST not in ("attested", "unless-failed"):
-    raise ImproperlyConfigured(f"CALLER_ID_TRUST must be attested or unless-failed, not {CALLER_ID_TRUST!r}")
+CALLER_ID_TRUST = _env.choice("CALLER_ID_TRUST", "attested", ("attested", "unless-failed"))
 # The service's own staff line: when set, 0 (help) at any prompt offers to
 # connect to it ("To talk to staff, press 0 again"), for at most STAFF_CALL_MINUTES.
 STAFF_PHONE_NUMBER = ""
@@ -351,56 +322,55 @@ if _staff := os.environ.get("STAFF_PHONE_NUMBER", "").strip():
     except phonenumbers.NumberParseException:
         _staff_number = None
     if _staff_number is None or not phonenumbers.is_possible_number(_staff_number):
-        raise ImproperlyConfigured(f"STAFF_PHONE_NUMBER must be a phone number such as +12025550100, not {_staff!r}")
-    STAFF_PHONE_NUMBER = phonenumbers.format_number(_staff_number, phonenumbers.PhoneNumberFormat.E164)
-STAFF_CALL_MINUTES = envint("STAFF_CALL_MINUTES", 10, minimum=1)
+        _env.problem(f"STAFF_PHONE_NUMBER must be a phone number such as +12025550100, not {_staff!r}")
+    else:
+        STAFF_PHONE_NUMBER = phonenumbers.format_number(_staff_number, phonenumbers.PhoneNumberFormat.E164)
+STAFF_CALL_MINUTES = _env.number("STAFF_CALL_MINUTES", 10, minimum=1)
 # Registration by phone: at most this many accounts from one personal number in a day (TIME_ZONE),
 # and this many across the service in an hour; shared lines and withheld numbers only the second.
-REGISTRATIONS_PER_LINE_PER_DAY = envint("REGISTRATIONS_PER_LINE_PER_DAY", 3, minimum=1)
-REGISTRATIONS_PER_HOUR = envint("REGISTRATIONS_PER_HOUR", 60, minimum=1)
+REGISTRATIONS_PER_LINE_PER_DAY = _env.number("REGISTRATIONS_PER_LINE_PER_DAY", 3, minimum=1)
+REGISTRATIONS_PER_HOUR = _env.number("REGISTRATIONS_PER_HOUR", 60, minimum=1)
 # A registration nobody verified is released after this many days, freeing its member ID.
-REGISTRATION_VERIFY_DAYS = envint("REGISTRATION_VERIFY_DAYS", 14, minimum=1)
+REGISTRATION_VERIFY_DAYS = _env.number("REGISTRATION_VERIFY_DAYS", 14, minimum=1)
 # Failed sign-ins across the whole service in one minute above which PIN-only
 # entry is suspended for 15 minutes (a spray of one guess on many accounts).
-SIGN_IN_SPRAY_PER_MINUTE = envint("SIGN_IN_SPRAY_PER_MINUTE", 30, minimum=1)
+SIGN_IN_SPRAY_PER_MINUTE = _env.number("SIGN_IN_SPRAY_PER_MINUTE", 30, minimum=1)
 
 # Money and codes.
-TRANSFER_LIMIT_DOLLARS = envint("TRANSFER_LIMIT_DOLLARS", 500, minimum=1)
+TRANSFER_LIMIT_DOLLARS = _env.number("TRANSFER_LIMIT_DOLLARS", 500, minimum=1)
 # The most one account may send in a calendar day in TIME_ZONE, over submitted and settled transfers.
-DAILY_TRANSFER_LIMIT_DOLLARS = envint("DAILY_TRANSFER_LIMIT_DOLLARS", 1000, minimum=1)
+DAILY_TRANSFER_LIMIT_DOLLARS = _env.number("DAILY_TRANSFER_LIMIT_DOLLARS", 1000, minimum=1)
 # An operator's deposit above this needs --confirm: a typo must not cost real money.
-DEPOSIT_CONFIRM_DOLLARS = envint("DEPOSIT_CONFIRM_DOLLARS", 1000, minimum=1)
-CONFIRMATION_CODE_TTL_DAYS = envint("CONFIRMATION_CODE_TTL_DAYS", 30, minimum=1)
+DEPOSIT_CONFIRM_DOLLARS = _env.number("DEPOSIT_CONFIRM_DOLLARS", 1000, minimum=1)
+# No operator's deposit may be more than this, --confirm or not: a balance callers hear stays a sum one
+# deposit could make (an extra digit typed is refused, not spoken back as a ten-digit balance).
+DEPOSIT_MAX_DOLLARS = _env.number("DEPOSIT_MAX_DOLLARS", 10_000, minimum=1)
+CONFIRMATION_CODE_TTL_DAYS = _env.number("CONFIRMATION_CODE_TTL_DAYS", 30, minimum=1)
+CALL_SESSION_MAX_IDLE_MINUTES = _env.number("CALL_SESSION_MAX_IDLE_MINUTES", 120, minimum=1)
 
 # The deposit line: families pay by card through Twilio <Pay>, no fee (docs/DEPOSITS.md).
 # The most one card deposit may be, and the most card deposits to one member in a day (TIME_ZONE).
-DEPOSIT_CARD_MAX_DOLLARS = envint("DEPOSIT_CARD_MAX_DOLLARS", 200, minimum=1)
-DAILY_DEPOSIT_LIMIT_DOLLARS = envint("DAILY_DEPOSIT_LIMIT_DOLLARS", 500, minimum=1)
+DEPOSIT_CARD_MAX_DOLLARS = _env.number("DEPOSIT_CARD_MAX_DOLLARS", 200, minimum=1)
+DAILY_DEPOSIT_LIMIT_DOLLARS = _env.number("DAILY_DEPOSIT_LIMIT_DOLLARS", 500, minimum=1)
 # Against card testing and member-ID probing: member-ID lookups and <Pay> attempts from one caller
 # number in a day (every withheld number shares one bucket), and across the service in an hour.
-DEPOSIT_ATTEMPTS_PER_LINE_PER_DAY = envint("DEPOSIT_ATTEMPTS_PER_LINE_PER_DAY", 5, minimum=1)
-DEPOSIT_ATTEMPTS_PER_HOUR = envint("DEPOSIT_ATTEMPTS_PER_HOUR", 200, minimum=1)
+DEPOSIT_ATTEMPTS_PER_LINE_PER_DAY = _env.number("DEPOSIT_ATTEMPTS_PER_LINE_PER_DAY", 5, minimum=1)
+DEPOSIT_ATTEMPTS_PER_HOUR = _env.number("DEPOSIT_ATTEMPTS_PER_HOUR", 200, minimum=1)
 # The Twilio Pay connector (Stripe) that charges the card, by its name in Twilio's console.
 PAY_CONNECTOR = os.environ.get("PAY_CONNECTOR", "").strip() or "Default"
 # Only refund_card_deposit and reconcile_card_deposits use it (Twilio's connector charges); unset, they refuse.
 STRIPE_SECRET_KEY = os.environ.get("STRIPE_SECRET_KEY", "").strip()
 # The deposit line's number may sit on a PCI subaccount, which signs with its own token.
 TWILIO_DEPOSIT_AUTH_TOKEN = os.environ.get("TWILIO_DEPOSIT_AUTH_TOKEN", "").strip() or TWILIO_AUTH_TOKEN
-CALL_SESSION_MAX_IDLE_MINUTES = envint("CALL_SESSION_MAX_IDLE_MINUTES", 120, minimum=1)
 
 # Prometheus metrics for Fly's scraper (docs/METRICS.md): gunicorn's master
 # serves them on this port; empty turns them off. Never the public port, which
 # Fly's proxy opens to the internet: start-up stops instead.
-METRICS_PORT: int | None = (
-    envint("METRICS_PORT", 9091, minimum=1) if os.environ.get("METRICS_PORT", "9091").strip() else None
-)
-if METRICS_PORT is not None:
-    if METRICS_PORT > 65535:
-        raise ImproperlyConfigured(f"METRICS_PORT must be a port number (1 to 65535), not {METRICS_PORT}")
-    if envint("PORT", 3001, minimum=1) == METRICS_PORT:
-        raise ImproperlyConfigured(
-            f"METRICS_PORT must not be PORT ({METRICS_PORT}): the metrics would be public; pick another port, or empty to turn them off"
-        )
+METRICS_PORT: int | None = _env.port("METRICS_PORT", 9091) if os.environ.get("METRICS_PORT", "9091").strip() else None
+if METRICS_PORT is not None and METRICS_PORT == PORT and "PORT" not in _env.refused:
+    _env.problem(
+        f"METRICS_PORT must not be PORT ({METRICS_PORT}): the metrics would be public; pick another port, or empty to turn them off"
+    )
 # The address they listen on: on Fly the machine's private IPv6 address (fly-local-6pn, in
 # /etc/hosts), which Fly's scraper reaches and the internet does not; elsewhere this machine only.
 METRICS_ADDRESS = os.environ.get("METRICS_ADDRESS", "").strip() or ("fly-local-6pn" if ON_FLY else "127.0.0.1")
@@ -408,6 +378,10 @@ METRICS_ADDRESS = os.environ.get("METRICS_ADDRESS", "").strip() or ("fly-local-6
 # Error reports (the DEBUG page, and any handler that formats one) hide the
 # caller's Digits and PIN_PEPPER as well as Django's usual secrets.
 DEFAULT_EXCEPTION_REPORTER_FILTER = "myibot.reporting.CallerSafeExceptionReporterFilter"
+
+LOG_LEVEL = _env.choice(
+    "LOG_LEVEL", "WARNING" if OPERATOR_COMMAND else "INFO", ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+)
 
 LOGGING = {
     "version": 1,
@@ -419,7 +393,7 @@ LOGGING = {
     "handlers": {
         "console": {"class": "logging.StreamHandler", "formatter": "plain"},
     },
-    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "WARNING" if OPERATOR_COMMAND else "INFO")},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         # With DEBUG on, Django logs every SQL statement with its parameters,
         # which carry what callers typed (member IDs, amounts): never at any LOG_LEVEL.
@@ -428,3 +402,14 @@ LOGGING = {
         "stripe": {"level": "WARNING", "propagate": True},
     },
 }
+
+# Every problem found above, at once, one line each; manage.py and myibot/wsgi.py print them without a traceback.
+_env.check()
+
+# Once: runserver's autoreloader imports the settings again in its child (RUN_MAIN).
+if _development_stand_ins and not OPERATOR_COMMAND and os.environ.get("RUN_MAIN") != "true":
+    # Logging is not configured yet; this is the one place settings speak.
+    sys.stderr.write(
+        f"WARNING: DEBUG is on and {', '.join(_development_stand_ins)} not set: "
+        "insecure development values stand in. Never run like this in production.\n"
+    )

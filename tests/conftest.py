@@ -22,10 +22,14 @@ from accounts.ledger import deposit
 from accounts.models import Account, Recipient
 from myibot.languages import Language
 
-postgres_only = pytest.mark.skipif(
-    connection.vendor != "postgresql",
-    reason="needs PostgreSQL: SQLite has no row locks (run with DATABASE_URL=postgres://...)",
-)
+
+def postgres_only(because: str) -> pytest.MarkDecorator:
+    """Skipped on SQLite, saying what the test needs of PostgreSQL (each its own reason, the true one)."""
+    return pytest.mark.skipif(
+        connection.vendor != "postgresql",
+        reason=f"needs PostgreSQL: {because} (run with DATABASE_URL=postgres://...)",
+    )
+
 
 _call_numbers = itertools.count(1)
 

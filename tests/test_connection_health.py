@@ -9,7 +9,10 @@ from django.db import connection
 
 from tests.conftest import postgres_only, second_connection
 
-pytestmark = [postgres_only, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    postgres_only("it tests the PostgreSQL backend's own health check (myibot/postgresql)"),
+    pytest.mark.django_db(transaction=True),
+]
 
 
 def _last_query_seen_by_the_server(pid: int) -> str:

@@ -84,7 +84,7 @@ def test_update_where_writes_the_fields_only_where_the_condition_holds(call):
     assert CallSession.objects.get(pk=call.pk).account_id is None
 
 
-@postgres_only
+@postgres_only("a row lock held from a second connection (FOR UPDATE NOWAIT): SQLite has no row locks")
 @pytest.mark.django_db(transaction=True)
 def test_find_locked_holds_the_call_row_until_the_transaction_ends(call):
     with second_connection() as other:
@@ -97,7 +97,7 @@ def test_find_locked_holds_the_call_row_until_the_transaction_ends(call):
         other.execute("SELECT 1 FROM ivr_callsession WHERE id = %s FOR UPDATE NOWAIT", [call.pk])
 
 
-@postgres_only
+@postgres_only("asynchronous commit (synchronous_commit) is PostgreSQL's")
 @pytest.mark.django_db(transaction=True)
 def test_an_asynchronous_write_back_leaves_every_other_commit_durable(call):
     def synchronous_commit() -> str:
@@ -125,7 +125,7 @@ def test_an_asynchronous_write_back_leaves_every_other_commit_durable(call):
     assert CallSession.objects.get(pk=call.pk).step == "history"
 
 
-@postgres_only
+@postgres_only("asynchronous commit (synchronous_commit) is PostgreSQL's")
 @pytest.mark.django_db(transaction=True)
 def test_only_steps_that_move_no_money_and_count_no_pin_commit_asynchronously(phone, account, recipient):
     from django.test.utils import CaptureQueriesContext

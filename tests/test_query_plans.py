@@ -32,7 +32,7 @@ from accounts.models import (
 from ivr.models import CallSession, _find_sql
 from tests.conftest import postgres_only
 
-pytestmark = [postgres_only, pytest.mark.django_db]
+pytestmark = [postgres_only("it reads PostgreSQL's query plans (EXPLAIN)"), pytest.mark.django_db]
 
 
 def hot_queries():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from dataclasses import replace
@@ -35,6 +36,59 @@ def test_it_refuses_to_start_without_a_required_secret(missing):
     result = manage("check", **env)
     assert result.returncode != 0
     assert f"{missing} is required when DEBUG is off" in result.stderr
+
+
+def test_every_missing_or_invalid_setting_is_named_at_once_one_line_each_without_a_traceback():
+    result = manage(
+        "check", DEBUG="false", TIME_ZONE="Mars/Olympus", IVR_VOICE_ES="man", TRANSFER_LIMIT_DOLLARS="lots", PORT="0"
+    )
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        "MyiBot cannot start: 8 settings are missing or invalid (README, Configuration):",
+        "  PORT must be a port number (1 to 65535), not 0",
+        "  SECRET_KEY is required when DEBUG is off; set it in the environment",
+        "  TWILIO_AUTH_TOKEN is required when DEBUG is off; set it in the environment",
+        "  BASE_URL is required when DEBUG is off; set it in the environment",
+        "  PIN_PEPPER is required when DEBUG is off; set it in the environment",
+        "  TIME_ZONE must be an IANA time zone such as America/New_York or UTC, not 'Mars/Olympus'",
+        "  IVR_VOICE_ES: Twilio's basic voice 'man' speaks English only",
+        "  TRANSFER_LIMIT_DOLLARS must be a whole number, not 'lots'",
+    ]
+
+
+def test_gunicorn_names_them_the_same_way_and_stops_without_a_traceback():
+    clean = {k: v for k, v in os.environ.items() if k not in PRODUCTION and k != "DJANGO_SETTINGS_MODULE"}
+    env = {**clean, **PRODUCTION, "PIN_PEPPER": "", "CALLER_ID_TRUST": "everyone", "METRICS_PORT": ""}
+    result = subprocess.run(
+        [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", "--bind", "127.0.0.1:0", "myibot.wsgi"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        "MyiBot cannot start: 2 settings are missing or invalid (README, Configuration):",
+        "  PIN_PEPPER is required when DEBUG is off; set it in the environment",
+        "  CALLER_ID_TRUST must be attested or unless-failed, not 'everyone'",
+    ]
+
+
+def test_a_database_url_it_cannot_read_is_named_without_its_password():
+    result = manage("check", **PRODUCTION, DATABASE_URL="postgress://myibot:s3cret@db.internal:5432/myibot")
+    assert result.returncode == 1
+    assert "DATABASE_URL must be a database URL such as postgres://" in result.stderr
+    assert "'postgress'" in result.stderr
+    assert "s3cret" not in result.stderr
+
+
+def test_with_debug_on_the_development_base_url_follows_the_port():
+    show = "from django.conf import settings; print(settings.BASE_URL, settings.ALLOWED_HOSTS[0])"
+    result = manage("shell", "-c", show, DEBUG="true", PORT="3005")
+    assert result.stdout.splitlines()[-1] == "http://127.0.0.1:3005 127.0.0.1", result.stderr
+    result = manage("shell", "-c", show, DEBUG="true")
+    assert result.stdout.splitlines()[-1] == "http://127.0.0.1:3001 127.0.0.1", result.stderr
 
 
 def test_debug_is_off_by_default():
@@ -208,3 +262,16 @@ def test_the_service_is_on_new_york_time_by_default_and_the_database_keeps_utc()
     ]:
         result = manage("shell", "-c", show, **PRODUCTION, **env)
         assert result.stdout.splitlines()[-1] == shown, result.stderr
+
+
+def test_every_variable_the_settings_read_is_in_the_readmes_configuration():
+    read = set(
+        re.findall(
+            r'(?:_env\.\w+|_secret|os\.environ\.get)\(\s*"([A-Z_0-9]+)"', (ROOT / "myibot/settings.py").read_text()
+        )
+    )
+    readme = (ROOT / "README.md").read_text()
+    configuration = readme[readme.index("## Configuration") : readme.index("## Twilio console set-up")]
+    assert "DEPOSIT_MAX_DOLLARS" in read
+    # RUN_MAIN is Django's autoreloader's own, not a setting.
+    assert sorted(name for name in read - {"RUN_MAIN"} if f"`{name}`" not in configuration) == []

@@ -316,3 +316,22 @@ def test_an_account_locked_only_at_its_home_number_shows_and_unlocks_that_route(
         secure=True,
     ).content.decode()
     assert "2 wrong PIN(s) counted (the trusted home number)" in plan
+
+
+def test_every_list_in_the_admin_is_named_as_the_readme_names_it(staff):
+    """The README's Operating section names each list in bold, in the admin's own words ("Sign-in sprays")."""
+    from pathlib import Path
+
+    from django.contrib import admin
+    from django.utils.text import capfirst
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    index = staff.get("/admin/", secure=True).content.decode()
+    assert index, "the dashboard"
+    for model in admin.site._registry:
+        if model._meta.app_label not in ("accounts", "ivr"):
+            continue
+        label = capfirst(model._meta.verbose_name_plural)
+        assert f"**{label}**" in readme, label
+        assert f">{label}<" in index, label
+    assert "**Sign-in sprays**" in readme and ">Sign-in sprays<" in index

@@ -1,15 +1,22 @@
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
+from accounts.errors import DepositTooLarge
 from accounts.ledger import deposit
 from accounts.models import Account, LedgerEntry, Recipient, SharedLine
 
 pytestmark = pytest.mark.django_db
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("amount, cents", [("100", 10000), ("12.50", 1250), ("12.5", 1250), ("$7", 700), ("0.01", 1)])
@@ -33,12 +40,47 @@ def test_deposit_credits_dollars(account, capsys, amount, cents):
         ("1e3", "not an amount"),
         ("", "not an amount"),
         ("١٠٠", "not an amount"),
+        ("12,50", "not an amount"),
+        ("1,0000", "not an amount"),
+        ("1" * 101, "not an amount"),
     ],
 )
 def test_deposit_refuses_bad_amounts(account, amount, message):
     with pytest.raises(CommandError, match=message):
         call_command("deposit", account.home_number, amount)
     assert LedgerEntry.objects.count() == 1
+
+
+@pytest.mark.parametrize("confirm", [[], ["--confirm"]])
+@pytest.mark.parametrize(
+    ("amount", "shown"), [("9999999999", "$9,999,999,999.00"), ("10000.01", "$10,000.01"), ("1" * 100, "$1,111,")]
+)
+def test_deposit_refuses_more_than_the_most_a_deposit_may_be_even_confirmed(account, amount, shown, confirm):
+    with pytest.raises(CommandError) as refusal:
+        call_command("deposit", account.member_id, amount, *confirm)
+    assert str(refusal.value).startswith(shown)
+    assert str(refusal.value).endswith(
+        " is more than the most a deposit may be, $10,000.00 (DEPOSIT_MAX_DOLLARS): check the amount. "
+        "Nothing was deposited."
+    )
+    assert "not an amount" not in str(refusal.value)
+    assert LedgerEntry.objects.count() == 1
+
+
+@pytest.mark.parametrize("amount", ["10000", "$10,000", "10,000.00"])
+def test_deposit_takes_the_most_a_deposit_may_be_with_confirm(account, capsys, amount):
+    call_command("deposit", account.member_id, amount, "--confirm")
+    assert "Deposited $10,000.00 to Account 123456" in capsys.readouterr().out
+
+
+def test_the_most_a_deposit_may_be_is_a_setting_and_the_service_holds_it_too(account, settings):
+    settings.DEPOSIT_MAX_DOLLARS = 50
+    with pytest.raises(CommandError, match=r"^\$50.01 is more than the most a deposit may be, \$50.00 "):
+        call_command("deposit", account.member_id, "50.01")
+    with pytest.raises(DepositTooLarge):
+        deposit(account=account, amount_cents=50_01)
+    assert LedgerEntry.objects.count() == 1
+    deposit(account=account, amount_cents=50_00)
 
 
 @pytest.mark.parametrize(
@@ -151,3 +193,40 @@ def test_reject_registration_keeps_a_pending_account_with_money(db):
     deposit(account=pending, amount_cents=500)
     with pytest.raises(CommandError, match="has money or history"):
         call_command("reject_registration", "654321")
+
+
+def test_each_operator_command_prints_its_summary_and_nothing_else(tmp_path):
+    """On a terminal, as operators run them (DEBUG off): one line on stdout, not a log line besides."""
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "PYTEST"))},
+        "DEBUG": "false",
+        "SECRET_KEY": "commands-" + "k" * 40,
+        "TWILIO_AUTH_TOKEN": "commands-token",
+        "BASE_URL": "https://myibot.example",
+        "PIN_PEPPER": "commands-pepper",
+        "DATABASE_URL": f"sqlite:///{tmp_path}/commands.sqlite3",
+    }
+    env.pop("LOG_LEVEL", None)
+
+    def manage(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+        )
+
+    manage("migrate", "--noinput")
+    for member_id, caller in (("123456", "+12026230001"), ("654321", "+12026230002")):
+        registered = manage("call", "--from", caller, "--keys", f"#,1,{member_id},3971,3971,2")
+        assert registered.returncode == 0, registered.stderr
+    for command, summary in [
+        (["deposit", "123456", "10"], "Deposited $10.00 to Account 123456 as ledger entry 1;"),
+        (["reverse_deposit", "1"], "Reversed the deposit of $10.00 in ledger entry 1 with entry 2;"),
+        (["reject_registration", "654321"], "Rejected the registration of 654321:"),
+        (["unlock", "123456"], "Account 123456"),
+        (["create_recipient", "246810", "Jane", "Doe"], "Created recipient Jane Doe (246810);"),
+        (["add_shared_line", "202-444-0000", "Unit B"], "Unit B (+12024440000) is a shared line:"),
+        (["remove_shared_line", "202-444-0000"], "+12024440000 is no longer a shared line."),
+        (["purge_call_sessions"], "Deleted the state of "),
+    ]:
+        result = manage(*command)
+        assert (result.returncode, result.stderr) == (0, ""), command
+        assert len(result.stdout.splitlines()) == 1 and result.stdout.startswith(summary), result.stdout

@@ -16,7 +16,10 @@ from accounts import errors, identity, ledger, pins, selectors
 from accounts.models import Account, LedgerEntry, Recipient, Transfer
 from tests.conftest import Phone, postgres_only
 
-pytestmark = [postgres_only, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    postgres_only("real concurrent transactions and the row locks that order them: SQLite has no row locks"),
+    pytest.mark.django_db(transaction=True),
+]
 
 
 def all_at_once(work: list[Callable[[], object]]) -> list[object]:

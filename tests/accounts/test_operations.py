@@ -145,10 +145,8 @@ def test_the_dashboard_is_a_fixed_few_queries_on_a_year_of_data(
 
 def test_a_large_deposit_needs_confirm(account, capsys, settings):
     settings.DEPOSIT_CONFIRM_DOLLARS = 1000
-    with pytest.raises(
-        CommandError, match=r"\$1,000,000.00 is more than \$1,000.00 .*--confirm. Nothing was deposited"
-    ):
-        call_command("deposit", account.home_number, "1000000")
+    with pytest.raises(CommandError, match=r"\$5,000.00 is more than \$1,000.00 .*--confirm. Nothing was deposited"):
+        call_command("deposit", account.home_number, "5000")
     assert LedgerEntry.objects.count() == 1
     call_command("deposit", account.home_number, "1000", "--confirm")
     call_command("deposit", account.home_number, "1000.01", "--confirm")

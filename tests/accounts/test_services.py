@@ -35,6 +35,23 @@ class TestDeposit:
             ledger.deposit(account=account, amount_cents=cents)
         assert LedgerEntry.objects.count() == 1
 
+    @pytest.mark.django_db(transaction=True)
+    def test_a_failure_after_the_ledger_entry_leaves_nothing_committed(self, account, monkeypatch):
+        # One transaction, on SQLite as on PostgreSQL: the entry and the balance go together or not at all.
+        real_update = Account.objects.filter
+
+        def stop_at_the_balance(*args, **kwargs):
+            if LedgerEntry.objects.count() == 2:
+                raise RuntimeError("the machine was stopped")
+            return real_update(*args, **kwargs)
+
+        monkeypatch.setattr(Account.objects, "filter", stop_at_the_balance)
+        with pytest.raises(RuntimeError):
+            ledger.deposit(account=account, amount_cents=1250)
+        monkeypatch.undo()
+        assert LedgerEntry.objects.count() == 1
+        assert Account.objects.get(pk=account.pk).balance_cents == 100_00
+
 
 class TestTransferSubmit:
     def test_it_debits_and_records_a_submitted_transfer_with_a_code(self, account, recipient):

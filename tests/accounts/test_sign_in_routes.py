@@ -143,7 +143,7 @@ def test_a_locked_route_checks_no_pin_at_all(owner, monkeypatch):
 # PostgreSQL: real row locks, real lock timeouts -----------------------------------------------
 
 
-@postgres_only
+@postgres_only("real concurrent transactions and the row locks that order them: SQLite has no row locks")
 @pytest.mark.django_db(transaction=True)
 def test_relocking_from_other_lines_while_the_owner_signs_in_at_home(owner):
     """Attackers relock the account from other lines, in threads, while the owner keeps signing in at home."""
@@ -192,7 +192,7 @@ def _held(sql: str):
     return Held()
 
 
-@postgres_only
+@postgres_only("a table held by another connection (LOCK TABLE) and lock timeouts")
 @pytest.mark.django_db(transaction=True)
 def test_no_guess_is_free_while_the_failure_table_is_held(owner, settings):
     """Six wrong PINs while another connection holds the service-wide failure table: each is counted
@@ -208,7 +208,7 @@ def test_no_guess_is_free_while_the_failure_table_is_held(owner, settings):
     assert "Main menu" not in heard and "locked" in heard
 
 
-@postgres_only
+@postgres_only("an account row held by another connection (FOR UPDATE) and lock timeouts")
 @pytest.mark.django_db(transaction=True)
 def test_no_pin_is_checked_while_the_account_row_is_held(owner, monkeypatch):
     """The account row held by another connection: the count cannot be written, so the PIN is never

@@ -389,7 +389,7 @@ def test_an_operator_cannot_add_recipients_or_shared_lines(operator):
     assert operator.get(reverse("admin:accounts_sharedline_add"), secure=True).status_code == 403
 
 
-@postgres_only
+@postgres_only("real concurrent transactions and the row locks that order them: SQLite has no row locks")
 @pytest.mark.django_db(transaction=True)
 def test_two_operators_confirming_one_rejection_at_once_give_the_money_back_once(django_user_model, account, recipient):
     transfer = ledger.transfer_submit(

@@ -366,9 +366,10 @@ def test_the_simulator_shows_zero_waiting_after_every_offered_key_in_a_whole_cal
 
 
 @pytest.mark.parametrize("lang", ["en", "es"])
-def test_caller_effort_before_the_balance(account, lang, capsys):
+def test_caller_effort_before_the_balance(account, lang):
     """Entries, words heard and seconds waited before the balance: a returning caller on a home
-    number, a returning caller on another phone, and a new caller (who registers first)."""
+    number, a returning caller on another phone, and a new caller (who registers first). The
+    figures are in each assertion's message, not printed between pytest's progress dots."""
     Account.objects.filter(pk=account.pk).update(language=lang)
     home = simulated(caller=account.home_number, lang=lang)
     home.place(scripted(["3971", "1"]))
@@ -382,15 +383,15 @@ def test_caller_effort_before_the_balance(account, lang, capsys):
         before = call.totals_before("Your balance is|Su saldo es")
         assert before is not None, name
         figures[name] = before
-        with capsys.disabled():
-            print(
-                f"\n[{lang}] {name}: {before.entries} entries, {before.words} words, "
-                f"{before.wait_seconds:g} s waiting after entries, {before.seconds:.0f} s in all before the balance"
-            )
-        assert before.wait_seconds == 0
-    assert figures["home number"].entries == 2, "a returning caller on a home number: the PIN, then 1"
-    assert figures["other phone"].entries == 4, "language, member ID, PIN, 1"
-    assert figures["new caller"].entries == 8, "language, #, 1, member ID, PIN twice, 2, 1"
+    shown = "; ".join(
+        f"[{lang}] {name}: {before.entries} entries, {before.words} words, {before.wait_seconds:g} s waiting "
+        f"after entries, {before.seconds:.0f} s in all before the balance"
+        for name, before in figures.items()
+    )
+    assert all(before.wait_seconds == 0 for before in figures.values()), shown
+    assert figures["home number"].entries == 2, f"a returning caller on a home number: the PIN, then 1. {shown}"
+    assert figures["other phone"].entries == 4, f"language, member ID, PIN, 1. {shown}"
+    assert figures["new caller"].entries == 8, f"language, #, 1, member ID, PIN twice, 2, 1. {shown}"
 
 
 def test_a_doubtful_caller_id_on_a_home_number_is_asked_its_language(phone, account):

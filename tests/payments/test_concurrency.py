@@ -12,7 +12,7 @@ from payments.models import CardDeposit
 from tests.accounts.test_concurrency import all_at_once, make_account
 from tests.conftest import postgres_only
 
-pytestmark = [postgres_only, pytest.mark.django_db(transaction=True)]
+pytestmark = [postgres_only("row locks between real threads"), pytest.mark.django_db(transaction=True)]
 
 LINE = services.deposit_line("+12025550142")
 

@@ -4,7 +4,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from accounts.dollars import format_dollars, parse_dollars
-from accounts.ledger import deposit
+from accounts.errors import DepositTooLarge
+from accounts.ledger import deposit, deposit_check
 from accounts.operator import ACCOUNT_HELP, account_argument
 
 
@@ -15,7 +16,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("account", help=ACCOUNT_HELP)
-        parser.add_argument("amount", help="dollars: 100 or 12.50")
+        parser.add_argument(
+            "amount", help=f"dollars: 100 or 12.50, at most {settings.DEPOSIT_MAX_DOLLARS:,} (DEPOSIT_MAX_DOLLARS)"
+        )
         parser.add_argument(
             "--confirm",
             action="store_true",
@@ -29,6 +32,13 @@ class Command(BaseCommand):
             raise CommandError(str(error)) from None
         if cents <= 0:
             raise CommandError("the amount must be more than 0")
+        try:
+            deposit_check(amount_cents=cents)
+        except DepositTooLarge as error:
+            raise CommandError(
+                f"{format_dollars(cents)} is more than the most a deposit may be, {format_dollars(error.limit_cents)} "
+                "(DEPOSIT_MAX_DOLLARS): check the amount. Nothing was deposited."
+            ) from None
         found = account_argument(account)
         if cents > settings.DEPOSIT_CONFIRM_DOLLARS * 100 and not confirm:
             raise CommandError(

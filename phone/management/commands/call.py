@@ -229,6 +229,14 @@ class Command(BaseCommand):
                 f"URL the server signs against, its BASE_URL) and --token (it must be the server's {token})."
             )
         if call.failures and all(failure.status is None for failure in call.failures):
+            if url and base_url.startswith("http://") and "WRONG_VERSION_NUMBER" in call.failures[0].reason:
+                # TLS spoken to a plain-HTTP port: the server redirected the http request to https.
+                return (
+                    f"{url} redirected the call to https: it runs with DEBUG off (make serve, gunicorn) and takes a "
+                    "request for https only when X-Forwarded-Proto says so, as Fly's proxy does. Give --base-url its "
+                    "https BASE_URL (e.g. https://127.0.0.1:3001), which sends X-Forwarded-Proto: https; "
+                    "make call-served does."
+                )
             return f"cannot reach {url or 'the server'}: {call.failures[0].reason}"
         if call.failures:
             return "the call failed: " + "; ".join(f"{failure.url}: {failure.reason}" for failure in call.failures)
