@@ -28,7 +28,7 @@ from django.urls import path
 from django.utils import timezone
 
 from accounts import confirmations, errors, identity, ledger, operator
-from accounts.admin_actions import GuardedActionsAdmin, Outcome, Planned
+from accounts.admin_actions import GuardedActionsAdmin, MoneyColumns, Outcome, Planned
 from accounts.dollars import dollars_decimal, format_dollars
 from accounts.models import (
     ROUTE_FIELDS,
@@ -380,7 +380,7 @@ def _transfer_rows(queryset: QuerySet[Transfer]) -> Iterator[list[object]]:
 
 
 @admin.register(Transfer)
-class TransferAdmin(ReadOnlyAdmin):
+class TransferAdmin(MoneyColumns, ReadOnlyAdmin):
     list_display = ["id", "member_id", "recipient", "amount_display", "status", "created", "decided"]
     list_filter = ["status", "created"]
     date_hierarchy = "created"
@@ -393,14 +393,6 @@ class TransferAdmin(ReadOnlyAdmin):
     def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
         # The list's actions need it; a transfer's own page stays read-only.
         return obj is None and request.user.has_perm("accounts.change_transfer")
-
-    @admin.display(description="member ID", ordering="account__member_id")
-    def member_id(self, transfer: Transfer) -> str:
-        return transfer.account.member_id
-
-    @admin.display(description="amount", ordering="amount_cents")
-    def amount_display(self, transfer: Transfer) -> str:
-        return transfer.amount_display
 
     @admin.action(description="Settle: the money was paid out", permissions=["change"])
     def settle(self, request: HttpRequest, queryset: QuerySet[Transfer]) -> TemplateResponse | None:
@@ -446,7 +438,7 @@ class TransferAdmin(ReadOnlyAdmin):
 
 
 @admin.register(LedgerEntry)
-class LedgerEntryAdmin(ReadOnlyAdmin):
+class LedgerEntryAdmin(MoneyColumns, ReadOnlyAdmin):
     list_display = ["id", "member_id", "kind", "amount_display", "what", "created"]
     list_filter = ["kind", "created"]
     search_fields = ["account__member_id", "account__home_number"]
@@ -458,14 +450,6 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
     def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
         # For the list's action only; history itself is never edited.
         return obj is None and request.user.has_perm("accounts.change_ledgerentry")
-
-    @admin.display(description="member ID", ordering="account__member_id")
-    def member_id(self, entry: LedgerEntry) -> str:
-        return entry.account.member_id
-
-    @admin.display(description="amount", ordering="amount_cents")
-    def amount_display(self, entry: LedgerEntry) -> str:
-        return format_dollars(entry.amount_cents)
 
     @admin.display(description="what")
     def what(self, entry: LedgerEntry) -> str:

@@ -24,6 +24,8 @@ from django.db import models, transaction
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
+from accounts.dollars import format_dollars
+
 logger = logging.getLogger(__name__)
 
 
@@ -45,6 +47,18 @@ class Outcome:
     refused: str | None = None
     # The object is gone (a rejected registration): its history entry is a deletion.
     deleted: bool = False
+
+
+class MoneyColumns:
+    """The member ID and the amount, as lists of money (transfers, ledger entries, card deposits) show them."""
+
+    @admin.display(description="member ID", ordering="account__member_id")
+    def member_id(self, obj: models.Model) -> str:
+        return obj.account.member_id
+
+    @admin.display(description="amount", ordering="amount_cents")
+    def amount_display(self, obj: models.Model) -> str:
+        return format_dollars(obj.amount_cents)
 
 
 class GuardedActionsAdmin(admin.ModelAdmin):

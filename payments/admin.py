@@ -18,7 +18,7 @@ from django.http import HttpRequest, StreamingHttpResponse
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
-from accounts.admin_actions import GuardedActionsAdmin, Outcome, Planned
+from accounts.admin_actions import GuardedActionsAdmin, MoneyColumns, Outcome, Planned
 from accounts.dollars import dollars_decimal, format_dollars
 from accounts.errors import InsufficientFunds
 from myibot import local_time
@@ -85,7 +85,7 @@ def _rows(queryset: QuerySet[CardDeposit]) -> Iterator[list[object]]:
 
 
 @admin.register(CardDeposit)
-class CardDepositAdmin(GuardedActionsAdmin):
+class CardDepositAdmin(MoneyColumns, GuardedActionsAdmin):
     list_display = ["id", "member_id", "amount_display", "status", "result", "card", "needs_look", "created"]
     list_filter = ["status", "created"]
     date_hierarchy = "created"
@@ -120,14 +120,6 @@ class CardDepositAdmin(GuardedActionsAdmin):
 
     def has_refund_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("payments.refund_carddeposit")
-
-    @admin.display(description="member ID", ordering="account__member_id")
-    def member_id(self, deposit: CardDeposit) -> str:
-        return deposit.account.member_id
-
-    @admin.display(description="amount", ordering="amount_cents")
-    def amount_display(self, deposit: CardDeposit) -> str:
-        return format_dollars(deposit.amount_cents)
 
     @admin.display(description="card")
     def card(self, deposit: CardDeposit) -> str:
