@@ -148,3 +148,28 @@ def test_change_pin_steps(signed_in, django_assert_max_num_queries):
     # The call; the account, locked, and its new hash; the call.
     with django_assert_max_num_queries(SAVEPOINTS + 2 + 2 + SAVEPOINTS):
         assert "Your PIN is changed" in signed_in.press("4682").text
+
+
+def test_the_deposit_line_step_by_step(make_phone, account, django_assert_max_num_queries):
+    """Each deposit-line webhook's round trips, savepoints included (docs/DEPOSITS.md)."""
+    phone = make_phone(caller="+12025550177")
+    steps = [
+        # the call inserted with its first prompt
+        (lambda: phone.twiml(phone.post("/twilio/deposit")), 4),
+        # the call read, then written where it was read
+        (lambda: phone.press("1"), 2),
+        # locked: the call; the attempt counted (the line's and the service's counts, the insert); the member
+        (lambda: phone.press("123456"), 7),
+        # the member, and what is left of today's limit
+        (lambda: phone.press("1"), 4),
+        (lambda: phone.press("25#"), 4),
+        # locked: the call, the member; the room; the attempt; the pending deposit
+        (lambda: phone.press("1"), 12),
+        # the deposit settled first (locked: the deposit, the member; the credit, its code), then the call
+        (lambda: phone.pay(), 25),
+        (lambda: phone.press("1"), 3),
+    ]
+    for step, budget in steps:
+        with django_assert_max_num_queries(budget):
+            step()
+    assert "Thank you. 25 dollars are on the account." in phone.last.text
