@@ -46,6 +46,9 @@ class Language:
     # and the names of # and *: how a listener (the simulator) hears which keys a prompt offers.
     press: tuple[str, ...]
     key_names: Mapping[str, str] = field(default_factory=dict)
+    # The language <Pay> says its own words in on the deposit line (Twilio lists en-US, es-MX, es-ES,
+    # fr-FR ... for <Pay>, not every <Say> locale); our card prompts are said in voice and locale.
+    pay_locale: str = "en-US"
 
 
 ENGLISH = Language(
@@ -55,6 +58,7 @@ ENGLISH = Language(
     locale="en-US",
     offer="For English, press %(key)s.",
     press=("press", "press the", "dial"),
+    pay_locale="en-US",
     key_names={"pound": "#", "hash": "#", "star": "*"},
 )
 SPANISH = Language(
@@ -65,6 +69,8 @@ SPANISH = Language(
     offer="Para español, oprima %(key)s.",
     press=("oprima", "oprima la tecla", "oprima la tecla de", "marque", "marque el", "pulse", "presione"),
     key_names={"numeral": "#", "almohadilla": "#", "asterisco": "*"},
+    # Mexico's Spanish, which Twilio lists for <Pay> (es-US is not); confirm on the first real call.
+    pay_locale="es-MX",
 )
 # Every language the service can speak. Adding one: a record here, its catalogue, and its code in IVR_LANGUAGES.
 RECORDS = (ENGLISH, SPANISH)

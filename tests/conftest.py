@@ -53,6 +53,7 @@ FRENCH = Language(
     offer="Pour le français, appuyez sur %(key)s.",
     press=("appuyez sur", "appuyez sur la touche", "tapez"),
     key_names={"dièse": "#", "étoile": "*"},
+    pay_locale="fr-FR",
 )
 FIXTURE_CATALOGUES = Path(__file__).parent / "fixtures" / "locale"
 

@@ -35,6 +35,7 @@ from ivr.machine import (
 from ivr.models import CallSession
 from ivr.steps.common import HEAR_THE_CODE_AGAIN, SIX_DIGITS, MenuPrompt, Option
 from ivr.steps.entry import Language
+from myibot import languages
 from payments import selectors, services
 from payments.errors import AmountRefused, TooManyAttempts, UnknownDeposit
 from payments.models import CardDeposit, DepositAttempt
@@ -48,9 +49,6 @@ NO_ROOM_TODAY = gettext_lazy("That account cannot receive more card deposits tod
 THANKS_GOODBYE = gettext_lazy("Thank you for calling. Goodbye.")
 WHOLE_DOLLARS = re.compile(r"[0-9]{1,5}", re.ASCII)
 
-# <Pay> speaks the card prompts we give it, in the caller's language. Its own language attribute (for
-# anything it says itself) takes these locales; Spanish is es-MX, which Twilio lists for <Pay>.
-PAY_LOCALES = {"en": "en-US", "es": "es-MX"}
 # (for, errorType or "", the words): what <Pay> asks for, and what it says after each kind of mistake.
 PAY_PROMPTS = [
     ("payment-card-number", "", gettext_lazy("Please enter the card number, then press pound.")),
@@ -268,7 +266,8 @@ class DepositConfirm(DepositStep, MenuPrompt):
             connector=settings.PAY_CONNECTOR,
             charge_amount=f"{cents // 100}.{cents % 100:02d}",
             description=f"MyiBot deposit {deposit_id}",
-            language=PAY_LOCALES.get(call.language or settings.IVR_LANGUAGES[0], "en-US"),
+            # <Pay> says what it says itself in the language record's pay_locale; our prompts, in the call's voice.
+            language=languages.registered()[call.language or settings.IVR_LANGUAGES[0]].pay_locale,
             action=action,
             prompts=prompts,
         )
