@@ -82,7 +82,13 @@ PAY_PROMPTS = [
         "timeout",
         gettext_lazy("We did not get the expiration date. Please enter 2 digits for the month, then 2 for the year."),
     ),
-    ("security-code", "", gettext_lazy("Please enter the security code from the back of the card.")),
+    (
+        "security-code",
+        "",
+        gettext_lazy(
+            "Please enter the security code: 3 digits on the back, or 4 on the front of an American Express card."
+        ),
+    ),
     ("security-code", "invalid-security-code", gettext_lazy("That security code is not valid. Please enter it again.")),
     ("security-code", "timeout", gettext_lazy("We did not get the security code. Please enter it now.")),
     ("postal-code", "", gettext_lazy("Please enter the ZIP code of the card's billing address.")),

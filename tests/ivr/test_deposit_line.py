@@ -206,11 +206,11 @@ def test_the_whole_call_in_spanish(make_phone, account):
     phone.press("123456")
     answer = phone.press("1")
     answer = phone.press("25#")
-    assert "Se cobrarán exactamente 25 dólares a su tarjeta. No hay ningún cargo adicional." in answer.text, answer.text
+    assert "Le vamos a cobrar exactamente 25 dólares a su tarjeta. No cobramos comisión." in answer.text, answer.text
     phone.press("1")
     assert phone.pay_verb.get("language") == "es-MX"
     answer = phone.pay()
-    assert "Gracias. 25 dólares están en la cuenta." in answer.text, answer.text
+    assert "Gracias. Su depósito de 25 dólares ya está en la cuenta." in answer.text, answer.text
 
 
 def test_a_withheld_number_can_pay(make_phone, account):
