@@ -53,6 +53,15 @@ def _shared_key_algorithm(signature_settings: str) -> str | None:
     return None
 
 
+def _on_the_deposit_line(path: str) -> bool:
+    """The deposit line's URLs: its first webhook, <Pay>'s action, its prompts; the status and fallback URLs,
+    which both numbers use."""
+    return path.startswith(("/twilio/deposit", "/twilio/step/deposit_")) or path in (
+        "/twilio/status",
+        "/twilio/fallback",
+    )
+
+
 def signature_refusal(request: HttpRequest) -> str | None:
     """Why a request is not Twilio's, or None when its X-Twilio-Signature checks out.
 
@@ -69,10 +78,12 @@ def signature_refusal(request: HttpRequest) -> str | None:
     signature_settings = request.headers.get(SIGNATURE_SETTINGS_HEADER)
     if signature_settings is None:
         algorithm = HMAC_SHA1
-        # The deposit line's number may sit on a PCI subaccount that signs with its own token.
-        validators = _validators(
-            settings.TWILIO_AUTH_TOKEN, settings.TWILIO_SECONDARY_AUTH_TOKEN, settings.TWILIO_DEPOSIT_AUTH_TOKEN
-        )
+        tokens = [settings.TWILIO_AUTH_TOKEN, settings.TWILIO_SECONDARY_AUTH_TOKEN]
+        # The deposit line's number may sit on a PCI subaccount that signs with its own token: that
+        # token opens the deposit line's URLs only, never the members' (sign-in, PINs, transfers).
+        if _on_the_deposit_line(request.path):
+            tokens.append(settings.TWILIO_DEPOSIT_AUTH_TOKEN)
+        validators = _validators(*tokens)
     else:
         algorithm = _shared_key_algorithm(signature_settings)
         if algorithm is None:

@@ -113,15 +113,17 @@ def pay(
 
 
 def unavailable() -> VoiceResponse:
-    """The calm answer to anything that fails inside: never an HTTP error, never dead air.
+    """The calm answer to anything that fails inside: never an HTTP error, never dead air."""
+    return goodbye_in_every_language(UNAVAILABLE)
 
-    Said in every language offered, each in its voice: where this is needed we
-    may not know (or be able to read) the caller's language.
-    """
+
+def goodbye_in_every_language(words: Promise) -> VoiceResponse:
+    """Words and goodbye, said in every language offered, each in its voice: where this is needed we
+    may not know (or be able to read) the caller's language."""
     response = VoiceResponse()
     for language in settings.IVR_LANGUAGES:
         with translation.override(language):
-            say(response, UNAVAILABLE, language)
+            say(response, words, language)
     response.hangup()
     return response
 

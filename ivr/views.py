@@ -7,6 +7,7 @@ import logging
 import re
 from urllib.parse import urlsplit
 
+from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse
 from django.utils.translation import gettext_lazy as _
 from twilio.twiml.voice_response import VoiceResponse
@@ -19,6 +20,10 @@ from payments.services import card_deposit_settle
 logger = logging.getLogger(__name__)
 
 WELCOME = _("Welcome to MyiBot.")
+PAYMENT_NOT_CONFIRMED_YET = _(
+    "We could not confirm your payment just now. If your card was charged, the money will reach the account. "
+    "Please do not pay again. Goodbye."
+)
 DEPOSIT_WELCOME = _("Welcome to the MyiBot deposit line. There is no fee to put money on an account.")
 MISSING_CALL = _("We are sorry. Something went wrong with this call. Please call again. Goodbye.")
 # Twilio's final call statuses: the call is over and its state can go.
@@ -128,15 +133,21 @@ def deposit_paid(request: HttpRequest) -> HttpResponse:
     # prompt cannot be answered in time. Twilio's retry, and the step below, find it decided.
     deposit_id = _deposit_id(request)
     if deposit_id is not None:
-        with contextlib.suppress(UnknownDeposit):
-            card_deposit_settle(
-                deposit_id=deposit_id,
-                call_sid=request.POST["CallSid"],
-                result=result.get("Result"),
-                reference=result.get("PaymentConfirmationCode"),
-                card_type=result.get("PaymentCardType"),
-                card_number=result.get("PaymentCardNumber"),
-            )
+        try:
+            with contextlib.suppress(UnknownDeposit):
+                card_deposit_settle(
+                    deposit_id=deposit_id,
+                    call_sid=request.POST["CallSid"],
+                    result=result.get("Result"),
+                    reference=result.get("PaymentConfirmationCode"),
+                    card_type=result.get("PaymentCardType"),
+                    card_number=result.get("PaymentCardNumber"),
+                )
+        except DatabaseError:
+            # Not recorded yet (the database was slow or away): Twilio's retry, or reconcile_card_deposits,
+            # will. The family must not be told to call again and pay twice.
+            logger.warning("card deposit not recorded yet: call=%s deposit=%s", call_label(request), deposit_id)
+            return _answer(twiml.goodbye_in_every_language(PAYMENT_NOT_CONFIRMED_YET), "pay", "database too slow")
     reply = machine.payment_made(
         call_sid=request.POST["CallSid"], prompt_number=_prompt_number(request), result=result, **_caller(request)
     )

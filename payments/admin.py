@@ -58,7 +58,9 @@ def _refund(deposit: CardDeposit) -> Outcome:
     except errors.StripeNotConfigured:
         return Outcome(refused="STRIPE_SECRET_KEY is not set: refunds are off")
     except errors.StripeFailed as error:
-        return Outcome(refused=f"Stripe did not refund: {error}")
+        return Outcome(
+            history=f"Taken off the account for a refund; Stripe did not refund ({error}): refund it again.",
+        )
     return Outcome(history=f"Refunded to the card (Stripe refund {refunded.refund_reference}) with a refund entry.")
 
 

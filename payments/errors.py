@@ -14,7 +14,11 @@ class CannotReceiveDeposits(PaymentsError):
 
 
 class TooManyAttempts(PaymentsError):
-    """This line's attempts for today, or the service's for this hour, are used up."""
+    """This line's failed tries for today ("line"), or the service's for this hour ("service"), are used up."""
+
+    def __init__(self, scope: str) -> None:
+        super().__init__(scope)
+        self.scope = scope
 
 
 @dataclass

@@ -87,28 +87,19 @@ class CardDeposit(models.Model):
         return f"MyiBot deposit {self.pk}"
 
 
-class DepositAttemptKind(models.TextChoices):
-    LOOKUP = "lookup"  # a member ID entered on the deposit line
-    PAY = "pay"  # a <Pay> started
-
-
 class DepositAttempt(models.Model):
-    """A member-ID lookup or a <Pay> started on the deposit line: the limits against card testing count these.
+    """A member ID entered on the deposit line that cannot receive deposits (unknown, or not verified).
 
-    line as on CardDeposit: a keyed digest, or "withheld" (every withheld caller shares one bucket).
+    With the card payments that failed, these are what the limits against member-ID probing and
+    card testing count; a family who enters a right ID and pays counts nothing. line as on
+    CardDeposit: a keyed digest, or "withheld".
     """
 
-    Kind = DepositAttemptKind
-
     line = models.CharField(max_length=64)
-    kind = models.CharField(max_length=6, choices=Kind.choices)
     created = models.DateTimeField(default=timezone.now, db_index=True)
 
     class Meta:
-        constraints = [
-            models.CheckConstraint(condition=Q(kind__in=DepositAttemptKind.values), name="payments_attempt_kind_valid")
-        ]
         indexes = [models.Index(fields=["line", "created"], name="payments_attempt_line_idx")]
 
     def __str__(self) -> str:
-        return f"{self.kind} at {self.created:%Y-%m-%d %H:%M}"
+        return f"Member ID refused at {self.created:%Y-%m-%d %H:%M}"

@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from payments import stripe_api
 from payments.models import CardDeposit
+from payments.selectors import PENDING_HOLD
 
 DESCRIPTION = re.compile(r"MyiBot deposit ([0-9]{1,18})")
 
@@ -39,6 +40,7 @@ def reconcile(*, days: int) -> list[Finding]:
         deposit.pk: deposit
         for deposit in CardDeposit.objects.filter(created__gte=since - timedelta(days=1)).select_related("account")
     }
+    settled_by = timezone.now() - PENDING_HOLD
     findings: list[Finding] = []
     known_references: set[str] = set()
     for charge in charges:
@@ -50,7 +52,11 @@ def reconcile(*, days: int) -> list[Finding]:
         if not charge.paid:
             continue
         credited = deposit is not None and deposit.entry_id is not None
-        if not credited and not charge.refunded:
+        # A deposit still inside its <Pay> may be charged a moment before its action request comes.
+        in_flight = (
+            deposit is not None and deposit.status == CardDeposit.Status.PENDING and deposit.created > settled_by
+        )
+        if not credited and not charge.refunded and not in_flight:
             findings.append(Finding(CHARGED_NOT_CREDITED, deposit, charge))
         elif credited and deposit.status == CardDeposit.Status.PAID and charge.disputed:
             findings.append(Finding(DISPUTED_IN_STRIPE, deposit, charge))

@@ -19,14 +19,15 @@ from django.utils import timezone
 
 from accounts import codes, ledger
 from accounts.confirmations import confirmation_code_issue
-from accounts.errors import InsufficientFunds
 from accounts.models import Account, ConfirmationCode
 from payments import selectors, stripe_api
 from payments.errors import (
     AlreadyRefunded,
     AmountRefused,
+    CannotReceiveDeposits,
     NotACardDeposit,
     NotCharged,
+    StripeFailed,
     TooManyAttempts,
     UnknownDeposit,
 )
@@ -34,7 +35,7 @@ from payments.models import CardDeposit, DepositAttempt
 
 logger = logging.getLogger(__name__)
 
-WITHHELD_LINE = "withheld"
+WITHHELD_LINE = selectors.WITHHELD_LINE
 SUCCESS = "success"
 # What Twilio may put in the action request's fields, kept only in these shapes: anything else is not stored.
 _RESULT = re.compile(r"[a-z-]{1,40}")
@@ -48,17 +49,25 @@ def deposit_line(phone_number: str) -> str:
     return codes.line_digest(phone_number) if phone_number else WITHHELD_LINE
 
 
-def attempt_count(*, line: str, kind: str, now: datetime | None = None) -> None:
-    """Count a member-ID lookup or a <Pay> started; TooManyAttempts when this line or the service has used its share."""
+def member_lookup(*, member_id: str, line: str, trusted: bool, now: datetime | None = None) -> Account:
+    """The active account this member ID names, for a family to pay into.
+
+    TooManyAttempts when this line or the service has used its failed tries; CannotReceiveDeposits
+    (and one failed try counted) when the ID is unknown or not verified: both sound the same.
+    """
     now = now or timezone.now()
-    if selectors.attempts_refusal(line=line, now=now):
-        raise TooManyAttempts
-    DepositAttempt.objects.create(line=line, kind=kind, created=now)
+    if refusal := selectors.attempts_refusal(line=line, trusted=trusted, now=now):
+        raise TooManyAttempts(refusal)
+    member = selectors.member_for_deposit(member_id=member_id)
+    if member is None:
+        DepositAttempt.objects.create(line=line, created=now)
+        raise CannotReceiveDeposits
+    return member
 
 
 @transaction.atomic
 def card_deposit_start(
-    *, account: Account, amount_cents: int, call_sid: str, line: str, now: datetime | None = None
+    *, account: Account, amount_cents: int, call_sid: str, line: str, trusted: bool = True, now: datetime | None = None
 ) -> CardDeposit:
     """The pending card deposit <Pay> will charge for, written before <Pay> starts.
 
@@ -70,7 +79,8 @@ def card_deposit_start(
     room = selectors.deposit_room_cents(account=account, now=now)
     if amount_cents < 100 or amount_cents > room:
         raise AmountRefused(limit_cents=room, daily=room < selectors.card_max_cents())
-    attempt_count(line=line, kind=DepositAttempt.Kind.PAY, now=now)
+    if refusal := selectors.attempts_refusal(line=line, trusted=trusted, now=now):
+        raise TooManyAttempts(refusal)
     deposit = CardDeposit.objects.create(
         account=account, amount_cents=amount_cents, call_sid=call_sid, line=line, created=now
     )
@@ -187,15 +197,32 @@ def confirmation_code(deposit: CardDeposit) -> str:
 # Operators ---------------------------------------------------------------------------------------
 
 
-@transaction.atomic
 def card_deposit_refund(*, entry_id: int, now: datetime | None = None) -> CardDeposit:
-    """Give a card deposit back to the card through Stripe, then write the refund entry.
+    """Give a card deposit back to the card through Stripe, taking it off the member's account first.
 
-    The member's row is locked and the money checked first: money already spent is not refunded
-    (InsufficientFunds). Stripe's refund carries an idempotency key per deposit, so running this again
-    after a failure between Stripe and the database refunds the card once and writes the entry then.
+    In two steps, so that no row stays locked while Stripe is asked (up to a minute, with retries:
+    a family paying the same member meanwhile must still be credited). First, in one short
+    transaction, the money is taken off the account (refused if it was spent: InsufficientFunds)
+    and the deposit marked refunded with no Stripe refund yet. Then Stripe refunds the charge, with
+    an idempotency key per deposit, and its refund id is kept. If Stripe fails, the money stays off
+    the account, the deposit needs a look, and running this again asks Stripe again and nothing else.
     """
-    now = now or timezone.now()
+    deposit = _take_back_for_refund(entry_id=entry_id, now=now or timezone.now())
+    try:
+        refund_id = stripe_api.refund(reference=deposit.reference, idempotency_key=f"myibot-card-deposit-{deposit.pk}")
+    except StripeFailed:
+        CardDeposit.objects.filter(pk=deposit.pk).update(
+            needs_look="taken off the account for a refund Stripe has not made: run refund_card_deposit again"
+        )
+        raise
+    CardDeposit.objects.filter(pk=deposit.pk).update(refund_reference=refund_id, needs_look="")
+    deposit.refund_reference, deposit.needs_look = refund_id, ""
+    logger.info("card deposit refunded: deposit=%s entry=%s refund=%s", deposit.pk, entry_id, refund_id)
+    return deposit
+
+
+@transaction.atomic
+def _take_back_for_refund(*, entry_id: int, now: datetime) -> CardDeposit:
     deposit = (
         CardDeposit.objects.select_for_update(of=("self",))
         .filter(entry_id=entry_id)
@@ -205,17 +232,14 @@ def card_deposit_refund(*, entry_id: int, now: datetime | None = None) -> CardDe
     if deposit is None:
         raise NotACardDeposit
     if deposit.status == CardDeposit.Status.REFUNDED:
-        raise AlreadyRefunded
+        if deposit.refund_reference:
+            raise AlreadyRefunded
+        return deposit  # taken off the account before; Stripe has yet to refund it
     if deposit.status != CardDeposit.Status.PAID:
         raise NotCharged
-    account = Account.objects.select_for_update().get(pk=deposit.account_id)
-    if account.balance_cents < deposit.amount_cents:
-        raise InsufficientFunds
-    refund_id = stripe_api.refund(reference=deposit.reference, idempotency_key=f"myibot-card-deposit-{deposit.pk}")
-    ledger.card_deposit_take_back(entry=deposit.entry, now=now)
-    deposit.status, deposit.refund_reference = CardDeposit.Status.REFUNDED, refund_id
-    deposit.save(update_fields=["status", "refund_reference"])
-    logger.warning("card deposit refunded: deposit=%s entry=%s refund=%s", deposit.pk, entry_id, refund_id)
+    ledger.card_deposit_take_back(entry=deposit.entry, now=now)  # locks the account; InsufficientFunds if spent
+    deposit.status = CardDeposit.Status.REFUNDED
+    deposit.save(update_fields=["status"])
     return deposit
 
 
@@ -223,8 +247,11 @@ def card_deposit_refund(*, entry_id: int, now: datetime | None = None) -> CardDe
 def charge_credit(*, deposit_id: int, reference: str, card_type: str, card_last4: str) -> CardDeposit:
     """Credit a charge Stripe holds for a deposit that was never credited (its action request was lost)."""
     deposit = CardDeposit.objects.select_for_update(of=("self",)).select_related("account").get(pk=deposit_id)
-    if deposit.status not in (CardDeposit.Status.PENDING, CardDeposit.Status.FAILED) or deposit.entry_id:
-        raise AlreadyRefunded if deposit.status == CardDeposit.Status.REFUNDED else UnknownDeposit
+    settled = deposit.entry_id or deposit.same_charge_as_id or deposit.refund_reference
+    if deposit.status not in (CardDeposit.Status.PENDING, CardDeposit.Status.FAILED) or settled:
+        raise UnknownDeposit
+    if CardDeposit.objects.filter(reference=reference).exists():
+        raise UnknownDeposit  # this charge already credited a deposit
     deposit.result = deposit.result or "reconciled"
     deposit.card_type, deposit.card_last4 = _clean(_CARD_TYPE, card_type.lower()), _last_four(card_last4)
     deposit.decided = deposit.decided or timezone.now()

@@ -47,6 +47,10 @@ def refund(*, reference: str, idempotency_key: str) -> str:
     try:
         made = _client().v1.refunds.create(params=target, options={"idempotency_key": idempotency_key})
     except stripe.StripeError as error:
+        if getattr(error, "code", None) == "charge_already_refunded":
+            # Refunded before (a run cut short after Stripe answered, and its idempotency key
+            # forgotten after 24 hours): the card has its money; what is left is our side.
+            return f"already refunded ({reference})"
         raise StripeFailed(error.user_message or str(error)) from None
     return made.id
 

@@ -37,13 +37,18 @@ from ivr.steps.common import HEAR_THE_CODE_AGAIN, SIX_DIGITS, MenuPrompt, Option
 from ivr.steps.entry import Language
 from myibot import languages
 from payments import selectors, services
-from payments.errors import AmountRefused, TooManyAttempts, UnknownDeposit
-from payments.models import CardDeposit, DepositAttempt
+from payments.errors import AmountRefused, CannotReceiveDeposits, TooManyAttempts, UnknownDeposit
+from payments.models import CardDeposit
 
 CANNOT_RECEIVE = gettext_lazy("That member ID cannot receive deposits.")
-TOO_MANY_TRIES = gettext_lazy(
-    "Sorry, there have been too many tries from this phone today. Please call again tomorrow. Goodbye."
-)
+# Failed tries used up (payments.selectors.attempts_refusal): this phone's for today, or the service's
+# for this hour, which only callers whose number no carrier vouches for are held to.
+TOO_MANY_TRIES = {
+    "line": gettext_lazy(
+        "Sorry, there have been too many tries from this phone today. Please call again tomorrow. Goodbye."
+    ),
+    "service": gettext_lazy("Sorry, the deposit line is very busy right now. Please call again later. Goodbye."),
+}
 NOT_CHARGED = gettext_lazy("Your card was not charged.")
 NO_ROOM_TODAY = gettext_lazy("That account cannot receive more card deposits today.")
 THANKS_GOODBYE = gettext_lazy("Thank you for calling. Goodbye.")
@@ -147,7 +152,7 @@ class DepositMemberId(DepositStep):
     wrong_keys = gettext_lazy("A member ID has 6 digits.")
     help = gettext_lazy("Enter the 6-digit member ID of the person you are putting money on. There is no fee.")
     takes_language_key = True
-    locks_call = True  # each lookup is counted against card testing and member-ID probing
+    locks_call = True  # an ID that cannot receive deposits is counted against member-ID probing
     abandoned = ""
 
     def prompt(self, call: CallSession) -> list[Line]:
@@ -155,11 +160,10 @@ class DepositMemberId(DepositStep):
 
     def answer(self, call: CallSession, keys: str) -> Outcome:
         try:
-            services.attempt_count(line=services.deposit_line(call.caller), kind=DepositAttempt.Kind.LOOKUP)
-        except TooManyAttempts:
-            return Goodbye(TOO_MANY_TRIES)
-        member = selectors.member_for_deposit(member_id=keys)
-        if member is None:
+            services.member_lookup(member_id=keys, line=services.deposit_line(call.caller), trusted=call.caller_trusted)
+        except TooManyAttempts as refused:
+            return Goodbye(TOO_MANY_TRIES[refused.scope])
+        except CannotReceiveDeposits:
             return Again(CANNOT_RECEIVE)  # three tries, then goodbye
         call.scratch = {"member_id": keys}
         return Goto(DepositMemberCheck)
@@ -220,9 +224,10 @@ def _refused(room_cents: int, *, daily: bool) -> str:
     if room_cents < 100:
         return str(NO_ROOM_TODAY)
     if daily:
-        return _("The most this account can still receive today is %(amount)s.") % {
-            "amount": spoken_dollars(room_cents)
-        }
+        # Not what is left today: that would tell any caller how much the member received today.
+        return _(
+            "That is more than this account can receive by card today. The most it can receive in a day is %(amount)s."
+        ) % {"amount": spoken_dollars(selectors.daily_limit_cents())}
     return _("The most you can pay at one time is %(amount)s.") % {"amount": spoken_dollars(room_cents)}
 
 
@@ -237,11 +242,12 @@ def _start_paying(call: CallSession) -> Outcome:
             amount_cents=call.scratch["amount_cents"],
             call_sid=call.call_sid,
             line=services.deposit_line(call.caller),
+            trusted=call.caller_trusted,
         )
     except AmountRefused as refused:
         return Goto(DepositAmount, _refused(refused.limit_cents, daily=refused.daily))
-    except TooManyAttempts:
-        return Goodbye(TOO_MANY_TRIES)
+    except TooManyAttempts as refused:
+        return Goodbye(TOO_MANY_TRIES[refused.scope])
     return Pay(deposit.pk)
 
 

@@ -159,7 +159,7 @@ def test_refused_amounts_say_the_limit(family, account):
 
 
 @override_settings(DEPOSIT_CARD_MAX_DOLLARS=200, DAILY_DEPOSIT_LIMIT_DOLLARS=250)
-def test_the_daily_limit_says_what_is_left_today(family, account, make_phone):
+def test_the_daily_limit_is_said_without_what_was_received_today(family, account, make_phone):
     to_pay(family, dollars="200")
     family.pay()
     other = make_phone(caller="+12025550178")
@@ -167,7 +167,10 @@ def test_the_daily_limit_says_what_is_left_today(family, account, make_phone):
     other.press("123456")
     other.press("1")
     answer = other.press("100#")
-    assert "The most this account can still receive today is 50 dollars." in answer.text
+    # The limit, not what is left: that would tell any caller what the member received today.
+    assert "That is more than this account can receive by card today." in answer.text
+    assert "The most it can receive in a day is 250 dollars." in answer.text
+    assert " 50 dollars" not in answer.text
 
 
 def test_star_starts_the_deposit_over_and_two_cancels_without_charging(family, account):
@@ -264,3 +267,51 @@ def test_an_action_request_naming_another_calls_deposit_credits_nothing(family, 
     assert CardDeposit.objects.get().status == "pending"
     account.refresh_from_db()
     assert account.balance_cents == 100_00
+
+
+def _signed_by(token: str, path: str, phone) -> int:
+    from django.conf import settings
+    from twilio.request_validator import RequestValidator
+
+    body = {"CallSid": phone.call_sid, "From": phone.caller, "To": "+12025000000", "AccountSid": "AC" + "0" * 32}
+    url = settings.BASE_URL + path
+    signature = RequestValidator(token).compute_signature(url, body)
+    return phone.client.post(path, body, secure=True, HTTP_X_TWILIO_SIGNATURE=signature).status_code
+
+
+def test_the_deposit_lines_own_token_opens_the_deposit_line_only(family, account, settings):
+    # A PCI subaccount signs the deposit line with its own token: a leak of it must not open sign-in.
+    settings.TWILIO_DEPOSIT_AUTH_TOKEN = "the-pci-subaccounts-token"
+    assert _signed_by("the-pci-subaccounts-token", "/twilio/deposit", family) == 200
+    assert _signed_by("the-pci-subaccounts-token", "/twilio/step/deposit_member_id?n=1", family) == 200
+    assert _signed_by("the-pci-subaccounts-token", "/twilio/voice", family) == 403
+    assert _signed_by("the-pci-subaccounts-token", "/twilio/step/pin?n=1", family) == 403
+    assert _signed_by(settings.TWILIO_AUTH_TOKEN, "/twilio/voice", family) == 200
+
+
+def test_the_deposit_lines_paths_are_the_ones_its_token_opens():
+    from django.urls import reverse
+
+    from ivr.decorators import _on_the_deposit_line
+    from ivr.machine import STEPS, step_url
+
+    assert _on_the_deposit_line(reverse("ivr:deposit")) and _on_the_deposit_line(reverse("ivr:deposit_paid"))
+    for name, each in STEPS.items():
+        path = step_url(name, 1).split("testserver", 1)[-1].split("?")[0]
+        assert _on_the_deposit_line(path) == bool(getattr(each, "deposit_line", False)), name
+
+
+def test_a_payment_the_database_cannot_record_now_tells_the_family_not_to_pay_again(family, account, monkeypatch):
+    from django.db import OperationalError
+
+    from ivr import views
+
+    to_pay(family)
+
+    def too_slow(**kwargs):
+        raise OperationalError("canceling statement due to lock timeout")
+
+    monkeypatch.setattr(views, "card_deposit_settle", too_slow)
+    answer = family.pay()
+    assert "If your card was charged, the money will reach the account. Please do not pay again." in answer.text
+    assert answer.hangs_up

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 
 import pytest
 import responses
@@ -86,8 +87,22 @@ def test_reverse_deposit_points_a_card_deposit_to_refund_card_deposit(account):
         call_command("reverse_deposit", str(deposit.entry_id))
 
 
+def lost_deposit(account) -> CardDeposit:
+    """A deposit whose <Pay> action request never arrived, long enough ago for <Pay> to have ended."""
+    lost = start(account)
+    CardDeposit.objects.filter(pk=lost.pk).update(created=lost.created - timedelta(minutes=30))
+    lost.refresh_from_db()
+    return lost
+
+
+def test_reconcile_leaves_a_deposit_still_inside_its_pay_alone(account, stripe_api):
+    paying = start(account)  # charged a moment ago; its action request is on its way
+    stripe_api.get(CHARGES, json=charge_list(charge_body("ch_new", paying.pk)))
+    assert "agree" in run("reconcile_card_deposits")
+
+
 def test_reconcile_finds_a_charge_never_credited_and_credit_settles_it(account, stripe_api):
-    lost = start(account)  # the action request never arrived
+    lost = lost_deposit(account)
     stripe_api.get(CHARGES, json=charge_list(charge_body("ch_lost", lost.pk)))
     said = run("reconcile_card_deposits")
     assert f"charged, never credited: charge ch_lost of $25.00 (MyiBot deposit {lost.pk})" in said
@@ -100,7 +115,7 @@ def test_reconcile_finds_a_charge_never_credited_and_credit_settles_it(account, 
 
 
 def test_reconcile_refund_gives_an_uncredited_charge_back(account, stripe_api):
-    lost = start(account)
+    lost = lost_deposit(account)
     stripe_api.get(CHARGES, json=charge_list(charge_body("ch_lost", lost.pk)))
     stripe_api.post("https://api.stripe.com/v1/refunds", json=refund_body("ch_lost"))
     said = run("reconcile_card_deposits", "--refund", "ch_lost")

@@ -69,20 +69,27 @@ class Command(BaseCommand):
                 f"charge {reference} is {format_dollars(charge.amount_cents)}, card deposit {finding.deposit.pk} "
                 f"{format_dollars(finding.deposit.amount_cents)}: settle it by hand in Stripe"
             )
+        try:
+            deposit = self._settled(finding.deposit, charge, credit=credit)
+        except (errors.UnknownDeposit, errors.AlreadyRefunded):
+            raise CommandError(
+                f"card deposit {finding.deposit.pk} was settled meanwhile, or charge {reference} already credited "
+                "another: run reconcile_card_deposits again to see where it stands. Nothing was changed."
+            ) from None
         if credit:
-            deposit = services.charge_credit(
-                deposit_id=finding.deposit.pk,
-                reference=charge.id,
-                card_type=charge.card_type,
-                card_last4=charge.card_last4,
-            )
             self.stdout.write(
                 f"Credited card deposit {deposit.pk} of {format_dollars(deposit.amount_cents)} to {deposit.account} "
                 f"as ledger entry {deposit.entry_id} (charge {charge.id})."
             )
         else:
-            deposit = services.charge_refund_uncredited(deposit_id=finding.deposit.pk, reference=charge.id)
             self.stdout.write(
                 f"Refunded charge {charge.id} of {format_dollars(charge.amount_cents)} to the card (Stripe refund "
                 f"{deposit.refund_reference}); card deposit {deposit.pk} was never credited."
             )
+
+    def _settled(self, deposit, charge, *, credit: bool):
+        if credit:
+            return services.charge_credit(
+                deposit_id=deposit.pk, reference=charge.id, card_type=charge.card_type, card_last4=charge.card_last4
+            )
+        return services.charge_refund_uncredited(deposit_id=deposit.pk, reference=charge.id)

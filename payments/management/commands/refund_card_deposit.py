@@ -53,7 +53,11 @@ class Command(BaseCommand):
                 "Nothing was changed."
             ) from None
         except errors.StripeFailed as error:
-            raise CommandError(f"Stripe did not refund: {error}. Nothing was changed; run again to retry.") from None
+            raise CommandError(
+                f"Stripe did not refund: {error}. The {format_dollars(deposit.amount_cents)} is off {deposit.account} "
+                f"already (so it cannot be spent meanwhile), and card deposit {deposit.pk} is marked to look at: run "
+                "this again to ask Stripe again."
+            ) from None
         refunded.account.refresh_from_db()
         self.stdout.write(
             f"Refunded card deposit {refunded.pk} of {format_dollars(refunded.amount_cents)} to the card "
