@@ -668,9 +668,12 @@ def payment_made(
     with transaction.atomic():
         call = _find(call_sid, caller=caller, locked=True)
         if call is None:
-            return _start_call(
-                call_sid=call_sid, caller=caller, trusted=trusted, greeting=START_AGAIN, deposit_line=True
-            )
+            # The call is over (its status callback came first): the payment is recorded already (the
+            # view settles it by the deposit the URL names); nobody is left to hear a prompt, and no
+            # new call state, holding the caller's number, is written for a call that has ended.
+            response = VoiceResponse()
+            response.hangup()
+            return Reply(response, "unknown call")
         answer = _digest(f"pay:{prompt_number}:{sorted(result.items())!r}")
         if call.ended or prompt_number != call.prompt_number or not call.last_notices.get("pay"):
             if answer == call.last_answer:

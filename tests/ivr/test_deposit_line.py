@@ -252,7 +252,9 @@ def test_a_charge_reported_after_the_call_state_is_gone_is_still_credited(family
     action = family.pay_verb.get("action")
     family.hang_up()  # the status callback came first: the call's state is deleted
     assert not CallSession.objects.filter(call_sid=family.call_sid).exists()
-    family.twiml(family.post(action, _success()))
+    answer = family.twiml(family.post(action, _success()))
+    assert answer.verbs == ["Hangup"]
+    assert not CallSession.objects.filter(call_sid=family.call_sid).exists(), "no new state for an ended call"
     account.refresh_from_db()
     assert account.balance_cents == 125_00
     assert CardDeposit.objects.get().status == "paid"
