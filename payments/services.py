@@ -67,7 +67,7 @@ def member_lookup(*, member_id: str, line: str, trusted: bool, now: datetime | N
 
 @transaction.atomic
 def card_deposit_start(
-    *, account: Account, amount_cents: int, call_sid: str, line: str, trusted: bool = True, now: datetime | None = None
+    *, account: Account, amount_cents: int, call_sid: str, line: str, trusted: bool = False, now: datetime | None = None
 ) -> CardDeposit:
     """The pending card deposit <Pay> will charge for, written before <Pay> starts.
 
