@@ -14,8 +14,8 @@ from twilio.twiml.voice_response import VoiceResponse
 
 from ivr import caller_id, machine, services, twiml
 from ivr.decorators import call_label, twilio_webhook
+from ivr.steps.deposit_line import record_payment
 from payments.errors import UnknownDeposit
-from payments.services import card_deposit_settle
 
 logger = logging.getLogger(__name__)
 
@@ -135,14 +135,7 @@ def deposit_paid(request: HttpRequest) -> HttpResponse:
     if deposit_id is not None:
         try:
             with contextlib.suppress(UnknownDeposit):
-                card_deposit_settle(
-                    deposit_id=deposit_id,
-                    call_sid=request.POST["CallSid"],
-                    result=result.get("Result"),
-                    reference=result.get("PaymentConfirmationCode"),
-                    card_type=result.get("PaymentCardType"),
-                    card_number=result.get("PaymentCardNumber"),
-                )
+                record_payment(deposit_id=deposit_id, call_sid=request.POST["CallSid"], result=result)
         except DatabaseError:
             # Not recorded yet (the database was slow or away): Twilio's retry, or reconcile_card_deposits,
             # will. The family must not be told to call again and pay twice.

@@ -286,14 +286,7 @@ class DepositConfirm(DepositStep, MenuPrompt):
 
     def paid(self, call: CallSession, deposit_id: int, result: dict[str, str]) -> Outcome:
         try:
-            deposit = services.card_deposit_settle(
-                deposit_id=deposit_id,
-                call_sid=call.call_sid,
-                result=result.get("Result"),
-                reference=result.get("PaymentConfirmationCode"),
-                card_type=result.get("PaymentCardType"),
-                card_number=result.get("PaymentCardNumber"),
-            )
+            deposit = record_payment(deposit_id=deposit_id, call_sid=call.call_sid, result=result)
         except UnknownDeposit:
             return Goto(DepositMemberId, NOT_CHARGED)
         if deposit.status in (CardDeposit.Status.PAID, CardDeposit.Status.REFUNDED):
@@ -301,6 +294,19 @@ class DepositConfirm(DepositStep, MenuPrompt):
             return Goto(DepositDone)
         call.scratch["why"] = _why(deposit.result, result)
         return Goto(DepositFailed)
+
+
+def record_payment(*, deposit_id: int, call_sid: str, result: dict[str, str]) -> CardDeposit:
+    """What <Pay>'s action request says, recorded once: the deposit the caller hears about (UnknownDeposit
+    when the call has no such deposit). The view records it first, and this step reads it back."""
+    return services.card_deposit_settle(
+        deposit_id=deposit_id,
+        call_sid=call_sid,
+        result=result.get("Result"),
+        reference=result.get("PaymentConfirmationCode"),
+        card_type=result.get("PaymentCardType"),
+        card_number=result.get("PaymentCardNumber"),
+    )
 
 
 def _why(outcome: str, result: dict[str, str]) -> str:

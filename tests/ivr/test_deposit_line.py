@@ -313,7 +313,7 @@ def test_a_payment_the_database_cannot_record_now_tells_the_family_not_to_pay_ag
     def too_slow(**kwargs):
         raise OperationalError("canceling statement due to lock timeout")
 
-    monkeypatch.setattr(views, "card_deposit_settle", too_slow)
+    monkeypatch.setattr(views, "record_payment", too_slow)
     answer = family.pay()
     assert "If your card was charged, the money will reach the account. Please do not pay again." in answer.text
     assert answer.hangs_up
