@@ -371,7 +371,7 @@ def _transfer_rows(queryset: QuerySet[Transfer]) -> Iterator[list[object]]:
             transfer.pk,
             transfer.account.member_id,
             transfer.recipient.code,
-            transfer.recipient.name,
+            transfer.recipient_name or transfer.recipient.name,
             dollars_decimal(transfer.amount_cents),
             transfer.status,
             _csv_time(transfer.created),
@@ -442,7 +442,7 @@ class LedgerEntryAdmin(MoneyColumns, ReadOnlyAdmin):
     list_display = ["id", "member_id", "kind", "amount_display", "what", "created"]
     list_filter = ["kind", "created"]
     search_fields = ["account__member_id", "account__home_number"]
-    list_select_related = ["account", "transfer__recipient", "corrects", "correction"]
+    list_select_related = ["account", "transfer__recipient", "corrects"]
     fields = ["account", "kind", "amount_display", "what", "created"]
     readonly_fields = fields
     actions = ["reverse_deposit"]
@@ -451,16 +451,20 @@ class LedgerEntryAdmin(MoneyColumns, ReadOnlyAdmin):
         # For the list's action only; history itself is never edited.
         return obj is None and request.user.has_perm("accounts.change_ledgerentry")
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[LedgerEntry]:
+        return super().get_queryset(request).prefetch_related("corrections")
+
     @admin.display(description="what")
     def what(self, entry: LedgerEntry) -> str:
         """The other half of a pair: the transfer's recipient, the correction of a deposit, the deposit corrected."""
         if entry.transfer_id:
             return f"transfer {entry.transfer_id} to {entry.transfer.recipient}"
         if entry.corrects_id:
-            return f"takes back the deposit in entry {entry.corrects_id}"
-        correction = getattr(entry, "correction", None)
-        if correction is not None:
-            return f"reversed by entry {correction.pk}"
+            verb = "gives back" if entry.amount_cents > 0 else "takes back"
+            return f"{verb} money of the deposit in entry {entry.corrects_id}"
+        corrections = [later.pk for later in entry.corrections.all()]
+        if corrections:
+            return f"taken back or given back by entry {', '.join(map(str, corrections))}"
         return ""
 
     @admin.action(
@@ -488,7 +492,7 @@ def _entry_line(entry: LedgerEntry) -> str:
 def _plan_reverse_deposit(entry: LedgerEntry) -> Planned:
     if entry.kind != LedgerEntry.Kind.DEPOSIT:
         return Planned(_entry_line(entry), "not a deposit: nothing changes", changes=False)
-    correction = getattr(entry, "correction", None)
+    correction = entry.corrections.filter(kind=LedgerEntry.Kind.CORRECTION).first()
     if correction is not None:
         return Planned(_entry_line(entry), f"already reversed by entry {correction.pk}: nothing changes", changes=False)
     if entry.account.balance_cents < entry.amount_cents:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Sum
 from django.utils import timezone
 
 from accounts import activity
@@ -71,12 +71,12 @@ def deposit(*, account: Account, amount_cents: int, now: datetime | None = None,
         raise InvalidAmount
     if not by_card:
         deposit_check(amount_cents=amount_cents)
-    Account.objects.select_for_update().filter(pk=account.pk).get()
+    locked = Account.objects.select_for_update().get(pk=account.pk)
     kind = LedgerEntry.Kind.CARD if by_card else LedgerEntry.Kind.DEPOSIT
     entry = LedgerEntry.objects.create(
         account=account, amount_cents=amount_cents, kind=kind, created=now or timezone.now()
     )
-    Account.objects.filter(pk=account.pk).update(balance_cents=F("balance_cents") + amount_cents)
+    _credited(locked, amount_cents)
     account.refresh_from_db(fields=["balance_cents"])
     logger.info("%s: account=%s cents=%s entry=%s", kind.label.lower(), account.pk, amount_cents, entry.pk)
     return entry
@@ -126,7 +126,12 @@ def transfer_submit(
     transfer_check(account=locked, amount_cents=amount_cents, now=now)
 
     transfer = Transfer.objects.create(
-        account=locked, recipient=recipient, amount_cents=amount_cents, idempotency_key=idempotency_key, created=now
+        account=locked,
+        recipient=recipient,
+        recipient_name=recipient.name,
+        amount_cents=amount_cents,
+        idempotency_key=idempotency_key,
+        created=now,
     )
     LedgerEntry.objects.create(
         account=locked, amount_cents=-amount_cents, kind=LedgerEntry.Kind.TRANSFER, transfer=transfer, created=now
@@ -166,7 +171,7 @@ def transfer_reject(*, transfer: Transfer, now: datetime | None = None) -> Trans
         transfer=transfer,
         created=now,
     )
-    Account.objects.filter(pk=transfer.account_id).update(balance_cents=F("balance_cents") + transfer.amount_cents)
+    _credited(Account.objects.get(pk=transfer.account_id), transfer.amount_cents)
     transfer.status = Transfer.Status.REJECTED
     transfer.decided = now
     transfer.save(update_fields=["status", "decided"])
@@ -184,14 +189,68 @@ def _transfer_lock_undecided(transfer: Transfer) -> Transfer:
 @transaction.atomic
 def deposit_reverse(*, entry: LedgerEntry, now: datetime | None = None) -> LedgerEntry:
     """Take back a mistaken operator's deposit with a correction entry pointing at it; at most once, never into
-    overdraft. A card deposit is not taken back this way: its money goes back to the card (card_deposit_take_back)."""
+    overdraft. A card deposit is not taken back this way: its money goes back to the card (card_money_take_back)."""
     return _take_back(entry, deposit_kind=LedgerEntry.Kind.DEPOSIT, kind=LedgerEntry.Kind.CORRECTION, now=now)
 
 
 @transaction.atomic
-def card_deposit_take_back(*, entry: LedgerEntry, now: datetime | None = None) -> LedgerEntry:
-    """The refund entry of a card deposit whose charge is refunded to the card: at most once, never into overdraft."""
-    return _take_back(entry, deposit_kind=LedgerEntry.Kind.CARD, kind=LedgerEntry.Kind.REFUND, now=now)
+def card_money_take_back(
+    *, entry: LedgerEntry, amount_cents: int, kind: str, owing: bool = False, now: datetime | None = None
+) -> LedgerEntry:
+    """Take card deposit money back (a refund, or a dispute): an entry pointing at the card deposit's credit.
+
+    What is taken back, less what was given back, never exceeds the deposit (checked under the account's
+    lock). InsufficientFunds when the money was spent, unless owing: only a dispute or a clawback may take
+    the balance below zero, and they lower the account's floor with it.
+    """
+    now = now or timezone.now()
+    account = Account.objects.select_for_update().get(pk=entry.account_id)
+    entry = LedgerEntry.objects.get(pk=entry.pk)
+    if entry.kind != LedgerEntry.Kind.CARD or kind not in (LedgerEntry.Kind.REFUND, LedgerEntry.Kind.DISPUTE):
+        raise NotADeposit
+    if amount_cents <= 0 or amount_cents > entry.amount_cents - card_money_taken_cents(entry=entry):
+        raise AlreadyCorrected
+    if account.balance_cents < amount_cents and not owing:
+        raise InsufficientFunds  # the money was spent
+    taken = LedgerEntry.objects.create(
+        account_id=entry.account_id, amount_cents=-amount_cents, kind=kind, corrects=entry, created=now
+    )
+    left = account.balance_cents - amount_cents
+    Account.objects.filter(pk=account.pk).update(
+        balance_cents=F("balance_cents") - amount_cents, lowest_balance_cents=min(account.lowest_balance_cents, left, 0)
+    )
+    logger.info("card money taken back: entry=%s by entry=%s account=%s cents=%s", entry.pk, taken.pk, account.pk, amount_cents)
+    return taken
+
+
+@transaction.atomic
+def card_money_give_back(*, entry: LedgerEntry, amount_cents: int, kind: str, now: datetime | None = None) -> LedgerEntry:
+    """Give back card deposit money that was taken (a refund that failed, a dispute won): an entry of its own."""
+    now = now or timezone.now()
+    account = Account.objects.select_for_update().get(pk=entry.account_id)
+    if kind not in (LedgerEntry.Kind.REINSTATED, LedgerEntry.Kind.REFUND_RETURNED) or amount_cents <= 0:
+        raise NotADeposit
+    if amount_cents > card_money_taken_cents(entry=entry):
+        raise AlreadyCorrected
+    given = LedgerEntry.objects.create(
+        account_id=entry.account_id, amount_cents=amount_cents, kind=kind, corrects=entry, created=now
+    )
+    _credited(account, amount_cents)
+    logger.info("card money given back: entry=%s by entry=%s account=%s cents=%s", entry.pk, given.pk, account.pk, amount_cents)
+    return given
+
+
+def card_money_taken_cents(*, entry: LedgerEntry) -> int:
+    """What is taken back of a card deposit's credit, less what was given back."""
+    return -(LedgerEntry.objects.filter(corrects=entry).aggregate(total=Sum("amount_cents"))["total"] or 0)
+
+
+def _credited(account: Account, amount_cents: int) -> None:
+    """Add to a locked account's balance; a debt left by a clawback is repaid first (the floor rises with it)."""
+    left = account.balance_cents + amount_cents
+    Account.objects.filter(pk=account.pk).update(
+        balance_cents=F("balance_cents") + amount_cents, lowest_balance_cents=min(max(account.lowest_balance_cents, left), 0)
+    )
 
 
 def _take_back(entry: LedgerEntry, *, deposit_kind: str, kind: str, now: datetime | None) -> LedgerEntry:
@@ -199,7 +258,7 @@ def _take_back(entry: LedgerEntry, *, deposit_kind: str, kind: str, now: datetim
     entry = LedgerEntry.objects.select_related("account").get(pk=entry.pk)
     if entry.kind != deposit_kind:
         raise NotADeposit
-    if LedgerEntry.objects.filter(corrects=entry).exists():
+    if LedgerEntry.objects.filter(corrects=entry, kind=LedgerEntry.Kind.CORRECTION).exists():
         raise AlreadyCorrected
     if entry.account.balance_cents < entry.amount_cents:
         raise InsufficientFunds  # the money was spent: it cannot be taken back

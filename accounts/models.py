@@ -77,13 +77,22 @@ class Account(models.Model):
     home_locked_until = models.DateTimeField(null=True, blank=True)
     home_lock_count = models.PositiveIntegerField(default=0)
     # A cache of the sum of this account's ledger entries, updated in the same
-    # transaction as every entry; the constraint makes an overdraft impossible.
+    # transaction as every entry; the constraints make an overdraft impossible.
     balance_cents = models.BigIntegerField(default=0)
+    # How far below zero the balance may be: 0, unless a card deposit the member had already spent was
+    # taken back (a dispute, or refund_card_deposit --clawback), the only entries that lower it
+    # (accounts.ledger.card_money_take_back). Every credit raises it back towards 0 as the debt is repaid,
+    # and nothing else lowers it, so a transfer can never take the balance below zero.
+    lowest_balance_cents = models.BigIntegerField(default=0, help_text="0, or what a card clawback left owed")
     created = models.DateTimeField(default=timezone.now)
 
     class Meta:
         constraints = [
-            models.CheckConstraint(condition=Q(balance_cents__gte=0), name="accounts_account_balance_not_negative"),
+            models.CheckConstraint(
+                condition=Q(balance_cents__gte=models.F("lowest_balance_cents")),
+                name="accounts_account_balance_not_below_floor",
+            ),
+            models.CheckConstraint(condition=Q(lowest_balance_cents__lte=0), name="accounts_account_floor_not_positive"),
             models.CheckConstraint(
                 condition=Q(member_id__regex=r"^[0-9]{6}$"), name="accounts_account_member_id_6_digits"
             ),
@@ -117,6 +126,11 @@ class Account(models.Model):
     @property
     def balance(self) -> str:
         return format_dollars(self.balance_cents)
+
+    @property
+    def owed_cents(self) -> int:
+        """What the member owes after a card deposit was taken back from money already spent; 0 mostly."""
+        return max(-self.balance_cents, 0)
 
     def is_locked(self, now: datetime | None = None, route: str | None = None) -> bool:
         """Locked on route, or on either route when none is named (what operators see)."""
@@ -263,8 +277,13 @@ class LedgerKind(models.TextChoices):
     CORRECTION = "correction", "deposit corrected"
     # Put on by a family through the deposit line (payments.CardDeposit says which card and charge).
     CARD = "card", "card deposit"
-    # A card deposit given back to the card (refund_card_deposit), pointing at the card deposit.
+    # A card deposit given back to the card (refund_card_deposit, or Stripe's dashboard), pointing at the card deposit.
     REFUND = "refund", "card deposit refunded"
+    # A card deposit's money withdrawn by a dispute (chargeback), and given back when the dispute is won.
+    DISPUTE = "dispute", "card deposit disputed"
+    REINSTATED = "reinstated", "dispute money given back"
+    # A refund that Stripe reports failed or canceled: the money it took comes back.
+    REFUND_RETURNED = "returned", "refund failed, money given back"
 
 
 class CodePurpose(models.TextChoices):
@@ -278,6 +297,8 @@ class Transfer(models.Model):
 
     account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="transfers")
     recipient = models.ForeignKey(Recipient, on_delete=models.PROTECT, related_name="transfers")
+    # The payee's name as it was when the transfer was made: renaming a recipient later changes no past transfer.
+    recipient_name = models.CharField(max_length=100, blank=True)
     amount_cents = models.BigIntegerField()
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.SUBMITTED)
     # The call and the prompt it was confirmed at: a retried webhook finds the
@@ -320,13 +341,15 @@ class LedgerEntry(models.Model):
     transfer = models.ForeignKey(
         Transfer, on_delete=models.PROTECT, null=True, blank=True, related_name="ledger_entries"
     )
-    corrects = models.OneToOneField(
+    # Several entries may point at one card deposit (refunds in parts, a dispute, money given back);
+    # an operator's deposit is corrected at most once (the unique constraint below).
+    corrects = models.ForeignKey(
         "self",
         on_delete=models.PROTECT,
         null=True,
         blank=True,
-        related_name="correction",
-        help_text="the deposit (or card deposit) it takes back",
+        related_name="corrections",
+        help_text="the deposit (or card deposit) it takes back or gives back",
     )
     created = models.DateTimeField(default=timezone.now)
 
@@ -342,9 +365,15 @@ class LedgerEntry(models.Model):
                     | Q(kind="reversal", amount_cents__gt=0, transfer__isnull=False, corrects__isnull=True)
                     | Q(kind="correction", amount_cents__lt=0, transfer__isnull=True, corrects__isnull=False)
                     | Q(kind="card", amount_cents__gt=0, transfer__isnull=True, corrects__isnull=True)
-                    | Q(kind="refund", amount_cents__lt=0, transfer__isnull=True, corrects__isnull=False)
+                    | Q(kind__in=["refund", "dispute"], amount_cents__lt=0, transfer__isnull=True, corrects__isnull=False)
+                    | Q(kind__in=["reinstated", "returned"], amount_cents__gt=0, transfer__isnull=True)
+                    & Q(corrects__isnull=False)
                 ),
                 name="accounts_ledgerentry_kind_shape",
+            ),
+            # A mistaken deposit is taken back at most once.
+            models.UniqueConstraint(
+                fields=["corrects"], condition=Q(kind="correction"), name="accounts_ledgerentry_corrected_once"
             ),
             # A transfer is debited once and reversed at most once.
             models.UniqueConstraint(

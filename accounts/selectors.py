@@ -73,7 +73,7 @@ def last_card_deposit(*, account: Account, since: datetime) -> LedgerEntry | Non
     """The account's newest card deposit since a moment, not refunded, or None: one query, on the recent index."""
     return (
         LedgerEntry.objects.filter(
-            account=account, kind=LedgerEntry.Kind.CARD, created__gte=since, correction__isnull=True
+            account=account, kind=LedgerEntry.Kind.CARD, created__gte=since, corrections__isnull=True
         )
         .order_by("-created", "-id")
         .first()

@@ -25,6 +25,7 @@ from twilio.request_validator import (
 )
 
 from ivr import metrics, twiml
+from ivr.machine import NotThisLine
 
 logger = logging.getLogger(__name__)
 
@@ -53,13 +54,24 @@ def _shared_key_algorithm(signature_settings: str) -> str | None:
     return None
 
 
-def _on_the_deposit_line(path: str) -> bool:
-    """The deposit line's URLs: its first webhook, <Pay>'s action, its prompts; the status and fallback URLs,
-    which both numbers use."""
-    return path.startswith(("/twilio/deposit", "/twilio/step/deposit_")) or path in (
-        "/twilio/status",
-        "/twilio/fallback",
-    )
+# Both numbers post here: the status callback and the voice fallback.
+SHARED_PATHS = frozenset({"/twilio/status", "/twilio/fallback"})
+MEMBERS, DEPOSIT = "members", "deposit"
+
+
+def _deposit_line_only(path: str) -> bool:
+    """The deposit line's own URLs: its first webhook, <Pay>'s action and the redirect after it, its prompts."""
+    return path.startswith(("/twilio/deposit", "/twilio/step/deposit_"))
+
+
+def signed_line(request: HttpRequest) -> str | None:
+    """Which number's token signed a request that checked out: MEMBERS, DEPOSIT, or None when one token signs
+    both (the deposit line on the main account, or a Webhook Rule's shared key).
+
+    The machine opens only calls of that line (ivr.machine._find): a deposit-line token cannot restart or end
+    a members' call, and the members' token opens no deposit-line call.
+    """
+    return getattr(request, "twilio_line", None)
 
 
 def signature_refusal(request: HttpRequest) -> str | None:
@@ -76,25 +88,38 @@ def signature_refusal(request: HttpRequest) -> str | None:
     if not signature:
         return "no signature"
     signature_settings = request.headers.get(SIGNATURE_SETTINGS_HEADER)
-    if signature_settings is None:
-        algorithm = HMAC_SHA1
-        tokens = [settings.TWILIO_AUTH_TOKEN, settings.TWILIO_SECONDARY_AUTH_TOKEN]
-        # The deposit line's number may sit on a PCI subaccount that signs with its own token: that
-        # token opens the deposit line's URLs only, never the members' (sign-in, PINs, transfers).
-        if _on_the_deposit_line(request.path):
-            tokens.append(settings.TWILIO_DEPOSIT_AUTH_TOKEN)
-        validators = _validators(*tokens)
-    else:
+    url = settings.BASE_URL + request.get_full_path()
+    if signature_settings is not None:
         algorithm = _shared_key_algorithm(signature_settings)
         if algorithm is None:
             return "unknown signature algorithm"
         validators = _validators(settings.TWILIO_WEBHOOK_SHARED_KEY)
         if not validators:
             return "shared-key signature but no TWILIO_WEBHOOK_SHARED_KEY"
-    url = settings.BASE_URL + request.get_full_path()
-    if any(_signed_with(validator, url, request.POST, signature, algorithm) for validator in validators):
+        if any(_signed_with(validator, url, request.POST, signature, algorithm) for validator in validators):
+            return None
+        return "bad signature"
+    members = [settings.TWILIO_AUTH_TOKEN, settings.TWILIO_SECONDARY_AUTH_TOKEN]
+    deposit_token = settings.TWILIO_DEPOSIT_AUTH_TOKEN
+    if deposit_token in members:
+        # One account signs both numbers: the call's own line, stored when it started, is all there is.
+        if any(_signed_with(validator, url, request.POST, signature, HMAC_SHA1) for validator in _validators(*members)):
+            return None
+        return "bad signature"
+    # The deposit line's number sits on a PCI subaccount that signs with its own token: that token opens the
+    # deposit line's URLs only, never the members' (sign-in, PINs, transfers), and the members' token none of its.
+    deposit_path, shared = _deposit_line_only(request.path), request.path in SHARED_PATHS
+    if not deposit_path and any(
+        _signed_with(validator, url, request.POST, signature, HMAC_SHA1) for validator in _validators(*members)
+    ):
+        request.twilio_line = MEMBERS
         return None
-    return "bad signature"
+    if (deposit_path or shared) and any(
+        _signed_with(validator, url, request.POST, signature, HMAC_SHA1) for validator in _validators(deposit_token)
+    ):
+        request.twilio_line = DEPOSIT
+        return None
+    return "bad signature" if not deposit_path else "not signed by the deposit line's token"
 
 
 def _signed_with(validator: RequestValidator, url: str, params: object, signature: str, algorithm: str) -> bool:
@@ -153,7 +178,7 @@ def _is_timeout(error: Exception) -> bool:
     )
 
 
-def twilio_webhook(view: View) -> View:
+def twilio_webhook(view: View | None = None, *, deadline_seconds: str = "WEBHOOK_DEADLINE_SECONDS") -> View:
     """CSRF-exempt, POST only, signed by Twilio or 403, never an error status, never late.
 
     Always on, whatever DEBUG says. A failure inside the view is logged with its
@@ -162,8 +187,12 @@ def twilio_webhook(view: View) -> View:
     same goes for a database that does not answer in time: the step's
     transaction rolls back, and the caller hears the apology before Twilio's
     15 s run out, never after a transfer they are told failed.
-    One log line per webhook: call, step, outcome, milliseconds.
+    One log line per webhook: call, step, outcome, milliseconds. deadline_seconds names the setting
+    that bounds this webhook's queries (the <Pay> action request, which also waits for Stripe, has its
+    own); the view reads the deadline as request.webhook_deadline (time.monotonic()).
     """
+    if view is None:
+        return lambda wrapped: twilio_webhook(wrapped, deadline_seconds=deadline_seconds)
 
     @csrf_exempt
     @require_POST
@@ -173,9 +202,13 @@ def twilio_webhook(view: View) -> View:
         if refusal := signature_refusal(request):
             logger.warning("webhook refused: %s path=%s", refusal, request.path)
             return HttpResponseForbidden("invalid signature\n", content_type="text/plain")
+        request.webhook_deadline = time.monotonic() + getattr(settings, deadline_seconds)
         try:
-            with connection.execute_wrapper(_deadline(time.monotonic() + settings.WEBHOOK_DEADLINE_SECONDS)):
+            with connection.execute_wrapper(_deadline(request.webhook_deadline)):
                 response = view(request, *args, **kwargs)
+        except NotThisLine:
+            logger.warning("webhook refused: another line's call path=%s call=%s", request.path, call_label(request))
+            return HttpResponseForbidden("not this line's call\n", content_type="text/plain")
         except Exception as error:
             if _is_timeout(error):
                 logger.warning(

@@ -263,13 +263,17 @@ def _step_path(step_name: str) -> str:
     return reverse("ivr:step", args=[step_name])
 
 
-def start_call(*, call_sid: str, caller: str, trusted: bool, greeting: Words, deposit_line: bool = False) -> Reply:
+def start_call(
+    *, call_sid: str, caller: str, trusted: bool, greeting: Words, deposit_line: bool = False, line: str | None = None
+) -> Reply:
     """The first prompt, for a new call or Twilio's retry of its first webhook.
 
     caller is the E.164 number or "" when withheld; trusted says whether the
     caller ID may open PIN-only sign-in. deposit_line: the call came to the
     deposit line's number, where families pay by card and nobody signs in.
     """
+    if line is not None and deposit_line != (line == "deposit"):
+        raise NotThisLine
     start = {"call_sid": call_sid, "caller": caller, "trusted": trusted, "greeting": greeting}
     with transaction.atomic():
         try:
@@ -280,12 +284,18 @@ def start_call(*, call_sid: str, caller: str, trusted: bool, greeting: Words, de
             return _start_call(**start, deposit_line=deposit_line)
 
 
+class NotThisLine(Exception):
+    """A request signed by one line's token named a call of the other line: it opens nothing (403)."""
+
+
 class CallAlreadyStarted(Exception):
     pass
 
 
 def _start_call(*, call_sid: str, caller: str, trusted: bool, greeting: Words, deposit_line: bool = False) -> Reply:
     call = CallSession.find(call_sid, locked=True)
+    if call is not None and call.deposit_line != deposit_line:
+        raise NotThisLine  # a first webhook of one line naming a call of the other
     new = call is None
     if new:
         # Inserted with its first prompt in one statement (see _save).
@@ -316,6 +326,7 @@ def answer_prompt(
     prompt_number: int | None,
     keys: str | None,
     called: str = "",
+    line: str | None = None,
 ) -> Reply:
     """Take the caller's keys for the prompt a URL names.
 
@@ -339,6 +350,7 @@ def answer_prompt(
         "prompt_number": prompt_number,
         "keys": keys,
         "called": called,
+        "line": line,
     }
     named = STEPS.get(step_name)
     if named is not None and not named.locks_call:
@@ -367,11 +379,13 @@ def _count_pin_attempt(
     prompt_number: int | None,
     keys: str | None,
     called: str,
+    line: str | None,
 ) -> object | None:
     """Before the step runs: count a PIN entered at a prompt that checks one, unless this is a retry or stale."""
     call = CallSession.find(call_sid, locked=False)
     if (
         call is None
+        or not _on_line(call, line)
         or call.caller != caller
         or call.ended
         or (step_name, prompt_number) != (call.step, call.prompt_number)
@@ -396,10 +410,11 @@ def _answer(
     prompt_number: int | None,
     keys: str | None,
     called: str,
+    line: str | None,
     locked: bool,
     pin_attempt: object | None = None,
 ) -> Reply:
-    call = _find(call_sid, caller=caller, locked=locked)
+    call = _find(call_sid, caller=caller, locked=locked, line=line)
     if call is None:
         # A call we do not know (state purged, or a replayed URL): start over.
         return _start_call(
@@ -457,9 +472,19 @@ def _answer(
         return _take(call, current, current.answer(call, entry))
 
 
-def _find(call_sid: str, *, caller: str, locked: bool) -> CallSession | None:
-    """The call, if it is this caller's; unlocked, a miss is retried locked (starting over writes a new call)."""
+def _on_line(call: CallSession, line: str | None) -> bool:
+    """Whether a request signed for `line` (ivr.decorators.signed_line) may open this call; None: either."""
+    return line is None or call.deposit_line == (line == "deposit")
+
+
+def _find(call_sid: str, *, caller: str, locked: bool, line: str | None = None) -> CallSession | None:
+    """The call, if it is this caller's; unlocked, a miss is retried locked (starting over writes a new call).
+
+    NotThisLine when the request was signed by the other line's token: it neither opens nor restarts the call.
+    """
     call = CallSession.find(call_sid, locked=locked)
+    if call is not None and not _on_line(call, line):
+        raise NotThisLine
     if call is None or call.caller != caller:
         if not locked:
             raise CallMoved
@@ -610,13 +635,15 @@ def _render_dial(call: CallSession) -> VoiceResponse:
     )
 
 
-def staff_call_ended(*, call_sid: str, caller: str, trusted: bool, prompt_number: int | None, status: str) -> Reply:
+def staff_call_ended(
+    *, call_sid: str, caller: str, trusted: bool, prompt_number: int | None, status: str, line: str | None = None
+) -> Reply:
     """Twilio's <Dial> action: the call to staff is over; back to the prompt the caller was at.
 
     status is Twilio's DialCallStatus; each is answered with a calm sentence.
     """
     with transaction.atomic():
-        call = _find(call_sid, caller=caller, locked=True)
+        call = _find(call_sid, caller=caller, locked=True, line=line)
         if call is None:
             return _start_call(call_sid=call_sid, caller=caller, trusted=trusted, greeting=START_AGAIN)
         answer = _digest(f"staff call:{prompt_number}:{status!r}")
@@ -657,7 +684,13 @@ def _render_pay(call: CallSession) -> VoiceResponse:
 
 
 def payment_made(
-    *, call_sid: str, caller: str, trusted: bool, prompt_number: int | None, result: dict[str, str]
+    *,
+    call_sid: str,
+    caller: str,
+    trusted: bool,
+    prompt_number: int | None,
+    result: dict[str, str],
+    line: str | None = None,
 ) -> Reply:
     """Twilio's <Pay> action request: what the payment did, for the step that started it to take.
 
@@ -666,7 +699,7 @@ def payment_made(
     hears the same answer again; the step's service credits a deposit once whatever comes.
     """
     with transaction.atomic():
-        call = _find(call_sid, caller=caller, locked=True)
+        call = _find(call_sid, caller=caller, locked=True, line=line)
         if call is None:
             # The call is over (its status callback came first): the payment is recorded already (the
             # view settles it by the deposit the URL names); nobody is left to hear a prompt, and no

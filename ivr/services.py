@@ -15,15 +15,18 @@ def _same_caller(stored_caller: str, from_: str | None) -> bool:
     return caller_id.caller_number(from_) == stored_caller
 
 
-def call_forget(*, call_sid: str, from_: str | None) -> str:
+def call_forget(*, call_sid: str, from_: str | None, line: str | None = None) -> str:
     """Forget a call Twilio says is over; the outcome for the log and metrics.
 
     Only the call's own caller can end it: a signed callback naming another
-    caller's From deletes nothing.
+    caller's From deletes nothing, nor one signed by the other line's token
+    (line: ivr.decorators.signed_line).
     """
-    call = CallSession.objects.filter(call_sid=call_sid).only("caller").first()
+    call = CallSession.objects.filter(call_sid=call_sid).only("caller", "deposit_line").first()
     if call is None:
         return "unknown call"
+    if line is not None and call.deposit_line != (line == "deposit"):
+        return "another line's call: kept"
     if not _same_caller(call.caller, from_):
         return "another caller: kept"
     call.delete()

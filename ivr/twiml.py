@@ -79,25 +79,27 @@ def dial_staff(*, number: str, action: str, caller_id: str, time_limit: int, gre
 def pay(
     *,
     connector: str,
-    charge_amount: str,
     description: str,
     language: str,
     action: str,
     prompts: list[tuple[str, str, str]],
+    after: str | Promise,
 ) -> VoiceResponse:
-    """Twilio's <Pay>: it takes the card by keypad and charges it through connector; card digits never come here.
+    """Twilio's <Pay>, only to turn the card into a Stripe PaymentMethod: card digits never come here.
 
-    prompts are (for, errorType, words) said in the caller's voice; <Pay> says its own in language.
-    action receives Result, PaymentConfirmationCode and the card's type and masked number; Twilio goes on
-    with what action answers, so the call is never left in dead air whatever the payment did.
+    No chargeAmount: with one, <Pay> would charge through the connector itself; without, it only tokenizes
+    (tokenType payment-method: the Stripe connector posts the PaymentMethod's id as PaymentToken), and the
+    action request charges it. prompts are (for, errorType, words) said in the caller's voice; <Pay> says its
+    own in language. Twilio runs the next verb when <Pay> ends without calling action: `after` is said and
+    the call goes on to action (with no result), so that it never falls into dead air.
     """
     response = VoiceResponse()
     paying = response.pay(
         input="dtmf",
         payment_connector=connector,
-        charge_amount=charge_amount,
-        currency="usd",
+        token_type="payment-method",
         payment_method="credit-card",
+        valid_card_types="visa mastercard amex discover",
         max_attempts=2,
         # Between keys within one entry: a caller reading a card on a bad line needs longer than 5 s.
         timeout=10,
@@ -109,6 +111,8 @@ def pay(
     for for_, error_type, words in prompts:
         prompt = paying.prompt(for_=for_, **({"error_type": error_type} if error_type else {}))
         say(prompt, words)
+    say(response, after)
+    response.redirect(f"{action}&no_result=1", method="POST")
     return response
 
 
@@ -117,13 +121,14 @@ def unavailable() -> VoiceResponse:
     return goodbye_in_every_language(UNAVAILABLE)
 
 
-def goodbye_in_every_language(words: Promise) -> VoiceResponse:
+def goodbye_in_every_language(*words: Promise) -> VoiceResponse:
     """Words and goodbye, said in every language offered, each in its voice: where this is needed we
     may not know (or be able to read) the caller's language."""
     response = VoiceResponse()
     for language in settings.IVR_LANGUAGES:
         with translation.override(language):
-            say(response, words, language)
+            for line in words:
+                say(response, line, language)
     response.hangup()
     return response
 

@@ -13,16 +13,20 @@ from django.utils.translation import gettext_lazy as _
 from twilio.twiml.voice_response import VoiceResponse
 
 from ivr import caller_id, machine, services, twiml
-from ivr.decorators import call_label, twilio_webhook
-from ivr.steps.deposit_line import record_payment
+from ivr.decorators import call_label, signed_line, twilio_webhook
+from ivr.steps.deposit_line import NOT_AVAILABLE, UNCERTAIN
+from payments import charges, stripe_api
 from payments.errors import UnknownDeposit
+from payments.models import CardDeposit
 
 logger = logging.getLogger(__name__)
 
 WELCOME = _("Welcome to MyiBot.")
-PAYMENT_NOT_CONFIRMED_YET = _(
-    "We could not confirm your payment just now. If your card was charged, the money will reach the account. "
-    "Please do not pay again. Goodbye."
+# The deposit number's fallback URL (and the TwiML Bin of a PCI subaccount's number): static, and true
+# whatever happened, since a caller who was paying may have been charged.
+DEPOSIT_FALLBACK = _(
+    "Sorry, something went wrong. If you were paying, please do not pay again: if your card was charged, the "
+    "money reaches the account by itself."
 )
 DEPOSIT_WELCOME = _("Welcome to the MyiBot deposit line. There is no fee to put money on an account.")
 MISSING_CALL = _("We are sorry. Something went wrong with this call. Please call again. Goodbye.")
@@ -44,10 +48,12 @@ def _refusal(request: HttpRequest) -> HttpResponse | None:
 
 
 def _caller(request: HttpRequest) -> dict[str, object]:
-    """The caller's number ("" when withheld: served, never stored) and whether it is trusted."""
+    """The caller's number ("" when withheld: served, never stored), whether it is trusted, and which line's
+    token signed the request (ivr.decorators: a call of the other line is not opened)."""
     return {
         "caller": caller_id.caller_number(request.POST.get("From")),
         "trusted": bool(caller_id.trusted_number(request.POST.get("From"), request.POST.get("StirVerstat"))),
+        "line": signed_line(request),
     }
 
 
@@ -83,14 +89,17 @@ def deposit(request: HttpRequest) -> HttpResponse:
     """A call comes in to the deposit line: a family putting money on a member's account by card."""
     if refusal := _refusal(request):
         return refusal
+    if not stripe_api.configured():
+        # Before anyone types a card: with nothing to charge it, no family is asked for one.
+        return _answer(twiml.goodbye_in_every_language(DEPOSIT_WELCOME, NOT_AVAILABLE), "deposit", "not available")
     reply = machine.start_call(
         call_sid=request.POST["CallSid"], greeting=DEPOSIT_WELCOME, deposit_line=True, **_caller(request)
     )
     return _answer(reply.twiml, "deposit", reply.outcome)
 
 
-# What a step may read of <Pay>'s action request. Never PaymentToken, ExpirationDate or a postal code:
-# they are not asked for, so they cannot be kept by mistake.
+# What a step may read of <Pay>'s action request. Never PaymentToken (charged once, by the view, and never
+# kept), ExpirationDate or a postal code: they are not asked for, so they cannot be kept by mistake.
 PAY_RESULT_FIELDS = (
     "Result",
     "PaymentConfirmationCode",
@@ -122,28 +131,43 @@ _NOT_RESULT = re.compile(r"[^a-z-]")
 _NOT_MASK = re.compile(r"[^xX*#-]")
 
 
-@twilio_webhook
+@twilio_webhook(deadline_seconds="PAY_RESULT_DEADLINE_SECONDS")
 def deposit_paid(request: HttpRequest) -> HttpResponse:
-    """<Pay>'s action request: what the payment did. The step that started it credits the member once."""
+    """<Pay>'s action request: the card's token, charged here, once; then the words for what is known.
+
+    The charge comes first and on its own (payments.charges): a card is charged and credited even if the
+    call's state is gone or its prompt cannot be answered in time. Twilio's retry, and the step, find the
+    deposit decided. A <Redirect> after <Pay> (no_result: <Pay> ended without calling this) charges nothing.
+    """
     if refusal := _refusal(request):
         return refusal
     _log_pay_request(request)
-    result = {field: request.POST.get(field, "")[:255] for field in PAY_RESULT_FIELDS if field in request.POST}
-    # Recorded first, on its own: a card charged is credited even if the call's state is gone or its
-    # prompt cannot be answered in time. Twilio's retry, and the step below, find it decided.
+    posted = {} if request.GET.get("no_result") else request.POST
+    result = {field: posted.get(field, "")[:255] for field in PAY_RESULT_FIELDS if field in posted}
+    deposit = None
     deposit_id = _deposit_id(request)
     if deposit_id is not None:
-        try:
-            with contextlib.suppress(UnknownDeposit):
-                record_payment(deposit_id=deposit_id, call_sid=request.POST["CallSid"], result=result)
-        except DatabaseError:
-            # Not recorded yet (the database was slow or away): Twilio's retry, or reconcile_card_deposits,
-            # will. The family must not be told to call again and pay twice.
-            logger.warning("card deposit not recorded yet: call=%s deposit=%s", call_label(request), deposit_id)
-            return _answer(twiml.goodbye_in_every_language(PAYMENT_NOT_CONFIRMED_YET), "pay", "database too slow")
-    reply = machine.payment_made(
-        call_sid=request.POST["CallSid"], prompt_number=_prompt_number(request), result=result, **_caller(request)
-    )
+        paid = charges.PayResult(
+            result=result.get("Result", ""),
+            token=posted.get("PaymentToken", "")[:255],
+            confirmation_code=result.get("PaymentConfirmationCode", ""),
+            card_type=result.get("PaymentCardType", ""),
+            card_number=result.get("PaymentCardNumber", ""),
+        )
+        with contextlib.suppress(UnknownDeposit):
+            deposit = charges.card_deposit_paid(
+                deposit_id=deposit_id, call_sid=request.POST["CallSid"], paid=paid, deadline=request.webhook_deadline
+            )
+    try:
+        reply = machine.payment_made(
+            call_sid=request.POST["CallSid"], prompt_number=_prompt_number(request), result=result, **_caller(request)
+        )
+    except DatabaseError:
+        if deposit is None or deposit.status in (CardDeposit.Status.PENDING, CardDeposit.Status.NOT_CHARGED):
+            raise  # nothing was charged: the usual apology is true
+        # The card may be charged (or is): never "call again", which invites a second payment.
+        logger.warning("card deposit's words not found in time: call=%s deposit=%s", call_label(request), deposit.pk)
+        return _answer(twiml.goodbye_in_every_language(UNCERTAIN), "pay", "database too slow")
     return _answer(reply.twiml, "pay", reply.outcome)
 
 
@@ -156,11 +180,14 @@ def _log_pay_request(request: HttpRequest) -> None:
     posted = request.POST
     reference = posted.get("PaymentConfirmationCode", "")
     kind = reference[:3] if reference[:3] in ("ch_", "pi_") else ("other" if reference else "none")
+    token = posted.get("PaymentToken", "")
+    token_kind = token[:3] if token[:3] in ("pm_", "tok") else ("other" if token else "none")
     masked = _NOT_MASK.sub("?", re.sub(r"[0-9]", "#", posted.get("PaymentCardNumber", "")[:32]))
     logger.info(
-        "pay request: call=%s result=%s reference=%s card_type=%s masked=%s pay_error=%s fields=%s",
+        "pay request: call=%s result=%s token=%s reference=%s card_type=%s masked=%s pay_error=%s fields=%s",
         call_label(request),
         _NOT_RESULT.sub("", posted.get("Result", "")[:40]) or "-",
+        token_kind,
         kind,
         _NOT_RESULT.sub("", posted.get("PaymentCardType", "")[:20].lower()) or "-",
         masked or "-",
@@ -204,7 +231,9 @@ def status(request: HttpRequest) -> HttpResponse:
     call_status = request.POST.get("CallStatus", "")
     outcome = "noted"
     if call_status in CALL_OVER:
-        outcome = services.call_forget(call_sid=request.POST.get("CallSid", ""), from_=request.POST.get("From"))
+        outcome = services.call_forget(
+            call_sid=request.POST.get("CallSid", ""), from_=request.POST.get("From"), line=signed_line(request)
+        )
     response = HttpResponse("")
     response.ivr_step, response.ivr_outcome = f"status {call_status[:20]}", outcome
     return response
@@ -240,3 +269,15 @@ def fallback(request: HttpRequest) -> HttpResponse:
         _error_url_path(request.POST.get("ErrorUrl", "")),
     )
     return _answer(twiml.unavailable(), "fallback", "apology")
+
+
+@twilio_webhook
+def deposit_fallback(request: HttpRequest) -> HttpResponse:
+    """The deposit number's fallback URL: static words that are true whether or not a card was charged."""
+    logger.warning(
+        "twilio deposit fallback: call=%s error=%s url=%s",
+        call_label(request),
+        _UNSAFE_ERROR_CODE.sub("", request.POST.get("ErrorCode", "")[:100])[:10] or "-",
+        _error_url_path(request.POST.get("ErrorUrl", "")),
+    )
+    return _answer(twiml.goodbye_in_every_language(DEPOSIT_FALLBACK), "deposit fallback", "apology")

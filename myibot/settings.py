@@ -352,14 +352,37 @@ CALL_SESSION_MAX_IDLE_MINUTES = _env.number("CALL_SESSION_MAX_IDLE_MINUTES", 120
 # The most one card deposit may be, and the most card deposits to one member in a day (TIME_ZONE).
 DEPOSIT_CARD_MAX_DOLLARS = _env.number("DEPOSIT_CARD_MAX_DOLLARS", 200, minimum=1)
 DAILY_DEPOSIT_LIMIT_DOLLARS = _env.number("DAILY_DEPOSIT_LIMIT_DOLLARS", 500, minimum=1)
-# Against card testing and member-ID probing: member-ID lookups and <Pay> attempts from one caller
-# number in a day (every withheld number shares one bucket), and across the service in an hour.
+# Deposits from one caller number that ended without a charge, a day (withheld and unvouched numbers are
+# counted per member they call for, so that they close the line to nobody else); failed member-ID lookups
+# are counted apart, per number (docs/DEPOSITS.md, "Limits").
 DEPOSIT_ATTEMPTS_PER_LINE_PER_DAY = _env.number("DEPOSIT_ATTEMPTS_PER_LINE_PER_DAY", 5, minimum=1)
-DEPOSIT_ATTEMPTS_PER_HOUR = _env.number("DEPOSIT_ATTEMPTS_PER_HOUR", 200, minimum=1)
-# The Twilio Pay connector (Stripe) that charges the card, by its name in Twilio's console.
+# Issuer declines of our charges for callers no carrier vouches for, across the service in an hour: above
+# it, such callers hear that the line is busy (card testing); a mistyped card, *, or a hang-up never counts.
+DEPOSIT_DECLINES_PER_HOUR = _env.number("DEPOSIT_DECLINES_PER_HOUR", 100, minimum=1)
+# Per card (Stripe's fingerprint): how many different members in 7 days, and how many dollars a day.
+CARD_MEMBERS_PER_WEEK = _env.number("CARD_MEMBERS_PER_WEEK", 2, minimum=1)
+CARD_DAILY_LIMIT_DOLLARS = _env.number("CARD_DAILY_LIMIT_DOLLARS", 500, minimum=1)
+# Card money cannot be sent out by transfer before local midnight after the charge plus this many hours.
+CARD_FUNDS_HOLD_HOURS = _env.number("CARD_FUNDS_HOLD_HOURS", 72)
+# The Twilio Pay connector (Stripe) that turns the card into a PaymentMethod, by its name in Twilio's console.
 PAY_CONNECTOR = os.environ.get("PAY_CONNECTOR", "").strip() or "Default"
-# Only refund_card_deposit and reconcile_card_deposits use it (Twilio's connector charges); unset, they refuse.
+# Charges, refunds and reconciliation (payments/stripe_api.py). Unset: with DEBUG off the deposit line says
+# card deposits are not available and the commands refuse; with DEBUG on, the phone simulator's test
+# processor answers as Stripe's test cards do.
 STRIPE_SECRET_KEY = os.environ.get("STRIPE_SECRET_KEY", "").strip()
+# Verifies POST /stripe/events (Stripe-Signature); required with a secret key.
+STRIPE_WEBHOOK_SECRET = os.environ.get("STRIPE_WEBHOOK_SECRET", "").strip()
+if STRIPE_SECRET_KEY and not STRIPE_WEBHOOK_SECRET:
+    _env.problem("STRIPE_WEBHOOK_SECRET is required with STRIPE_SECRET_KEY (the /stripe/events endpoint's secret)")
+if STRIPE_SECRET_KEY and not STRIPE_SECRET_KEY.startswith(("sk_", "rk_")):
+    _env.problem("STRIPE_SECRET_KEY must be a Stripe secret key (sk_live_..., sk_test_... or a restricted rk_...)")
+# Mark charges as mail or telephone orders: only once Stripe has enabled MOTO for the account.
+STRIPE_MOTO = _env.flag("STRIPE_MOTO", False)
+# Where the stripe library sends requests (Stripe's stripe-mock, a test double); empty: Stripe's API.
+STRIPE_API_BASE = os.environ.get("STRIPE_API_BASE", "").strip().rstrip("/")
+# <Pay>'s action request charges the card: its queries may run this long (Stripe's 3 s and 8 s are inside it),
+# still inside Twilio's 15 s.
+PAY_RESULT_DEADLINE_SECONDS = _env.number("PAY_RESULT_DEADLINE_SECONDS", 13, minimum=1)
 # The deposit line's number may sit on a PCI subaccount, which signs with its own token.
 TWILIO_DEPOSIT_AUTH_TOKEN = os.environ.get("TWILIO_DEPOSIT_AUTH_TOKEN", "").strip() or TWILIO_AUTH_TOKEN
 

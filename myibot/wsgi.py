@@ -3,6 +3,7 @@
 import os
 
 from django.core.wsgi import get_wsgi_application
+from django.urls import get_resolver
 
 from myibot.environment import exit_on_settings_problems
 
@@ -11,3 +12,6 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "myibot.settings")
 # Missing or invalid settings: every one named, one line each, and gunicorn stops without a traceback.
 with exit_on_settings_problems():
     application = get_wsgi_application()
+    # Every view, and what they import (Stripe's library among them), loaded now: gunicorn loads this in its
+    # master before it forks (preload_app), so the workers share those pages instead of each loading its own.
+    get_resolver().url_patterns

@@ -23,8 +23,8 @@ from accounts.dollars import dollars_decimal, format_dollars
 from accounts.errors import InsufficientFunds
 from myibot import local_time
 from myibot.csv_export import csv_download
-from payments import errors, services
-from payments.models import CardDeposit
+from payments import errors, refunds
+from payments.models import CardDeposit, Refund
 
 logger = logging.getLogger(__name__)
 
@@ -34,34 +34,47 @@ def _line(deposit: CardDeposit) -> str:
 
 
 def _plan_refund(deposit: CardDeposit) -> Planned:
-    if deposit.status != CardDeposit.Status.PAID:
+    try:
+        amount = refunds.refund_check(deposit=deposit)
+    except errors.StripeNotConfigured:
+        return Planned(_line(deposit), "refused: STRIPE_SECRET_KEY is not set, refunds are off", changes=False)
+    except errors.NotCharged:
         return Planned(_line(deposit), f"{deposit.status}: nothing to refund", changes=False)
-    if deposit.account.balance_cents < deposit.amount_cents:
+    except errors.DisputeOpen:
+        return Planned(_line(deposit), "refused: a dispute is open, and decides", changes=False)
+    except errors.AlreadyRefunded:
+        return Planned(_line(deposit), "already refunded: nothing changes", changes=False)
+    except InsufficientFunds:
+        # The admin never claws back: refund_card_deposit --clawback is an operator's deliberate act.
         return Planned(
             _line(deposit), f"refused: the account holds {deposit.account.balance}, the money was spent", changes=False
         )
     return Planned(
         _line(deposit),
-        f"refunded to the card ending {deposit.card_last4 or '----'} through Stripe; a refund entry takes "
-        f"{format_dollars(deposit.amount_cents)} off account {deposit.account.member_id} "
-        f"(balance {deposit.account.balance})",
+        f"a refund entry takes {format_dollars(amount)} off account {deposit.account.member_id} "
+        f"(balance {deposit.account.balance}), then Stripe refunds it to the card ending {deposit.card_last4 or '----'}",
     )
 
 
-def _refund(deposit: CardDeposit) -> Outcome:
+def _refund(deposit: CardDeposit, operator=None) -> Outcome:
     try:
-        refunded = services.card_deposit_refund(entry_id=deposit.entry_id)
-    except (errors.AlreadyRefunded, errors.NotCharged, errors.NotACardDeposit):
-        return Outcome(refused="not a paid card deposit: nothing to refund")
-    except InsufficientFunds:
-        return Outcome(refused="the money was spent: it cannot be refunded")
+        refund = refunds.card_deposit_refund(deposit_id=deposit.pk, operator=operator)
     except errors.StripeNotConfigured:
         return Outcome(refused="STRIPE_SECRET_KEY is not set: refunds are off")
-    except errors.StripeFailed as error:
+    except (errors.AlreadyRefunded, errors.NotCharged, errors.NotACardDeposit):
+        return Outcome(refused="not a paid card deposit with money left to refund")
+    except errors.DisputeOpen:
+        return Outcome(refused="a dispute is open")
+    except InsufficientFunds:
+        return Outcome(refused="the money was spent: it cannot be refunded")
+    if refund.status in (Refund.Status.FAILED, Refund.Status.CANCELED):
+        return Outcome(history=f"Stripe refused the refund ({refund.failure_reason}): the money was given back.")
+    if refund.status == Refund.Status.REQUESTED:
         return Outcome(
-            history=f"Taken off the account for a refund; Stripe did not refund ({error}): refund it again.",
+            history=f"Taken off the account for refund {refund.public_id}; Stripe's answer was lost: "
+            "reconcile_card_deposits --resolve finishes it."
         )
-    return Outcome(history=f"Refunded to the card (Stripe refund {refunded.refund_reference}) with a refund entry.")
+    return Outcome(history=f"Refunded to the card (Stripe refund {refund.stripe_id}, {refund.status}) with a refund entry.")
 
 
 def _csv_time(moment: datetime | None) -> str:
@@ -75,8 +88,9 @@ def _rows(queryset: QuerySet[CardDeposit]) -> Iterator[list[object]]:
             deposit.account.member_id,
             dollars_decimal(deposit.amount_cents),
             deposit.status,
+            deposit.not_charged_reason,
             deposit.result,
-            deposit.reference or "",
+            deposit.payment_intent or deposit.reference or "",
             deposit.card_type,
             deposit.card_last4,
             deposit.entry_id or "",
@@ -88,24 +102,32 @@ def _rows(queryset: QuerySet[CardDeposit]) -> Iterator[list[object]]:
 
 @admin.register(CardDeposit)
 class CardDepositAdmin(MoneyColumns, GuardedActionsAdmin):
-    list_display = ["id", "member_id", "amount_display", "status", "result", "card", "needs_look", "created"]
-    list_filter = ["status", "created"]
+    list_display = ["id", "member_id", "amount_display", "status", "result", "card", "entry", "needs_look", "created"]
+    list_filter = ["status", "not_charged_reason", "created"]
     date_hierarchy = "created"
-    search_fields = ["account__member_id", "reference", "call_sid"]
+    search_fields = ["account__member_id", "payment_intent", "reference", "call_sid"]
     list_select_related = ["account"]
     fields = [
+        "id",
         "account",
         "amount_display",
         "status",
+        "not_charged_reason",
         "result",
+        "decline_code",
+        "payment_intent",
         "reference",
+        "public_id",
         "card",
         "entry",
         "needs_look",
-        "refund_reference",
         "call_sid",
         "created",
+        "token_received",
+        "charging_started",
         "decided",
+        "release_at",
+        "held_for_review",
     ]
     readonly_fields = fields
     actions = ["refund", "export_csv"]
@@ -135,7 +157,7 @@ class CardDepositAdmin(MoneyColumns, GuardedActionsAdmin):
             verb="refund",
             title="Refund card deposits",
             plan=_plan_refund,
-            act=_refund,
+            act=lambda deposit: _refund(deposit, operator=request.user),
             summary="Refunded {count} card deposit(s).",
         )
 
@@ -146,8 +168,9 @@ class CardDepositAdmin(MoneyColumns, GuardedActionsAdmin):
             "member ID",
             "amount (dollars)",
             "status",
+            "why not charged",
             "Twilio result",
-            "processor reference",
+            "Stripe PaymentIntent (or version 3 charge)",
             "card type",
             "card last four",
             "ledger entry",

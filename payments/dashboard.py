@@ -15,9 +15,10 @@ from payments.models import CardDeposit
 # (status, css class, name): the chart's series, bottom up.
 STATUSES = [
     (CardDeposit.Status.PAID, "settled", "paid"),
-    (CardDeposit.Status.FAILED, "rejected", "not charged"),
-    (CardDeposit.Status.REFUNDED, "failed", "refunded"),
+    (CardDeposit.Status.NOT_CHARGED, "rejected", "not charged"),
+    (CardDeposit.Status.UNCERTAIN, "failed", "uncertain"),
     (CardDeposit.Status.PENDING, "submitted", "pending"),
+    (CardDeposit.Status.CHARGING, "submitted", "charging"),
 ]
 
 

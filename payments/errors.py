@@ -14,7 +14,8 @@ class CannotReceiveDeposits(PaymentsError):
 
 
 class TooManyAttempts(PaymentsError):
-    """This line's failed tries for today ("line"), or the service's for this hour ("service"), are used up."""
+    """This line's failed tries for today ("line"), or the service's issuer declines for this hour for callers
+    no carrier vouches for ("service"), are used up."""
 
     def __init__(self, scope: str) -> None:
         super().__init__(scope)
@@ -31,6 +32,10 @@ class AmountRefused(PaymentsError):
     daily: bool
 
 
+class PaymentInProgress(PaymentsError):
+    """Another card deposit for this member (or from this line) is in <Pay> or being charged right now."""
+
+
 class UnknownDeposit(PaymentsError):
     """No pending card deposit of this call by that number (a forged or misrouted action request)."""
 
@@ -41,6 +46,10 @@ class NotACardDeposit(PaymentsError):
 
 class AlreadyRefunded(PaymentsError):
     pass
+
+
+class DisputeOpen(PaymentsError):
+    """A dispute on the deposit is open: Stripe refuses refunds of disputed charges, and the dispute decides."""
 
 
 class NotCharged(PaymentsError):

@@ -1,63 +1,276 @@
-"""The two things we ask of Stripe, through its official library: refund a charge, and list recent charges.
+"""Everything we ask of Stripe, through its official library: the one module that imports `stripe`.
 
-Twilio's <Pay> connector does the charging; this module is only for operators'
-commands (refund_card_deposit, reconcile_card_deposits). Every request is bounded
-in time, and a refund carries an idempotency key, so a command run twice after a
-network failure never refunds twice. Stripe's test mode (a sk_test_ key) works
-the same way for a first run (docs/DEPOSITS.md).
+- A card's fingerprint (PaymentMethod.retrieve), before it is charged, for the per-card limits.
+- One PaymentIntent per deposit, confirmed at once, under the deposit's one idempotency key.
+- Reads that settle what a lost answer left open: PaymentIntents listed by when they were made.
+- Refunds, with their own UUID in the metadata, and the refunds of a charge listed.
+- Stripe's events, verified with STRIPE_WEBHOOK_SECRET.
+
+Every request is bounded in time by its caller (a webhook has Twilio's 15 s in all)
+and the library retries nothing by itself: the charge decides when one retry,
+with the same key and parameters, still fits. STRIPE_API_BASE points the
+library elsewhere (Stripe's stripe-mock, a test double). With DEBUG on and no
+STRIPE_SECRET_KEY, a test processor the phone simulator registers answers
+instead, as Stripe's test cards do (phone/processor.py): nothing leaves the machine.
+Stripe's library is imported by the master before gunicorn forks (myibot/wsgi.py),
+so its pages are shared by the workers, not copied into each.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
+from enum import Enum
+from functools import lru_cache
 
+import stripe
 from django.conf import settings
-from django.utils import timezone
 
 from payments.errors import StripeFailed, StripeNotConfigured
 
-TIMEOUT_SECONDS = 20
+logger = logging.getLogger(__name__)
+
+# The API version the library is pinned to: the /stripe/events endpoint must be created with it (README).
+API_VERSION = stripe.api_version
+# What an operator's command or reconciliation may wait for one answer.
+READ_SECONDS = 20
+# The key the test processor answers to, and the secret its events are signed with (DEBUG only).
+TEST_PROCESSOR_KEY = "sk_test_myibot_local_processor"
+TEST_PROCESSOR_WEBHOOK_SECRET = "whsec_myibot_local_processor"
+
+_test_processor: Callable[[], stripe.HTTPClient] | None = None
 
 
-def _stripe():
-    # Imported when an operator's command needs it, never by the web workers: Stripe's library
-    # alone is some 30 MB of memory in every gunicorn worker, for code only the commands run.
-    import stripe
-
-    return stripe
+def register_test_processor(factory: Callable[[], stripe.HTTPClient]) -> None:
+    """The phone simulator's stand-in for Stripe, used only with DEBUG on and no STRIPE_SECRET_KEY."""
+    global _test_processor
+    _test_processor = factory
 
 
-def _client():
-    if not settings.STRIPE_SECRET_KEY:
+def _using_test_processor() -> bool:
+    return not settings.STRIPE_SECRET_KEY and settings.DEBUG and _test_processor is not None
+
+
+def configured() -> bool:
+    """Whether card deposits can be charged: a key, or (DEBUG) the simulator's test processor."""
+    return bool(settings.STRIPE_SECRET_KEY) or _using_test_processor()
+
+
+def livemode() -> bool:
+    """The mode of the key: an event of the other mode is never believed."""
+    return settings.STRIPE_SECRET_KEY.startswith(("sk_live_", "rk_live_"))
+
+
+def webhook_secret() -> str:
+    if _using_test_processor():
+        return TEST_PROCESSOR_WEBHOOK_SECRET
+    return settings.STRIPE_WEBHOOK_SECRET
+
+
+@lru_cache(maxsize=16)
+def _client_for(key: str, base: str, timeout: float) -> stripe.StripeClient:
+    # One client (and connection pool) per time budget: the budgets are few, and a new client per
+    # request would pay a TLS handshake to Stripe every time.
+    if key == TEST_PROCESSOR_KEY and _test_processor is not None:
+        http_client = _test_processor()
+    else:
+        http_client = stripe.RequestsClient(timeout=timeout)
+    addresses = {"api": base} if base else None
+    return stripe.StripeClient(key, max_network_retries=0, http_client=http_client, base_addresses=addresses)
+
+
+def _client(timeout: float) -> stripe.StripeClient:
+    if settings.STRIPE_SECRET_KEY:
+        key = settings.STRIPE_SECRET_KEY
+    elif _using_test_processor():
+        key = TEST_PROCESSOR_KEY
+    else:
         raise StripeNotConfigured
-    stripe = _stripe()
-    return stripe.StripeClient(
-        settings.STRIPE_SECRET_KEY,
-        max_network_retries=2,
-        http_client=stripe.RequestsClient(timeout=TIMEOUT_SECONDS),
+    # Whole tenths: a handful of clients, however the remaining time falls.
+    return _client_for(key, settings.STRIPE_API_BASE, max(round(timeout, 1), 0.5))
+
+
+def _error_body(error: stripe.StripeError) -> dict:
+    body = error.json_body if isinstance(error.json_body, dict) else {}
+    return body.get("error") or {}
+
+
+# The card -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Card:
+    fingerprint: str
+    brand: str
+    last4: str
+
+
+def card_of(payment_method: str, *, timeout: float) -> Card:
+    """The card behind <Pay>'s PaymentMethod. StripeFailed when Stripe refuses or does not answer in time."""
+    try:
+        found = _client(timeout).v1.payment_methods.retrieve(payment_method).to_dict()
+    except stripe.StripeError as error:
+        raise StripeFailed(_describe(error)) from None
+    card = found.get("card") or {}
+    return Card(fingerprint=card.get("fingerprint") or "", brand=card.get("brand") or "", last4=card.get("last4") or "")
+
+
+# The charge ---------------------------------------------------------------------------------------
+
+
+class Answer(Enum):
+    SUCCEEDED = "succeeded"
+    # Stripe answered and charged nothing: a card error (402), or a request it refused outright.
+    CARD_ERROR = "card error"
+    REFUSED = "refused"
+    # No definite answer: a timeout, a dropped connection, a 5xx, 409 idempotency_key_in_use, or a
+    # PaymentIntent in any status but succeeded. Only Stripe's later word settles it.
+    UNCERTAIN = "uncertain"
+
+
+@dataclass(frozen=True)
+class ChargeAnswer:
+    answer: Answer
+    payment_intent: str = ""
+    status: str = ""
+    # Stripe's code (card_declined, expired_card, authentication_required ...) and the bank's decline_code.
+    code: str = ""
+    decline_code: str = ""
+    # A retry with the same key would get the same answer (or charge nothing more): worth one more try.
+    retryable: bool = False
+    why: str = ""
+
+
+def charge(
+    *,
+    amount_cents: int,
+    payment_method: str,
+    description: str,
+    metadata: dict[str, str],
+    idempotency_key: str,
+    timeout: float,
+) -> ChargeAnswer:
+    """One PaymentIntent, confirmed at once: what Stripe answered, never an exception.
+
+    error_on_requires_action: a bank's demand for a check that a phone call cannot do (3-D Secure) is a
+    card error (authentication_required) instead of a PaymentIntent left waiting for the caller.
+    """
+    params: dict = {
+        "amount": amount_cents,
+        "currency": "usd",
+        "payment_method": payment_method,
+        "payment_method_types": ["card"],
+        "confirm": True,
+        "error_on_requires_action": True,
+        "description": description,
+        "metadata": metadata,
+    }
+    if settings.STRIPE_MOTO:
+        params["payment_method_options"] = {"card": {"moto": True}}
+    try:
+        intent = (
+            _client(timeout)
+            .v1.payment_intents.create(params=params, options={"idempotency_key": idempotency_key})
+            .to_dict()
+        )
+    except stripe.CardError as error:
+        body = _error_body(error)
+        intent_id = (body.get("payment_intent") or {}).get("id", "") if isinstance(body.get("payment_intent"), dict) else ""
+        return ChargeAnswer(
+            Answer.CARD_ERROR,
+            payment_intent=intent_id,
+            code=str(body.get("code") or error.code or ""),
+            decline_code=str(body.get("decline_code") or ""),
+            why=_describe(error),
+        )
+    except (stripe.APIConnectionError, stripe.APIError) as error:
+        # Nothing definite: the request may or may not have reached Stripe, and Stripe may or may not have
+        # charged (a 5xx is saved against the key and replayed; 409 says the first request is still running).
+        return ChargeAnswer(Answer.UNCERTAIN, retryable=True, why=_describe(error))
+    except stripe.IdempotencyError as error:
+        # The key was used with other parameters: an earlier request with it exists, and may have charged.
+        return ChargeAnswer(Answer.UNCERTAIN, why=_describe(error))
+    except stripe.RateLimitError as error:
+        # Not executed; one more try may get through.
+        return ChargeAnswer(Answer.UNCERTAIN, retryable=True, why=_describe(error))
+    except stripe.StripeError as error:
+        # 400/401/403/404: Stripe refused the request itself (a used PaymentMethod, a bad key): nothing was charged.
+        body = _error_body(error)
+        return ChargeAnswer(Answer.REFUSED, code=str(body.get("code") or ""), why=_describe(error))
+    status = intent.get("status") or ""
+    answer = Answer.SUCCEEDED if status == "succeeded" else Answer.UNCERTAIN
+    return ChargeAnswer(answer, payment_intent=intent.get("id") or "", status=status, why=f"PaymentIntent {status}")
+
+
+def _describe(error: stripe.StripeError) -> str:
+    """What went wrong, for a log line: the kind, the HTTP status and Stripe's code (no card data in any)."""
+    body = _error_body(error)
+    parts = [type(error).__name__, str(error.http_status or "-"), str(body.get("code") or "-")]
+    return " ".join(parts)
+
+
+# Reads that settle what an answer left open ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Intent:
+    """What settling a deposit needs of a PaymentIntent (never a card number)."""
+
+    id: str
+    status: str
+    amount_cents: int
+    public_id: str
+    deposit: str
+    created: datetime
+    livemode: bool
+    latest_charge: str
+    code: str = ""
+    decline_code: str = ""
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == "succeeded"
+
+    @property
+    def failed(self) -> bool:
+        # A confirmed PaymentIntent whose payment failed goes back to requires_payment_method; nobody
+        # confirms it again (the PaymentMethod was for one charge), so it will never charge.
+        return self.status in ("requires_payment_method", "canceled")
+
+
+def intent_from(found: dict) -> Intent:
+    metadata = found.get("metadata") or {}
+    error = found.get("last_payment_error") or {}
+    latest = found.get("latest_charge") or ""
+    return Intent(
+        id=found["id"],
+        status=found.get("status") or "",
+        amount_cents=int(found.get("amount") or 0),
+        public_id=str(metadata.get("public_id") or ""),
+        deposit=str(metadata.get("deposit") or ""),
+        created=datetime.fromtimestamp(int(found.get("created") or 0), tz=UTC),
+        livemode=bool(found.get("livemode")),
+        latest_charge=latest if isinstance(latest, str) else latest.get("id", ""),
+        code=str(error.get("code") or ""),
+        decline_code=str(error.get("decline_code") or ""),
     )
 
 
-def refund(*, reference: str, idempotency_key: str) -> str:
-    """Refund the whole of a charge; its refund id. A ch_ reference is a Charge, a pi_ one a PaymentIntent."""
-    target = {"payment_intent": reference} if reference.startswith("pi_") else {"charge": reference}
-    stripe = _stripe()
+def intents_created(*, since: datetime, until: datetime) -> Iterator[Intent]:
+    """Every PaymentIntent made between since and until, page by page. Read-only: never creates anything."""
+    params = {"created": {"gte": int(since.timestamp()), "lte": int(until.timestamp())}, "limit": 100}
     try:
-        made = _client().v1.refunds.create(params=target, options={"idempotency_key": idempotency_key})
+        for found in _client(READ_SECONDS).v1.payment_intents.list(params=params).auto_paging_iter():
+            yield intent_from(found.to_dict())
     except stripe.StripeError as error:
-        if getattr(error, "code", None) == "charge_already_refunded":
-            # Refunded before (a run cut short after Stripe answered, and its idempotency key
-            # forgotten after 24 hours): the card has its money; what is left is our side.
-            return f"already refunded ({reference})"
-        raise StripeFailed(error.user_message or str(error)) from None
-    return made.id
+        raise StripeFailed(_describe(error)) from None
 
 
 @dataclass(frozen=True)
 class Charge:
-    """What reconciliation needs of a Stripe charge (never a card number)."""
+    """What reconciling version 3's connector charges needs of a Stripe charge (never a card number)."""
 
     id: str
     payment_intent: str
@@ -72,16 +285,14 @@ class Charge:
 
     @property
     def references(self) -> set[str]:
-        """The ids a <Pay> PaymentConfirmationCode may carry for this charge."""
+        """The ids a version 3 <Pay> PaymentConfirmationCode may carry for this charge."""
         return {self.id, self.payment_intent} - {""}
 
 
-def recent_charges(*, days: int) -> Iterator[Charge]:
-    """Charges of the last `days` days, every page of them."""
-    since = int((timezone.now() - timedelta(days=days)).timestamp())
-    stripe = _stripe()
+def charges_created(*, since: datetime) -> Iterator[Charge]:
+    """Every charge made since `since`, page by page (version 3's connector charges are found by description)."""
     try:
-        listed = _client().v1.charges.list(params={"created": {"gte": since}, "limit": 100})
+        listed = _client(READ_SECONDS).v1.charges.list(params={"created": {"gte": int(since.timestamp())}, "limit": 100})
         for found in listed.auto_paging_iter():
             charge = found.to_dict()
             card = ((charge.get("payment_method_details") or {}).get("card")) or {}
@@ -98,4 +309,77 @@ def recent_charges(*, days: int) -> Iterator[Charge]:
                 created=datetime.fromtimestamp(charge["created"], tz=UTC),
             )
     except stripe.StripeError as error:
-        raise StripeFailed(error.user_message or str(error)) from None
+        raise StripeFailed(_describe(error)) from None
+
+
+# Refunds ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RefundAnswer:
+    id: str
+    status: str
+    amount_cents: int
+    public_id: str
+    failure_reason: str = ""
+
+
+def _refund_from(found: dict) -> RefundAnswer:
+    return RefundAnswer(
+        id=found["id"],
+        status=found.get("status") or "",
+        amount_cents=int(found.get("amount") or 0),
+        public_id=str((found.get("metadata") or {}).get("refund") or ""),
+        failure_reason=str(found.get("failure_reason") or ""),
+    )
+
+
+class RefundRefused(StripeFailed):
+    """Stripe answered 4xx: it made no refund (already refunded, disputed, too old ...)."""
+
+
+def _target(reference: str) -> dict[str, str]:
+    return {"payment_intent": reference} if reference.startswith("pi_") else {"charge": reference}
+
+
+def refund_create(*, reference: str, amount_cents: int, public_id: str, deposit: int) -> RefundAnswer:
+    """Refund amount_cents of a charge (ch_) or PaymentIntent (pi_), named by our refund's UUID.
+
+    RefundRefused on a 4xx (Stripe made nothing); StripeFailed when the answer is lost (it may have).
+    """
+    params = {**_target(reference), "amount": amount_cents, "metadata": {"refund": public_id, "deposit": str(deposit)}}
+    try:
+        made = _client(READ_SECONDS).v1.refunds.create(params=params, options={"idempotency_key": f"myibot-refund-{public_id}"})
+    except (stripe.InvalidRequestError, stripe.CardError, stripe.PermissionError, stripe.AuthenticationError) as error:
+        raise RefundRefused(_describe(error)) from None
+    except stripe.StripeError as error:
+        raise StripeFailed(_describe(error)) from None
+    return _refund_from(made.to_dict())
+
+
+def refunds_of(reference: str) -> list[RefundAnswer]:
+    """Every refund of a charge or PaymentIntent, ours and those made in Stripe's dashboard."""
+    try:
+        listed = _client(READ_SECONDS).v1.refunds.list(params={**_target(reference), "limit": 100})
+        return [_refund_from(found.to_dict()) for found in listed.auto_paging_iter()]
+    except stripe.StripeError as error:
+        raise StripeFailed(_describe(error)) from None
+
+
+# Events -------------------------------------------------------------------------------------------
+
+
+class BadSignature(Exception):
+    pass
+
+
+def event_from(payload: bytes, signature: str) -> dict:
+    """The event, if STRIPE_WEBHOOK_SECRET signed it within 5 minutes; BadSignature otherwise."""
+    secret = webhook_secret()
+    if not secret:
+        raise BadSignature("no STRIPE_WEBHOOK_SECRET")
+    try:
+        event = stripe.Webhook.construct_event(payload, signature, secret, tolerance=300)
+    except (ValueError, stripe.SignatureVerificationError) as error:
+        raise BadSignature(type(error).__name__) from None
+    return event.to_dict()

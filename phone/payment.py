@@ -11,11 +11,14 @@ Stripe's test mode, as Stripe's documented test cards behave.
   expiration date as MMYY, not in the past (invalid-date); the security code, 3
   digits or 4 for amex (invalid-security-code); the postal code, at least
   minPostalCodeLength or 5 digits (invalid-postal-code).
-- The Stripe connector in test mode: 4242 4242 4242 4242 is charged;
-  4000 0000 0000 0002 is declined ("Your card was declined.", Twilio's error
-  64012, the gateway rejected the card); any other number is declined as
-  Stripe's test mode declines a real card; under 0.50 (Stripe's least charge in
-  USD) the charge is refused. chargeAmount 0 tokenizes instead.
+- The Stripe connector in test mode, tokenizing (no chargeAmount, tokenType
+  payment-method, as the deposit line asks): each of Stripe's test cards
+  (TEST_CARDS) becomes Stripe's own test PaymentMethod for it (pm_card_visa ...),
+  posted as PaymentToken; the test processor (phone/processor.py) then charges it
+  as Stripe would. Any other number is refused as test mode refuses a real card.
+- Charging inside <Pay> (version 3, a chargeAmount): 4242 4242 4242 4242 is
+  charged; 4000 0000 0000 0002 is declined ("Your card was declined.", Twilio's
+  error 64012); under 0.50 (Stripe's least charge in USD) the charge is refused.
 - What Twilio posts where its pages leave it open comes in VARIANTS: the
   reference a Charge (ch_) or a PaymentIntent (pi_), the card number masked
   xxxxxxxxxxxx4242, ************4242 or xxxx-xxxx-xxxx-4242, and every
@@ -34,6 +37,44 @@ from phone.twiml import Pay
 # Stripe's test cards the connector acts on (docs.stripe.com/testing).
 CHARGED = "4242424242424242"
 DECLINED = "4000000000000002"
+INSUFFICIENT_FUNDS = "4000000000009995"
+AUTHENTICATION_REQUIRED = "4000002500003155"
+DISPUTED = "4000000000000259"
+
+
+@dataclass(frozen=True)
+class TestCard:
+    """What Stripe's test mode does with one of its test cards: its PaymentMethod, and the card error, if any."""
+
+    payment_method: str
+    code: str = ""
+    decline_code: str = ""
+    message: str = ""
+
+
+TEST_CARDS = {
+    CHARGED: TestCard("pm_card_visa"),
+    DECLINED: TestCard("pm_card_visa_chargeDeclined", "card_declined", "generic_decline", "Your card was declined."),
+    INSUFFICIENT_FUNDS: TestCard(
+        "pm_card_visa_chargeDeclinedInsufficientFunds",
+        "card_declined",
+        "insufficient_funds",
+        "Your card has insufficient funds.",
+    ),
+    # error_on_requires_action: a bank's 3-D Secure demand becomes a card error.
+    AUTHENTICATION_REQUIRED: TestCard(
+        "pm_card_authenticationRequired",
+        "authentication_required",
+        "authentication_required",
+        "Your card was declined. This transaction requires authentication.",
+    ),
+    DISPUTED: TestCard("pm_card_createDispute"),
+}
+
+
+def card_for_payment_method(payment_method: str) -> str | None:
+    """The test card a test PaymentMethod stands for, or None."""
+    return next((card for card, test in TEST_CARDS.items() if test.payment_method == payment_method), None)
 # Twilio's error code when the gateway rejected the card, and Stripe's words and code for it.
 GATEWAY_REJECTED_CARD = "64012"
 GATEWAY_REJECTED_CHARGE = "64008"
@@ -150,7 +191,15 @@ def check(step: str, keys: str, *, pay: Pay, card: str = "", today: date) -> tup
 def charge(card: str, pay: Pay) -> Charged:
     """What the Stripe connector in test mode does with the card."""
     if not pay.charge_amount:
-        return Charged("success", "chargeAmount 0: the card is tokenized, not charged")
+        if card not in TEST_CARDS:
+            return Charged(
+                "payment-connector-error",
+                "not one of Stripe's test cards: test mode refuses to tokenize it",
+                GATEWAY_REJECTED_CARD,
+                LIVE_CARD_IN_TEST_MODE,
+                "card_declined",
+            )
+        return Charged("success", f"no chargeAmount: tokenized as {TEST_CARDS[card].payment_method}, not charged")
     if pay.currency.lower() == "usd" and pay.charge_amount < LEAST_CHARGE:
         return Charged(
             "payment-connector-error",
@@ -203,9 +252,15 @@ def posted(
     if result == "success":
         if pay.charge_amount:
             fields["PaymentConfirmationCode"] = variant.reference + _digest(reference_seed, 24)
-        if variant.every_field or not pay.charge_amount:
-            token = "pm_" if variant.reference == "pi_" else "tok_"
-            fields["PaymentToken"] = token + _digest("token" + reference_seed, 24)
+            if variant.every_field:
+                token = "pm_" if variant.reference == "pi_" else "tok_"
+                fields["PaymentToken"] = token + _digest("token" + reference_seed, 24)
+        elif pay.token_type == "payment-method" and card in TEST_CARDS:
+            # Twilio's changelog (2024-04-09): the Stripe connector posts the PaymentMethod's id as PaymentToken.
+            fields["PaymentToken"] = TEST_CARDS[card].payment_method
+        else:
+            fields["PaymentToken"] = "tok_" + _digest("token" + reference_seed, 24)
+        if variant.every_field:
             fields["ProfileId"] = "cus_" + _digest("profile" + reference_seed, 14)
     elif charged is not None and charged.pay_error_code:
         fields["PayErrorCode"] = charged.pay_error_code

@@ -225,9 +225,10 @@ class Phone:
         return self.last.root.find("Pay")
 
     def pay(self, result: str = "success", **fields: str) -> Twiml:
-        """What Twilio posts to <Pay>'s action when the payment ends: Result, and for a success the charge.
+        """What Twilio posts to <Pay>'s action when the payment ends: Result, and for a success the token.
 
-        A success carries PaymentConfirmationCode (Stripe's ch_ id), the card type and the masked number
+        <Pay tokenType="payment-method"> with no chargeAmount only tokenizes: a success carries the Stripe
+        PaymentMethod as PaymentToken (Twilio's changelog, 2024-04-09), the card type and the masked number
         unless fields say otherwise (pass a field as None to leave it out, as Twilio sometimes does).
         """
         verb = self.pay_verb
@@ -235,11 +236,11 @@ class Phone:
         posted = {"Result": result}
         if result == "success":
             posted |= {
-                "PaymentConfirmationCode": "ch_3PqTest0000000001",
+                "PaymentToken": "pm_card_visa",
                 "PaymentCardType": "visa",
                 "PaymentCardNumber": "xxxxxxxxxxxx4242",
                 "ExpirationDate": "1230",
-                "PaymentToken": "tok_should_never_be_kept",
+                "ProfileId": "",
             }
         posted |= fields
         return self.twiml(self.post(verb.get("action"), {k: v for k, v in posted.items() if v is not None}))
@@ -296,9 +297,13 @@ def _assert_no_dead_air(parsed: Twiml) -> None:
     verbs = parsed.verbs
     assert verbs, "empty TwiML is dead air"
     for index, verb in enumerate(verbs):
-        if verb in ("Dial", "Pay"):
+        if verb == "Dial":
             # Twilio goes on with what the verb's action answers: nothing after it runs.
             assert parsed.root[index].get("action") and index == len(verbs) - 1, verbs
+            return
+        if verb == "Pay":
+            # Twilio runs the next verb when <Pay> ends without calling its action: a line and a <Redirect>.
+            assert parsed.root[index].get("action") and verbs[index + 1 :] == ["Say", "Redirect"], verbs
             return
         if verb == "Gather":
             assert index + 1 < len(verbs), "a <Gather> must be followed by another verb"
@@ -311,6 +316,21 @@ def _assert_no_dead_air(parsed: Twiml) -> None:
             for before in verbs[:index]:
                 assert before in ("Say", "Pause"), verbs
     assert verbs[-1] in ("Redirect", "Hangup"), verbs
+
+
+@pytest.fixture
+def stripe_double(settings):
+    """Stripe's API for the real `stripe` library, answered at the HTTP layer (tests/stripe_double.py)."""
+    import responses
+
+    from tests.stripe_double import StripeDouble
+
+    settings.STRIPE_SECRET_KEY = "sk_test_myibot"
+    settings.STRIPE_WEBHOOK_SECRET = "whsec_test_myibot"
+    double = StripeDouble()
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mocked:
+        double.install(mocked)
+        yield double
 
 
 @pytest.fixture

@@ -3,8 +3,10 @@
 A second Twilio number, pointed at /twilio/deposit. Nobody signs in: the caller
 enters the member's ID, hears it read back, enters whole dollars, hears the
 exact charge and that there is no fee, then Twilio's <Pay> takes the card.
-Card digits never reach a <Gather> or this server; <Pay>'s action request
-tells us what happened, and payments.services credits the member exactly once.
+Card digits never reach a <Gather> or this server: <Pay> turns the card into a
+Stripe PaymentMethod, and its action request charges it once (payments.charges,
+called by the view before this step hears of it). What the caller hears follows
+what is known: paid, not charged and why, or that we do not know yet.
 """
 
 from __future__ import annotations
@@ -36,13 +38,13 @@ from ivr.models import CallSession
 from ivr.steps.common import HEAR_THE_CODE_AGAIN, SIX_DIGITS, MenuPrompt, Option
 from ivr.steps.entry import Language
 from myibot import languages
-from payments import selectors, services
-from payments.errors import AmountRefused, CannotReceiveDeposits, TooManyAttempts, UnknownDeposit
+from payments import charges, selectors
+from payments.errors import AmountRefused, CannotReceiveDeposits, PaymentInProgress, TooManyAttempts
 from payments.models import CardDeposit
 
 CANNOT_RECEIVE = gettext_lazy("That member ID cannot receive deposits.")
-# Failed tries used up (payments.selectors.attempts_refusal): this phone's for today, or the service's
-# for this hour, which only callers whose number no carrier vouches for are held to.
+# Failed tries used up (payments.limits): this phone's for today, or the service's issuer declines for
+# this hour, which only callers whose number no carrier vouches for are held to.
 TOO_MANY_TRIES = {
     "line": gettext_lazy(
         "Sorry, there have been too many tries from this phone today. Please call again tomorrow. Goodbye."
@@ -50,6 +52,19 @@ TOO_MANY_TRIES = {
     "service": gettext_lazy("Sorry, the deposit line is very busy right now. Please call again later. Goodbye."),
 }
 NOT_CHARGED = gettext_lazy("Your card was not charged.")
+IN_PROGRESS = gettext_lazy("Another payment for this account is in progress. Please try again in a few minutes.")
+GOODBYE = gettext_lazy("Goodbye.")
+# Stripe gave no definite answer: never "not charged", never "call back" (that invites a second payment).
+UNCERTAIN = gettext_lazy(
+    "We do not know yet if your card was charged. Please do not pay again: if it was charged, the money will "
+    "reach the account by itself. The member will hear it when they check their balance. Goodbye."
+)
+NOT_AVAILABLE = gettext_lazy(
+    "Sorry, card deposits are not available right now. Please call again later. Goodbye."
+)
+# Said after <Pay> when Twilio goes on to the next verb without calling its action (the call then asks the
+# action URL, which answers from what is recorded).
+ONE_MOMENT = gettext_lazy("One moment, please.")
 NO_ROOM_TODAY = gettext_lazy("That account cannot receive more card deposits today.")
 THANKS_GOODBYE = gettext_lazy("Thank you for calling. Goodbye.")
 WHOLE_DOLLARS = re.compile(r"[0-9]{1,5}", re.ASCII)
@@ -99,19 +114,26 @@ PAY_PROMPTS = [
     ("postal-code", "", gettext_lazy("Please enter the ZIP code of the card's billing address.")),
     ("postal-code", "invalid-postal-code", gettext_lazy("That ZIP code is not valid. Please enter it again.")),
     ("postal-code", "timeout", gettext_lazy("We did not get the ZIP code. Please enter it now.")),
-    ("payment-processing", "", gettext_lazy("Please wait while we charge the card.")),
+    # Played while Twilio's connector turns the card into a token, the moment before our charge begins: the
+    # caller then hears nothing until the action request answers, so this is where they are asked to stay.
+    ("payment-processing", "", gettext_lazy("Please stay on the line while we charge your card.")),
 ]
-# Why a payment did not go through, in plain words, by <Pay>'s Result.
+# Why a card was not charged, in plain words (_why_not_charged picks one).
 NOT_CHARGED_BECAUSE = {
     "declined": gettext_lazy("The card was declined."),
-    "too-many-failed-attempts": gettext_lazy("The card details were not accepted."),
-    "payment-connector-error": gettext_lazy("We could not reach the card processor."),
+    "insufficient_funds": gettext_lazy("There is not enough money on the card."),
+    "authentication_required": gettext_lazy(
+        "Your bank asked for an extra step that cannot be done by phone. Please try another card."
+    ),
+    "card_details": gettext_lazy("The card details were not accepted."),
+    "card_limit": gettext_lazy("That card cannot be used for this account. Please try another card."),
+    "processor": gettext_lazy("We could not reach the card processor."),
     "caller-interrupted-with-star": gettext_lazy("You pressed star, so the payment stopped."),
+    "too-many-failed-attempts": gettext_lazy("The card details were not accepted."),
     "caller-hung-up": gettext_lazy("The payment did not finish."),
+    "payment-connector-error": gettext_lazy("We could not reach the card processor."),
 }
 SOMETHING_WENT_WRONG = gettext_lazy("Something went wrong with the payment.")
-# Twilio's error code for a card the processor rejected (its PaymentError says more).
-GATEWAY_REJECTED_CARD = "64012"
 
 
 @first_deposit_step
@@ -160,7 +182,7 @@ class DepositMemberId(DepositStep):
 
     def answer(self, call: CallSession, keys: str) -> Outcome:
         try:
-            services.member_lookup(member_id=keys, line=services.deposit_line(call.caller), trusted=call.caller_trusted)
+            charges.member_lookup(member_id=keys, line=charges.deposit_line(call.caller), vouched=_vouched(call))
         except TooManyAttempts as refused:
             return Goodbye(TOO_MANY_TRIES[refused.scope])
         except CannotReceiveDeposits:
@@ -231,23 +253,31 @@ def _refused(room_cents: int, *, daily: bool) -> str:
     return _("The most you can pay at one time is %(amount)s.") % {"amount": spoken_dollars(room_cents)}
 
 
+def _vouched(call: CallSession) -> bool:
+    """A number a carrier vouches for (STIR/SHAKEN A): one family's line. Withheld and unvouched numbers are shared."""
+    return bool(call.caller and call.caller_trusted)
+
+
 def _start_paying(call: CallSession) -> Outcome:
     """1 at the charge: write the pending card deposit, then hand the call to <Pay>."""
     member = selectors.member_for_deposit(member_id=call.scratch["member_id"])
     if member is None:
         return Goto(DepositMemberId, CANNOT_RECEIVE)
     try:
-        deposit = services.card_deposit_start(
+        deposit = charges.card_deposit_start(
             account=member,
             amount_cents=call.scratch["amount_cents"],
             call_sid=call.call_sid,
-            line=services.deposit_line(call.caller),
-            trusted=call.caller_trusted,
+            line=charges.deposit_line(call.caller),
+            vouched=_vouched(call),
         )
     except AmountRefused as refused:
         return Goto(DepositAmount, _refused(refused.limit_cents, daily=refused.daily))
+    except PaymentInProgress:
+        return Goodbye([IN_PROGRESS, GOODBYE])
     except TooManyAttempts as refused:
         return Goodbye(TOO_MANY_TRIES[refused.scope])
+    call.scratch["paying"] = deposit.pk
     return Pay(deposit.pk)
 
 
@@ -272,48 +302,54 @@ class DepositConfirm(DepositStep, MenuPrompt):
         ]
 
     def pay(self, call: CallSession, deposit_id: int, action: str) -> VoiceResponse:
-        cents = call.scratch["amount_cents"]
-        prompts = [(for_, error_type, str(words)) for for_, error_type, words in PAY_PROMPTS]
-        return twiml.pay(
-            connector=settings.PAY_CONNECTOR,
-            charge_amount=f"{cents // 100}.{cents % 100:02d}",
-            description=f"MyiBot deposit {deposit_id}",
-            # <Pay> says what it says itself in the language record's pay_locale; our prompts, in the call's voice.
-            language=languages.registered()[call.language or settings.IVR_LANGUAGES[0]].pay_locale,
-            action=action,
-            prompts=prompts,
-        )
+        return _pay(call, deposit_id, action)
 
     def paid(self, call: CallSession, deposit_id: int, result: dict[str, str]) -> Outcome:
-        try:
-            deposit = record_payment(deposit_id=deposit_id, call_sid=call.call_sid, result=result)
-        except UnknownDeposit:
-            return Goto(DepositMemberId, NOT_CHARGED)
-        if deposit.status in (CardDeposit.Status.PAID, CardDeposit.Status.REFUNDED):
-            call.scratch = {"paid": deposit.pk, "member_id": call.scratch.get("member_id", "")}
-            return Goto(DepositDone)
-        call.scratch["why"] = _why(deposit.result, result)
+        return _paid(call, deposit_id)
+
+
+def _pay(call: CallSession, deposit_id: int, action: str) -> VoiceResponse:
+    prompts = [(for_, error_type, str(words)) for for_, error_type, words in PAY_PROMPTS]
+    return twiml.pay(
+        connector=settings.PAY_CONNECTOR,
+        description=f"MyiBot deposit {deposit_id}",
+        # <Pay> says what it says itself in the language record's pay_locale; our prompts, in the call's voice.
+        language=languages.registered()[call.language or settings.IVR_LANGUAGES[0]].pay_locale,
+        action=action,
+        prompts=prompts,
+        after=ONE_MOMENT,
+    )
+
+
+def _paid(call: CallSession, deposit_id: int) -> Outcome:
+    """Where the deposit stands after <Pay>'s action request (the view charged it first): words that are true."""
+    deposit = selectors.card_deposit(deposit_id=deposit_id)
+    if deposit.status == CardDeposit.Status.PAID:
+        call.scratch = {"paid": deposit.pk, "member_id": call.scratch.get("member_id", "")}
+        return Goto(DepositDone)
+    if deposit.status == CardDeposit.Status.NOT_CHARGED:
+        call.scratch["why"] = _why_not_charged(deposit)
         return Goto(DepositFailed)
+    # Charging, uncertain, or a token another request is charging: only Stripe's later word will tell.
+    return Goodbye(UNCERTAIN)
 
 
-def record_payment(*, deposit_id: int, call_sid: str, result: dict[str, str]) -> CardDeposit:
-    """What <Pay>'s action request says, recorded once: the deposit the caller hears about (UnknownDeposit
-    when the call has no such deposit). The view records it first, and this step reads it back."""
-    return services.card_deposit_settle(
-        deposit_id=deposit_id,
-        call_sid=call_sid,
-        result=result.get("Result"),
-        reference=result.get("PaymentConfirmationCode"),
-        card_type=result.get("PaymentCardType"),
-        card_number=result.get("PaymentCardNumber"),
-    )
-
-
-def _why(outcome: str, result: dict[str, str]) -> str:
-    declined = result.get("PayErrorCode") == GATEWAY_REJECTED_CARD or any(
-        "declin" in result.get(field, "").lower() for field in ("PaymentError", "ConnectorError")
-    )
-    return "declined" if declined else outcome
+def _why_not_charged(deposit: CardDeposit) -> str:
+    """Which NOT_CHARGED_BECAUSE sentence fits: by the reason, then Stripe's code, or <Pay>'s Result."""
+    reason, code = deposit.not_charged_reason, deposit.decline_code
+    if reason == CardDeposit.Reason.CARD_LIMIT:
+        return "card_limit"
+    if reason in (CardDeposit.Reason.PROCESSOR, CardDeposit.Reason.NO_CHARGE):
+        return "processor"
+    if code == "authentication_required":
+        return "authentication_required"
+    if code == "insufficient_funds":
+        return "insufficient_funds"
+    if reason == CardDeposit.Reason.ISSUER_DECLINE:
+        return "declined"
+    if reason == CardDeposit.Reason.CARD_ERROR:
+        return "card_details"
+    return deposit.result
 
 
 def _another_deposit(call: CallSession) -> Outcome:
@@ -341,7 +377,7 @@ class DepositDone(DepositStep, MenuPrompt):
         if deposit.card_last4:
             digits = spoken_digits(deposit.card_last4)
             lines.append(_("Your card ending in %(digits)s was charged.") % {"digits": digits})
-        code = services.confirmation_code(deposit)
+        code = charges.confirmation_code(deposit)
         if code:
             lines += [Code(_("Your confirmation code is:"), code), PAUSE, Code(_("Again:"), code)]
         return [*lines, *self.offers(call)]
@@ -353,16 +389,23 @@ class DepositDone(DepositStep, MenuPrompt):
 
 @step
 class DepositFailed(DepositStep, MenuPrompt):
-    """Nothing was charged: why, in plain words; 1 tries again, 2 ends the call."""
+    """Nothing was charged: why, in plain words; 1 pays with another card, 2 ends the call."""
 
     name = "deposit_failed"
-    help = gettext_lazy("Press 1 to try the payment again, or 2 to end the call. Your card was not charged.")
+    help = gettext_lazy("Press 1 to pay with another card, or 2 to end the call. Your card was not charged.")
+    locks_call = True  # 1 writes a new pending card deposit
     in_one_sentence = True
     options = (
-        Option("1", gettext_lazy("To try again, press 1."), DepositConfirm),
+        Option("1", gettext_lazy("To use another card, press 1."), _start_paying),
         Option("2", gettext_lazy("To end the call, press 2."), lambda call: Goodbye(THANKS_GOODBYE)),
     )
 
     def prompt(self, call: CallSession) -> list[Line]:
         why = NOT_CHARGED_BECAUSE.get(call.scratch.get("why", ""), SOMETHING_WENT_WRONG)
         return [f"{NOT_CHARGED} {why}", *self.offers(call)]
+
+    def pay(self, call: CallSession, deposit_id: int, action: str) -> VoiceResponse:
+        return _pay(call, deposit_id, action)
+
+    def paid(self, call: CallSession, deposit_id: int, result: dict[str, str]) -> Outcome:
+        return _paid(call, deposit_id)

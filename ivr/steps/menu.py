@@ -94,22 +94,22 @@ def describe_entry(entry: LedgerEntry) -> str:
         sent = _("On %(date)s, you sent %(amount)s to %(name)s.") % {
             "date": when,
             "amount": amount,
-            "name": transfer.recipient.name,
+            "name": transfer.recipient_name or transfer.recipient.name,
         }
         return f"{sent} {TRANSFER_STATUS[transfer.status]}"
     if entry.kind == LedgerEntry.Kind.REVERSAL:
         return _("On %(date)s, %(amount)s came back to you because a transfer to %(name)s was rejected.") % {
             "date": when,
             "amount": amount,
-            "name": entry.transfer.recipient.name,
+            "name": entry.transfer.recipient_name or entry.transfer.recipient.name,
         }
     if entry.kind == LedgerEntry.Kind.CARD:
-        return _("On %(date)s, a card deposit of %(amount)s.") % {"date": when, "amount": amount}
-    if entry.kind == LedgerEntry.Kind.REFUND:
-        return _("On %(date)s, a card deposit of %(amount)s was refunded to the card.") % {
-            "date": when,
-            "amount": amount,
-        }
+        return _("On %(date)s, you received a card deposit of %(amount)s.") % {"date": when, "amount": amount}
+    if entry.kind in (LedgerEntry.Kind.REFUND, LedgerEntry.Kind.DISPUTE):
+        # A refund and a dispute sound the same to the member: the card deposit's money went back.
+        return _("On %(date)s, a card deposit of %(amount)s was taken back.") % {"date": when, "amount": amount}
+    if entry.kind in (LedgerEntry.Kind.REINSTATED, LedgerEntry.Kind.REFUND_RETURNED):
+        return _("On %(date)s, %(amount)s from a card deposit came back to you.") % {"date": when, "amount": amount}
     if entry.kind == LedgerEntry.Kind.CORRECTION:
         return _("On %(date)s, a deposit was corrected: %(amount)s was taken back.") % {"date": when, "amount": amount}
     return _("On %(date)s, %(amount)s was added to your account.") % {"date": when, "amount": amount}

@@ -9,7 +9,7 @@ from accounts.models import Account, LedgerEntry
 from ivr.models import CallSession
 from payments.models import CardDeposit
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("stripe_double")]
 
 FAMILY = "+12025550177"
 
@@ -38,7 +38,9 @@ def test_a_family_pays_by_card_and_the_member_is_credited_once(family, account):
     verb = family.pay_verb
     deposit = CardDeposit.objects.get()
     assert deposit.status == "pending" and deposit.amount_cents == 25_00 and deposit.account == account
-    assert verb.get("chargeAmount") == "25.00" and verb.get("currency") == "usd"
+    # <Pay> only tokenizes: no chargeAmount, a PaymentMethod for the action request to charge.
+    assert verb.get("chargeAmount") is None and verb.get("tokenType") == "payment-method"
+    assert "discover" in verb.get("validCardTypes").split()
     assert verb.get("paymentMethod") == "credit-card" and verb.get("input") == "dtmf"
     assert verb.get("paymentConnector") == "Default" and verb.get("language") == "en-US"
     assert verb.get("description") == f"MyiBot deposit {deposit.pk}" and verb.get("maxAttempts") == "2"
@@ -56,6 +58,8 @@ def test_a_family_pays_by_card_and_the_member_is_credited_once(family, account):
     account.refresh_from_db()
     assert account.balance_cents == 125_00
     assert LedgerEntry.objects.filter(kind="card").count() == 1
+    deposit.refresh_from_db()
+    assert deposit.status == "paid" and deposit.payment_intent.startswith("pi_") and deposit.card_fingerprint
 
 
 def test_twilio_retrying_the_action_request_hears_the_same_and_credits_nothing_more(family, account):
@@ -68,19 +72,29 @@ def test_twilio_retrying_the_action_request_hears_the_same_and_credits_nothing_m
     assert account.balance_cents == 125_00
 
 
-def test_a_request_for_another_call_with_the_same_reference_credits_nothing(family, account, make_phone):
+def test_a_version_3_result_for_a_call_begun_before_the_deploy_is_credited_once(family, account):
+    """<Pay> charged through Twilio's connector before version 4: its PaymentConfirmationCode is the charge."""
     to_pay(family)
-    family.pay()
-    other = make_phone(caller="+12025550178")
-    to_pay(other)
-    answer = other.pay()  # the same PaymentConfirmationCode as the first call's charge
+    CardDeposit.objects.update(charged_by="connector")
+    action = family.pay_verb.get("action")
+    answer = family.twiml(family.post(action, _connector_success()))
     assert "Thank you. 25 dollars are on the account." in answer.text
+    family.twiml(family.post(action, _connector_success()))
     account.refresh_from_db()
     assert account.balance_cents == 125_00
-    assert "the same charge as card deposit" in CardDeposit.objects.get(call_sid=other.call_sid).needs_look
+    assert CardDeposit.objects.get().reference == "ch_3PqTest0000000001"
 
 
 def _success() -> dict[str, str]:
+    return {
+        "Result": "success",
+        "PaymentToken": "pm_card_visa",
+        "PaymentCardType": "visa",
+        "PaymentCardNumber": "xxxxxxxxxxxx4242",
+    }
+
+
+def _connector_success() -> dict[str, str]:
     return {
         "Result": "success",
         "PaymentConfirmationCode": "ch_3PqTest0000000001",
@@ -92,33 +106,67 @@ def _success() -> dict[str, str]:
 @pytest.mark.parametrize(
     "result, fields, heard",
     [
-        (
-            "payment-connector-error",
-            {"PayErrorCode": "64012", "PaymentError": "Your card was declined."},
-            "The card was declined.",
-        ),
-        ("payment-connector-error", {}, "We could not reach the card processor."),
+        ("payment-connector-error", {"PayErrorCode": "64012"}, "We could not reach the card processor."),
         ("too-many-failed-attempts", {}, "The card details were not accepted."),
         ("caller-interrupted-with-star", {}, "You pressed star, so the payment stopped."),
         ("validation-error", {}, "Something went wrong with the payment."),
         ("internal-error", {}, "Something went wrong with the payment."),
         ("a-result-twilio-adds-later", {}, "Something went wrong with the payment."),
+        ("success", {"PaymentToken": None}, "Something went wrong with the payment."),
+        ("success", {"PaymentToken": "tok_not_a_payment_method"}, "Something went wrong with the payment."),
     ],
 )
-def test_any_other_result_charges_nothing_and_says_why_in_plain_words(family, account, result, fields, heard):
+def test_every_other_pay_result_is_truthfully_not_charged(family, account, stripe_double, result, fields, heard):
+    """<Pay> itself charges nothing in this mode: whatever it reports but a token, no card was charged."""
     to_pay(family)
     answer = family.pay(result, **fields)
     assert f"Your card was not charged. {heard}" in answer.text
-    assert "To try again, press 1. To end the call, press 2." in answer.text
+    assert "To use another card, press 1. To end the call, press 2." in answer.text
+    assert stripe_double.charge_requests == []
     account.refresh_from_db()
     assert account.balance_cents == 100_00
-    assert CardDeposit.objects.get().status == "failed"
-    # 1 tries again: the same charge is offered, and a new <Pay> follows.
-    answer = family.press("1")
-    assert "Your card will be charged exactly 25 dollars" in answer.text
+    assert CardDeposit.objects.get().status == "not_charged"
+    # 1: another card, at once, through a new <Pay>.
     family.press("1")
+    assert family.pay_verb is not None
     assert family.pay().text.startswith("Thank you. 25 dollars are on the account.")
     assert CardDeposit.objects.filter(status="paid").count() == 1
+
+
+@pytest.mark.parametrize(
+    "token, heard, reason",
+    [
+        ("pm_card_visa_chargeDeclined", "The card was declined.", "issuer_decline"),
+        ("pm_card_visa_chargeDeclinedInsufficientFunds", "There is not enough money on the card.", "issuer_decline"),
+        (
+            "pm_card_authenticationRequired",
+            "Your bank asked for an extra step that cannot be done by phone. Please try another card.",
+            "card_error",
+        ),
+        ("pm_card_visa_chargeDeclinedExpiredCard", "The card details were not accepted.", "card_error"),
+    ],
+)
+def test_a_card_stripe_refuses_is_not_charged_with_the_reason(family, account, token, heard, reason):
+    to_pay(family)
+    answer = family.pay(PaymentToken=token)
+    assert f"Your card was not charged. {heard}" in answer.text
+    assert "To use another card, press 1." in answer.text
+    deposit = CardDeposit.objects.get()
+    assert deposit.status == "not_charged" and deposit.not_charged_reason == reason
+    account.refresh_from_db()
+    assert account.balance_cents == 100_00
+
+
+def test_an_uncertain_charge_says_so_and_never_not_charged(family, account, stripe_double):
+    to_pay(family)
+    stripe_double.lose_next(2, "timeout")
+    answer = family.pay()
+    assert "We do not know yet if your card was charged. Please do not pay again" in answer.text
+    assert "not charged" not in answer.text and answer.hangs_up
+    assert len(stripe_double.charge_requests) == 2, "one retry, with the same key"
+    keys = {request["metadata[public_id]"] for request in stripe_double.charge_requests}
+    assert keys == {str(CardDeposit.objects.get().public_id)}
+    assert CardDeposit.objects.get().status == "uncertain"
 
 
 def test_an_unknown_or_pending_member_id_cannot_receive_deposits_and_three_tries_end_the_call(family, account):
@@ -153,7 +201,7 @@ def test_refused_amounts_say_the_limit(family, account):
     assert "The least you can pay is 1 dollar." in answer.text
     answer = family.press("0#")  # a lone 0 is help, never an amount
     assert "for example 2 5 for 25 dollars" in answer.text
-    CardDeposit.objects.create(account=account, amount_cents=400_00, call_sid="CAx", line="x", status="failed")
+    CardDeposit.objects.create(account=account, amount_cents=400_00, call_sid="CAx", line="x", status="not_charged", not_charged_reason="pay_result")
     answer = family.press("200#")
     assert "Your card will be charged exactly 200 dollars" in answer.text
 
@@ -216,6 +264,18 @@ def test_the_whole_call_in_spanish(make_phone, account):
     assert "Gracias. Su depósito de 25 dólares ya está en la cuenta." in answer.text, answer.text
 
 
+def test_the_uncertain_words_in_spanish(make_phone, account, stripe_double):
+    phone = make_phone(caller=FAMILY)
+    phone.dial_deposit_line(language="es")
+    phone.press("123456")
+    phone.press("1")
+    phone.press("25#")
+    phone.press("1")
+    stripe_double.lose_next(2, "500")
+    answer = phone.pay()
+    assert "Todavía no sabemos si se hizo el cobro a su tarjeta. Por favor, no pague otra vez" in answer.text
+
+
 def test_a_withheld_number_can_pay(make_phone, account):
     phone = make_phone(caller="anonymous")
     to_pay(phone)
@@ -229,7 +289,7 @@ def test_nothing_the_call_keeps_holds_card_data(family, account, caplog):
     family.pay()
     call = CallSession.objects.get(call_sid=family.call_sid)
     kept = f"{call.scratch} {call.last_notices} {list(CardDeposit.objects.values())} {caplog.text}"
-    for secret in ("xxxxxxxxxxxx4242", "tok_should_never_be_kept", "1230"):
+    for secret in ("xxxxxxxxxxxx4242", "pm_card_visa", "1230"):
         assert secret not in kept
 
 
@@ -244,7 +304,7 @@ def test_the_member_hears_the_card_deposit_in_the_balance_and_the_history(family
     assert f"Your last card deposit was 25 dollars, on {today}." in answer.text
     signed_in.press("2")
     answer = signed_in.press("4")
-    assert f"On {today}, a card deposit of 25 dollars." in answer.text
+    assert f"On {today}, you received a card deposit of 25 dollars." in answer.text
 
 
 def test_a_charge_reported_after_the_call_state_is_gone_is_still_credited(family, account):
@@ -266,7 +326,7 @@ def test_an_action_request_naming_another_calls_deposit_credits_nothing(family, 
     thief = make_phone(caller="+12025550199")
     thief.dial_deposit_line()
     thief.twiml(thief.post(action, _success()))
-    assert CardDeposit.objects.get().status == "pending"
+    assert CardDeposit.objects.get().status == "pending" and CardDeposit.objects.get().token_received is None
     account.refresh_from_db()
     assert account.balance_cents == 100_00
 
@@ -276,6 +336,8 @@ def _signed_by(token: str, path: str, phone) -> int:
     from twilio.request_validator import RequestValidator
 
     body = {"CallSid": phone.call_sid, "From": phone.caller, "To": "+12025000000", "AccountSid": "AC" + "0" * 32}
+    if path == "/twilio/status":
+        body["CallStatus"] = "completed"
     url = settings.BASE_URL + path
     signature = RequestValidator(token).compute_signature(url, body)
     return phone.client.post(path, body, secure=True, HTTP_X_TWILIO_SIGNATURE=signature).status_code
@@ -288,32 +350,73 @@ def test_the_deposit_lines_own_token_opens_the_deposit_line_only(family, account
     assert _signed_by("the-pci-subaccounts-token", "/twilio/step/deposit_member_id?n=1", family) == 200
     assert _signed_by("the-pci-subaccounts-token", "/twilio/voice", family) == 403
     assert _signed_by("the-pci-subaccounts-token", "/twilio/step/pin?n=1", family) == 403
-    assert _signed_by(settings.TWILIO_AUTH_TOKEN, "/twilio/voice", family) == 200
+    # The members' token opens no deposit-line URL.
+    assert _signed_by(settings.TWILIO_AUTH_TOKEN, "/twilio/deposit", family) == 403
+    assert _signed_by(settings.TWILIO_AUTH_TOKEN, "/twilio/step/deposit_member_id?n=1", family) == 403
+
+
+def test_neither_token_opens_a_call_of_the_other_line(make_phone, account, settings):
+    """A deposit-line URL posted with a members' CallSid neither restarts nor ends the members' call."""
+    settings.TWILIO_DEPOSIT_AUTH_TOKEN = "the-pci-subaccounts-token"
+    member = make_phone(caller="+12025550123")
+    member.dial()
+    before = CallSession.objects.get(call_sid=member.call_sid)
+    assert _signed_by("the-pci-subaccounts-token", "/twilio/step/deposit_member_id?n=1", member) == 403
+    assert _signed_by("the-pci-subaccounts-token", "/twilio/deposit", member) == 403
+    assert _signed_by("the-pci-subaccounts-token", "/twilio/status", member) == 200  # answered, nothing deleted
+    after = CallSession.objects.get(call_sid=member.call_sid)
+    assert (after.step, after.prompt_number) == (before.step, before.prompt_number)
+    family = make_phone(caller=FAMILY)
+    assert _signed_by("the-pci-subaccounts-token", "/twilio/deposit", family) == 200
+    assert _signed_by(settings.TWILIO_AUTH_TOKEN, "/twilio/status", family) == 200
+    assert CallSession.objects.filter(call_sid=family.call_sid).exists(), "the members' token ended a deposit call"
 
 
 def test_the_deposit_lines_paths_are_the_ones_its_token_opens():
     from django.urls import reverse
 
-    from ivr.decorators import _on_the_deposit_line
+    from ivr.decorators import _deposit_line_only
     from ivr.machine import STEPS, step_url
 
-    assert _on_the_deposit_line(reverse("ivr:deposit")) and _on_the_deposit_line(reverse("ivr:deposit_paid"))
+    assert _deposit_line_only(reverse("ivr:deposit")) and _deposit_line_only(reverse("ivr:deposit_paid"))
     for name, each in STEPS.items():
         path = step_url(name, 1).split("testserver", 1)[-1].split("?")[0]
-        assert _on_the_deposit_line(path) == bool(getattr(each, "deposit_line", False)), name
+        assert _deposit_line_only(path) == bool(getattr(each, "deposit_line", False)), name
 
 
-def test_a_payment_the_database_cannot_record_now_tells_the_family_not_to_pay_again(family, account, monkeypatch):
+def test_a_charge_the_database_cannot_record_now_says_we_do_not_know_yet(family, account, monkeypatch):
     from django.db import OperationalError
 
-    from ivr import views
+    from payments import charges
 
     to_pay(family)
 
     def too_slow(**kwargs):
         raise OperationalError("canceling statement due to lock timeout")
 
-    monkeypatch.setattr(views, "record_payment", too_slow)
+    monkeypatch.setattr(charges, "credit", too_slow)
     answer = family.pay()
-    assert "If your card was charged, the money will reach the account. Please do not pay again." in answer.text
+    assert "We do not know yet if your card was charged. Please do not pay again" in answer.text
     assert answer.hangs_up
+    assert CardDeposit.objects.get().status == "charging"
+
+
+def test_without_stripe_the_deposit_line_says_so_before_anyone_types_a_card(family, account, settings):
+    settings.STRIPE_SECRET_KEY = ""
+    answer = family.dial_deposit_line()
+    assert "Sorry, card deposits are not available right now. Please call again later. Goodbye." in answer.text
+    assert answer.hangs_up and not CallSession.objects.exists()
+
+
+def test_the_deposit_numbers_fallback_never_says_not_charged(family):
+    answer = family.twiml(family.post("/twilio/deposit/fallback", {"ErrorCode": "11200"}))
+    assert "If you were paying, please do not pay again" in answer.text and answer.hangs_up
+
+
+def test_pay_ending_without_its_action_charges_nothing_and_says_so(family, account, stripe_double):
+    to_pay(family)
+    redirect = family.last.redirect
+    assert "no_result=1" in redirect
+    answer = family.twiml(family.post(redirect, {}))
+    assert "Your card was not charged." in answer.text
+    assert stripe_double.charge_requests == [] and CardDeposit.objects.get().status == "not_charged"

@@ -1,0 +1,125 @@
+"""Stripe's events in, each applied once (POST /stripe/events, and `stripe_events --replay`).
+
+An event is stored first (unique on its id), then applied in a transaction of
+its own. Applying compares the object's state with ours instead of trusting
+the order events arrive in: a payment_intent.succeeded for a deposit already
+paid changes nothing, a payment_failed after the deposit was credited changes
+nothing. An event about something that is not ours (no deposit by that
+public_id, another amount, the other mode) is stored, ignored and answered 200.
+When applying fails for a passing reason (the database), the event stays
+"received" and the view answers 500, so that Stripe sends it again.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from django.db import DatabaseError, transaction
+from django.utils import timezone
+
+from myibot.db import insert_unless_conflict
+from payments import charges, stripe_api
+from payments.models import CardDeposit, StripeEvent
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Applied:
+    outcome: str  # StripeEvent.Outcome
+    detail: str
+
+
+def event_receive(event: dict) -> StripeEvent:
+    """Store a verified event (once) and apply it unless it was; the stored row says how it went.
+
+    Raises DatabaseError when applying failed for a passing reason: the caller answers 500.
+    """
+    obj = (event.get("data") or {}).get("object") or {}
+    row = StripeEvent(
+        event_id=str(event.get("id") or "")[:255],
+        type=str(event.get("type") or "")[:80],
+        object_id=str(obj.get("id") or "")[:255],
+        livemode=bool(event.get("livemode")),
+        happened=datetime.fromtimestamp(int(event.get("created") or 0), tz=UTC) if event.get("created") else None,
+    )
+    if not insert_unless_conflict(row):
+        row = StripeEvent.objects.get(event_id=row.event_id)
+        if row.outcome != StripeEvent.Outcome.RECEIVED and row.outcome != StripeEvent.Outcome.FAILED:
+            return row  # Stripe sent it again: applied (or set aside) once already
+    return event_apply(row, event)
+
+
+def event_apply(row: StripeEvent, event: dict) -> StripeEvent:
+    """Apply one stored event; a second time changes nothing the first did not."""
+    try:
+        with transaction.atomic():
+            applied = _apply(event)
+            StripeEvent.objects.filter(pk=row.pk).update(
+                outcome=applied.outcome, detail=applied.detail[:200], applied=timezone.now()
+            )
+    except DatabaseError:
+        logger.warning("stripe event not applied yet (Stripe sends it again): event=%s type=%s", row.event_id, row.type)
+        StripeEvent.objects.filter(pk=row.pk).update(outcome=StripeEvent.Outcome.FAILED, detail="the database failed")
+        raise
+    row.refresh_from_db()
+    logger.info("stripe event %s: event=%s type=%s %s", row.outcome, row.event_id, row.type, row.detail)
+    return row
+
+
+def _apply(event: dict) -> Applied:
+    if bool(event.get("livemode")) != stripe_api.livemode():
+        return Applied(StripeEvent.Outcome.NOT_OURS, "the other mode's event")
+    handler = HANDLERS.get(str(event.get("type") or ""))
+    if handler is None:
+        return Applied(StripeEvent.Outcome.IGNORED, "a type this service does not act on")
+    return handler((event.get("data") or {}).get("object") or {})
+
+
+def _our_deposit(intent: stripe_api.Intent) -> CardDeposit | None:
+    """The deposit a PaymentIntent names by its public_id, if the amount and the number match too."""
+    public_id = _uuid_or_none(intent.public_id)
+    deposit = CardDeposit.objects.filter(public_id=public_id).first() if public_id else None
+    if deposit is None or deposit.amount_cents != intent.amount_cents or intent.deposit != str(deposit.pk):
+        return None
+    return deposit
+
+
+def _uuid_or_none(value: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return None
+
+
+def _payment_intent_succeeded(obj: dict) -> Applied:
+    intent = stripe_api.intent_from(obj)
+    deposit = _our_deposit(intent)
+    if deposit is None:
+        return Applied(StripeEvent.Outcome.NOT_OURS, "no deposit with that public_id and amount")
+    if deposit.status == CardDeposit.Status.PAID:
+        return Applied(StripeEvent.Outcome.APPLIED, f"card deposit {deposit.pk} was already paid")
+    deposit = charges.credit(deposit_id=deposit.pk, payment_intent=intent.id, amount_cents=intent.amount_cents)
+    return Applied(StripeEvent.Outcome.APPLIED, f"card deposit {deposit.pk} {deposit.status}")
+
+
+def _payment_intent_failed(obj: dict) -> Applied:
+    intent = stripe_api.intent_from(obj)
+    deposit = _our_deposit(intent)
+    if deposit is None:
+        return Applied(StripeEvent.Outcome.NOT_OURS, "no deposit with that public_id and amount")
+    if deposit.status not in (CardDeposit.Status.CHARGING, CardDeposit.Status.UNCERTAIN):
+        return Applied(StripeEvent.Outcome.APPLIED, f"card deposit {deposit.pk} stays {deposit.status}")
+    deposit = charges.payment_failed(deposit=deposit, intent=intent)
+    return Applied(StripeEvent.Outcome.APPLIED, f"card deposit {deposit.pk} {deposit.status}")
+
+
+HANDLERS: dict[str, Callable[[dict], Applied]] = {
+    "payment_intent.succeeded": _payment_intent_succeeded,
+    "payment_intent.payment_failed": _payment_intent_failed,
+    "payment_intent.canceled": _payment_intent_failed,
+}

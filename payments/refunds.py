@@ -1,0 +1,162 @@
+"""Card money given back to the card: money actions commit before they call out (docs/DEPOSITS.md, "Refunds").
+
+1. Every precondition is checked before anything changes: Stripe configured, the deposit paid, no dispute
+   open, money left to refund, and the member's balance (unless --clawback).
+2. In one short transaction the money is taken back with a refund entry and a Refund row of ours (its own
+   UUID) is written; it commits.
+3. Only then is Stripe asked, with no row locked, the UUID in the refund's metadata and its idempotency key.
+   Its refund id and status are stored. A 4xx (Stripe made nothing) gives the money back with an entry of
+   its own; a lost answer leaves the row `requested`, and refund_finish later asks Stripe's list of the
+   charge's refunds before it ever asks again.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.db import transaction
+from django.db.models import Q, Sum
+from django.utils import timezone
+
+from accounts import ledger
+from accounts.errors import InsufficientFunds
+from accounts.models import Account, LedgerEntry
+from payments import stripe_api
+from payments.errors import AlreadyRefunded, DisputeOpen, NotACardDeposit, NotCharged, StripeNotConfigured
+from payments.models import CardDeposit, Refund
+
+logger = logging.getLogger(__name__)
+
+# Refunds that took money back and may still succeed: what is left to refund excludes them.
+STANDING = ~Q(status__in=[Refund.Status.FAILED, Refund.Status.CANCELED])
+
+
+def refundable_cents(deposit: CardDeposit) -> int:
+    refunded = deposit.refunds.filter(STANDING).aggregate(cents=Sum("amount_cents"))["cents"] or 0
+    return deposit.amount_cents - refunded
+
+
+def refund_check(*, deposit: CardDeposit, clawback: bool = False) -> int:
+    """What would be refunded; the refusal (an error) before anything changes."""
+    if not stripe_api.configured():
+        raise StripeNotConfigured
+    if deposit.status != CardDeposit.Status.PAID or deposit.entry_id is None:
+        raise NotCharged
+    if not (deposit.payment_intent or deposit.reference):
+        raise NotACardDeposit
+    if any(dispute.is_open for dispute in deposit.disputes.all()):
+        raise DisputeOpen
+    left = refundable_cents(deposit)
+    if left <= 0:
+        raise AlreadyRefunded
+    if not clawback and Account.objects.get(pk=deposit.account_id).balance_cents < left:
+        raise InsufficientFunds  # the money was spent: only --clawback may leave the member owing
+    return left
+
+
+def card_deposit_refund(*, deposit_id: int, operator=None, clawback: bool = False) -> Refund:
+    """Refund what is left of a paid card deposit to its card. The Refund row says how far it got."""
+    deposit = CardDeposit.objects.get(pk=deposit_id)
+    refund_check(deposit=deposit, clawback=clawback)
+    refund = _take_back(deposit_id=deposit_id, operator=operator, clawback=clawback)
+    return _ask_stripe(refund)
+
+
+@transaction.atomic
+def _take_back(*, deposit_id: int, operator, clawback: bool) -> Refund:
+    deposit = CardDeposit.objects.select_related("entry").get(pk=deposit_id)
+    Account.objects.select_for_update().filter(pk=deposit.account_id).get()
+    deposit = CardDeposit.objects.select_for_update(of=("self",)).select_related("entry").get(pk=deposit_id)
+    amount = refund_check(deposit=deposit, clawback=clawback)  # again, under the locks
+    taken = ledger.card_money_take_back(
+        entry=deposit.entry, amount_cents=amount, kind=LedgerEntry.Kind.REFUND, owing=clawback
+    )
+    refund = Refund.objects.create(
+        deposit=deposit, amount_cents=amount, operator=operator, clawback=clawback, taken_by=taken
+    )
+    logger.info("card deposit refund recorded: deposit=%s refund=%s cents=%s", deposit.pk, refund.public_id, amount)
+    return refund
+
+
+def _ask_stripe(refund: Refund) -> Refund:
+    deposit = refund.deposit
+    try:
+        made = stripe_api.refund_create(
+            reference=deposit.payment_intent or deposit.reference,
+            amount_cents=refund.amount_cents,
+            public_id=str(refund.public_id),
+            deposit=deposit.pk,
+        )
+    except stripe_api.RefundRefused as refused:
+        logger.warning("card deposit refund refused by Stripe: deposit=%s why=%s", deposit.pk, refused)
+        return refund_ended(refund_id=refund.pk, status=Refund.Status.FAILED, reason=str(refused)[:60])
+    except stripe_api.StripeFailed as failed:
+        logger.warning("card deposit refund not confirmed by Stripe: deposit=%s why=%s", deposit.pk, failed)
+        return refund
+    return refund_update(refund_id=refund.pk, stripe_id=made.id, status=made.status, reason=made.failure_reason)
+
+
+@transaction.atomic
+def refund_update(*, refund_id: int, stripe_id: str, status: str, reason: str = "") -> Refund:
+    """Stripe's word on a refund of ours; failed or canceled gives the money back once."""
+    if status in (Refund.Status.FAILED, Refund.Status.CANCELED):
+        return refund_ended(refund_id=refund_id, status=status, reason=reason, stripe_id=stripe_id)
+    refund = Refund.objects.select_for_update().get(pk=refund_id)
+    if refund.status in (Refund.Status.FAILED, Refund.Status.CANCELED, Refund.Status.SUCCEEDED):
+        return refund  # settled: an older word changes nothing
+    refund.stripe_id = stripe_id or refund.stripe_id
+    refund.status = status if status in Refund.Status.values else refund.status
+    refund.updated = timezone.now()
+    refund.save()
+    return refund
+
+
+@transaction.atomic
+def refund_ended(*, refund_id: int, status: str, reason: str = "", stripe_id: str = "") -> Refund:
+    """A refund that did not happen: the money it took comes back to the member, with an entry of its own."""
+    account_id = Refund.objects.values_list("deposit__account_id", flat=True).get(pk=refund_id)
+    Account.objects.select_for_update().filter(pk=account_id).get()
+    refund = Refund.objects.select_for_update().select_related("deposit__entry").get(pk=refund_id)
+    if refund.given_back_by_id or refund.status == Refund.Status.SUCCEEDED:
+        return refund
+    if refund.taken_by_id:
+        refund.given_back_by = ledger.card_money_give_back(
+            entry=refund.deposit.entry, amount_cents=refund.amount_cents, kind=LedgerEntry.Kind.REFUND_RETURNED
+        )
+    refund.status, refund.failure_reason = status, reason[:60]
+    refund.stripe_id = stripe_id or refund.stripe_id
+    refund.updated = timezone.now()
+    refund.save()
+    logger.warning("card deposit refund %s, money given back: deposit=%s refund=%s", status, refund.deposit_id, refund.public_id)
+    return refund
+
+
+def refund_finish(refund: Refund) -> Refund:
+    """A refund whose answer was lost: found in Stripe's list by its UUID, or asked again (none was made)."""
+    deposit = refund.deposit
+    made = [
+        found
+        for found in stripe_api.refunds_of(deposit.payment_intent or deposit.reference)
+        if found.public_id == str(refund.public_id)
+    ]
+    if made:
+        return refund_update(refund_id=refund.pk, stripe_id=made[0].id, status=made[0].status, reason=made[0].failure_reason)
+    return _ask_stripe(refund)
+
+
+def charge_refund_uncredited(*, deposit_id: int, reference: str, operator=None) -> Refund:
+    """Version 3: refund a connector's charge that was never credited; the ledger never had the money."""
+    if not stripe_api.configured():
+        raise StripeNotConfigured
+    with transaction.atomic():
+        deposit = CardDeposit.objects.select_for_update(of=("self",)).get(pk=deposit_id)
+        if deposit.entry_id or deposit.refunds.filter(STANDING).exists():
+            raise AlreadyRefunded
+        if deposit.status != CardDeposit.Status.NOT_CHARGED:
+            deposit.status, deposit.not_charged_reason = CardDeposit.Status.NOT_CHARGED, CardDeposit.Reason.NO_CHARGE
+            deposit.decided = deposit.decided or timezone.now()
+        deposit.reference = deposit.reference or reference
+        deposit.needs_look = "charged by Twilio's connector, never credited: refunded to the card"
+        deposit.save()
+        refund = Refund.objects.create(deposit=deposit, amount_cents=deposit.amount_cents, operator=operator)
+    return _ask_stripe(refund)

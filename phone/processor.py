@@ -1,0 +1,168 @@
+"""The test processor: Stripe's API as its test mode answers our requests, inside this process (DEBUG only).
+
+With DEBUG on and no STRIPE_SECRET_KEY, payments.stripe_api hands the real `stripe` library this HTTP
+client instead of one that reaches api.stripe.com, so `make call ... --deposit` charges a card with no
+account anywhere. It answers the requests the service makes, shaped as Stripe's API reference shows them:
+
+- GET /v1/payment_methods/pm_...: the card, its brand, last four and a fingerprint per card number;
+- POST /v1/payment_intents: as Stripe's test cards charge (phone.payment.TEST_CARDS: 4242... succeeds,
+  ...0002 declined, ...9995 insufficient funds, ...3155 needs authentication, which error_on_requires_action
+  turns into a card error, ...0259 succeeds and is disputed later); each idempotency key answers the same
+  again, and refuses other parameters (idempotency_error), as Stripe does;
+- GET /v1/payment_intents (the listing reconciliation reads), POST and GET /v1/refunds.
+
+What it made lives in this process's memory: the simulator and an in-process call share it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from urllib.parse import parse_qsl, urlsplit
+
+import stripe
+
+from phone import payment
+
+_lock = threading.Lock()
+_intents: dict[str, dict] = {}
+_by_key: dict[str, tuple[str, int, str]] = {}  # idempotency key: (parameters, status, body)
+_refunds: dict[str, dict] = {}
+
+
+def _id(prefix: str, seed: str) -> str:
+    return prefix + hashlib.sha256(seed.encode()).hexdigest()[:24]
+
+
+def _error(status: int, **error: object) -> tuple[str, int, dict]:
+    return json.dumps({"error": error}), status, {"Request-Id": _id("req_", str(time.time_ns()))}
+
+
+def _ok(body: dict) -> tuple[str, int, dict]:
+    return json.dumps(body), 200, {"Request-Id": _id("req_", str(time.time_ns()))}
+
+
+class TestProcessor(stripe.HTTPClient):
+    """A stripe.HTTPClient that answers as Stripe's test mode would, without a network."""
+
+    name = "myibot-test-processor"
+
+    def request(self, method: str, url: str, headers, post_data=None, *, _usage=None):  # noqa: ANN001 - the library's signature
+        parts = urlsplit(url)
+        form = dict(parse_qsl(post_data or "")) if isinstance(post_data, str) else {}
+        query = dict(parse_qsl(parts.query))
+        key = (headers or {}).get("Idempotency-Key", "")
+        path = parts.path
+        with _lock:
+            if method == "get" and path.startswith("/v1/payment_methods/"):
+                return self._payment_method(path.rsplit("/", 1)[1])
+            if method == "post" and path == "/v1/payment_intents":
+                return self._idempotent(key, post_data or "", lambda: self._charge(form))
+            if method == "get" and path == "/v1/payment_intents":
+                return self._list(_intents.values(), query, "/v1/payment_intents")
+            if method == "post" and path == "/v1/refunds":
+                return self._idempotent(key, post_data or "", lambda: self._refund(form))
+            if method == "get" and path == "/v1/refunds":
+                target = query.get("payment_intent") or query.get("charge")
+                found = [r for r in _refunds.values() if target in (r["payment_intent"], r["charge"])]
+                return self._list(found, {}, "/v1/refunds")
+        return _error(404, type="invalid_request_error", code="resource_missing", message=f"No such route {path}")
+
+    def request_stream(self, *args, **kwargs):  # noqa: ANN002, ANN003
+        raise NotImplementedError("the test processor answers no streaming request")
+
+    def close(self) -> None:
+        pass
+
+    def _payment_method(self, pm: str):
+        card = payment.card_for_payment_method(pm)
+        if card is None:
+            return _error(404, type="invalid_request_error", code="resource_missing", message=f"No such PaymentMethod: '{pm}'")
+        return _ok(
+            {
+                "id": pm,
+                "object": "payment_method",
+                "type": "card",
+                "livemode": False,
+                "card": {
+                    "brand": payment.card_type(card) or "visa",
+                    "last4": card[-4:],
+                    "fingerprint": _id("", "fingerprint:" + card)[:16],
+                    "exp_month": 12,
+                    "exp_year": 2034,
+                    "funding": "credit",
+                },
+            }
+        )
+
+    def _idempotent(self, key: str, parameters: str, make):
+        if key in _by_key:
+            first, status, body = _by_key[key]
+            if first != parameters:
+                return _error(
+                    400,
+                    type="idempotency_error",
+                    message="Keys for idempotent requests can only be used with the same parameters they were first used with.",
+                )
+            return body, status, {"Idempotent-Replayed": "true"}
+        body, status, answer_headers = make()
+        if key:
+            _by_key[key] = (parameters, status, body)
+        return body, status, answer_headers
+
+    def _charge(self, form: dict[str, str]):
+        pm = form.get("payment_method", "")
+        card = payment.card_for_payment_method(pm)
+        if card is None:
+            return _error(400, type="invalid_request_error", code="resource_missing", message=f"No such PaymentMethod: '{pm}'")
+        intent_id = _id("pi_", f"{pm}:{time.time_ns()}")
+        metadata = {name[9:-1]: value for name, value in form.items() if name.startswith("metadata[")}
+        outcome = payment.TEST_CARDS[card]
+        intent = {
+            "id": intent_id,
+            "object": "payment_intent",
+            "amount": int(form.get("amount", "0")),
+            "currency": form.get("currency", "usd"),
+            "created": int(time.time()),
+            "description": form.get("description", ""),
+            "livemode": False,
+            "metadata": metadata,
+            "payment_method": pm,
+            "status": "succeeded" if outcome.code == "" else "requires_payment_method",
+            "latest_charge": _id("ch_", intent_id),
+            "last_payment_error": None,
+        }
+        _intents[intent_id] = intent
+        if outcome.code:
+            error = {"code": outcome.code, "decline_code": outcome.decline_code, "message": outcome.message}
+            intent["last_payment_error"] = {**error, "type": "card_error"}
+            return _error(402, type="card_error", payment_intent=intent, **error)
+        return _ok(intent)
+
+    def _list(self, items, query: dict[str, str], url: str):
+        since = int(query.get("created[gte]", "0") or 0)
+        until = int(query.get("created[lte]", str(2**40)) or 2**40)
+        data = [item for item in items if since <= item.get("created", 0) <= until]
+        return _ok({"object": "list", "data": sorted(data, key=lambda item: -item.get("created", 0)), "has_more": False, "url": url})
+
+    def _refund(self, form: dict[str, str]):
+        target = form.get("payment_intent") or form.get("charge") or ""
+        intent = _intents.get(target) or next((i for i in _intents.values() if i["latest_charge"] == target), None)
+        if intent is None:
+            return _error(400, type="invalid_request_error", code="resource_missing", message=f"No such charge: '{target}'")
+        refund_id = _id("re_", f"{target}:{time.time_ns()}")
+        refund = {
+            "id": refund_id,
+            "object": "refund",
+            "amount": int(form.get("amount") or intent["amount"]),
+            "charge": intent["latest_charge"],
+            "payment_intent": intent["id"],
+            "created": int(time.time()),
+            "currency": "usd",
+            "metadata": {name[9:-1]: value for name, value in form.items() if name.startswith("metadata[")},
+            "status": "succeeded",
+        }
+        _refunds[refund_id] = refund
+        return _ok(refund)

@@ -1,0 +1,158 @@
+"""Stripe's API at the HTTP layer, for the real `stripe` library, as strict as Stripe (tests only).
+
+Bodies are shaped as Stripe's API reference shows them. As Stripe does:
+- an idempotency key replays its first answer, a 500 included, and refuses other parameters (400
+  idempotency_error); a key whose first request is still running answers 409 idempotency_key_in_use;
+- a PaymentMethod has a fingerprint per card number; a PaymentIntent is listed by when it was made;
+- `lose_next(n, how)` makes the next n charge requests fail in transit ("timeout": the connection drops
+  after Stripe made the charge; "refused": before it reached Stripe; "500": Stripe failed and saved it;
+  "409": the key is in use), so that what Stripe did and what we heard differ, as on a real network.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from urllib.parse import parse_qsl, urlsplit
+
+import requests
+import responses
+
+API = "https://api.stripe.com"
+# (payment method, card number, Stripe's code and decline_code for the charge; "" charges it).
+CARDS = {
+    "pm_card_visa": ("4242424242424242", "", ""),
+    "pm_card_visa_debit": ("4000056655665556", "", ""),
+    "pm_card_visa_chargeDeclined": ("4000000000000002", "card_declined", "generic_decline"),
+    "pm_card_visa_chargeDeclinedInsufficientFunds": ("4000000000009995", "card_declined", "insufficient_funds"),
+    "pm_card_authenticationRequired": ("4000002500003155", "authentication_required", "authentication_required"),
+    "pm_card_visa_chargeDeclinedExpiredCard": ("4000000000000069", "expired_card", ""),
+}
+
+
+@dataclass
+class StripeDouble:
+    intents: dict[str, dict] = field(default_factory=dict)
+    refunds: dict[str, dict] = field(default_factory=dict)
+    keys: dict[str, tuple[str, int, str]] = field(default_factory=dict)
+    charge_requests: list[dict] = field(default_factory=list)
+    lost: list[str] = field(default_factory=list)
+    down: bool = False
+    numbers: itertools.count = field(default_factory=lambda: itertools.count(1))
+
+    def lose_next(self, count: int = 1, how: str = "timeout") -> None:
+        self.lost += [how] * count
+
+    def install(self, mocked: responses.RequestsMock) -> None:
+        mocked.add_callback(responses.GET, re.compile(rf"{API}/v1/payment_methods/.+"), self._payment_method)
+        mocked.add_callback(responses.POST, f"{API}/v1/payment_intents", self._create_intent)
+        mocked.add_callback(responses.GET, re.compile(rf"{API}/v1/payment_intents(\?.*)?$"), self._list_intents)
+        mocked.add_callback(responses.POST, f"{API}/v1/refunds", self._create_refund)
+        mocked.add_callback(responses.GET, re.compile(rf"{API}/v1/refunds(\?.*)?$"), self._list_refunds)
+
+    # ------------------------------------------------------------------------------------------
+
+    def _id(self, prefix: str) -> str:
+        return f"{prefix}3Q{next(self.numbers):022d}"
+
+    def _answer(self, status: int, body: dict) -> tuple[int, dict, str]:
+        return status, {"Request-Id": self._id("req_")}, json.dumps(body)
+
+    def _unreachable(self) -> None:
+        raise requests.exceptions.ConnectionError("Connection refused (test double: Stripe is down)")
+
+    def _payment_method(self, request) -> tuple[int, dict, str]:
+        if self.down:
+            self._unreachable()
+        pm = urlsplit(request.url).path.rsplit("/", 1)[1]
+        if pm not in CARDS:
+            return self._answer(404, {"error": {"type": "invalid_request_error", "code": "resource_missing",
+                                                "message": f"No such PaymentMethod: '{pm}'"}})
+        number = CARDS[pm][0]
+        return self._answer(200, {
+            "id": pm, "object": "payment_method", "type": "card", "livemode": False,
+            "card": {"brand": "visa", "last4": number[-4:], "fingerprint": f"fp{number[-8:]}", "exp_month": 12,
+                     "exp_year": 2034, "funding": "credit", "country": "US"},
+        })
+
+    def _create_intent(self, request) -> tuple[int, dict, str]:
+        if self.down:
+            self._unreachable()
+        form = dict(parse_qsl(request.body if isinstance(request.body, str) else request.body.decode()))
+        self.charge_requests.append(form)
+        key = request.headers.get("Idempotency-Key", "")
+        how = self.lost.pop(0) if self.lost else ""
+        if how == "refused":
+            self._unreachable()
+        if how == "409":
+            return self._answer(409, {"error": {"type": "idempotency_error", "code": "idempotency_key_in_use",
+                                                "message": "There is currently another in-progress request using this Stripe-Idempotency-Key."}})
+        if key in self.keys:
+            parameters, status, body = self.keys[key]
+            if parameters != request.body:
+                return self._answer(400, {"error": {"type": "idempotency_error", "message": "Keys for idempotent requests can only be used with the same parameters they were first used with."}})
+            if how == "timeout":
+                raise requests.exceptions.ReadTimeout("Read timed out (test double)")
+            return status, {"Idempotent-Replayed": "true"}, body
+        status, headers, body = self._charge(form)
+        if how == "500":
+            status, body = 500, json.dumps({"error": {"type": "api_error", "message": "An unknown error occurred"}})
+        self.keys[key] = (request.body, status, body)
+        if how == "timeout":
+            # Stripe made the charge; the answer never came back.
+            raise requests.exceptions.ReadTimeout("Read timed out (test double)")
+        return status, headers, body
+
+    def _charge(self, form: dict[str, str]) -> tuple[int, dict, str]:
+        pm = form.get("payment_method", "")
+        intent_id = self._id("pi_")
+        code, decline = CARDS.get(pm, ("", "resource_missing", ""))[1:]
+        intent = {
+            "id": intent_id, "object": "payment_intent", "amount": int(form["amount"]), "currency": form["currency"],
+            "created": int(time.time()), "description": form.get("description"), "livemode": False,
+            "metadata": {name[9:-1]: value for name, value in form.items() if name.startswith("metadata[")},
+            "payment_method": pm, "payment_method_types": ["card"], "confirmation_method": "automatic",
+            "status": "succeeded" if not code else "requires_payment_method",
+            "latest_charge": self._id("ch_") if not code else None, "last_payment_error": None,
+        }
+        self.intents[intent_id] = intent
+        if code:
+            error = {"type": "card_error", "code": code, "decline_code": decline or None, "message": "Your card was declined.",
+                     "payment_intent": intent}
+            intent["last_payment_error"] = {k: v for k, v in error.items() if k != "payment_intent"}
+            return self._answer(402, {"error": error})
+        return self._answer(200, intent)
+
+    def _list_intents(self, request) -> tuple[int, dict, str]:
+        if self.down:
+            self._unreachable()
+        query = dict(parse_qsl(urlsplit(request.url).query))
+        since, until = int(query.get("created[gte]", 0)), int(query.get("created[lte]", 2**40))
+        data = [i for i in self.intents.values() if since <= i["created"] <= until]
+        return self._answer(200, {"object": "list", "data": data, "has_more": False, "url": "/v1/payment_intents"})
+
+    def _create_refund(self, request) -> tuple[int, dict, str]:
+        form = dict(parse_qsl(request.body if isinstance(request.body, str) else request.body.decode()))
+        key = request.headers.get("Idempotency-Key", "")
+        if key in self.keys:
+            return self.keys[key][1], {}, self.keys[key][2]
+        intent = self.intents.get(form.get("payment_intent", ""))
+        refund = {
+            "id": self._id("re_"), "object": "refund", "amount": int(form.get("amount", 0)),
+            "charge": intent["latest_charge"] if intent else form.get("charge"), "payment_intent": form.get("payment_intent"),
+            "created": int(time.time()), "currency": "usd", "status": "succeeded",
+            "metadata": {name[9:-1]: value for name, value in form.items() if name.startswith("metadata[")},
+        }
+        self.refunds[refund["id"]] = refund
+        status, headers, body = self._answer(200, refund)
+        self.keys[key] = (request.body, status, body)
+        return status, headers, body
+
+    def _list_refunds(self, request) -> tuple[int, dict, str]:
+        query = dict(parse_qsl(urlsplit(request.url).query))
+        target = query.get("payment_intent") or query.get("charge")
+        data = [r for r in self.refunds.values() if target in (r["payment_intent"], r["charge"])]
+        return self._answer(200, {"object": "list", "data": data, "has_more": False, "url": "/v1/refunds"})
