@@ -460,11 +460,11 @@ class LedgerEntryAdmin(MoneyColumns, ReadOnlyAdmin):
         if entry.transfer_id:
             return f"transfer {entry.transfer_id} to {entry.transfer.recipient}"
         if entry.corrects_id:
-            verb = "gives back" if entry.amount_cents > 0 else "takes back"
-            return f"{verb} money of the deposit in entry {entry.corrects_id}"
+            verb = "gives back money of" if entry.amount_cents > 0 else "takes back"
+            return f"{verb} the deposit in entry {entry.corrects_id}"
         corrections = [later.pk for later in entry.corrections.all()]
         if corrections:
-            return f"taken back or given back by entry {', '.join(map(str, corrections))}"
+            return f"reversed by entry {', '.join(map(str, corrections))}"
         return ""
 
     @admin.action(

@@ -219,12 +219,16 @@ def card_money_take_back(
     Account.objects.filter(pk=account.pk).update(
         balance_cents=F("balance_cents") - amount_cents, lowest_balance_cents=min(account.lowest_balance_cents, left, 0)
     )
-    logger.info("card money taken back: entry=%s by entry=%s account=%s cents=%s", entry.pk, taken.pk, account.pk, amount_cents)
+    logger.info(
+        "card money taken back: entry=%s by entry=%s account=%s cents=%s", entry.pk, taken.pk, account.pk, amount_cents
+    )
     return taken
 
 
 @transaction.atomic
-def card_money_give_back(*, entry: LedgerEntry, amount_cents: int, kind: str, now: datetime | None = None) -> LedgerEntry:
+def card_money_give_back(
+    *, entry: LedgerEntry, amount_cents: int, kind: str, now: datetime | None = None
+) -> LedgerEntry:
     """Give back card deposit money that was taken (a refund that failed, a dispute won): an entry of its own."""
     now = now or timezone.now()
     account = Account.objects.select_for_update().get(pk=entry.account_id)
@@ -236,7 +240,9 @@ def card_money_give_back(*, entry: LedgerEntry, amount_cents: int, kind: str, no
         account_id=entry.account_id, amount_cents=amount_cents, kind=kind, corrects=entry, created=now
     )
     _credited(account, amount_cents)
-    logger.info("card money given back: entry=%s by entry=%s account=%s cents=%s", entry.pk, given.pk, account.pk, amount_cents)
+    logger.info(
+        "card money given back: entry=%s by entry=%s account=%s cents=%s", entry.pk, given.pk, account.pk, amount_cents
+    )
     return given
 
 
@@ -249,7 +255,8 @@ def _credited(account: Account, amount_cents: int) -> None:
     """Add to a locked account's balance; a debt left by a clawback is repaid first (the floor rises with it)."""
     left = account.balance_cents + amount_cents
     Account.objects.filter(pk=account.pk).update(
-        balance_cents=F("balance_cents") + amount_cents, lowest_balance_cents=min(max(account.lowest_balance_cents, left), 0)
+        balance_cents=F("balance_cents") + amount_cents,
+        lowest_balance_cents=min(max(account.lowest_balance_cents, left), 0),
     )
 
 

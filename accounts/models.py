@@ -92,7 +92,9 @@ class Account(models.Model):
                 condition=Q(balance_cents__gte=models.F("lowest_balance_cents")),
                 name="accounts_account_balance_not_below_floor",
             ),
-            models.CheckConstraint(condition=Q(lowest_balance_cents__lte=0), name="accounts_account_floor_not_positive"),
+            models.CheckConstraint(
+                condition=Q(lowest_balance_cents__lte=0), name="accounts_account_floor_not_positive"
+            ),
             models.CheckConstraint(
                 condition=Q(member_id__regex=r"^[0-9]{6}$"), name="accounts_account_member_id_6_digits"
             ),
@@ -365,7 +367,12 @@ class LedgerEntry(models.Model):
                     | Q(kind="reversal", amount_cents__gt=0, transfer__isnull=False, corrects__isnull=True)
                     | Q(kind="correction", amount_cents__lt=0, transfer__isnull=True, corrects__isnull=False)
                     | Q(kind="card", amount_cents__gt=0, transfer__isnull=True, corrects__isnull=True)
-                    | Q(kind__in=["refund", "dispute"], amount_cents__lt=0, transfer__isnull=True, corrects__isnull=False)
+                    | Q(
+                        kind__in=["refund", "dispute"],
+                        amount_cents__lt=0,
+                        transfer__isnull=True,
+                        corrects__isnull=False,
+                    )
                     | Q(kind__in=["reinstated", "returned"], amount_cents__gt=0, transfer__isnull=True)
                     & Q(corrects__isnull=False)
                 ),

@@ -294,8 +294,6 @@ class CallAlreadyStarted(Exception):
 
 def _start_call(*, call_sid: str, caller: str, trusted: bool, greeting: Words, deposit_line: bool = False) -> Reply:
     call = CallSession.find(call_sid, locked=True)
-    if call is not None and call.deposit_line != deposit_line:
-        raise NotThisLine  # a first webhook of one line naming a call of the other
     new = call is None
     if new:
         # Inserted with its first prompt in one statement (see _save).

@@ -14,4 +14,4 @@ with exit_on_settings_problems():
     application = get_wsgi_application()
     # Every view, and what they import (Stripe's library among them), loaded now: gunicorn loads this in its
     # master before it forks (preload_app), so the workers share those pages instead of each loading its own.
-    get_resolver().url_patterns
+    _ = get_resolver().url_patterns

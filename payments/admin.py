@@ -74,7 +74,9 @@ def _refund(deposit: CardDeposit, operator=None) -> Outcome:
             history=f"Taken off the account for refund {refund.public_id}; Stripe's answer was lost: "
             "reconcile_card_deposits --resolve finishes it."
         )
-    return Outcome(history=f"Refunded to the card (Stripe refund {refund.stripe_id}, {refund.status}) with a refund entry.")
+    return Outcome(
+        history=f"Refunded to the card (Stripe refund {refund.stripe_id}, {refund.status}) with a refund entry."
+    )
 
 
 def _csv_time(moment: datetime | None) -> str:

@@ -147,7 +147,9 @@ def card_deposit_paid(*, deposit_id: int, call_sid: str, paid: PayResult, deadli
     try:
         return _record(deposit, answer)
     except DatabaseError:
-        logger.warning("card deposit charged but not recorded yet: deposit=%s answer=%s", deposit.pk, answer.answer.value)
+        logger.warning(
+            "card deposit charged but not recorded yet: deposit=%s answer=%s", deposit.pk, answer.answer.value
+        )
         deposit.status = CardDeposit.Status.CHARGING
         return deposit
 
@@ -439,7 +441,9 @@ def settle_open_deposits(*, now: datetime | None = None, resolve: bool = True) -
             settled.not_charged.append(deposit)
         elif intent is None and deposit.charging_started < now - NO_CHARGE_AFTER:
             if resolve:
-                deposit = _decide(deposit.pk, status=CardDeposit.Status.NOT_CHARGED, reason=CardDeposit.Reason.NO_CHARGE)
+                deposit = _decide(
+                    deposit.pk, status=CardDeposit.Status.NOT_CHARGED, reason=CardDeposit.Reason.NO_CHARGE
+                )
             settled.not_charged.append(deposit)
         else:
             settled.still_open.append(deposit)

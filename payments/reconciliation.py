@@ -77,9 +77,7 @@ def connector_findings(*, days: int) -> list[Finding]:
         named = DESCRIPTION.fullmatch(charge.description.strip())
         deposit = deposits.get(int(named.group(1))) if named else None
         if deposit is None:
-            deposit = next(
-                (d for d in deposits.values() if {d.reference, d.payment_intent} & charge.references), None
-            )
+            deposit = next((d for d in deposits.values() if {d.reference, d.payment_intent} & charge.references), None)
         if deposit is None or not charge.paid:
             continue
         credited = deposit.entry_id is not None

@@ -116,7 +116,7 @@ def refund_ended(*, refund_id: int, status: str, reason: str = "", stripe_id: st
     """A refund that did not happen: the money it took comes back to the member, with an entry of its own."""
     account_id = Refund.objects.values_list("deposit__account_id", flat=True).get(pk=refund_id)
     Account.objects.select_for_update().filter(pk=account_id).get()
-    refund = Refund.objects.select_for_update().select_related("deposit__entry").get(pk=refund_id)
+    refund = Refund.objects.select_for_update(of=("self",)).select_related("deposit__entry").get(pk=refund_id)
     if refund.given_back_by_id or refund.status == Refund.Status.SUCCEEDED:
         return refund
     if refund.taken_by_id:
@@ -127,7 +127,9 @@ def refund_ended(*, refund_id: int, status: str, reason: str = "", stripe_id: st
     refund.stripe_id = stripe_id or refund.stripe_id
     refund.updated = timezone.now()
     refund.save()
-    logger.warning("card deposit refund %s, money given back: deposit=%s refund=%s", status, refund.deposit_id, refund.public_id)
+    logger.warning(
+        "card deposit refund %s, money given back: deposit=%s refund=%s", status, refund.deposit_id, refund.public_id
+    )
     return refund
 
 
@@ -140,7 +142,9 @@ def refund_finish(refund: Refund) -> Refund:
         if found.public_id == str(refund.public_id)
     ]
     if made:
-        return refund_update(refund_id=refund.pk, stripe_id=made[0].id, status=made[0].status, reason=made[0].failure_reason)
+        return refund_update(
+            refund_id=refund.pk, stripe_id=made[0].id, status=made[0].status, reason=made[0].failure_reason
+        )
     return _ask_stripe(refund)
 
 

@@ -38,7 +38,7 @@ API_VERSION = stripe.api_version
 READ_SECONDS = 20
 # The key the test processor answers to, and the secret its events are signed with (DEBUG only).
 TEST_PROCESSOR_KEY = "sk_test_myibot_local_processor"
-TEST_PROCESSOR_WEBHOOK_SECRET = "whsec_myibot_local_processor"
+TEST_PROCESSOR_WEBHOOK_SECRET = "whsec_myibot_local_processor"  # noqa: S105 - DEBUG only, for the local test processor
 
 _test_processor: Callable[[], stripe.HTTPClient] | None = None
 
@@ -177,7 +177,9 @@ def charge(
         )
     except stripe.CardError as error:
         body = _error_body(error)
-        intent_id = (body.get("payment_intent") or {}).get("id", "") if isinstance(body.get("payment_intent"), dict) else ""
+        intent_id = (
+            (body.get("payment_intent") or {}).get("id", "") if isinstance(body.get("payment_intent"), dict) else ""
+        )
         return ChargeAnswer(
             Answer.CARD_ERROR,
             payment_intent=intent_id,
@@ -292,7 +294,9 @@ class Charge:
 def charges_created(*, since: datetime) -> Iterator[Charge]:
     """Every charge made since `since`, page by page (version 3's connector charges are found by description)."""
     try:
-        listed = _client(READ_SECONDS).v1.charges.list(params={"created": {"gte": int(since.timestamp())}, "limit": 100})
+        listed = _client(READ_SECONDS).v1.charges.list(
+            params={"created": {"gte": int(since.timestamp())}, "limit": 100}
+        )
         for found in listed.auto_paging_iter():
             charge = found.to_dict()
             card = ((charge.get("payment_method_details") or {}).get("card")) or {}
@@ -349,7 +353,9 @@ def refund_create(*, reference: str, amount_cents: int, public_id: str, deposit:
     """
     params = {**_target(reference), "amount": amount_cents, "metadata": {"refund": public_id, "deposit": str(deposit)}}
     try:
-        made = _client(READ_SECONDS).v1.refunds.create(params=params, options={"idempotency_key": f"myibot-refund-{public_id}"})
+        made = _client(READ_SECONDS).v1.refunds.create(
+            params=params, options={"idempotency_key": f"myibot-refund-{public_id}"}
+        )
     except (stripe.InvalidRequestError, stripe.CardError, stripe.PermissionError, stripe.AuthenticationError) as error:
         raise RefundRefused(_describe(error)) from None
     except stripe.StripeError as error:

@@ -49,7 +49,7 @@ class TestProcessor(stripe.HTTPClient):
 
     name = "myibot-test-processor"
 
-    def request(self, method: str, url: str, headers, post_data=None, *, _usage=None):  # noqa: ANN001 - the library's signature
+    def request(self, method: str, url: str, headers, post_data=None, *, _usage=None):
         parts = urlsplit(url)
         form = dict(parse_qsl(post_data or "")) if isinstance(post_data, str) else {}
         query = dict(parse_qsl(parts.query))
@@ -70,7 +70,7 @@ class TestProcessor(stripe.HTTPClient):
                 return self._list(found, {}, "/v1/refunds")
         return _error(404, type="invalid_request_error", code="resource_missing", message=f"No such route {path}")
 
-    def request_stream(self, *args, **kwargs):  # noqa: ANN002, ANN003
+    def request_stream(self, *args, **kwargs):
         raise NotImplementedError("the test processor answers no streaming request")
 
     def close(self) -> None:
@@ -79,7 +79,9 @@ class TestProcessor(stripe.HTTPClient):
     def _payment_method(self, pm: str):
         card = payment.card_for_payment_method(pm)
         if card is None:
-            return _error(404, type="invalid_request_error", code="resource_missing", message=f"No such PaymentMethod: '{pm}'")
+            return _error(
+                404, type="invalid_request_error", code="resource_missing", message=f"No such PaymentMethod: '{pm}'"
+            )
         return _ok(
             {
                 "id": pm,
@@ -116,7 +118,9 @@ class TestProcessor(stripe.HTTPClient):
         pm = form.get("payment_method", "")
         card = payment.card_for_payment_method(pm)
         if card is None:
-            return _error(400, type="invalid_request_error", code="resource_missing", message=f"No such PaymentMethod: '{pm}'")
+            return _error(
+                400, type="invalid_request_error", code="resource_missing", message=f"No such PaymentMethod: '{pm}'"
+            )
         intent_id = _id("pi_", f"{pm}:{time.time_ns()}")
         metadata = {name[9:-1]: value for name, value in form.items() if name.startswith("metadata[")}
         outcome = payment.TEST_CARDS[card]
@@ -145,13 +149,22 @@ class TestProcessor(stripe.HTTPClient):
         since = int(query.get("created[gte]", "0") or 0)
         until = int(query.get("created[lte]", str(2**40)) or 2**40)
         data = [item for item in items if since <= item.get("created", 0) <= until]
-        return _ok({"object": "list", "data": sorted(data, key=lambda item: -item.get("created", 0)), "has_more": False, "url": url})
+        return _ok(
+            {
+                "object": "list",
+                "data": sorted(data, key=lambda item: -item.get("created", 0)),
+                "has_more": False,
+                "url": url,
+            }
+        )
 
     def _refund(self, form: dict[str, str]):
         target = form.get("payment_intent") or form.get("charge") or ""
         intent = _intents.get(target) or next((i for i in _intents.values() if i["latest_charge"] == target), None)
         if intent is None:
-            return _error(400, type="invalid_request_error", code="resource_missing", message=f"No such charge: '{target}'")
+            return _error(
+                400, type="invalid_request_error", code="resource_missing", message=f"No such charge: '{target}'"
+            )
         refund_id = _id("re_", f"{target}:{time.time_ns()}")
         refund = {
             "id": refund_id,

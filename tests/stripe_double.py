@@ -69,14 +69,35 @@ class StripeDouble:
             self._unreachable()
         pm = urlsplit(request.url).path.rsplit("/", 1)[1]
         if pm not in CARDS:
-            return self._answer(404, {"error": {"type": "invalid_request_error", "code": "resource_missing",
-                                                "message": f"No such PaymentMethod: '{pm}'"}})
+            return self._answer(
+                404,
+                {
+                    "error": {
+                        "type": "invalid_request_error",
+                        "code": "resource_missing",
+                        "message": f"No such PaymentMethod: '{pm}'",
+                    }
+                },
+            )
         number = CARDS[pm][0]
-        return self._answer(200, {
-            "id": pm, "object": "payment_method", "type": "card", "livemode": False,
-            "card": {"brand": "visa", "last4": number[-4:], "fingerprint": f"fp{number[-8:]}", "exp_month": 12,
-                     "exp_year": 2034, "funding": "credit", "country": "US"},
-        })
+        return self._answer(
+            200,
+            {
+                "id": pm,
+                "object": "payment_method",
+                "type": "card",
+                "livemode": False,
+                "card": {
+                    "brand": "visa",
+                    "last4": number[-4:],
+                    "fingerprint": f"fp{number[-8:]}",
+                    "exp_month": 12,
+                    "exp_year": 2034,
+                    "funding": "credit",
+                    "country": "US",
+                },
+            },
+        )
 
     def _create_intent(self, request) -> tuple[int, dict, str]:
         if self.down:
@@ -88,12 +109,28 @@ class StripeDouble:
         if how == "refused":
             self._unreachable()
         if how == "409":
-            return self._answer(409, {"error": {"type": "idempotency_error", "code": "idempotency_key_in_use",
-                                                "message": "There is currently another in-progress request using this Stripe-Idempotency-Key."}})
+            return self._answer(
+                409,
+                {
+                    "error": {
+                        "type": "idempotency_error",
+                        "code": "idempotency_key_in_use",
+                        "message": "There is currently another in-progress request using this Stripe-Idempotency-Key.",
+                    }
+                },
+            )
         if key in self.keys:
             parameters, status, body = self.keys[key]
             if parameters != request.body:
-                return self._answer(400, {"error": {"type": "idempotency_error", "message": "Keys for idempotent requests can only be used with the same parameters they were first used with."}})
+                return self._answer(
+                    400,
+                    {
+                        "error": {
+                            "type": "idempotency_error",
+                            "message": "Keys for idempotent requests can only be used with the same parameters they were first used with.",
+                        }
+                    },
+                )
             if how == "timeout":
                 raise requests.exceptions.ReadTimeout("Read timed out (test double)")
             return status, {"Idempotent-Replayed": "true"}, body
@@ -111,17 +148,30 @@ class StripeDouble:
         intent_id = self._id("pi_")
         code, decline = CARDS.get(pm, ("", "resource_missing", ""))[1:]
         intent = {
-            "id": intent_id, "object": "payment_intent", "amount": int(form["amount"]), "currency": form["currency"],
-            "created": int(time.time()), "description": form.get("description"), "livemode": False,
+            "id": intent_id,
+            "object": "payment_intent",
+            "amount": int(form["amount"]),
+            "currency": form["currency"],
+            "created": int(time.time()),
+            "description": form.get("description"),
+            "livemode": False,
             "metadata": {name[9:-1]: value for name, value in form.items() if name.startswith("metadata[")},
-            "payment_method": pm, "payment_method_types": ["card"], "confirmation_method": "automatic",
+            "payment_method": pm,
+            "payment_method_types": ["card"],
+            "confirmation_method": "automatic",
             "status": "succeeded" if not code else "requires_payment_method",
-            "latest_charge": self._id("ch_") if not code else None, "last_payment_error": None,
+            "latest_charge": self._id("ch_") if not code else None,
+            "last_payment_error": None,
         }
         self.intents[intent_id] = intent
         if code:
-            error = {"type": "card_error", "code": code, "decline_code": decline or None, "message": "Your card was declined.",
-                     "payment_intent": intent}
+            error = {
+                "type": "card_error",
+                "code": code,
+                "decline_code": decline or None,
+                "message": "Your card was declined.",
+                "payment_intent": intent,
+            }
             intent["last_payment_error"] = {k: v for k, v in error.items() if k != "payment_intent"}
             return self._answer(402, {"error": error})
         return self._answer(200, intent)
@@ -141,9 +191,14 @@ class StripeDouble:
             return self.keys[key][1], {}, self.keys[key][2]
         intent = self.intents.get(form.get("payment_intent", ""))
         refund = {
-            "id": self._id("re_"), "object": "refund", "amount": int(form.get("amount", 0)),
-            "charge": intent["latest_charge"] if intent else form.get("charge"), "payment_intent": form.get("payment_intent"),
-            "created": int(time.time()), "currency": "usd", "status": "succeeded",
+            "id": self._id("re_"),
+            "object": "refund",
+            "amount": int(form.get("amount", 0)),
+            "charge": intent["latest_charge"] if intent else form.get("charge"),
+            "payment_intent": form.get("payment_intent"),
+            "created": int(time.time()),
+            "currency": "usd",
+            "status": "succeeded",
             "metadata": {name[9:-1]: value for name, value in form.items() if name.startswith("metadata[")},
         }
         self.refunds[refund["id"]] = refund

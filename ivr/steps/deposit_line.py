@@ -59,9 +59,7 @@ UNCERTAIN = gettext_lazy(
     "We do not know yet if your card was charged. Please do not pay again: if it was charged, the money will "
     "reach the account by itself. The member will hear it when they check their balance. Goodbye."
 )
-NOT_AVAILABLE = gettext_lazy(
-    "Sorry, card deposits are not available right now. Please call again later. Goodbye."
-)
+NOT_AVAILABLE = gettext_lazy("Sorry, card deposits are not available right now. Please call again later. Goodbye.")
 # Said after <Pay> when Twilio goes on to the next verb without calling its action (the call then asks the
 # action URL, which answers from what is recorded).
 ONE_MOMENT = gettext_lazy("One moment, please.")

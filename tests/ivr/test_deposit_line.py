@@ -201,7 +201,14 @@ def test_refused_amounts_say_the_limit(family, account):
     assert "The least you can pay is 1 dollar." in answer.text
     answer = family.press("0#")  # a lone 0 is help, never an amount
     assert "for example 2 5 for 25 dollars" in answer.text
-    CardDeposit.objects.create(account=account, amount_cents=400_00, call_sid="CAx", line="x", status="not_charged", not_charged_reason="pay_result")
+    CardDeposit.objects.create(
+        account=account,
+        amount_cents=400_00,
+        call_sid="CAx",
+        line="x",
+        status="not_charged",
+        not_charged_reason="pay_result",
+    )
     answer = family.press("200#")
     assert "Your card will be charged exactly 200 dollars" in answer.text
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("stripe_double")]
 
 FAMILY = "+12025550177"
 
@@ -27,9 +27,9 @@ def test_it_logs_the_shape_of_a_success_and_which_fields_came(make_phone, accoun
     to_pay(phone)
     phone.pay(PaymentCardPostalCode="20001", ProfileId="cus_secret_profile", PaymentMethod="credit-card")
     [line] = pay_request_lines(caplog)
-    assert "result=success reference=ch_ card_type=visa masked=xxxxxxxxxxxx#### pay_error=-" in line
+    assert "result=success token=pm_ reference=none card_type=visa masked=xxxxxxxxxxxx#### pay_error=-" in line
     assert line.endswith(
-        "fields=PaymentConfirmationCode,PaymentCardType,PaymentCardNumber,ExpirationDate,"
+        "fields=PaymentCardType,PaymentCardNumber,ExpirationDate,"
         "PaymentCardPostalCode,PaymentToken,ProfileId,PaymentMethod"
     )
 
@@ -38,11 +38,11 @@ def test_it_logs_the_shape_of_a_success_and_which_fields_came(make_phone, accoun
     ("fields", "shown"),
     [
         (
-            {"PaymentConfirmationCode": "pi_3PqTest0000000002", "PaymentCardNumber": "************4242"},
-            "reference=pi_ card_type=visa masked=************####",
+            {"PaymentToken": "pm_card_visa", "PaymentCardNumber": "************4242"},
+            "token=pm_ reference=none card_type=visa masked=************####",
         ),
         ({"PaymentCardNumber": "xxxx-xxxxxx-x4001", "PaymentCardType": None}, "card_type=- masked=xxxx-xxxxxx-x####"),
-        ({"PaymentConfirmationCode": None, "PaymentCardNumber": None}, "reference=none card_type=visa masked=-"),
+        ({"PaymentToken": None, "PaymentCardNumber": None}, "token=none reference=none card_type=visa masked=-"),
     ],
 )
 def test_it_logs_each_unsettled_variant_by_its_shape(make_phone, account, caplog, fields, shown):
@@ -60,7 +60,7 @@ def test_it_logs_a_decline_by_twilios_code_only(make_phone, account, caplog):
     to_pay(phone)
     phone.pay("payment-connector-error", PayErrorCode="64012", PaymentError="Your card was declined.")
     [line] = pay_request_lines(caplog)
-    assert "result=payment-connector-error reference=none" in line and "pay_error=64012" in line
+    assert "result=payment-connector-error token=none reference=none" in line and "pay_error=64012" in line
     assert "declined" not in line and line.endswith("fields=PaymentError,PayErrorCode")
 
 

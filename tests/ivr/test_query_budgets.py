@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("stripe_double")]
 
 SAVEPOINTS = 2
 # A PIN attempt is counted in a transaction of its own before the step's, and the step's outcome
@@ -163,10 +163,11 @@ def test_the_deposit_line_step_by_step(make_phone, account, django_assert_max_nu
         # the member, and what is left of today's limit
         (lambda: phone.press("1"), 4),
         (lambda: phone.press("25#"), 4),
-        # locked: the call, the member; the room; the attempt; the pending deposit
-        (lambda: phone.press("1"), 12),
-        # the deposit settled first (locked: the deposit, the member; the credit, its code), then the call
-        (lambda: phone.pay(), 25),
+        # locked: the call, the member; one payment at a time, the line's failures; the room; the pending deposit
+        (lambda: phone.press("1"), 14),
+        # the token taken (locked: the deposit); the card's limits under its lock, charging; the credit (locked:
+        # the member, the deposit; the room, the entry, its code); then the call
+        (lambda: phone.pay(), 34),
         (lambda: phone.press("1"), 3),
     ]
     for step, budget in steps:

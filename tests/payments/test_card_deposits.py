@@ -1,7 +1,13 @@
-"""Card deposits: started before <Pay>, credited exactly once after it, within the limits, refunded to the card."""
+"""Card deposits charged by the service: once, with words that are true, settled read-only when Stripe is unclear.
+
+Stripe is the real `stripe` library answered at the HTTP layer (tests/stripe_double.py), as strict as Stripe:
+idempotency keys replay their first answer (500s included), answers get lost after the charge was made.
+"""
 
 from __future__ import annotations
 
+import json
+import time
 from datetime import timedelta
 
 import pytest
@@ -10,368 +16,333 @@ from django.test import override_settings
 from django.utils import timezone
 
 from accounts import codes
-from accounts.confirmations import confirmation_code_verify, describe_code_check
-from accounts.errors import InsufficientFunds
+from accounts.confirmations import confirmation_code_verify
 from accounts.models import Account, ConfirmationCode, LedgerEntry
-from payments import errors, selectors, services
-from payments.models import CardDeposit
+from payments import charges, errors, limits
+from payments.models import CardDeposit, StripeEvent
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("stripe_double")]
 
-LINE = services.deposit_line("+12025550142")
+LINE = charges.deposit_line("+12025550142")
 CALL = "CA" + "d" * 32
 
 
-def start(account: Account, cents: int = 25_00, *, call_sid: str = CALL, line: str = LINE, now=None) -> CardDeposit:
-    return services.card_deposit_start(account=account, amount_cents=cents, call_sid=call_sid, line=line, now=now)
-
-
-def paid(deposit: CardDeposit, reference: str = "ch_3Pq0a1", **fields) -> CardDeposit:
-    return services.card_deposit_settle(
-        deposit_id=deposit.pk,
-        call_sid=deposit.call_sid,
-        result="success",
-        reference=reference,
-        card_type="visa",
-        card_number="xxxxxxxxxxxx4242",
-        **fields,
+def start(account: Account, cents: int = 25_00, *, call_sid: str = CALL, line: str = LINE, vouched=True, now=None):
+    return charges.card_deposit_start(
+        account=account, amount_cents=cents, call_sid=call_sid, line=line, vouched=vouched, now=now
     )
 
 
-def test_a_success_credits_the_member_once_with_a_card_deposit_entry_and_a_code(account):
-    deposit = paid(start(account))
+def pay(deposit: CardDeposit, token: str = "pm_card_visa", *, result: str = "success", seconds: float = 13):
+    paid = charges.PayResult(result=result, token=token, card_type="visa", card_number="xxxxxxxxxxxx4242")
+    return charges.card_deposit_paid(
+        deposit_id=deposit.pk, call_sid=deposit.call_sid, paid=paid, deadline=time.monotonic() + seconds
+    )
+
+
+def balance(account: Account) -> int:
     account.refresh_from_db()
-    assert account.balance_cents == 125_00
-    assert deposit.status == "paid" and deposit.card_last4 == "4242" and deposit.card_type == "visa"
-    assert deposit.entry.kind == LedgerEntry.Kind.CARD and deposit.entry.amount_cents == 25_00
-    code = services.confirmation_code(deposit)
-    assert codes.is_code(code)
-    check = confirmation_code_verify(code=code)
-    assert check.confirmation_code.purpose == ConfirmationCode.Purpose.DEPOSIT
-    assert f"card deposit of $25.00 to {account}, ledger entry {deposit.entry_id}" in describe_code_check(check)
+    return account.balance_cents
 
 
-def test_a_retried_action_request_credits_nothing_more_and_repeats_the_same_code(account):
-    deposit = paid(start(account))
-    again = paid(deposit)
-    assert again.pk == deposit.pk and services.confirmation_code(again) == services.confirmation_code(deposit)
-    account.refresh_from_db()
-    assert account.balance_cents == 125_00 and LedgerEntry.objects.filter(kind="card").count() == 1
+def test_a_token_is_charged_once_and_credited_with_a_code(account, stripe_double):
+    deposit = pay(start(account))
+    assert deposit.status == "paid" and balance(account) == 125_00
+    assert deposit.entry.kind == LedgerEntry.Kind.CARD and deposit.card_fingerprint == "fp42424242"
+    asked = stripe_double.charge_requests[0]
+    assert asked["amount"] == "2500" and asked["confirm"] == "true" and asked["error_on_requires_action"] == "true"
+    assert asked["metadata[public_id]"] == str(deposit.public_id) and asked["metadata[deposit]"] == str(deposit.pk)
+    assert "payment_method_options[card][moto]" not in asked
+    code = charges.confirmation_code(deposit)
+    assert confirmation_code_verify(code=code).confirmation_code.purpose == ConfirmationCode.Purpose.DEPOSIT
+    assert deposit.release_at > timezone.now() + timedelta(hours=72)
 
 
-def test_the_same_reference_for_another_deposit_credits_nothing_and_is_flagged(account):
-    first = paid(start(account))
-    second = start(account, call_sid="CA" + "e" * 32)
-    heard = paid(second)
-    assert heard.pk == first.pk  # the caller hears the confirmation of the charge that was credited
-    second.refresh_from_db()
-    assert second.status == "failed" and f"card deposit {first.pk}" in second.needs_look
-    account.refresh_from_db()
-    assert account.balance_cents == 125_00
+def test_moto_only_when_stripe_has_enabled_it(account, stripe_double, settings):
+    settings.STRIPE_MOTO = True
+    pay(start(account))
+    assert stripe_double.charge_requests[0]["payment_method_options[card][moto]"] == "true"
 
 
-def test_a_request_naming_another_calls_deposit_is_refused(account):
+def test_a_repeated_action_request_charges_nothing_more(account, stripe_double):
     deposit = start(account)
-    with pytest.raises(errors.UnknownDeposit):
-        services.card_deposit_settle(
-            deposit_id=deposit.pk, call_sid="CA" + "f" * 32, result="success", reference="ch_x"
-        )
-    deposit.refresh_from_db()
-    assert deposit.status == "pending"
+    first = pay(deposit)
+    again = pay(deposit)
+    assert again.pk == first.pk and again.status == "paid"
+    assert len(stripe_double.charge_requests) == 1 and balance(account) == 125_00
 
 
 @pytest.mark.parametrize(
-    "result",
+    "token, reason, code",
     [
-        "too-many-failed-attempts",
-        "payment-connector-error",
-        "caller-interrupted-with-star",
-        "caller-hung-up",
-        "validation-error",
-        "internal-error",
-        "something-new",
-        "",
-        None,
-        "<script>",
+        ("pm_card_visa_chargeDeclined", "issuer_decline", "generic_decline"),
+        ("pm_card_visa_chargeDeclinedInsufficientFunds", "issuer_decline", "insufficient_funds"),
+        ("pm_card_authenticationRequired", "card_error", "authentication_required"),
     ],
 )
-def test_anything_but_success_credits_nothing(account, result):
-    deposit = services.card_deposit_settle(
-        deposit_id=start(account).pk, call_sid=CALL, result=result, reference="ch_should_not_matter"
-    )
-    assert deposit.status == "failed" and deposit.entry is None and deposit.reference is None
-    assert deposit.result == (result if result and result != "<script>" else "unknown")
-    account.refresh_from_db()
-    assert account.balance_cents == 100_00
+def test_a_card_error_is_not_charged_with_its_reason(account, token, reason, code):
+    deposit = pay(start(account), token)
+    assert deposit.status == "not_charged" and deposit.not_charged_reason == reason and deposit.decline_code == code
+    assert balance(account) == 100_00 and deposit.entry is None
 
 
-def test_a_success_without_a_reference_is_credited_and_flagged(account):
-    deposit = paid(start(account), reference="")
-    assert deposit.status == "paid" and deposit.reference == f"missing-{deposit.pk}"
-    assert "no processor reference" in deposit.needs_look
+def test_a_lost_answer_is_retried_once_with_the_same_key_and_finds_the_charge(account, stripe_double):
+    stripe_double.lose_next(1, "timeout")
+    deposit = pay(start(account))
+    assert deposit.status == "paid" and len(stripe_double.intents) == 1
+    assert len({request["metadata[public_id]"] for request in stripe_double.charge_requests}) == 1
 
 
-@pytest.mark.parametrize("masked", ["xxxxxxxxxxxx4242", "************4242", "4242", "424242xxxxxx4242", "xxxx-4242"])
-def test_only_the_last_four_of_a_masked_number_are_kept(account, masked):
-    deposit = services.card_deposit_settle(
-        deposit_id=start(account).pk, call_sid=CALL, result="success", reference="ch_1", card_number=masked
-    )
-    assert deposit.card_last4 == "4242"
+def test_two_lost_answers_leave_it_uncertain_then_the_listing_credits_it_once(account, stripe_double):
+    stripe_double.lose_next(2, "timeout")
+    deposit = pay(start(account))
+    assert deposit.status == "uncertain" and balance(account) == 100_00
+    later = timezone.now() + timedelta(minutes=5)
+    settled = charges.settle_open_deposits(now=later)
+    assert [each.pk for each in settled.credited] == [deposit.pk]
+    charges.settle_open_deposits(now=later)  # again: nothing more
+    assert balance(account) == 125_00 and len(stripe_double.intents) == 1
+    assert len(stripe_double.charge_requests) == 2, "reconciliation never creates a charge"
 
 
-def test_a_full_card_number_is_never_stored(account):
-    deposit = services.card_deposit_settle(
-        deposit_id=start(account).pk, call_sid=CALL, result="success", reference="ch_1", card_number="4242424242424242"
-    )
-    stored = " ".join(str(value) for value in CardDeposit.objects.filter(pk=deposit.pk).values().get().values())
-    assert "42424242" not in stored and deposit.card_last4 == "4242"
+def test_a_saved_500_is_replayed_then_the_payment_intent_is_found_by_listing(account, stripe_double):
+    stripe_double.lose_next(1, "500")
+    deposit = pay(start(account))
+    # The retry got the saved 500 again, as Stripe's idempotency keeps it.
+    assert deposit.status == "uncertain" and len(stripe_double.charge_requests) == 2
+    settled = charges.settle_open_deposits(now=timezone.now() + timedelta(minutes=5))
+    # Stripe failed after it charged: only its listing shows the charge, and it is credited once.
+    assert [each.pk for each in settled.credited] == [deposit.pk] and balance(account) == 125_00
 
 
-# Limits --------------------------------------------------------------------------------------------------
+def test_idempotency_key_in_use_is_uncertain(account, stripe_double):
+    stripe_double.lose_next(2, "409")
+    deposit = pay(start(account))
+    assert deposit.status == "uncertain"
 
 
-@override_settings(DEPOSIT_CARD_MAX_DOLLARS=200, DAILY_DEPOSIT_LIMIT_DOLLARS=500)
-def test_one_deposit_is_at_most_the_card_maximum_and_at_least_a_dollar(account):
-    with pytest.raises(errors.AmountRefused) as refused:
-        start(account, 201_00)
-    assert refused.value.limit_cents == 200_00 and not refused.value.daily
-    with pytest.raises(errors.AmountRefused):
-        start(account, 50)
-    assert start(account, 200_00).amount_cents == 200_00
-
-
-@override_settings(DEPOSIT_CARD_MAX_DOLLARS=200, DAILY_DEPOSIT_LIMIT_DOLLARS=300, DEPOSIT_ATTEMPTS_PER_LINE_PER_DAY=50)
-def test_the_daily_limit_counts_paid_and_undecided_deposits(account):
-    paid(start(account, 200_00), reference="ch_a")
-    pending = start(account, 60_00)
-    with pytest.raises(errors.AmountRefused) as refused:
-        start(account, 50_00)
-    assert refused.value.limit_cents == 40_00 and refused.value.daily
-    # A deposit whose <Pay> never reported back may have been charged: it holds its amount until
-    # decided, however long that takes, so a family is never invited to pay it twice.
-    later = timezone.now() + selectors.PENDING_HOLD + timedelta(minutes=1)
-    assert selectors.deposit_room_cents(account=account, now=later) == 40_00
-    assert pending in selectors.needing_a_look(now=later)
-    services.card_deposit_settle(deposit_id=pending.pk, call_sid=CALL, result="caller-hung-up", reference=None)
-    assert selectors.deposit_room_cents(account=account, now=later) == 100_00
-
-
-@override_settings(DEPOSIT_CARD_MAX_DOLLARS=200, DAILY_DEPOSIT_LIMIT_DOLLARS=200, DEPOSIT_ATTEMPTS_PER_LINE_PER_DAY=50)
-def test_a_success_the_limits_would_now_refuse_is_credited_and_flagged(account):
-    # Two families started at once; both were charged. The second is credited all the same, and flagged.
-    first = start(account, 150_00, call_sid="CA1")
-    CardDeposit.objects.filter(pk=first.pk).update(status="failed")  # as the limit saw it then
-    second = start(account, 150_00, call_sid="CA2")
-    CardDeposit.objects.filter(pk=first.pk).update(status="pending")
-    paid(first, reference="ch_first")
-    late = paid(second, reference="ch_second")
-    assert late.status == "paid" and "past a limit" in late.needs_look
-    account.refresh_from_db()
-    assert account.balance_cents == 400_00
-
-
-@override_settings(DEPOSIT_ATTEMPTS_PER_LINE_PER_DAY=2, DEPOSIT_ATTEMPTS_PER_HOUR=200)
-def test_a_line_gets_a_few_failed_tries_a_day_and_right_ones_count_nothing(account):
-    for _ in range(5):  # a family who enters the right ID is never held back
-        assert services.member_lookup(member_id=account.member_id, line=LINE, trusted=True) == account
-    with pytest.raises(errors.CannotReceiveDeposits):
-        services.member_lookup(member_id="999999", line=LINE, trusted=True)
-    failed = start(account)
-    services.card_deposit_settle(deposit_id=failed.pk, call_sid=CALL, result="payment-connector-error", reference=None)
-    with pytest.raises(errors.TooManyAttempts) as refused:
-        services.member_lookup(member_id=account.member_id, line=LINE, trusted=True)
-    assert refused.value.scope == "line"
-    with pytest.raises(errors.TooManyAttempts):
-        start(account)
-    # Another line is not held back by this one.
-    other = services.deposit_line("+12025550143")
-    assert services.member_lookup(member_id=account.member_id, line=other, trusted=True) == account
-
-
-@override_settings(DEPOSIT_ATTEMPTS_PER_LINE_PER_DAY=2, DEPOSIT_ATTEMPTS_PER_HOUR=200)
-def test_withheld_numbers_are_not_held_to_a_line_limit_one_prankster_would_use_up(account):
-    for _ in range(4):
-        with pytest.raises(errors.CannotReceiveDeposits):
-            services.member_lookup(member_id="999999", line=services.WITHHELD_LINE, trusted=False)
-    assert services.member_lookup(member_id=account.member_id, line=services.WITHHELD_LINE, trusted=False) == account
-
-
-def test_withheld_numbers_share_one_line():
-    assert services.deposit_line("") == services.deposit_line("") == services.WITHHELD_LINE
-    assert services.deposit_line("+12025550142") != services.deposit_line("+12025550143")
-    assert "2025550142" not in services.deposit_line("+12025550142")
-
-
-@override_settings(DEPOSIT_ATTEMPTS_PER_LINE_PER_DAY=50, DEPOSIT_ATTEMPTS_PER_HOUR=3)
-def test_a_flood_of_failed_tries_stops_unattested_callers_but_never_a_vouched_for_number(account):
-    for number in range(3):  # spoofed numbers, each trying an ID that does not exist
-        with pytest.raises(errors.CannotReceiveDeposits):
-            services.member_lookup(
-                member_id="999999", line=services.deposit_line(f"+1202555015{number}"), trusted=False
-            )
-    with pytest.raises(errors.TooManyAttempts) as refused:
-        services.member_lookup(member_id=account.member_id, line=services.deposit_line("+12025550159"), trusted=False)
-    assert refused.value.scope == "service"
-    # A family on a mobile whose carrier vouches for the number (attestation A) still gets through.
-    family = services.deposit_line("+12025550158")
-    assert services.member_lookup(member_id=account.member_id, line=family, trusted=True) == account
-
-
-@override_settings(DEPOSIT_ATTEMPTS_PER_LINE_PER_DAY=50, DEPOSIT_ATTEMPTS_PER_HOUR=500)
-def test_card_testing_against_one_member_stops_at_that_member(account):
-    for number in range(selectors.FAILED_PAYMENTS_PER_MEMBER_PER_DAY):
-        declined = start(account, call_sid=f"CA{number}", line=services.deposit_line(f"+120255502{number:02d}"))
-        services.card_deposit_settle(
-            deposit_id=declined.pk, call_sid=declined.call_sid, result="payment-connector-error", reference=None
-        )
-    with pytest.raises(errors.AmountRefused) as refused:
-        start(account, call_sid="CAnext", line=services.deposit_line("+12025550299"))
-    assert refused.value.limit_cents == 0
-
-
-def test_only_active_accounts_receive_deposits_and_a_lock_does_not_matter(account):
-    assert selectors.member_for_deposit(member_id=account.member_id) == account
-    Account.objects.filter(pk=account.pk).update(locked_until=timezone.now() + timedelta(hours=1))
-    assert selectors.member_for_deposit(member_id=account.member_id) == account
-    Account.objects.filter(pk=account.pk).update(status=Account.Status.PENDING, verified_at=None)
-    assert selectors.member_for_deposit(member_id=account.member_id) is None
-    assert selectors.member_for_deposit(member_id="999999") is None
-
-
-# The database holds the rules too -------------------------------------------------------------------------
-
-
-def test_a_paid_deposit_without_its_entry_cannot_be_written(account):
-    from django.db import IntegrityError, transaction
-
-    deposit = start(account)
-    with pytest.raises(IntegrityError), transaction.atomic():
-        CardDeposit.objects.filter(pk=deposit.pk).update(status="paid", reference="ch_z")
-
-
-def test_one_reference_credits_one_deposit_in_the_database(account):
-    from django.db import IntegrityError, transaction
-
-    first = paid(start(account), reference="ch_once")
-    other = start(account, call_sid="CA9")
-    with pytest.raises(IntegrityError), transaction.atomic():
-        CardDeposit.objects.filter(pk=other.pk).update(reference=first.reference)
-
-
-# Refunds (Stripe answered at the HTTP layer) -------------------------------------------------------------
-
-
-@pytest.fixture
-def stripe_api(settings):
-    import responses
-
-    settings.STRIPE_SECRET_KEY = "sk_test_123"
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mocked:
-        yield mocked
-
-
-# Shaped like the Refund object in Stripe's API reference (https://docs.stripe.com/api/refunds/object).
-def refund_body(reference: str) -> dict:
-    return {
-        "id": "re_3Pq0a1",
-        "object": "refund",
-        "amount": 2500,
-        "charge": reference if reference.startswith("ch_") else "ch_3Pq0a1",
-        "currency": "usd",
-        "payment_intent": reference if reference.startswith("pi_") else None,
-        "status": "succeeded",
-    }
-
-
-@pytest.mark.parametrize("reference, field", [("ch_3Pq0a1", "charge"), ("pi_3Pq0a1", "payment_intent")])
-def test_a_refund_goes_to_stripe_with_an_idempotency_key_then_writes_the_refund_entry(
-    account, stripe_api, reference, field
-):
-    deposit = paid(start(account), reference=reference)
-    stripe_api.post("https://api.stripe.com/v1/refunds", json=refund_body(reference))
-    refunded = services.card_deposit_refund(entry_id=deposit.entry_id)
-    sent = stripe_api.calls[0].request
-    assert f"{field}={reference}" in sent.body
-    assert sent.headers["Idempotency-Key"] == f"myibot-card-deposit-{deposit.pk}"
-    assert refunded.status == "refunded" and refunded.refund_reference == "re_3Pq0a1"
-    account.refresh_from_db()
-    assert account.balance_cents == 100_00
-    assert LedgerEntry.objects.get(kind="refund").corrects_id == deposit.entry_id
-    with pytest.raises(errors.AlreadyRefunded):
-        services.card_deposit_refund(entry_id=deposit.entry_id)
-
-
-def test_a_refund_is_refused_when_the_money_was_spent_and_stripe_is_never_asked(account, stripe_api):
-    deposit = paid(start(account))
-    Account.objects.filter(pk=account.pk).update(balance_cents=10_00)
-    with pytest.raises(InsufficientFunds):
-        services.card_deposit_refund(entry_id=deposit.entry_id)
-    assert len(stripe_api.calls) == 0
-
-
-def test_when_stripe_refuses_the_money_stays_off_the_account_and_a_second_run_asks_stripe_again(account, stripe_api):
-    deposit = paid(start(account))
-    stripe_api.post(
-        "https://api.stripe.com/v1/refunds",
-        status=402,
-        json={"error": {"type": "invalid_request_error", "message": "Your balance is insufficient."}},
-    )
-    with pytest.raises(errors.StripeFailed, match="insufficient"):
-        services.card_deposit_refund(entry_id=deposit.entry_id)
+def test_stripe_down_is_uncertain_holds_the_room_and_closes_as_not_charged_an_hour_later(account, stripe_double):
+    deposit = start(account, 200_00)
+    stripe_double.lose_next(2, "refused")
+    deposit = pay(deposit)
+    assert deposit.status == "uncertain"
+    # It keeps holding the member's day: a family cannot be invited to pay twice.
+    with override_settings(DAILY_DEPOSIT_LIMIT_DOLLARS=300):
+        assert limits.room_cents(account=account, now=timezone.now()) == 100_00
+    assert charges.settle_open_deposits(now=timezone.now() + timedelta(minutes=30)).still_open[0].pk == deposit.pk
+    settled = charges.settle_open_deposits(now=timezone.now() + timedelta(minutes=61))
+    assert [each.pk for each in settled.not_charged] == [deposit.pk]
     deposit.refresh_from_db()
-    account.refresh_from_db()
-    # Taken off first, in its own transaction: nothing stays locked while Stripe is asked, and the
-    # member cannot spend what is being refunded.
-    assert (
-        deposit.status == "refunded"
-        and not deposit.refund_reference
-        and "run refund_card_deposit" in deposit.needs_look
-    )
-    assert account.balance_cents == 100_00 and LedgerEntry.objects.filter(kind="refund").count() == 1
-    stripe_api.replace("POST", "https://api.stripe.com/v1/refunds", json=refund_body("ch_3Pq0a1"))
-    again = services.card_deposit_refund(entry_id=deposit.entry_id)
-    assert again.refund_reference == "re_3Pq0a1" and again.needs_look == ""
-    assert LedgerEntry.objects.filter(kind="refund").count() == 1
-    with pytest.raises(errors.AlreadyRefunded):
-        services.card_deposit_refund(entry_id=deposit.entry_id)
+    assert deposit.status == "not_charged" and deposit.not_charged_reason == "no_charge"
+    assert not CardDeposit.objects.filter(status__in=["charging", "uncertain"]).exists()
 
 
-def test_a_charge_stripe_already_refunded_is_finished_on_our_side(account, stripe_api):
-    deposit = paid(start(account))
-    stripe_api.post(
-        "https://api.stripe.com/v1/refunds",
-        status=400,
-        json={
-            "error": {
-                "type": "invalid_request_error",
-                "code": "charge_already_refunded",
-                "message": "Charge ch_3Pq0a1 has already been refunded.",
-            }
-        },
-    )
-    refunded = services.card_deposit_refund(entry_id=deposit.entry_id)
-    assert refunded.status == "refunded" and "already refunded" in refunded.refund_reference
+def test_stripe_unreachable_before_the_charge_says_not_charged(account, stripe_double):
+    stripe_double.down = True
+    deposit = pay(start(account))
+    assert deposit.status == "not_charged" and deposit.not_charged_reason == "processor"
+    assert stripe_double.charge_requests == []
 
 
-def test_nothing_in_the_database_or_the_log_holds_a_card_number(account, caplog):
+def test_no_time_left_means_no_retry(account, stripe_double):
+    stripe_double.lose_next(1, "refused")
+    deposit = pay(start(account), seconds=1.0)
+    assert deposit.status == "uncertain" and len(stripe_double.charge_requests) <= 1
+
+
+def test_a_card_used_for_a_third_member_in_a_week_is_refused_before_any_charge(account, stripe_double):
+    others = [
+        Account.objects.create(member_id=f"77777{n}", pin_hash="x", status="active", verified_at=timezone.now())
+        for n in (1, 2)
+    ]
+    assert pay(start(others[0], call_sid="CA1")).status == "paid"
+    assert pay(start(others[1], call_sid="CA2")).status == "paid"
+    refused = pay(start(account, call_sid="CA3"))
+    assert refused.status == "not_charged" and refused.not_charged_reason == "card_limit"
+    assert len(stripe_double.charge_requests) == 2
+
+
+@override_settings(CARD_DAILY_LIMIT_DOLLARS=300)
+def test_a_card_has_a_daily_limit_of_its_own(account, stripe_double):
+    assert pay(start(account, 200_00, call_sid="CA1")).status == "paid"
+    assert pay(start(account, 150_00, call_sid="CA2")).not_charged_reason == "card_limit"
+
+
+def test_one_deposit_at_a_time_per_member_pending_ones_included(account):
+    start(account)
+    with pytest.raises(errors.PaymentInProgress):
+        start(account, call_sid="CA2", line=charges.deposit_line("+12025550199"))
+
+
+def test_a_slot_expires_when_its_pay_must_have_ended(account):
+    start(account, now=timezone.now() - limits.PAY_SLOT - timedelta(seconds=1))
+    start(account, call_sid="CA2")
+
+
+def test_stars_from_six_numbers_never_close_a_member(account):
+    for n in range(6):
+        deposit = start(account, call_sid=f"CA{n}", line=charges.deposit_line(f"+1202555020{n}"))
+        pay(deposit, "", result="caller-interrupted-with-star")
+    assert pay(start(account, call_sid="CA9", line=charges.deposit_line("+12025550299"))).status == "paid"
+
+
+@override_settings(DEPOSIT_ATTEMPTS_PER_LINE_PER_DAY=3, DEPOSIT_DECLINES_PER_HOUR=2)
+def test_withheld_failures_close_only_that_member_and_declines_only_unvouched_callers(account):
+    other = Account.objects.create(member_id="888888", pin_hash="x", status="active", verified_at=timezone.now())
+    for n in range(3):
+        pay(start(account, call_sid=f"CAw{n}", line="withheld", vouched=False), "", result="caller-hung-up")
+    with pytest.raises(errors.TooManyAttempts):
+        start(account, call_sid="CAw9", line="withheld", vouched=False)
+    start(other, call_sid="CAo", line="withheld", vouched=False)  # another member from a withheld number: fine
+    CardDeposit.objects.filter(account=other).delete()
+    for n in range(2):
+        pay(start(other, call_sid=f"CAd{n}", line=f"unvouched{n}", vouched=False), "pm_card_visa_chargeDeclined")
+    with pytest.raises(errors.TooManyAttempts) as busy:
+        start(other, call_sid="CAd9", line="unvouched9", vouched=False)
+    assert busy.value.scope == "service"
+    start(other, call_sid="CAv", line=LINE, vouched=True)  # a number a carrier vouches for still pays
+
+
+def test_nothing_in_the_database_or_the_log_holds_card_data(account, caplog):
     caplog.set_level("DEBUG")
-    paid(start(account))
+    pay(start(account))
     with connection.cursor() as cursor:
         cursor.execute("SELECT * FROM payments_carddeposit")
         rows = " ".join(str(cell) for row in cursor.fetchall() for cell in row)
-    assert "xxxxxxxxxxxx4242" not in rows and "xxxxxxxxxxxx4242" not in caplog.text
+    for secret in ("xxxxxxxxxxxx4242", "pm_card_visa"):
+        assert secret not in rows and secret not in caplog.text
 
 
-def test_the_web_workers_never_load_stripes_library():
-    """Only the operators' commands talk to Stripe: its library (some 30 MB) stays out of every gunicorn worker."""
+def test_the_web_workers_share_stripes_library_loaded_before_the_fork():
+    """gunicorn loads myibot.wsgi in its master (preload_app): Stripe's library is then in every worker's
+    shared pages, not loaded again after the fork."""
     import subprocess
     import sys
 
-    probe = (
-        "import sys, django; django.setup(); from django.urls import resolve; import myibot.wsgi; "
-        "resolve('/twilio/deposit/paid'); import payments.admin, payments.services; "
-        "print('stripe' in sys.modules)"
-    )
+    probe = "import sys, django; import myibot.wsgi; print('stripe' in sys.modules)"
     env = {"DJANGO_SETTINGS_MODULE": "tests.settings", "PATH": "/usr/bin:/bin"}
     found = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=60)
-    assert found.stdout.strip() == "False", found.stderr
+    assert found.stdout.strip() == "True", found.stderr
+
+
+# Stripe's events -----------------------------------------------------------------------------------
+
+
+def signed(client, event: dict, *, secret: str = "whsec_test_myibot", at: int | None = None):
+    import hashlib
+    import hmac
+
+    payload = json.dumps(event)
+    stamp = at or int(time.time())
+    digest = hmac.new(secret.encode(), f"{stamp}.{payload}".encode(), hashlib.sha256).hexdigest()
+    return client.post(
+        "/stripe/events",
+        payload,
+        content_type="application/json",
+        HTTP_STRIPE_SIGNATURE=f"t={stamp},v1={digest}",
+        secure=True,
+    )
+
+
+def intent_event(deposit: CardDeposit, kind: str = "payment_intent.succeeded", *, event_id="evt_1", amount=None):
+    """Shaped like Stripe's Event object (https://docs.stripe.com/api/events/object) around a PaymentIntent."""
+    return {
+        "id": event_id,
+        "object": "event",
+        "api_version": "2026-10-28.endive",
+        "created": int(time.time()),
+        "livemode": False,
+        "type": kind,
+        "data": {
+            "object": {
+                "id": "pi_3QEvent000000000000000001",
+                "object": "payment_intent",
+                "amount": amount or deposit.amount_cents,
+                "currency": "usd",
+                "created": int(time.time()),
+                "livemode": False,
+                "metadata": {"public_id": str(deposit.public_id), "deposit": str(deposit.pk)},
+                "status": "succeeded" if kind.endswith("succeeded") else "requires_payment_method",
+                "latest_charge": "ch_3QEvent",
+                "last_payment_error": None
+                if kind.endswith("succeeded")
+                else {"code": "card_declined", "decline_code": "generic_decline", "type": "card_error"},
+            }
+        },
+    }
+
+
+def test_an_uncertain_deposit_is_credited_once_by_its_succeeded_event_sent_twice(client, account, stripe_double):
+    stripe_double.lose_next(2, "refused")
+    deposit = pay(start(account))
+    assert deposit.status == "uncertain"
+    event = intent_event(deposit)
+    assert signed(client, event).status_code == 200
+    assert signed(client, event).status_code == 200
+    deposit.refresh_from_db()
+    assert deposit.status == "paid" and balance(account) == 125_00
+    assert StripeEvent.objects.get().outcome == "applied"
+
+
+def test_a_failed_event_after_the_success_changes_nothing(client, account, stripe_double):
+    stripe_double.lose_next(2, "refused")
+    deposit = pay(start(account))
+    signed(client, intent_event(deposit, event_id="evt_ok"))
+    signed(client, intent_event(deposit, "payment_intent.payment_failed", event_id="evt_old"))
+    deposit.refresh_from_db()
+    assert deposit.status == "paid" and balance(account) == 125_00
+
+
+def test_a_failed_event_closes_an_uncertain_deposit_as_not_charged(client, account, stripe_double):
+    stripe_double.lose_next(2, "refused")
+    deposit = pay(start(account))
+    signed(client, intent_event(deposit, "payment_intent.payment_failed"))
+    deposit.refresh_from_db()
+    assert deposit.status == "not_charged" and deposit.not_charged_reason == "issuer_decline"
+
+
+def test_forged_stale_or_foreign_events_change_nothing(client, account, stripe_double):
+    stripe_double.lose_next(2, "refused")
+    deposit = pay(start(account))
+    assert signed(client, intent_event(deposit), secret="whsec_someone_else").status_code == 400
+    assert signed(client, intent_event(deposit), at=int(time.time()) - 3600).status_code == 400
+    assert not StripeEvent.objects.exists()
+    other_amount = intent_event(deposit, event_id="evt_amount", amount=999_00)
+    assert signed(client, other_amount).status_code == 200
+    live = {**intent_event(deposit, event_id="evt_live"), "livemode": True}
+    assert signed(client, live).status_code == 200
+    assert set(StripeEvent.objects.values_list("outcome", flat=True)) == {"not ours"}
+    deposit.refresh_from_db()
+    assert deposit.status == "uncertain" and balance(account) == 100_00
+
+
+def test_an_event_whose_applying_fails_answers_500_and_is_applied_when_sent_again(
+    client, account, stripe_double, monkeypatch
+):
+    from django.db import OperationalError
+
+    from payments import events
+
+    stripe_double.lose_next(2, "refused")
+    deposit = pay(start(account))
+    real = events.HANDLERS["payment_intent.succeeded"]
+    monkeypatch.setitem(
+        events.HANDLERS, "payment_intent.succeeded", lambda obj: (_ for _ in ()).throw(OperationalError("lock timeout"))
+    )
+    assert signed(client, intent_event(deposit)).status_code == 500
+    monkeypatch.setitem(events.HANDLERS, "payment_intent.succeeded", real)
+    assert signed(client, intent_event(deposit)).status_code == 200
+    assert balance(account) == 125_00 and StripeEvent.objects.get().outcome == "applied"
+
+
+def test_a_version_3_paid_deposit_keeps_its_charge_and_is_refundable(account, stripe_double):
+    deposit = start(account)
+    CardDeposit.objects.filter(pk=deposit.pk).update(charged_by="connector")
+    paid = charges.card_deposit_paid(
+        deposit_id=deposit.pk,
+        call_sid=deposit.call_sid,
+        paid=charges.PayResult(result="success", confirmation_code="pi_3QOld0001", card_number="xxxx4242"),
+        deadline=time.monotonic() + 13,
+    )
+    assert paid.status == "paid" and paid.payment_intent == "pi_3QOld0001" and stripe_double.charge_requests == []
+    assert codes.is_code(charges.confirmation_code(paid))

@@ -2,58 +2,83 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from django.test import override_settings
 
 from accounts import selectors as account_selectors
 from accounts.models import Account, LedgerEntry
-from payments import errors, services
+from payments import charges, errors
 from payments.models import CardDeposit
 from tests.accounts.test_concurrency import all_at_once, make_account
 from tests.conftest import postgres_only
 
-pytestmark = [postgres_only("row locks between real threads"), pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    postgres_only("row locks between real threads"),
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("stripe_double"),
+]
 
-LINE = services.deposit_line("+12025550142")
+LINE = charges.deposit_line("+12025550142")
 
 
-def settle(deposit: CardDeposit, reference: str):
-    return lambda: services.card_deposit_settle(
-        deposit_id=deposit.pk, call_sid=deposit.call_sid, result="success", reference=reference, card_number="4242"
+def pay(deposit: CardDeposit):
+    paid = charges.PayResult(result="success", token="pm_card_visa", card_number="xxxx4242")
+    return lambda: charges.card_deposit_paid(
+        deposit_id=deposit.pk, call_sid=deposit.call_sid, paid=paid, deadline=time.monotonic() + 13
     )
 
 
-def test_two_workers_answering_the_same_action_request_credit_once():
+def test_six_workers_answering_one_action_request_charge_and_credit_once(stripe_double):
     account = make_account("+12025000011", "100011", 0)
-    deposit = services.card_deposit_start(account=account, amount_cents=25_00, call_sid="CA1", line=LINE)
-    results = all_at_once([settle(deposit, "ch_same") for _ in range(6)])
+    deposit = charges.card_deposit_start(account=account, amount_cents=25_00, call_sid="CA1", line=LINE, vouched=True)
+    results = all_at_once([pay(deposit) for _ in range(6)])
     assert all(isinstance(result, CardDeposit) and result.pk == deposit.pk for result in results), results
+    assert len(stripe_double.charge_requests) == 1, "one request charged; the others found the token taken"
     account.refresh_from_db()
     assert account.balance_cents == 25_00 == account_selectors.ledger_balance_cents(account=account)
     assert LedgerEntry.objects.filter(kind="card").count() == 1
 
 
-def test_one_reference_reported_for_two_deposits_at_once_credits_one():
+@pytest.mark.parametrize("same_line", [True, False])
+def test_twenty_confirm_presses_at_once_reach_one_pay(same_line):
+    """From one line (item 3 of the review: 20 calls from one number), and from 20 lines to one member."""
     account = make_account("+12025000012", "100012", 0)
-    first = services.card_deposit_start(account=account, amount_cents=25_00, call_sid="CA1", line=LINE)
-    second = services.card_deposit_start(account=account, amount_cents=25_00, call_sid="CA2", line=LINE)
-    results = all_at_once([settle(first, "ch_shared"), settle(second, "ch_shared")])
-    assert not [result for result in results if isinstance(result, Exception)], results
-    account.refresh_from_db()
-    assert account.balance_cents == 25_00
-    assert sorted(CardDeposit.objects.values_list("status", flat=True)) == ["failed", "paid"]
-
-
-@override_settings(DEPOSIT_CARD_MAX_DOLLARS=200, DAILY_DEPOSIT_LIMIT_DOLLARS=200, DEPOSIT_ATTEMPTS_PER_LINE_PER_DAY=50)
-def test_two_families_starting_at_once_cannot_both_take_the_last_of_the_day():
-    account = make_account("+12025000013", "100013", 0)
 
     def start(number: int):
-        return lambda: services.card_deposit_start(
-            account=Account.objects.get(pk=account.pk), amount_cents=150_00, call_sid=f"CA{number}", line=LINE
+        line = LINE if same_line else charges.deposit_line(f"+120255501{number:02d}")
+        return lambda: charges.card_deposit_start(
+            account=Account.objects.get(pk=account.pk),
+            amount_cents=25_00,
+            call_sid=f"CA{number}",
+            line=line,
+            vouched=True,
         )
 
-    results = all_at_once([start(n) for n in range(4)])
+    results = all_at_once([start(n) for n in range(20)])
     started = [r for r in results if isinstance(r, CardDeposit)]
-    refused = [r for r in results if isinstance(r, errors.AmountRefused)]
-    assert (len(started), len(refused)) == (1, 3), results
+    busy = [r for r in results if isinstance(r, errors.PaymentInProgress)]
+    assert (len(started), len(busy)) == (1, 19), results
+
+
+@override_settings(DEPOSIT_CARD_MAX_DOLLARS=200, DAILY_DEPOSIT_LIMIT_DOLLARS=200)
+def test_two_families_starting_at_once_cannot_both_take_the_last_of_the_day():
+    account = make_account("+12025000013", "100013", 0)
+    # One deposit at a time per member: the first started holds the slot, the others hear "in progress".
+    results = all_at_once(
+        [
+            lambda n=n: charges.card_deposit_start(
+                account=Account.objects.get(pk=account.pk),
+                amount_cents=150_00,
+                call_sid=f"CA{n}",
+                line=charges.deposit_line(f"+1202555030{n}"),
+                vouched=True,
+            )
+            for n in range(4)
+        ]
+    )
+    started = [r for r in results if isinstance(r, CardDeposit)]
+    assert len(started) == 1 and all(
+        isinstance(r, (errors.PaymentInProgress, errors.AmountRefused)) for r in results if r not in started
+    ), results

@@ -21,6 +21,14 @@ from phone.management.commands import call as call_command_module
 from phone.twiml import CallFailed
 from tests.phone.test_simulator import BASE, GOODBYE, TOKEN, Fake, run_command, said, twiml, waits
 
+
+@pytest.fixture(autouse=True)
+def _stripe(request):
+    """The deposit line charges through Stripe's API, answered at the HTTP layer, where a test uses the database."""
+    if request.node.get_closest_marker("django_db"):
+        request.getfixturevalue("stripe_double")
+
+
 CARD = "4242424242424242"
 PROMPTS = (
     '<Prompt for="payment-card-number"><Say>Card number?</Say></Prompt>'
@@ -392,12 +400,12 @@ def test_the_deposit_command_pays_by_card_against_the_real_deposit_line(account)
     assert out.startswith("Calling the deposit line; <Pay> variant charge:")
     assert "  SAY    [en-US Polly.Joanna] Please enter the card number, then press pound." in out
     assert "  KEYS   4242424242424242#   (# ends it at once)" in out
-    assert "  CHARGE 2 s   (Stripe's test card 4242424242424242: charged 25.00 usd)" in out
+    assert "  CHARGE 2 s   (no chargeAmount: tokenized as pm_card_visa, not charged)" in out
     assert "  SAY    [en-US Polly.Joanna] Thank you. 25 dollars are on the account." in out
     assert "Your card ending in 4, 2, 4, 2 was charged." in out
     assert "14.5 s typing the card, 2 s charging it" in out.splitlines()[-1]
     deposit = CardDeposit.objects.get()
-    assert deposit.status == "paid" and deposit.reference.startswith("ch_") and deposit.card_last4 == "4242"
+    assert deposit.status == "paid" and deposit.payment_intent.startswith("pi_") and deposit.card_last4 == "4242"
     account.refresh_from_db()
     assert account.balance_cents == 125_00
 
@@ -418,10 +426,11 @@ def test_the_deposit_command_pays_in_spanish(account):
 def test_the_deposit_line_takes_every_variant(account, variant):
     out = deposit_call("--pay-variant", variant, "--keys", DEPOSIT_KEYS)
     deposit = CardDeposit.objects.get()
-    assert deposit.status == "paid" and deposit.reference.startswith(payment.VARIANTS[variant].reference)
+    # Whatever the variant, <Pay> only tokenized: the service charged one PaymentIntent.
+    assert deposit.status == "paid" and deposit.payment_intent.startswith("pi_")
     assert f"<Pay> variant {variant}: {payment.VARIANTS[variant].about}" in out
-    # Without the masked number the member's money still arrives; only the last four go unsaid.
-    assert ("Your card ending in 4, 2, 4, 2 was charged." in out) is (variant != "sparse")
+    # Without the masked number, the last four come from Stripe's PaymentMethod.
+    assert "Your card ending in 4, 2, 4, 2 was charged." in out
     assert "Thank you. 25 dollars are on the account." in out
 
 
@@ -429,7 +438,8 @@ def test_the_deposit_line_takes_every_variant(account, variant):
 @pytest.mark.parametrize(
     ("card_keys", "result", "heard"),
     [
-        ("4000000000000002#,1230,123,20001", "payment-connector-error", "The card was declined."),
+        ("4000000000000002#,1230,123,20001", "success", "The card was declined."),
+        ("4000000000009995#,1230,123,20001", "success", "There is not enough money on the card."),
         ("4242424242424242#,12*", "caller-interrupted-with-star", "You pressed star, so the payment stopped."),
         ("4242424242424241#,4242424242424241#", "too-many-failed-attempts", "The card details were not accepted."),
         (",", "too-many-failed-attempts", "The card details were not accepted."),
@@ -439,7 +449,7 @@ def test_the_deposit_line_charges_nothing_for_each_other_result(account, card_ke
     out = deposit_call("--keys", f"123456,1,25#,1,{card_keys}")
     assert f"Your card was not charged. {heard}" in out
     deposit = CardDeposit.objects.get()
-    assert deposit.status == "failed" and deposit.result == result
+    assert deposit.status == "not_charged" and deposit.result == result
     account.refresh_from_db()
     assert account.balance_cents == 100_00
 

@@ -14,7 +14,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--days", type=int, default=7, help="how far back to look at connector charges (default 7)")
-        parser.add_argument("--resolve", action="store_true", help="apply what Stripe settles (without it, only report)")
+        parser.add_argument(
+            "--resolve", action="store_true", help="apply what Stripe settles (without it, only report)"
+        )
         settle = parser.add_mutually_exclusive_group()
         settle.add_argument("--credit", metavar="REF", help="version 3: credit this connector charge never credited")
         settle.add_argument("--refund", metavar="REF", help="version 3: refund this connector charge never credited")
@@ -36,20 +38,34 @@ class Command(BaseCommand):
     def _print(self, report: reconciliation.Report, *, resolve: bool) -> None:
         done = "" if resolve else " (would be: run with --resolve)"
         for deposit in report.settled.credited:
-            self.stdout.write(f"Credited{done}: card deposit {deposit.pk} of {format_dollars(deposit.amount_cents)}, Stripe charged it.")
+            self.stdout.write(
+                f"Credited{done}: card deposit {deposit.pk} of {format_dollars(deposit.amount_cents)}, Stripe charged it."
+            )
         for deposit in report.settled.not_charged:
-            self.stdout.write(f"Not charged{done}: card deposit {deposit.pk} of {format_dollars(deposit.amount_cents)}.")
+            self.stdout.write(
+                f"Not charged{done}: card deposit {deposit.pk} of {format_dollars(deposit.amount_cents)}."
+            )
         for deposit in report.settled.still_open:
             self.stdout.write(f"Still open: card deposit {deposit.pk} ({deposit.status}): Stripe has not decided yet.")
         for refund in report.refunds_finished:
-            self.stdout.write(f"Refund of card deposit {refund.deposit_id}: {refund.status} ({refund.stripe_id or '-'}).")
+            self.stdout.write(
+                f"Refund of card deposit {refund.deposit_id}: {refund.status} ({refund.stripe_id or '-'})."
+            )
         for refund in report.refunds_open:
             self.stdout.write(f"Refund of card deposit {refund.deposit_id} still {refund.status} ({refund.public_id}).")
         for finding in report.findings:
             self.stdout.write(self._describe(finding))
         settled = report.settled
-        if not any([settled.credited, settled.not_charged, settled.still_open, report.refunds_finished,
-                    report.refunds_open, report.findings]):
+        if not any(
+            [
+                settled.credited,
+                settled.not_charged,
+                settled.still_open,
+                report.refunds_finished,
+                report.refunds_open,
+                report.findings,
+            ]
+        ):
             self.stdout.write("Stripe and the card deposits agree.")
 
     def _describe(self, finding: reconciliation.Finding) -> str:
@@ -70,11 +86,17 @@ class Command(BaseCommand):
         if charge is None or not charge.paid:
             raise CommandError(f"Stripe has no paid charge {reference} in the last {days} days")
         finding = next(
-            (f for f in reconciliation.connector_findings(days=days) if f.charge is not None and f.charge.id == charge.id),
+            (
+                f
+                for f in reconciliation.connector_findings(days=days)
+                if f.charge is not None and f.charge.id == charge.id
+            ),
             None,
         )
         if finding is None or finding.what != reconciliation.CHARGED_NOT_CREDITED or finding.deposit is None:
-            raise CommandError(f"charge {reference} is not a card deposit charged but never credited: nothing to settle")
+            raise CommandError(
+                f"charge {reference} is not a card deposit charged but never credited: nothing to settle"
+            )
         if charge.amount_cents != finding.deposit.amount_cents:
             raise CommandError(
                 f"charge {reference} is {format_dollars(charge.amount_cents)}, card deposit {finding.deposit.pk} "
@@ -83,7 +105,10 @@ class Command(BaseCommand):
         try:
             if credit:
                 deposit = charges.connector_credit(
-                    deposit_id=finding.deposit.pk, reference=charge.id, card_type=charge.card_type, card_last4=charge.card_last4
+                    deposit_id=finding.deposit.pk,
+                    reference=charge.id,
+                    card_type=charge.card_type,
+                    card_last4=charge.card_last4,
                 )
                 self.stdout.write(
                     f"Credited card deposit {deposit.pk} of {format_dollars(deposit.amount_cents)} to {deposit.account} "

@@ -5,7 +5,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from accounts.dollars import format_dollars
 from accounts.errors import InsufficientFunds
-from payments import errors, refunds
+from payments import errors, refunds, stripe_api
 from payments.models import CardDeposit, Refund
 
 
@@ -30,11 +30,15 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: object, entry: str | None, deposit: str | None, clawback: bool, confirm: bool, **options):
+        if not stripe_api.configured():
+            raise CommandError("STRIPE_SECRET_KEY is not set: card deposits cannot be refunded. Nothing was changed.")
         found = self._deposit(entry, deposit)
         try:
             amount = refunds.refund_check(deposit=found, clawback=clawback)
         except errors.StripeNotConfigured:
-            raise CommandError("STRIPE_SECRET_KEY is not set: card deposits cannot be refunded. Nothing was changed.") from None
+            raise CommandError(
+                "STRIPE_SECRET_KEY is not set: card deposits cannot be refunded. Nothing was changed."
+            ) from None
         except errors.NotCharged:
             raise CommandError(f"card deposit {found.pk} was never charged: there is nothing to refund") from None
         except errors.DisputeOpen:
@@ -59,7 +63,9 @@ class Command(BaseCommand):
         try:
             refund = refunds.card_deposit_refund(deposit_id=found.pk, clawback=clawback)
         except (errors.AlreadyRefunded, errors.NotCharged, errors.DisputeOpen, InsufficientFunds):
-            raise CommandError(f"card deposit {found.pk} changed meanwhile: run this again. Nothing was changed.") from None
+            raise CommandError(
+                f"card deposit {found.pk} changed meanwhile: run this again. Nothing was changed."
+            ) from None
         found.account.refresh_from_db()
         self.stdout.write(self._said(refund, found))
 
@@ -73,7 +79,9 @@ class Command(BaseCommand):
         found = CardDeposit.objects.select_related("account").filter(**lookup).first()
         if found is None:
             if entry:
-                raise CommandError(f"ledger entry {number} is not a card deposit (reverse_deposit takes back other deposits)")
+                raise CommandError(
+                    f"ledger entry {number} is not a card deposit (reverse_deposit takes back other deposits)"
+                )
             raise CommandError(f"there is no card deposit {number}")
         return found
 
