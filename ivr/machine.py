@@ -274,7 +274,7 @@ def start_call(
     """
     if line is not None and deposit_line != (line == "deposit"):
         raise NotThisLine
-    start = {"call_sid": call_sid, "caller": caller, "trusted": trusted, "greeting": greeting}
+    start = {"call_sid": call_sid, "caller": caller, "trusted": trusted, "greeting": greeting, "line": line}
     with transaction.atomic():
         try:
             return _start_call(**start, deposit_line=deposit_line)
@@ -292,8 +292,12 @@ class CallAlreadyStarted(Exception):
     pass
 
 
-def _start_call(*, call_sid: str, caller: str, trusted: bool, greeting: Words, deposit_line: bool = False) -> Reply:
+def _start_call(
+    *, call_sid: str, caller: str, trusted: bool, greeting: Words, deposit_line: bool = False, line: str | None = None
+) -> Reply:
     call = CallSession.find(call_sid, locked=True)
+    if call is not None and not _on_line(call, line):
+        raise NotThisLine  # one line's token naming a call of the other: neither restarted nor opened
     new = call is None
     if new:
         # Inserted with its first prompt in one statement (see _save).
