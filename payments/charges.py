@@ -204,9 +204,7 @@ def _begin_charging(*, deposit_id: int, card: stripe_api.Card) -> CardDeposit:
     now = timezone.now()
     if card.fingerprint:
         limits.lock("card", card.fingerprint)
-    deposit = CardDeposit.objects.get(pk=deposit_id)
-    Account.objects.select_for_update().filter(pk=deposit.account_id).get()
-    deposit = CardDeposit.objects.select_for_update(of=("self",)).get(pk=deposit_id)
+    deposit = _locked(deposit_id)
     deposit.card_fingerprint = card.fingerprint[:64]
     deposit.card_type = deposit.card_type or _clean(_CARD_TYPE, card.brand.lower())
     deposit.card_last4 = deposit.card_last4 or _last_four(card.last4)
@@ -240,14 +238,8 @@ def _record(deposit: CardDeposit, answer: stripe_api.ChargeAnswer) -> CardDeposi
     if answer.answer is stripe_api.Answer.SUCCEEDED:
         return credit(deposit_id=deposit.pk, payment_intent=answer.payment_intent, amount_cents=deposit.amount_cents)
     if answer.answer is stripe_api.Answer.CARD_ERROR:
-        declined = answer.code == ISSUER_DECLINE and answer.decline_code != "authentication_required"
-        reason = CardDeposit.Reason.ISSUER_DECLINE if declined else CardDeposit.Reason.CARD_ERROR
-        return _decide(
-            deposit.pk,
-            status=CardDeposit.Status.NOT_CHARGED,
-            reason=reason,
-            decline_code=answer.decline_code or answer.code,
-            payment_intent=answer.payment_intent,
+        return _card_refused(
+            deposit.pk, code=answer.code, decline_code=answer.decline_code, payment_intent=answer.payment_intent
         )
     if answer.answer is stripe_api.Answer.REFUSED:
         logger.warning("card deposit: Stripe refused the charge request: deposit=%s why=%s", deposit.pk, answer.why)
@@ -285,9 +277,7 @@ def credit(*, deposit_id: int, payment_intent: str, amount_cents: int, now: date
     the operator is told.
     """
     now = now or timezone.now()
-    account_id = CardDeposit.objects.values_list("account_id", flat=True).get(pk=deposit_id)
-    Account.objects.select_for_update().filter(pk=account_id).get()  # the account first, as every money path
-    deposit = CardDeposit.objects.select_for_update(of=("self",)).select_related("account").get(pk=deposit_id)
+    deposit = _locked(deposit_id)
     if deposit.status == CardDeposit.Status.PAID:
         return deposit
     if amount_cents != deposit.amount_cents:
@@ -300,6 +290,13 @@ def credit(*, deposit_id: int, payment_intent: str, amount_cents: int, now: date
         deposit.save(update_fields=["needs_look"])
         return deposit
     return _credit(deposit, now=now, payment_intent=payment_intent)
+
+
+def _locked(deposit_id: int) -> CardDeposit:
+    """The deposit, locked, after its member's account: the order every money path locks them in."""
+    account_id = CardDeposit.objects.values_list("account_id", flat=True).get(pk=deposit_id)
+    Account.objects.select_for_update().filter(pk=account_id).get()
+    return CardDeposit.objects.select_for_update(of=("self",)).select_related("account").get(pk=deposit_id)
 
 
 def _credit(deposit: CardDeposit, *, now: datetime, payment_intent: str = "", reference: str = "") -> CardDeposit:
@@ -379,9 +376,7 @@ def _connector_result(deposit: CardDeposit, *, paid: PayResult, now: datetime) -
 def connector_credit(*, deposit_id: int, reference: str, card_type: str, card_last4: str) -> CardDeposit:
     """Version 3: credit a connector's charge Stripe holds for a deposit that was never credited."""
     with transaction.atomic():
-        account_id = CardDeposit.objects.values_list("account_id", flat=True).get(pk=deposit_id)
-        Account.objects.select_for_update().filter(pk=account_id).get()
-        deposit = CardDeposit.objects.select_for_update(of=("self",)).select_related("account").get(pk=deposit_id)
+        deposit = _locked(deposit_id)
         field = "payment_intent" if reference.startswith("pi_") else "reference"
         taken = CardDeposit.objects.filter(**{field: reference}).exclude(pk=deposit.pk).exists()
         if deposit.status == CardDeposit.Status.PAID or deposit.refunds.exists() or taken:
@@ -452,14 +447,18 @@ def settle_open_deposits(*, now: datetime | None = None, resolve: bool = True) -
 
 def payment_failed(*, deposit: CardDeposit, intent: stripe_api.Intent) -> CardDeposit:
     """Stripe says the deposit's PaymentIntent did not charge: not charged, with the bank's word if it gave one."""
-    declined = intent.code == ISSUER_DECLINE and intent.decline_code != "authentication_required"
-    reason = CardDeposit.Reason.ISSUER_DECLINE if declined else CardDeposit.Reason.CARD_ERROR
+    return _card_refused(deposit.pk, code=intent.code, decline_code=intent.decline_code, payment_intent=intent.id)
+
+
+def _card_refused(deposit_id: int, *, code: str, decline_code: str, payment_intent: str) -> CardDeposit:
+    """Not charged because the card was refused: an issuer decline (counted against card testing) or a card error."""
+    declined = code == ISSUER_DECLINE and decline_code != "authentication_required"
     return _decide(
-        deposit.pk,
+        deposit_id,
         status=CardDeposit.Status.NOT_CHARGED,
-        reason=reason,
-        decline_code=intent.decline_code or intent.code,
-        payment_intent=intent.id,
+        reason=CardDeposit.Reason.ISSUER_DECLINE if declined else CardDeposit.Reason.CARD_ERROR,
+        decline_code=decline_code or code,
+        payment_intent=payment_intent,
     )
 
 

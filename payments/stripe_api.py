@@ -40,10 +40,13 @@ READ_SECONDS = 20
 TEST_PROCESSOR_KEY = "sk_test_myibot_local_processor"
 TEST_PROCESSOR_WEBHOOK_SECRET = "whsec_myibot_local_processor"  # noqa: S105 - DEBUG only, for the local test processor
 
-_test_processor: Callable[[], stripe.HTTPClient] | None = None
+# What a test processor is: the library's own HTTP client interface, so that it answers the real library.
+HTTPClient = stripe.HTTPClient
+
+_test_processor: Callable[[], HTTPClient] | None = None
 
 
-def register_test_processor(factory: Callable[[], stripe.HTTPClient]) -> None:
+def register_test_processor(factory: Callable[[], HTTPClient]) -> None:
     """The phone simulator's stand-in for Stripe, used only with DEBUG on and no STRIPE_SECRET_KEY."""
     global _test_processor
     _test_processor = factory

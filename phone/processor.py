@@ -22,8 +22,7 @@ import threading
 import time
 from urllib.parse import parse_qsl, urlsplit
 
-import stripe
-
+from payments.stripe_api import HTTPClient
 from phone import payment
 
 _lock = threading.Lock()
@@ -44,7 +43,7 @@ def _ok(body: dict) -> tuple[str, int, dict]:
     return json.dumps(body), 200, {"Request-Id": _id("req_", str(time.time_ns()))}
 
 
-class TestProcessor(stripe.HTTPClient):
+class TestProcessor(HTTPClient):
     """A stripe.HTTPClient that answers as Stripe's test mode would, without a network."""
 
     name = "myibot-test-processor"
