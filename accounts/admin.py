@@ -283,8 +283,20 @@ class RecipientAdmin(GuardedActionsAdmin):
         return False  # deactivate instead: transfers point at recipients
 
     def get_readonly_fields(self, request: HttpRequest, obj: Recipient | None = None) -> list[str]:
-        # A code callers already use does not change under them.
-        return [*self.readonly_fields, "code"] if obj else self.readonly_fields
+        # A code callers already use does not change under them. Renaming a payee repoints where money goes:
+        # it needs the permission that adding one needs (superusers by default), not only "change".
+        if obj is None:
+            return self.readonly_fields
+        if not self.has_add_permission(request):
+            return [*self.readonly_fields, "code", "name"]
+        return [*self.readonly_fields, "code"]
+
+    def construct_change_message(self, request: HttpRequest, form, formsets, add: bool = False):
+        # The history says the old name and the new, not only "Changed name." (transfers keep the name they
+        # were made with: Transfer.recipient_name).
+        if not add and "name" in form.changed_data:
+            return f"Renamed from {form.initial.get('name')!r} to {form.cleaned_data.get('name')!r}."
+        return super().construct_change_message(request, form, formsets, add)
 
     @admin.action(description="Deactivate: callers can no longer send to them", permissions=["change"])
     def deactivate(self, request: HttpRequest, queryset: QuerySet[Recipient]) -> None:

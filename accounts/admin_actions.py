@@ -85,6 +85,7 @@ class GuardedActionsAdmin(admin.ModelAdmin):
         plan: Callable[[models.Model], Planned],
         act: Callable[[models.Model], Outcome],
         summary: str,
+        calls_out: bool = False,
     ) -> TemplateResponse | None:
         """The confirmation page for the selection, or, once confirmed (post=yes), the change itself.
 
@@ -94,7 +95,7 @@ class GuardedActionsAdmin(admin.ModelAdmin):
         selected = list(queryset.order_by("pk"))
         if request.POST.get("post") != "yes":
             return self._confirmation_page(request, selected, verb=verb, title=title, plan=plan)
-        changed = self.act_and_record(request, selected, verb=verb, act=act)
+        changed = self.act_and_record(request, selected, verb=verb, act=act, calls_out=calls_out)
         self.message_user(request, summary.format(count=changed), messages.SUCCESS)
         return None
 
@@ -105,18 +106,29 @@ class GuardedActionsAdmin(admin.ModelAdmin):
         *,
         verb: str,
         act: Callable[[models.Model], Outcome],
+        calls_out: bool = False,
     ) -> int:
-        """Act on each object; record what changed in its history and the log, say what did not. How many changed."""
+        """Act on each object; record what changed in its history and the log, say what did not. How many changed.
+
+        calls_out: the action asks someone over the network (Stripe). It then commits its own short
+        transactions and is never run inside one of ours, so that no row stays locked while it waits; its
+        history entry is written right after, in a transaction of its own.
+        """
         self._require_change_permission(request)
         operator = request.user.get_username()
         changed = 0
         for obj in objects:
             pk, name = obj.pk, obj._meta.model_name
-            # The change and its history entry commit together, or neither does.
-            with transaction.atomic():
+            if calls_out:
                 outcome = act(obj)
                 if outcome.history:
                     self._record(request, obj, outcome)
+            else:
+                # The change and its history entry commit together, or neither does.
+                with transaction.atomic():
+                    outcome = act(obj)
+                    if outcome.history:
+                        self._record(request, obj, outcome)
             if outcome.history:
                 changed += 1
                 logger.info("admin %s: operator=%s %s=%s %s", verb, operator, name, pk, outcome.history)

@@ -11,6 +11,8 @@ from datetime import datetime
 
 from django.utils import timezone
 
+from accounts.holds import Held
+
 
 class AccountsError(Exception):
     """Base of the domain errors that views and commands turn into words."""
@@ -50,6 +52,21 @@ class DailyLimitReached(AccountsError):
 
 class InsufficientFunds(AccountsError):
     pass
+
+
+@dataclass
+class MoneyOwed(AccountsError):
+    """A card deposit was taken back after its money was spent: nothing leaves until deposits repay it."""
+
+    owed_cents: int
+
+
+@dataclass
+class MoneyHeld(AccountsError):
+    """More than can leave now: part of the balance is card money whose hold has not ended (accounts.holds)."""
+
+    sendable_cents: int
+    held: Held
 
 
 class NotADeposit(AccountsError):

@@ -17,7 +17,7 @@ from django.db import transaction
 from django.db.models import F, Sum
 from django.utils import timezone
 
-from accounts import activity
+from accounts import activity, holds
 from accounts.confirmations import confirmation_code_issue
 from accounts.errors import (
     AccountNotVerified,
@@ -27,6 +27,8 @@ from accounts.errors import (
     IdempotencyConflict,
     InsufficientFunds,
     InvalidAmount,
+    MoneyHeld,
+    MoneyOwed,
     NotADeposit,
     TransferAlreadyDecided,
     TransferLimitExceeded,
@@ -83,11 +85,21 @@ def deposit(*, account: Account, amount_cents: int, now: datetime | None = None,
 
 
 def transfer_check(*, account: Account, amount_cents: int, now: datetime | None = None) -> None:
-    """Refuse an amount early, before the caller picks a recipient; transfer_submit checks again, locked."""
+    """Refuse an amount early, before the caller picks a recipient; transfer_submit checks again, locked.
+
+    The refusals come in the order the caller needs them (SPEC "Card money and the ledger after the
+    call"): not verified, money owed, money held, the per-transfer limit, the daily limit.
+    """
     if not account.is_verified:
         raise AccountNotVerified
+    if account.balance_cents < 0:
+        raise MoneyOwed(owed_cents=-account.balance_cents)
     if amount_cents <= 0:
         raise InvalidAmount
+    held_now = holds.held(account_id=account.pk, now=now or timezone.now())
+    sendable = holds.sendable_cents(balance_cents=account.balance_cents, held_now=held_now)
+    if held_now.cents and amount_cents > sendable:
+        raise MoneyHeld(sendable_cents=sendable, held=held_now)
     if amount_cents > transfer_limit_cents():
         raise TransferLimitExceeded(limit_cents=transfer_limit_cents())
     room = daily_room_cents(account=account, now=now)

@@ -134,6 +134,10 @@ class Account(models.Model):
         """What the member owes after a card deposit was taken back from money already spent; 0 mostly."""
         return max(-self.balance_cents, 0)
 
+    @property
+    def owed_display(self) -> str:
+        return format_dollars(self.owed_cents)
+
     def is_locked(self, now: datetime | None = None, route: str | None = None) -> bool:
         """Locked on route, or on either route when none is named (what operators see)."""
         now = now or timezone.now()

@@ -5,7 +5,7 @@ database of the configured kind (DATABASE_URL, PostgreSQL for the reported
 figures), registers N callers, then runs N concurrent simulated callers over
 real HTTP for a set time, each signing in and walking the menus (balance,
 repeat, send money, cancel). Prints latency percentiles and webhooks per
-second for the PIN step and for all other steps, errors, peak memory (RSS of
+second for the PIN step and for all other steps, errors, peak memory (RSS and PSS of
 the master and its workers), and the same latencies for signed requests to
 /twilio/fallback under the same concurrency: the floor, a request that does
 no database work.
@@ -70,16 +70,25 @@ class Recorder(Transport):
         return answer
 
 
-def rss_kb(pids: list[int]) -> int:
-    total = 0
+def memory_kb(pids: list[int]) -> tuple[int, int]:
+    """The processes' resident set size and proportional set size, summed (kB).
+
+    RSS counts a page the master shares with its workers once in each of them; PSS splits it among the
+    processes sharing it, so the sum is what the machine really holds for them (what a Fly machine's
+    memory must fit).
+    """
+    rss = pss = 0
     for pid in pids:
         try:
             for line in Path(f"/proc/{pid}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-        except FileNotFoundError:
+                    rss += int(line.split()[1])
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    pss += int(line.split()[1])
+        except (FileNotFoundError, ProcessLookupError):
             pass
-    return total
+    return rss, pss
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -222,12 +231,13 @@ def main() -> None:
         if args.seed_scale:
             seed(database_url, args.seed_scale)
         server = Server(env).start()
-        peak = [0]
+        peak = [0, 0]  # RSS, PSS
         sampling = threading.Event()
 
         def sample_memory() -> None:
             while not sampling.is_set():
-                peak[0] = max(peak[0], rss_kb(server.pids()))
+                rss, pss = memory_kb(server.pids())
+                peak[0], peak[1] = max(peak[0], rss), max(peak[1], pss)
                 time.sleep(0.2)
 
         sampler = threading.Thread(target=sample_memory, daemon=True)
@@ -337,6 +347,7 @@ def main() -> None:
             f"\nother-step p50 / floor p50: {statistics.median(other) / statistics.median(fallback):.2f} (target <= 1.5)"
         )
     print(f"peak RSS, master + {workers} workers: {peak[0] / 1024:.0f} MB (target < 256 MB)")
+    print(f"peak PSS, master + {workers} workers: {peak[1] / 1024:.0f} MiB (target <= 150 MiB)")
     print(f"errors during calls (all kinds): {sum(recorder.errors.values())}")
     for name, ms in argon2_check_ms().items():
         print(f"Argon2 check, {name}: {ms:.1f} ms")

@@ -23,8 +23,8 @@ from accounts.dollars import dollars_decimal, format_dollars
 from accounts.errors import InsufficientFunds
 from myibot import local_time
 from myibot.csv_export import csv_download
-from payments import errors, refunds
-from payments.models import CardDeposit, Refund
+from payments import errors, holds, refunds
+from payments.models import CardDeposit, Dispute, Refund, StripeEvent
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +76,26 @@ def _refund(deposit: CardDeposit, operator=None) -> Outcome:
         )
     return Outcome(
         history=f"Refunded to the card (Stripe refund {refund.stripe_id}, {refund.status}) with a refund entry."
+    )
+
+
+def _plan_release(deposit: CardDeposit) -> Planned:
+    now = timezone.now()
+    if deposit.status != CardDeposit.Status.PAID:
+        return Planned(_line(deposit), f"{deposit.status}: nothing is held", changes=False)
+    if not deposit.held_for_review and not (deposit.release_at and deposit.release_at > now):
+        return Planned(_line(deposit), "not held: nothing changes", changes=False)
+    why = "held after an early fraud warning" if deposit.held_for_review else "held"
+    until = f" until {local_time.local(deposit.release_at):%Y-%m-%d %H:%M}" if deposit.release_at > now else ""
+    return Planned(_line(deposit), f"{why}{until}: the member may send this money from now on")
+
+
+def _release(deposit: CardDeposit) -> Outcome:
+    if not _plan_release(deposit).changes:
+        return Outcome(refused="not held")
+    released = holds.release(deposit_id=deposit.pk, now=timezone.now())
+    return Outcome(
+        history=f"Hold released: the money may be sent from {local_time.local(released.release_at):%Y-%m-%d %H:%M}."
     )
 
 
@@ -132,7 +152,7 @@ class CardDepositAdmin(MoneyColumns, GuardedActionsAdmin):
         "held_for_review",
     ]
     readonly_fields = fields
-    actions = ["refund", "export_csv"]
+    actions = ["refund", "release_hold", "export_csv"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # only a call makes one
@@ -141,11 +161,14 @@ class CardDepositAdmin(MoneyColumns, GuardedActionsAdmin):
         return False
 
     def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        # For the list's refund action only; a deposit's own page stays read-only.
-        return obj is None and self.has_refund_permission(request)
+        # For the list's refund and release actions only; a deposit's own page stays read-only.
+        return obj is None and (self.has_refund_permission(request) or self.has_release_permission(request))
 
     def has_refund_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("payments.refund_carddeposit")
+
+    def has_release_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("payments.release_carddeposit")
 
     @admin.display(description="card")
     def card(self, deposit: CardDeposit) -> str:
@@ -161,6 +184,20 @@ class CardDepositAdmin(MoneyColumns, GuardedActionsAdmin):
             plan=_plan_refund,
             act=lambda deposit: _refund(deposit, operator=request.user),
             summary="Refunded {count} card deposit(s).",
+            # Stripe is asked with no transaction of ours open: the member's rows are never locked meanwhile.
+            calls_out=True,
+        )
+
+    @admin.action(description="Release hold: the card money may be sent now", permissions=["release"])
+    def release_hold(self, request: HttpRequest, queryset: QuerySet[CardDeposit]) -> TemplateResponse | None:
+        return self.confirm_then_act(
+            request,
+            queryset.select_related("account"),
+            verb="release_hold",
+            title="Release the hold on card deposits",
+            plan=_plan_release,
+            act=_release,
+            summary="Released the hold on {count} card deposit(s).",
         )
 
     @admin.action(description="Export as CSV (select all to export the whole filtered list)", permissions=["view"])
@@ -183,3 +220,70 @@ class CardDepositAdmin(MoneyColumns, GuardedActionsAdmin):
         when = local_time.local(timezone.now())
         logger.info("admin export_csv: operator=%s card_deposits=%s", request.user.get_username(), queryset.count())
         return csv_download(header, _rows(queryset), filename=f"card-deposits-{when:%Y%m%d-%H%M}.csv")
+
+
+class _ReadOnly(admin.ModelAdmin):
+    """Written by the service from Stripe's word and the operators' refunds, never by hand."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(Refund)
+class RefundAdmin(MoneyColumns, _ReadOnly):
+    list_display = ["id", "deposit", "amount_display", "status", "stripe_id", "operator", "clawback", "created"]
+    list_filter = ["status", "clawback", "created"]
+    search_fields = ["stripe_id", "public_id", "deposit__account__member_id"]
+    list_select_related = ["deposit", "operator"]
+    fields = [
+        "id",
+        "public_id",
+        "deposit",
+        "amount_display",
+        "status",
+        "failure_reason",
+        "stripe_id",
+        "operator",
+        "clawback",
+        "taken_by",
+        "given_back_by",
+        "created",
+        "updated",
+    ]
+    readonly_fields = fields
+
+
+@admin.register(Dispute)
+class DisputeAdmin(MoneyColumns, _ReadOnly):
+    list_display = ["stripe_id", "deposit", "amount_display", "status", "reason", "funds_withdrawn", "created"]
+    list_filter = ["status", "funds_withdrawn", "funds_reinstated"]
+    search_fields = ["stripe_id", "deposit__account__member_id"]
+    list_select_related = ["deposit"]
+    fields = [
+        "stripe_id",
+        "deposit",
+        "amount_display",
+        "status",
+        "reason",
+        "funds_withdrawn",
+        "funds_reinstated",
+        "taken_by",
+        "given_back_by",
+        "created",
+        "updated",
+    ]
+    readonly_fields = fields
+
+
+@admin.register(StripeEvent)
+class StripeEventAdmin(_ReadOnly):
+    list_display = ["event_id", "type", "outcome", "detail", "received", "applied"]
+    list_filter = ["outcome", "type"]
+    search_fields = ["event_id", "object_id"]
+    date_hierarchy = "received"

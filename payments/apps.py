@@ -11,3 +11,8 @@ class PaymentsConfig(AppConfig):
         from payments import dashboard
 
         panels.register("admin/payments/dashboard.html", dashboard.build)
+        # Card money cannot leave by transfer before its hold ends: every transfer and balance asks.
+        from accounts import holds as money_holds
+        from payments import holds
+
+        money_holds.register(holds.card_money_held)

@@ -37,6 +37,7 @@ from accounts.confirmations import confirmation_code_issue
 from accounts.models import Account, ConfirmationCode
 from myibot import local_time
 from payments import limits, stripe_api
+from payments import metrics as payments_metrics
 from payments.errors import AmountRefused, CannotReceiveDeposits, StripeFailed, TooManyAttempts, UnknownDeposit
 from payments.models import CardDeposit, ChargedBy, DepositAttempt
 
@@ -263,6 +264,7 @@ def _decide(
     if status == CardDeposit.Status.NOT_CHARGED:
         deposit.decided = timezone.now()
     deposit.save()
+    payments_metrics.charge_decided(status)
     logger.info("card deposit %s: deposit=%s reason=%s", status, deposit.pk, reason or "-")
     return deposit
 
@@ -325,6 +327,7 @@ def _credit(deposit: CardDeposit, *, now: datetime, payment_intent: str = "", re
         deposit.amount_cents,
         deposit.card_last4 or "-",
     )
+    payments_metrics.charge_decided(CardDeposit.Status.PAID)
     return deposit
 
 

@@ -49,8 +49,29 @@ def build(now: datetime) -> dict[str, object]:
         [(css, name, [per_day[day][status] for day in days]) for status, css, name in STATUSES],
         tick_every=7,
     )
+    after: dict[date, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for created, what in selectors.refunds_and_disputes_by_day(days=DAYS, now=now):
+        after[local_time.local_date(created)][what] += 1
+    after_chart = stacked_bars(
+        f"Refunds and disputes per day, last {DAYS} days",
+        [day.strftime("%b %d") for day in days],
+        [
+            ("rejected", "refunds", [after[day]["refund"] for day in days]),
+            ("failed", "disputes", [after[day]["dispute"] for day in days]),
+        ],
+        tick_every=7,
+    )
+    after_the_call = {
+        "refunds_needing_a_look": selectors.refunds_needing_a_look(now=now),
+        "disputes_open": selectors.disputes_open(),
+        "members_owing": selectors.members_owing(),
+        "stripe_events_not_applied": selectors.events_not_applied(now=now),
+    }
     return {
         "card_deposit_chart": chart,
+        "card_money_after_chart": after_chart,
+        **after_the_call,
+        "card_money_needing_a_look_count": sum(len(rows) for rows in after_the_call.values()),
         "card_deposit_days": [Day(day, dict(per_day[day]), paid[day]) for day in reversed(days) if per_day[day]][:7],
         "card_deposits_needing_a_look": selectors.needing_a_look(now=now),
         "card_deposit_lines_failing": selectors.lines_failing_in_a_row(now=now),

@@ -22,7 +22,9 @@ from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from myibot.db import insert_unless_conflict
-from payments import charges, stripe_api
+from payments import charges, disputes, refunds, stripe_api
+from payments import metrics as payments_metrics
+from payments.errors import StripeFailed
 from payments.models import CardDeposit, StripeEvent
 
 logger = logging.getLogger(__name__)
@@ -54,30 +56,51 @@ def event_receive(event: dict) -> StripeEvent:
     return event_apply(row, event)
 
 
+class NotAppliedYet(Exception):
+    """Applying failed for a passing reason (the database, a lock, Stripe unreachable): Stripe sends it again."""
+
+
 def event_apply(row: StripeEvent, event: dict) -> StripeEvent:
-    """Apply one stored event; a second time changes nothing the first did not."""
+    """Apply one stored event; a second time changes nothing the first did not.
+
+    NotAppliedYet when it could not be applied now: the row says failed, and the view answers 500.
+    """
+    kind = str(event.get("type") or "")
     try:
-        with transaction.atomic():
+        if kind in ASKS_STRIPE:
+            # It asks Stripe before it changes anything: no transaction of ours is open while it waits, and
+            # each change it then makes commits on its own, each applied once whoever comes second.
             applied = _apply(event)
-            StripeEvent.objects.filter(pk=row.pk).update(
-                outcome=applied.outcome, detail=applied.detail[:200], applied=timezone.now()
-            )
-    except DatabaseError:
+            _applied(row, applied)
+        else:
+            with transaction.atomic():
+                _applied(row, _apply(event))
+    except (DatabaseError, StripeFailed) as passing:
+        why = "the database failed" if isinstance(passing, DatabaseError) else f"Stripe could not be read: {passing}"
         logger.warning("stripe event not applied yet (Stripe sends it again): event=%s type=%s", row.event_id, row.type)
-        StripeEvent.objects.filter(pk=row.pk).update(outcome=StripeEvent.Outcome.FAILED, detail="the database failed")
-        raise
+        StripeEvent.objects.filter(pk=row.pk).update(outcome=StripeEvent.Outcome.FAILED, detail=why[:200])
+        payments_metrics.stripe_event(StripeEvent.Outcome.FAILED)
+        raise NotAppliedYet(why) from None
     row.refresh_from_db()
+    payments_metrics.stripe_event(row.outcome)
     logger.info("stripe event %s: event=%s type=%s %s", row.outcome, row.event_id, row.type, row.detail)
     return row
+
+
+def _applied(row: StripeEvent, applied: Applied) -> None:
+    StripeEvent.objects.filter(pk=row.pk).update(
+        outcome=applied.outcome, detail=applied.detail[:200], applied=timezone.now()
+    )
 
 
 def _apply(event: dict) -> Applied:
     if bool(event.get("livemode")) != stripe_api.livemode():
         return Applied(StripeEvent.Outcome.NOT_OURS, "the other mode's event")
-    handler = HANDLERS.get(str(event.get("type") or ""))
+    kind = str(event.get("type") or "")
+    handler = HANDLERS.get(kind)
     if handler is None:
         return Applied(StripeEvent.Outcome.IGNORED, "a type this service does not act on")
-    return handler((event.get("data") or {}).get("object") or {})
+    return handler((event.get("data") or {}).get("object") or {}, kind)
 
 
 def _our_deposit(intent: stripe_api.Intent) -> CardDeposit | None:
@@ -96,7 +119,7 @@ def _uuid_or_none(value: str) -> uuid.UUID | None:
         return None
 
 
-def _payment_intent_succeeded(obj: dict) -> Applied:
+def _payment_intent_succeeded(obj: dict, kind: str) -> Applied:
     intent = stripe_api.intent_from(obj)
     deposit = _our_deposit(intent)
     if deposit is None:
@@ -107,7 +130,7 @@ def _payment_intent_succeeded(obj: dict) -> Applied:
     return Applied(StripeEvent.Outcome.APPLIED, f"card deposit {deposit.pk} {deposit.status}")
 
 
-def _payment_intent_failed(obj: dict) -> Applied:
+def _payment_intent_failed(obj: dict, kind: str) -> Applied:
     intent = stripe_api.intent_from(obj)
     deposit = _our_deposit(intent)
     if deposit is None:
@@ -118,8 +141,67 @@ def _payment_intent_failed(obj: dict) -> Applied:
     return Applied(StripeEvent.Outcome.APPLIED, f"card deposit {deposit.pk} {deposit.status}")
 
 
-HANDLERS: dict[str, Callable[[dict], Applied]] = {
+NOT_OURS = Applied(StripeEvent.Outcome.NOT_OURS, "not on a charge of ours")
+
+
+def _said(detail: str | None) -> Applied:
+    return NOT_OURS if detail is None else Applied(StripeEvent.Outcome.APPLIED, detail)
+
+
+def _charge_refunded(obj: dict, kind: str) -> Applied:
+    # Since API version 2022-11-15 a charge carries no list of its refunds: Stripe is asked for them.
+    deposit = refunds.paid_deposit_charged_by(
+        charge=str(obj.get("id") or ""), payment_intent=stripe_api.id_of(obj.get("payment_intent"))
+    )
+    if deposit is None:
+        return NOT_OURS
+    said = refunds.refunds_of_deposit_seen(deposit)
+    return Applied(StripeEvent.Outcome.APPLIED, "; ".join(said) or f"no refund listed for card deposit {deposit.pk}")
+
+
+def _refund(obj: dict, kind: str) -> Applied:
+    return _said(refunds.refund_seen(stripe_api.refund_from(obj)))
+
+
+def _dispute(obj: dict, kind: str) -> Applied:
+    seen = stripe_api.dispute_from(obj)
+    said = disputes.dispute_seen(
+        seen,
+        withdrawn=kind == "charge.dispute.funds_withdrawn",
+        reinstated=kind == "charge.dispute.funds_reinstated",
+    )
+    if said is not None:
+        payments_metrics.dispute_event(kind.removeprefix("charge.dispute."))
+    return _said(said)
+
+
+def _early_fraud_warning(obj: dict, kind: str) -> Applied:
+    return _said(
+        disputes.early_fraud_warning_seen(
+            charge=stripe_api.id_of(obj.get("charge")),
+            payment_intent=stripe_api.id_of(obj.get("payment_intent")),
+            warning=str(obj.get("id") or ""),
+            fraud_type=str(obj.get("fraud_type") or ""),
+        )
+    )
+
+
+# Every type the README asks the Stripe dashboard's endpoint to send, and what each does.
+HANDLERS: dict[str, Callable[[dict, str], Applied]] = {
     "payment_intent.succeeded": _payment_intent_succeeded,
     "payment_intent.payment_failed": _payment_intent_failed,
     "payment_intent.canceled": _payment_intent_failed,
+    "charge.refunded": _charge_refunded,
+    "charge.refund.updated": _refund,
+    "refund.created": _refund,
+    "refund.updated": _refund,
+    "refund.failed": _refund,
+    "charge.dispute.created": _dispute,
+    "charge.dispute.updated": _dispute,
+    "charge.dispute.funds_withdrawn": _dispute,
+    "charge.dispute.funds_reinstated": _dispute,
+    "charge.dispute.closed": _dispute,
+    "radar.early_fraud_warning.created": _early_fraud_warning,
 }
+# Applied outside a transaction of ours: they ask Stripe first (SPEC "Money actions commit before they call out").
+ASKS_STRIPE = frozenset({"charge.refunded"})

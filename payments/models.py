@@ -254,7 +254,10 @@ class Dispute(models.Model):
     amount_cents = models.PositiveIntegerField()
     status = models.CharField(max_length=30)
     reason = models.CharField(max_length=40, blank=True)
+    # What Stripe did with the money, as its events and the dispute's balance transactions say. Once
+    # reinstated, a late funds_withdrawn event takes nothing: events come out of order.
     funds_withdrawn = models.BooleanField(default=False)
+    funds_reinstated = models.BooleanField(default=False)
     taken_by = models.OneToOneField(
         LedgerEntry, on_delete=models.PROTECT, null=True, blank=True, related_name="dispute_taken"
     )
@@ -276,9 +279,17 @@ class Dispute(models.Model):
     def __str__(self) -> str:
         return f"Dispute {self.stripe_id} on card deposit {self.deposit_id}: {self.status}"
 
+    # Stripe's statuses for an inquiry (a "warning"): the bank asks, nothing is withdrawn.
+    INQUIRY = ("warning_needs_response", "warning_under_review", "warning_closed")
+    CLOSED = ("won", "lost", "warning_closed", "prevented")
+
     @property
     def is_open(self) -> bool:
-        return self.status not in ("won", "lost", "warning_closed")
+        return self.status not in self.CLOSED
+
+    @property
+    def is_inquiry(self) -> bool:
+        return self.status in self.INQUIRY
 
 
 class StripeEvent(models.Model):

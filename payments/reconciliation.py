@@ -3,6 +3,9 @@
 Read-only toward Stripe, but for the refunds it finishes: it never creates a charge.
 - Deposits left charging or uncertain are decided from the PaymentIntents Stripe made (payments.charges).
 - Refunds whose answer was lost are found in Stripe's list by their UUID, or asked once more (none was made).
+- Refunds made in Stripe's dashboard, and refunds that failed since, found in Stripe's list of refunds made
+  in the last `days`; disputes opened in the last 120 days (they come that late), each applied as its
+  event would have been, once (payments.refunds.refund_seen, payments.disputes.dispute_seen).
 - Version 3's connector charges, found by their <Pay> description "MyiBot deposit N", are reported when they
   disagree with the ledger: charged but never credited, refunded or disputed in Stripe, credited with no charge.
 """
@@ -15,9 +18,9 @@ from datetime import timedelta
 
 from django.utils import timezone
 
-from payments import charges, refunds, stripe_api
+from payments import charges, disputes, refunds, stripe_api
 from payments.errors import StripeFailed
-from payments.models import CardDeposit, ChargedBy, Refund
+from payments.models import CardDeposit, ChargedBy, Dispute, Refund
 
 DESCRIPTION = re.compile(r"MyiBot deposit ([0-9]{1,18})")
 
@@ -40,6 +43,13 @@ class Report:
     refunds_finished: list[Refund] = field(default_factory=list)
     refunds_open: list[Refund] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
+    # What Stripe's lists of refunds and disputes changed (resolve), or would look at (not resolve).
+    refunds_seen: list[str] = field(default_factory=list)
+    disputes_seen: list[str] = field(default_factory=list)
+
+
+# Disputes come up to 120 days after the charge (card networks allow that, and more for some reasons).
+DISPUTE_DAYS = 120
 
 
 def reconcile(*, days: int, resolve: bool) -> Report:
@@ -55,8 +65,35 @@ def reconcile(*, days: int, resolve: bool) -> Report:
             report.refunds_open.append(refund)
             continue
         (report.refunds_open if refund.status == Refund.Status.REQUESTED else report.refunds_finished).append(refund)
+    since = timezone.now() - timedelta(days=days)
+    for found in stripe_api.refunds_created(since=since):
+        if Refund.objects.filter(stripe_id=found.id, status=found.status).exists():
+            continue  # as we have it
+        if refunds.paid_deposit_charged_by(charge=found.charge, payment_intent=found.payment_intent) is None:
+            continue
+        said = refunds.refund_seen(found) if resolve else f"refund {found.id}: {found.status}"
+        if said:
+            report.refunds_seen.append(said)
+    for seen in stripe_api.disputes_created(since=timezone.now() - timedelta(days=max(days, DISPUTE_DAYS))):
+        if _as_we_have_it(seen):
+            continue
+        if refunds.paid_deposit_charged_by(charge=seen.charge, payment_intent=seen.payment_intent) is None:
+            continue
+        said = disputes.dispute_seen(seen) if resolve else f"dispute {seen.id}: {seen.status}"
+        if said:
+            report.disputes_seen.append(said)
     report.findings = connector_findings(days=days)
     return report
+
+
+def _as_we_have_it(seen: stripe_api.DisputeSeen) -> bool:
+    row = Dispute.objects.filter(stripe_id=seen.id).first()
+    return (
+        row is not None
+        and row.status == seen.status
+        and (row.funds_withdrawn or not seen.withdrawn)
+        and (row.funds_reinstated or not seen.reinstated)
+    )
 
 
 def connector_findings(*, days: int) -> list[Finding]:

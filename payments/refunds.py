@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 
 from django.db import transaction
 from django.db.models import Q, Sum
@@ -21,6 +22,7 @@ from django.utils import timezone
 from accounts import ledger
 from accounts.errors import InsufficientFunds
 from accounts.models import Account, LedgerEntry
+from payments import metrics as payments_metrics
 from payments import stripe_api
 from payments.errors import AlreadyRefunded, DisputeOpen, NotACardDeposit, NotCharged, StripeNotConfigured
 from payments.models import CardDeposit, Refund
@@ -74,6 +76,7 @@ def _take_back(*, deposit_id: int, operator, clawback: bool) -> Refund:
     refund = Refund.objects.create(
         deposit=deposit, amount_cents=amount, operator=operator, clawback=clawback, taken_by=taken
     )
+    payments_metrics.refund_status(Refund.Status.REQUESTED)
     logger.info("card deposit refund recorded: deposit=%s refund=%s cents=%s", deposit.pk, refund.public_id, amount)
     return refund
 
@@ -105,9 +108,11 @@ def refund_update(*, refund_id: int, stripe_id: str, status: str, reason: str = 
     if refund.status in (Refund.Status.FAILED, Refund.Status.CANCELED, Refund.Status.SUCCEEDED):
         return refund  # settled: an older word changes nothing
     refund.stripe_id = stripe_id or refund.stripe_id
-    refund.status = status if status in Refund.Status.values else refund.status
+    before, refund.status = refund.status, status if status in Refund.Status.values else refund.status
     refund.updated = timezone.now()
     refund.save()
+    if refund.status != before:
+        payments_metrics.refund_status(refund.status)
     return refund
 
 
@@ -116,17 +121,24 @@ def refund_ended(*, refund_id: int, status: str, reason: str = "", stripe_id: st
     """A refund that did not happen: the money it took comes back to the member, with an entry of its own."""
     account_id = Refund.objects.values_list("deposit__account_id", flat=True).get(pk=refund_id)
     Account.objects.select_for_update().filter(pk=account_id).get()
-    refund = Refund.objects.select_for_update(of=("self",)).select_related("deposit__entry").get(pk=refund_id)
-    if refund.given_back_by_id or refund.status == Refund.Status.SUCCEEDED:
+    refund = (
+        Refund.objects.select_for_update(of=("self",)).select_related("deposit__entry", "taken_by").get(pk=refund_id)
+    )
+    # failed and canceled are final; succeeded is not: a refund can fail days after it succeeded.
+    if refund.given_back_by_id or refund.status in (Refund.Status.FAILED, Refund.Status.CANCELED):
         return refund
     if refund.taken_by_id:
+        # What this refund took (a dashboard refund beyond what was left took less than its amount).
         refund.given_back_by = ledger.card_money_give_back(
-            entry=refund.deposit.entry, amount_cents=refund.amount_cents, kind=LedgerEntry.Kind.REFUND_RETURNED
+            entry=refund.deposit.entry,
+            amount_cents=-refund.taken_by.amount_cents,
+            kind=LedgerEntry.Kind.REFUND_RETURNED,
         )
     refund.status, refund.failure_reason = status, reason[:60]
     refund.stripe_id = stripe_id or refund.stripe_id
     refund.updated = timezone.now()
     refund.save()
+    payments_metrics.refund_status(status)
     logger.warning(
         "card deposit refund %s, money given back: deposit=%s refund=%s", status, refund.deposit_id, refund.public_id
     )
@@ -164,3 +176,85 @@ def charge_refund_uncredited(*, deposit_id: int, reference: str, operator=None) 
         deposit.save()
         refund = Refund.objects.create(deposit=deposit, amount_cents=deposit.amount_cents, operator=operator)
     return _ask_stripe(refund)
+
+
+# What Stripe says about refunds, ours or made in its dashboard (events, and reconciliation) ----------
+
+
+def paid_deposit_charged_by(*, charge: str, payment_intent: str) -> CardDeposit | None:
+    """The paid card deposit a Stripe charge or PaymentIntent belongs to, or None: not ours."""
+    ids = [value for value in (charge, payment_intent) if value]
+    if not ids:
+        return None
+    return (
+        CardDeposit.objects.filter(Q(payment_intent__in=ids) | Q(reference__in=ids), status=CardDeposit.Status.PAID)
+        .order_by("pk")
+        .first()
+    )
+
+
+def refund_seen(found: stripe_api.RefundAnswer) -> str | None:
+    """Apply what Stripe says of one refund, once; what it did in words, or None when it is not ours.
+
+    Ours (found by Stripe's id, or our UUID in its metadata when our answer was lost) moves as Stripe says.
+    One made in Stripe's dashboard is new to us: the card is refunded whatever the balance holds, so its
+    money is taken back even below zero (the member then owes it), and given back if it fails later.
+    """
+    ours = Refund.objects.filter(stripe_id=found.id).first()
+    if ours is None and found.public_id:
+        ours = Refund.objects.filter(public_id=_uuid_or_none(found.public_id)).first()
+    if ours is not None:
+        refund = refund_update(refund_id=ours.pk, stripe_id=found.id, status=found.status, reason=found.failure_reason)
+        return f"refund {refund.public_id} of card deposit {refund.deposit_id} {refund.status}"
+    deposit = paid_deposit_charged_by(charge=found.charge, payment_intent=found.payment_intent)
+    if deposit is None:
+        return None
+    refund = _dashboard_refund(deposit_id=deposit.pk, found=found)
+    return f"refund {found.id} made in Stripe's dashboard for card deposit {deposit.pk}: {refund.status}"
+
+
+@transaction.atomic
+def _dashboard_refund(*, deposit_id: int, found: stripe_api.RefundAnswer) -> Refund:
+    Account.objects.select_for_update().filter(
+        pk=CardDeposit.objects.values_list("account_id", flat=True).get(pk=deposit_id)
+    ).get()
+    deposit = CardDeposit.objects.select_for_update(of=("self",)).select_related("entry").get(pk=deposit_id)
+    known = Refund.objects.filter(stripe_id=found.id).first()
+    if known is not None:  # another event about it got here first
+        return refund_update(refund_id=known.pk, stripe_id=found.id, status=found.status, reason=found.failure_reason)
+    status = found.status if found.status in Refund.Status.values else Refund.Status.PENDING
+    refund = Refund(deposit=deposit, stripe_id=found.id, amount_cents=found.amount_cents, status=status, clawback=True)
+    refund.failure_reason = found.failure_reason[:60]
+    if status not in (Refund.Status.FAILED, Refund.Status.CANCELED):
+        left = deposit.entry.amount_cents - ledger.card_money_taken_cents(entry=deposit.entry)
+        amount = min(found.amount_cents, left)
+        if amount > 0:
+            refund.taken_by = ledger.card_money_take_back(
+                entry=deposit.entry, amount_cents=amount, kind=LedgerEntry.Kind.REFUND, owing=True
+            )
+        if amount < found.amount_cents:
+            deposit.needs_look = f"refunded in Stripe's dashboard beyond what was left to take back ({found.id})"[:160]
+            deposit.save(update_fields=["needs_look"])
+    refund.save()
+    payments_metrics.refund_status(refund.status)
+    logger.warning(
+        "card deposit refunded in Stripe's dashboard: deposit=%s refund=%s cents=%s status=%s",
+        deposit.pk,
+        found.id,
+        found.amount_cents,
+        refund.status,
+    )
+    return refund
+
+
+def refunds_of_deposit_seen(deposit: CardDeposit) -> list[str]:
+    """Every refund Stripe lists for a deposit's charge, applied (charge.refunded names none since 2022-11-15)."""
+    reference = deposit.payment_intent or deposit.reference
+    return [said for found in stripe_api.refunds_of(reference) if (said := refund_seen(found))]
+
+
+def _uuid_or_none(value: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return None

@@ -11,7 +11,7 @@ from django.utils import timezone
 from accounts.models import Account
 from myibot import local_time
 from payments import limits
-from payments.models import CardDeposit
+from payments.models import CardDeposit, Dispute, Refund, StripeEvent
 
 FAILURES_IN_A_ROW = 3
 
@@ -90,3 +90,46 @@ def lines_failing_in_a_row(*, now: datetime | None = None) -> list[FailingLine]:
         for item in failing.values()
         if streak[item.line] >= FAILURES_IN_A_ROW
     ]
+
+
+# After the call: refunds, disputes, members owing, and Stripe's events -------------------------------
+
+# A failed or canceled refund stays listed this long after Stripe said so (the money was given back).
+FAILED_REFUNDS_SHOWN = timedelta(days=30)
+# An event received and not applied after this has failed to apply, whatever its row says.
+EVENT_GRACE = timedelta(minutes=5)
+
+
+def refunds_needing_a_look(*, now: datetime | None = None, count: int = 20) -> list[Refund]:
+    """Refunds not yet succeeded (ours waiting on Stripe, or its answer lost), and those that failed lately."""
+    now = now or timezone.now()
+    waiting = Q(status__in=[Refund.Status.REQUESTED, Refund.Status.PENDING, Refund.Status.REQUIRES_ACTION])
+    failed = Q(status__in=[Refund.Status.FAILED, Refund.Status.CANCELED], updated__gte=now - FAILED_REFUNDS_SHOWN)
+    rows = Refund.objects.filter(waiting | failed).select_related("deposit__account")
+    return list(rows.order_by("-created")[:count])
+
+
+def disputes_open(*, count: int = 20) -> list[Dispute]:
+    closed = Dispute.CLOSED
+    return list(
+        Dispute.objects.exclude(status__in=closed).select_related("deposit__account").order_by("-created")[:count]
+    )
+
+
+def members_owing(*, count: int = 20) -> list[Account]:
+    """Members whose balance a dispute or a clawback took below zero."""
+    return list(Account.objects.filter(balance_cents__lt=0).order_by("balance_cents")[:count])
+
+
+def events_not_applied(*, now: datetime | None = None, count: int = 20) -> list[StripeEvent]:
+    now = now or timezone.now()
+    stale = Q(outcome=StripeEvent.Outcome.RECEIVED, received__lt=now - EVENT_GRACE)
+    return list(StripeEvent.objects.filter(Q(outcome=StripeEvent.Outcome.FAILED) | stale).order_by("-received")[:count])
+
+
+def refunds_and_disputes_by_day(*, days: int, now: datetime | None = None) -> QuerySet:
+    """(created, what) for every refund and dispute since the start of the window, for the chart."""
+    start = local_time.day_start(local_time.local_date(now or timezone.now()) - timedelta(days=days - 1))
+    refunds = Refund.objects.filter(created__gte=start).values_list("created", "status")
+    disputes = Dispute.objects.filter(created__gte=start).values_list("created", "status")
+    return [(created, "refund") for created, _ in refunds] + [(created, "dispute") for created, _ in disputes]

@@ -31,6 +31,7 @@ def stripe_events(request: HttpRequest) -> HttpResponse:
         return HttpResponse("invalid signature\n", status=400, content_type="text/plain")
     try:
         stored = events.event_receive(event)
-    except DatabaseError:
+    except (DatabaseError, events.NotAppliedYet):
         return HttpResponse("not applied yet: send it again\n", status=500, content_type="text/plain")
-    return HttpResponse(f"{stored.outcome}\n", content_type="text/plain")
+    # Stripe reads only the status; the words are for whoever replays an event by hand.
+    return HttpResponse(f"{stored.outcome}: {stored.detail}\n", content_type="text/plain")

@@ -589,7 +589,7 @@ class SimulatedCall:
         self._requests_since_prompt = 0
         self._pays += 1
         variant = payment.VARIANTS[self.pay_variant]
-        amount = f"charges {pay.charge_amount} {pay.currency}" if pay.charge_amount else "tokenizes (chargeAmount 0)"
+        amount = f"charges {pay.charge_amount} {pay.currency}" if pay.charge_amount else "tokenizes (no chargeAmount)"
         self._note(
             "pay",
             f"<Pay> {amount} through connector {pay.connector!r}, its own words in {pay.language}; "
@@ -631,7 +631,9 @@ class SimulatedCall:
         for audio in processing.audio if processing else (self._own_words(pay, "payment-processing"),):
             self._hear(audio)
         charged = payment.charge(entered["payment-card-number"], pay)
-        self._note("charging", f"{clock.CHARGING_SECONDS:g} s", seconds=clock.CHARGING_SECONDS, note=charged.note)
+        # With no chargeAmount the connector only makes a token of the card: the service charges it later.
+        kind = "charging" if pay.charge_amount else "tokenizing"
+        self._note(kind, f"{clock.CHARGING_SECONDS:g} s", seconds=clock.CHARGING_SECONDS, note=charged.note)
         self._count(charging_seconds=clock.CHARGING_SECONDS, seconds=clock.CHARGING_SECONDS)
         return self._pay_result(pay, charged.result, variant, entered, charged=charged)
 

@@ -12,23 +12,77 @@ account anywhere. It answers the requests the service makes, shaped as Stripe's 
 - GET /v1/payment_intents (the listing reconciliation reads), POST and GET /v1/refunds.
 
 What it made lives in this process's memory: the simulator and an in-process call share it.
+
+As Stripe does, it also sends events: each PaymentIntent it makes queues a payment_intent.succeeded
+or payment_intent.payment_failed, signed with the local webhook secret (sent_events), which the
+simulator posts to /stripe/events after the call. And it can answer as a bad day at Stripe would
+(answer_as, the simulator's --then): "uncertain" makes each charge and then drops the connection before its answer (the
+service cannot know the card was charged: the deposit is uncertain until the event arrives);
+"stripe-fails" answers each charge 500, saved under its idempotency key as Stripe saves it, and makes
+nothing (uncertain too, then closed as not charged when no PaymentIntent exists an hour later).
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import threading
 import time
 from urllib.parse import parse_qsl, urlsplit
 
-from payments.stripe_api import HTTPClient
+from payments.stripe_api import API_VERSION, TEST_PROCESSOR_WEBHOOK_SECRET, ConnectionLost, HTTPClient
 from phone import payment
 
 _lock = threading.Lock()
 _intents: dict[str, dict] = {}
 _by_key: dict[str, tuple[str, int, str]] = {}  # idempotency key: (parameters, status, body)
 _refunds: dict[str, dict] = {}
+_outbox: list[dict] = []  # the events Stripe would send, oldest first
+MODES = {
+    "uncertain": "Stripe charges the card, then the connection drops before its answer",
+    "stripe-fails": "Stripe answers each charge 500 and makes nothing",
+}
+_mode = ""  # Stripe answers every request
+
+
+def answer_as(mode: str) -> None:
+    """How the processor answers charges from now on in this process (MODES; "" as usual)."""
+    global _mode
+    if mode and mode not in MODES:
+        raise ValueError(f"not a mode of the test processor: {mode}")
+    _mode = mode
+
+
+def sent_events() -> list[tuple[bytes, str]]:
+    """The events sent since last asked, each as (the JSON body, its Stripe-Signature header), oldest first."""
+    with _lock:
+        sending, _outbox[:] = list(_outbox), []
+    signed = []
+    for event in sending:
+        payload = json.dumps(event).encode()
+        stamp = int(time.time())
+        digest = hmac.new(
+            TEST_PROCESSOR_WEBHOOK_SECRET.encode(), f"{stamp}.".encode() + payload, hashlib.sha256
+        ).hexdigest()
+        signed.append((payload, f"t={stamp},v1={digest}"))
+    return signed
+
+
+def _send(kind: str, obj: dict) -> None:
+    """Queue an event as Stripe's Event object wraps one (https://docs.stripe.com/api/events/object)."""
+    _outbox.append(
+        {
+            "id": _id("evt_", f"{kind}:{obj['id']}:{time.time_ns()}"),
+            "object": "event",
+            "api_version": API_VERSION,
+            "created": int(time.time()),
+            "livemode": False,
+            "type": kind,
+            "pending_webhooks": 1,
+            "data": {"object": json.loads(json.dumps(obj))},
+        }
+    )
 
 
 def _id(prefix: str, seed: str) -> str:
@@ -58,7 +112,14 @@ class TestProcessor(HTTPClient):
             if method == "get" and path.startswith("/v1/payment_methods/"):
                 return self._payment_method(path.rsplit("/", 1)[1])
             if method == "post" and path == "/v1/payment_intents":
-                return self._idempotent(key, post_data or "", lambda: self._charge(form))
+                if _mode == "stripe-fails":
+                    return self._idempotent(
+                        key, post_data or "", lambda: _error(500, type="api_error", message="An unknown error occurred")
+                    )
+                answer = self._idempotent(key, post_data or "", lambda: self._charge(form))
+                if _mode == "uncertain":
+                    raise ConnectionLost("the test processor dropped the connection before its answer")
+                return answer
             if method == "get" and path == "/v1/payment_intents":
                 return self._list(_intents.values(), query, "/v1/payment_intents")
             if method == "post" and path == "/v1/refunds":
@@ -141,7 +202,9 @@ class TestProcessor(HTTPClient):
         if outcome.code:
             error = {"code": outcome.code, "decline_code": outcome.decline_code, "message": outcome.message}
             intent["last_payment_error"] = {**error, "type": "card_error"}
+            _send("payment_intent.payment_failed", intent)
             return _error(402, type="card_error", payment_intent=intent, **error)
+        _send("payment_intent.succeeded", intent)
         return _ok(intent)
 
     def _list(self, items, query: dict[str, str], url: str):

@@ -39,6 +39,10 @@ class Transport:
     def post(self, signed_url: str, params: dict[str, str], headers: dict[str, str]) -> Answer:
         raise NotImplementedError
 
+    def post_json(self, url: str, body: bytes, headers: dict[str, str]) -> Answer:
+        """A JSON body, as Stripe sends its events."""
+        raise NotImplementedError
+
 
 class InProcess(Transport):
     """Through Django's test client: no server needed."""
@@ -57,6 +61,20 @@ class InProcess(Transport):
         )
         return Answer(response.status_code, response.content.decode(), (time.perf_counter() - started) * 1000)
 
+    def post_json(self, url: str, body: bytes, headers: dict[str, str]) -> Answer:
+        parts = urlsplit(url)
+        extra = {f"HTTP_{name.upper().replace('-', '_')}": value for name, value in headers.items()}
+        started = time.perf_counter()
+        response = self.client.post(
+            path_and_query(url),
+            body,
+            content_type="application/json",
+            secure=parts.scheme == "https",
+            HTTP_HOST=parts.netloc,
+            **extra,
+        )
+        return Answer(response.status_code, response.content.decode(), (time.perf_counter() - started) * 1000)
+
 
 class OverHttp(Transport):
     """To a running server, as Fly's proxy would forward Twilio's request to it."""
@@ -66,18 +84,21 @@ class OverHttp(Transport):
         self.timeout = timeout
 
     def post(self, signed_url: str, params: dict[str, str], headers: dict[str, str]) -> Answer:
-        parts = urlsplit(signed_url)
+        return self._send(
+            signed_url, urlencode(params).encode(), {"Content-Type": "application/x-www-form-urlencoded", **headers}
+        )
+
+    def post_json(self, url: str, body: bytes, headers: dict[str, str]) -> Answer:
+        return self._send(url, body, {"Content-Type": "application/json", **headers})
+
+    def _send(self, public_url: str, body: bytes, headers: dict[str, str]) -> Answer:
+        parts = urlsplit(public_url)
         request = urllib.request.Request(
-            self.server + path_and_query(signed_url),
-            data=urlencode(params).encode(),
+            self.server + path_and_query(public_url),
+            data=body,
             method="POST",
             # The public host and scheme, as the proxy passes them on.
-            headers={
-                "Host": parts.netloc,
-                "X-Forwarded-Proto": parts.scheme,
-                "Content-Type": "application/x-www-form-urlencoded",
-                **headers,
-            },
+            headers={"Host": parts.netloc, "X-Forwarded-Proto": parts.scheme, **headers},
         )
         started = time.perf_counter()
         try:

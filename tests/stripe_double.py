@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import threading
 import time
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urlsplit
@@ -41,6 +42,16 @@ class StripeDouble:
     charge_requests: list[dict] = field(default_factory=list)
     lost: list[str] = field(default_factory=list)
     down: bool = False
+    disputes: dict[str, dict] = field(default_factory=dict)
+    events: dict[str, dict] = field(default_factory=dict)
+    # The status a refund we ask for is answered with ("pending" for one that settles later).
+    refund_status: str = "succeeded"
+    # When set, a refund request waits here until the test releases it (a slow Stripe); refund_waiting
+    # is set once one is waiting.
+    refund_gate: threading.Event | None = None
+    refund_waiting: threading.Event = field(default_factory=threading.Event)
+    # The next n refund requests are made, then their answer is lost (the connection drops).
+    refunds_lost: int = 0
     numbers: itertools.count = field(default_factory=lambda: itertools.count(1))
 
     def lose_next(self, count: int = 1, how: str = "timeout") -> None:
@@ -52,6 +63,110 @@ class StripeDouble:
         mocked.add_callback(responses.GET, re.compile(rf"{API}/v1/payment_intents(\?.*)?$"), self._list_intents)
         mocked.add_callback(responses.POST, f"{API}/v1/refunds", self._create_refund)
         mocked.add_callback(responses.GET, re.compile(rf"{API}/v1/refunds(\?.*)?$"), self._list_refunds)
+        mocked.add_callback(responses.GET, re.compile(rf"{API}/v1/disputes(\?.*)?$"), self._list_disputes)
+        mocked.add_callback(responses.GET, re.compile(rf"{API}/v1/events(\?.*)?$"), self._list_events)
+        mocked.add_callback(responses.GET, re.compile(rf"{API}/v1/events/evt_[A-Za-z0-9_]+$"), self._event)
+
+    # What happens in Stripe's dashboard and at the card's bank, after the call ------------------
+
+    def charge_of(self, payment_intent: str) -> str:
+        return self.intents[payment_intent]["latest_charge"]
+
+    def refund_in_dashboard(self, payment_intent: str, amount: int, status: str = "succeeded") -> dict:
+        """A refund an operator made in Stripe's dashboard: no metadata of ours."""
+        refund = {
+            "id": self._id("re_"),
+            "object": "refund",
+            "amount": amount,
+            "balance_transaction": self._id("txn_"),
+            "charge": self.charge_of(payment_intent),
+            "created": int(time.time()),
+            "currency": "usd",
+            "metadata": {},
+            "payment_intent": payment_intent,
+            "reason": "requested_by_customer",
+            "status": status,
+            "failure_reason": "lost_or_stolen_card" if status == "failed" else None,
+        }
+        self.refunds[refund["id"]] = refund
+        return refund
+
+    def dispute(self, payment_intent: str, amount: int, status: str = "needs_response", moves=()) -> dict:
+        """A dispute as Stripe's Dispute object shows it; moves are its balance transactions' amounts
+        (-amount when Stripe withdrew the money, +amount when it reinstated it)."""
+        found = next((d for d in self.disputes.values() if d["payment_intent"] == payment_intent), None)
+        dispute = found or {
+            "id": self._id("dp_"),
+            "object": "dispute",
+            "amount": amount,
+            "charge": self.charge_of(payment_intent),
+            "created": int(time.time()),
+            "currency": "usd",
+            "is_charge_refundable": False,
+            "livemode": False,
+            "metadata": {},
+            "payment_intent": payment_intent,
+            "reason": "fraudulent",
+        }
+        dispute["status"] = status
+        dispute["balance_transactions"] = [
+            {
+                "id": self._id("txn_"),
+                "object": "balance_transaction",
+                "amount": move,
+                "fee": 1500 if move < 0 else -1500,
+                "reporting_category": "dispute" if move < 0 else "dispute_reversal",
+                "type": "adjustment",
+            }
+            for move in moves
+        ]
+        self.disputes[dispute["id"]] = dispute
+        return json.loads(json.dumps(dispute))
+
+    def event(self, kind: str, obj: dict, *, created: int | None = None) -> dict:
+        """Stripe's Event object around obj (https://docs.stripe.com/api/events/object), kept for listing."""
+        event = {
+            "id": self._id("evt_"),
+            "object": "event",
+            "api_version": "2026-10-28.endive",
+            "created": created or int(time.time()),
+            "data": {"object": json.loads(json.dumps(obj))},
+            "livemode": False,
+            "pending_webhooks": 1,
+            "request": {"id": None, "idempotency_key": None},
+            "type": kind,
+        }
+        self.events[event["id"]] = event
+        return event
+
+    def _list_disputes(self, request) -> tuple[int, dict, str]:
+        if self.down:
+            self._unreachable()
+        query = dict(parse_qsl(urlsplit(request.url).query))
+        since = int(query.get("created[gte]", 0))
+        data = [d for d in self.disputes.values() if d["created"] >= since]
+        return self._answer(200, {"object": "list", "data": data, "has_more": False, "url": "/v1/disputes"})
+
+    def _list_events(self, request) -> tuple[int, dict, str]:
+        if self.down:
+            self._unreachable()
+        query = parse_qsl(urlsplit(request.url).query)
+        since = int(dict(query).get("created[gte]", 0))
+        types = {value for name, value in query if name.startswith("types[")}
+        data = [e for e in self.events.values() if e["created"] >= since and (not types or e["type"] in types)]
+        data.sort(key=lambda e: -e["created"])  # newest first, as Stripe lists them
+        return self._answer(200, {"object": "list", "data": data, "has_more": False, "url": "/v1/events"})
+
+    def _event(self, request) -> tuple[int, dict, str]:
+        event_id = urlsplit(request.url).path.rsplit("/", 1)[1]
+        if event_id not in self.events:
+            error = {
+                "type": "invalid_request_error",
+                "code": "resource_missing",
+                "message": f"No such event: '{event_id}'",
+            }
+            return self._answer(404, {"error": error})
+        return self._answer(200, self.events[event_id])
 
     # ------------------------------------------------------------------------------------------
 
@@ -185,6 +300,11 @@ class StripeDouble:
         return self._answer(200, {"object": "list", "data": data, "has_more": False, "url": "/v1/payment_intents"})
 
     def _create_refund(self, request) -> tuple[int, dict, str]:
+        if self.refund_gate is not None:
+            self.refund_waiting.set()
+            self.refund_gate.wait(timeout=30)
+        if self.down:
+            self._unreachable()
         form = dict(parse_qsl(request.body if isinstance(request.body, str) else request.body.decode()))
         key = request.headers.get("Idempotency-Key", "")
         if key in self.keys:
@@ -198,16 +318,26 @@ class StripeDouble:
             "payment_intent": form.get("payment_intent"),
             "created": int(time.time()),
             "currency": "usd",
-            "status": "succeeded",
+            "status": self.refund_status,
             "metadata": {name[9:-1]: value for name, value in form.items() if name.startswith("metadata[")},
         }
         self.refunds[refund["id"]] = refund
         status, headers, body = self._answer(200, refund)
         self.keys[key] = (request.body, status, body)
+        if self.refunds_lost:
+            self.refunds_lost -= 1
+            raise requests.exceptions.ReadTimeout("Read timed out (test double)")
         return status, headers, body
 
     def _list_refunds(self, request) -> tuple[int, dict, str]:
+        if self.down:
+            self._unreachable()
         query = dict(parse_qsl(urlsplit(request.url).query))
         target = query.get("payment_intent") or query.get("charge")
-        data = [r for r in self.refunds.values() if target in (r["payment_intent"], r["charge"])]
+        since = int(query.get("created[gte]", 0))
+        data = [
+            r
+            for r in self.refunds.values()
+            if (target is None or target in (r["payment_intent"], r["charge"])) and r["created"] >= since
+        ]
         return self._answer(200, {"object": "list", "data": data, "has_more": False, "url": "/v1/refunds"})

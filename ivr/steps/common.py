@@ -12,14 +12,20 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from functools import lru_cache
 from typing import ClassVar
 
+from django.utils import timezone
 from django.utils.functional import lazy
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from accounts import codes, pins
+from accounts import codes, holds, pins
+from accounts.errors import MoneyHeld
+from accounts.holds import Held
+from accounts.models import Account
+from accounts.spoken import spoken_amount, spoken_date
 from ivr.machine import MAIN_MENU, PAUSE, Again, Code, Goto, Line, Outcome, Step, Words
 from ivr.models import CallSession
 
@@ -29,6 +35,58 @@ A_PIN_HAS_4_DIGITS = gettext_lazy("A PIN has 4 digits.")
 NOT_VERIFIED = gettext_lazy("Your account is not verified yet. Please give your registration code to staff.")
 # Said when a signed-in caller leaves a flow for the main menu before it finished.
 NOTHING_SENT = gettext_lazy("No money was sent.")
+
+
+# Card money: held until its release, or taken back after it was spent --------------------------------
+
+
+def owed_words(owed_cents: int) -> str:
+    """Said instead of a balance below zero (never "minus")."""
+    return _("You owe %(amount)s because a card deposit was taken back. Your next deposits will pay it first.") % {
+        "amount": spoken_amount(owed_cents)
+    }
+
+
+def cannot_send_owed(owed_cents: int) -> str:
+    return _("You owe %(amount)s, so you cannot send money now. Your next deposits will pay it first.") % {
+        "amount": spoken_amount(owed_cents)
+    }
+
+
+def rest_held(held: Held, *, all_of_it: bool) -> str:
+    """Why the rest cannot leave, and from when: the first local date all of it is free."""
+    if held.until is None:
+        if all_of_it:
+            return _("It is from a card deposit: you cannot send it yet.")
+        return _("The rest is from a card deposit: you cannot send it yet.")
+    if all_of_it:
+        return _("It is from a card deposit: you can send it starting %(date)s.") % {"date": spoken_date(held.until)}
+    return _("The rest is from a card deposit: you can send it starting %(date)s.") % {"date": spoken_date(held.until)}
+
+
+def balance_words(account: Account, *, now: datetime | None = None) -> list[Line]:
+    """The balance as the member hears it: what is owed instead, and what can be sent now when some is held."""
+    if account.balance_cents < 0:
+        return [owed_words(-account.balance_cents)]
+    lines: list[Line] = [_("Your balance is %(amount)s.") % {"amount": spoken_amount(account.balance_cents)}]
+    held_now = holds.held(account_id=account.pk, now=now or timezone.now())
+    if held_now.cents and account.balance_cents:
+        sendable = holds.sendable_cents(balance_cents=account.balance_cents, held_now=held_now)
+        if sendable:
+            lines.append(_("You can send %(amount)s now.") % {"amount": spoken_amount(sendable)})
+        lines.append(rest_held(held_now, all_of_it=not sendable))
+    return lines
+
+
+def held_refusal(refusal: MoneyHeld) -> str:
+    """More than can leave now: how much can, then why the rest cannot and from when."""
+    if refusal.sendable_cents:
+        first = _("You can send only %(amount)s now.") % {"amount": spoken_amount(refusal.sendable_cents)}
+    else:
+        first = _("You cannot send money yet.")
+    return f"{first} {rest_held(refusal.held, all_of_it=not refusal.sendable_cents)}"
+
+
 PIN_NOT_CHANGED = gettext_lazy("Your PIN was not changed.")
 TOO_EASY = gettext_lazy("That PIN is too easy to guess. %(reason)s Please choose another PIN.")
 # Help at the prompts that choose a PIN or confirm it, at registration and at "change PIN".

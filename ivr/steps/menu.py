@@ -16,7 +16,7 @@ from django.utils.translation import gettext_lazy
 
 from accounts import errors, identity, pins, selectors
 from accounts.models import LedgerEntry, Transfer
-from accounts.spoken import spoken_amount, spoken_date, spoken_dollars
+from accounts.spoken import spoken_date, spoken_dollars
 from ivr.languages import other_language
 from ivr.machine import LANGUAGE_KEY, MAIN_MENU, PAUSE, Again, Goto, Line, Outcome, Step, Words, language_offer, step
 from ivr.models import CallSession
@@ -29,6 +29,7 @@ from ivr.steps.common import (
     ConfirmPin,
     MenuPrompt,
     Option,
+    balance_words,
 )
 from ivr.steps.entry import count_wrong_pin, locked
 from ivr.steps.send_money import SendAmount
@@ -45,9 +46,14 @@ class Balance(MenuPrompt):
     )
 
     def prompt(self, call: CallSession) -> list[Line]:
-        lines: list[Line] = [_("Your balance is %(amount)s.") % {"amount": spoken_amount(call.account.balance_cents)}]
-        # Money a family put on by card this week is named, so the member knows it came.
-        card = selectors.last_card_deposit(account=call.account, since=timezone.now() - CARD_DEPOSIT_NEWS)
+        lines = balance_words(call.account)
+        # Money a family put on by card this week is named, so the member knows it came; while card money
+        # is held (or owed), the balance's own words already say so.
+        card = (
+            selectors.last_card_deposit(account=call.account, since=timezone.now() - CARD_DEPOSIT_NEWS)
+            if len(lines) == 1 and call.account.balance_cents >= 0
+            else None
+        )
         if card is not None:
             lines.append(
                 _("Your last card deposit was %(amount)s, on %(date)s.")

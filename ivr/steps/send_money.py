@@ -11,7 +11,17 @@ from accounts import errors, ledger, selectors
 from accounts.spoken import spoken_amount, spoken_digits, spoken_dollars
 from ivr.machine import MAIN_MENU, Again, Goto, Line, Outcome, Step, step
 from ivr.models import CallSession
-from ivr.steps.common import NOT_VERIFIED, NOTHING_SENT, SIX_DIGITS, MenuPrompt, Option, ReadCode, keep_code
+from ivr.steps.common import (
+    NOT_VERIFIED,
+    NOTHING_SENT,
+    SIX_DIGITS,
+    MenuPrompt,
+    Option,
+    ReadCode,
+    cannot_send_owed,
+    held_refusal,
+    keep_code,
+)
 
 NOT_ENOUGH_MONEY = gettext_lazy("You do not have enough money.")
 
@@ -37,6 +47,12 @@ class SendAmount(Step):
             ledger.transfer_check(account=call.account, amount_cents=amount_cents)
         except errors.AccountNotVerified:
             return Goto(MAIN_MENU, NOT_VERIFIED)
+        except errors.MoneyOwed as refusal:
+            return Goto(MAIN_MENU, cannot_send_owed(refusal.owed_cents))
+        except errors.MoneyHeld as refusal:
+            if not refusal.sendable_cents:
+                return Goto(MAIN_MENU, held_refusal(refusal))
+            return Again(held_refusal(refusal), strike=False)
         except errors.InvalidAmount:
             return Again(_("The amount must be at least 1 dollar."), strike=False)
         except errors.TransferLimitExceeded as refusal:
@@ -100,6 +116,13 @@ def send_now(call: CallSession) -> Outcome:
     except errors.AccountNotVerified:
         call.scratch = {}
         return Goto(MAIN_MENU, NOT_VERIFIED)
+    except errors.MoneyOwed as refusal:
+        call.scratch = {}
+        return Goto(MAIN_MENU, f"{cannot_send_owed(refusal.owed_cents)} {NOTHING_SENT}")
+    except errors.MoneyHeld as refusal:
+        # Card money arrived between the amount and the confirmation, or its hold was found under the lock.
+        call.scratch = {}
+        return Goto(MAIN_MENU, f"{held_refusal(refusal)} {NOTHING_SENT}")
     except errors.InsufficientFunds:
         call.scratch = {}
         return Goto(MAIN_MENU, f"{NOT_ENOUGH_MONEY} {NOTHING_SENT}")

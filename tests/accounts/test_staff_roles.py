@@ -151,11 +151,12 @@ def test_it_creates_the_operators_and_auditors_groups_when_migrating():
         )
     }
     watched |= {("ivr", "view_callsession"), ("payments", "view_carddeposit")}
+    watched |= {("payments", f"view_{model}") for model in ("refund", "dispute", "stripeevent")}
     assert held("Auditors") == watched
     assert held("Operators") == watched | {
         ("accounts", f"change_{model}")
         for model in ("account", "transfer", "ledgerentry", "confirmationcode", "recipient")
-    } | {("payments", "refund_carddeposit")}
+    } | {("payments", "refund_carddeposit"), ("payments", "release_carddeposit")}
 
 
 # Auditors: see and export, nothing more -------------------------------------------------------------------------

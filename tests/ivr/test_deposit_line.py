@@ -306,9 +306,14 @@ def test_the_member_hears_the_card_deposit_in_the_balance_and_the_history(family
     to_pay(family)
     family.pay()
     today = spoken_date(LedgerEntry.objects.get(kind="card").created)
+    free_from = spoken_date(CardDeposit.objects.get().release_at)
     answer = signed_in.press("1")
-    assert "Your balance is 125 dollars." in answer.text
-    assert f"Your last card deposit was 25 dollars, on {today}." in answer.text
+    # Held card money is named by the balance itself, with the date it can be sent.
+    assert (
+        "Your balance is 125 dollars. You can send 100 dollars now. "
+        f"The rest is from a card deposit: you can send it starting {free_from}."
+    ) in answer.text
+    assert "Your last card deposit" not in answer.text
     signed_in.press("2")
     answer = signed_in.press("4")
     assert f"On {today}, you received a card deposit of 25 dollars." in answer.text

@@ -74,30 +74,31 @@ def test_wrong_pin(phone, account, django_assert_max_num_queries):
         assert "not correct" in phone.press("1357").text
 
 
-@pytest.mark.parametrize("keys, budget", [("1", 3), ("3", 2)], ids=["to balance", "repeat"])
+@pytest.mark.parametrize("keys, budget", [("1", 4), ("3", 2)], ids=["to balance", "repeat"])
 def test_menu(signed_in, django_assert_max_num_queries, keys, budget):
     # The call with its account in one query, then its update where it was
     # read (UPDATE ... WHERE prompt_number = n): no transaction, 2 round trips.
-    # The balance adds one, on the ledger's recent index: the week's last card deposit, which it names.
+    # The balance adds two: the card money still held (on the card deposits' account index; a second
+    # query only when some is), and, when none is, the week's last card deposit, which it names.
     with django_assert_max_num_queries(budget):
         signed_in.press(keys)
 
 
 def test_balance_again(signed_in, django_assert_max_num_queries):
     signed_in.press("1")
-    with django_assert_max_num_queries(3):
+    with django_assert_max_num_queries(4):
         assert "Your balance is" in signed_in.press("1").text
 
 
 @pytest.mark.parametrize(
     "before, keys, budget",
     [
-        (["2"], "25", 3),  # amount: the balance already loaded, and what was sent today
+        (["2"], "25", 4),  # amount: the balance already loaded, the card money held, and what was sent today
         (["2", "25"], "246810", 3),  # recipient: and the recipient
         (["2", "25", "246810"], "2", SAVEPOINTS + 2),  # cancel: the confirmation step is locked
-        # Confirm: the account locked, the key checked, the recipient, what was
+        # Confirm: the account locked, the key checked, the recipient, the card money held, what was
         # sent today, the transfer, its ledger entry, the debit, a free code checked and stored.
-        (["2", "25", "246810"], "1", SAVEPOINTS + 2 + 9 + SAVEPOINTS),
+        (["2", "25", "246810"], "1", SAVEPOINTS + 2 + 10 + SAVEPOINTS),
         (["2", "25", "246810", "1"], "1", 2),  # hear the code again
     ],
     ids=["amount", "recipient", "cancel", "confirm", "code again"],

@@ -195,3 +195,110 @@ def test_a_second_transfer_after_the_calls_state_was_lost_is_made_not_an_apology
     assert "already submitted" not in second.text
     assert Transfer.objects.count() == 2
     assert spoken_code(first.text) != spoken_code(second.text)
+
+
+# Card money: held until its release, owed after a clawback -------------------------------------------
+
+
+def card_deposit(account, cents: int, *, hours_ago: float = 1):
+    """Card money that arrived hours_ago, as the deposit line credits it (payments.charges.credit)."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from payments import charges
+    from payments.models import CardDeposit
+
+    when = timezone.now() - timedelta(hours=hours_ago)
+    made = CardDeposit.objects.create(
+        account=account,
+        amount_cents=cents,
+        call_sid="CA" + "e" * 32,
+        line="x",
+        status="charging",
+        charging_started=when,
+        created=when,
+    )
+    return charges.credit(deposit_id=made.pk, payment_intent="pi_3QHeld" + str(made.pk), amount_cents=cents, now=when)
+
+
+def test_card_money_from_an_hour_ago_cannot_be_sent_until_its_release(signed_in, account, recipient, monkeypatch):
+    from django.utils import timezone
+    from django.utils.translation import override
+
+    from accounts.spoken import spoken_date
+
+    deposit = card_deposit(account, 40_00)
+    with override("en"):
+        starting = spoken_date(timezone.localtime(deposit.release_at).date())
+    held_words = f"The rest is from a card deposit: you can send it starting {starting}."
+    balance = signed_in.press("1").text
+    assert f"Your balance is 140 dollars. You can send 100 dollars now. {held_words}" in balance
+    assert "Main menu" in signed_in.press("2").text
+    refused = to_confirm_amount(signed_in, "120")
+    assert f"You can send only 100 dollars now. {held_words}" in refused.text
+    assert "whole dollars" in refused.text, "asked for another amount"
+    assert not Transfer.objects.exists()
+
+    moved = deposit.release_at + timedelta_minutes(1)
+    monkeypatch.setattr(timezone, "now", lambda: moved)
+    phone = signed_in.__class__(signed_in.client)
+    phone.dial()
+    assert "Main menu" in phone.press("3971").text
+    assert "Your balance is 140 dollars." in phone.press("1").text
+    assert "You can send" not in phone.press("1").text
+    phone.press("2")
+    confirm = to_confirm(phone, amount="120")
+    assert "You are sending 120 dollars" in confirm.text
+    assert "is submitted" in phone.press("1").text
+
+
+def test_when_nothing_can_be_sent_yet_the_caller_hears_it_and_goes_back_to_the_menu(phone, account, recipient):
+    from accounts.models import Account
+
+    Account.objects.filter(pk=account.pk).update(balance_cents=0)
+    LedgerEntry.objects.filter(account=account).delete()
+    card_deposit(account, 30_00)
+    phone.dial()
+    assert "Main menu" in phone.press("3971").text
+    balance = phone.press("1").text
+    assert "Your balance is 30 dollars. It is from a card deposit: you can send it starting" in balance
+    phone.press("2")
+    refused = to_confirm_amount(phone, "5")
+    assert "You cannot send money yet. It is from a card deposit: you can send it starting" in refused.text
+    assert "Main menu" in refused.text
+
+
+def test_a_member_who_owes_hears_it_instead_of_a_balance_and_cannot_send(signed_in, account, recipient):
+    from accounts.models import Account
+
+    Account.objects.filter(pk=account.pk).update(balance_cents=-10_00, lowest_balance_cents=-10_00)
+    owed = signed_in.press("1").text
+    assert "You owe 10 dollars because a card deposit was taken back. Your next deposits will pay it first." in owed
+    assert "Your balance is" not in owed
+    signed_in.press("2")
+    refused = to_confirm_amount(signed_in, "5")
+    assert "You owe 10 dollars, so you cannot send money now. Your next deposits will pay it first." in refused.text
+    assert "Main menu" in refused.text and not Transfer.objects.exists()
+
+
+def test_a_member_who_owes_hears_it_in_spanish(phone, account, recipient):
+    from accounts.models import Account
+
+    Account.objects.filter(pk=account.pk).update(balance_cents=-10_00, lowest_balance_cents=-10_00, language="es")
+    phone.dial(language=None)
+    assert "Menú principal" in phone.press("3971").text
+    owed = phone.press("1").text
+    assert "Usted debe 10 dólares porque se canceló un depósito con tarjeta." in owed
+    assert "Sus próximos depósitos van a pagar primero esa deuda." in owed
+
+
+def to_confirm_amount(phone, amount: str):
+    assert "whole dollars" in phone.press("2").text
+    return phone.press(amount)
+
+
+def timedelta_minutes(minutes: int):
+    from datetime import timedelta
+
+    return timedelta(minutes=minutes)

@@ -327,7 +327,9 @@ def test_an_event_whose_applying_fails_answers_500_and_is_applied_when_sent_agai
     deposit = pay(start(account))
     real = events.HANDLERS["payment_intent.succeeded"]
     monkeypatch.setitem(
-        events.HANDLERS, "payment_intent.succeeded", lambda obj: (_ for _ in ()).throw(OperationalError("lock timeout"))
+        events.HANDLERS,
+        "payment_intent.succeeded",
+        lambda obj, kind: (_ for _ in ()).throw(OperationalError("lock timeout")),
     )
     assert signed(client, intent_event(deposit)).status_code == 500
     monkeypatch.setitem(events.HANDLERS, "payment_intent.succeeded", real)

@@ -400,10 +400,10 @@ def test_the_deposit_command_pays_by_card_against_the_real_deposit_line(account)
     assert out.startswith("Calling the deposit line; <Pay> variant charge:")
     assert "  SAY    [en-US Polly.Joanna] Please enter the card number, then press pound." in out
     assert "  KEYS   4242424242424242#   (# ends it at once)" in out
-    assert "  CHARGE 2 s   (no chargeAmount: tokenized as pm_card_visa, not charged)" in out
+    assert "  TOKEN  2 s   (no chargeAmount: tokenized as pm_card_visa, not charged)" in out
     assert "  SAY    [en-US Polly.Joanna] Thank you. 25 dollars are on the account." in out
     assert "Your card ending in 4, 2, 4, 2 was charged." in out
-    assert "14.5 s typing the card, 2 s charging it" in out.splitlines()[-1]
+    assert "14.5 s typing the card, 2 s for <Pay> to process it" in out.splitlines()[-1]
     deposit = CardDeposit.objects.get()
     assert deposit.status == "paid" and deposit.payment_intent.startswith("pi_") and deposit.card_last4 == "4242"
     account.refresh_from_db()
@@ -484,3 +484,62 @@ def test_the_command_plays_a_variant_against_a_fake_server(monkeypatch):
     assert result(fake)["PaymentCardNumber"] == "************4242"
     assert "  PAY    posts Result='success' PaymentConfirmationCode='pi_" in out
     assert fake.requests[0].params["To"] == "+12025000100"
+
+
+# --then: the test processor's bad days, and the events it sends -------------------------------
+
+
+@pytest.fixture
+def test_processor(settings):
+    """The simulator's own processor (phone/processor.py) in place of the HTTP double: DEBUG, no key."""
+    settings.STRIPE_SECRET_KEY = ""
+    settings.DEBUG = True
+
+
+UNCERTAIN_EN = (
+    "We do not know yet if your card was charged. Please do not pay again: if it was charged, the money will "
+    "reach the account by itself. The member will hear it when they check their balance. Goodbye."
+)
+
+
+@pytest.mark.django_db
+def test_a_lost_answer_is_uncertain_then_stripes_event_credits_it_once(account, test_processor):
+    out = deposit_call("--then", "uncertain", "--keys", DEPOSIT_KEYS)
+    heard, after = out.split("Call ended", 1)
+    assert UNCERTAIN_EN in heard and "Your card ending" not in heard
+    assert "  STRIPE payment_intent.succeeded -> /stripe/events: 200 applied: card deposit" in after
+    deposit = CardDeposit.objects.get()
+    assert deposit.status == "paid" and deposit.payment_intent.startswith("pi_")
+    account.refresh_from_db()
+    assert account.balance_cents == 125_00
+    # The processor answers again after the call; the next deposit is charged as usual.
+    out = deposit_call("--from", "+12026230009", "--keys", DEPOSIT_KEYS)
+    assert "Thank you. 25 dollars are on the account." in out
+    assert "payment_intent.succeeded -> /stripe/events: 200 applied: card deposit" in out
+    account.refresh_from_db()
+    assert account.balance_cents == 150_00
+
+
+@pytest.mark.django_db
+def test_a_failing_stripe_is_uncertain_and_closed_as_not_charged_an_hour_later(account, test_processor):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from payments import charges
+
+    out = deposit_call("--lang", "es", "--then", "stripe-fails", "--keys", DEPOSIT_KEYS)
+    assert "Todavía no sabemos si se hizo el cobro a su tarjeta." in out and "STRIPE" not in out
+    deposit = CardDeposit.objects.get()
+    assert deposit.status == "uncertain"
+    charges.settle_open_deposits(now=timezone.now() + timedelta(minutes=61), resolve=True)
+    deposit.refresh_from_db()
+    assert deposit.status == "not_charged" and deposit.not_charged_reason == "no_charge"
+    account.refresh_from_db()
+    assert account.balance_cents == 100_00
+
+
+def test_the_stripe_modes_play_only_in_process(settings):
+    settings.STRIPE_SECRET_KEY = ""
+    with pytest.raises(CommandError, match="--then plays the test processor inside this process"):
+        deposit_call("--url", "http://127.0.0.1:9", "--then", "stripe-fails", "--keys", DEPOSIT_KEYS)

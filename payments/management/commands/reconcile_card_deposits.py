@@ -13,7 +13,12 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--days", type=int, default=7, help="how far back to look at connector charges (default 7)")
+        parser.add_argument(
+            "--days",
+            type=int,
+            default=7,
+            help="how far back to look at refunds and connector charges (default 7; disputes: 120 days always)",
+        )
         parser.add_argument(
             "--resolve", action="store_true", help="apply what Stripe settles (without it, only report)"
         )
@@ -53,6 +58,10 @@ class Command(BaseCommand):
             )
         for refund in report.refunds_open:
             self.stdout.write(f"Refund of card deposit {refund.deposit_id} still {refund.status} ({refund.public_id}).")
+        for said in report.refunds_seen:
+            self.stdout.write(f"Refund{done}: {said}.")
+        for said in report.disputes_seen:
+            self.stdout.write(f"Dispute{done}: {said}.")
         for finding in report.findings:
             self.stdout.write(self._describe(finding))
         settled = report.settled
@@ -63,6 +72,8 @@ class Command(BaseCommand):
                 settled.still_open,
                 report.refunds_finished,
                 report.refunds_open,
+                report.refunds_seen,
+                report.disputes_seen,
                 report.findings,
             ]
         ):

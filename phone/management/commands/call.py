@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from phone import payment
+from phone import payment, processor
 from phone.call import (
     DEPOSIT_PATH,
     MOBILE_STIR,
@@ -20,7 +21,7 @@ from phone.call import (
     SimulatedCall,
     scripted,
 )
-from phone.transport import InProcess, OverHttp
+from phone.transport import NO_ANSWER_ERRORS, InProcess, OverHttp
 from phone.twiml import CallFailed
 
 SHOWN = {
@@ -98,6 +99,16 @@ class Command(BaseCommand):
             + f" (default {payment.DEFAULT_VARIANT})",
         )
         parser.add_argument(
+            "--then",
+            choices=tuple(processor.MODES),
+            default="",
+            help="in process, with no STRIPE_SECRET_KEY: what the test processor (Stripe's stand-in) does with "
+            "the card: "
+            + "; ".join(f"{name}: {about}" for name, about in processor.MODES.items())
+            + " (default: as Stripe's test cards do). The events it would send are posted to /stripe/events "
+            "after the call",
+        )
+        parser.add_argument(
             "--lang",
             choices=("en", "es", "none"),
             default="en",
@@ -134,9 +145,16 @@ class Command(BaseCommand):
         verbose: bool,
         deposit: bool = False,
         pay_variant: str = payment.DEFAULT_VARIANT,
+        then: str = "",
         **options: object,
     ) -> None:
+        if then and (url or settings.STRIPE_SECRET_KEY):
+            raise CommandError(
+                "--then plays the test processor inside this process: without --url, and with no STRIPE_SECRET_KEY"
+            )
         disabled = logging.root.manager.disable
+        processor.sent_events()  # what earlier work in this process left unsent is not this call's
+        processor.answer_as(then)
         if not verbose:
             # The server's own log lines (its 403 warnings too) would interleave with what the caller hears.
             logging.disable(logging.WARNING)
@@ -155,8 +173,9 @@ class Command(BaseCommand):
                 pay_variant,
             )
         finally:
-            # In process (tests), logging is everyone's: give it back as it was.
+            # In process (tests), logging and the processor are everyone's: give them back as they were.
             logging.disable(disabled)
+            processor.answer_as("")
 
     def _call(
         self,
@@ -203,7 +222,7 @@ class Command(BaseCommand):
             raise CommandError(f"the call failed: {error}") from None
         totals = call.totals
         card = (
-            f"{totals.typing_seconds:g} s typing the card, {totals.charging_seconds:g} s charging it, "
+            f"{totals.typing_seconds:g} s typing the card, {totals.charging_seconds:g} s for <Pay> to process it, "
             if totals.typing_seconds or totals.charging_seconds
             else ""
         )
@@ -213,11 +232,23 @@ class Command(BaseCommand):
             f"{totals.wait_seconds:g} s waiting after entries, {card}"
             f"{totals.seconds:.0f} s in all."
         )
+        self._send_stripe_events(call, base_url)
         problem = self._explain(call, base_url, url, deposit)
         if problem and call.ended_by == "application error":
             raise CommandError(problem)
         if problem:
             self.stderr.write(problem)
+
+    def _send_stripe_events(self, call: SimulatedCall, base_url: str) -> None:
+        """After the call, the events the test processor sent, as Stripe posts them: each once, signed."""
+        for body, signature in processor.sent_events():
+            kind = json.loads(body)["type"]
+            try:
+                answer = call.transport.post_json(f"{base_url}/stripe/events", body, {"Stripe-Signature": signature})
+            except NO_ANSWER_ERRORS as error:
+                self.stdout.write(f"  STRIPE {kind} -> /stripe/events: no answer ({error}); Stripe sends it again")
+                continue
+            self.stdout.write(f"  STRIPE {kind} -> /stripe/events: {answer.status} {answer.body.strip()}")
 
     def _explain(self, call: SimulatedCall, base_url: str, url: str | None, deposit: bool = False) -> str:
         """What went wrong, in words the person at the terminal can act on."""
@@ -268,6 +299,8 @@ class Command(BaseCommand):
             self.stdout.write(f"  ---    (interrupted) not heard: {event.text}")
         elif event.kind == "charging":
             self.stdout.write(f"  CHARGE {event.text}   ({event.note})")
+        elif event.kind == "tokenizing":
+            self.stdout.write(f"  TOKEN  {event.text}   ({event.note})")
         else:
             self.stdout.write(SHOWN.get(event.kind, "  {}").format(event.text))
 

@@ -1,0 +1,94 @@
+"""Disputes and early fraud warnings: the member's money moves when Stripe's does, never before.
+
+A dispute takes the deposit's money back when Stripe withdraws it from our balance
+(charge.dispute.funds_withdrawn, or a withdrawal among the dispute's balance
+transactions), at the dispute's amount (never more than is left of the deposit),
+even below zero: the card's money is gone, so the member owes it. Stripe's dispute
+fee is the service's cost and is never taken. funds_reinstated gives it back once.
+An inquiry withdraws nothing: it only flags the deposit. Events come late, twice
+and out of order: a dispute row remembers what Stripe did (withdrawn, reinstated),
+so a withdrawal reported after its reinstatement takes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.db import transaction
+from django.utils import timezone
+
+from accounts import ledger
+from accounts.models import Account, LedgerEntry
+from payments import stripe_api
+from payments.models import CardDeposit, Dispute
+from payments.refunds import paid_deposit_charged_by
+
+logger = logging.getLogger(__name__)
+
+
+def dispute_seen(seen: stripe_api.DisputeSeen, *, withdrawn: bool = False, reinstated: bool = False) -> str | None:
+    """Apply what Stripe says of a dispute, once; what it did in words, or None when it is not on a charge of ours.
+
+    withdrawn/reinstated: the event's type says so, whatever the object's balance transactions show.
+    """
+    deposit = paid_deposit_charged_by(charge=seen.charge, payment_intent=seen.payment_intent)
+    if deposit is None:
+        return None
+    return _apply(deposit.pk, seen, withdrawn=withdrawn or seen.withdrawn, reinstated=reinstated or seen.reinstated)
+
+
+@transaction.atomic
+def _apply(deposit_id: int, seen: stripe_api.DisputeSeen, *, withdrawn: bool, reinstated: bool) -> str:
+    account_id = CardDeposit.objects.values_list("account_id", flat=True).get(pk=deposit_id)
+    Account.objects.select_for_update().filter(pk=account_id).get()
+    deposit = CardDeposit.objects.select_for_update(of=("self",)).select_related("entry").get(pk=deposit_id)
+    dispute = Dispute.objects.select_for_update().filter(stripe_id=seen.id).first()
+    if dispute is None:
+        dispute = Dispute(stripe_id=seen.id, deposit=deposit, amount_cents=max(seen.amount_cents, 1))
+    # A closed dispute stays closed: an older event saying it is open arrived late.
+    if dispute.pk is None or dispute.is_open or seen.status in Dispute.CLOSED:
+        dispute.status = seen.status[:30] or dispute.status
+    dispute.reason = seen.reason[:40] or dispute.reason
+    dispute.funds_withdrawn = dispute.funds_withdrawn or withdrawn
+    dispute.funds_reinstated = dispute.funds_reinstated or reinstated
+    dispute.updated = timezone.now()
+    said = [f"dispute {seen.id} on card deposit {deposit.pk}: {dispute.status}"]
+    if dispute.funds_withdrawn and not dispute.funds_reinstated and dispute.taken_by_id is None:
+        left = deposit.entry.amount_cents - ledger.card_money_taken_cents(entry=deposit.entry)
+        amount = min(dispute.amount_cents, left)
+        if amount > 0:
+            dispute.taken_by = ledger.card_money_take_back(
+                entry=deposit.entry, amount_cents=amount, kind=LedgerEntry.Kind.DISPUTE, owing=True
+            )
+            said.append(f"{amount} cents taken back")
+    if dispute.funds_reinstated and dispute.taken_by_id and dispute.given_back_by_id is None:
+        dispute.given_back_by = ledger.card_money_give_back(
+            entry=deposit.entry,
+            amount_cents=-LedgerEntry.objects.get(pk=dispute.taken_by_id).amount_cents,
+            kind=LedgerEntry.Kind.REINSTATED,
+        )
+        said.append("money given back")
+    dispute.save()
+    if dispute.is_inquiry and not deposit.needs_look:
+        deposit.needs_look = f"the card's bank asks about this charge (inquiry {seen.id})"[:160]
+        deposit.save(update_fields=["needs_look"])
+    logger.warning("card deposit disputed: deposit=%s %s", deposit.pk, "; ".join(said))
+    return "; ".join(said)
+
+
+def early_fraud_warning_seen(*, charge: str, payment_intent: str, warning: str, fraud_type: str) -> str | None:
+    """The card's bank warns the charge may be fraud: money still held stays held until an operator releases it."""
+    deposit = paid_deposit_charged_by(charge=charge, payment_intent=payment_intent)
+    if deposit is None:
+        return None
+    with transaction.atomic():
+        deposit = CardDeposit.objects.select_for_update().get(pk=deposit.pk)
+        still_held = deposit.release_at is not None and deposit.release_at > timezone.now()
+        deposit.held_for_review = deposit.held_for_review or still_held
+        deposit.needs_look = f"early fraud warning {warning} ({fraud_type or 'unknown'})"[:160]
+        deposit.save(update_fields=["held_for_review", "needs_look"])
+    logger.warning(
+        "card deposit early fraud warning: deposit=%s warning=%s held=%s", deposit.pk, warning, deposit.held_for_review
+    )
+    held = "its money stays held until an operator releases it" if deposit.held_for_review else "its money was free"
+    return f"early fraud warning on card deposit {deposit.pk}: {held}"

@@ -1,0 +1,405 @@
+"""Card money after the call: Stripe's events, refunds that finish, disputes, and the hold.
+
+Events are signed bodies shaped like Stripe's Event objects around its Refund, Dispute, Charge and
+EarlyFraudWarning objects (tests/stripe_double.py); each sequence is applied twice and in reverse
+order, and the ledger and the words the member hears are checked after each.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+from django.utils.translation import override
+
+from accounts import ledger
+from accounts.errors import MoneyHeld, MoneyOwed
+from accounts.models import Account, LedgerEntry
+from ivr.steps.common import balance_words
+from payments import refunds
+from payments.models import CardDeposit, Dispute, Refund, StripeEvent
+from tests.payments.test_card_deposits import pay, signed, start
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("stripe_double")]
+
+
+def balance(account: Account) -> int:
+    account.refresh_from_db()
+    return account.balance_cents
+
+
+def heard(account: Account) -> str:
+    account.refresh_from_db()
+    with override("en"):
+        return " ".join(str(line) for line in balance_words(account))
+
+
+def paid_deposit(account: Account, cents: int = 25_00) -> CardDeposit:
+    deposit = pay(start(account, cents))
+    assert deposit.status == "paid"
+    return deposit
+
+
+def spend(account: Account, cents: int) -> None:
+    """The member spends money that is free: an operator's deposit, sent by transfer."""
+    from accounts.models import Recipient
+
+    recipient, _ = Recipient.objects.get_or_create(code="246810", defaults={"name": "Jane Doe"})
+    account.refresh_from_db()
+    ledger.transfer_submit(
+        account=account, recipient_code=recipient.code, amount_cents=cents, idempotency_key=f"spend-{time.time_ns()}"
+    )
+
+
+def send(client, event: dict):
+    answer = signed(client, event)
+    assert answer.status_code == 200, answer.content
+    return answer
+
+
+# Refunds made in Stripe's dashboard ---------------------------------------------------------------
+
+
+def test_a_dashboard_refund_is_taken_back_once_by_charge_refunded_and_refund_created(client, account, stripe_double):
+    deposit = paid_deposit(account)
+    refund = stripe_double.refund_in_dashboard(deposit.payment_intent, 10_00)
+    charge = {
+        "id": stripe_double.charge_of(deposit.payment_intent),
+        "object": "charge",
+        "payment_intent": deposit.payment_intent,
+        "amount": 25_00,
+        "amount_refunded": 10_00,
+        "refunded": False,
+    }
+    sequence = [stripe_double.event("charge.refunded", charge), stripe_double.event("refund.created", refund)]
+    for event in sequence * 2:
+        send(client, event)
+        assert balance(account) == 115_00
+    taken = Refund.objects.get()
+    assert taken.stripe_id == refund["id"] and taken.operator is None and taken.taken_by.amount_cents == -10_00
+    assert "Your balance is 115 dollars." in heard(account)
+
+
+def test_a_dashboard_refund_that_fails_later_gives_the_money_back_in_either_order(client, account, stripe_double):
+    deposit = paid_deposit(account)
+    refund = stripe_double.refund_in_dashboard(deposit.payment_intent, 25_00, status="pending")
+    created = stripe_double.event("refund.created", refund)
+    failed = stripe_double.event(
+        "refund.failed", {**refund, "status": "failed", "failure_reason": "expired_or_canceled_card"}
+    )
+    send(client, created)
+    assert balance(account) == 100_00
+    send(client, failed)
+    send(client, created)  # late, and again
+    assert balance(account) == 125_00
+    kinds = list(LedgerEntry.objects.filter(corrects=deposit.entry).values_list("kind", flat=True).order_by("pk"))
+    assert kinds == ["refund", "returned"]
+
+
+def test_a_refund_failing_first_then_created_takes_nothing(client, account, stripe_double):
+    deposit = paid_deposit(account)
+    refund = stripe_double.refund_in_dashboard(deposit.payment_intent, 25_00, status="pending")
+    created = stripe_double.event("refund.created", refund)
+    failed = stripe_double.event("refund.failed", {**refund, "status": "failed"})
+    for event in (failed, created, failed):
+        send(client, event)
+        assert balance(account) == 125_00
+    assert not LedgerEntry.objects.filter(corrects=deposit.entry).exists()
+
+
+def test_our_refund_pending_then_succeeded_by_charge_refund_updated_then_failed_days_later(
+    client, account, stripe_double
+):
+    deposit = paid_deposit(account)
+    stripe_double.refund_status = "pending"
+    ours = refunds.card_deposit_refund(deposit_id=deposit.pk)
+    assert ours.status == "pending" and balance(account) == 100_00
+    found = stripe_double.refunds[ours.stripe_id]
+    send(client, stripe_double.event("charge.refund.updated", {**found, "status": "succeeded"}))
+    assert Refund.objects.get().status == "succeeded" and balance(account) == 100_00
+    send(client, stripe_double.event("refund.updated", {**found, "status": "pending"}))  # an older word
+    assert Refund.objects.get().status == "succeeded"
+    send(client, stripe_double.event("refund.failed", {**found, "status": "failed"}))
+    assert Refund.objects.get().status == "failed" and balance(account) == 125_00
+
+
+def test_a_lost_refund_answer_is_matched_by_our_uuid_in_the_event(client, account, stripe_double):
+    deposit = paid_deposit(account)
+    stripe_double.refunds_lost = 1
+    ours = refunds.card_deposit_refund(deposit_id=deposit.pk)
+    assert ours.status == "requested" and ours.stripe_id is None and balance(account) == 100_00
+    [made] = stripe_double.refunds.values()
+    send(client, stripe_double.event("refund.created", made))
+    ours.refresh_from_db()
+    assert ours.stripe_id == made["id"] and ours.status == "succeeded" and balance(account) == 100_00
+    assert Refund.objects.count() == 1
+
+
+# Disputes ----------------------------------------------------------------------------------------------
+
+
+def dispute_sequence(stripe_double, deposit: CardDeposit, amount: int) -> list[dict]:
+    pi = deposit.payment_intent
+    return [
+        stripe_double.event("charge.dispute.created", stripe_double.dispute(pi, amount)),
+        stripe_double.event("charge.dispute.funds_withdrawn", stripe_double.dispute(pi, amount, moves=[-amount])),
+        stripe_double.event("charge.dispute.updated", stripe_double.dispute(pi, amount, "under_review", [-amount])),
+        stripe_double.event(
+            "charge.dispute.funds_reinstated", stripe_double.dispute(pi, amount, "won", [-amount, amount])
+        ),
+        stripe_double.event("charge.dispute.closed", stripe_double.dispute(pi, amount, "won", [-amount, amount])),
+    ]
+
+
+def test_a_dispute_of_money_already_spent_leaves_the_member_owing_then_reinstated_gives_it_back_once(
+    client, account, stripe_double
+):
+    deposit = paid_deposit(account, 200_00)
+    spend(account, 100_00)  # the operator's 100 dollars, which were free
+    assert balance(account) == 200_00
+    created, withdrawn, updated, reinstated, closed = dispute_sequence(stripe_double, deposit, 200_00)
+    send(client, created)
+    assert balance(account) == 200_00  # a dispute opened takes nothing yet
+    # The hold ends, and the member sends most of the card money on.
+    CardDeposit.objects.filter(pk=deposit.pk).update(release_at=timezone.now())
+    spend(account, 150_00)
+    assert balance(account) == 50_00
+    for event in (withdrawn, withdrawn, updated):
+        send(client, event)
+        assert balance(account) == -150_00
+    account.refresh_from_db()
+    assert account.lowest_balance_cents == -150_00
+    assert heard(account) == (
+        "You owe 150 dollars because a card deposit was taken back. Your next deposits will pay it first."
+    )
+    with pytest.raises(MoneyOwed):
+        ledger.transfer_check(account=account, amount_cents=1_00)
+    dispute = Dispute.objects.get()
+    assert dispute.funds_withdrawn and dispute.taken_by.kind == "dispute" and dispute.amount_cents == 200_00
+    for event in (reinstated, closed, reinstated, withdrawn):
+        send(client, event)
+        assert balance(account) == 50_00
+    dispute.refresh_from_db()
+    assert dispute.status == "won" and dispute.given_back_by.kind == "reinstated"
+    assert heard(account).startswith("Your balance is 50 dollars.")
+
+
+def test_a_dispute_applied_in_reverse_order_ends_where_it_would_have(client, account, stripe_double):
+    deposit = paid_deposit(account, 50_00)
+    for event in reversed(dispute_sequence(stripe_double, deposit, 50_00)):
+        send(client, event)
+        assert balance(account) == 150_00  # reinstated came first: the late withdrawal takes nothing
+    assert Dispute.objects.get().status == "won"
+
+
+def test_a_lost_dispute_keeps_the_money_taken_and_the_fee_is_never_the_members(client, account, stripe_double):
+    deposit = paid_deposit(account, 40_00)
+    pi = deposit.payment_intent
+    send(
+        client, stripe_double.event("charge.dispute.funds_withdrawn", stripe_double.dispute(pi, 40_00, moves=[-40_00]))
+    )
+    send(client, stripe_double.event("charge.dispute.closed", stripe_double.dispute(pi, 40_00, "lost", [-40_00])))
+    assert balance(account) == 100_00  # 40 dollars back, not 40 plus Stripe's 15 dollar fee
+    assert not Dispute.objects.get().is_open
+
+
+def test_an_inquiry_only_flags_the_deposit(client, account, stripe_double):
+    deposit = paid_deposit(account)
+    inquiry = stripe_double.dispute(deposit.payment_intent, 25_00, "warning_needs_response")
+    send(client, stripe_double.event("charge.dispute.created", inquiry))
+    deposit.refresh_from_db()
+    assert balance(account) == 125_00 and "inquiry" in deposit.needs_look
+    with pytest.raises(refunds.DisputeOpen):
+        refunds.card_deposit_refund(deposit_id=deposit.pk)
+
+
+def test_an_early_fraud_warning_keeps_held_money_held_until_an_operator_releases_it(client, account, stripe_double):
+    from payments import holds
+
+    deposit = paid_deposit(account)
+    warning = {
+        "id": "issfr_1QEarlyFraudWarning0001",
+        "object": "radar.early_fraud_warning",
+        "actionable": True,
+        "charge": stripe_double.charge_of(deposit.payment_intent),
+        "created": int(time.time()),
+        "fraud_type": "made_with_stolen_card",
+        "livemode": False,
+        "payment_intent": deposit.payment_intent,
+    }
+    event = stripe_double.event("radar.early_fraud_warning.created", warning)
+    send(client, event)
+    send(client, event)
+    deposit.refresh_from_db()
+    assert deposit.held_for_review and "early fraud warning" in deposit.needs_look
+    later = deposit.release_at + timedelta(days=1)
+    with pytest.raises(MoneyHeld):
+        ledger.transfer_check(account=account, amount_cents=101_00, now=later)
+    assert "The rest is from a card deposit: you cannot send it yet." in heard(account)
+    holds.release(deposit_id=deposit.pk, now=timezone.now())
+    ledger.transfer_check(account=account, amount_cents=125_00)
+
+
+# Events: signatures, failures, not ours ---------------------------------------------------------------
+
+
+def test_a_forged_stale_or_other_mode_dispute_event_changes_nothing(client, account, stripe_double):
+    deposit = paid_deposit(account)
+    withdrawn = stripe_double.event(
+        "charge.dispute.funds_withdrawn", stripe_double.dispute(deposit.payment_intent, 25_00, moves=[-25_00])
+    )
+    assert signed(client, withdrawn, secret="whsec_forged").status_code == 400
+    assert signed(client, withdrawn, at=int(time.time()) - 600).status_code == 400
+    assert not StripeEvent.objects.exists()
+    assert signed(client, {**withdrawn, "livemode": True}).status_code == 200
+    assert StripeEvent.objects.get().outcome == "not ours" and balance(account) == 125_00
+
+
+def test_a_refund_on_someone_elses_charge_is_stored_and_ignored(client, account, stripe_double):
+    paid_deposit(account)
+    foreign = {
+        "id": "re_3QForeign",
+        "object": "refund",
+        "amount": 500,
+        "charge": "ch_3QForeign",
+        "payment_intent": "pi_3QForeign",
+        "status": "succeeded",
+        "metadata": {},
+        "created": int(time.time()),
+    }
+    send(client, stripe_double.event("refund.created", foreign))
+    assert StripeEvent.objects.get().outcome == "not ours" and balance(account) == 125_00
+
+
+def test_charge_refunded_while_stripe_cannot_be_read_answers_500_then_applies_once(client, account, stripe_double):
+    deposit = paid_deposit(account)
+    stripe_double.refund_in_dashboard(deposit.payment_intent, 25_00)
+    charge = {
+        "id": stripe_double.charge_of(deposit.payment_intent),
+        "object": "charge",
+        "payment_intent": deposit.payment_intent,
+        "amount": 25_00,
+        "amount_refunded": 25_00,
+        "refunded": True,
+    }
+    event = stripe_double.event("charge.refunded", charge)
+    stripe_double.down = True
+    assert signed(client, event).status_code == 500
+    assert StripeEvent.objects.get().outcome == "failed" and balance(account) == 125_00
+    stripe_double.down = False
+    send(client, event)
+    send(client, event)
+    assert StripeEvent.objects.get().outcome == "applied" and balance(account) == 100_00
+
+
+def test_stripe_events_since_applies_what_never_arrived(account, stripe_double):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    deposit = paid_deposit(account)
+    refund = stripe_double.refund_in_dashboard(deposit.payment_intent, 5_00)
+    stripe_double.event("refund.created", refund)
+    stripe_double.event("customer.created", {"id": "cus_1", "object": "customer"})
+    out = StringIO()
+    call_command("stripe_events", "--since", timezone.localdate().isoformat(), stdout=out)
+    assert "1 event(s) applied" in out.getvalue() and balance(account) == 120_00
+    call_command("stripe_events", "--since", timezone.localdate().isoformat(), stdout=out)
+    assert balance(account) == 120_00
+
+
+def test_reconciliation_applies_dashboard_refunds_and_disputes_no_event_delivered(account, stripe_double):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    deposit = paid_deposit(account, 30_00)
+    stripe_double.refund_in_dashboard(deposit.payment_intent, 10_00)
+    stripe_double.dispute(deposit.payment_intent, 20_00, "needs_response", moves=[-20_00])
+    out = StringIO()
+    call_command("reconcile_card_deposits", stdout=out)
+    assert "would be" in out.getvalue() and balance(account) == 130_00
+    call_command("reconcile_card_deposits", "--resolve", stdout=out)
+    assert balance(account) == 100_00
+    out = StringIO()
+    call_command("reconcile_card_deposits", "--resolve", stdout=out)
+    assert "Stripe and the card deposits agree." in out.getvalue() and balance(account) == 100_00
+
+
+# The hold ---------------------------------------------------------------------------------------------------
+
+
+def test_card_money_cannot_leave_before_its_release_and_says_from_when(account, stripe_double, monkeypatch):
+    deposit = paid_deposit(account, 40_00)
+    free_from = deposit.release_at
+    assert "You can send 100 dollars now. The rest is from a card deposit: you can send it starting" in heard(account)
+    with pytest.raises(MoneyHeld) as refused:
+        ledger.transfer_check(account=account, amount_cents=110_00)
+    assert refused.value.sendable_cents == 100_00
+    ledger.transfer_check(account=account, amount_cents=100_00)
+    moved = free_from + timedelta(minutes=1)
+    monkeypatch.setattr(timezone, "now", lambda: moved)
+    ledger.transfer_check(account=account, amount_cents=140_00)
+    assert heard(account) == "Your balance is 140 dollars."
+
+
+def test_held_money_is_checked_under_the_accounts_lock_when_the_transfer_is_made(account, stripe_double):
+    from accounts.models import Recipient
+
+    Recipient.objects.create(code="246810", name="Jane Doe")
+    ledger.transfer_check(account=account, amount_cents=100_00)  # before the card money: all free
+    paid_deposit(account, 200_00)
+    # The card money arrived between the amount and the confirmation: the transfer is refused, not sent.
+    with pytest.raises(MoneyHeld):
+        ledger.transfer_submit(account=account, recipient_code="246810", amount_cents=150_00, idempotency_key="k")
+    assert balance(account) == 300_00
+
+
+def test_a_version_3_deposit_releases_at_its_decided_time_plus_the_hold(account, stripe_double, settings):
+    from payments import holds
+
+    deposit = paid_deposit(account)
+    decided = timezone.now() - timedelta(hours=settings.CARD_FUNDS_HOLD_HOURS - 1)
+    CardDeposit.objects.filter(pk=deposit.pk).update(
+        charged_by="connector", decided=decided, release_at=decided + timedelta(hours=settings.CARD_FUNDS_HOLD_HOURS)
+    )
+    held = holds.card_money_held(account.pk, timezone.now())
+    assert held.cents == 25_00
+    assert holds.card_money_held(account.pk, timezone.now() + timedelta(hours=2)).cents == 0
+
+
+def test_money_taken_back_is_no_longer_held(account, stripe_double):
+    deposit = paid_deposit(account)
+    refunds.card_deposit_refund(deposit_id=deposit.pk)
+    assert heard(account) == "Your balance is 100 dollars."
+    ledger.transfer_check(account=account, amount_cents=100_00)
+
+
+def test_the_refusals_come_in_order_unverified_owed_held_per_transfer_daily(account, stripe_double, settings):
+    from accounts.errors import AccountNotVerified, TransferLimitExceeded
+
+    paid_deposit(account, 200_00)
+    account.refresh_from_db()
+    settings.TRANSFER_LIMIT_DOLLARS = 50
+    with pytest.raises(MoneyHeld):
+        ledger.transfer_check(account=account, amount_cents=150_00)  # held before the per-transfer limit
+    with pytest.raises(TransferLimitExceeded):
+        ledger.transfer_check(account=account, amount_cents=60_00)
+    Account.objects.filter(pk=account.pk).update(balance_cents=-5_00, lowest_balance_cents=-5_00)
+    account.refresh_from_db()
+    with pytest.raises(MoneyOwed):
+        ledger.transfer_check(account=account, amount_cents=1_00)
+    Account.objects.filter(pk=account.pk).update(status="pending", verified_at=None)
+    account.refresh_from_db()
+    with pytest.raises(AccountNotVerified):
+        ledger.transfer_check(account=account, amount_cents=1_00)
+
+
+def test_events_bodies_are_never_kept(client, account, stripe_double):
+    deposit = paid_deposit(account)
+    send(client, stripe_double.event("refund.created", stripe_double.refund_in_dashboard(deposit.payment_intent, 100)))
+    row = StripeEvent.objects.get()
+    assert set(json.loads(json.dumps({"d": row.detail}))) == {"d"} and "fingerprint" not in row.detail
