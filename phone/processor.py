@@ -19,7 +19,9 @@ simulator posts to /stripe/events after the call. And it can answer as a bad day
 (answer_as, the simulator's --then): "uncertain" makes each charge and then drops the connection before its answer (the
 service cannot know the card was charged: the deposit is uncertain until the event arrives);
 "stripe-fails" answers each charge 500, saved under its idempotency key as Stripe saves it, and makes
-nothing (uncertain too, then closed as not charged when no PaymentIntent exists an hour later).
+nothing (uncertain too, then closed as not charged when no PaymentIntent exists an hour later);
+"dispute" disputes the charge afterwards, as Stripe's test card ...0259 always does; "refund-fails"
+answers a refund pending, then sends refund.failed.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ _by_key: dict[str, tuple[str, int, str]] = {}  # idempotency key: (parameters, s
 _refunds: dict[str, dict] = {}
 _outbox: list[dict] = []  # the events Stripe would send, oldest first
 MODES = {
+    "dispute": "Stripe charges the card, then the card's bank disputes it and Stripe withdraws the money",
+    "refund-fails": "after the call an operator refunds the deposit; Stripe says pending, then failed",
     "uncertain": "Stripe charges the card, then the connection drops before its answer",
     "stripe-fails": "Stripe answers each charge 500 and makes nothing",
 }
@@ -205,6 +209,31 @@ class TestProcessor(HTTPClient):
             _send("payment_intent.payment_failed", intent)
             return _error(402, type="card_error", payment_intent=intent, **error)
         _send("payment_intent.succeeded", intent)
+        if card == payment.DISPUTED or _mode == "dispute":
+            # As Stripe's test card 4000 0000 0000 0259 does: the charge succeeds, then is disputed as fraud.
+            dispute = {
+                "id": _id("dp_", intent_id),
+                "object": "dispute",
+                "amount": intent["amount"],
+                "charge": intent["latest_charge"],
+                "payment_intent": intent_id,
+                "created": int(time.time()),
+                "currency": intent["currency"],
+                "livemode": False,
+                "reason": "fraudulent",
+                "status": "needs_response",
+                "is_charge_refundable": False,
+                "balance_transactions": [],
+            }
+            _send("charge.dispute.created", dispute)
+            withdrawal = {
+                "id": _id("txn_", intent_id),
+                "object": "balance_transaction",
+                "amount": -intent["amount"],
+                "fee": 1500,
+                "reporting_category": "dispute",
+            }
+            _send("charge.dispute.funds_withdrawn", {**dispute, "balance_transactions": [withdrawal]})
         return _ok(intent)
 
     def _list(self, items, query: dict[str, str], url: str):
@@ -237,7 +266,12 @@ class TestProcessor(HTTPClient):
             "created": int(time.time()),
             "currency": "usd",
             "metadata": {name[9:-1]: value for name, value in form.items() if name.startswith("metadata[")},
-            "status": "succeeded",
+            "status": "pending" if _mode == "refund-fails" else "succeeded",
         }
         _refunds[refund_id] = refund
+        if _mode == "refund-fails":
+            # A refund to a card that was closed meanwhile: pending at first, failed days later.
+            _send("refund.failed", {**refund, "status": "failed", "failure_reason": "expired_or_canceled_card"})
+        else:
+            _send("refund.created", refund)
         return _ok(refund)

@@ -403,3 +403,34 @@ def test_events_bodies_are_never_kept(client, account, stripe_double):
     send(client, stripe_double.event("refund.created", stripe_double.refund_in_dashboard(deposit.payment_intent, 100)))
     row = StripeEvent.objects.get()
     assert set(json.loads(json.dumps({"d": row.detail}))) == {"d"} and "fingerprint" not in row.detail
+
+
+def test_card_money_is_counted_for_prometheus(client, account, stripe_double, django_capture_on_commit_callbacks):
+    from prometheus_client import REGISTRY
+
+    def value(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    paid, withdrawn = (
+        value("myibot_card_charges_total", outcome="paid"),
+        value("myibot_card_disputes_total", event="funds_withdrawn"),
+    )
+    applied, succeeded = (
+        value("myibot_stripe_events_total", outcome="applied"),
+        value("myibot_card_refunds_total", status="succeeded"),
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        deposit = paid_deposit(account)
+    assert value("myibot_card_charges_total", outcome="paid") == paid + 1
+    assert value("myibot_card_deposits_uncertain") == 0
+    with django_capture_on_commit_callbacks(execute=True):
+        refunds.card_deposit_refund(deposit_id=deposit.pk)
+    assert value("myibot_card_refunds_total", status="succeeded") == succeeded + 1
+    other = paid_deposit(account, 10_00)
+    event = stripe_double.event(
+        "charge.dispute.funds_withdrawn", stripe_double.dispute(other.payment_intent, 10_00, moves=[-10_00])
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        send(client, event)
+    assert value("myibot_card_disputes_total", event="funds_withdrawn") == withdrawn + 1
+    assert value("myibot_stripe_events_total", outcome="applied") == applied + 1

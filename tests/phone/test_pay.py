@@ -543,3 +543,32 @@ def test_the_stripe_modes_play_only_in_process(settings):
     settings.STRIPE_SECRET_KEY = ""
     with pytest.raises(CommandError, match="--then plays the test processor inside this process"):
         deposit_call("--url", "http://127.0.0.1:9", "--then", "stripe-fails", "--keys", DEPOSIT_KEYS)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("how", [("--then", "dispute"), ("--keys-card", "4000000000000259")])
+def test_a_disputed_charge_takes_the_money_back_after_the_call(account, test_processor, how):
+    keys = DEPOSIT_KEYS.replace("4242424242424242", how[1]) if how[0] == "--keys-card" else DEPOSIT_KEYS
+    then = ["--then", "dispute"] if how[0] == "--then" else []
+    out = deposit_call(*then, "--keys", keys)
+    assert "Thank you. 25 dollars are on the account." in out
+    assert "  STRIPE charge.dispute.created -> /stripe/events: 200 applied: dispute dp_" in out
+    assert (
+        "STRIPE charge.dispute.funds_withdrawn -> /stripe/events: 200 applied:" in out
+        and "2500 cents taken back" in out
+    )
+    account.refresh_from_db()
+    assert account.balance_cents == 100_00
+
+
+@pytest.mark.django_db
+def test_a_refund_that_fails_gives_the_money_back(account, test_processor):
+    from payments.models import Refund
+
+    out = deposit_call("--then", "refund-fails", "--keys", DEPOSIT_KEYS)
+    assert "  REFUND card deposit 1: an operator refunds it; Stripe answers pending" in out
+    assert "  STRIPE refund.failed -> /stripe/events: 200 applied: refund " in out
+    refund = Refund.objects.get()
+    assert refund.status == "failed" and refund.given_back_by is not None
+    account.refresh_from_db()
+    assert account.balance_cents == 125_00

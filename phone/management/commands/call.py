@@ -9,6 +9,7 @@ import sys
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from accounts.errors import AccountsError
 from phone import payment, processor
 from phone.call import (
     DEPOSIT_PATH,
@@ -155,6 +156,7 @@ class Command(BaseCommand):
         disabled = logging.root.manager.disable
         processor.sent_events()  # what earlier work in this process left unsent is not this call's
         processor.answer_as(then)
+        self._then = then
         if not verbose:
             # The server's own log lines (its 403 warnings too) would interleave with what the caller hears.
             logging.disable(logging.WARNING)
@@ -232,12 +234,30 @@ class Command(BaseCommand):
             f"{totals.wait_seconds:g} s waiting after entries, {card}"
             f"{totals.seconds:.0f} s in all."
         )
+        if self._then == "refund-fails":
+            self._refund_after_the_call(call)
         self._send_stripe_events(call, base_url)
         problem = self._explain(call, base_url, url, deposit)
         if problem and call.ended_by == "application error":
             raise CommandError(problem)
         if problem:
             self.stderr.write(problem)
+
+    def _refund_after_the_call(self, call: SimulatedCall) -> None:
+        """What an operator does with refund_card_deposit --deposit N, the call's deposit being N."""
+        from payments import errors, refunds
+        from payments.models import CardDeposit
+
+        deposit = CardDeposit.objects.filter(call_sid=call.call_sid, status=CardDeposit.Status.PAID).first()
+        if deposit is None:
+            self.stdout.write("  REFUND nothing to refund: the call paid nothing")
+            return
+        try:
+            refund = refunds.card_deposit_refund(deposit_id=deposit.pk)
+        except (errors.PaymentsError, AccountsError) as refused:
+            self.stdout.write(f"  REFUND refused: {type(refused).__name__}")
+            return
+        self.stdout.write(f"  REFUND card deposit {deposit.pk}: an operator refunds it; Stripe answers {refund.status}")
 
     def _send_stripe_events(self, call: SimulatedCall, base_url: str) -> None:
         """After the call, the events the test processor sent, as Stripe posts them: each once, signed."""
