@@ -48,8 +48,16 @@ def fresh_database(kind: str):
             connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def same_database(url: str, like: str) -> str:
+    """url, naming the database `like` names: the direct road to a database reached through a pooler."""
+    return urlunsplit(urlsplit(url)._replace(path=urlsplit(like).path))
+
+
 def production_env(database_url: str, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "PYTEST"))}
+    if env.get("DATABASE_DIRECT_URL") and database_url.startswith("postgres"):
+        # Behind a pooler (DATABASE_POOLER): the direct URL names the server; the database is this one.
+        env["DATABASE_DIRECT_URL"] = same_database(env["DATABASE_DIRECT_URL"], database_url)
     env.update(
         DEBUG="false",
         SECRET_KEY="e2e-" + secrets.token_urlsafe(40),

@@ -77,7 +77,7 @@ class Environment:
         self.problem(f"{name} must be true or false, not {value!r}", name=name)
         return default
 
-    def number(self, name: str, default: int, *, minimum: int = 0) -> int:
+    def number(self, name: str, default: int, *, minimum: int = 0, maximum: int | None = None) -> int:
         value = os.environ.get(name, "").strip()
         if not value:
             return default
@@ -88,6 +88,9 @@ class Environment:
             return default
         if number < minimum:
             self.problem(f"{name} must be at least {minimum}, not {number}", name=name)
+            return default
+        if maximum is not None and number > maximum:
+            self.problem(f"{name} must be at most {maximum}, not {number}", name=name)
             return default
         return number
 

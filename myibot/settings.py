@@ -8,6 +8,7 @@ development values stand in for the secrets, with a warning.
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import os
 import sys
@@ -80,6 +81,10 @@ if BASE_URL and (_base.scheme not in ("http", "https") or not _base.hostname):
     _env.problem(f"BASE_URL must be an origin like https://myibot.fly.dev, not {BASE_URL!r}")
 elif _base.path or _base.query:
     _env.problem(f"BASE_URL must be an origin only, without a path, not {BASE_URL!r}")
+elif not DEBUG and _base.scheme != "https" and os.environ.get("BASE_URL", "").strip():
+    # Twilio signs the URL it calls; behind Fly's forced https that is https://, so an http BASE_URL
+    # would fail every call's signature (403), whatever else is right.
+    _env.problem(f"BASE_URL must be https with DEBUG off (Twilio calls and signs https://...), not {BASE_URL!r}")
 
 ALLOWED_HOSTS = [
     host.strip() for host in os.environ.get("ALLOWED_HOSTS", _base.hostname or "").split(",") if host.strip()
@@ -148,7 +153,9 @@ try:
         # Reusing connections saves a connect per webhook; health checks make
         # a connection dropped by the server a retry, not a failed call (on
         # PostgreSQL without a round trip: myibot/postgresql).
-        conn_max_age=_env.number("CONN_MAX_AGE", 600),
+        # At most 5 minutes: a pooler or a managed database ends connections idle longer than that, and
+        # a connection is a server process held on Fly Managed Postgres (README, "Many machines").
+        conn_max_age=_env.number("CONN_MAX_AGE", 300, minimum=0, maximum=300),
         conn_health_checks=True,
     )
 except ValueError:
@@ -175,24 +182,58 @@ DB_CONNECT_TIMEOUT = _env.number("DB_CONNECT_TIMEOUT", 3, minimum=2)
 # postgres attach` does. A pooler in transaction mode in between must track
 # them (PgBouncer 1.21 or later with max_prepared_statements above 0); behind
 # any other, set false, or queries fail with "prepared statement does not exist".
-DB_PREPARED_STATEMENTS = _env.flag("DB_PREPARED_STATEMENTS", True)
+# How DATABASE_URL reaches PostgreSQL: "direct", or through a pooler (PgBouncer, as Fly Managed Postgres
+# gives it) in "session" or "transaction" mode. In transaction mode each transaction may run on another
+# server connection: nothing may rest on a session (a SET, a named prepared statement the pooler does not
+# track, a server-side cursor), so the time limits come from the role's own settings (below).
+DATABASE_POOLER = _env.choice("DATABASE_POOLER", "direct", ("direct", "session", "transaction"))
+DB_PREPARED_STATEMENTS = _env.flag("DB_PREPARED_STATEMENTS", DATABASE_POOLER != "transaction")
+# The release command's migrations go straight to PostgreSQL (DATABASE_DIRECT_URL, which Fly Managed
+# Postgres gives beside its pooled URL), with limits of their own: an index on a large table takes longer
+# than a webhook's 4 s, and a pooler in transaction mode cannot hold a session's settings.
+DB_MIGRATION_LOCK_TIMEOUT_MS = _env.number("DB_MIGRATION_LOCK_TIMEOUT_MS", 60000)
+DB_MIGRATION_STATEMENT_TIMEOUT_MS = _env.number("DB_MIGRATION_STATEMENT_TIMEOUT_MS", 0)
+_direct_url = _env.text("DATABASE_DIRECT_URL", "")
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-    # Django's backend, with a health check that asks the socket, not the server (myibot/postgresql).
-    DATABASES["default"]["ENGINE"] = "myibot.postgresql"
-    # Per connection, through libpq: 0 (for a long migration) means no limit.
+    if DATABASE_POOLER == "transaction" and not _direct_url:
+        _env.problem(
+            "DATABASE_POOLER=transaction needs DATABASE_DIRECT_URL: migrations set the role's time limits "
+            "and hold sessions, which a transaction pooler cannot give them"
+        )
+    DATABASES["direct"] = {
+        **(dj_database_url.parse(_direct_url, conn_max_age=0) if _direct_url else copy.deepcopy(DATABASES["default"])),
+        # Tests run on the default database; "direct" is the same database by another road.
+        "TEST": {"MIRROR": "default"},
+    }
+for _alias, _database in DATABASES.items():
+    if _database["ENGINE"] != "django.db.backends.postgresql":
+        continue
+    # Django's backend, with a health check that asks the socket, not the server, and the time limits
+    # set without libpq's `options`, which PgBouncer refuses (myibot/postgresql).
+    _database["ENGINE"] = "myibot.postgresql"
+    _pooled = _alias == "default" and DATABASE_POOLER != "direct"
+    # Each connection's limits, in ms (0: none). Directly or through a pooler in session mode the backend
+    # sets them on the session when it connects; in transaction mode only the role's settings hold, which
+    # a migration sets and every start checks (myibot/postgresql/timeouts.py).
+    _database["TIME_LIMITS"] = {
+        "lock_timeout": DB_MIGRATION_LOCK_TIMEOUT_MS if _alias == "direct" else DB_LOCK_TIMEOUT_MS,
+        "statement_timeout": DB_MIGRATION_STATEMENT_TIMEOUT_MS if _alias == "direct" else DB_STATEMENT_TIMEOUT_MS,
+        "set_on_connect": not (_pooled and DATABASE_POOLER == "transaction"),
+    }
+    # Server-side cursors (the CSV exports' .iterator()) live in a session: not behind a transaction pooler.
+    _database["DISABLE_SERVER_SIDE_CURSORS"] = _pooled and DATABASE_POOLER == "transaction"
     # Server-side binding sends values apart from the SQL, so that a statement
     # PostgreSQL logs on an error (a lock timeout, say) shows $1, not what a
     # caller typed: at default settings it never logs parameters on errors.
     # Prepared once a query ran 5 times on a connection (psycopg's default), when allowed.
-    DATABASES["default"].setdefault("OPTIONS", {}).update(
+    _database.setdefault("OPTIONS", {}).update(
         server_side_binding=True,
-        prepare_threshold=5 if DB_PREPARED_STATEMENTS else None,
+        prepare_threshold=5 if DB_PREPARED_STATEMENTS and _alias == "default" else None,
         connect_timeout=DB_CONNECT_TIMEOUT,
-        options=f"-c lock_timeout={DB_LOCK_TIMEOUT_MS} -c statement_timeout={DB_STATEMENT_TIMEOUT_MS}",
         # A server gone without a word (its host lost) never answers, and statement_timeout,
         # which it would enforce, cannot end the wait: a query whose bytes go unacknowledged
         # for 4 s fails (tcp_user_timeout), and an idle connection is probed by keepalives.
-        tcp_user_timeout=4000,
+        tcp_user_timeout=4000 if _alias == "default" else 0,
         keepalives=1,
         keepalives_idle=30,
         keepalives_interval=10,

@@ -15,3 +15,9 @@ with exit_on_settings_problems():
     # Every view, and what they import (Stripe's library among them), loaded now: gunicorn loads this in its
     # master before it forks (preload_app), so the workers share those pages instead of each loading its own.
     _ = get_resolver().url_patterns
+
+# The role's database time limits, as the settings say (myibot/postgresql/timeouts.py). In the master,
+# before the fork; the connection is closed again, so that no worker inherits its socket.
+from myibot.postgresql import timeouts
+
+timeouts.ensure()

@@ -144,3 +144,47 @@ def test_only_steps_that_move_no_money_and_count_no_pin_commit_asynchronously(ph
     assert ["set_config" in sql for sql in updates_of_the_call("246810")] == [True]  # a recipient
     assert ["set_config" not in sql for sql in updates_of_the_call("1")] == [True]  # confirmed: money moved, durable
     assert Transfer.objects.filter(account=account, amount_cents=100).count() == 1
+
+
+@postgres_only("the role's own settings in the database (pg_db_role_setting)")
+@pytest.mark.django_db(transaction=True)
+def test_every_new_session_of_the_role_starts_with_the_time_limits_and_each_start_sets_them_again(settings):
+    """Never libpq's options, which PgBouncer refuses: the role's settings hold however the app connects."""
+    import psycopg
+    from django.db import connections
+
+    from myibot.postgresql import timeouts
+
+    assert (
+        timeouts.role_settings(connection)
+        == timeouts.wanted()
+        == {
+            "lock_timeout": f"{settings.DB_LOCK_TIMEOUT_MS}ms",
+            "statement_timeout": f"{settings.DB_STATEMENT_TIMEOUT_MS}ms",
+        }
+    )
+    direct = connections["direct"].settings_dict
+
+    def new_session_limits() -> tuple[str, str]:
+        with psycopg.connect(
+            host=direct["HOST"],
+            port=direct["PORT"] or 5432,
+            user=direct["USER"],
+            password=direct["PASSWORD"],
+            dbname=connection.settings_dict["NAME"],
+        ) as other:
+            return (
+                other.execute("SHOW lock_timeout").fetchone()[0],
+                other.execute("SHOW statement_timeout").fetchone()[0],
+            )
+
+    assert new_session_limits() == ("3s", "4s")
+    settings.DB_LOCK_TIMEOUT_MS = 2500
+    try:
+        timeouts.ensure()  # what gunicorn's master does at each start
+        assert timeouts.role_settings(connection)["lock_timeout"] == "2500ms"
+        assert new_session_limits() == ("2500ms", "4s")
+    finally:
+        settings.DB_LOCK_TIMEOUT_MS = 3000
+        timeouts.ensure()
+    assert new_session_limits() == ("3s", "4s")

@@ -215,7 +215,8 @@ def test_postgresql_connections_carry_their_time_limits_and_bind_values_server_s
         DB_LOCK_TIMEOUT_MS="2500",
     )
     assert result.returncode == 0, result.stderr
-    assert "-c lock_timeout=2500 -c statement_timeout=4000" in result.stdout
+    # Never as libpq's options, which PgBouncer refuses: set on the session, and as the role's settings.
+    assert "options" not in result.stdout
     assert "'connect_timeout': 3" in result.stdout and "'server_side_binding': True" in result.stdout
     # A server gone without a word cannot hold a query past the budget.
     assert "'tcp_user_timeout': 4000" in result.stdout and "'keepalives': 1" in result.stdout
@@ -275,3 +276,60 @@ def test_every_variable_the_settings_read_is_in_the_readmes_configuration():
     assert "DEPOSIT_MAX_DOLLARS" in read
     # RUN_MAIN is Django's autoreloader's own, not a setting.
     assert sorted(name for name in read - {"RUN_MAIN"} if f"`{name}`" not in configuration) == []
+
+
+def settings_seen(**env: str) -> dict:
+    import json
+
+    result = manage(
+        "shell",
+        "-c",
+        "import json; from django.conf import settings; "
+        "print(json.dumps({a: {k: d[k] for k in ('TIME_LIMITS', 'DISABLE_SERVER_SIDE_CURSORS', 'CONN_MAX_AGE', 'PORT')}"
+        " | {'prepare_threshold': d['OPTIONS']['prepare_threshold']} for a, d in settings.DATABASES.items()}))",
+        **PRODUCTION,
+        **env,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.splitlines()[-1])
+
+
+def test_directly_each_session_carries_the_limits_and_migrations_have_their_own():
+    seen = settings_seen(DATABASE_URL="postgres://u@127.0.0.1:5432/db", DB_LOCK_TIMEOUT_MS="2500")
+    assert seen["default"]["TIME_LIMITS"] == {"lock_timeout": 2500, "statement_timeout": 4000, "set_on_connect": True}
+    assert seen["direct"]["TIME_LIMITS"] == {"lock_timeout": 60000, "statement_timeout": 0, "set_on_connect": True}
+    assert seen["default"]["CONN_MAX_AGE"] == 300 and not seen["default"]["DISABLE_SERVER_SIDE_CURSORS"]
+
+
+def test_behind_a_transaction_pooler_nothing_rests_on_a_session():
+    seen = settings_seen(
+        DATABASE_URL="postgres://u@127.0.0.1:6432/db",
+        DATABASE_DIRECT_URL="postgres://u@127.0.0.1:5432/db",
+        DATABASE_POOLER="transaction",
+    )
+    default, direct = seen["default"], seen["direct"]
+    assert default["TIME_LIMITS"]["set_on_connect"] is False and default["DISABLE_SERVER_SIDE_CURSORS"] is True
+    assert default["prepare_threshold"] is None and default["PORT"] == 6432
+    assert direct["PORT"] == 5432 and direct["TIME_LIMITS"]["set_on_connect"] is True and direct["CONN_MAX_AGE"] == 0
+
+
+@pytest.mark.parametrize(
+    ("env", "problem"),
+    [
+        ({"DATABASE_POOLER": "transaction"}, "DATABASE_POOLER=transaction needs DATABASE_DIRECT_URL"),
+        ({"DATABASE_POOLER": "statement"}, "DATABASE_POOLER must be direct, session or transaction"),
+        ({"CONN_MAX_AGE": "600"}, "CONN_MAX_AGE must be at most 300"),
+    ],
+)
+def test_pooler_settings_that_cannot_work_are_refused(env, problem):
+    result = manage("check", **PRODUCTION, DATABASE_URL="postgres://u@127.0.0.1:6432/db", **env)
+    assert result.returncode != 0 and problem in result.stderr
+
+
+def test_base_url_must_be_https_with_debug_off():
+    result = manage("check", **{**PRODUCTION, "BASE_URL": "http://myibot.fly.dev"})
+    assert result.returncode != 0
+    assert "BASE_URL must be https with DEBUG off" in result.stderr
+    assert manage("check", **{**PRODUCTION, "BASE_URL": "https://myibot.fly.dev"}).returncode == 0
+    debug = {**PRODUCTION, "DEBUG": "true", "BASE_URL": "http://127.0.0.1:3001"}
+    assert manage("check", **debug).returncode == 0

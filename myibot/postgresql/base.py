@@ -41,6 +41,20 @@ def _server_has_spoken(socket_fd: int) -> bool:
 class DatabaseWrapper(PostgreSQLDatabaseWrapper):
     last_used = 0.0
 
+    def init_connection_state(self) -> None:
+        super().init_connection_state()
+        # The session's time limits, in one round trip when it connects (myibot/postgresql/timeouts.py);
+        # never libpq's `options`, which PgBouncer refuses.
+        limits = self.settings_dict.get("TIME_LIMITS") or {}
+        if limits.get("set_on_connect"):
+            with self.connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT set_config('lock_timeout', %s, false), set_config('statement_timeout', %s, false)",
+                    [f"{limits['lock_timeout']}ms", f"{limits['statement_timeout']}ms"],
+                )
+            if not self.get_autocommit():
+                self.connection.commit()
+
     def create_cursor(self, name=None):
         self.last_used = time.monotonic()
         return super().create_cursor(name)

@@ -566,7 +566,8 @@ def test_a_refund_that_fails_gives_the_money_back(account, test_processor):
     from payments.models import Refund
 
     out = deposit_call("--then", "refund-fails", "--keys", DEPOSIT_KEYS)
-    assert "  REFUND card deposit 1: an operator refunds it; Stripe answers pending" in out
+    deposit = CardDeposit.objects.get()
+    assert f"  REFUND card deposit {deposit.pk}: an operator refunds it; Stripe answers pending" in out
     assert "  STRIPE refund.failed -> /stripe/events: 200 applied: refund " in out
     refund = Refund.objects.get()
     assert refund.status == "failed" and refund.given_back_by is not None
