@@ -7,6 +7,7 @@ import atexit
 import contextlib
 import ctypes
 import ctypes.util
+import gc
 import glob
 import os
 import shutil
@@ -48,21 +49,26 @@ control_socket_disable = True
 
 
 def _bound_malloc() -> None:
-    """Keep Argon2's 19 MiB blocks from piling up in every thread's malloc arena.
+    """Keep Argon2's 19 MiB blocks from staying in every worker's memory.
 
     glibc gives each thread an arena (up to 8 per core) and each may keep a
-    freed 19 MiB block for good. One arena, with one PIN check at a time per
-    process (accounts/pins.py), keeps one block per worker and reuses it: a
-    fixed mmap threshold would return it to the system after every check but
-    costs about 10 ms of page faults each time (docs/PERFORMANCE.md).
+    freed 19 MiB block for good: one arena instead. And a fixed mmap threshold
+    of 4 MiB: a block that large (only Argon2's are) is mapped for its check
+    and returned to the system after it, instead of staying in the heap. It
+    costs each PIN check its page faults (PIN p50 55 to 62 ms in the evening
+    benchmark) and saves the workers 48 MiB (189 to 141 MiB proportional set
+    size for master and workers, docs/PERFORMANCE.md, "Memory"): a 256 MB Fly
+    machine then has room for Stripe's library and the deposit line.
     Set in the master, before the workers fork. glibc only.
     """
     libc_name = ctypes.util.find_library("c")
     if not libc_name:
         return
     try:
-        m_arena_max = -8
-        ctypes.CDLL(libc_name).mallopt(m_arena_max, 1)
+        libc = ctypes.CDLL(libc_name)
+        m_arena_max, m_mmap_threshold = -8, -3
+        libc.mallopt(m_arena_max, 1)
+        libc.mallopt(m_mmap_threshold, 4 * 1024 * 1024)
     except (OSError, AttributeError):
         pass
 
@@ -174,3 +180,16 @@ def on_exit(server) -> None:
     """The master is done: no process writes to the files any more, and the next start begins from zero."""
     if metrics_directory is not None:
         _clean_up(metrics_directory)
+
+
+def pre_fork(server, worker) -> None:
+    """Freeze what the master loaded (Django, the app, Stripe's library) before each worker forks.
+
+    A worker's garbage collector writes into every object it scans (its gc bookkeeping), and each page
+    it writes to is copied out of the master's into the worker's own memory: what master and workers
+    shared stops being shared. Frozen objects are never scanned, so those pages stay shared: 173 to
+    142 MiB proportional set size for master and two workers after the paced benchmark
+    (docs/PERFORMANCE.md, "Memory"). The master's garbage is not collected first: that left holes
+    the workers then wrote into (183 MiB).
+    """
+    gc.freeze()

@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.servers import AUTH_TOKEN, PUBLIC_URL, Server, fresh_database, manage, production_env
+from bench.servers import AUTH_TOKEN, PUBLIC_URL, Server, fresh_database, manage, memory_kb, production_env
 from phone.call import SimulatedCall, scripted
 from phone.transport import Answer, OverHttp, Transport
 
@@ -68,27 +68,6 @@ class Recorder(Transport):
             if answer.status != 200 or ("temporarily unavailable" in answer.body and kind != "fallback"):
                 self.errors[kind] += 1
         return answer
-
-
-def memory_kb(pids: list[int]) -> tuple[int, int]:
-    """The processes' resident set size and proportional set size, summed (kB).
-
-    RSS counts a page the master shares with its workers once in each of them; PSS splits it among the
-    processes sharing it, so the sum is what the machine really holds for them (what a Fly machine's
-    memory must fit).
-    """
-    rss = pss = 0
-    for pid in pids:
-        try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    rss += int(line.split()[1])
-            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-                if line.startswith("Pss:"):
-                    pss += int(line.split()[1])
-        except (FileNotFoundError, ProcessLookupError):
-            pass
-    return rss, pss
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -205,7 +184,21 @@ def main() -> None:
         help="first fill the database (PostgreSQL) with SCALE x 100,000 accounts, 1,000,000 ledger "
         "entries and 100,000 transfers, spread over a year (default 0: empty)",
     )
+    parser.add_argument(
+        "--evening",
+        action="store_true",
+        help="an evening instead (bench/evening.py): --instances servers through PgBouncer, --callers members "
+        "(and a quarter as many families paying by card), with --think seconds a prompt (default 2)",
+    )
+    parser.add_argument("--instances", type=int, default=1, help="with --evening: gunicorn instances (default 1)")
     args = parser.parse_args()
+    if args.evening:
+        from bench import evening
+
+        if args.think == 0.0:
+            args.think = 2.0
+        evening.run(args)
+        return
 
     database_kind = "postgres" if os.environ.get("DATABASE_URL", "").startswith("postgres") else "sqlite"
     extra = {

@@ -66,12 +66,32 @@ def production_env(database_url: str, **extra: str) -> dict[str, str]:
         PIN_PEPPER="e2e-pepper",
         DATABASE_URL=database_url,
         DJANGO_SETTINGS_MODULE="myibot.settings",
-        LOG_LEVEL="WARNING",
         # No metrics server unless a test asks for one on a port of its own:
         # several servers at once must not fight over the default port.
-        **{"METRICS_PORT": "", **extra},
+        **{"LOG_LEVEL": "WARNING", "METRICS_PORT": "", **extra},
     )
     return env
+
+
+def memory_kb(pids: list[int]) -> tuple[int, int]:
+    """The processes' resident set size and proportional set size, summed (kB).
+
+    RSS counts a page the master shares with its workers once in each of them; PSS splits it among the
+    processes sharing it, so the sum is what the machine really holds for them (what a Fly machine's
+    memory must fit).
+    """
+    rss = pss = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    rss += int(line.split()[1])
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    pss += int(line.split()[1])
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+    return rss, pss
 
 
 def manage(env: dict[str, str], *args: str) -> str:

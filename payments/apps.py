@@ -16,3 +16,9 @@ class PaymentsConfig(AppConfig):
         from payments import holds
 
         money_holds.register(holds.card_money_held)
+
+    def load_before_the_fork(self) -> None:
+        """Called by myibot/wsgi.py in gunicorn's master: what a charge loads, shared by the workers."""
+        from payments import stripe_api
+
+        stripe_api.load_before_the_fork()

@@ -106,6 +106,16 @@ def _client_for(key: str, base: str, timeout: float) -> stripe.StripeClient:
     return stripe.StripeClient(key, max_network_retries=0, http_client=http_client, base_addresses=addresses)
 
 
+def load_before_the_fork() -> None:
+    """Load, in gunicorn's master, the parts of Stripe's library a charge, a refund and an event use, which
+    it otherwise imports on first use in each worker (myibot/wsgi.py). No request is made."""
+    if not configured():
+        return
+    client = _client(READ_SECONDS)
+    for service in ("payment_methods", "payment_intents", "refunds", "charges", "disputes", "events"):
+        getattr(client.v1, service)
+
+
 def _client(timeout: float) -> stripe.StripeClient:
     if settings.STRIPE_SECRET_KEY:
         key = settings.STRIPE_SECRET_KEY

@@ -10,7 +10,10 @@ from django.db import migrations, models
 
 def verify_existing_accounts(apps, schema_editor):
     Account = apps.get_model("accounts", "Account")
-    Account.objects.filter(verified_at__isnull=True).update(verified_at=models.F("created"))
+    # The migration's own database (migrate --database direct), never another connection's.
+    Account.objects.using(schema_editor.connection.alias).filter(verified_at__isnull=True).update(
+        verified_at=models.F("created")
+    )
 
 
 class Migration(migrations.Migration):

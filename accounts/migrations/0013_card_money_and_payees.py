@@ -7,8 +7,9 @@ from django.db import migrations, models
 def payees_as_they_were(apps, schema_editor):
     """Each transfer made before this version keeps the name its recipient has now (no older name is known)."""
     Transfer = apps.get_model("accounts", "Transfer")
-    for transfer in Transfer.objects.filter(recipient_name="").select_related("recipient").iterator():
-        Transfer.objects.filter(pk=transfer.pk).update(recipient_name=transfer.recipient.name)
+    alias = schema_editor.connection.alias  # the migration's own database (migrate --database direct)
+    for transfer in Transfer.objects.using(alias).filter(recipient_name="").select_related("recipient").iterator():
+        Transfer.objects.using(alias).filter(pk=transfer.pk).update(recipient_name=transfer.recipient.name)
 
 
 class Migration(migrations.Migration):

@@ -16,7 +16,9 @@ def version_3_deposits(apps, schema_editor):
     Refund = apps.get_model("payments", "Refund")
     LedgerEntry = apps.get_model("accounts", "LedgerEntry")
     hold = timedelta(hours=settings.CARD_FUNDS_HOLD_HOURS)
-    for deposit in CardDeposit.objects.all().iterator():
+    # The migration's own database: migrate --database direct must not reach the pooled one meanwhile.
+    alias = schema_editor.connection.alias
+    for deposit in CardDeposit.objects.using(alias).all().iterator():
         deposit.public_id = uuid.uuid4()
         deposit.charged_by = "connector"
         reference = deposit.reference or ""
@@ -32,9 +34,9 @@ def version_3_deposits(apps, schema_editor):
             deposit.status = "paid"
             deposit.release_at = (deposit.decided or deposit.created) + hold
             if refunded:
-                taken = LedgerEntry.objects.filter(corrects_id=deposit.entry_id, kind="refund").first()
+                taken = LedgerEntry.objects.using(alias).filter(corrects_id=deposit.entry_id, kind="refund").first()
                 made = (deposit.refund_reference or "").startswith("re_")
-                Refund.objects.create(
+                Refund.objects.using(alias).create(
                     deposit=deposit,
                     amount_cents=deposit.amount_cents,
                     stripe_id=deposit.refund_reference if made else None,
@@ -45,7 +47,7 @@ def version_3_deposits(apps, schema_editor):
                 )
                 if not made:
                     deposit.needs_look = "version 3 refund with no Stripe refund id: reconcile_card_deposits --resolve"
-        deposit.save()
+        deposit.save(using=alias)
 
 
 class Migration(migrations.Migration):
