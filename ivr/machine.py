@@ -63,6 +63,8 @@ GOODBYE_SILENCE = _("You did not press a key. Please call again when you are rea
 GOODBYE_TOO_MANY = _("Sorry, there were too many tries. Please call again later. Goodbye.")
 START_AGAIN = _("Let's start again.")
 BACK_WITH_STAR = _("To go back to the main menu, press star.")
+# Where a prompt takes several digits, a lone star waits out the timeout; star then pound goes at once.
+BACK_WITH_STAR_POUND = _("To go back to the main menu, press star, then pound.")
 ASK_STAFF = _("If you need more help, please ask staff.")
 PRESS_0_FOR_STAFF = _("To talk to staff, press 0 again.")
 CONNECTING_TO_STAFF = _("Connecting you to staff. Please hold.")
@@ -590,7 +592,8 @@ def _help(call: CallSession, current: Step) -> Reply:
     call.timeouts = 0
     lines = [current.help]
     if call.signed_in and current.name != MAIN_MENU:
-        lines.append(BACK_WITH_STAR)
+        several_digits = current.num_digits != 1 and current.finish_on_key == "#"
+        lines.append(BACK_WITH_STAR_POUND if several_digits else BACK_WITH_STAR)
     if settings.STAFF_PHONE_NUMBER:
         lines.append(PRESS_0_FOR_STAFF)
         call.staff_offered = True

@@ -241,3 +241,15 @@ def test_gunicorn_serves_metrics_on_metrics_address_only(monkeypatch, settings, 
 def test_fly_serves_metrics_on_its_private_address(fly):
     # fly-local-6pn: the machine's private IPv6 address, which Fly's scraper reaches and the internet does not.
     assert fly["env"]["METRICS_ADDRESS"] == "fly-local-6pn"
+
+
+def test_the_master_freezes_what_it_loaded_before_each_fork(monkeypatch):
+    """Frozen objects are never scanned by a worker's collector, so their pages stay shared (PERFORMANCE.md)."""
+    import gc
+
+    conf = load_gunicorn_conf(monkeypatch)
+    try:
+        conf.pre_fork(None, None)
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()

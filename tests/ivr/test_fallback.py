@@ -79,7 +79,9 @@ def test_it_still_refuses_an_unsigned_fallback(phone):
 @pytest.mark.parametrize("document", ["README.md", "docs/TWILIO.md"])
 def test_the_documented_twiml_bin_says_what_our_fallback_says(phone, document):
     text = (ROOT / document).read_text()
-    [bin_xml] = re.findall(r"```xml\n(.*?)```", text, re.DOTALL)
+    bin_xml = re.findall(r"```xml\n(.*?)```", text, re.DOTALL)[
+        0
+    ]  # the members' number's (README: then the deposit line's)
     documented = ET.fromstring(bin_xml.encode())
     ours = phone.twiml(phone.post("/twilio/fallback")).root
     assert [child.tag for child in documented] == [child.tag for child in ours] == ["Say", "Say", "Hangup"]
@@ -88,3 +90,14 @@ def test_the_documented_twiml_bin_says_what_our_fallback_says(phone, document):
         assert documented_say.attrib == our_say.attrib
     assert ours[0].attrib == {"voice": "Polly.Joanna", "language": "en-US"}
     assert ours[1].attrib == {"voice": "Polly.Lupe", "language": "es-US"}
+
+
+def test_the_deposit_lines_documented_twiml_bin_says_what_its_fallback_says(phone):
+    """The deposit number's bin lives on its PCI subaccount (README, Deploy): the same words as ours."""
+    bins = re.findall(r"```xml\n(.*?)```", (ROOT / "README.md").read_text(), re.DOTALL)
+    assert len(bins) == 2
+    documented = ET.fromstring(bins[1].encode())
+    ours = phone.twiml(phone.post("/twilio/deposit/fallback")).root
+    assert [child.tag for child in documented] == [child.tag for child in ours] == ["Say", "Say", "Hangup"]
+    for documented_say, our_say in zip(documented[:2], ours[:2], strict=True):
+        assert (documented_say.text, documented_say.attrib) == (our_say.text, our_say.attrib)

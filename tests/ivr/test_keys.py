@@ -42,7 +42,9 @@ def test_0_is_help_at_every_prompt_and_never_a_strike(at, step_name):
     assert (call.step, call.invalid_entries, call.timeouts) == (step_name, 0, 0)
     assert str(type(STEPS[step_name]).help) in answer.text
     if step_name in SIGNED_IN and step_name != "menu":
-        assert "To go back to the main menu, press star." in answer.text
+        several = STEPS[step_name].num_digits != 1 and STEPS[step_name].finish_on_key == "#"
+        back = "press star, then pound." if several else "press star."
+        assert f"To go back to the main menu, {back}" in answer.text
 
 
 def test_help_at_a_multi_digit_prompt_is_a_lone_0_posted_after_the_timeout_or_with_pound(at):

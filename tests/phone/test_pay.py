@@ -573,3 +573,8 @@ def test_a_refund_that_fails_gives_the_money_back(account, test_processor):
     assert refund.status == "failed" and refund.given_back_by is not None
     account.refresh_from_db()
     assert account.balance_cents == 125_00
+
+
+def test_keys_no_phone_has_are_refused():
+    with pytest.raises(CommandError, match=r"a phone has 0-9, \* and # only, not 'abc', 'h'"):
+        call_command("call", "--keys", "12,abc,h", stdout=StringIO())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 
 from django.conf import settings
@@ -57,9 +58,22 @@ def counted(number: int, one: str, many: str) -> str:
     return f"{number} {one if number == 1 else many}"
 
 
+PHONE_KEYS = re.compile(r"\^?[0-9*#]*")
+
+
 def parse_keys(keys: str) -> list[str | Press]:
-    """--keys: one item a prompt; "" is silence, "^3971" types 3971 at once, through any notices."""
-    return [Press.at_once(item[1:]) if item.startswith("^") else item for item in keys.split(",")]
+    """--keys: one item a prompt; "" is silence, "^3971" types 3971 at once, through any notices.
+
+    Only the keys a phone has: Twilio never posts a letter, so the simulator does not either."""
+    items = keys.split(",")
+    wrong = [item for item in items if not PHONE_KEYS.fullmatch(item.replace(" ", ""))]
+    if wrong:
+        raise CommandError(
+            f"--keys: a phone has 0-9, * and # only, not {', '.join(repr(item) for item in wrong)} "
+            "(the call ends when the keys run out)"
+        )
+    items = [item.replace(" ", "") for item in items]
+    return [Press.at_once(item[1:]) if item.startswith("^") else item for item in items]
 
 
 class Command(BaseCommand):
@@ -352,5 +366,7 @@ class Command(BaseCommand):
             return None
         pressed = line.strip().replace(" ", "")
         if any(key not in "0123456789*#" for key in pressed):
-            sys.stdout.write("  (a phone has 0-9, * and # only; sending them anyway)\n")
+            # Twilio never posts a letter: nothing is sent, the prompt is asked again.
+            sys.stdout.write("  (a phone has 0-9, * and # only: type those, Enter for silence, h to hang up)\n")
+            return self._ask(prompt)
         return pressed
