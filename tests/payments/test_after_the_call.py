@@ -434,3 +434,92 @@ def test_card_money_is_counted_for_prometheus(client, account, stripe_double, dj
         send(client, event)
     assert value("myibot_card_disputes_total", event="funds_withdrawn") == withdrawn + 1
     assert value("myibot_stripe_events_total", outcome="applied") == applied + 1
+
+
+# Every handled type, applied twice and in reverse order, the ledger and the words checked after each ----------
+
+
+def sequences(stripe_double, deposit: CardDeposit) -> dict[str, tuple[list[dict], int]]:
+    """Each type's events for one paid 25-dollar deposit, in Stripe's order, and the balance they end at."""
+    pi = deposit.payment_intent
+    charge = stripe_double.charge_of(pi)
+    refund = stripe_double.refund_in_dashboard(pi, 10_00, status="pending")
+    failed_refund = {**refund, "status": "failed", "failure_reason": "expired_or_canceled_card"}
+    charge_obj = {"id": charge, "object": "charge", "payment_intent": pi, "amount": 25_00, "amount_refunded": 10_00}
+    warning = {
+        "id": "issfr_1Q",
+        "object": "radar.early_fraud_warning",
+        "charge": charge,
+        "payment_intent": pi,
+        "fraud_type": "misc",
+        "actionable": True,
+        "created": int(time.time()),
+        "livemode": False,
+    }
+    succeeded = {
+        "id": pi,
+        "object": "payment_intent",
+        "amount": 25_00,
+        "status": "succeeded",
+        "livemode": False,
+        "metadata": {"public_id": str(deposit.public_id), "deposit": str(deposit.pk)},
+        "latest_charge": charge,
+        "created": int(time.time()),
+    }
+    return {
+        "payment_intent": (
+            [
+                stripe_double.event("payment_intent.succeeded", succeeded),
+                stripe_double.event(
+                    "payment_intent.payment_failed", {**succeeded, "status": "requires_payment_method"}
+                ),
+                stripe_double.event("payment_intent.canceled", {**succeeded, "status": "canceled"}),
+            ],
+            125_00,
+        ),
+        "dashboard refund, then it fails": (
+            [
+                stripe_double.event("refund.created", refund),
+                stripe_double.event("charge.refunded", charge_obj),
+                stripe_double.event("refund.updated", {**refund, "status": "succeeded"}),
+                stripe_double.event("charge.refund.updated", failed_refund),
+                stripe_double.event("refund.failed", failed_refund),
+            ],
+            125_00,
+        ),
+        "dispute lost": (
+            [
+                stripe_double.event("charge.dispute.created", stripe_double.dispute(pi, 25_00)),
+                stripe_double.event("charge.dispute.funds_withdrawn", stripe_double.dispute(pi, 25_00, moves=[-25_00])),
+                stripe_double.event(
+                    "charge.dispute.updated", stripe_double.dispute(pi, 25_00, "under_review", [-25_00])
+                ),
+                stripe_double.event("charge.dispute.closed", stripe_double.dispute(pi, 25_00, "lost", [-25_00])),
+            ],
+            100_00,
+        ),
+        "early fraud warning": ([stripe_double.event("radar.early_fraud_warning.created", warning)], 125_00),
+    }
+
+
+@pytest.mark.parametrize(
+    "name", ["payment_intent", "dashboard refund, then it fails", "dispute lost", "early fraud warning"]
+)
+@pytest.mark.parametrize("order", ["forward, twice", "reverse"])
+def test_each_type_applied_twice_or_in_reverse_ends_the_same_and_says_so(client, account, stripe_double, name, order):
+    deposit = paid_deposit(account)
+    events, ends_at = sequences(stripe_double, deposit)[name]
+    applied = events + events if order == "forward, twice" else list(reversed(events))
+    for event in applied:
+        send(client, event)
+        account.refresh_from_db()
+        # After every event: the ledger and the balance agree, never below what the member could owe,
+        # and the member hears words that match it.
+        assert account.balance_cents == sum(
+            LedgerEntry.objects.filter(account=account).values_list("amount_cents", flat=True)
+        )
+        assert 100_00 <= account.balance_cents <= 125_00
+        assert heard(account).startswith(f"Your balance is {account.balance_cents // 100} dollars.")
+    assert account.balance_cents == ends_at, "late and repeated events change nothing they should not"
+    taken = -sum(LedgerEntry.objects.filter(corrects=deposit.entry).values_list("amount_cents", flat=True))
+    assert 0 <= taken <= deposit.amount_cents
