@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from accounts.admin_actions import GuardedActionsAdmin, MoneyColumns, Outcome, Planned
 from accounts.dollars import dollars_decimal, format_dollars
-from accounts.errors import InsufficientFunds
+from accounts.errors import AlreadyCorrected, InsufficientFunds
 from myibot import local_time
 from myibot.csv_export import csv_download
 from payments import errors, holds, refunds
@@ -56,12 +56,12 @@ def _plan_refund(deposit: CardDeposit) -> Planned:
     )
 
 
-def _refund(deposit: CardDeposit, operator=None) -> Outcome:
+def _refund(deposit: CardDeposit, operator=None, recorded=None) -> Outcome:
     try:
-        refund = refunds.card_deposit_refund(deposit_id=deposit.pk, operator=operator)
+        refund = refunds.card_deposit_refund(deposit_id=deposit.pk, operator=operator, recorded=recorded)
     except errors.StripeNotConfigured:
         return Outcome(refused="STRIPE_SECRET_KEY is not set: refunds are off")
-    except (errors.AlreadyRefunded, errors.NotCharged, errors.NotACardDeposit):
+    except (errors.AlreadyRefunded, errors.NotCharged, errors.NotACardDeposit, AlreadyCorrected):
         return Outcome(refused="not a paid card deposit with money left to refund")
     except errors.DisputeOpen:
         return Outcome(refused="a dispute is open")
@@ -182,7 +182,18 @@ class CardDepositAdmin(MoneyColumns, GuardedActionsAdmin):
             verb="refund",
             title="Refund card deposits",
             plan=_plan_refund,
-            act=lambda deposit: _refund(deposit, operator=request.user),
+            # The history's first entry commits with the money taken off, before Stripe is asked; the
+            # second says what Stripe answered.
+            act=lambda deposit: _refund(
+                deposit,
+                operator=request.user,
+                recorded=lambda refund: self.log_change(
+                    request,
+                    deposit,
+                    f"Took {format_dollars(refund.amount_cents)} off the account for refund {refund.public_id}; "
+                    "asking Stripe to refund the card.",
+                ),
+            ),
             summary="Refunded {count} card deposit(s).",
             # Stripe is asked with no transaction of ours open: the member's rows are never locked meanwhile.
             calls_out=True,

@@ -20,6 +20,7 @@ from django.utils import timezone
 from accounts import ledger
 from accounts.models import Account, LedgerEntry
 from payments import stripe_api
+from payments.errors import NotYet
 from payments.models import CardDeposit, Dispute
 from payments.refunds import paid_deposit_charged_by
 
@@ -33,8 +34,17 @@ def dispute_seen(seen: stripe_api.DisputeSeen, *, withdrawn: bool = False, reins
     """
     deposit = paid_deposit_charged_by(charge=seen.charge, payment_intent=seen.payment_intent)
     if deposit is None:
+        _not_credited_yet(payment_intent=seen.payment_intent)
         return None
     return _apply(deposit.pk, seen, withdrawn=withdrawn or seen.withdrawn, reinstated=reinstated or seen.reinstated)
+
+
+def _not_credited_yet(*, payment_intent: str) -> None:
+    """A deposit of ours whose charge is still being settled: NotYet, so that Stripe sends the event again
+    (after the charge's own event or reconciliation credits it), instead of setting it aside for good."""
+    open_charge = [CardDeposit.Status.CHARGING, CardDeposit.Status.UNCERTAIN, CardDeposit.Status.PENDING]
+    if payment_intent and CardDeposit.objects.filter(payment_intent=payment_intent, status__in=open_charge).exists():
+        raise NotYet(f"the charge {payment_intent} is not credited yet")
 
 
 @transaction.atomic
@@ -61,6 +71,12 @@ def _apply(deposit_id: int, seen: stripe_api.DisputeSeen, *, withdrawn: bool, re
                 entry=deposit.entry, amount_cents=amount, kind=LedgerEntry.Kind.DISPUTE, owing=True
             )
             said.append(f"{amount} cents taken back")
+        if amount < dispute.amount_cents:
+            # A refund took it first: if that refund fails, the money comes back while Stripe holds it.
+            deposit.needs_look = f"dispute {seen.id} withdrew more than was left to take back: look at its refunds"[
+                :160
+            ]
+            deposit.save(update_fields=["needs_look"])
     if dispute.funds_reinstated and dispute.taken_by_id and dispute.given_back_by_id is None:
         dispute.given_back_by = ledger.card_money_give_back(
             entry=deposit.entry,
@@ -80,6 +96,7 @@ def early_fraud_warning_seen(*, charge: str, payment_intent: str, warning: str, 
     """The card's bank warns the charge may be fraud: money still held stays held until an operator releases it."""
     deposit = paid_deposit_charged_by(charge=charge, payment_intent=payment_intent)
     if deposit is None:
+        _not_credited_yet(payment_intent=payment_intent)
         return None
     with transaction.atomic():
         deposit = CardDeposit.objects.select_for_update().get(pk=deposit.pk)

@@ -62,3 +62,7 @@ class StripeNotConfigured(PaymentsError):
 
 class StripeFailed(PaymentsError):
     """Stripe refused or could not be reached; its message says why (never a card number)."""
+
+
+class NotYet(PaymentsError):
+    """Stripe's word about a charge of ours that is not settled here yet: applied when Stripe sends it again."""

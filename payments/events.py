@@ -24,7 +24,7 @@ from django.utils import timezone
 from myibot.db import insert_unless_conflict
 from payments import charges, disputes, refunds, stripe_api
 from payments import metrics as payments_metrics
-from payments.errors import StripeFailed
+from payments.errors import NotYet, StripeFailed
 from payments.models import CardDeposit, StripeEvent
 
 logger = logging.getLogger(__name__)
@@ -75,8 +75,14 @@ def event_apply(row: StripeEvent, event: dict) -> StripeEvent:
         else:
             with transaction.atomic():
                 _applied(row, _apply(event))
-    except (DatabaseError, StripeFailed) as passing:
-        why = "the database failed" if isinstance(passing, DatabaseError) else f"Stripe could not be read: {passing}"
+    except (DatabaseError, StripeFailed, NotYet) as passing:
+        why = (
+            "the database failed"
+            if isinstance(passing, DatabaseError)
+            else f"Stripe could not be read: {passing}"
+            if isinstance(passing, StripeFailed)
+            else str(passing)
+        )
         logger.warning("stripe event not applied yet (Stripe sends it again): event=%s type=%s", row.event_id, row.type)
         StripeEvent.objects.filter(pk=row.pk).update(outcome=StripeEvent.Outcome.FAILED, detail=why[:200])
         payments_metrics.stripe_event(StripeEvent.Outcome.FAILED)

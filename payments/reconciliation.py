@@ -19,7 +19,7 @@ from datetime import timedelta
 from django.utils import timezone
 
 from payments import charges, disputes, refunds, stripe_api
-from payments.errors import StripeFailed
+from payments.errors import NotYet, StripeFailed
 from payments.models import CardDeposit, ChargedBy, Dispute, Refund
 
 DESCRIPTION = re.compile(r"MyiBot deposit ([0-9]{1,18})")
@@ -79,7 +79,10 @@ def reconcile(*, days: int, resolve: bool) -> Report:
             continue
         if refunds.paid_deposit_charged_by(charge=seen.charge, payment_intent=seen.payment_intent) is None:
             continue
-        said = disputes.dispute_seen(seen) if resolve else f"dispute {seen.id}: {seen.status}"
+        try:
+            said = disputes.dispute_seen(seen) if resolve else f"dispute {seen.id}: {seen.status}"
+        except NotYet:
+            continue  # its deposit is settled above, or by the next run; the dispute is applied then
         if said:
             report.disputes_seen.append(said)
     report.findings = connector_findings(days=days)

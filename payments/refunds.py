@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 
 from django.db import transaction
 from django.db.models import Q, Sum
@@ -34,8 +35,12 @@ STANDING = ~Q(status__in=[Refund.Status.FAILED, Refund.Status.CANCELED])
 
 
 def refundable_cents(deposit: CardDeposit) -> int:
+    """What is left to give back to the card: not refunded yet, and not taken back by a dispute either."""
     refunded = deposit.refunds.filter(STANDING).aggregate(cents=Sum("amount_cents"))["cents"] or 0
-    return deposit.amount_cents - refunded
+    left = deposit.amount_cents - refunded
+    if deposit.entry_id is not None:
+        left = min(left, deposit.amount_cents - ledger.card_money_taken_cents(entry=deposit.entry))
+    return left
 
 
 def refund_check(*, deposit: CardDeposit, clawback: bool = False) -> int:
@@ -56,16 +61,23 @@ def refund_check(*, deposit: CardDeposit, clawback: bool = False) -> int:
     return left
 
 
-def card_deposit_refund(*, deposit_id: int, operator=None, clawback: bool = False) -> Refund:
-    """Refund what is left of a paid card deposit to its card. The Refund row says how far it got."""
+def card_deposit_refund(
+    *, deposit_id: int, operator=None, clawback: bool = False, recorded: Callable[[Refund], None] | None = None
+) -> Refund:
+    """Refund what is left of a paid card deposit to its card. The Refund row says how far it got.
+
+    recorded(refund), when given, runs inside the transaction that takes the money back (the admin writes
+    its history entry there), so that the money never moves without it, whatever happens to the request
+    while Stripe is asked.
+    """
     deposit = CardDeposit.objects.get(pk=deposit_id)
     refund_check(deposit=deposit, clawback=clawback)
-    refund = _take_back(deposit_id=deposit_id, operator=operator, clawback=clawback)
+    refund = _take_back(deposit_id=deposit_id, operator=operator, clawback=clawback, recorded=recorded)
     return _ask_stripe(refund)
 
 
 @transaction.atomic
-def _take_back(*, deposit_id: int, operator, clawback: bool) -> Refund:
+def _take_back(*, deposit_id: int, operator, clawback: bool, recorded: Callable[[Refund], None] | None) -> Refund:
     deposit = CardDeposit.objects.select_related("entry").get(pk=deposit_id)
     Account.objects.select_for_update().filter(pk=deposit.account_id).get()
     deposit = CardDeposit.objects.select_for_update(of=("self",)).select_related("entry").get(pk=deposit_id)
@@ -77,6 +89,8 @@ def _take_back(*, deposit_id: int, operator, clawback: bool) -> Refund:
         deposit=deposit, amount_cents=amount, operator=operator, clawback=clawback, taken_by=taken
     )
     payments_metrics.refund_status(Refund.Status.REQUESTED)
+    if recorded is not None:
+        recorded(refund)
     logger.info("card deposit refund recorded: deposit=%s refund=%s cents=%s", deposit.pk, refund.public_id, amount)
     return refund
 

@@ -60,7 +60,11 @@ def role_settings_apply(connection) -> None:
 
 def ensure(alias: str = "default") -> None:
     """At start-up: the role's limits as the settings say, set again if they differ. Never stops a start:
-    a database that cannot be reached now is reported, and /healthz says so."""
+    a database that cannot be reached now is logged (ERROR), and /healthz answers 503 while it lasts.
+
+    A pooler's server connections opened before a change keep the old limits until it replaces them
+    (PgBouncer's server_lifetime, an hour by default; RECONNECT on its console replaces them at once).
+    """
     connection = connections[alias]
     if connection.vendor != "postgresql":
         return

@@ -66,7 +66,10 @@ def test_an_operator_refund_takes_the_money_back_and_says_so_in_the_history(oper
     assert b"Refunded 1 card deposit(s)." in answer.content
     refund = Refund.objects.get()
     assert refund.status == "succeeded" and refund.operator.username == "olivia" and not refund.clawback
-    assert "Refunded to the card" in LogEntry.objects.get().change_message
+    first, then = LogEntry.objects.order_by("pk")
+    # The first entry committed with the money taken off, before Stripe was asked; the second, Stripe's answer.
+    assert first.change_message.startswith("Took $25.00 off the account for refund ")
+    assert "Refunded to the card" in then.change_message
     account.refresh_from_db()
     assert account.balance_cents == 100_00
 

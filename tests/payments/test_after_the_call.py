@@ -523,3 +523,40 @@ def test_each_type_applied_twice_or_in_reverse_ends_the_same_and_says_so(client,
     assert account.balance_cents == ends_at, "late and repeated events change nothing they should not"
     taken = -sum(LedgerEntry.objects.filter(corrects=deposit.entry).values_list("amount_cents", flat=True))
     assert 0 <= taken <= deposit.amount_cents
+
+
+def test_a_warning_about_a_charge_not_credited_yet_is_sent_again_and_then_holds(client, account, stripe_double):
+    from tests.payments.test_card_deposits import intent_event
+
+    stripe_double.lose_next(2, "timeout")  # charged; both answers lost: uncertain, its PaymentIntent unknown
+    deposit = pay(start(account))
+    assert deposit.status == "uncertain"
+    [made] = stripe_double.intents.values()
+    CardDeposit.objects.filter(pk=deposit.pk).update(payment_intent=made["id"])  # as the listing would find it
+    warning = stripe_double.event(
+        "radar.early_fraud_warning.created",
+        {
+            "id": "issfr_2Q",
+            "object": "radar.early_fraud_warning",
+            "charge": made["latest_charge"],
+            "payment_intent": made["id"],
+            "fraud_type": "misc",
+            "livemode": False,
+        },
+    )
+    assert signed(client, warning).status_code == 500, "not set aside: Stripe sends it again"
+    event = intent_event(deposit)
+    event["data"]["object"].update(id=made["id"], latest_charge=made["latest_charge"])
+    send(client, event)
+    send(client, warning)
+    deposit.refresh_from_db()
+    assert deposit.status == "paid" and deposit.held_for_review
+
+
+def test_a_refund_after_a_lost_dispute_gives_back_only_what_is_left(account, stripe_double, client):
+    deposit = paid_deposit(account, 100_00)
+    pi = deposit.payment_intent
+    send(client, stripe_double.event("charge.dispute.closed", stripe_double.dispute(pi, 30_00, "lost", [-30_00])))
+    assert refunds.refundable_cents(deposit) == 70_00
+    refund = refunds.card_deposit_refund(deposit_id=deposit.pk)
+    assert refund.amount_cents == 70_00 and balance(account) == 100_00

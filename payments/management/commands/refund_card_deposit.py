@@ -4,7 +4,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from accounts.dollars import format_dollars
-from accounts.errors import InsufficientFunds
+from accounts.errors import AlreadyCorrected, InsufficientFunds
 from payments import errors, refunds, stripe_api
 from payments.models import CardDeposit, Refund
 
@@ -62,7 +62,7 @@ class Command(BaseCommand):
             )
         try:
             refund = refunds.card_deposit_refund(deposit_id=found.pk, clawback=clawback)
-        except (errors.AlreadyRefunded, errors.NotCharged, errors.DisputeOpen, InsufficientFunds):
+        except (errors.AlreadyRefunded, errors.NotCharged, errors.DisputeOpen, InsufficientFunds, AlreadyCorrected):
             raise CommandError(
                 f"card deposit {found.pk} changed meanwhile: run this again. Nothing was changed."
             ) from None
