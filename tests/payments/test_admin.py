@@ -144,12 +144,25 @@ def test_an_operator_cannot_rename_a_payee_and_a_superuser_renaming_one_leaves_b
 @pytest.mark.django_db(transaction=True)
 def test_a_slow_stripe_refund_never_delays_a_deposit_for_the_same_member(account, stripe_double):
     """The admin's refund waits on Stripe; meanwhile a family pays for the same member, to the end."""
+    from django.contrib.auth.models import Permission
+
     first = pay(start(account))
     user = User.objects.create_user("olivia", password="not-used-here-9", is_staff=True)
-    user.groups.add(Group.objects.get(name="Operators"))
+    # What the Operators group grants for this (a flushed transactional database has permissions, not groups).
+    user.user_permissions.add(
+        *Permission.objects.filter(
+            content_type__app_label="payments", codename__in=["view_carddeposit", "refund_carddeposit"]
+        )
+    )
     operator = staff_client(user)
     stripe_double.refund_gate = threading.Event()
-    refunding = threading.Thread(target=lambda: act(operator, "refund", first.pk))
+    def refund_in_the_admin() -> None:
+        try:
+            act(operator, "refund", first.pk)
+        finally:
+            connections.close_all()  # this thread's own connection: the test database is dropped after
+
+    refunding = threading.Thread(target=refund_in_the_admin)
     refunding.start()
     try:
         assert stripe_double.refund_waiting.wait(timeout=20), "the refund never reached Stripe"
