@@ -156,6 +156,7 @@ def test_a_slow_stripe_refund_never_delays_a_deposit_for_the_same_member(account
     )
     operator = staff_client(user)
     stripe_double.refund_gate = threading.Event()
+
     def refund_in_the_admin() -> None:
         try:
             act(operator, "refund", first.pk)
