@@ -10,6 +10,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import polib
+import psycopg
 import pytest
 from django.conf import settings
 from django.db import connection
@@ -372,3 +373,39 @@ def signed_in(phone: Phone, account: Account) -> Phone:
     answer = phone.press("3971")
     assert "Main menu" in answer.text
     return phone
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix: None) -> None:
+    """Before the test database is made: on PostgreSQL, say plainly when another run is using it.
+
+    Two runs against one server share the test database's name (test_<DATABASE_URL's name>); the second
+    would try to drop it under the first and fail after the statement timeout, saying nothing of why.
+    """
+    from django.conf import settings
+
+    database = settings.DATABASES["default"]
+    if "postgresql" not in database["ENGINE"]:
+        return
+    name = (database.get("TEST") or {}).get("NAME") or f"test_{database['NAME']}"
+    server = settings.DATABASES.get("direct", database)
+    try:
+        with psycopg.connect(
+            host=server["HOST"],
+            port=server["PORT"] or 5432,
+            user=server["USER"],
+            password=server["PASSWORD"] or None,
+            dbname="postgres",
+            connect_timeout=5,
+        ) as admin:
+            users = admin.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", [name]
+            ).fetchone()[0]
+    except psycopg.Error:
+        return  # the server will say what is wrong when the database is made
+    if users:
+        pytest.exit(
+            f"another test run (or {users} session(s)) is using the test database {name!r} on this server: "
+            f"wait for it to end, or run with a database of your own (README: DATABASE_URL=.../myibot_$ME)",
+            returncode=3,
+        )
