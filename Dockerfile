@@ -1,10 +1,15 @@
 # MyiBot: slim Python 3.12, dependencies from requirements.txt only, non-root.
 FROM python:3.12-slim
 
+# GLIBC_TUNABLES: Argon2's 19 MiB block is mapped for each PIN check and returned after it
+# (gunicorn.conf.py); asked for in huge pages, mapping it costs about a fifth of the faults
+# (paced PIN p99 66-102 ms instead of 120-185, docs/PERFORMANCE.md). Read by glibc when a
+# process starts: here, not in gunicorn.conf.py. Without transparent huge pages, nothing changes.
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    GLIBC_TUNABLES=glibc.malloc.hugetlb=1 \
     PORT=3001
 
 WORKDIR /app

@@ -18,6 +18,7 @@ LOCAL_SECRETS ?= .local-secrets
 # TWILIO_AUTH_TOKEN), its own SQLite file unless DATABASE_URL says otherwise, and an https BASE_URL:
 # Fly's proxy ends TLS and tells the app so with X-Forwarded-Proto, as `manage.py call` does here.
 SERVED = set -a && . $(abspath $(LOCAL_SECRETS)) && set +a && export DEBUG=false PORT=$(PORT) \
+	GLIBC_TUNABLES="$${GLIBC_TUNABLES:-glibc.malloc.hugetlb=1}" \
 	BASE_URL="$${BASE_URL:-https://127.0.0.1:$(PORT)}" \
 	DATABASE_URL="$${DATABASE_URL:-sqlite:///$(CURDIR)/served.sqlite3}" &&
 

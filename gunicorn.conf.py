@@ -54,11 +54,12 @@ def _bound_malloc() -> None:
     glibc gives each thread an arena (up to 8 per core) and each may keep a
     freed 19 MiB block for good: one arena instead. And a fixed mmap threshold
     of 4 MiB: a block that large (only Argon2's are) is mapped for its check
-    and returned to the system after it, instead of staying in the heap. It
-    costs each PIN check its page faults (PIN p50 55 to 62 ms in the evening
-    benchmark) and saves the workers 48 MiB (189 to 141 MiB proportional set
-    size for master and workers, docs/PERFORMANCE.md, "Memory"): a 256 MB Fly
-    machine then has room for Stripe's library and the deposit line.
+    and returned to the system after it, instead of staying in the heap: 189
+    to 141 MiB proportional set size for master and workers in the evening
+    benchmark (docs/PERFORMANCE.md, "Memory"), so that a 256 MB Fly machine
+    has room for Stripe's library and the deposit line. Mapping it costs each
+    PIN check its page faults, which the image's GLIBC_TUNABLES (huge pages,
+    Dockerfile) makes small: paced PIN p99 66 to 102 ms.
     Set in the master, before the workers fork. glibc only.
     """
     libc_name = ctypes.util.find_library("c")

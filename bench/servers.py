@@ -68,7 +68,8 @@ def production_env(database_url: str, **extra: str) -> dict[str, str]:
         DJANGO_SETTINGS_MODULE="myibot.settings",
         # No metrics server unless a test asks for one on a port of its own:
         # several servers at once must not fight over the default port.
-        **{"LOG_LEVEL": "WARNING", "METRICS_PORT": "", **extra},
+        # As the image runs it (Dockerfile): Argon2's block in huge pages.
+        **{"LOG_LEVEL": "WARNING", "METRICS_PORT": "", "GLIBC_TUNABLES": "glibc.malloc.hugetlb=1", **extra},
     )
     return env
 

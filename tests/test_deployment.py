@@ -253,3 +253,12 @@ def test_the_master_freezes_what_it_loaded_before_each_fork(monkeypatch):
         assert gc.get_freeze_count() > 0
     finally:
         gc.unfreeze()
+
+
+def test_the_image_make_serve_and_the_benchmark_run_with_the_same_malloc_tunables(dockerfile):
+    from bench.servers import production_env
+
+    tunables = "glibc.malloc.hugetlb=1"
+    assert f"GLIBC_TUNABLES={tunables}" in dockerfile
+    assert f"GLIBC_TUNABLES:-{tunables}" in (ROOT / "Makefile").read_text()
+    assert production_env("sqlite:///x")["GLIBC_TUNABLES"] == tunables
