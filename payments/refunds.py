@@ -105,12 +105,35 @@ def _ask_stripe(refund: Refund) -> Refund:
             deposit=deposit.pk,
         )
     except stripe_api.RefundRefused as refused:
+        if refused.code == "charge_already_refunded":
+            # The card already has this money back (a refund made elsewhere: Stripe's dashboard, version 3's
+            # command): giving it back to the member too would pay it twice. Kept taken, and looked at.
+            logger.warning(
+                "card deposit already refunded in Stripe: deposit=%s refund=%s", deposit.pk, refund.public_id
+            )
+            return _already_refunded(refund)
         logger.warning("card deposit refund refused by Stripe: deposit=%s why=%s", deposit.pk, refused)
         return refund_ended(refund_id=refund.pk, status=Refund.Status.FAILED, reason=str(refused)[:60])
     except stripe_api.StripeFailed as failed:
         logger.warning("card deposit refund not confirmed by Stripe: deposit=%s why=%s", deposit.pk, failed)
         return refund
     return refund_update(refund_id=refund.pk, stripe_id=made.id, status=made.status, reason=made.failure_reason)
+
+
+@transaction.atomic
+def _already_refunded(refund: Refund) -> Refund:
+    refund = Refund.objects.select_for_update().get(pk=refund.pk)
+    refund.status, refund.failure_reason, refund.updated = (
+        Refund.Status.SUCCEEDED,
+        "already refunded in Stripe",
+        timezone.now(),
+    )
+    refund.save()
+    CardDeposit.objects.filter(pk=refund.deposit_id).update(
+        needs_look="Stripe says the charge was already refunded: the money stays taken back; check Stripe's refunds"
+    )
+    payments_metrics.refund_status(refund.status)
+    return refund
 
 
 @transaction.atomic

@@ -387,7 +387,11 @@ def refund_from(found: dict) -> RefundAnswer:
 
 
 class RefundRefused(StripeFailed):
-    """Stripe answered 4xx: it made no refund (already refunded, disputed, too old ...)."""
+    """Stripe answered 4xx: it made no refund (already refunded, disputed, too old ...). code is Stripe's."""
+
+    def __init__(self, why: str, code: str = "") -> None:
+        super().__init__(why)
+        self.code = code
 
 
 def _target(reference: str) -> dict[str, str]:
@@ -405,7 +409,7 @@ def refund_create(*, reference: str, amount_cents: int, public_id: str, deposit:
             params=params, options={"idempotency_key": f"myibot-refund-{public_id}"}
         )
     except (stripe.InvalidRequestError, stripe.CardError, stripe.PermissionError, stripe.AuthenticationError) as error:
-        raise RefundRefused(_describe(error)) from None
+        raise RefundRefused(_describe(error), str(_error_body(error).get("code") or "")) from None
     except stripe.StripeError as error:
         raise StripeFailed(_describe(error)) from None
     return refund_from(made.to_dict())

@@ -310,6 +310,18 @@ class StripeDouble:
         if key in self.keys:
             return self.keys[key][1], {}, self.keys[key][2]
         intent = self.intents.get(form.get("payment_intent", ""))
+        if intent is not None:
+            # As Stripe: never more than the charge, counting refunds made anywhere (its dashboard too).
+            done = sum(
+                r["amount"]
+                for r in self.refunds.values()
+                if r["payment_intent"] == intent["id"] and r["status"] not in ("failed", "canceled")
+            )
+            asked = int(form.get("amount") or intent["amount"] - done)
+            if done >= intent["amount"] or done + asked > intent["amount"]:
+                code = "charge_already_refunded" if done >= intent["amount"] else "amount_too_large"
+                error = {"type": "invalid_request_error", "code": code, "message": "Charge has already been refunded."}
+                return self._answer(400, {"error": error})
         refund = {
             "id": self._id("re_"),
             "object": "refund",

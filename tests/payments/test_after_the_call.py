@@ -560,3 +560,16 @@ def test_a_refund_after_a_lost_dispute_gives_back_only_what_is_left(account, str
     assert refunds.refundable_cents(deposit) == 70_00
     refund = refunds.card_deposit_refund(deposit_id=deposit.pk)
     assert refund.amount_cents == 70_00 and balance(account) == 100_00
+
+
+def test_a_refund_stripe_says_was_already_made_keeps_the_money_taken_back(account, stripe_double):
+    """A charge refunded elsewhere (Stripe's dashboard, before its event came): the card has the money back,
+    so the member must not get it back too."""
+    deposit = paid_deposit(account)
+    stripe_double.refund_in_dashboard(deposit.payment_intent, 25_00)
+    refund = refunds.card_deposit_refund(deposit_id=deposit.pk)
+    assert refund.status == "succeeded" and refund.failure_reason == "already refunded in Stripe"
+    assert balance(account) == 100_00
+    assert not LedgerEntry.objects.filter(kind="returned").exists()
+    deposit.refresh_from_db()
+    assert "already refunded" in deposit.needs_look
