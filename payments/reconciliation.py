@@ -3,6 +3,7 @@
 Read-only toward Stripe, but for the refunds it finishes: it never creates a charge.
 - Deposits left charging or uncertain are decided from the PaymentIntents Stripe made (payments.charges).
 - Refunds whose answer was lost are found in Stripe's list by their UUID, or asked once more (none was made).
+- Early fraud warnings of the last `days` no event delivered (their deposit's money stays held).
 - Refunds made in Stripe's dashboard, and refunds that failed since, found in Stripe's list of refunds made
   in the last `days`; disputes opened in the last 120 days (they come that late), each applied as its
   event would have been, once (payments.refunds.refund_seen, payments.disputes.dispute_seen).
@@ -46,6 +47,7 @@ class Report:
     # What Stripe's lists of refunds and disputes changed (resolve), or would look at (not resolve).
     refunds_seen: list[str] = field(default_factory=list)
     disputes_seen: list[str] = field(default_factory=list)
+    warnings_seen: list[str] = field(default_factory=list)
 
 
 # Disputes come up to 120 days after the charge (card networks allow that, and more for some reasons).
@@ -85,6 +87,21 @@ def reconcile(*, days: int, resolve: bool) -> Report:
             continue  # its deposit is settled above, or by the next run; the dispute is applied then
         if said:
             report.disputes_seen.append(said)
+    for warning in stripe_api.fraud_warnings_created(since=since):
+        deposit = refunds.paid_deposit_charged_by(charge=warning.charge, payment_intent=warning.payment_intent)
+        if deposit is None or deposit.needs_look.startswith(f"early fraud warning {warning.id}"):
+            continue  # not ours (or not credited yet: the next run), or applied already
+        if resolve:
+            said = disputes.early_fraud_warning_seen(
+                charge=warning.charge,
+                payment_intent=warning.payment_intent,
+                warning=warning.id,
+                fraud_type=warning.fraud_type,
+            )
+        else:
+            said = f"early fraud warning {warning.id} on card deposit {deposit.pk}"
+        if said:
+            report.warnings_seen.append(said)
     report.findings = connector_findings(days=days)
     return report
 

@@ -483,6 +483,35 @@ def disputes_created(*, since: datetime) -> Iterator[DisputeSeen]:
         raise StripeFailed(_describe(error)) from None
 
 
+@dataclass(frozen=True)
+class FraudWarning:
+    id: str
+    charge: str
+    payment_intent: str
+    fraud_type: str
+
+
+def fraud_warning_from(found: dict) -> FraudWarning:
+    return FraudWarning(
+        id=str(found.get("id") or ""),
+        charge=id_of(found.get("charge")),
+        payment_intent=id_of(found.get("payment_intent")),
+        fraud_type=str(found.get("fraud_type") or ""),
+    )
+
+
+def fraud_warnings_created(*, since: datetime) -> Iterator[FraudWarning]:
+    """Every early fraud warning since `since` (Radar), page by page."""
+    try:
+        listed = _client(READ_SECONDS).v1.radar.early_fraud_warnings.list(
+            params={"created": {"gte": int(since.timestamp())}, "limit": 100}
+        )
+        for found in listed.auto_paging_iter():
+            yield fraud_warning_from(found.to_dict())
+    except stripe.StripeError as error:
+        raise StripeFailed(_describe(error)) from None
+
+
 # Events -------------------------------------------------------------------------------------------
 
 

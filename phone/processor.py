@@ -130,8 +130,12 @@ class TestProcessor(HTTPClient):
                 return self._idempotent(key, post_data or "", lambda: self._refund(form))
             if method == "get" and path == "/v1/refunds":
                 target = query.get("payment_intent") or query.get("charge")
-                found = [r for r in _refunds.values() if target in (r["payment_intent"], r["charge"])]
-                return self._list(found, {}, "/v1/refunds")
+                found = [r for r in _refunds.values() if target is None or target in (r["payment_intent"], r["charge"])]
+                return self._list(found, query if target is None else {}, "/v1/refunds")
+            if method == "get" and path in ("/v1/disputes", "/v1/radar/early_fraud_warnings", "/v1/events"):
+                # What reconciliation and stripe_events read: this processor keeps disputes only as the
+                # events it sends, so the lists are empty, as a quiet test-mode account's are.
+                return self._list([], query, path)
         return _error(404, type="invalid_request_error", code="resource_missing", message=f"No such route {path}")
 
     def request_stream(self, *args, **kwargs):

@@ -43,6 +43,7 @@ class StripeDouble:
     lost: list[str] = field(default_factory=list)
     down: bool = False
     disputes: dict[str, dict] = field(default_factory=dict)
+    warnings: dict[str, dict] = field(default_factory=dict)
     events: dict[str, dict] = field(default_factory=dict)
     # The status a refund we ask for is answered with ("pending" for one that settles later).
     refund_status: str = "succeeded"
@@ -64,6 +65,9 @@ class StripeDouble:
         mocked.add_callback(responses.POST, f"{API}/v1/refunds", self._create_refund)
         mocked.add_callback(responses.GET, re.compile(rf"{API}/v1/refunds(\?.*)?$"), self._list_refunds)
         mocked.add_callback(responses.GET, re.compile(rf"{API}/v1/disputes(\?.*)?$"), self._list_disputes)
+        mocked.add_callback(
+            responses.GET, re.compile(rf"{API}/v1/radar/early_fraud_warnings(\?.*)?$"), self._list_warnings
+        )
         mocked.add_callback(responses.GET, re.compile(rf"{API}/v1/events(\?.*)?$"), self._list_events)
         mocked.add_callback(responses.GET, re.compile(rf"{API}/v1/events/evt_[A-Za-z0-9_]+$"), self._event)
 
@@ -146,6 +150,30 @@ class StripeDouble:
         since = int(query.get("created[gte]", 0))
         data = [d for d in self.disputes.values() if d["created"] >= since]
         return self._answer(200, {"object": "list", "data": data, "has_more": False, "url": "/v1/disputes"})
+
+    def fraud_warning(self, payment_intent: str) -> dict:
+        """An early fraud warning as Radar's EarlyFraudWarning object shows it."""
+        warning = {
+            "id": self._id("issfr_"),
+            "object": "radar.early_fraud_warning",
+            "actionable": True,
+            "charge": self.charge_of(payment_intent),
+            "created": int(time.time()),
+            "fraud_type": "made_with_stolen_card",
+            "livemode": False,
+            "payment_intent": payment_intent,
+        }
+        self.warnings[warning["id"]] = warning
+        return warning
+
+    def _list_warnings(self, request) -> tuple[int, dict, str]:
+        if self.down:
+            self._unreachable()
+        since = int(dict(parse_qsl(urlsplit(request.url).query)).get("created[gte]", 0))
+        data = [w for w in self.warnings.values() if w["created"] >= since]
+        return self._answer(
+            200, {"object": "list", "data": data, "has_more": False, "url": "/v1/radar/early_fraud_warnings"}
+        )
 
     def _list_events(self, request) -> tuple[int, dict, str]:
         if self.down:

@@ -573,3 +573,33 @@ def test_a_refund_stripe_says_was_already_made_keeps_the_money_taken_back(accoun
     assert not LedgerEntry.objects.filter(kind="returned").exists()
     deposit.refresh_from_db()
     assert "already refunded" in deposit.needs_look
+
+
+def test_reconciliation_applies_an_early_fraud_warning_no_event_delivered(account, stripe_double):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    deposit = paid_deposit(account)
+    warning = stripe_double.fraud_warning(deposit.payment_intent)
+    out = StringIO()
+    call_command("reconcile_card_deposits", "--resolve", stdout=out)
+    assert f"Fraud warning: early fraud warning on card deposit {deposit.pk}" in out.getvalue()
+    deposit.refresh_from_db()
+    assert deposit.held_for_review and warning["id"] in deposit.needs_look
+    out = StringIO()
+    call_command("reconcile_card_deposits", "--resolve", stdout=out)
+    assert "Stripe and the card deposits agree." in out.getvalue()
+
+
+@pytest.mark.usefixtures("stripe_double")
+def test_reconciliation_runs_against_the_simulators_processor(account, settings):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    settings.STRIPE_SECRET_KEY = ""
+    settings.DEBUG = True
+    out = StringIO()
+    call_command("reconcile_card_deposits", "--resolve", stdout=out)
+    assert "Stripe and the card deposits agree." in out.getvalue()

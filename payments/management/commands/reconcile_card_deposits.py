@@ -62,6 +62,8 @@ class Command(BaseCommand):
             self.stdout.write(f"Refund{done}: {said}.")
         for said in report.disputes_seen:
             self.stdout.write(f"Dispute{done}: {said}.")
+        for said in report.warnings_seen:
+            self.stdout.write(f"Fraud warning{done}: {said}.")
         for finding in report.findings:
             self.stdout.write(self._describe(finding))
         settled = report.settled
@@ -74,6 +76,7 @@ class Command(BaseCommand):
                 report.refunds_open,
                 report.refunds_seen,
                 report.disputes_seen,
+                report.warnings_seen,
                 report.findings,
             ]
         ):
