@@ -205,7 +205,7 @@ def _begin_charging(*, deposit_id: int, card: stripe_api.Card) -> CardDeposit:
     now = timezone.now()
     if card.fingerprint:
         limits.lock("card", card.fingerprint)
-    deposit = _locked(deposit_id)
+    deposit = CardDeposit.locked(deposit_id, "account")
     deposit.card_fingerprint = card.fingerprint[:64]
     deposit.card_type = deposit.card_type or _clean(_CARD_TYPE, card.brand.lower())
     deposit.card_last4 = deposit.card_last4 or _last_four(card.last4)
@@ -279,7 +279,7 @@ def credit(*, deposit_id: int, payment_intent: str, amount_cents: int, now: date
     the operator is told.
     """
     now = now or timezone.now()
-    deposit = _locked(deposit_id)
+    deposit = CardDeposit.locked(deposit_id, "account")
     if deposit.status == CardDeposit.Status.PAID:
         return deposit
     if amount_cents != deposit.amount_cents:
@@ -292,13 +292,6 @@ def credit(*, deposit_id: int, payment_intent: str, amount_cents: int, now: date
         deposit.save(update_fields=["needs_look"])
         return deposit
     return _credit(deposit, now=now, payment_intent=payment_intent)
-
-
-def _locked(deposit_id: int) -> CardDeposit:
-    """The deposit, locked, after its member's account: the order every money path locks them in."""
-    account_id = CardDeposit.objects.values_list("account_id", flat=True).get(pk=deposit_id)
-    Account.objects.select_for_update().filter(pk=account_id).get()
-    return CardDeposit.objects.select_for_update(of=("self",)).select_related("account").get(pk=deposit_id)
 
 
 def _credit(deposit: CardDeposit, *, now: datetime, payment_intent: str = "", reference: str = "") -> CardDeposit:
@@ -379,7 +372,7 @@ def _connector_result(deposit: CardDeposit, *, paid: PayResult, now: datetime) -
 def connector_credit(*, deposit_id: int, reference: str, card_type: str, card_last4: str) -> CardDeposit:
     """Version 3: credit a connector's charge Stripe holds for a deposit that was never credited."""
     with transaction.atomic():
-        deposit = _locked(deposit_id)
+        deposit = CardDeposit.locked(deposit_id, "account")
         field = "payment_intent" if reference.startswith("pi_") else "reference"
         taken = CardDeposit.objects.filter(**{field: reference}).exclude(pk=deposit.pk).exists()
         if deposit.status == CardDeposit.Status.PAID or deposit.refunds.exists() or taken:

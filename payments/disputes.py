@@ -18,7 +18,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts import ledger
-from accounts.models import Account, LedgerEntry
+from accounts.models import LedgerEntry
 from payments import stripe_api
 from payments.errors import NotYet
 from payments.models import CardDeposit, Dispute
@@ -49,9 +49,7 @@ def _not_credited_yet(*, payment_intent: str) -> None:
 
 @transaction.atomic
 def _apply(deposit_id: int, seen: stripe_api.DisputeSeen, *, withdrawn: bool, reinstated: bool) -> str:
-    account_id = CardDeposit.objects.values_list("account_id", flat=True).get(pk=deposit_id)
-    Account.objects.select_for_update().filter(pk=account_id).get()
-    deposit = CardDeposit.objects.select_for_update(of=("self",)).select_related("entry").get(pk=deposit_id)
+    deposit = CardDeposit.locked(deposit_id, "entry")
     dispute = Dispute.objects.select_for_update().filter(stripe_id=seen.id).first()
     if dispute is None:
         dispute = Dispute(stripe_id=seen.id, deposit=deposit, amount_cents=max(seen.amount_cents, 1))

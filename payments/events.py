@@ -13,7 +13,6 @@ When applying fails for a passing reason (the database), the event stays
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -111,18 +110,11 @@ def _apply(event: dict) -> Applied:
 
 def _our_deposit(intent: stripe_api.Intent) -> CardDeposit | None:
     """The deposit a PaymentIntent names by its public_id, if the amount and the number match too."""
-    public_id = _uuid_or_none(intent.public_id)
+    public_id = stripe_api.uuid_or_none(intent.public_id)
     deposit = CardDeposit.objects.filter(public_id=public_id).first() if public_id else None
     if deposit is None or deposit.amount_cents != intent.amount_cents or intent.deposit != str(deposit.pk):
         return None
     return deposit
-
-
-def _uuid_or_none(value: str) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        return None
 
 
 def _payment_intent_succeeded(obj: dict, kind: str) -> Applied:

@@ -174,6 +174,14 @@ class CardDeposit(models.Model):
     def can_move_to(self, status: str) -> bool:
         return status in MOVES[self.status]
 
+    @classmethod
+    def locked(cls, deposit_id: int, *related: str) -> CardDeposit:
+        """The deposit, locked, after its member's account: the order every money path locks them in
+        (inside a transaction). related: what to load with it (select_related)."""
+        account_id = cls.objects.values_list("account_id", flat=True).get(pk=deposit_id)
+        Account.objects.select_for_update().filter(pk=account_id).get()
+        return cls.objects.select_for_update(of=("self",)).select_related(*related).get(pk=deposit_id)
+
 
 class DepositAttempt(models.Model):
     """A member ID entered on the deposit line that cannot receive deposits (unknown, or not verified).

@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Callable
 
 from django.db import transaction
@@ -78,9 +77,7 @@ def card_deposit_refund(
 
 @transaction.atomic
 def _take_back(*, deposit_id: int, operator, clawback: bool, recorded: Callable[[Refund], None] | None) -> Refund:
-    deposit = CardDeposit.objects.select_related("entry").get(pk=deposit_id)
-    Account.objects.select_for_update().filter(pk=deposit.account_id).get()
-    deposit = CardDeposit.objects.select_for_update(of=("self",)).select_related("entry").get(pk=deposit_id)
+    deposit = CardDeposit.locked(deposit_id, "entry")
     amount = refund_check(deposit=deposit, clawback=clawback)  # again, under the locks
     taken = ledger.card_money_take_back(
         entry=deposit.entry, amount_cents=amount, kind=LedgerEntry.Kind.REFUND, owing=clawback
@@ -239,7 +236,7 @@ def refund_seen(found: stripe_api.RefundAnswer) -> str | None:
     """
     ours = Refund.objects.filter(stripe_id=found.id).first()
     if ours is None and found.public_id:
-        ours = Refund.objects.filter(public_id=_uuid_or_none(found.public_id)).first()
+        ours = Refund.objects.filter(public_id=stripe_api.uuid_or_none(found.public_id)).first()
     if ours is not None:
         refund = refund_update(refund_id=ours.pk, stripe_id=found.id, status=found.status, reason=found.failure_reason)
         return f"refund {refund.public_id} of card deposit {refund.deposit_id} {refund.status}"
@@ -252,10 +249,7 @@ def refund_seen(found: stripe_api.RefundAnswer) -> str | None:
 
 @transaction.atomic
 def _dashboard_refund(*, deposit_id: int, found: stripe_api.RefundAnswer) -> Refund:
-    Account.objects.select_for_update().filter(
-        pk=CardDeposit.objects.values_list("account_id", flat=True).get(pk=deposit_id)
-    ).get()
-    deposit = CardDeposit.objects.select_for_update(of=("self",)).select_related("entry").get(pk=deposit_id)
+    deposit = CardDeposit.locked(deposit_id, "entry")
     known = Refund.objects.filter(stripe_id=found.id).first()
     if known is not None:  # another event about it got here first
         return refund_update(refund_id=known.pk, stripe_id=found.id, status=found.status, reason=found.failure_reason)
@@ -288,10 +282,3 @@ def refunds_of_deposit_seen(deposit: CardDeposit) -> list[str]:
     """Every refund Stripe lists for a deposit's charge, applied (charge.refunded names none since 2022-11-15)."""
     reference = deposit.payment_intent or deposit.reference
     return [said for found in stripe_api.refunds_of(reference) if (said := refund_seen(found))]
-
-
-def _uuid_or_none(value: str) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        return None

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -295,14 +296,25 @@ def intent_from(found: dict) -> Intent:
     )
 
 
-def intents_created(*, since: datetime, until: datetime) -> Iterator[Intent]:
-    """Every PaymentIntent made between since and until, page by page. Read-only: never creates anything."""
-    params = {"created": {"gte": int(since.timestamp()), "lte": int(until.timestamp())}, "limit": 100}
+def _listed(service: Callable[[stripe.StripeClient], object], params: dict) -> Iterator[dict]:
+    """Every object a list endpoint gives (service picks it from the client), page by page, as dicts.
+    Read-only. StripeFailed when Stripe cannot be read, whichever page it was on."""
     try:
-        for found in _client(READ_SECONDS).v1.payment_intents.list(params=params).auto_paging_iter():
-            yield intent_from(found.to_dict())
+        for found in service(_client(READ_SECONDS)).list(params={**params, "limit": 100}).auto_paging_iter():
+            yield found.to_dict()
     except stripe.StripeError as error:
         raise StripeFailed(_describe(error)) from None
+
+
+def _created_since(since: datetime) -> dict:
+    return {"created": {"gte": int(since.timestamp())}}
+
+
+def intents_created(*, since: datetime, until: datetime) -> Iterator[Intent]:
+    """Every PaymentIntent made between since and until, page by page. Read-only: never creates anything."""
+    created = {"created": {"gte": int(since.timestamp()), "lte": int(until.timestamp())}}
+    for found in _listed(lambda client: client.v1.payment_intents, created):
+        yield intent_from(found)
 
 
 @dataclass(frozen=True)
@@ -328,27 +340,20 @@ class Charge:
 
 def charges_created(*, since: datetime) -> Iterator[Charge]:
     """Every charge made since `since`, page by page (version 3's connector charges are found by description)."""
-    try:
-        listed = _client(READ_SECONDS).v1.charges.list(
-            params={"created": {"gte": int(since.timestamp())}, "limit": 100}
+    for charge in _listed(lambda client: client.v1.charges, _created_since(since)):
+        card = ((charge.get("payment_method_details") or {}).get("card")) or {}
+        yield Charge(
+            id=charge["id"],
+            payment_intent=charge.get("payment_intent") or "",
+            description=charge.get("description") or "",
+            amount_cents=charge["amount"],
+            paid=bool(charge.get("paid")) and charge.get("status") == "succeeded",
+            refunded=bool(charge.get("refunded")) or bool(charge.get("amount_refunded")),
+            disputed=bool(charge.get("disputed")),
+            card_type=card.get("brand") or "",
+            card_last4=card.get("last4") or "",
+            created=datetime.fromtimestamp(charge["created"], tz=UTC),
         )
-        for found in listed.auto_paging_iter():
-            charge = found.to_dict()
-            card = ((charge.get("payment_method_details") or {}).get("card")) or {}
-            yield Charge(
-                id=charge["id"],
-                payment_intent=charge.get("payment_intent") or "",
-                description=charge.get("description") or "",
-                amount_cents=charge["amount"],
-                paid=bool(charge.get("paid")) and charge.get("status") == "succeeded",
-                refunded=bool(charge.get("refunded")) or bool(charge.get("amount_refunded")),
-                disputed=bool(charge.get("disputed")),
-                card_type=card.get("brand") or "",
-                card_last4=card.get("last4") or "",
-                created=datetime.fromtimestamp(charge["created"], tz=UTC),
-            )
-    except stripe.StripeError as error:
-        raise StripeFailed(_describe(error)) from None
 
 
 # Refunds ------------------------------------------------------------------------------------------
@@ -365,6 +370,14 @@ class RefundAnswer:
     failure_reason: str = ""
     charge: str = ""
     payment_intent: str = ""
+
+
+def uuid_or_none(value: str) -> uuid.UUID | None:
+    """A UUID of ours Stripe gives back from metadata (a deposit's public_id, a refund's), or None."""
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return None
 
 
 def id_of(value: object) -> str:
@@ -417,23 +430,13 @@ def refund_create(*, reference: str, amount_cents: int, public_id: str, deposit:
 
 def refunds_created(*, since: datetime) -> Iterator[RefundAnswer]:
     """Every refund made since `since`, ours and those made in Stripe's dashboard, page by page."""
-    try:
-        listed = _client(READ_SECONDS).v1.refunds.list(
-            params={"created": {"gte": int(since.timestamp())}, "limit": 100}
-        )
-        for found in listed.auto_paging_iter():
-            yield refund_from(found.to_dict())
-    except stripe.StripeError as error:
-        raise StripeFailed(_describe(error)) from None
+    for found in _listed(lambda client: client.v1.refunds, _created_since(since)):
+        yield refund_from(found)
 
 
 def refunds_of(reference: str) -> list[RefundAnswer]:
     """Every refund of a charge or PaymentIntent, ours and those made in Stripe's dashboard."""
-    try:
-        listed = _client(READ_SECONDS).v1.refunds.list(params={**_target(reference), "limit": 100})
-        return [refund_from(found.to_dict()) for found in listed.auto_paging_iter()]
-    except stripe.StripeError as error:
-        raise StripeFailed(_describe(error)) from None
+    return [refund_from(found) for found in _listed(lambda client: client.v1.refunds, _target(reference))]
 
 
 # Disputes and early fraud warnings ---------------------------------------------------------------
@@ -473,14 +476,8 @@ def dispute_from(found: dict) -> DisputeSeen:
 
 def disputes_created(*, since: datetime) -> Iterator[DisputeSeen]:
     """Every dispute opened since `since` (they come up to 120 days after the charge), page by page."""
-    try:
-        listed = _client(READ_SECONDS).v1.disputes.list(
-            params={"created": {"gte": int(since.timestamp())}, "limit": 100}
-        )
-        for found in listed.auto_paging_iter():
-            yield dispute_from(found.to_dict())
-    except stripe.StripeError as error:
-        raise StripeFailed(_describe(error)) from None
+    for found in _listed(lambda client: client.v1.disputes, _created_since(since)):
+        yield dispute_from(found)
 
 
 @dataclass(frozen=True)
@@ -502,14 +499,8 @@ def fraud_warning_from(found: dict) -> FraudWarning:
 
 def fraud_warnings_created(*, since: datetime) -> Iterator[FraudWarning]:
     """Every early fraud warning since `since` (Radar), page by page."""
-    try:
-        listed = _client(READ_SECONDS).v1.radar.early_fraud_warnings.list(
-            params={"created": {"gte": int(since.timestamp())}, "limit": 100}
-        )
-        for found in listed.auto_paging_iter():
-            yield fraud_warning_from(found.to_dict())
-    except stripe.StripeError as error:
-        raise StripeFailed(_describe(error)) from None
+    for found in _listed(lambda client: client.v1.radar.early_fraud_warnings, _created_since(since)):
+        yield fraud_warning_from(found)
 
 
 # Events -------------------------------------------------------------------------------------------
@@ -517,13 +508,7 @@ def fraud_warnings_created(*, since: datetime) -> Iterator[FraudWarning]:
 
 def events_since(*, since: datetime, types: list[str]) -> Iterator[dict]:
     """Stripe's events of these types since `since` (it keeps 30 days of them), oldest first."""
-    try:
-        listed = _client(READ_SECONDS).v1.events.list(
-            params={"created": {"gte": int(since.timestamp())}, "types": types, "limit": 100}
-        )
-        found = [event.to_dict() for event in listed.auto_paging_iter()]
-    except stripe.StripeError as error:
-        raise StripeFailed(_describe(error)) from None
+    found = list(_listed(lambda client: client.v1.events, {**_created_since(since), "types": types}))
     return iter(sorted(found, key=lambda event: (int(event.get("created") or 0), str(event.get("id")))))
 
 
