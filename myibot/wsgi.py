@@ -19,20 +19,11 @@ with exit_on_settings_problems():
 
 
 def _load_before_the_fork() -> None:
-    """What every worker would otherwise load on its first calls, each its own copy: loaded once here, in
-    gunicorn's master, so that the workers share it (docs/PERFORMANCE.md, "Memory"). The catalogues of
-    every language callers hear (Django's own included), phonenumbers' metadata for the numbers
-    callers call from, and the parts of Stripe's library a charge uses."""
-    import phonenumbers
+    """What each app says its workers would otherwise load on first use, each its own copy (payments: the
+    parts of Stripe's library a charge uses): loaded once here, in gunicorn's master, so that the workers
+    share it (docs/PERFORMANCE.md, "Memory")."""
     from django.apps import apps
-    from django.conf import settings
-    from django.utils import translation
 
-    for code in settings.IVR_LANGUAGES:
-        with translation.override(code):
-            translation.gettext("Main menu.")
-    phonenumbers.is_valid_number(phonenumbers.parse("+12025550142", settings.PHONE_REGION))
-    # And what each app says its workers will load (payments: the parts of Stripe's library a charge uses).
     for config in apps.get_app_configs():
         loader = getattr(config, "load_before_the_fork", None)
         if loader is not None:
