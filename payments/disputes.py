@@ -53,8 +53,7 @@ def _apply(deposit_id: int, seen: stripe_api.DisputeSeen, *, withdrawn: bool, re
     dispute = Dispute.objects.select_for_update().filter(stripe_id=seen.id).first()
     if dispute is None:
         dispute = Dispute(stripe_id=seen.id, deposit=deposit, amount_cents=max(seen.amount_cents, 1))
-    # A closed dispute stays closed: an older event saying it is open arrived late.
-    if dispute.pk is None or dispute.is_open or seen.status in Dispute.CLOSED:
+    if dispute.takes(seen.status):
         dispute.status = seen.status[:30] or dispute.status
     dispute.reason = seen.reason[:40] or dispute.reason
     dispute.funds_withdrawn = dispute.funds_withdrawn or withdrawn
@@ -76,12 +75,16 @@ def _apply(deposit_id: int, seen: stripe_api.DisputeSeen, *, withdrawn: bool, re
             ]
             deposit.save(update_fields=["needs_look"])
     if dispute.funds_reinstated and dispute.taken_by_id and dispute.given_back_by_id is None:
+        # What we took, or less when Stripe's balance transactions show it gave back less.
+        taken = -LedgerEntry.objects.get(pk=dispute.taken_by_id).amount_cents
+        amount = min(taken, seen.reinstated_cents) if seen.reinstated_cents else taken
         dispute.given_back_by = ledger.card_money_give_back(
-            entry=deposit.entry,
-            amount_cents=-LedgerEntry.objects.get(pk=dispute.taken_by_id).amount_cents,
-            kind=LedgerEntry.Kind.REINSTATED,
+            entry=deposit.entry, amount_cents=amount, kind=LedgerEntry.Kind.REINSTATED
         )
-        said.append("money given back")
+        said.append(f"{amount} cents given back")
+        if amount < taken:
+            deposit.needs_look = f"dispute {seen.id}: Stripe reinstated {amount} of the {taken} cents taken back"[:160]
+            deposit.save(update_fields=["needs_look"])
     dispute.save()
     if dispute.is_inquiry and not deposit.needs_look:
         deposit.needs_look = f"the card's bank asks about this charge (inquiry {seen.id})"[:160]

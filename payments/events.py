@@ -153,7 +153,7 @@ def _charge_refunded(obj: dict, kind: str) -> Applied:
     )
     if deposit is None:
         return NOT_OURS
-    said = refunds.refunds_of_deposit_seen(deposit)
+    said = refunds.refunds_of_deposit_seen(deposit, timeout=stripe_api.EVENT_READ_SECONDS)
     return Applied(StripeEvent.Outcome.APPLIED, "; ".join(said) or f"no refund listed for card deposit {deposit.pk}")
 
 

@@ -290,10 +290,26 @@ class Dispute(models.Model):
     # Stripe's statuses for an inquiry (a "warning"): the bank asks, nothing is withdrawn.
     INQUIRY = ("warning_needs_response", "warning_under_review", "warning_closed")
     CLOSED = ("won", "lost", "warning_closed", "prevented")
+    # A lost dispute the account appeals (Stripe API 2026-10-28 on; appeals are a Dashboard setting):
+    # open again, the money still withdrawn, until won (reinstated) or lost.
+    APPEAL = ("appeal_needs_response", "appeal_under_review")
 
     @property
     def is_open(self) -> bool:
         return self.status not in self.CLOSED
+
+    def takes(self, status: str) -> bool:
+        """Whether a status Stripe reports moves this dispute: events come late and out of order.
+
+        An open dispute takes any. A closed one stays closed (a late event said it was open), except a
+        lost one appealed (an appeal ends won or lost) and a closed inquiry the bank escalates to a
+        chargeback on the same dispute.
+        """
+        if self.pk is None or self.is_open:
+            return True
+        if self.status == "warning_closed":
+            return status not in self.INQUIRY
+        return self.status == "lost" and status in self.APPEAL
 
     @property
     def is_inquiry(self) -> bool:

@@ -278,7 +278,7 @@ def _dashboard_refund(*, deposit_id: int, found: stripe_api.RefundAnswer) -> Ref
     return refund
 
 
-def refunds_of_deposit_seen(deposit: CardDeposit) -> list[str]:
+def refunds_of_deposit_seen(deposit: CardDeposit, *, timeout: float = stripe_api.READ_SECONDS) -> list[str]:
     """Every refund Stripe lists for a deposit's charge, applied (charge.refunded names none since 2022-11-15)."""
     reference = deposit.payment_intent or deposit.reference
-    return [said for found in stripe_api.refunds_of(reference) if (said := refund_seen(found))]
+    return [said for found in stripe_api.refunds_of(reference, timeout=timeout) if (said := refund_seen(found))]

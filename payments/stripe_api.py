@@ -57,6 +57,10 @@ logger = logging.getLogger(__name__)
 API_VERSION = stripe.api_version
 # What an operator's command or reconciliation may wait for one answer.
 READ_SECONDS = 20
+# What applying one of Stripe's events may wait for one answer (a charge.refunded lists the charge's
+# refunds): well inside the time Stripe waits for /stripe/events to answer. A read that takes longer
+# answers 500, and Stripe sends the event again (for up to 3 days); reconciliation lists them too.
+EVENT_READ_SECONDS = 5
 # The key the test processor answers to, and the secret its events are signed with (DEBUG only).
 TEST_PROCESSOR_KEY = "sk_test_myibot_local_processor"
 TEST_PROCESSOR_WEBHOOK_SECRET = "whsec_myibot_local_processor"  # noqa: S105 - DEBUG only, for the local test processor
@@ -296,11 +300,13 @@ def intent_from(found: dict) -> Intent:
     )
 
 
-def _listed(service: Callable[[stripe.StripeClient], object], params: dict) -> Iterator[dict]:
+def _listed(
+    service: Callable[[stripe.StripeClient], object], params: dict, *, timeout: float = READ_SECONDS
+) -> Iterator[dict]:
     """Every object a list endpoint gives (service picks it from the client), page by page, as dicts.
     Read-only. StripeFailed when Stripe cannot be read, whichever page it was on."""
     try:
-        for found in service(_client(READ_SECONDS)).list(params={**params, "limit": 100}).auto_paging_iter():
+        for found in service(_client(timeout)).list(params={**params, "limit": 100}).auto_paging_iter():
             yield found.to_dict()
     except stripe.StripeError as error:
         raise StripeFailed(_describe(error)) from None
@@ -434,9 +440,11 @@ def refunds_created(*, since: datetime) -> Iterator[RefundAnswer]:
         yield refund_from(found)
 
 
-def refunds_of(reference: str) -> list[RefundAnswer]:
+def refunds_of(reference: str, *, timeout: float = READ_SECONDS) -> list[RefundAnswer]:
     """Every refund of a charge or PaymentIntent, ours and those made in Stripe's dashboard."""
-    return [refund_from(found) for found in _listed(lambda client: client.v1.refunds, _target(reference))]
+    return [
+        refund_from(found) for found in _listed(lambda client: client.v1.refunds, _target(reference), timeout=timeout)
+    ]
 
 
 # Disputes and early fraud warnings ---------------------------------------------------------------
@@ -455,6 +463,9 @@ class DisputeSeen:
     withdrawn: bool
     reinstated: bool
     created: datetime
+    # What Stripe gave back, when its balance transactions say (0 when they do not): a reinstatement may
+    # be less than the withdrawal ("This includes partially refunded payments", Stripe's event types).
+    reinstated_cents: int = 0
 
 
 def dispute_from(found: dict) -> DisputeSeen:
@@ -471,6 +482,7 @@ def dispute_from(found: dict) -> DisputeSeen:
         withdrawn=any(int(move.get("amount") or 0) < 0 for move in moves),
         reinstated=any(int(move.get("amount") or 0) > 0 for move in moves),
         created=datetime.fromtimestamp(int(found.get("created") or 0), tz=UTC),
+        reinstated_cents=sum(max(int(move.get("amount") or 0), 0) for move in moves),
     )
 
 

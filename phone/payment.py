@@ -63,7 +63,7 @@ TEST_CARDS = {
     ),
     # error_on_requires_action: a bank's 3-D Secure demand becomes a card error.
     AUTHENTICATION_REQUIRED: TestCard(
-        "pm_card_authenticationRequired",
+        "pm_card_authenticationRequiredOnSetup",
         "authentication_required",
         "authentication_required",
         "Your card was declined. This transaction requires authentication.",

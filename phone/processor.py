@@ -21,7 +21,8 @@ service cannot know the card was charged: the deposit is uncertain until the eve
 "stripe-fails" answers each charge 500, saved under its idempotency key as Stripe saves it, and makes
 nothing (uncertain too, then closed as not charged when no PaymentIntent exists an hour later);
 "dispute" disputes the charge afterwards, as Stripe's test card ...0259 always does; "refund-fails"
-answers a refund pending, then sends refund.failed.
+answers a refund pending, then sends refund.failed. Each refund also sends refund.created and
+charge.refunded, as Stripe does.
 """
 
 from __future__ import annotations
@@ -273,9 +274,22 @@ class TestProcessor(HTTPClient):
             "status": "pending" if _mode == "refund-fails" else "succeeded",
         }
         _refunds[refund_id] = refund
+        _send("refund.created", refund)
+        refunded = sum(r["amount"] for r in _refunds.values() if r["payment_intent"] == intent["id"])
+        # As Stripe does for every refund, partial too; since 2022-11-15 the charge names no refunds.
+        _send(
+            "charge.refunded",
+            {
+                "id": intent["latest_charge"],
+                "object": "charge",
+                "amount": intent["amount"],
+                "amount_refunded": refunded,
+                "payment_intent": intent["id"],
+                "refunded": refunded >= intent["amount"],
+                "livemode": False,
+            },
+        )
         if _mode == "refund-fails":
             # A refund to a card that was closed meanwhile: pending at first, failed days later.
             _send("refund.failed", {**refund, "status": "failed", "failure_reason": "expired_or_canceled_card"})
-        else:
-            _send("refund.created", refund)
         return _ok(refund)

@@ -29,7 +29,7 @@ CARDS = {
     "pm_card_visa_debit": ("4000056655665556", "", ""),
     "pm_card_visa_chargeDeclined": ("4000000000000002", "card_declined", "generic_decline"),
     "pm_card_visa_chargeDeclinedInsufficientFunds": ("4000000000009995", "card_declined", "insufficient_funds"),
-    "pm_card_authenticationRequired": ("4000002500003155", "authentication_required", "authentication_required"),
+    "pm_card_authenticationRequiredOnSetup": ("4000002500003155", "authentication_required", "authentication_required"),
     "pm_card_visa_chargeDeclinedExpiredCard": ("4000000000000069", "expired_card", ""),
 }
 
@@ -59,6 +59,7 @@ class StripeDouble:
         self.lost += [how] * count
 
     def install(self, mocked: responses.RequestsMock) -> None:
+        self.mocked = mocked  # its calls: what the library sent, with the timeout it waited
         mocked.add_callback(responses.GET, re.compile(rf"{API}/v1/payment_methods/.+"), self._payment_method)
         mocked.add_callback(responses.POST, f"{API}/v1/payment_intents", self._create_intent)
         mocked.add_callback(responses.GET, re.compile(rf"{API}/v1/payment_intents(\?.*)?$"), self._list_intents)
@@ -265,15 +266,7 @@ class StripeDouble:
         if key in self.keys:
             parameters, status, body = self.keys[key]
             if parameters != request.body:
-                return self._answer(
-                    400,
-                    {
-                        "error": {
-                            "type": "idempotency_error",
-                            "message": "Keys for idempotent requests can only be used with the same parameters they were first used with.",
-                        }
-                    },
-                )
+                return self._idempotency_error()
             if how == "timeout":
                 raise requests.exceptions.ReadTimeout("Read timed out (test double)")
             return status, {"Idempotent-Replayed": "true"}, body
@@ -285,6 +278,17 @@ class StripeDouble:
             # Stripe made the charge; the answer never came back.
             raise requests.exceptions.ReadTimeout("Read timed out (test double)")
         return status, headers, body
+
+    def _idempotency_error(self) -> tuple[int, dict, str]:
+        return self._answer(
+            400,
+            {
+                "error": {
+                    "type": "idempotency_error",
+                    "message": "Keys for idempotent requests can only be used with the same parameters they were first used with.",
+                }
+            },
+        )
 
     def _charge(self, form: dict[str, str]) -> tuple[int, dict, str]:
         pm = form.get("payment_method", "")
@@ -303,13 +307,15 @@ class StripeDouble:
             "payment_method_types": ["card"],
             "confirmation_method": "automatic",
             "status": "succeeded" if not code else "requires_payment_method",
-            "latest_charge": self._id("ch_") if not code else None,
+            # Confirming makes a charge, failed or not: "the ID of the failed charge" for card errors.
+            "latest_charge": self._id("ch_"),
             "last_payment_error": None,
         }
         self.intents[intent_id] = intent
         if code:
             error = {
                 "type": "card_error",
+                "charge": intent["latest_charge"],
                 "code": code,
                 "decline_code": decline or None,
                 "message": "Your card was declined.",
@@ -336,7 +342,11 @@ class StripeDouble:
         form = dict(parse_qsl(request.body if isinstance(request.body, str) else request.body.decode()))
         key = request.headers.get("Idempotency-Key", "")
         if key in self.keys:
-            return self.keys[key][1], {}, self.keys[key][2]
+            parameters, status, body = self.keys[key]
+            if parameters != request.body:
+                # As Stripe: a key is bound to the parameters it was first used with.
+                return self._idempotency_error()
+            return status, {"Idempotent-Replayed": "true"}, body
         intent = self.intents.get(form.get("payment_intent", ""))
         if intent is not None:
             # As Stripe: never more than the charge, counting refunds made anywhere (its dashboard too).

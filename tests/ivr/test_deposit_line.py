@@ -139,7 +139,7 @@ def test_every_other_pay_result_is_truthfully_not_charged(family, account, strip
         ("pm_card_visa_chargeDeclined", "The card was declined.", "issuer_decline"),
         ("pm_card_visa_chargeDeclinedInsufficientFunds", "There is not enough money on the card.", "issuer_decline"),
         (
-            "pm_card_authenticationRequired",
+            "pm_card_authenticationRequiredOnSetup",
             "Your bank asked for an extra step that cannot be done by phone. Please try another card.",
             "card_error",
         ),

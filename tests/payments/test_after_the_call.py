@@ -206,6 +206,44 @@ def test_a_lost_dispute_keeps_the_money_taken_and_the_fee_is_never_the_members(c
     assert not Dispute.objects.get().is_open
 
 
+def test_an_appealed_lost_dispute_is_open_again_and_a_won_appeal_gives_the_money_back(client, account, stripe_double):
+    deposit = paid_deposit(account, 40_00)
+    pi = deposit.payment_intent
+    lost = stripe_double.event("charge.dispute.closed", stripe_double.dispute(pi, 40_00, "lost", [-40_00]))
+    send(client, lost)
+    assert balance(account) == 100_00 and not Dispute.objects.get().is_open
+    appealed = stripe_double.event(
+        "charge.dispute.updated", stripe_double.dispute(pi, 40_00, "appeal_under_review", [-40_00])
+    )
+    send(client, appealed)
+    dispute = Dispute.objects.get()
+    assert dispute.status == "appeal_under_review" and dispute.is_open and balance(account) == 100_00
+    with pytest.raises(refunds.DisputeOpen):
+        refunds.card_deposit_refund(deposit_id=deposit.pk)
+    won = stripe_double.dispute(pi, 40_00, "won", [-40_00, 40_00])
+    send(client, stripe_double.event("charge.dispute.funds_reinstated", won))
+    assert balance(account) == 140_00
+    # Late words, in new events, of a dispute that is over: nothing moves.
+    for status in ("lost", "appeal_needs_response", "needs_response"):
+        send(client, stripe_double.event("charge.dispute.updated", stripe_double.dispute(pi, 40_00, status, [-40_00])))
+        assert balance(account) == 140_00 and Dispute.objects.get().status == "won"
+
+
+def test_a_partial_reinstatement_gives_back_what_stripe_gave_back_and_flags_the_deposit(client, account, stripe_double):
+    deposit = paid_deposit(account, 40_00)
+    pi = deposit.payment_intent
+    send(
+        client, stripe_double.event("charge.dispute.funds_withdrawn", stripe_double.dispute(pi, 40_00, moves=[-40_00]))
+    )
+    assert balance(account) == 100_00
+    partly = stripe_double.dispute(pi, 40_00, "won", [-40_00, 30_00])
+    for _ in range(2):
+        send(client, stripe_double.event("charge.dispute.funds_reinstated", partly))
+        assert balance(account) == 130_00
+    deposit.refresh_from_db()
+    assert "reinstated 3000 of the 4000 cents" in deposit.needs_look
+
+
 def test_an_inquiry_only_flags_the_deposit(client, account, stripe_double):
     deposit = paid_deposit(account)
     inquiry = stripe_double.dispute(deposit.payment_intent, 25_00, "warning_needs_response")
@@ -214,6 +252,23 @@ def test_an_inquiry_only_flags_the_deposit(client, account, stripe_double):
     assert balance(account) == 125_00 and "inquiry" in deposit.needs_look
     with pytest.raises(refunds.DisputeOpen):
         refunds.card_deposit_refund(deposit_id=deposit.pk)
+
+
+def test_a_closed_inquiry_the_bank_escalates_is_a_dispute_again(client, account, stripe_double):
+    deposit = paid_deposit(account)
+    pi = deposit.payment_intent
+    for status in ("warning_needs_response", "warning_closed"):
+        send(client, stripe_double.event("charge.dispute.updated", stripe_double.dispute(pi, 25_00, status)))
+    assert not Dispute.objects.get().is_open and balance(account) == 125_00
+    send(
+        client, stripe_double.event("charge.dispute.updated", stripe_double.dispute(pi, 25_00, "warning_under_review"))
+    )
+    assert Dispute.objects.get().status == "warning_closed"  # a late word of the inquiry
+    send(
+        client,
+        stripe_double.event("charge.dispute.funds_withdrawn", stripe_double.dispute(pi, 25_00, moves=[-25_00])),
+    )
+    assert Dispute.objects.get().status == "needs_response" and balance(account) == 100_00
 
 
 def test_an_early_fraud_warning_keeps_held_money_held_until_an_operator_releases_it(client, account, stripe_double):
@@ -293,6 +348,9 @@ def test_charge_refunded_while_stripe_cannot_be_read_answers_500_then_applies_on
     send(client, event)
     send(client, event)
     assert StripeEvent.objects.get().outcome == "applied" and balance(account) == 100_00
+    # Each read inside an event waits far less than Stripe waits for our answer (EVENT_READ_SECONDS).
+    listed = [call.request for call in stripe_double.mocked.calls if "/v1/refunds?" in call.request.url]
+    assert listed and {request.req_kwargs["timeout"] for request in listed} == {5}
 
 
 def test_stripe_events_since_applies_what_never_arrived(account, stripe_double):

@@ -77,7 +77,7 @@ def test_a_repeated_action_request_charges_nothing_more(account, stripe_double):
     [
         ("pm_card_visa_chargeDeclined", "issuer_decline", "generic_decline"),
         ("pm_card_visa_chargeDeclinedInsufficientFunds", "issuer_decline", "insufficient_funds"),
-        ("pm_card_authenticationRequired", "card_error", "authentication_required"),
+        ("pm_card_authenticationRequiredOnSetup", "card_error", "authentication_required"),
     ],
 )
 def test_a_card_error_is_not_charged_with_its_reason(account, token, reason, code):
