@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -391,6 +391,8 @@ class Settled:
     credited: list[CardDeposit]
     not_charged: list[CardDeposit]
     still_open: list[CardDeposit]
+    # Charging began so recently that its request may still be under way: the next run looks.
+    too_recent: list[CardDeposit] = field(default_factory=list)
 
 
 def settle_open_deposits(*, now: datetime | None = None, resolve: bool = True) -> Settled:
@@ -405,12 +407,9 @@ def settle_open_deposits(*, now: datetime | None = None, resolve: bool = True) -
     now = now or timezone.now()
     settled = Settled([], [], [])
     _close_never_charged(now=now, resolve=resolve, settled=settled)
-    open_deposits = list(
-        CardDeposit.objects.filter(
-            status__in=[CardDeposit.Status.CHARGING, CardDeposit.Status.UNCERTAIN],
-            charging_started__lt=now - limits.CHARGING_SLOT,
-        ).order_by("charging_started")
-    )
+    charging = CardDeposit.objects.filter(status__in=[CardDeposit.Status.CHARGING, CardDeposit.Status.UNCERTAIN])
+    settled.too_recent = list(charging.filter(charging_started__gte=now - limits.CHARGING_SLOT).order_by("pk"))
+    open_deposits = list(charging.filter(charging_started__lt=now - limits.CHARGING_SLOT).order_by("charging_started"))
     if not open_deposits:
         return settled
     since = min(deposit.charging_started for deposit in open_deposits) - LISTED_BEFORE

@@ -53,6 +53,8 @@ class StripeDouble:
     refund_waiting: threading.Event = field(default_factory=threading.Event)
     # The next n refund requests are made, then their answer is lost (the connection drops).
     refunds_lost: int = 0
+    # When set, the next refund request is refused with this invalid_request_error code (then cleared).
+    refund_refusal: str = ""
     numbers: itertools.count = field(default_factory=lambda: itertools.count(1))
 
     def lose_next(self, count: int = 1, how: str = "timeout") -> None:
@@ -347,6 +349,10 @@ class StripeDouble:
                 # As Stripe: a key is bound to the parameters it was first used with.
                 return self._idempotency_error()
             return status, {"Idempotent-Replayed": "true"}, body
+        if self.refund_refusal:
+            code, self.refund_refusal = self.refund_refusal, ""
+            error = {"type": "invalid_request_error", "code": code, "message": "This charge cannot be refunded."}
+            return self._answer(400, {"error": error})
         intent = self.intents.get(form.get("payment_intent", ""))
         if intent is not None:
             # As Stripe: never more than the charge, counting refunds made anywhere (its dashboard too).

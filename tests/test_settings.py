@@ -333,3 +333,38 @@ def test_base_url_must_be_https_with_debug_off():
     assert manage("check", **{**PRODUCTION, "BASE_URL": "https://myibot.fly.dev"}).returncode == 0
     debug = {**PRODUCTION, "DEBUG": "true", "BASE_URL": "http://127.0.0.1:3001"}
     assert manage("check", **debug).returncode == 0
+
+
+def test_a_scheduled_machine_given_what_the_readmes_deploy_gives_it_runs_its_command(tmp_path):
+    """Deploy, steps 1, 3 and 6: the app's secrets, and `--env` for what fly.toml's [env] gives the app."""
+    readme = (ROOT / "README.md").read_text()
+    deploy = readme[readme.index("## Deploy (Fly.io)") : readme.index("### Many machines")]
+    secrets_file = re.search(r"```\n(SECRET_KEY=\.\.\.\n(?:[A-Z_0-9]+=.*\n)+)```", deploy).group(1)
+    secrets = {line.split("=", 1)[0] for line in secrets_file.splitlines()}
+    schedules = deploy[deploy.index("**6. The schedules**") : deploy.index("**7.")]
+    runs = re.findall(r"fly machine run .*?-- (python /app/manage\.py [a-z_]+[^\n]*)", schedules, re.S)
+    given_env = set(re.findall(r"--env ([A-Z_0-9]+)=", schedules))
+    assert len(runs) == 2 and given_env == {"BASE_URL"}
+    # What the machines get: those secrets (made-up values of the right shape), DATABASE_URL from
+    # `fly mpg attach` (a database here), and the --env. Never DEBUG: off.
+    values = {
+        "SECRET_KEY": "s" * 50,
+        "PIN_PEPPER": "p" * 32,
+        "TWILIO_AUTH_TOKEN": "t" * 32,
+        "TWILIO_DEPOSIT_AUTH_TOKEN": "d" * 32,
+        "PAY_CONNECTOR": "Default",
+        "STRIPE_SECRET_KEY": "sk_test_x",
+        "STRIPE_WEBHOOK_SECRET": "whsec_x",
+        "TIME_ZONE": "America/New_York",
+        "STAFF_PHONE_NUMBER": "+12025550100",
+        "BASE_URL": "https://myibot.fly.dev",
+    }
+    assert secrets | given_env <= set(values)
+    env = {name: values[name] for name in secrets | given_env}
+    env["DATABASE_URL"] = f"sqlite:///{tmp_path / 'db.sqlite3'}"
+    assert manage("migrate", "-v0", **env).returncode == 0
+    result = manage("purge_call_sessions", **env)
+    assert result.returncode == 0, result.stderr
+    # Without the --env, the command stops at start-up: what fly.toml's [env] alone gives the app.
+    result = manage("purge_call_sessions", **{k: v for k, v in env.items() if k != "BASE_URL"})
+    assert result.returncode == 1 and "BASE_URL is required when DEBUG is off" in result.stderr

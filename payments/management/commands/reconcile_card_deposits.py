@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from accounts.dollars import format_dollars
-from payments import charges, errors, reconciliation, refunds, stripe_api
+from payments import charges, errors, limits, reconciliation, refunds, stripe_api
 
 
 class Command(BaseCommand):
@@ -52,6 +52,11 @@ class Command(BaseCommand):
             )
         for deposit in report.settled.still_open:
             self.stdout.write(f"Still open: card deposit {deposit.pk} ({deposit.status}): Stripe has not decided yet.")
+        for deposit in report.settled.too_recent:
+            self.stdout.write(
+                f"Too recent: card deposit {deposit.pk} ({deposit.status}) began charging less than "
+                f"{limits.CHARGING_SLOT.seconds // 60} minutes ago; the next run looks at it."
+            )
         for refund in report.refunds_finished:
             self.stdout.write(
                 f"Refund of card deposit {refund.deposit_id}: {refund.status} ({refund.stripe_id or '-'})."
@@ -72,6 +77,7 @@ class Command(BaseCommand):
                 settled.credited,
                 settled.not_charged,
                 settled.still_open,
+                settled.too_recent,
                 report.refunds_finished,
                 report.refunds_open,
                 report.refunds_seen,

@@ -67,6 +67,9 @@ class Command(BaseCommand):
                 f"card deposit {found.pk} changed meanwhile: run this again. Nothing was changed."
             ) from None
         found.account.refresh_from_db()
+        if refund.status in (Refund.Status.FAILED, Refund.Status.CANCELED):
+            # Nothing reached the card: an error, so that a script or an operator's shell sees it failed.
+            raise CommandError(self._said(refund, found))
         self.stdout.write(self._said(refund, found))
 
     def _deposit(self, entry: str | None, deposit: str | None) -> CardDeposit:
