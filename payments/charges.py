@@ -206,6 +206,8 @@ def _begin_charging(*, deposit_id: int, card: stripe_api.Card) -> CardDeposit:
     if card.fingerprint:
         limits.lock("card", card.fingerprint)
     deposit = CardDeposit.locked(deposit_id, "account")
+    if deposit.status != CardDeposit.Status.PENDING:
+        return deposit  # reconciliation closed it meanwhile: nothing was charged, and nothing will be
     deposit.card_fingerprint = card.fingerprint[:64]
     deposit.card_type = deposit.card_type or _clean(_CARD_TYPE, card.brand.lower())
     deposit.card_last4 = deposit.card_last4 or _last_four(card.last4)
@@ -213,6 +215,14 @@ def _begin_charging(*, deposit_id: int, card: stripe_api.Card) -> CardDeposit:
         deposit.status, deposit.not_charged_reason, deposit.decided = "not_charged", CardDeposit.Reason.CARD_LIMIT, now
         deposit.save()
         logger.info("card deposit refused by the card's limits: deposit=%s", deposit.pk)
+        return deposit
+    # Under the member's lock, as every other deposit of the day is counted: another family's payment may have
+    # begun and been charged while this <Pay> ran past its slot (PAY_SLOT; limits.PAY_LONGEST).
+    if deposit.amount_cents > limits.room_cents(account=deposit.account, now=now, excluding=deposit.pk):
+        deposit.status, deposit.not_charged_reason = "not_charged", CardDeposit.Reason.DAILY_LIMIT
+        deposit.decided = now
+        deposit.save()
+        logger.info("card deposit refused by the member's daily limit as it began: deposit=%s", deposit.pk)
         return deposit
     deposit.status, deposit.charging_started = CardDeposit.Status.CHARGING, now
     deposit.save()
@@ -459,7 +469,7 @@ def _card_refused(deposit_id: int, *, code: str, decline_code: str, payment_inte
 
 def _close_never_charged(*, now: datetime, resolve: bool, settled: Settled) -> None:
     stale = CardDeposit.objects.filter(
-        status=CardDeposit.Status.PENDING, charged_by=ChargedBy.SERVICE, created__lt=now - limits.PAY_SLOT
+        status=CardDeposit.Status.PENDING, charged_by=ChargedBy.SERVICE, created__lt=now - limits.PAY_LONGEST
     ).exclude(token_received__gt=now - NEVER_CHARGED_AFTER)
     for deposit in stale:
         if resolve:

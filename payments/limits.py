@@ -31,6 +31,11 @@ PAY_FIELDS = 4  # card number, expiration date, security code, ZIP code
 # does not block a family for long; a charge ends inside Twilio's 15 s, and a crashed one frees its slot after this.
 PAY_SLOT = timedelta(seconds=PAY_TIMEOUT_SECONDS * PAY_MAX_ATTEMPTS * PAY_FIELDS) + timedelta(minutes=2)
 CHARGING_SLOT = timedelta(minutes=2)
+# But a <Pay> has no overall time limit (its timeout is between keys): a caller typing slowly may still be in
+# it long after PAY_SLOT. None lasts longer than this (4 fields, 2 tries each, up to 19 keys 10 s apart, and
+# the prompts): before then, reconciliation leaves a pending deposit open. The member's daily room is checked
+# again as the charge begins (charges._begin_charging), so a slow <Pay> never passes it.
+PAY_LONGEST = timedelta(minutes=30)
 DECLINE_WINDOW = timedelta(hours=1)
 CARD_WEEK = timedelta(days=7)
 

@@ -51,6 +51,7 @@ class NotChargedReason(models.TextChoices):
     CARD_LIMIT = "card_limit", "the card's own limits"
     PROCESSOR = "processor", "Stripe refused the request or could not be reached before any charge"
     NO_CHARGE = "no_charge", "closed: Stripe made no charge"
+    DAILY_LIMIT = "daily_limit", "the member's daily limit, checked again as the charge began"
 
 
 class ChargedBy(models.TextChoices):

@@ -125,6 +125,8 @@ NOT_CHARGED_BECAUSE = {
     ),
     "card_details": gettext_lazy("The card details were not accepted."),
     "card_limit": gettext_lazy("That card cannot be used for this account. Please try another card."),
+    # Said after a slow <Pay> while another payment for the member went through: never how much is left.
+    "daily_limit": gettext_lazy("This account cannot receive that much by card today."),
     "processor": gettext_lazy("We could not reach the card processor."),
     "caller-interrupted-with-star": gettext_lazy("You pressed star, so the payment stopped."),
     "too-many-failed-attempts": gettext_lazy("The card details were not accepted."),
@@ -337,6 +339,8 @@ def _why_not_charged(deposit: CardDeposit) -> str:
     reason, code = deposit.not_charged_reason, deposit.decline_code
     if reason == CardDeposit.Reason.CARD_LIMIT:
         return "card_limit"
+    if reason == CardDeposit.Reason.DAILY_LIMIT:
+        return "daily_limit"
     if reason in (CardDeposit.Reason.PROCESSOR, CardDeposit.Reason.NO_CHARGE):
         return "processor"
     if code == "authentication_required":

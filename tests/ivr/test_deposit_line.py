@@ -228,6 +228,23 @@ def test_the_daily_limit_is_said_without_what_was_received_today(family, account
     assert " 50 dollars" not in answer.text
 
 
+@override_settings(DAILY_DEPOSIT_LIMIT_DOLLARS=300)
+def test_a_slow_pay_another_family_overtook_is_not_charged_and_says_why(family, account, make_phone, stripe_double):
+    from datetime import timedelta
+
+    from payments import limits
+
+    to_pay(family, dollars="200")
+    # This family types slowly; its slot ends, and another family pays first.
+    CardDeposit.objects.update(created=CardDeposit.objects.get().created - limits.PAY_SLOT - timedelta(seconds=1))
+    other = make_phone(caller="+12025550178")
+    to_pay(other, dollars="200")
+    assert "was charged" in other.pay().text
+    answer = family.pay()
+    assert "Your card was not charged. This account cannot receive that much by card today." in answer.text
+    assert len(stripe_double.charge_requests) == 1
+
+
 def test_star_starts_the_deposit_over_and_two_cancels_without_charging(family, account):
     family.dial_deposit_line()
     family.press("123456")

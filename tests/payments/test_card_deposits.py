@@ -179,6 +179,27 @@ def test_a_slot_expires_when_its_pay_must_have_ended(account):
     start(account, call_sid="CA2")
 
 
+@override_settings(DAILY_DEPOSIT_LIMIT_DOLLARS=300)
+def test_a_slow_pay_past_its_slot_never_passes_the_members_daily_limit(account, stripe_double):
+    # A family types slowly (<Pay>'s timeout is between keys): its slot ends before it does, and another
+    # family, on another phone, pays first.
+    slow = start(account, 200_00, call_sid="CA1", now=timezone.now() - limits.PAY_SLOT - timedelta(seconds=1))
+    other = start(account, 200_00, call_sid="CA2", line=charges.deposit_line("+12025550199"))
+    assert pay(other).status == "paid"
+    # A reconciliation run meanwhile leaves the slow one open: its <Pay> may still be going.
+    assert slow.pk not in [d.pk for d in charges.settle_open_deposits().not_charged]
+    refused = pay(slow)
+    assert refused.status == "not_charged" and refused.not_charged_reason == "daily_limit"
+    assert len(stripe_double.charge_requests) == 1 and balance(account) == 300_00
+
+
+def test_a_deposit_reconciliation_closed_after_the_longest_pay_is_never_charged(account, stripe_double):
+    deposit = start(account, now=timezone.now() - limits.PAY_LONGEST - timedelta(seconds=1))
+    settled = charges.settle_open_deposits()
+    assert [d.pk for d in settled.not_charged] == [deposit.pk]
+    assert pay(deposit).status == "not_charged" and stripe_double.charge_requests == []
+
+
 def test_stars_from_six_numbers_never_close_a_member(account):
     for n in range(6):
         deposit = start(account, call_sid=f"CA{n}", line=charges.deposit_line(f"+1202555020{n}"))
