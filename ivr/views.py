@@ -162,11 +162,16 @@ def deposit_paid(request: HttpRequest) -> HttpResponse:
         reply = machine.payment_made(
             call_sid=request.POST["CallSid"], prompt_number=_prompt_number(request), result=result, **_caller(request)
         )
-    except DatabaseError:
+    except Exception as failed:
         if deposit is None or deposit.status in (CardDeposit.Status.PENDING, CardDeposit.Status.NOT_CHARGED):
             raise  # nothing was charged: the usual apology is true
         # The card may be charged (or is): never "call again", which invites a second payment.
-        logger.warning("card deposit's words not found in time: call=%s deposit=%s", call_label(request), deposit.pk)
+        if isinstance(failed, DatabaseError):
+            logger.warning(
+                "card deposit's words not found in time: call=%s deposit=%s", call_label(request), deposit.pk
+            )
+        else:
+            logger.exception("card deposit's words failed: call=%s deposit=%s", call_label(request), deposit.pk)
         return _answer(twiml.goodbye_in_every_language(UNCERTAIN), "pay", "database too slow")
     return _answer(reply.twiml, "pay", reply.outcome)
 

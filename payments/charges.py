@@ -130,8 +130,8 @@ def card_deposit_paid(*, deposit_id: int, call_sid: str, paid: PayResult, deadli
     deadline (time.monotonic()) is when the webhook must have answered Twilio. A repeated request
     charges nothing more and returns the deposit as the first one left it. UnknownDeposit when the call
     has no such deposit. A database failure before charging began propagates (the caller hears the
-    usual apology: nothing was charged); after it, the deposit stays charging and is returned (the
-    caller hears that we do not know yet).
+    usual apology: nothing was charged); after it, any failure leaves the deposit charging and returns it
+    (the caller hears that we do not know yet).
     """
     deposit, token = _token_received(deposit_id=deposit_id, call_sid=call_sid, paid=paid)
     if not token:
@@ -143,16 +143,19 @@ def card_deposit_paid(*, deposit_id: int, call_sid: str, paid: PayResult, deadli
         return _decide(deposit.pk, status=CardDeposit.Status.NOT_CHARGED, reason=CardDeposit.Reason.PROCESSOR)
     deposit = _begin_charging(deposit_id=deposit.pk, card=card)
     if deposit.status != CardDeposit.Status.CHARGING:
-        return deposit  # the card's limits refused it
-    answer = _charge(deposit, token=token, deadline=deadline)
+        return deposit  # the card's or the member's limits refused it
+    # From here the card may be charged. Whatever fails, the deposit stays charging and the caller hears
+    # that we do not know yet, never "call again later", which invites a second payment: Stripe's event or
+    # reconciliation settles it.
     try:
+        answer = _charge(deposit, token=token, deadline=deadline)
         return _record(deposit, answer)
     except DatabaseError:
-        logger.warning(
-            "card deposit charged but not recorded yet: deposit=%s answer=%s", deposit.pk, answer.answer.value
-        )
-        deposit.status = CardDeposit.Status.CHARGING
-        return deposit
+        logger.warning("card deposit charged but not recorded yet: deposit=%s", deposit.pk)
+    except Exception:
+        logger.exception("card deposit left charging by an unexpected error: deposit=%s", deposit.pk)
+    deposit.status = CardDeposit.Status.CHARGING
+    return deposit
 
 
 def _left(deadline: float) -> float:

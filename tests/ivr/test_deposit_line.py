@@ -430,6 +430,26 @@ def test_a_charge_the_database_cannot_record_now_says_we_do_not_know_yet(family,
     assert CardDeposit.objects.get().status == "charging"
 
 
+@pytest.mark.parametrize("where", ["issuing the code", "the words after"])
+def test_an_unexpected_error_after_the_charge_says_we_do_not_know_yet(family, account, monkeypatch, where):
+    """Never "call again later" once the card may be charged: that invites a second payment."""
+    from ivr import machine
+    from payments import charges
+
+    to_pay(family)
+
+    def broken(**kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(
+        *((charges, "confirmation_code_issue") if where == "issuing the code" else (machine, "payment_made")), broken
+    )
+    answer = family.pay()
+    assert "We do not know yet if your card was charged. Please do not pay again" in answer.text
+    assert "call again" not in answer.text and answer.hangs_up
+    assert CardDeposit.objects.get().status == ("charging" if where == "issuing the code" else "paid")
+
+
 def test_without_stripe_the_deposit_line_says_so_before_anyone_types_a_card(family, account, settings):
     settings.STRIPE_SECRET_KEY = ""
     answer = family.dial_deposit_line()
