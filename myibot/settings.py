@@ -417,13 +417,17 @@ if STRIPE_SECRET_KEY and not STRIPE_WEBHOOK_SECRET:
     _env.problem("STRIPE_WEBHOOK_SECRET is required with STRIPE_SECRET_KEY (the /stripe/events endpoint's secret)")
 if STRIPE_SECRET_KEY and not STRIPE_SECRET_KEY.startswith(("sk_", "rk_")):
     _env.problem("STRIPE_SECRET_KEY must be a Stripe secret key (sk_live_..., sk_test_... or a restricted rk_...)")
+# Stripe's library prints every request's URL to stderr when STRIPE_LOG is set, a card's pm_ id among them.
+if os.environ.get("STRIPE_LOG", "").strip():
+    _env.problem("STRIPE_LOG must be unset: Stripe's library would print card tokens (pm_...) in request URLs")
 # Mark charges as mail or telephone orders: only once Stripe has enabled MOTO for the account.
 STRIPE_MOTO = _env.flag("STRIPE_MOTO", False)
 # Where the stripe library sends requests (Stripe's stripe-mock, a test double); empty: Stripe's API.
 STRIPE_API_BASE = os.environ.get("STRIPE_API_BASE", "").strip().rstrip("/")
-# <Pay>'s action request charges the card: its queries may run this long (Stripe's 3 s and 8 s are inside it),
-# still inside Twilio's 15 s.
-PAY_RESULT_DEADLINE_SECONDS = _env.number("PAY_RESULT_DEADLINE_SECONDS", 13, minimum=1)
+# <Pay>'s action request charges the card: no query starts after this many seconds, and each lasts at most
+# DB_STATEMENT_TIMEOUT_MS (4 s), so the answer is inside Twilio's 15 s; Stripe's budgets end before it
+# (payments.charges), so that what Stripe said can still be recorded and said.
+PAY_RESULT_DEADLINE_SECONDS = _env.number("PAY_RESULT_DEADLINE_SECONDS", 10, minimum=1)
 # The deposit line's number may sit on a PCI subaccount, which signs with its own token.
 TWILIO_DEPOSIT_AUTH_TOKEN = os.environ.get("TWILIO_DEPOSIT_AUTH_TOKEN", "").strip() or TWILIO_AUTH_TOKEN
 
@@ -464,6 +468,8 @@ LOGGING = {
         "django.db.backends": {"level": "INFO", "propagate": True},
         # Stripe's library logs every request's URL at INFO; our commands say what they did themselves.
         "stripe": {"level": "WARNING", "propagate": True},
+        # At DEBUG, urllib3 logs each request line, and Stripe's name a card's token (GET /v1/payment_methods/pm_...).
+        "urllib3": {"level": "INFO", "propagate": True},
     },
 }
 

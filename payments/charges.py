@@ -44,11 +44,15 @@ from payments.models import CardDeposit, ChargedBy, DepositAttempt
 logger = logging.getLogger(__name__)
 
 SUCCESS = "success"
-# Stripe's own budgets inside Twilio's 15 s (the action request's deadline is the webhook's).
-CARD_SECONDS = 3.0
+# Stripe's own budgets inside the action request's deadline (PAY_RESULT_DEADLINE_SECONDS, 10 s: no query
+# starts after it, and each lasts at most 4 s, inside Twilio's 15 s; docs/TIME_BUDGET.md).
+CARD_SECONDS = 2.5
 CHARGE_SECONDS = 8.0
-# A retry is worth starting only with this much time left.
-RETRY_NEEDS_SECONDS = 2.0
+# Kept back from the charge's budget, so that what Stripe said is recorded before the deadline.
+RECORD_SECONDS = 1.0
+# Charging begins only with this much time left (locks may have eaten the rest): else nothing is charged,
+# and the caller hears so; a retry is worth starting only with as much.
+CHARGE_NEEDS_SECONDS = RETRY_NEEDS_SECONDS = 2.0
 # A deposit charging with no PaymentIntent this long after it began was not charged (Stripe answers in seconds);
 # one whose token came but whose charge never began (a crash between the two) is closed sooner.
 NO_CHARGE_AFTER = timedelta(minutes=60)
@@ -137,11 +141,11 @@ def card_deposit_paid(*, deposit_id: int, call_sid: str, paid: PayResult, deadli
     if not token:
         return deposit
     try:
-        card = stripe_api.card_of(token, timeout=min(CARD_SECONDS, _left(deadline)))
+        card = stripe_api.card_of(token, timeout=min(CARD_SECONDS, _stripe_left(deadline)))
     except StripeFailed as failed:
         logger.warning("card deposit: card not read from Stripe: deposit=%s why=%s", deposit.pk, failed)
         return _decide(deposit.pk, status=CardDeposit.Status.NOT_CHARGED, reason=CardDeposit.Reason.PROCESSOR)
-    deposit = _begin_charging(deposit_id=deposit.pk, card=card)
+    deposit = _begin_charging(deposit_id=deposit.pk, card=card, deadline=deadline)
     if deposit.status != CardDeposit.Status.CHARGING:
         return deposit  # the card's or the member's limits refused it
     # From here the card may be charged. Whatever fails, the deposit stays charging and the caller hears
@@ -160,6 +164,11 @@ def card_deposit_paid(*, deposit_id: int, call_sid: str, paid: PayResult, deadli
 
 def _left(deadline: float) -> float:
     return max(deadline - time.monotonic(), 0.0)
+
+
+def _stripe_left(deadline: float) -> float:
+    """What Stripe may take of the request's time: all but what recording its answer needs."""
+    return max(_left(deadline) - RECORD_SECONDS, 0.0)
 
 
 def _clean(pattern: re.Pattern, value: str | None) -> str:
@@ -203,7 +212,7 @@ def _token_received(*, deposit_id: int, call_sid: str, paid: PayResult) -> tuple
 
 
 @transaction.atomic
-def _begin_charging(*, deposit_id: int, card: stripe_api.Card) -> CardDeposit:
+def _begin_charging(*, deposit_id: int, card: stripe_api.Card, deadline: float) -> CardDeposit:
     """The card's limits under its lock, then `charging`, committed before Stripe is asked to charge."""
     now = timezone.now()
     if card.fingerprint:
@@ -227,6 +236,13 @@ def _begin_charging(*, deposit_id: int, card: stripe_api.Card) -> CardDeposit:
         deposit.save()
         logger.info("card deposit refused by the member's daily limit as it began: deposit=%s", deposit.pk)
         return deposit
+    if _stripe_left(deadline) < CHARGE_NEEDS_SECONDS:
+        # Waiting for locks ate the request's time: asking Stripe now would most likely end uncertain.
+        deposit.status, deposit.not_charged_reason = "not_charged", CardDeposit.Reason.PROCESSOR
+        deposit.decided = now
+        deposit.save()
+        logger.warning("card deposit not charged: no time left to ask Stripe: deposit=%s", deposit.pk)
+        return deposit
     deposit.status, deposit.charging_started = CardDeposit.Status.CHARGING, now
     deposit.save()
     return deposit
@@ -241,10 +257,10 @@ def _charge(deposit: CardDeposit, *, token: str, deadline: float) -> stripe_api.
         "metadata": {"public_id": str(deposit.public_id), "deposit": str(deposit.pk)},
         "idempotency_key": deposit.idempotency_key,
     }
-    answer = stripe_api.charge(**ask, timeout=min(CHARGE_SECONDS, _left(deadline)))
-    if answer.retryable and _left(deadline) >= RETRY_NEEDS_SECONDS:
+    answer = stripe_api.charge(**ask, timeout=min(CHARGE_SECONDS, _stripe_left(deadline)))
+    if answer.retryable and _stripe_left(deadline) >= RETRY_NEEDS_SECONDS:
         logger.info("card deposit charge retried: deposit=%s why=%s", deposit.pk, answer.why)
-        answer = stripe_api.charge(**ask, timeout=min(CHARGE_SECONDS, _left(deadline)))
+        answer = stripe_api.charge(**ask, timeout=min(CHARGE_SECONDS, _stripe_left(deadline)))
     return answer
 
 

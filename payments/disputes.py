@@ -15,14 +15,14 @@ from __future__ import annotations
 import logging
 
 from django.db import transaction
+from django.db.models import Sum
 from django.utils import timezone
 
 from accounts import ledger
 from accounts.models import LedgerEntry
 from payments import stripe_api
-from payments.errors import NotYet
-from payments.models import CardDeposit, Dispute
-from payments.refunds import paid_deposit_charged_by
+from payments.models import CardDeposit, Dispute, Refund
+from payments.refunds import not_credited_yet, paid_deposit_charged_by
 
 logger = logging.getLogger(__name__)
 
@@ -34,17 +34,9 @@ def dispute_seen(seen: stripe_api.DisputeSeen, *, withdrawn: bool = False, reins
     """
     deposit = paid_deposit_charged_by(charge=seen.charge, payment_intent=seen.payment_intent)
     if deposit is None:
-        _not_credited_yet(payment_intent=seen.payment_intent)
+        not_credited_yet(payment_intent=seen.payment_intent)
         return None
     return _apply(deposit.pk, seen, withdrawn=withdrawn or seen.withdrawn, reinstated=reinstated or seen.reinstated)
-
-
-def _not_credited_yet(*, payment_intent: str) -> None:
-    """A deposit of ours whose charge is still being settled: NotYet, so that Stripe sends the event again
-    (after the charge's own event or reconciliation credits it), instead of setting it aside for good."""
-    open_charge = [CardDeposit.Status.CHARGING, CardDeposit.Status.UNCERTAIN, CardDeposit.Status.PENDING]
-    if payment_intent and CardDeposit.objects.filter(payment_intent=payment_intent, status__in=open_charge).exists():
-        raise NotYet(f"the charge {payment_intent} is not credited yet")
 
 
 @transaction.atomic
@@ -75,15 +67,14 @@ def _apply(deposit_id: int, seen: stripe_api.DisputeSeen, *, withdrawn: bool, re
             ]
             deposit.save(update_fields=["needs_look"])
     if dispute.funds_reinstated and dispute.taken_by_id and dispute.given_back_by_id is None:
-        # What we took, or less when Stripe's balance transactions show it gave back less.
-        taken = -LedgerEntry.objects.get(pk=dispute.taken_by_id).amount_cents
-        amount = min(taken, seen.reinstated_cents) if seen.reinstated_cents else taken
-        dispute.given_back_by = ledger.card_money_give_back(
-            entry=deposit.entry, amount_cents=amount, kind=LedgerEntry.Kind.REINSTATED
-        )
-        said.append(f"{amount} cents given back")
+        amount, taken = _to_give_back(deposit, dispute, seen)
+        if amount > 0:
+            dispute.given_back_by = ledger.card_money_give_back(
+                entry=deposit.entry, amount_cents=amount, kind=LedgerEntry.Kind.REINSTATED
+            )
+            said.append(f"{amount} cents given back")
         if amount < taken:
-            deposit.needs_look = f"dispute {seen.id}: Stripe reinstated {amount} of the {taken} cents taken back"[:160]
+            deposit.needs_look = f"dispute {seen.id}: {amount} of the {taken} cents taken back given back"[:160]
             deposit.save(update_fields=["needs_look"])
     dispute.save()
     if dispute.is_inquiry and not deposit.needs_look:
@@ -93,17 +84,36 @@ def _apply(deposit_id: int, seen: stripe_api.DisputeSeen, *, withdrawn: bool, re
     return "; ".join(said)
 
 
+def _to_give_back(deposit: CardDeposit, dispute: Dispute, seen: stripe_api.DisputeSeen) -> tuple[int, int]:
+    """What a reinstated dispute gives back, and what it took: never more than Stripe reinstated (its balance
+    transactions say, when they do), nor what went back to the card meanwhile. A refund made in Stripe's
+    dashboard while the dispute held the money took nothing from the member, but the card has it: giving the
+    dispute's money back too would pay it twice."""
+    taken = -LedgerEntry.objects.get(pk=dispute.taken_by_id).amount_cents
+    refunded = (
+        deposit.refunds.exclude(status__in=[Refund.Status.FAILED, Refund.Status.CANCELED]).aggregate(
+            total=Sum("amount_cents")
+        )["total"]
+        or 0
+    )
+    room = ledger.card_money_taken_cents(entry=deposit.entry) - refunded
+    return max(min(taken, seen.reinstated_cents or taken, room), 0), taken
+
+
 def early_fraud_warning_seen(*, charge: str, payment_intent: str, warning: str, fraud_type: str) -> str | None:
     """The card's bank warns the charge may be fraud: money still held stays held until an operator releases it."""
     deposit = paid_deposit_charged_by(charge=charge, payment_intent=payment_intent)
     if deposit is None:
-        _not_credited_yet(payment_intent=payment_intent)
+        not_credited_yet(payment_intent=payment_intent)
         return None
     with transaction.atomic():
         deposit = CardDeposit.objects.select_for_update().get(pk=deposit.pk)
         still_held = deposit.release_at is not None and deposit.release_at > timezone.now()
         deposit.held_for_review = deposit.held_for_review or still_held
-        deposit.needs_look = f"early fraud warning {warning} ({fraud_type or 'unknown'})"[:160]
+        said = f"early fraud warning {warning} ({fraud_type or 'unknown'})"
+        if not deposit.needs_look.startswith(said):
+            # First, so that reconciliation knows it is applied; what was noted before stays after it.
+            deposit.needs_look = "; ".join(part for part in (said, deposit.needs_look) if part)[:160]
         deposit.save(update_fields=["held_for_review", "needs_look"])
     logger.warning(
         "card deposit early fraud warning: deposit=%s warning=%s held=%s", deposit.pk, warning, deposit.held_for_review

@@ -24,7 +24,7 @@ from accounts.errors import InsufficientFunds
 from accounts.models import Account, LedgerEntry
 from payments import metrics as payments_metrics
 from payments import stripe_api
-from payments.errors import AlreadyRefunded, DisputeOpen, NotACardDeposit, NotCharged, StripeNotConfigured
+from payments.errors import AlreadyRefunded, DisputeOpen, NotACardDeposit, NotCharged, NotYet, StripeNotConfigured
 from payments.models import CardDeposit, Refund
 
 logger = logging.getLogger(__name__)
@@ -227,6 +227,24 @@ def paid_deposit_charged_by(*, charge: str, payment_intent: str) -> CardDeposit 
     )
 
 
+def not_credited_yet(*, payment_intent: str) -> None:
+    """A deposit of ours whose charge is still being settled: NotYet, so that Stripe sends the event again
+    (after the charge's own event or reconciliation credits it), instead of setting it aside for good.
+
+    A charge whose answer was lost has no PaymentIntent on our side until then: while such a deposit is open,
+    an event about a PaymentIntent we do not know may be about it, and waits too (reconciliation settles
+    uncertain deposits within the hour; Stripe sends an event again for 3 days).
+    """
+    if not payment_intent:
+        return
+    open_charge = [CardDeposit.Status.CHARGING, CardDeposit.Status.UNCERTAIN]
+    known = CardDeposit.objects.filter(payment_intent=payment_intent).first()
+    if known is not None and known.status in (*open_charge, CardDeposit.Status.PENDING):
+        raise NotYet(f"the charge {payment_intent} is not credited yet")
+    if known is None and CardDeposit.objects.filter(status__in=open_charge, payment_intent__isnull=True).exists():
+        raise NotYet(f"{payment_intent} may be the charge of a deposit whose answer was lost")
+
+
 def refund_seen(found: stripe_api.RefundAnswer) -> str | None:
     """Apply what Stripe says of one refund, once; what it did in words, or None when it is not ours.
 
@@ -242,6 +260,7 @@ def refund_seen(found: stripe_api.RefundAnswer) -> str | None:
         return f"refund {refund.public_id} of card deposit {refund.deposit_id} {refund.status}"
     deposit = paid_deposit_charged_by(charge=found.charge, payment_intent=found.payment_intent)
     if deposit is None:
+        not_credited_yet(payment_intent=found.payment_intent)
         return None
     refund = _dashboard_refund(deposit_id=deposit.pk, found=found)
     return f"refund {found.id} made in Stripe's dashboard for card deposit {deposit.pk}: {refund.status}"

@@ -57,6 +57,9 @@ logger = logging.getLogger(__name__)
 API_VERSION = stripe.api_version
 # What an operator's command or reconciliation may wait for one answer.
 READ_SECONDS = 20
+# What opening a connection to Stripe may take, within any budget (a TLS handshake to a healthy API: well
+# under a second).
+CONNECT_SECONDS = 2.0
 # What applying one of Stripe's events may wait for one answer (a charge.refunded lists the charge's
 # refunds): well inside the time Stripe waits for /stripe/events to answer. A read that takes longer
 # answers 500, and Stripe sends the event again (for up to 3 days); reconciliation lists them too.
@@ -106,7 +109,8 @@ def _client_for(key: str, base: str, timeout: float) -> stripe.StripeClient:
     if key == TEST_PROCESSOR_KEY and _test_processor is not None:
         http_client = _test_processor()
     else:
-        http_client = stripe.RequestsClient(timeout=timeout)
+        # (connect, read): each bounded by the budget; requests bounds each socket wait, not their sum.
+        http_client = stripe.RequestsClient(timeout=(min(timeout, CONNECT_SECONDS), timeout))
     addresses = {"api": base} if base else None
     return stripe.StripeClient(key, max_network_retries=0, http_client=http_client, base_addresses=addresses)
 

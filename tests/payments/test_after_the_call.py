@@ -241,7 +241,26 @@ def test_a_partial_reinstatement_gives_back_what_stripe_gave_back_and_flags_the_
         send(client, stripe_double.event("charge.dispute.funds_reinstated", partly))
         assert balance(account) == 130_00
     deposit.refresh_from_db()
-    assert "reinstated 3000 of the 4000 cents" in deposit.needs_look
+    assert "3000 of the 4000 cents taken back given back" in deposit.needs_look
+
+
+def test_a_won_dispute_gives_back_nothing_a_dashboard_refund_already_sent_to_the_card(client, account, stripe_double):
+    deposit = paid_deposit(account, 25_00)
+    pi = deposit.payment_intent
+    send(
+        client, stripe_double.event("charge.dispute.funds_withdrawn", stripe_double.dispute(pi, 25_00, moves=[-25_00]))
+    )
+    assert balance(account) == 100_00
+    # The dispute is won; an operator also refunds the card in Stripe's dashboard, and that event comes first.
+    refund = stripe_double.refund_in_dashboard(pi, 25_00)
+    send(client, stripe_double.event("refund.created", refund))
+    assert balance(account) == 100_00  # nothing was left to take: the dispute had it
+    won = stripe_double.dispute(pi, 25_00, "won", [-25_00, 25_00])
+    for _ in range(2):
+        send(client, stripe_double.event("charge.dispute.funds_reinstated", won))
+        assert balance(account) == 100_00  # the card has the 25 dollars: the member does not get them too
+    deposit.refresh_from_db()
+    assert "0 of the 2500 cents taken back given back" in deposit.needs_look
 
 
 def test_an_inquiry_only_flags_the_deposit(client, account, stripe_double):
@@ -275,6 +294,7 @@ def test_an_early_fraud_warning_keeps_held_money_held_until_an_operator_releases
     from payments import holds
 
     deposit = paid_deposit(account)
+    CardDeposit.objects.filter(pk=deposit.pk).update(needs_look="credited past a limit (two payments at once)")
     warning = {
         "id": "issfr_1QEarlyFraudWarning0001",
         "object": "radar.early_fraud_warning",
@@ -289,7 +309,10 @@ def test_an_early_fraud_warning_keeps_held_money_held_until_an_operator_releases
     send(client, event)
     send(client, event)
     deposit.refresh_from_db()
-    assert deposit.held_for_review and "early fraud warning" in deposit.needs_look
+    assert deposit.held_for_review and deposit.needs_look == (
+        "early fraud warning issfr_1QEarlyFraudWarning0001 (made_with_stolen_card); "
+        "credited past a limit (two payments at once)"
+    )
     later = deposit.release_at + timedelta(days=1)
     with pytest.raises(MoneyHeld):
         ledger.transfer_check(account=account, amount_cents=101_00, now=later)
@@ -350,7 +373,7 @@ def test_charge_refunded_while_stripe_cannot_be_read_answers_500_then_applies_on
     assert StripeEvent.objects.get().outcome == "applied" and balance(account) == 100_00
     # Each read inside an event waits far less than Stripe waits for our answer (EVENT_READ_SECONDS).
     listed = [call.request for call in stripe_double.mocked.calls if "/v1/refunds?" in call.request.url]
-    assert listed and {request.req_kwargs["timeout"] for request in listed} == {5}
+    assert listed and {request.req_kwargs["timeout"] for request in listed} == {(2.0, 5)}
 
 
 def test_stripe_events_since_applies_what_never_arrived(account, stripe_double):
@@ -609,6 +632,30 @@ def test_a_warning_about_a_charge_not_credited_yet_is_sent_again_and_then_holds(
     send(client, warning)
     deposit.refresh_from_db()
     assert deposit.status == "paid" and deposit.held_for_review
+
+
+def test_a_dashboard_refund_of_a_charge_whose_answer_was_lost_waits_until_it_is_credited(
+    client, account, stripe_double
+):
+    from tests.payments.test_card_deposits import intent_event
+
+    stripe_double.lose_next(2, "timeout")  # charged; both answers lost: uncertain, its PaymentIntent unknown
+    deposit = pay(start(account))
+    assert deposit.status == "uncertain" and deposit.payment_intent is None
+    [made] = stripe_double.intents.values()
+    refund = stripe_double.refund_in_dashboard(made["id"], 25_00)
+    created = stripe_double.event("refund.created", refund)
+    charge = {"id": made["latest_charge"], "object": "charge", "payment_intent": made["id"], "amount_refunded": 25_00}
+    refunded = stripe_double.event("charge.refunded", charge)
+    for event in (created, refunded):
+        assert signed(client, event).status_code == 500, "not set aside as not ours: Stripe sends it again"
+    event = intent_event(deposit)
+    event["data"]["object"].update(id=made["id"], latest_charge=made["latest_charge"])
+    send(client, event)
+    assert balance(account) == 125_00
+    for event in (created, refunded):
+        send(client, event)
+        assert balance(account) == 100_00, "the card has the money back: the member does not keep it too"
 
 
 def test_a_refund_after_a_lost_dispute_gives_back_only_what_is_left(account, stripe_double, client):

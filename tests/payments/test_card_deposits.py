@@ -144,10 +144,25 @@ def test_stripe_unreachable_before_the_charge_says_not_charged(account, stripe_d
     assert stripe_double.charge_requests == []
 
 
-def test_no_time_left_means_no_retry(account, stripe_double):
+def test_no_time_left_means_no_retry(account, stripe_double, monkeypatch):
+    monkeypatch.setattr(charges, "RETRY_NEEDS_SECONDS", 60.0)  # more than the request has
     stripe_double.lose_next(1, "refused")
-    deposit = pay(start(account), seconds=1.0)
-    assert deposit.status == "uncertain" and len(stripe_double.charge_requests) <= 1
+    deposit = pay(start(account))
+    assert deposit.status == "uncertain" and len(stripe_double.charge_requests) == 1
+
+
+def test_too_little_time_left_to_ask_stripe_charges_nothing_and_says_so(account, stripe_double):
+    # Locks ate the request's time: 2.5 s left, of which Stripe may have 1.5 s, less than a charge needs.
+    deposit = pay(start(account), seconds=2.5)
+    assert deposit.status == "not_charged" and deposit.not_charged_reason == "processor"
+    assert stripe_double.charge_requests == [] and balance(account) == 100_00
+
+
+def test_stripe_is_asked_within_the_requests_deadline_less_what_recording_needs(account, stripe_double):
+    pay(start(account), seconds=6)  # what the request has left as <Pay>'s answer arrives
+    [card, charge] = [call.request.req_kwargs["timeout"] for call in stripe_double.mocked.calls]
+    assert card == (2.0, 2.5)  # the card's own budget
+    assert charge[0] == 2.0 and 4.5 <= charge[1] <= 5.0  # what was left, less a second to record
 
 
 def test_a_card_used_for_a_third_member_in_a_week_is_refused_before_any_charge(account, stripe_double):
@@ -232,6 +247,40 @@ def test_nothing_in_the_database_or_the_log_holds_card_data(account, caplog):
         rows = " ".join(str(cell) for row in cursor.fetchall() for cell in row)
     for secret in ("xxxxxxxxxxxx4242", "pm_card_visa"):
         assert secret not in rows and secret not in caplog.text
+
+
+def test_at_log_level_debug_no_request_line_names_a_cards_token():
+    """Over real HTTP (urllib3 under the library, which the double at the requests layer never reaches)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    show = (
+        "import logging\n"
+        "from bench.evening import stripe_stand_in\n"
+        "from django.conf import settings\n"
+        "logging.getLogger('probe').debug('debug lines are logged')\n"
+        "from payments import stripe_api\n"
+        "server, settings.STRIPE_API_BASE = stripe_stand_in()\n"
+        "print('last four', stripe_api.card_of('pm_card_visa', timeout=5).last4)"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "STRIPE_", "PYTEST"))}
+    env.update(DEBUG="true", LOG_LEVEL="DEBUG", STRIPE_SECRET_KEY="sk_test_x", STRIPE_WEBHOOK_SECRET="whsec_x")
+    root = Path(__file__).resolve().parents[2]
+    result = subprocess.run(
+        [sys.executable, "manage.py", "shell", "--no-imports", "-c", show],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "last four 4242" in result.stdout, result.stderr
+    assert "debug lines are logged" in result.stderr and "pm_card_visa" not in result.stderr + result.stdout
+    env["STRIPE_LOG"] = "debug"
+    result = subprocess.run([sys.executable, "manage.py", "check"], cwd=root, env=env, capture_output=True, text=True)
+    assert result.returncode == 1 and "STRIPE_LOG must be unset" in result.stderr
 
 
 def test_the_web_workers_share_stripes_library_loaded_before_the_fork():
