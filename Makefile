@@ -52,8 +52,9 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 
+# Quietly: the call's own lines are what the caller hears.
 call: $(STAMP) $(CATALOGUES)
-	DEBUG=true PORT=$(PORT) $(BIN)/python manage.py migrate --noinput
+	DEBUG=true PORT=$(PORT) $(BIN)/python manage.py migrate --noinput -v0
 	DEBUG=true PORT=$(PORT) $(BIN)/python manage.py call $(CALL_SERVER) $(CALL_ARGS)
 
 # SECRET_KEY="${SECRET_KEY:-...}": a variable set in the environment wins over the one kept here.

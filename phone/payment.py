@@ -112,7 +112,9 @@ VARIANTS = {
     "charge": Variant("ch_", "x", True, "ch_ reference, xxxxxxxxxxxx4242, every field"),
     "intent": Variant("pi_", "*", True, "pi_ reference, ************4242, every field"),
     "dashed": Variant("ch_", "dashed", True, "ch_ reference, xxxx-xxxx-xxxx-4242, every field"),
-    "sparse": Variant("pi_", "x", False, "pi_ reference, no card type, number, date or token"),
+    "sparse": Variant(
+        "pi_", "x", False, "only what the result cannot go without: the token, no card type, number or date"
+    ),
 }
 DEFAULT_VARIANT = "charge"
 
