@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import timedelta
 
 from django.db import transaction
 from django.db.models import Q, Sum
@@ -233,7 +234,9 @@ def not_credited_yet(*, payment_intent: str) -> None:
 
     A charge whose answer was lost has no PaymentIntent on our side until then: while such a deposit is open,
     an event about a PaymentIntent we do not know may be about it, and waits too (reconciliation settles
-    uncertain deposits within the hour; Stripe sends an event again for 3 days).
+    uncertain deposits within the hour; Stripe sends an event again for 3 days). Only for a day: a deposit
+    left open longer is on the dashboard's "needs a look", and events of other charges on the same Stripe
+    account must not fail for days (Stripe may then turn the endpoint off).
     """
     if not payment_intent:
         return
@@ -241,7 +244,10 @@ def not_credited_yet(*, payment_intent: str) -> None:
     known = CardDeposit.objects.filter(payment_intent=payment_intent).first()
     if known is not None and known.status in (*open_charge, CardDeposit.Status.PENDING):
         raise NotYet(f"the charge {payment_intent} is not credited yet")
-    if known is None and CardDeposit.objects.filter(status__in=open_charge, payment_intent__isnull=True).exists():
+    lost_answer = CardDeposit.objects.filter(
+        status__in=open_charge, payment_intent__isnull=True, charging_started__gte=timezone.now() - timedelta(days=1)
+    )
+    if known is None and lost_answer.exists():
         raise NotYet(f"{payment_intent} may be the charge of a deposit whose answer was lost")
 
 
