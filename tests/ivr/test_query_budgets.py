@@ -167,9 +167,9 @@ def test_the_deposit_line_step_by_step(make_phone, account, django_assert_max_nu
         # locked: the call, the member; one payment at a time, the line's failures; the room; the pending deposit
         (lambda: phone.press("1"), 14),
         # the token taken (locked: the deposit); the card's limits under its lock (on PostgreSQL an advisory lock,
-        # one more query), charging; the credit (locked: the member, the deposit; the room, the entry, its code);
-        # then the call
-        (lambda: phone.pay(), 35),
+        # one more query) and the member's room again, charging; the credit (locked: the member, the deposit; the
+        # room, the entry, its code); then the call
+        (lambda: phone.pay(), 36),
         (lambda: phone.press("1"), 3),
     ]
     for step, budget in steps:
