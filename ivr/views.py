@@ -163,8 +163,9 @@ def deposit_paid(request: HttpRequest) -> HttpResponse:
             call_sid=request.POST["CallSid"], prompt_number=_prompt_number(request), result=result, **_caller(request)
         )
     except Exception as failed:
-        if deposit is None or deposit.status in (CardDeposit.Status.PENDING, CardDeposit.Status.NOT_CHARGED):
-            raise  # nothing was charged: the usual apology is true
+        nothing_charged = deposit is None or deposit.status == CardDeposit.Status.NOT_CHARGED
+        if nothing_charged or (deposit.status == CardDeposit.Status.PENDING and not deposit.token_received):
+            raise  # nothing was charged, nor is being (a token taken may be charging in another request)
         # The card may be charged (or is): never "call again", which invites a second payment.
         if isinstance(failed, DatabaseError):
             logger.warning(

@@ -230,7 +230,8 @@ def _begin_charging(*, deposit_id: int, card: stripe_api.Card, deadline: float) 
         return deposit
     # Under the member's lock, as every other deposit of the day is counted: another family's payment may have
     # begun and been charged while this <Pay> ran past its slot (PAY_SLOT; limits.PAY_LONGEST).
-    if deposit.amount_cents > limits.room_cents(account=deposit.account, now=now, excluding=deposit.pk):
+    room = limits.room_cents(account=deposit.account, now=now, excluding=deposit.pk, day_of=deposit.created)
+    if deposit.amount_cents > room:
         deposit.status, deposit.not_charged_reason = "not_charged", CardDeposit.Reason.DAILY_LIMIT
         deposit.decided = now
         deposit.save()
@@ -260,7 +261,10 @@ def _charge(deposit: CardDeposit, *, token: str, deadline: float) -> stripe_api.
     answer = stripe_api.charge(**ask, timeout=min(CHARGE_SECONDS, _stripe_left(deadline)))
     if answer.retryable and _stripe_left(deadline) >= RETRY_NEEDS_SECONDS:
         logger.info("card deposit charge retried: deposit=%s why=%s", deposit.pk, answer.why)
-        answer = stripe_api.charge(**ask, timeout=min(CHARGE_SECONDS, _stripe_left(deadline)))
+        retried = stripe_api.charge(**ask, timeout=min(CHARGE_SECONDS, _stripe_left(deadline)))
+        # The first may have charged: a retry Stripe refuses (a 4xx) says nothing of it, so it stays uncertain.
+        if retried.answer is not stripe_api.Answer.REFUSED:
+            answer = retried
     return answer
 
 

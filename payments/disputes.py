@@ -27,25 +27,35 @@ from payments.refunds import not_credited_yet, paid_deposit_charged_by
 logger = logging.getLogger(__name__)
 
 
-def dispute_seen(seen: stripe_api.DisputeSeen, *, withdrawn: bool = False, reinstated: bool = False) -> str | None:
+def dispute_seen(
+    seen: stripe_api.DisputeSeen, *, withdrawn: bool = False, reinstated: bool = False, current: bool = False
+) -> str | None:
     """Apply what Stripe says of a dispute, once; what it did in words, or None when it is not on a charge of ours.
 
-    withdrawn/reinstated: the event's type says so, whatever the object's balance transactions show.
+    withdrawn/reinstated: the event's type says so, whatever the object's balance transactions show. current:
+    the dispute as Stripe has it now (reconciliation read it), not an event's copy that may be stale: its
+    status is believed whatever ours is.
     """
     deposit = paid_deposit_charged_by(charge=seen.charge, payment_intent=seen.payment_intent)
     if deposit is None:
         not_credited_yet(payment_intent=seen.payment_intent)
         return None
-    return _apply(deposit.pk, seen, withdrawn=withdrawn or seen.withdrawn, reinstated=reinstated or seen.reinstated)
+    return _apply(
+        deposit.pk,
+        seen,
+        withdrawn=withdrawn or seen.withdrawn,
+        reinstated=reinstated or seen.reinstated,
+        current=current,
+    )
 
 
 @transaction.atomic
-def _apply(deposit_id: int, seen: stripe_api.DisputeSeen, *, withdrawn: bool, reinstated: bool) -> str:
+def _apply(deposit_id: int, seen: stripe_api.DisputeSeen, *, withdrawn: bool, reinstated: bool, current: bool) -> str:
     deposit = CardDeposit.locked(deposit_id, "entry")
     dispute = Dispute.objects.select_for_update().filter(stripe_id=seen.id).first()
     if dispute is None:
         dispute = Dispute(stripe_id=seen.id, deposit=deposit, amount_cents=max(seen.amount_cents, 1))
-    if dispute.takes(seen.status):
+    if current or dispute.takes(seen.status):
         dispute.status = seen.status[:30] or dispute.status
     dispute.reason = seen.reason[:40] or dispute.reason
     dispute.funds_withdrawn = dispute.funds_withdrawn or withdrawn
@@ -67,7 +77,7 @@ def _apply(deposit_id: int, seen: stripe_api.DisputeSeen, *, withdrawn: bool, re
             ]
             deposit.save(update_fields=["needs_look"])
     if dispute.funds_reinstated and dispute.taken_by_id and dispute.given_back_by_id is None:
-        amount, taken = _to_give_back(deposit, dispute, seen)
+        amount, taken, dispute.held_back_cents = _to_give_back(deposit, dispute, seen)
         if amount > 0:
             dispute.given_back_by = ledger.card_money_give_back(
                 entry=deposit.entry, amount_cents=amount, kind=LedgerEntry.Kind.REINSTATED
@@ -84,11 +94,14 @@ def _apply(deposit_id: int, seen: stripe_api.DisputeSeen, *, withdrawn: bool, re
     return "; ".join(said)
 
 
-def _to_give_back(deposit: CardDeposit, dispute: Dispute, seen: stripe_api.DisputeSeen) -> tuple[int, int]:
-    """What a reinstated dispute gives back, and what it took: never more than Stripe reinstated (its balance
-    transactions say, when they do), nor what went back to the card meanwhile. A refund made in Stripe's
-    dashboard while the dispute held the money took nothing from the member, but the card has it: giving the
-    dispute's money back too would pay it twice."""
+def _to_give_back(deposit: CardDeposit, dispute: Dispute, seen: stripe_api.DisputeSeen) -> tuple[int, int, int]:
+    """What a reinstated dispute gives back, what it took, and what it holds back for a refund.
+
+    Never more than Stripe reinstated (its balance transactions say, when they do), nor what went back to the
+    card meanwhile: a refund made in Stripe's dashboard while the dispute held the money took nothing from the
+    member, but the card has it, and giving the dispute's money back too would pay it twice. What is held back
+    for that refund is given back if it fails (refunds.refund_ended).
+    """
     taken = -LedgerEntry.objects.get(pk=dispute.taken_by_id).amount_cents
     refunded = (
         deposit.refunds.exclude(status__in=[Refund.Status.FAILED, Refund.Status.CANCELED]).aggregate(
@@ -97,7 +110,9 @@ def _to_give_back(deposit: CardDeposit, dispute: Dispute, seen: stripe_api.Dispu
         or 0
     )
     room = ledger.card_money_taken_cents(entry=deposit.entry) - refunded
-    return max(min(taken, seen.reinstated_cents or taken, room), 0), taken
+    reinstated = min(taken, seen.reinstated_cents or taken)
+    amount = max(min(reinstated, room), 0)
+    return amount, taken, reinstated - amount
 
 
 def early_fraud_warning_seen(*, charge: str, payment_intent: str, warning: str, fraud_type: str) -> str | None:

@@ -62,9 +62,10 @@ def daily_limit_cents() -> int:
     return settings.DAILY_DEPOSIT_LIMIT_DOLLARS * 100
 
 
-def room_cents(*, account: Account, now: datetime, excluding: int | None = None) -> int:
-    """The most a family may pay in now: one deposit's maximum, or what is left of today's. One query."""
-    start, end = local_time.day_bounds(now)
+def room_cents(*, account: Account, now: datetime, excluding: int | None = None, day_of: datetime | None = None) -> int:
+    """The most a family may pay in now: one deposit's maximum, or what is left of today's (of day_of's day,
+    for a deposit begun before midnight and charged after). One query."""
+    start, end = local_time.day_bounds(day_of or now)
     held = (
         CardDeposit.objects.filter(holding_room(now), account=account, created__gte=start, created__lt=end)
         .exclude(pk=excluding)

@@ -267,6 +267,9 @@ class Dispute(models.Model):
     # reinstated, a late funds_withdrawn event takes nothing: events come out of order.
     funds_withdrawn = models.BooleanField(default=False)
     funds_reinstated = models.BooleanField(default=False)
+    # Reinstated money not given back because a refund had sent it to the card meanwhile (disputes._to_give_back):
+    # given back if that refund fails after all (refunds.refund_ended).
+    held_back_cents = models.PositiveIntegerField(default=0)
     taken_by = models.OneToOneField(
         LedgerEntry, on_delete=models.PROTECT, null=True, blank=True, related_name="dispute_taken"
     )
@@ -310,7 +313,8 @@ class Dispute(models.Model):
             return True
         if self.status == "warning_closed":
             return status not in self.INQUIRY
-        return self.status == "lost" and status in self.APPEAL
+        # won: a stale "lost" came during the appeal, and the appeal was won.
+        return self.status == "lost" and (status in self.APPEAL or status == "won")
 
     @property
     def is_inquiry(self) -> bool:

@@ -82,7 +82,7 @@ def reconcile(*, days: int, resolve: bool) -> Report:
         if refunds.paid_deposit_charged_by(charge=seen.charge, payment_intent=seen.payment_intent) is None:
             continue
         try:
-            said = disputes.dispute_seen(seen) if resolve else f"dispute {seen.id}: {seen.status}"
+            said = disputes.dispute_seen(seen, current=True) if resolve else f"dispute {seen.id}: {seen.status}"
         except NotYet:
             continue  # its deposit is settled above, or by the next run; the dispute is applied then
         if said:

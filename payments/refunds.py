@@ -162,13 +162,13 @@ def refund_ended(*, refund_id: int, status: str, reason: str = "", stripe_id: st
     # failed and canceled are final; succeeded is not: a refund can fail days after it succeeded.
     if refund.given_back_by_id or refund.status in (Refund.Status.FAILED, Refund.Status.CANCELED):
         return refund
-    if refund.taken_by_id:
+    taken = -refund.taken_by.amount_cents if refund.taken_by_id else 0
+    if taken:
         # What this refund took (a dashboard refund beyond what was left took less than its amount).
         refund.given_back_by = ledger.card_money_give_back(
-            entry=refund.deposit.entry,
-            amount_cents=-refund.taken_by.amount_cents,
-            kind=LedgerEntry.Kind.REFUND_RETURNED,
+            entry=refund.deposit.entry, amount_cents=taken, kind=LedgerEntry.Kind.REFUND_RETURNED
         )
+    _give_back_held_for(refund, shortfall=refund.amount_cents - taken)
     refund.status, refund.failure_reason = status, reason[:60]
     refund.stripe_id = stripe_id or refund.stripe_id
     refund.updated = timezone.now()
@@ -178,6 +178,25 @@ def refund_ended(*, refund_id: int, status: str, reason: str = "", stripe_id: st
         "card deposit refund %s, money given back: deposit=%s refund=%s", status, refund.deposit_id, refund.public_id
     )
     return refund
+
+
+def _give_back_held_for(refund: Refund, *, shortfall: int) -> None:
+    """A refund that took less than it sent to the card made a reinstated dispute hold its money back
+    (disputes._to_give_back): now that the card never got it, the member does. Under the account's lock."""
+    for dispute in refund.deposit.disputes.select_for_update().filter(held_back_cents__gt=0).order_by("pk"):
+        if shortfall <= 0:
+            return
+        amount = min(shortfall, dispute.held_back_cents)
+        ledger.card_money_give_back(entry=refund.deposit.entry, amount_cents=amount, kind=LedgerEntry.Kind.REINSTATED)
+        dispute.held_back_cents -= amount
+        dispute.save(update_fields=["held_back_cents"])
+        shortfall -= amount
+        logger.warning(
+            "card deposit dispute money held back for a refund that failed, given back: deposit=%s dispute=%s cents=%s",
+            refund.deposit_id,
+            dispute.stripe_id,
+            amount,
+        )
 
 
 def refund_finish(refund: Refund) -> Refund:
@@ -242,7 +261,8 @@ def not_credited_yet(*, payment_intent: str) -> None:
         return
     open_charge = [CardDeposit.Status.CHARGING, CardDeposit.Status.UNCERTAIN]
     known = CardDeposit.objects.filter(payment_intent=payment_intent).first()
-    if known is not None and known.status in (*open_charge, CardDeposit.Status.PENDING):
+    if known is not None and known.status in (*open_charge, CardDeposit.Status.PENDING, CardDeposit.Status.PAID):
+        # Paid: credited since the caller looked (paid_deposit_charged_by); the event is applied when it comes again.
         raise NotYet(f"the charge {payment_intent} is not credited yet")
     lost_answer = CardDeposit.objects.filter(
         status__in=open_charge, payment_intent__isnull=True, charging_started__gte=timezone.now() - timedelta(days=1)

@@ -6,7 +6,8 @@ Bodies are shaped as Stripe's API reference shows them. As Stripe does:
 - a PaymentMethod has a fingerprint per card number; a PaymentIntent is listed by when it was made;
 - `lose_next(n, how)` makes the next n charge requests fail in transit ("timeout": the connection drops
   after Stripe made the charge; "refused": before it reached Stripe; "500": Stripe failed and saved it;
-  "409": the key is in use), so that what Stripe did and what we heard differ, as on a real network.
+  "409": the key is in use; "401": the key was refused, as when it is revoked meanwhile), so that what
+  Stripe did and what we heard differ, as on a real network.
 """
 
 from __future__ import annotations
@@ -254,6 +255,9 @@ class StripeDouble:
         how = self.lost.pop(0) if self.lost else ""
         if how == "refused":
             self._unreachable()
+        if how == "401":
+            error = {"type": "invalid_request_error", "message": "Invalid API Key provided: sk_test_****"}
+            return self._answer(401, {"error": error})
         if how == "409":
             return self._answer(
                 409,

@@ -450,6 +450,25 @@ def test_an_unexpected_error_after_the_charge_says_we_do_not_know_yet(family, ac
     assert CardDeposit.objects.get().status == ("charging" if where == "issuing the code" else "paid")
 
 
+def test_twilios_retry_while_the_first_request_charges_never_says_call_again(family, account, monkeypatch):
+    """The token taken by the first request (charging in another worker): a failure here must not invite a
+    second payment."""
+    from django.utils import timezone
+
+    from ivr import machine
+
+    to_pay(family)
+    CardDeposit.objects.update(token_received=timezone.now())  # the first request has the token
+
+    def broken(**kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(machine, "payment_made", broken)
+    answer = family.pay()
+    assert "We do not know yet if your card was charged. Please do not pay again" in answer.text
+    assert "call again" not in answer.text
+
+
 def test_without_stripe_the_deposit_line_says_so_before_anyone_types_a_card(family, account, settings):
     settings.STRIPE_SECRET_KEY = ""
     answer = family.dial_deposit_line()

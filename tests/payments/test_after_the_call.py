@@ -261,6 +261,14 @@ def test_a_won_dispute_gives_back_nothing_a_dashboard_refund_already_sent_to_the
         assert balance(account) == 100_00  # the card has the 25 dollars: the member does not get them too
     deposit.refresh_from_db()
     assert "0 of the 2500 cents taken back given back" in deposit.needs_look
+    # Days later that refund fails: the card never got the money, Stripe has it back, so the member does.
+    failed = stripe_double.event(
+        "refund.failed", {**refund, "status": "failed", "failure_reason": "lost_or_stolen_card"}
+    )
+    for _ in range(2):
+        send(client, failed)
+        assert balance(account) == 125_00
+    assert Dispute.objects.get().held_back_cents == 0
 
 
 def test_an_inquiry_only_flags_the_deposit(client, account, stripe_double):
@@ -271,6 +279,28 @@ def test_an_inquiry_only_flags_the_deposit(client, account, stripe_double):
     assert balance(account) == 125_00 and "inquiry" in deposit.needs_look
     with pytest.raises(refunds.DisputeOpen):
         refunds.card_deposit_refund(deposit_id=deposit.pk)
+
+
+def test_appeal_words_out_of_order_end_where_stripe_is_and_reconciliation_believes_stripe(
+    client, account, stripe_double
+):
+    from payments import disputes, stripe_api
+
+    deposit = paid_deposit(account, 40_00)
+    pi = deposit.payment_intent
+    for status in ("lost", "appeal_under_review", "lost", "won"):  # the second "lost" is stale, resent
+        send(client, stripe_double.event("charge.dispute.updated", stripe_double.dispute(pi, 40_00, status, [-40_00])))
+    send(
+        client, stripe_double.event("charge.dispute.updated", stripe_double.dispute(pi, 40_00, "appeal_needs_response"))
+    )
+    assert Dispute.objects.get().status == "won"  # a stale appeal word after it was won
+    # An appeal lost, then a stale appeal word: events alone cannot tell it from a new appeal, and reopen it.
+    Dispute.objects.update(status="lost")
+    send(client, stripe_double.event("charge.dispute.updated", stripe_double.dispute(pi, 40_00, "appeal_under_review")))
+    assert Dispute.objects.get().is_open
+    # Reconciliation reads the dispute as Stripe has it now, and believes it.
+    disputes.dispute_seen(stripe_api.dispute_from(stripe_double.dispute(pi, 40_00, "lost", [-40_00])), current=True)
+    assert Dispute.objects.get().status == "lost" and balance(account) == 100_00
 
 
 def test_a_closed_inquiry_the_bank_escalates_is_a_dispute_again(client, account, stripe_double):
@@ -656,6 +686,14 @@ def test_a_dashboard_refund_of_a_charge_whose_answer_was_lost_waits_until_it_is_
     for event in (created, refunded):
         send(client, event)
         assert balance(account) == 100_00, "the card has the money back: the member does not keep it too"
+
+
+def test_an_event_about_a_charge_credited_meanwhile_is_sent_again_not_set_aside(account):
+    from payments.errors import NotYet
+
+    deposit = paid_deposit(account)  # credited after the event's first look found no paid deposit
+    with pytest.raises(NotYet):
+        refunds.not_credited_yet(payment_intent=deposit.payment_intent)
 
 
 def test_a_refund_after_a_lost_dispute_gives_back_only_what_is_left(account, stripe_double, client):

@@ -151,6 +151,25 @@ def test_no_time_left_means_no_retry(account, stripe_double, monkeypatch):
     assert deposit.status == "uncertain" and len(stripe_double.charge_requests) == 1
 
 
+def test_a_retry_stripe_refuses_leaves_a_charge_whose_answer_was_lost_uncertain(account, stripe_double):
+    stripe_double.lose_next(1, "timeout")  # charged, the answer lost
+    stripe_double.lose_next(1, "401")  # the retry refused (the key revoked meanwhile): it says nothing of the first
+    deposit = pay(start(account))
+    assert deposit.status == "uncertain"  # never "not charged": the card was
+
+
+@override_settings(DAILY_DEPOSIT_LIMIT_DOLLARS=300)
+def test_a_deposit_begun_before_midnight_and_charged_after_counts_in_its_own_day(account, stripe_double):
+    yesterday = timezone.now() - timedelta(days=1)
+    late = start(account, 200_00, call_sid="CA1", now=yesterday)
+    # Its <Pay> outlasts its slot; another family begins and pays, still that day.
+    after_the_slot = yesterday + limits.PAY_SLOT + timedelta(seconds=1)
+    other = start(account, 200_00, call_sid="CA2", line=charges.deposit_line("+12025550199"), now=after_the_slot)
+    assert pay(other).status == "paid"
+    refused = pay(late)
+    assert refused.status == "not_charged" and refused.not_charged_reason == "daily_limit"
+
+
 def test_too_little_time_left_to_ask_stripe_charges_nothing_and_says_so(account, stripe_double):
     # Locks ate the request's time: 2.5 s left, of which Stripe may have 1.5 s, less than a charge needs.
     deposit = pay(start(account), seconds=2.5)
