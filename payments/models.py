@@ -269,7 +269,9 @@ class Dispute(models.Model):
     funds_reinstated = models.BooleanField(default=False)
     # Reinstated money not given back because a refund had sent it to the card meanwhile (disputes._to_give_back):
     # given back if that refund fails after all (refunds.refund_ended).
-    held_back_cents = models.PositiveIntegerField(default=0)
+    held_back_cents = models.PositiveIntegerField(
+        default=0, verbose_name="held back (cents)", help_text="reinstated money a refund had sent to the card"
+    )
     taken_by = models.OneToOneField(
         LedgerEntry, on_delete=models.PROTECT, null=True, blank=True, related_name="dispute_taken"
     )
