@@ -239,7 +239,7 @@ def _begin_charging(*, deposit_id: int, card: stripe_api.Card, deadline: float) 
         return deposit
     if _stripe_left(deadline) < CHARGE_NEEDS_SECONDS:
         # Waiting for locks ate the request's time: asking Stripe now would most likely end uncertain.
-        deposit.status, deposit.not_charged_reason = "not_charged", CardDeposit.Reason.PROCESSOR
+        deposit.status, deposit.not_charged_reason = "not_charged", CardDeposit.Reason.NO_TIME
         deposit.decided = now
         deposit.save()
         logger.warning("card deposit not charged: no time left to ask Stripe: deposit=%s", deposit.pk)

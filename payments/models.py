@@ -52,6 +52,7 @@ class NotChargedReason(models.TextChoices):
     PROCESSOR = "processor", "Stripe refused the request or could not be reached before any charge"
     NO_CHARGE = "no_charge", "closed: Stripe made no charge"
     DAILY_LIMIT = "daily_limit", "the member's daily limit, checked again as the charge began"
+    NO_TIME = "no_time", "the request's time was spent (waiting for locks) before Stripe was asked"
 
 
 class ChargedBy(models.TextChoices):

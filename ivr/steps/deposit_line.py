@@ -341,6 +341,8 @@ def _why_not_charged(deposit: CardDeposit) -> str:
         return "card_limit"
     if reason == CardDeposit.Reason.DAILY_LIMIT:
         return "daily_limit"
+    if reason == CardDeposit.Reason.NO_TIME:
+        return ""  # Stripe was never asked: "Something went wrong with the payment."
     if reason in (CardDeposit.Reason.PROCESSOR, CardDeposit.Reason.NO_CHARGE):
         return "processor"
     if code == "authentication_required":

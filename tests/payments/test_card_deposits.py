@@ -173,7 +173,7 @@ def test_a_deposit_begun_before_midnight_and_charged_after_counts_in_its_own_day
 def test_too_little_time_left_to_ask_stripe_charges_nothing_and_says_so(account, stripe_double):
     # Locks ate the request's time: 2.5 s left, of which Stripe may have 1.5 s, less than a charge needs.
     deposit = pay(start(account), seconds=2.5)
-    assert deposit.status == "not_charged" and deposit.not_charged_reason == "processor"
+    assert deposit.status == "not_charged" and deposit.not_charged_reason == "no_time"
     assert stripe_double.charge_requests == [] and balance(account) == 100_00
 
 
