@@ -458,8 +458,10 @@ LOGGING = {
         # Django sets the process's clock to TIME_ZONE: the offset keeps an hour the clocks repeat apart.
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s", "datefmt": "%Y-%m-%d %H:%M:%S%z"},
     },
+    # No line names a card's token, whoever logs it (a library naming a URL).
+    "filters": {"card_tokens": {"()": "myibot.reporting.CardTokensHidden"}},
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["card_tokens"]},
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {

@@ -282,7 +282,12 @@ def test_at_log_level_debug_no_request_line_names_a_cards_token():
         "logging.getLogger('probe').debug('debug lines are logged')\n"
         "from payments import stripe_api\n"
         "server, settings.STRIPE_API_BASE = stripe_stand_in()\n"
-        "print('last four', stripe_api.card_of('pm_card_visa', timeout=5).last4)"
+        "print('last four', stripe_api.card_of('pm_card_visa', timeout=5).last4)\n"
+        # A library's rare warning naming the URL, and a traceback naming the token: hidden on the handler.
+        "url = settings.STRIPE_API_BASE + '/v1/payment_methods/pm_1QcardToken42'\n"
+        "logging.getLogger('urllib3.connectionpool').warning('Failed to parse headers (url=%s)', url)\n"
+        "try:\n    raise ValueError('No such PaymentMethod: pm_1QcardToken42')\n"
+        "except ValueError:\n    logging.getLogger('probe').exception('failed')\n"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "STRIPE_", "PYTEST"))}
     env.update(DEBUG="true", LOG_LEVEL="DEBUG", STRIPE_SECRET_KEY="sk_test_x", STRIPE_WEBHOOK_SECRET="whsec_x")
@@ -297,6 +302,7 @@ def test_at_log_level_debug_no_request_line_names_a_cards_token():
     )
     assert "last four 4242" in result.stdout, result.stderr
     assert "debug lines are logged" in result.stderr and "pm_card_visa" not in result.stderr + result.stdout
+    assert "pm_1QcardToken42" not in result.stderr and result.stderr.count("pm_…") == 2, result.stderr
     env["STRIPE_LOG"] = "debug"
     result = subprocess.run([sys.executable, "manage.py", "check"], cwd=root, env=env, capture_output=True, text=True)
     assert result.returncode == 1 and "STRIPE_LOG must be unset" in result.stderr
