@@ -224,28 +224,25 @@ def _begin_charging(*, deposit_id: int, card: stripe_api.Card, deadline: float) 
     deposit.card_type = deposit.card_type or _clean(_CARD_TYPE, card.brand.lower())
     deposit.card_last4 = deposit.card_last4 or _last_four(card.last4)
     if limits.card_refused(deposit=deposit, fingerprint=deposit.card_fingerprint, now=now):
-        deposit.status, deposit.not_charged_reason, deposit.decided = "not_charged", CardDeposit.Reason.CARD_LIMIT, now
-        deposit.save()
-        logger.info("card deposit refused by the card's limits: deposit=%s", deposit.pk)
-        return deposit
+        return _not_charging(deposit, CardDeposit.Reason.CARD_LIMIT, now=now)
     # Under the member's lock, as every other deposit of the day is counted: another family's payment may have
     # begun and been charged while this <Pay> ran past its slot (PAY_SLOT; limits.PAY_LONGEST).
     room = limits.room_cents(account=deposit.account, now=now, excluding=deposit.pk, day_of=deposit.created)
     if deposit.amount_cents > room:
-        deposit.status, deposit.not_charged_reason = "not_charged", CardDeposit.Reason.DAILY_LIMIT
-        deposit.decided = now
-        deposit.save()
-        logger.info("card deposit refused by the member's daily limit as it began: deposit=%s", deposit.pk)
-        return deposit
+        return _not_charging(deposit, CardDeposit.Reason.DAILY_LIMIT, now=now)
     if _stripe_left(deadline) < CHARGE_NEEDS_SECONDS:
         # Waiting for locks ate the request's time: asking Stripe now would most likely end uncertain.
-        deposit.status, deposit.not_charged_reason = "not_charged", CardDeposit.Reason.NO_TIME
-        deposit.decided = now
-        deposit.save()
-        logger.warning("card deposit not charged: no time left to ask Stripe: deposit=%s", deposit.pk)
-        return deposit
+        return _not_charging(deposit, CardDeposit.Reason.NO_TIME, now=now)
     deposit.status, deposit.charging_started = CardDeposit.Status.CHARGING, now
     deposit.save()
+    return deposit
+
+
+def _not_charging(deposit: CardDeposit, reason: str, *, now: datetime) -> CardDeposit:
+    """A locked deposit refused before Stripe was asked: not charged, and why."""
+    deposit.status, deposit.not_charged_reason, deposit.decided = CardDeposit.Status.NOT_CHARGED, reason, now
+    deposit.save()
+    logger.info("card deposit not charged, refused before Stripe was asked: deposit=%s reason=%s", deposit.pk, reason)
     return deposit
 
 
