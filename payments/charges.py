@@ -242,7 +242,11 @@ def _not_charging(deposit: CardDeposit, reason: str, *, now: datetime) -> CardDe
     """A locked deposit refused before Stripe was asked: not charged, and why."""
     deposit.status, deposit.not_charged_reason, deposit.decided = CardDeposit.Status.NOT_CHARGED, reason, now
     deposit.save()
-    logger.info("card deposit not charged, refused before Stripe was asked: deposit=%s reason=%s", deposit.pk, reason)
+    # No time left is the database's slowness, worth an operator's look; a limit is the limits doing their work.
+    level = logging.WARNING if reason == CardDeposit.Reason.NO_TIME else logging.INFO
+    logger.log(
+        level, "card deposit not charged, refused before Stripe was asked: deposit=%s reason=%s", deposit.pk, reason
+    )
     return deposit
 
 
