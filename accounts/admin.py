@@ -28,7 +28,7 @@ from django.urls import path
 from django.utils import timezone
 
 from accounts import confirmations, errors, identity, ledger, operator
-from accounts.admin_actions import GuardedActionsAdmin, MoneyColumns, Outcome, Planned
+from accounts.admin_actions import GuardedActionsAdmin, MoneyColumns, Outcome, Planned, ReadOnly
 from accounts.dollars import dollars_decimal, format_dollars
 from accounts.models import (
     ROUTE_FIELDS,
@@ -48,17 +48,8 @@ from myibot.csv_export import csv_download
 logger = logging.getLogger(__name__)
 
 
-class ReadOnlyAdmin(GuardedActionsAdmin):
+class ReadOnlyAdmin(ReadOnly, GuardedActionsAdmin):
     """History that operators read and never rewrite."""
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
 
 
 @admin.register(Account)

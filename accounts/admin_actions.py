@@ -49,6 +49,19 @@ class Outcome:
     deleted: bool = False
 
 
+class ReadOnly:
+    """For a ModelAdmin of history the service writes and operators only read: no add, change or delete."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
 class MoneyColumns:
     """The member ID and the amount, as lists of money (transfers, ledger entries, card deposits) show them."""
 

@@ -18,7 +18,7 @@ from django.http import HttpRequest, StreamingHttpResponse
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
-from accounts.admin_actions import GuardedActionsAdmin, MoneyColumns, Outcome, Planned
+from accounts.admin_actions import GuardedActionsAdmin, MoneyColumns, Outcome, Planned, ReadOnly
 from accounts.dollars import dollars_decimal, format_dollars
 from accounts.errors import AlreadyCorrected, InsufficientFunds
 from myibot import local_time
@@ -233,17 +233,8 @@ class CardDepositAdmin(MoneyColumns, GuardedActionsAdmin):
         return csv_download(header, _rows(queryset), filename=f"card-deposits-{when:%Y%m%d-%H%M}.csv")
 
 
-class _ReadOnly(admin.ModelAdmin):
+class _ReadOnly(ReadOnly, admin.ModelAdmin):
     """Written by the service from Stripe's word and the operators' refunds, never by hand."""
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
 
 
 @admin.register(Refund)
