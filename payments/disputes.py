@@ -22,7 +22,7 @@ from accounts import ledger
 from accounts.models import LedgerEntry
 from payments import stripe_api
 from payments.models import CardDeposit, Dispute, Refund
-from payments.refunds import not_credited_yet, paid_deposit_charged_by
+from payments.refunds import paid_deposit_or_not_yet
 
 logger = logging.getLogger(__name__)
 
@@ -36,9 +36,8 @@ def dispute_seen(
     the dispute as Stripe has it now (reconciliation read it), not an event's copy that may be stale: its
     status is believed whatever ours is.
     """
-    deposit = paid_deposit_charged_by(charge=seen.charge, payment_intent=seen.payment_intent)
+    deposit = paid_deposit_or_not_yet(charge=seen.charge, payment_intent=seen.payment_intent)
     if deposit is None:
-        not_credited_yet(payment_intent=seen.payment_intent)
         return None
     return _apply(
         deposit.pk,
@@ -117,9 +116,8 @@ def _to_give_back(deposit: CardDeposit, dispute: Dispute, seen: stripe_api.Dispu
 
 def early_fraud_warning_seen(*, charge: str, payment_intent: str, warning: str, fraud_type: str) -> str | None:
     """The card's bank warns the charge may be fraud: money still held stays held until an operator releases it."""
-    deposit = paid_deposit_charged_by(charge=charge, payment_intent=payment_intent)
+    deposit = paid_deposit_or_not_yet(charge=charge, payment_intent=payment_intent)
     if deposit is None:
-        not_credited_yet(payment_intent=payment_intent)
         return None
     with transaction.atomic():
         deposit = CardDeposit.objects.select_for_update().get(pk=deposit.pk)

@@ -149,9 +149,8 @@ def _said(detail: str | None) -> Applied:
 def _charge_refunded(obj: dict, kind: str) -> Applied:
     # Since API version 2022-11-15 a charge carries no list of its refunds: Stripe is asked for them.
     payment_intent = stripe_api.id_of(obj.get("payment_intent"))
-    deposit = refunds.paid_deposit_charged_by(charge=str(obj.get("id") or ""), payment_intent=payment_intent)
+    deposit = refunds.paid_deposit_or_not_yet(charge=str(obj.get("id") or ""), payment_intent=payment_intent)
     if deposit is None:
-        refunds.not_credited_yet(payment_intent=payment_intent)
         return NOT_OURS
     said = refunds.refunds_of_deposit_seen(deposit, timeout=stripe_api.EVENT_READ_SECONDS)
     return Applied(StripeEvent.Outcome.APPLIED, "; ".join(said) or f"no refund listed for card deposit {deposit.pk}")

@@ -247,6 +247,15 @@ def paid_deposit_charged_by(*, charge: str, payment_intent: str) -> CardDeposit 
     )
 
 
+def paid_deposit_or_not_yet(*, charge: str, payment_intent: str) -> CardDeposit | None:
+    """For an event about a charge: its paid deposit; None when it is not ours; NotYet while it may be ours but
+    is not credited yet (Stripe sends the event again)."""
+    deposit = paid_deposit_charged_by(charge=charge, payment_intent=payment_intent)
+    if deposit is None:
+        not_credited_yet(payment_intent=payment_intent)
+    return deposit
+
+
 def not_credited_yet(*, payment_intent: str) -> None:
     """A deposit of ours whose charge is still being settled: NotYet, so that Stripe sends the event again
     (after the charge's own event or reconciliation credits it), instead of setting it aside for good.
@@ -284,9 +293,8 @@ def refund_seen(found: stripe_api.RefundAnswer) -> str | None:
     if ours is not None:
         refund = refund_update(refund_id=ours.pk, stripe_id=found.id, status=found.status, reason=found.failure_reason)
         return f"refund {refund.public_id} of card deposit {refund.deposit_id} {refund.status}"
-    deposit = paid_deposit_charged_by(charge=found.charge, payment_intent=found.payment_intent)
+    deposit = paid_deposit_or_not_yet(charge=found.charge, payment_intent=found.payment_intent)
     if deposit is None:
-        not_credited_yet(payment_intent=found.payment_intent)
         return None
     refund = _dashboard_refund(deposit_id=deposit.pk, found=found)
     return f"refund {found.id} made in Stripe's dashboard for card deposit {deposit.pk}: {refund.status}"
