@@ -391,16 +391,30 @@ class DepositDone(DepositStep, MenuPrompt):
         return None if call.timeouts < 2 else Goodbye(THANKS_GOODBYE)
 
 
+def _over_daily_limit(call: CallSession) -> bool:
+    return call.scratch.get("why") == "daily_limit"
+
+
+def _try_again(call: CallSession) -> Outcome:
+    """1 after nothing was charged: another card, or, where the account could not take that much today, a
+    smaller amount (another card would be refused the same), if it can take any more today."""
+    return _member_confirmed(call) if _over_daily_limit(call) else _start_paying(call)
+
+
+ANOTHER_CARD = gettext_lazy("To use another card, press 1.")
+SMALLER_AMOUNT = gettext_lazy("To choose a smaller amount, press 1.")
+
+
 @step
 class DepositFailed(DepositStep, MenuPrompt):
     """Nothing was charged: why, in plain words; 1 pays with another card, 2 ends the call."""
 
     name = "deposit_failed"
-    help = gettext_lazy("Press 1 to pay with another card, or 2 to end the call. Your card was not charged.")
+    help = gettext_lazy("Press 1 to try again, or 2 to end the call. Your card was not charged.")
     locks_call = True  # 1 writes a new pending card deposit
     in_one_sentence = True
     options = (
-        Option("1", gettext_lazy("To use another card, press 1."), _start_paying),
+        Option("1", lambda call: SMALLER_AMOUNT if _over_daily_limit(call) else ANOTHER_CARD, _try_again),
         Option("2", gettext_lazy("To end the call, press 2."), lambda call: Goodbye(THANKS_GOODBYE)),
     )
 

@@ -243,6 +243,33 @@ def test_a_slow_pay_another_family_overtook_is_not_charged_and_says_why(family, 
     answer = family.pay()
     assert "Your card was not charged. This account cannot receive that much by card today." in answer.text
     assert len(stripe_double.charge_requests) == 1
+    # Another card would be refused the same: 1 offers a smaller amount instead.
+    assert "To choose a smaller amount, press 1. To end the call, press 2." in answer.text
+    assert "another card" not in answer.text
+    assert "Enter the amount in whole dollars" in family.press("1").text
+    family.press("100#")
+    family.press("1")
+    assert "was charged" in family.pay().text
+    account.refresh_from_db()
+    assert account.balance_cents == 100_00 + 300_00
+
+
+@override_settings(DAILY_DEPOSIT_LIMIT_DOLLARS=200)
+def test_after_a_slow_pay_overtaken_to_the_limit_one_asks_for_another_member(family, account, make_phone):
+    from datetime import timedelta
+
+    from payments import limits
+
+    to_pay(family, dollars="100")
+    CardDeposit.objects.update(created=CardDeposit.objects.get().created - limits.PAY_SLOT - timedelta(seconds=1))
+    other = make_phone(caller="+12025550178")
+    to_pay(other, dollars="200")
+    other.pay()
+    answer = family.pay()
+    assert "To choose a smaller amount, press 1." in answer.text
+    answer = family.press("1")
+    assert "That account cannot receive more card deposits today." in answer.text
+    assert "enter the 6-digit member ID" in answer.text
 
 
 def test_star_starts_the_deposit_over_and_two_cancels_without_charging(family, account):
