@@ -61,7 +61,9 @@ def _apply(deposit_id: int, seen: stripe_api.DisputeSeen, *, withdrawn: bool, re
     dispute.funds_reinstated = dispute.funds_reinstated or reinstated
     dispute.updated = timezone.now()
     said = [f"dispute {seen.id} on card deposit {deposit.pk}: {dispute.status}"]
-    if dispute.funds_withdrawn and not dispute.funds_reinstated and dispute.taken_by_id is None:
+    # Taken even when first seen reinstated too (a late funds_withdrawn, or reconciliation finding it settled):
+    # what was reinstated is given back just below, so a partial reinstatement still takes the difference.
+    if dispute.funds_withdrawn and dispute.taken_by_id is None:
         left = deposit.entry.amount_cents - ledger.card_money_taken_cents(entry=deposit.entry)
         amount = min(dispute.amount_cents, left)
         if amount > 0:
@@ -69,8 +71,8 @@ def _apply(deposit_id: int, seen: stripe_api.DisputeSeen, *, withdrawn: bool, re
                 entry=deposit.entry, amount_cents=amount, kind=LedgerEntry.Kind.DISPUTE, owing=True
             )
             said.append(f"{amount} cents taken back")
-        if amount < dispute.amount_cents:
-            # A refund took it first: if that refund fails, the money comes back while Stripe holds it.
+        if amount < dispute.amount_cents and not dispute.funds_reinstated:
+            # A refund took it first: if that refund fails, the dispute takes it then (refunds.refund_ended).
             deposit.needs_look = f"dispute {seen.id} withdrew more than was left to take back: look at its refunds"[
                 :160
             ]
@@ -101,7 +103,7 @@ def _to_give_back(deposit: CardDeposit, dispute: Dispute, seen: stripe_api.Dispu
     member, but the card has it, and giving the dispute's money back too would pay it twice. What is held back
     for that refund is given back if it fails (refunds.refund_ended).
     """
-    taken = -LedgerEntry.objects.get(pk=dispute.taken_by_id).amount_cents
+    taken = deposit.dispute_taken_cents()
     refunded = (
         deposit.refunds.exclude(status__in=[Refund.Status.FAILED, Refund.Status.CANCELED]).aggregate(
             total=Sum("amount_cents")

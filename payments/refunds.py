@@ -118,14 +118,15 @@ def _ask_stripe(refund: Refund) -> Refund:
     return refund_update(refund_id=refund.pk, stripe_id=made.id, status=made.status, reason=made.failure_reason)
 
 
+# Ours, refused by Stripe because the charge was already refunded: it keeps the money taken for that refund,
+# made elsewhere, until that refund fails (_give_back_stood_in_for).
+ALREADY_REFUNDED = "already refunded in Stripe"
+
+
 @transaction.atomic
 def _already_refunded(refund: Refund) -> Refund:
     refund = Refund.objects.select_for_update().get(pk=refund.pk)
-    refund.status, refund.failure_reason, refund.updated = (
-        Refund.Status.SUCCEEDED,
-        "already refunded in Stripe",
-        timezone.now(),
-    )
+    refund.status, refund.failure_reason, refund.updated = (Refund.Status.SUCCEEDED, ALREADY_REFUNDED, timezone.now())
     refund.save()
     CardDeposit.objects.filter(pk=refund.deposit_id).update(
         needs_look="Stripe says the charge was already refunded: the money stays taken back; check Stripe's refunds"
@@ -168,7 +169,9 @@ def refund_ended(*, refund_id: int, status: str, reason: str = "", stripe_id: st
         refund.given_back_by = ledger.card_money_give_back(
             entry=refund.deposit.entry, amount_cents=taken, kind=LedgerEntry.Kind.REFUND_RETURNED
         )
-    _give_back_held_for(refund, shortfall=refund.amount_cents - taken)
+    _dispute_takes_what_it_could_not(refund.deposit)
+    shortfall = _give_back_held_for(refund, shortfall=refund.amount_cents - taken)
+    _give_back_stood_in_for(refund.deposit, shortfall=shortfall)
     refund.status, refund.failure_reason = status, reason[:60]
     refund.stripe_id = stripe_id or refund.stripe_id
     refund.updated = timezone.now()
@@ -180,12 +183,13 @@ def refund_ended(*, refund_id: int, status: str, reason: str = "", stripe_id: st
     return refund
 
 
-def _give_back_held_for(refund: Refund, *, shortfall: int) -> None:
+def _give_back_held_for(refund: Refund, *, shortfall: int) -> int:
     """A refund that took less than it sent to the card made a reinstated dispute hold its money back
-    (disputes._to_give_back): now that the card never got it, the member does. Under the account's lock."""
+    (disputes._to_give_back): now that the card never got it, the member does. Under the account's lock;
+    what is left of the shortfall."""
     for dispute in refund.deposit.disputes.select_for_update().filter(held_back_cents__gt=0).order_by("pk"):
         if shortfall <= 0:
-            return
+            break
         amount = min(shortfall, dispute.held_back_cents)
         ledger.card_money_give_back(entry=refund.deposit.entry, amount_cents=amount, kind=LedgerEntry.Kind.REINSTATED)
         dispute.held_back_cents -= amount
@@ -194,6 +198,62 @@ def _give_back_held_for(refund: Refund, *, shortfall: int) -> None:
         logger.warning(
             "card deposit dispute money held back for a refund that failed, given back: deposit=%s dispute=%s cents=%s",
             refund.deposit_id,
+            dispute.stripe_id,
+            amount,
+        )
+    return shortfall
+
+
+def _give_back_stood_in_for(deposit: CardDeposit, *, shortfall: int) -> None:
+    """A refund made elsewhere that took less than it sent, because a refund of ours refused as already refunded
+    had taken the money for it (_already_refunded), did not reach the card: ours gives the money back, and fails
+    (the operator may refund again). Under the account's lock."""
+    stood_in = deposit.refunds.select_for_update(of=("self",)).select_related("taken_by")
+    stood_in = stood_in.filter(status=Refund.Status.SUCCEEDED, failure_reason=ALREADY_REFUNDED, stripe_id__isnull=True)
+    for ours in stood_in.order_by("pk"):
+        if shortfall <= 0:
+            return
+        amount = min(shortfall, -ours.taken_by.amount_cents if ours.taken_by_id else 0)
+        if amount <= 0:
+            continue
+        ours.given_back_by = ledger.card_money_give_back(
+            entry=deposit.entry, amount_cents=amount, kind=LedgerEntry.Kind.REFUND_RETURNED
+        )
+        ours.status, ours.failure_reason, ours.updated = (
+            Refund.Status.FAILED,
+            "the refund it stood for failed",
+            timezone.now(),
+        )
+        ours.save()
+        payments_metrics.refund_status(ours.status)
+        shortfall -= amount
+        logger.warning(
+            "card deposit refund made in Stripe failed, ours that stood for it gives the money back: deposit=%s "
+            "refund=%s cents=%s",
+            deposit.pk,
+            ours.public_id,
+            amount,
+        )
+
+
+def _dispute_takes_what_it_could_not(deposit: CardDeposit) -> None:
+    """A dispute Stripe withdrew while this refund had the money took less than it withdrew (disputes._apply):
+    now that the refund gave its money back, the dispute takes the rest, which Stripe holds, not the member.
+    Under the account's lock."""
+    for dispute in deposit.disputes.select_for_update().filter(funds_withdrawn=True, funds_reinstated=False):
+        left = deposit.entry.amount_cents - ledger.card_money_taken_cents(entry=deposit.entry)
+        amount = min(dispute.amount_cents - deposit.dispute_taken_cents(), left)
+        if amount <= 0:
+            continue
+        entry = ledger.card_money_take_back(
+            entry=deposit.entry, amount_cents=amount, kind=LedgerEntry.Kind.DISPUTE, owing=True
+        )
+        if dispute.taken_by_id is None:
+            dispute.taken_by = entry
+            dispute.save(update_fields=["taken_by"])
+        logger.warning(
+            "card deposit refund failed while disputed, the dispute takes its money: deposit=%s dispute=%s cents=%s",
+            deposit.pk,
             dispute.stripe_id,
             amount,
         )
@@ -309,7 +369,10 @@ def _dashboard_refund(*, deposit_id: int, found: stripe_api.RefundAnswer) -> Ref
     status = found.status if found.status in Refund.Status.values else Refund.Status.PENDING
     refund = Refund(deposit=deposit, stripe_id=found.id, amount_cents=found.amount_cents, status=status, clawback=True)
     refund.failure_reason = found.failure_reason[:60]
-    if status not in (Refund.Status.FAILED, Refund.Status.CANCELED):
+    if status in (Refund.Status.FAILED, Refund.Status.CANCELED):
+        # First seen failed: it took nothing, but a refund of ours may have taken its money for it.
+        _give_back_stood_in_for(deposit, shortfall=found.amount_cents)
+    else:
         left = deposit.entry.amount_cents - ledger.card_money_taken_cents(entry=deposit.entry)
         amount = min(found.amount_cents, left)
         if amount > 0:

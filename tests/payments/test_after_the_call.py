@@ -271,6 +271,62 @@ def test_a_won_dispute_gives_back_nothing_a_dashboard_refund_already_sent_to_the
     assert Dispute.objects.get().held_back_cents == 0
 
 
+@pytest.mark.parametrize("first_seen", ["reinstated event before withdrawn", "by reconciliation, settled"])
+def test_a_partial_reinstatement_first_seen_with_its_withdrawal_still_takes_the_difference(
+    client, account, stripe_double, first_seen
+):
+    """In order, withdrawn then reinstated leave 130 dollars (above): seen together, the same."""
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    deposit = paid_deposit(account, 40_00)
+    pi = deposit.payment_intent
+    partly = stripe_double.dispute(pi, 40_00, "won", [-40_00, 30_00])  # Stripe took 40 and gave back 30
+    if first_seen == "by reconciliation, settled":
+        call_command("reconcile_card_deposits", "--resolve", stdout=StringIO())
+    else:
+        send(client, stripe_double.event("charge.dispute.funds_reinstated", partly))
+        assert balance(account) == 130_00
+        withdrawn = stripe_double.dispute(pi, 40_00, moves=[-40_00])
+        send(client, stripe_double.event("charge.dispute.funds_withdrawn", withdrawn))
+    assert Dispute.objects.get().status == "won"
+    assert balance(account) == 130_00  # Stripe kept 10 dollars of the card's money: so does the ledger
+    deposit.refresh_from_db()
+    assert "3000 of the 4000 cents taken back given back" in deposit.needs_look
+
+
+def test_a_refund_that_fails_after_a_dispute_withdrew_its_money_leaves_it_with_the_dispute(
+    client, account, stripe_double
+):
+    """Our refund took the money first, so the dispute could take nothing; the refund then fails. Stripe
+    no longer has the money (the dispute withdrew it): the member does not get it back, and a won
+    dispute gives it back once."""
+    deposit = paid_deposit(account, 40_00)
+    stripe_double.refund_status = "pending"
+    ours = refunds.card_deposit_refund(deposit_id=deposit.pk)
+    assert balance(account) == 100_00
+    pi = deposit.payment_intent
+    send(
+        client, stripe_double.event("charge.dispute.funds_withdrawn", stripe_double.dispute(pi, 40_00, moves=[-40_00]))
+    )
+    assert balance(account) == 100_00
+    failed = stripe_double.event("refund.failed", {**stripe_double.refunds[ours.stripe_id], "status": "failed"})
+    for _ in range(2):
+        send(client, failed)
+        assert balance(account) == 100_00
+    assert Dispute.objects.get().taken_by is not None
+    assert [entry.kind for entry in LedgerEntry.objects.filter(corrects=deposit.entry).order_by("pk")] == [
+        "refund",
+        "returned",
+        "dispute",
+    ]
+    won = stripe_double.dispute(pi, 40_00, "won", [-40_00, 40_00])
+    for _ in range(2):
+        send(client, stripe_double.event("charge.dispute.funds_reinstated", won))
+        assert balance(account) == 140_00
+
+
 def test_an_inquiry_only_flags_the_deposit(client, account, stripe_double):
     deposit = paid_deposit(account)
     inquiry = stripe_double.dispute(deposit.payment_intent, 25_00, "warning_needs_response")
@@ -716,6 +772,29 @@ def test_a_refund_stripe_says_was_already_made_keeps_the_money_taken_back(accoun
     assert not LedgerEntry.objects.filter(kind="returned").exists()
     deposit.refresh_from_db()
     assert "already refunded" in deposit.needs_look
+
+
+@pytest.mark.parametrize("dashboard_first_seen", ["pending", "failed"])
+def test_a_refund_already_made_in_stripe_that_fails_gives_the_money_back(
+    client, account, stripe_double, dashboard_first_seen
+):
+    """Ours met charge_already_refunded (a dashboard refund came first, its event not yet) and kept the money
+    taken for it. That dashboard refund then fails: no refund reached the card, so the member has it back."""
+    deposit = paid_deposit(account, 25_00)
+    dashboard = stripe_double.refund_in_dashboard(deposit.payment_intent, 25_00, status="pending")
+    ours = refunds.card_deposit_refund(deposit_id=deposit.pk)
+    assert ours.status == "succeeded" and balance(account) == 100_00
+    if dashboard_first_seen == "pending":
+        send(client, stripe_double.event("refund.created", dashboard))
+        assert balance(account) == 100_00
+    failed = stripe_double.event("refund.failed", {**dashboard, "status": "failed"})
+    for _ in range(2):
+        send(client, failed)
+        assert balance(account) == 125_00
+    ours.refresh_from_db()
+    assert ours.status == "failed" and ours.given_back_by is not None
+    send(client, stripe_double.event("refund.created", dashboard))  # a stale word after its failure
+    assert balance(account) == 125_00
 
 
 def test_reconciliation_applies_an_early_fraud_warning_no_event_delivered(account, stripe_double):
