@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.utils import timezone
 
@@ -48,6 +48,9 @@ class Report:
     refunds_seen: list[str] = field(default_factory=list)
     disputes_seen: list[str] = field(default_factory=list)
     warnings_seen: list[str] = field(default_factory=list)
+    # What Stripe would not list (a restricted key without a permission, Stripe down), and why: the rest
+    # is still done, and the command then fails, so that a scheduled run shows it.
+    unread: list[str] = field(default_factory=list)
 
 
 # Disputes come up to 120 days after the charge (card networks allow that, and more for some reasons).
@@ -68,6 +71,20 @@ def reconcile(*, days: int, resolve: bool) -> Report:
             continue
         (report.refunds_open if refund.status == Refund.Status.REQUESTED else report.refunds_finished).append(refund)
     since = timezone.now() - timedelta(days=days)
+    for what, look in (
+        ("refunds", lambda: _refunds_listed(report, since=since, resolve=resolve)),
+        ("disputes", lambda: _disputes_listed(report, days=days, resolve=resolve)),
+        ("early fraud warnings", lambda: _warnings_listed(report, since=since, resolve=resolve)),
+        ("charges", lambda: report.findings.extend(connector_findings(days=days))),
+    ):
+        try:
+            look()
+        except StripeFailed as failed:
+            report.unread.append(f"{what}: {failed}")
+    return report
+
+
+def _refunds_listed(report: Report, *, since: datetime, resolve: bool) -> None:
     for found in stripe_api.refunds_created(since=since):
         if Refund.objects.filter(stripe_id=found.id, status=found.status).exists():
             continue  # as we have it
@@ -76,6 +93,9 @@ def reconcile(*, days: int, resolve: bool) -> Report:
         said = refunds.refund_seen(found) if resolve else f"refund {found.id}: {found.status}"
         if said:
             report.refunds_seen.append(said)
+
+
+def _disputes_listed(report: Report, *, days: int, resolve: bool) -> None:
     for seen in stripe_api.disputes_created(since=timezone.now() - timedelta(days=max(days, DISPUTE_DAYS))):
         if _as_we_have_it(seen):
             continue
@@ -87,6 +107,9 @@ def reconcile(*, days: int, resolve: bool) -> Report:
             continue  # its deposit is settled above, or by the next run; the dispute is applied then
         if said:
             report.disputes_seen.append(said)
+
+
+def _warnings_listed(report: Report, *, since: datetime, resolve: bool) -> None:
     for warning in stripe_api.fraud_warnings_created(since=since):
         deposit = refunds.paid_deposit_charged_by(charge=warning.charge, payment_intent=warning.payment_intent)
         if deposit is None or deposit.needs_look.startswith(f"early fraud warning {warning.id}"):
@@ -102,8 +125,6 @@ def reconcile(*, days: int, resolve: bool) -> Report:
             said = f"early fraud warning {warning.id} on card deposit {deposit.pk}"
         if said:
             report.warnings_seen.append(said)
-    report.findings = connector_findings(days=days)
-    return report
 
 
 def _as_we_have_it(seen: stripe_api.DisputeSeen) -> bool:

@@ -19,6 +19,7 @@ so its pages are shared by the workers, not copied into each.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import uuid
 from collections.abc import Callable, Iterator
@@ -254,7 +255,15 @@ def _describe(error: stripe.StripeError) -> str:
     """What went wrong, for a log line: the kind, the HTTP status and Stripe's code (no card data in any)."""
     body = _error_body(error)
     parts = [type(error).__name__, str(error.http_status or "-"), str(body.get("code") or "-")]
+    if isinstance(error, stripe.PermissionError) and (needed := _PERMISSION.search(str(body.get("message") or ""))):
+        # A restricted key without a permission: Stripe's message names it, the one thing an operator needs.
+        parts.append(f"(the key needs {needed.group(1)})")
     return " ".join(parts)
+
+
+# How Stripe names a restricted key's missing permission in a 403's message ("... Having the
+# 'rak_radar_early_fraud_warning_read' permission would allow this request to continue.").
+_PERMISSION = re.compile(r"'(rak_[a-z_]{1,80})'")
 
 
 # Reads that settle what an answer left open ------------------------------------------------------

@@ -56,6 +56,8 @@ class StripeDouble:
     refunds_lost: int = 0
     # When set, the next refund request is refused with this invalid_request_error code (then cleared).
     refund_refusal: str = ""
+    # List endpoints a restricted key may not read ("/v1/radar/early_fraud_warnings"): 403, as Stripe answers.
+    not_permitted: set[str] = field(default_factory=set)
     numbers: itertools.count = field(default_factory=lambda: itertools.count(1))
 
     def lose_next(self, count: int = 1, how: str = "timeout") -> None:
@@ -173,6 +175,8 @@ class StripeDouble:
     def _list_warnings(self, request) -> tuple[int, dict, str]:
         if self.down:
             self._unreachable()
+        if "/v1/radar/early_fraud_warnings" in self.not_permitted:
+            return self._not_permitted("rak_radar_early_fraud_warning_read")
         since = int(dict(parse_qsl(urlsplit(request.url).query)).get("created[gte]", 0))
         data = [w for w in self.warnings.values() if w["created"] >= since]
         return self._answer(
@@ -207,6 +211,13 @@ class StripeDouble:
 
     def _answer(self, status: int, body: dict) -> tuple[int, dict, str]:
         return status, {"Request-Id": self._id("req_")}, json.dumps(body)
+
+    def _not_permitted(self, permission: str) -> tuple[int, dict, str]:
+        message = (
+            "The provided key 'rk_test_***' does not have the required permissions for this endpoint on account "
+            f"'acct_1Test'. Having the '{permission}' permission would allow this request to continue."
+        )
+        return self._answer(403, {"error": {"type": "invalid_request_error", "message": message}})
 
     def _unreachable(self) -> None:
         raise requests.exceptions.ConnectionError("Connection refused (test double: Stripe is down)")

@@ -797,6 +797,27 @@ def test_a_refund_already_made_in_stripe_that_fails_gives_the_money_back(
     assert balance(account) == 125_00
 
 
+def test_reconciliation_does_the_rest_when_a_restricted_key_may_not_list_fraud_warnings(account, stripe_double):
+    """A key without Radar's permission: refunds, disputes and charges are still reconciled and printed, and
+    the run fails, naming the list Stripe refused, so that a scheduled run shows it."""
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    deposit = paid_deposit(account, 40_00)
+    stripe_double.dispute(deposit.payment_intent, 40_00, "lost", moves=[-40_00])  # no event delivered
+    stripe_double.fraud_warning(deposit.payment_intent)
+    stripe_double.not_permitted.add("/v1/radar/early_fraud_warnings")
+    out = StringIO()
+    with pytest.raises(CommandError) as failed:
+        call_command("reconcile_card_deposits", "--resolve", stdout=out)
+    assert f"Dispute: dispute {Dispute.objects.get().stripe_id} on card deposit {deposit.pk}: lost" in out.getvalue()
+    assert balance(account) == 100_00
+    assert "Stripe did not list early fraud warnings:" in str(failed.value)
+    assert "rak_radar_early_fraud_warning_read" in str(failed.value)
+    assert "Everything else above was done" in str(failed.value)
+
+
 def test_reconciliation_applies_an_early_fraud_warning_no_event_delivered(account, stripe_double):
     from io import StringIO
 

@@ -39,6 +39,13 @@ class Command(BaseCommand):
         except errors.StripeFailed as error:
             raise CommandError(f"Stripe did not answer: {error}. Nothing more was changed.") from None
         self._print(report, resolve=resolve)
+        if report.unread:
+            # What could be done is done (and printed above); a scheduled run still fails, so that it shows.
+            raise CommandError(
+                "Stripe did not list "
+                + "; ".join(report.unread)
+                + ". Everything else above was done; run again once Stripe answers (or the key has the permission)."
+            )
 
     def _print(self, report: reconciliation.Report, *, resolve: bool) -> None:
         done = "" if resolve else " (would be: run with --resolve)"
@@ -84,6 +91,7 @@ class Command(BaseCommand):
                 report.disputes_seen,
                 report.warnings_seen,
                 report.findings,
+                report.unread,
             ]
         ):
             self.stdout.write("Stripe and the card deposits agree.")
