@@ -141,6 +141,17 @@ def luhn(number: str) -> bool:
     return total % 10 == 0
 
 
+def typed_for(card: str, *, today: date) -> dict[str, str]:
+    """What a caller types at each <Pay> step to pay with this card: the number then #, an expiration date two
+    years ahead, a security code of the card type's length, a postal code (call --card)."""
+    return {
+        "payment-card-number": f"{card}#",
+        "expiration-date": f"12{(today.year + 2) % 100:02d}",
+        "security-code": "1234" if card_type(card) == "amex" else "123",
+        "postal-code": "20001",
+    }
+
+
 def card_type(number: str) -> str:
     """The card type <Pay> reports, by the prefixes in its validCardTypes table ("" when none fits)."""
     prefixes = [

@@ -546,11 +546,16 @@ def test_the_stripe_modes_play_only_in_process(settings):
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("how", [("--then", "dispute"), ("--keys-card", "4000000000000259")])
+@pytest.mark.parametrize(
+    "how",
+    [
+        ["--then", "dispute", "--keys", DEPOSIT_KEYS],
+        ["--keys", DEPOSIT_KEYS.replace("4242424242424242", "4000000000000259")],
+        ["--card", "4000000000000259", "--keys", "123456,1,25#,1"],
+    ],
+)
 def test_a_disputed_charge_takes_the_money_back_after_the_call(account, test_processor, how):
-    keys = DEPOSIT_KEYS.replace("4242424242424242", how[1]) if how[0] == "--keys-card" else DEPOSIT_KEYS
-    then = ["--then", "dispute"] if how[0] == "--then" else []
-    out = deposit_call(*then, "--keys", keys)
+    out = deposit_call(*how)
     assert "Thank you. 25 dollars are on the account." in out
     assert "  STRIPE charge.dispute.created -> /stripe/events: 200 applied: dispute dp_" in out
     assert (
@@ -573,6 +578,26 @@ def test_a_refund_that_fails_gives_the_money_back(account, test_processor):
     assert refund.status == "failed" and refund.given_back_by is not None
     account.refresh_from_db()
     assert account.balance_cents == 125_00
+
+
+@pytest.mark.django_db
+def test_card_types_a_whole_card_at_every_pay_step(account):
+    out = deposit_call("--card", "4000000000000002", "--keys", "123456,1,25#,1,2")
+    assert "  KEYS   4000000000000002#   (# ends it at once)" in out
+    assert "  KEYS   123   (no #: <Pay> waits 10 s for another key, then checks them)" in out
+    assert "Your card was not charged. The card was declined." in out
+    assert CardDeposit.objects.get().status == "not_charged"
+
+
+@pytest.mark.parametrize("card", ["4242", "4242-4242-4242-4242"])
+def test_card_is_a_card_number(card):
+    with pytest.raises(CommandError, match="--card is a card number of 12 to 19 digits, with --deposit"):
+        deposit_call("--card", card, "--keys", "1")
+
+
+def test_card_is_for_the_deposit_line():
+    with pytest.raises(CommandError, match="--card is a card number of 12 to 19 digits, with --deposit"):
+        call_command("call", "--card", "4242424242424242", "--keys", "1", stdout=StringIO())
 
 
 def test_keys_no_phone_has_are_refused():

@@ -6,6 +6,7 @@ import json
 import logging
 import re
 import sys
+from datetime import date
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -18,6 +19,7 @@ from phone.call import (
     POUND_BEHAVIOURS,
     VOICE_PATH,
     Event,
+    KeysCallback,
     Press,
     Prompt,
     SimulatedCall,
@@ -106,6 +108,13 @@ class Command(BaseCommand):
             f"Stripe's test cards ({payment.CHARGED} is charged, {payment.DECLINED} declined, * interrupts)",
         )
         parser.add_argument(
+            "--card",
+            metavar="NUMBER",
+            help="with --deposit: at <Pay>, type this card (its number then #, an expiration date two years "
+            "ahead, a security code, a postal code), so that --keys holds only the deposit line's own prompts: "
+            f'--card {payment.DECLINED} --keys "123456,1,25#,1"',
+        )
+        parser.add_argument(
             "--pay-variant",
             choices=tuple(payment.VARIANTS),
             default=payment.DEFAULT_VARIANT,
@@ -161,8 +170,11 @@ class Command(BaseCommand):
         deposit: bool = False,
         pay_variant: str = payment.DEFAULT_VARIANT,
         then: str = "",
+        card: str | None = None,
         **options: object,
     ) -> None:
+        if card is not None and not (deposit and re.fullmatch(r"[0-9]{12,19}", card)):
+            raise CommandError("--card is a card number of 12 to 19 digits, with --deposit")
         if then and (url or settings.STRIPE_SECRET_KEY):
             raise CommandError(
                 "--then plays the test processor inside this process: without --url, and with no STRIPE_SECRET_KEY"
@@ -187,6 +199,7 @@ class Command(BaseCommand):
                 verbose,
                 deposit,
                 pay_variant,
+                card,
             )
         finally:
             # In process (tests), logging and the processor are everyone's: give them back as they were.
@@ -206,6 +219,7 @@ class Command(BaseCommand):
         verbose: bool,
         deposit: bool,
         pay_variant: str,
+        card: str | None = None,
     ) -> None:
         self._verbose, self._prompt_shown = verbose, False
         call = SimulatedCall(
@@ -233,7 +247,8 @@ class Command(BaseCommand):
             f"{verstat}; {answers}). Call {call.call_sid}."
         )
         try:
-            call.place(scripted(parse_keys(keys)) if keys is not None else self._ask)
+            answer = scripted(parse_keys(keys)) if keys is not None else self._ask
+            call.place(_paying_with(card, answer, today=call.today) if card else answer)
         except CallFailed as error:
             raise CommandError(f"the call failed: {error}") from None
         totals = call.totals
@@ -370,3 +385,13 @@ class Command(BaseCommand):
             sys.stdout.write("  (a phone has 0-9, * and # only: type those, Enter for silence, h to hang up)\n")
             return self._ask(prompt)
         return pressed
+
+
+def _paying_with(card: str, keys: KeysCallback, *, today: date) -> KeysCallback:
+    """keys for the deposit line's prompts; at <Pay>, what a caller types to pay with card."""
+    typed = payment.typed_for(card, today=today)
+
+    def answer(prompt: Prompt) -> str | Press | None:
+        return typed.get(prompt.pay_step, "") if prompt.pay_step else keys(prompt)
+
+    return answer
