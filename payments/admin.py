@@ -277,7 +277,7 @@ class DisputeAdmin(MoneyColumns, _ReadOnly):
         "funds_reinstated",
         "taken_by",
         "given_back_by",
-        "held_back_cents",
+        "reinstated_cents",
         "created",
         "updated",
     ]

@@ -15,12 +15,9 @@ from __future__ import annotations
 import logging
 
 from django.db import transaction
-from django.db.models import Sum
 from django.utils import timezone
 
-from accounts import ledger
-from accounts.models import LedgerEntry
-from payments import stripe_api
+from payments import clawbacks, stripe_api
 from payments.models import CardDeposit, Dispute, Refund
 from payments.refunds import paid_deposit_or_not_yet
 
@@ -57,63 +54,34 @@ def _apply(deposit_id: int, seen: stripe_api.DisputeSeen, *, withdrawn: bool, re
     if current or dispute.takes(seen.status):
         dispute.status = seen.status[:30] or dispute.status
     dispute.reason = seen.reason[:40] or dispute.reason
+    # What Stripe did with the money only ever adds up: a stale copy of the dispute shows less, never undoes it.
     dispute.funds_withdrawn = dispute.funds_withdrawn or withdrawn
     dispute.funds_reinstated = dispute.funds_reinstated or reinstated
+    dispute.reinstated_cents = min(max(dispute.reinstated_cents, seen.reinstated_cents), dispute.amount_cents)
     dispute.updated = timezone.now()
-    said = [f"dispute {seen.id} on card deposit {deposit.pk}: {dispute.status}"]
-    # Taken even when first seen reinstated too (a late funds_withdrawn, or reconciliation finding it settled):
-    # what was reinstated is given back just below, so a partial reinstatement still takes the difference.
-    if dispute.funds_withdrawn and dispute.taken_by_id is None:
-        left = deposit.entry.amount_cents - ledger.card_money_taken_cents(entry=deposit.entry)
-        amount = min(dispute.amount_cents, left)
-        if amount > 0:
-            dispute.taken_by = ledger.card_money_take_back(
-                entry=deposit.entry, amount_cents=amount, kind=LedgerEntry.Kind.DISPUTE, owing=True
-            )
-            said.append(f"{amount} cents taken back")
-        if amount < dispute.amount_cents and not dispute.funds_reinstated:
-            # A refund took it first: if that refund fails, the dispute takes it then (refunds.refund_ended).
-            deposit.needs_look = f"dispute {seen.id} withdrew more than was left to take back: look at its refunds"[
-                :160
-            ]
-            deposit.save(update_fields=["needs_look"])
-    if dispute.funds_reinstated and dispute.taken_by_id and dispute.given_back_by_id is None:
-        amount, taken, dispute.held_back_cents = _to_give_back(deposit, dispute, seen)
-        if amount > 0:
-            dispute.given_back_by = ledger.card_money_give_back(
-                entry=deposit.entry, amount_cents=amount, kind=LedgerEntry.Kind.REINSTATED
-            )
-            said.append(f"{amount} cents given back")
-        if amount < taken:
-            deposit.needs_look = f"dispute {seen.id}: {amount} of the {taken} cents taken back given back"[:160]
-            deposit.save(update_fields=["needs_look"])
     dispute.save()
-    if dispute.is_inquiry and not deposit.needs_look:
-        deposit.needs_look = f"the card's bank asks about this charge (inquiry {seen.id})"[:160]
+    said = [f"dispute {seen.id} on card deposit {deposit.pk}: {dispute.status}", *clawbacks.follow(deposit)]
+    look = _worth_a_look(deposit, dispute)
+    # An inquiry only flags a deposit nothing else flagged; the rest say what changed.
+    if look and deposit.needs_look != look[:160] and not (dispute.is_inquiry and deposit.needs_look):
+        deposit.needs_look = look[:160]
         deposit.save(update_fields=["needs_look"])
     logger.warning("card deposit disputed: deposit=%s %s", deposit.pk, "; ".join(said))
     return "; ".join(said)
 
 
-def _to_give_back(deposit: CardDeposit, dispute: Dispute, seen: stripe_api.DisputeSeen) -> tuple[int, int, int]:
-    """What a reinstated dispute gives back, what it took, and what it holds back for a refund.
-
-    Never more than Stripe reinstated (its balance transactions say, when they do), nor what went back to the
-    card meanwhile: a refund made in Stripe's dashboard while the dispute held the money took nothing from the
-    member, but the card has it, and giving the dispute's money back too would pay it twice. What is held back
-    for that refund is given back if it fails (refunds.refund_ended).
-    """
-    taken = deposit.dispute_taken_cents()
-    refunded = (
-        deposit.refunds.exclude(status__in=[Refund.Status.FAILED, Refund.Status.CANCELED]).aggregate(
-            total=Sum("amount_cents")
-        )["total"]
-        or 0
-    )
-    room = ledger.card_money_taken_cents(entry=deposit.entry) - refunded
-    reinstated = min(taken, seen.reinstated_cents or taken)
-    amount = max(min(reinstated, room), 0)
-    return amount, taken, reinstated - amount
+def _worth_a_look(deposit: CardDeposit, dispute: Dispute) -> str:
+    """Why an operator should look at a disputed deposit, or "": Stripe and the member part ways somewhere."""
+    refunded = deposit.refunds.exclude(status__in=Refund.ENDED).exists()
+    if dispute.funds_reinstated and dispute.kept_cents:
+        return f"dispute {dispute.stripe_id}: Stripe gave back {dispute.amount_cents - dispute.kept_cents} of the {dispute.amount_cents} cents"
+    if dispute.funds_reinstated and refunded:
+        return f"dispute {dispute.stripe_id} given back while the charge was refunded: nothing more to the member"
+    if dispute.funds_withdrawn and refunded:
+        return f"dispute {dispute.stripe_id} withdrew money a refund had taken first: look at its refunds"
+    if dispute.is_inquiry:
+        return f"the card's bank asks about this charge (inquiry {dispute.stripe_id})"
+    return ""
 
 
 def early_fraud_warning_seen(*, charge: str, payment_intent: str, warning: str, fraud_type: str) -> str | None:

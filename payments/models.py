@@ -227,6 +227,8 @@ class Refund(models.Model):
     """
 
     Status = RefundStatus
+    # A refund that will not reach the card: its money is the member's again (payments.clawbacks).
+    ENDED = (RefundStatus.FAILED, RefundStatus.CANCELED)
 
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     deposit = models.ForeignKey(CardDeposit, on_delete=models.PROTECT, related_name="refunds")
@@ -275,10 +277,10 @@ class Dispute(models.Model):
     # reinstated, a late funds_withdrawn event takes nothing: events come out of order.
     funds_withdrawn = models.BooleanField(default=False)
     funds_reinstated = models.BooleanField(default=False)
-    # Reinstated money not given back because a refund had sent it to the card meanwhile (disputes._to_give_back):
-    # given back if that refund fails after all (refunds.refund_ended).
-    held_back_cents = models.PositiveIntegerField(
-        default=0, verbose_name="held back (cents)", help_text="reinstated money a refund had sent to the card"
+    # What Stripe gave back, as the dispute's balance transactions say (0 with funds_reinstated: all of it).
+    # Only ever grows: a stale event's copy, from before the reinstatement, shows none.
+    reinstated_cents = models.PositiveIntegerField(
+        default=0, verbose_name="reinstated (cents)", help_text="what Stripe gave back; 0 once reinstated: all"
     )
     taken_by = models.OneToOneField(
         LedgerEntry, on_delete=models.PROTECT, null=True, blank=True, related_name="dispute_taken"
@@ -325,6 +327,15 @@ class Dispute(models.Model):
             return status not in self.INQUIRY
         # won: a stale "lost" came during the appeal, and the appeal was won.
         return self.status == "lost" and (status in self.APPEAL or status == "won")
+
+    @property
+    def kept_cents(self) -> int:
+        """What Stripe withdrew for this dispute and keeps: the member loses it (payments.clawbacks)."""
+        if not self.funds_withdrawn:
+            return 0
+        if self.funds_reinstated:
+            return max(self.amount_cents - (self.reinstated_cents or self.amount_cents), 0)
+        return self.amount_cents
 
     @property
     def is_inquiry(self) -> bool:

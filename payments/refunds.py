@@ -23,8 +23,8 @@ from django.utils import timezone
 from accounts import ledger
 from accounts.errors import InsufficientFunds
 from accounts.models import Account, LedgerEntry
+from payments import clawbacks, stripe_api
 from payments import metrics as payments_metrics
-from payments import stripe_api
 from payments.errors import AlreadyRefunded, DisputeOpen, NotACardDeposit, NotCharged, NotYet, StripeNotConfigured
 from payments.models import CardDeposit, Refund
 
@@ -105,11 +105,17 @@ def _ask_stripe(refund: Refund) -> Refund:
     except stripe_api.RefundRefused as refused:
         if refused.code == "charge_already_refunded":
             # The card already has this money back (a refund made elsewhere: Stripe's dashboard, version 3's
-            # command): giving it back to the member too would pay it twice. Kept taken, and looked at.
+            # command): giving it back to the member too would pay it twice. Kept taken, and looked at, until
+            # Stripe's refunds of the charge are recorded: read now, or by reconciliation (payments.clawbacks).
             logger.warning(
                 "card deposit already refunded in Stripe: deposit=%s refund=%s", deposit.pk, refund.public_id
             )
-            return _already_refunded(refund)
+            _already_refunded(refund)
+            try:
+                refunds_of_deposit_seen(deposit)
+            except (stripe_api.StripeFailed, NotYet) as failed:
+                logger.warning("card deposit's refunds not read from Stripe: deposit=%s why=%s", deposit.pk, failed)
+            return Refund.objects.get(pk=refund.pk)
         logger.warning("card deposit refund refused by Stripe: deposit=%s why=%s", deposit.pk, refused)
         return refund_ended(refund_id=refund.pk, status=Refund.Status.FAILED, reason=str(refused)[:60])
     except stripe_api.StripeFailed as failed:
@@ -118,15 +124,14 @@ def _ask_stripe(refund: Refund) -> Refund:
     return refund_update(refund_id=refund.pk, stripe_id=made.id, status=made.status, reason=made.failure_reason)
 
 
-# Ours, refused by Stripe because the charge was already refunded: it keeps the money taken for that refund,
-# made elsewhere, until that refund fails (_give_back_stood_in_for).
-ALREADY_REFUNDED = "already refunded in Stripe"
-
-
 @transaction.atomic
 def _already_refunded(refund: Refund) -> Refund:
     refund = Refund.objects.select_for_update().get(pk=refund.pk)
-    refund.status, refund.failure_reason, refund.updated = (Refund.Status.SUCCEEDED, ALREADY_REFUNDED, timezone.now())
+    refund.status, refund.failure_reason, refund.updated = (
+        Refund.Status.SUCCEEDED,
+        clawbacks.ALREADY_REFUNDED,
+        timezone.now(),
+    )
     refund.save()
     CardDeposit.objects.filter(pk=refund.deposit_id).update(
         needs_look="Stripe says the charge was already refunded: the money stays taken back; check Stripe's refunds"
@@ -154,109 +159,24 @@ def refund_update(*, refund_id: int, stripe_id: str, status: str, reason: str = 
 
 @transaction.atomic
 def refund_ended(*, refund_id: int, status: str, reason: str = "", stripe_id: str = "") -> Refund:
-    """A refund that did not happen: the money it took comes back to the member, with an entry of its own."""
-    account_id = Refund.objects.values_list("deposit__account_id", flat=True).get(pk=refund_id)
-    Account.objects.select_for_update().filter(pk=account_id).get()
-    refund = (
-        Refund.objects.select_for_update(of=("self",)).select_related("deposit__entry", "taken_by").get(pk=refund_id)
-    )
+    """A refund that did not happen: its money is the member's again (payments.clawbacks), with an entry of its own."""
+    deposit_id = Refund.objects.values_list("deposit_id", flat=True).get(pk=refund_id)
+    deposit = CardDeposit.locked(deposit_id, "entry")
+    refund = Refund.objects.select_for_update(of=("self",)).get(pk=refund_id)
     # failed and canceled are final; succeeded is not: a refund can fail days after it succeeded.
-    if refund.given_back_by_id or refund.status in (Refund.Status.FAILED, Refund.Status.CANCELED):
+    if refund.status in Refund.ENDED:
         return refund
-    taken = -refund.taken_by.amount_cents if refund.taken_by_id else 0
-    if taken:
-        # What this refund took (a dashboard refund beyond what was left took less than its amount).
-        refund.given_back_by = ledger.card_money_give_back(
-            entry=refund.deposit.entry, amount_cents=taken, kind=LedgerEntry.Kind.REFUND_RETURNED
-        )
-    _dispute_takes_what_it_could_not(refund.deposit)
-    shortfall = _give_back_held_for(refund, shortfall=refund.amount_cents - taken)
-    _give_back_stood_in_for(refund.deposit, shortfall=shortfall)
     refund.status, refund.failure_reason = status, reason[:60]
     refund.stripe_id = stripe_id or refund.stripe_id
     refund.updated = timezone.now()
     refund.save()
+    clawbacks.follow(deposit)
+    refund.refresh_from_db()
     payments_metrics.refund_status(status)
     logger.warning(
         "card deposit refund %s, money given back: deposit=%s refund=%s", status, refund.deposit_id, refund.public_id
     )
     return refund
-
-
-def _give_back_held_for(refund: Refund, *, shortfall: int) -> int:
-    """A refund that took less than it sent to the card made a reinstated dispute hold its money back
-    (disputes._to_give_back): now that the card never got it, the member does. Under the account's lock;
-    what is left of the shortfall."""
-    for dispute in refund.deposit.disputes.select_for_update().filter(held_back_cents__gt=0).order_by("pk"):
-        if shortfall <= 0:
-            break
-        amount = min(shortfall, dispute.held_back_cents)
-        ledger.card_money_give_back(entry=refund.deposit.entry, amount_cents=amount, kind=LedgerEntry.Kind.REINSTATED)
-        dispute.held_back_cents -= amount
-        dispute.save(update_fields=["held_back_cents"])
-        shortfall -= amount
-        logger.warning(
-            "card deposit dispute money held back for a refund that failed, given back: deposit=%s dispute=%s cents=%s",
-            refund.deposit_id,
-            dispute.stripe_id,
-            amount,
-        )
-    return shortfall
-
-
-def _give_back_stood_in_for(deposit: CardDeposit, *, shortfall: int) -> None:
-    """A refund made elsewhere that took less than it sent, because a refund of ours refused as already refunded
-    had taken the money for it (_already_refunded), did not reach the card: ours gives the money back, and fails
-    (the operator may refund again). Under the account's lock."""
-    stood_in = deposit.refunds.select_for_update(of=("self",)).select_related("taken_by")
-    stood_in = stood_in.filter(status=Refund.Status.SUCCEEDED, failure_reason=ALREADY_REFUNDED, stripe_id__isnull=True)
-    for ours in stood_in.order_by("pk"):
-        if shortfall <= 0:
-            return
-        amount = min(shortfall, -ours.taken_by.amount_cents if ours.taken_by_id else 0)
-        if amount <= 0:
-            continue
-        ours.given_back_by = ledger.card_money_give_back(
-            entry=deposit.entry, amount_cents=amount, kind=LedgerEntry.Kind.REFUND_RETURNED
-        )
-        ours.status, ours.failure_reason, ours.updated = (
-            Refund.Status.FAILED,
-            "the refund it stood for failed",
-            timezone.now(),
-        )
-        ours.save()
-        payments_metrics.refund_status(ours.status)
-        shortfall -= amount
-        logger.warning(
-            "card deposit refund made in Stripe failed, ours that stood for it gives the money back: deposit=%s "
-            "refund=%s cents=%s",
-            deposit.pk,
-            ours.public_id,
-            amount,
-        )
-
-
-def _dispute_takes_what_it_could_not(deposit: CardDeposit) -> None:
-    """A dispute Stripe withdrew while this refund had the money took less than it withdrew (disputes._apply):
-    now that the refund gave its money back, the dispute takes the rest, which Stripe holds, not the member.
-    Under the account's lock."""
-    for dispute in deposit.disputes.select_for_update().filter(funds_withdrawn=True, funds_reinstated=False):
-        left = deposit.entry.amount_cents - ledger.card_money_taken_cents(entry=deposit.entry)
-        amount = min(dispute.amount_cents - deposit.dispute_taken_cents(), left)
-        if amount <= 0:
-            continue
-        entry = ledger.card_money_take_back(
-            entry=deposit.entry, amount_cents=amount, kind=LedgerEntry.Kind.DISPUTE, owing=True
-        )
-        if dispute.taken_by_id is None:
-            dispute.taken_by = entry
-            dispute.save(update_fields=["taken_by"])
-        logger.warning(
-            "card deposit refund failed while disputed, the dispute takes its money: deposit=%s dispute=%s cents=%s",
-            deposit.pk,
-            dispute.stripe_id,
-            amount,
-        )
 
 
 def refund_finish(refund: Refund) -> Refund:
@@ -367,22 +287,20 @@ def _dashboard_refund(*, deposit_id: int, found: stripe_api.RefundAnswer) -> Ref
     if known is not None:  # another event about it got here first
         return refund_update(refund_id=known.pk, stripe_id=found.id, status=found.status, reason=found.failure_reason)
     status = found.status if found.status in Refund.Status.values else Refund.Status.PENDING
-    refund = Refund(deposit=deposit, stripe_id=found.id, amount_cents=found.amount_cents, status=status, clawback=True)
-    refund.failure_reason = found.failure_reason[:60]
-    if status in (Refund.Status.FAILED, Refund.Status.CANCELED):
-        # First seen failed: it took nothing, but a refund of ours may have taken its money for it.
-        _give_back_stood_in_for(deposit, shortfall=found.amount_cents)
-    else:
-        left = deposit.entry.amount_cents - ledger.card_money_taken_cents(entry=deposit.entry)
-        amount = min(found.amount_cents, left)
-        if amount > 0:
-            refund.taken_by = ledger.card_money_take_back(
-                entry=deposit.entry, amount_cents=amount, kind=LedgerEntry.Kind.REFUND, owing=True
-            )
-        if amount < found.amount_cents:
-            deposit.needs_look = f"refunded in Stripe's dashboard beyond what was left to take back ({found.id})"[:160]
-            deposit.save(update_fields=["needs_look"])
-    refund.save()
+    refund = Refund.objects.create(
+        deposit=deposit,
+        stripe_id=found.id,
+        amount_cents=found.amount_cents,
+        status=status,
+        clawback=True,
+        failure_reason=found.failure_reason[:60],
+    )
+    # The card is refunded whatever the balance holds: taken back even below zero (the member then owes it).
+    clawbacks.follow(deposit)
+    refund.refresh_from_db()
+    if clawbacks.refunded_beyond_the_deposit(deposit):
+        deposit.needs_look = f"refunded in Stripe's dashboard beyond what was left to take back ({found.id})"[:160]
+        deposit.save(update_fields=["needs_look"])
     payments_metrics.refund_status(refund.status)
     logger.warning(
         "card deposit refunded in Stripe's dashboard: deposit=%s refund=%s cents=%s status=%s",

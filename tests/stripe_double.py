@@ -403,12 +403,14 @@ class StripeDouble:
     def _list_refunds(self, request) -> tuple[int, dict, str]:
         if self.down:
             self._unreachable()
+        if "/v1/refunds" in self.not_permitted:
+            return self._not_permitted("rak_refund_read")
         query = dict(parse_qsl(urlsplit(request.url).query))
         target = query.get("payment_intent") or query.get("charge")
         since = int(query.get("created[gte]", 0))
         data = [
             r
-            for r in self.refunds.values()
+            for r in reversed(self.refunds.values())  # newest first, as Stripe lists them
             if (target is None or target in (r["payment_intent"], r["charge"])) and r["created"] >= since
         ]
         return self._answer(200, {"object": "list", "data": data, "has_more": False, "url": "/v1/refunds"})

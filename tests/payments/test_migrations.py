@@ -1,0 +1,50 @@
+"""payments 0006: a dispute reinstated before it keeps what Stripe reinstated (what it gave back and held back)."""
+
+from __future__ import annotations
+
+import pytest
+from django.utils import timezone
+
+from tests.accounts.test_migrations import executor_leaf_nodes, migrate
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+BEFORE = [("payments", "0005_daily_limit_and_dispute_held_back")]
+AFTER = [("payments", "0006_dispute_reinstated_cents")]
+
+
+def test_a_reinstated_dispute_keeps_what_it_gave_back_and_held_back():
+    old = migrate(BEFORE)
+    account = old.get_model("accounts", "Account").objects.create(
+        member_id="123456", pin_hash="x", status="active", verified_at=timezone.now(), balance_cents=13_000
+    )
+    Entry = old.get_model("accounts", "LedgerEntry")
+    credit = Entry.objects.create(account=account, amount_cents=40_00, kind="card")
+    Entry.objects.create(account=account, amount_cents=-40_00, kind="dispute", corrects=credit)
+    Entry.objects.create(account=account, amount_cents=20_00, kind="reinstated", corrects=credit)
+    deposit = old.get_model("payments", "CardDeposit").objects.create(
+        account=account,
+        amount_cents=40_00,
+        status="paid",
+        payment_intent="pi_1",
+        entry=credit,
+        line="l",
+        release_at=timezone.now(),
+    )
+    Dispute = old.get_model("payments", "Dispute")
+    Dispute.objects.create(
+        stripe_id="dp_1",
+        deposit=deposit,
+        amount_cents=40_00,
+        status="won",
+        funds_withdrawn=True,
+        funds_reinstated=True,
+        held_back_cents=10_00,
+    )
+    Dispute.objects.create(stripe_id="dp_2", deposit=deposit, amount_cents=5_00, status="lost", funds_withdrawn=True)
+    try:
+        new = migrate(AFTER)
+        reinstated = dict(new.get_model("payments", "Dispute").objects.values_list("stripe_id", "reinstated_cents"))
+        assert reinstated == {"dp_1": 30_00, "dp_2": 0}
+    finally:
+        migrate(executor_leaf_nodes())

@@ -1,0 +1,163 @@
+"""Refunds and disputes of one charge, in the orders Stripe's events and lists can bring them.
+
+The invariant (payments.clawbacks): what the member lost for a deposit is what left Stripe's balance toward
+the card or the bank for its charge (refunds that may still reach the card, and what disputes withdrew and
+kept), never more than the deposit, however the same facts arrive. Each test gives the balance Stripe's own
+balance for the charge implies. Every deposit is made on an account that had 100 dollars.
+"""
+
+from __future__ import annotations
+
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+
+from accounts.models import LedgerEntry
+from payments import refunds
+from payments.models import Refund
+from tests.payments.test_after_the_call import balance, paid_deposit, send
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("stripe_double")]
+
+
+def taken(deposit) -> int:
+    return -sum(LedgerEntry.objects.filter(corrects=deposit.entry).values_list("amount_cents", flat=True))
+
+
+def withdrawn(stripe_double, pi: str, cents: int) -> dict:
+    return stripe_double.event("charge.dispute.funds_withdrawn", stripe_double.dispute(pi, cents, moves=[-cents]))
+
+
+def failed(stripe_double, refund: dict) -> dict:
+    return stripe_double.event("refund.failed", {**refund, "status": "failed"})
+
+
+@pytest.mark.parametrize("refunds_readable", [True, False])
+@pytest.mark.parametrize("dashboard_first_seen", ["pending", "failed"])
+def test_a_dispute_takes_what_a_refund_that_failed_had_stood_for(
+    client, account, stripe_double, dashboard_first_seen, refunds_readable
+):
+    deposit = paid_deposit(account, 25_00)
+    pi = deposit.payment_intent
+    dashboard = stripe_double.refund_in_dashboard(pi, 25_00, status="pending")
+    if not refunds_readable:
+        stripe_double.not_permitted.add("/v1/refunds")
+    refunds.card_deposit_refund(deposit_id=deposit.pk)  # already refunded: ours stands for it
+    assert balance(account) == 100_00
+    if dashboard_first_seen == "pending":
+        send(client, stripe_double.event("refund.created", dashboard))
+    send(client, withdrawn(stripe_double, pi, 25_00))
+    assert balance(account) == 100_00
+    send(client, failed(stripe_double, dashboard))
+    # No refund reached the card; the dispute withdrew 25 dollars and Stripe still holds them.
+    assert taken(deposit) == 25_00 and balance(account) == 100_00
+    assert LedgerEntry.objects.filter(corrects=deposit.entry, kind="dispute").exists()
+
+
+def test_an_older_failed_refund_is_not_the_one_ours_stood_for(client, account, stripe_double):
+    deposit = paid_deposit(account, 25_00)
+    pi = deposit.payment_intent
+    old = stripe_double.refund_in_dashboard(pi, 25_00, status="failed")
+    live = stripe_double.refund_in_dashboard(pi, 25_00, status="pending")
+    refunds.card_deposit_refund(deposit_id=deposit.pk)
+    for event in (stripe_double.event("refund.created", live), stripe_double.event("refund.failed", old)):
+        send(client, event)
+        assert taken(deposit) == 25_00 and balance(account) == 100_00  # `live` is on its way to the card
+
+
+@pytest.mark.parametrize("how", ["reconciliation", "charge.refunded"])
+def test_stripes_list_of_refunds_alone_settles_it(client, account, stripe_double, how):
+    deposit = paid_deposit(account, 25_00)
+    pi = deposit.payment_intent
+    stripe_double.refund_in_dashboard(pi, 25_00, status="failed")
+    stripe_double.refund_in_dashboard(pi, 25_00, status="pending")
+    stripe_double.not_permitted.add("/v1/refunds")
+    refunds.card_deposit_refund(deposit_id=deposit.pk)  # stands for them, unread
+    stripe_double.not_permitted.clear()
+    if how == "reconciliation":
+        call_command("reconcile_card_deposits", "--resolve", stdout=StringIO())
+    else:
+        charge = {
+            "id": stripe_double.charge_of(pi),
+            "object": "charge",
+            "payment_intent": pi,
+            "amount": 25_00,
+            "amount_refunded": 25_00,
+            "refunded": True,
+        }
+        send(client, stripe_double.event("charge.refunded", charge))
+    assert taken(deposit) == 25_00 and balance(account) == 100_00
+    assert Refund.objects.get(failure_reason="stood for refunds made in Stripe").status == "canceled"
+
+
+def test_a_refund_of_ours_that_stood_for_two_gives_back_for_each_that_fails(client, account, stripe_double):
+    deposit = paid_deposit(account, 25_00)
+    pi = deposit.payment_intent
+    first = stripe_double.refund_in_dashboard(pi, 10_00, status="pending")
+    second = stripe_double.refund_in_dashboard(pi, 15_00, status="pending")
+    refunds.card_deposit_refund(deposit_id=deposit.pk)
+    assert balance(account) == 100_00
+    send(client, failed(stripe_double, second))
+    assert balance(account) == 115_00  # `first` is still on its way to the card
+    send(client, failed(stripe_double, first))
+    assert taken(deposit) == 0 and balance(account) == 125_00
+
+
+@pytest.mark.parametrize("refund_fails", ["before the reinstatement", "after it"])
+def test_a_partial_reinstatement_and_a_refund_that_failed_end_the_same_in_either_order(
+    client, account, stripe_double, refund_fails
+):
+    deposit = paid_deposit(account, 40_00)
+    pi = deposit.payment_intent
+    stripe_double.refund_status = "pending"
+    ours = refunds.card_deposit_refund(deposit_id=deposit.pk)
+    send(client, withdrawn(stripe_double, pi, 40_00))
+    partly = stripe_double.dispute(pi, 40_00, "won", [-40_00, 30_00])
+    refund_failed = failed(stripe_double, stripe_double.refunds[ours.stripe_id])
+    events = [stripe_double.event("charge.dispute.funds_reinstated", partly), refund_failed]
+    for event in events if refund_fails == "after it" else reversed(events):
+        send(client, event)
+    assert taken(deposit) == 10_00 and balance(account) == 130_00  # Stripe kept 10 dollars
+    # Late copies of facts already applied change nothing.
+    send(
+        client, stripe_double.event("charge.dispute.funds_withdrawn", stripe_double.dispute(pi, 40_00, moves=[-40_00]))
+    )
+    send(client, stripe_double.event("charge.dispute.closed", partly))
+    assert balance(account) == 130_00
+
+
+@pytest.mark.parametrize("refund", ["before the dispute", "while the dispute held the money"])
+def test_a_partial_refund_and_a_partial_reinstatement(client, account, stripe_double, refund):
+    deposit = paid_deposit(account, 40_00)
+    pi = deposit.payment_intent
+    if refund == "before the dispute":
+        send(client, stripe_double.event("refund.created", stripe_double.refund_in_dashboard(pi, 10_00)))
+    send(client, withdrawn(stripe_double, pi, 40_00))
+    if refund == "while the dispute held the money":
+        send(client, stripe_double.event("refund.created", stripe_double.refund_in_dashboard(pi, 10_00)))
+    partly = stripe_double.dispute(pi, 40_00, "won", [-40_00, 30_00])
+    send(client, stripe_double.event("charge.dispute.funds_reinstated", partly))
+    # Stripe's balance for the charge: -10 (refund) -40 (withdrawn) +30 (reinstated) = -20.
+    assert taken(deposit) == 20_00 and balance(account) == 120_00
+
+
+def test_a_won_dispute_a_failed_refund_and_late_events_never_raise(client, account, stripe_double):
+    deposit = paid_deposit(account, 25_00)
+    pi = deposit.payment_intent
+    send(client, withdrawn(stripe_double, pi, 25_00))
+    first = stripe_double.refund_in_dashboard(pi, 25_00)
+    send(client, stripe_double.event("refund.created", first))
+    won = stripe_double.dispute(pi, 25_00, "won", [-25_00, 25_00])
+    send(client, stripe_double.event("charge.dispute.funds_reinstated", won))
+    send(client, failed(stripe_double, first))
+    send(client, stripe_double.event("charge.dispute.closed", won))
+    assert balance(account) == 125_00  # no refund reached the card; the dispute was won
+    old = stripe_double.refund_in_dashboard(pi, 25_00, status="failed")  # its events lost
+    live = stripe_double.refund_in_dashboard(pi, 25_00, status="pending")
+    refunds.card_deposit_refund(deposit_id=deposit.pk)
+    assert balance(account) == 100_00
+    send(client, failed(stripe_double, live))
+    assert balance(account) == 125_00
+    send(client, stripe_double.event("refund.failed", old))  # answered 200 (send checks it)
+    assert balance(account) == 125_00
