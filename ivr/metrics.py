@@ -34,7 +34,7 @@ CALL_STATUSES = frozenset(
     {"queued", "initiated", "ringing", "in-progress", "completed", "busy", "failed", "no-answer", "canceled"}
 )
 # Steps that are not prompts: the fallback URL, and "-" for a view that failed before naming its step.
-NOT_PROMPTS = frozenset({"fallback", "-", "staff call", "deposit", "pay"})
+NOT_PROMPTS = frozenset({"fallback", "-", "staff call", "deposit", "pay", "pay progress"})
 # What ivr/views.py, ivr/machine.py and ivr/decorators.py write as an outcome, apart from the moves below.
 OUTCOMES = frozenset(
     {
@@ -52,6 +52,7 @@ OUTCOMES = frozenset(
         "language switched",
         "to staff",
         "to pay",
+        "progress",
         "staff call completed",
         "staff call busy",
         "staff call no-answer",
@@ -104,3 +105,30 @@ def webhook_answered(step: str, outcome: str, seconds: float) -> None:
 
     # Not on commit: the decorator calls this after the step's transaction ended, either way.
     metrics.record(count)
+
+
+PAY_PROGRESS = Counter(
+    "myibot_deposit_pay_progress",
+    "<Pay>'s progress on the deposit line (its statusCallback), by the card field it was at and the error it "
+    "reported: where families give up typing a card.",
+    ["field", "error"],
+)
+PAY_FIELDS = frozenset({"payment-card-number", "expiration-date", "security-code", "postal-code", "payment-processing"})
+PAY_ERRORS = frozenset(
+    {
+        "timeout",
+        "invalid-card-number",
+        "invalid-card-type",
+        "invalid-date",
+        "invalid-security-code",
+        "invalid-postal-code",
+        "input-matching-failed",
+    }
+)
+
+
+def pay_progress(field: str, error: str) -> None:
+    """One progress request of <Pay>; field and error as Twilio names them (others count as "other")."""
+    field = field if field in PAY_FIELDS else (OTHER if field else "none")
+    error = error if error in PAY_ERRORS else (OTHER if error else "none")
+    metrics.record(PAY_PROGRESS.labels(field=field, error=error).inc)

@@ -82,6 +82,7 @@ def pay(
     description: str,
     language: str,
     action: str,
+    progress: str,
     prompts: list[tuple[str, str, str]],
     after: str | Promise,
 ) -> VoiceResponse:
@@ -107,6 +108,8 @@ def pay(
         description=description,
         # Twilio posts <Pay>'s result: "method" is no <Pay> attribute (its action "supports POST only").
         action=action,
+        # Each step's progress (which field, which attempt, which error): counted and logged in shape only.
+        status_callback=progress,
     )
     for for_, error_type, words in prompts:
         prompt = paying.prompt(for_=for_, **({"error_type": error_type} if error_type else {}))

@@ -12,7 +12,7 @@ from django.http import HttpRequest, HttpResponse
 from django.utils.translation import gettext_lazy as _
 from twilio.twiml.voice_response import VoiceResponse
 
-from ivr import caller_id, machine, services, twiml
+from ivr import caller_id, machine, metrics, services, twiml
 from ivr.decorators import call_label, signed_line, twilio_webhook
 from ivr.steps.deposit_line import NOT_AVAILABLE, UNCERTAIN
 from payments import charges, stripe_api
@@ -200,6 +200,39 @@ def _log_pay_request(request: HttpRequest) -> None:
         _UNSAFE_ERROR_CODE.sub("", posted.get("PayErrorCode", "")[:10]) or "-",
         ",".join(field for field in PAY_REQUEST_FIELDS if field in posted) or "-",
     )
+
+
+# What a <Pay> progress request may tell, by name; which of them came is logged (the first real deposit shows
+# what Twilio sends: its docs name the callback, not its fields). Never a value but the field, attempt and error.
+PAY_PROGRESS_FIELDS = ("For", "Capture", "Attempt", "ErrorType", "PartialResult", "Required", *PAY_REQUEST_FIELDS)
+
+
+@twilio_webhook
+def deposit_pay_progress(request: HttpRequest) -> HttpResponse:
+    """<Pay>'s statusCallback: where a family is in typing its card, counted and logged in shape only.
+
+    Nothing here charges or keeps anything: the action request (deposit_paid) does, once. Whatever card data
+    or token Twilio might send here too, only the names of the fields that came are logged.
+    """
+    posted = request.POST
+    field = posted.get("For") or posted.get("Capture") or ""
+    error = posted.get("ErrorType", "")
+    metrics.pay_progress(field, error)
+    logger.info(
+        "pay progress: call=%s deposit=%s for=%s attempt=%s error=%s fields=%s",
+        call_label(request),
+        _deposit_id(request) or "-",
+        field if field in metrics.PAY_FIELDS else ("other" if field else "-"),
+        _NOT_DIGIT.sub("", posted.get("Attempt", "")[:2]) or "-",
+        error if error in metrics.PAY_ERRORS else ("other" if error else "-"),
+        ",".join(name for name in PAY_PROGRESS_FIELDS if name in posted) or "-",
+    )
+    response = HttpResponse("")
+    response.ivr_step, response.ivr_outcome = "pay progress", "progress"
+    return response
+
+
+_NOT_DIGIT = re.compile(r"[^0-9]")
 
 
 @twilio_webhook

@@ -601,7 +601,11 @@ class SimulatedCall:
         if not pay.action.startswith("https://"):
             self._note("pay", f"action {pay.action}: a real <Pay> posts to https only")
         if pay.status_callback:
-            self._note("unsupported", "<Pay statusCallback>: its progress requests are not simulated")
+            self._note(
+                "pay",
+                "statusCallback: progress posted after each entry (For, Attempt, ErrorType: our reading; "
+                "Twilio's docs name the callback, not its fields)",
+            )
         before, self._before = self._before, []
         entered: dict[str, str] = {}
         for step in pay.steps:
@@ -620,6 +624,7 @@ class SimulatedCall:
                     error, why = payment.check(
                         step, typed, pay=pay, card=entered.get("payment-card-number", ""), today=self.today
                     )
+                self._pay_progress(pay, step, attempt, error)
                 if not error:
                     entered[step] = typed
                     break
@@ -636,6 +641,20 @@ class SimulatedCall:
         self._note(kind, f"{clock.CHARGING_SECONDS:g} s", seconds=clock.CHARGING_SECONDS, note=charged.note)
         self._count(charging_seconds=clock.CHARGING_SECONDS, seconds=clock.CHARGING_SECONDS)
         return self._pay_result(pay, charged.result, variant, entered, charged=charged)
+
+    def _pay_progress(self, pay: Pay, step: str, attempt: int, error: str) -> None:
+        """<Pay>'s statusCallback after an entry: which field, which attempt, what went wrong. Its answer changes
+        nothing in the call; one that does not come is noted."""
+        if not pay.status_callback:
+            return
+        progress = {"For": step, "Attempt": str(attempt), **({"ErrorType": error} if error else {})}
+        try:
+            answer = self.post(pay.status_callback, self.params(**progress))
+        except NO_ANSWER_ERRORS as failed:
+            self._note("error", f"<Pay>'s progress request got no answer: {failed}")
+            return
+        if answer.status != 200:
+            self._note("error", f"<Pay>'s progress request answered {answer.status}")
 
     def _pay_step(
         self,

@@ -12,8 +12,10 @@ what is known: paid, not charged and why, or that we do not know yet.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from django.conf import settings
+from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from twilio.twiml.voice_response import VoiceResponse
@@ -316,9 +318,19 @@ def _pay(call: CallSession, deposit_id: int, action: str) -> VoiceResponse:
         # <Pay> says what it says itself in the language record's pay_locale; our prompts, in the call's voice.
         language=languages.registered()[call.language or settings.IVR_LANGUAGES[0]].pay_locale,
         action=action,
+        progress=pay_progress_url(deposit_id),
         prompts=prompts,
         after=ONE_MOMENT,
     )
+
+
+def pay_progress_url(deposit_id: int) -> str:
+    return f"{settings.BASE_URL}{_pay_progress_path()}?d={deposit_id}"
+
+
+@lru_cache(maxsize=1)
+def _pay_progress_path() -> str:
+    return reverse("ivr:deposit_pay_progress")
 
 
 def _paid(call: CallSession, deposit_id: int) -> Outcome:

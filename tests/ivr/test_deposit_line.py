@@ -344,6 +344,41 @@ def test_nothing_the_call_keeps_holds_card_data(family, account, caplog):
         assert secret not in kept
 
 
+def test_pay_progress_is_counted_and_logged_in_shape_only(family, account, caplog):
+    from prometheus_client import REGISTRY
+
+    caplog.set_level("DEBUG")
+    to_pay(family)
+    deposit = CardDeposit.objects.get()
+    progress = family.pay_verb.get("statusCallback")
+    assert progress.endswith(f"/twilio/deposit/pay-progress?d={deposit.pk}")
+    labels = {"field": "payment-card-number", "error": "invalid-card-number"}
+    before = REGISTRY.get_sample_value("myibot_deposit_pay_progress_total", labels) or 0
+    # Whatever card data or token Twilio might send here too: only the names of the fields are logged.
+    card = {"PaymentCardNumber": "xxxxxxxxxxxx4242", "PaymentToken": "pm_card_visa", "SecurityCode": "xxx"}
+    answer = family.post(
+        progress, {"For": "payment-card-number", "Attempt": "1", "ErrorType": "invalid-card-number", **card}
+    )
+    assert answer.status_code == 200 and answer.content == b""
+    assert REGISTRY.get_sample_value("myibot_deposit_pay_progress_total", labels) == before + 1
+    line = next(record.getMessage() for record in caplog.records if record.getMessage().startswith("pay progress"))
+    assert f"deposit={deposit.pk} for=payment-card-number attempt=1 error=invalid-card-number" in line
+    assert "fields=For,Attempt,ErrorType,PaymentCardNumber,SecurityCode,PaymentToken" in line
+    for secret in ("4242", "pm_card_visa"):
+        assert secret not in caplog.text
+    # It charges and changes nothing: the action request does, once.
+    deposit.refresh_from_db()
+    assert deposit.status == "pending" and not deposit.token_received
+    assert "Thank you. 25 dollars are on the account." in family.pay().text
+
+
+def test_pay_progress_is_the_deposit_lines_own(family, account, make_phone, settings):
+    settings.TWILIO_DEPOSIT_AUTH_TOKEN = "a-pci-subaccounts-own-token"
+    members = make_phone(caller="+12025550123")  # signs with the members' number's token
+    answer = members.post("/twilio/deposit/pay-progress?d=1", {"For": "payment-card-number"})
+    assert answer.status_code == 403
+
+
 def test_the_member_hears_the_card_deposit_in_the_balance_and_the_history(family, account, signed_in):
     from accounts.spoken import spoken_date
 

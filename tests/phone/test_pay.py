@@ -380,7 +380,14 @@ def test_it_takes_what_twilio_documents():
     call, fake = pay_call(WHOLE_CARD, document)
     assert result(fake)["Result"] == "success"
     assert "its own words in es-MX" in pay_notes(call)[0] and "'Stripe_1'" in pay_notes(call)[0]
-    assert any("statusCallback" in event.text for event in call.transcript if event.kind == "unsupported")
+    # The statusCallback hears each entry's progress; what it answers changes nothing in the call.
+    assert [(posted["For"], posted["Attempt"]) for posted in fake.to("/pay-status")] == [
+        ("payment-card-number", "1"),
+        ("expiration-date", "1"),
+        ("security-code", "1"),
+        ("postal-code", "1"),
+    ]
+    assert any("statusCallback: progress posted" in note for note in pay_notes(call))
 
 
 # manage.py call --deposit, against the real deposit line ------------------------------------------
