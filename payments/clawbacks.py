@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 
-from django.db.models import Sum
+from django.db.models import Q, Sum
 from django.utils import timezone
 
 from accounts import ledger
@@ -29,10 +29,11 @@ from payments.models import CardDeposit, Dispute, Refund
 
 logger = logging.getLogger(__name__)
 
-# Ours, refused by Stripe because the charge was already refunded: it stands for that refund, made
-# elsewhere, until Stripe's refunds of the charge are recorded (_superseded), then it is canceled.
+# Ours, refused by Stripe because the charge was already refunded: it stands for the refunds made elsewhere
+# (whose events have not come) until a whole list of the charge's refunds is recorded (stood_in_done).
 ALREADY_REFUNDED = "already refunded in Stripe"
 STOOD_FOR = "stood for refunds made in Stripe"
+STANDING_IN = Q(status=Refund.Status.SUCCEEDED, failure_reason=ALREADY_REFUNDED, stripe_id__isnull=True)
 
 _REFUNDS = (LedgerEntry.Kind.REFUND, LedgerEntry.Kind.REFUND_RETURNED)
 _DISPUTES = (LedgerEntry.Kind.DISPUTE, LedgerEntry.Kind.REINSTATED)
@@ -43,9 +44,10 @@ def follow(deposit: CardDeposit) -> list[str]:
 
     Under the account's and the deposit's locks (CardDeposit.locked), after the facts are saved.
     """
+    if deposit.entry_id is None:
+        return []  # never credited (version 3's connector charge refunded as such): the member lost nothing
     entry = deposit.entry
     refunds = list(deposit.refunds.select_for_update(of=("self",)).order_by("pk"))
-    _superseded(refunds)
     refunded = sum(refund.amount_cents for refund in refunds if refund.status not in Refund.ENDED)
     disputes = list(deposit.disputes.select_for_update().order_by("pk"))
     kept = sum(dispute.kept_cents for dispute in disputes)
@@ -74,7 +76,8 @@ def follow(deposit: CardDeposit) -> list[str]:
 def refunded_beyond_the_deposit(deposit: CardDeposit) -> bool:
     """Refunds that may still reach the card, with what disputes keep, come to more than the deposit: the card
     gets more than the member lost (the service's loss), worth an operator's look."""
-    refunded = sum(refund.amount_cents for refund in deposit.refunds.exclude(status__in=Refund.ENDED))
+    standing = deposit.refunds.exclude(status__in=Refund.ENDED).exclude(STANDING_IN)  # not ours standing in
+    refunded = sum(refund.amount_cents for refund in standing)
     kept = sum(dispute.kept_cents for dispute in deposit.disputes.all())
     return refunded + kept > deposit.entry.amount_cents
 
@@ -85,15 +88,17 @@ def _lost(entry: LedgerEntry, kinds: tuple[str, str]) -> int:
     return -(entries.aggregate(total=Sum("amount_cents"))["total"] or 0)
 
 
-def _superseded(refunds: list[Refund]) -> None:
-    """A refund of ours that stood for refunds made elsewhere is canceled once Stripe's refunds of the charge
-    recorded after it say what they are (they then count, and it does not)."""
-    for ours in refunds:
-        if ours.status != Refund.Status.SUCCEEDED or ours.failure_reason != ALREADY_REFUNDED or ours.stripe_id:
-            continue
-        if any(other.stripe_id and other.created > ours.created for other in refunds):
-            ours.status, ours.failure_reason, ours.updated = Refund.Status.CANCELED, STOOD_FOR, timezone.now()
-            ours.save(update_fields=["status", "failure_reason", "updated"])
+def stood_in_done(deposit: CardDeposit) -> None:
+    """A whole list of the charge's refunds was just recorded, each with its status now: a refund of ours that
+    stood for refunds made elsewhere is done (canceled), since those refunds now count themselves.
+
+    Only a whole list can say so: a single refund's event cannot tell whether it is one ours stood for (a
+    refund that failed before ours was refused is not), and counting ours meanwhile only keeps money taken
+    that may be the member's, never gives back money the card has. Under the account's and deposit's locks.
+    """
+    stood_in = deposit.refunds.select_for_update(of=("self",)).filter(STANDING_IN)
+    if stood_in.update(status=Refund.Status.CANCELED, failure_reason=STOOD_FOR, updated=timezone.now()):
+        follow(deposit)
 
 
 def _link_taken(taken: LedgerEntry, rows: list[Refund] | list[Dispute]) -> None:

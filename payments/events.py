@@ -157,7 +157,7 @@ def _charge_refunded(obj: dict, kind: str) -> Applied:
 
 
 def _refund(obj: dict, kind: str) -> Applied:
-    return _said(refunds.refund_seen(stripe_api.refund_from(obj)))
+    return _said(refunds.refund_event_seen(stripe_api.refund_from(obj)))
 
 
 def _dispute(obj: dict, kind: str) -> Applied:

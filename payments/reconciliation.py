@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 
 from django.utils import timezone
 
-from payments import charges, disputes, refunds, stripe_api
+from payments import charges, clawbacks, disputes, refunds, stripe_api
 from payments.errors import NotYet, StripeFailed
 from payments.models import CardDeposit, ChargedBy, Dispute, Refund
 
@@ -85,6 +85,11 @@ def reconcile(*, days: int, resolve: bool) -> Report:
 
 
 def _refunds_listed(report: Report, *, since: datetime, resolve: bool) -> None:
+    if resolve:
+        # Refunds of ours standing in for refunds made elsewhere: the charge's whole list ends that.
+        standing_in = Refund.objects.filter(clawbacks.STANDING_IN).values_list("deposit_id", flat=True)
+        for deposit in CardDeposit.objects.filter(pk__in=standing_in).order_by("pk"):
+            report.refunds_seen.extend(refunds.stood_in_listed(deposit))
     for found in stripe_api.refunds_created(since=since):
         if Refund.objects.filter(stripe_id=found.id, status=found.status).exists():
             continue  # as we have it
@@ -134,6 +139,12 @@ def _as_we_have_it(seen: stripe_api.DisputeSeen) -> bool:
         and row.status == seen.status
         and (row.funds_withdrawn or not seen.withdrawn)
         and (row.funds_reinstated or not seen.reinstated)
+        # What Stripe reinstated, as it says now (0 on our side is all of it; a carried-over guess is read again).
+        and (
+            not seen.reinstated
+            or (row.reinstated_cents or row.amount_cents)
+            == min(seen.reinstated_cents or row.amount_cents, row.amount_cents)
+        )
     )
 
 

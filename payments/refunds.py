@@ -112,7 +112,7 @@ def _ask_stripe(refund: Refund) -> Refund:
             )
             _already_refunded(refund)
             try:
-                refunds_of_deposit_seen(deposit)
+                stood_in_listed(deposit)
             except (stripe_api.StripeFailed, NotYet) as failed:
                 logger.warning("card deposit's refunds not read from Stripe: deposit=%s why=%s", deposit.pk, failed)
             return Refund.objects.get(pk=refund.pk)
@@ -126,6 +126,7 @@ def _ask_stripe(refund: Refund) -> Refund:
 
 @transaction.atomic
 def _already_refunded(refund: Refund) -> Refund:
+    CardDeposit.locked(refund.deposit_id)  # the account, then the deposit: the order every money path takes
     refund = Refund.objects.select_for_update().get(pk=refund.pk)
     refund.status, refund.failure_reason, refund.updated = (
         Refund.Status.SUCCEEDED,
@@ -280,6 +281,20 @@ def refund_seen(found: stripe_api.RefundAnswer) -> str | None:
     return f"refund {found.id} made in Stripe's dashboard for card deposit {deposit.pk}: {refund.status}"
 
 
+def refund_event_seen(found: stripe_api.RefundAnswer) -> str | None:
+    """A refund event: the refund applied, then, where a refund of ours stands in for refunds made elsewhere,
+    Stripe's whole list of the charge's refunds read. The event stands applied either way: a list that cannot
+    be read now is read by reconciliation (a refused read must not make Stripe send the event forever)."""
+    said = refund_seen(found)
+    deposit = paid_deposit_charged_by(charge=found.charge, payment_intent=found.payment_intent)
+    if said is not None and deposit is not None:
+        try:
+            stood_in_listed(deposit, timeout=stripe_api.EVENT_READ_SECONDS)
+        except stripe_api.StripeFailed as failed:
+            logger.warning("card deposit's refunds not read from Stripe: deposit=%s why=%s", deposit.pk, failed)
+    return said
+
+
 @transaction.atomic
 def _dashboard_refund(*, deposit_id: int, found: stripe_api.RefundAnswer) -> Refund:
     deposit = CardDeposit.locked(deposit_id, "entry")
@@ -315,4 +330,17 @@ def _dashboard_refund(*, deposit_id: int, found: stripe_api.RefundAnswer) -> Ref
 def refunds_of_deposit_seen(deposit: CardDeposit, *, timeout: float = stripe_api.READ_SECONDS) -> list[str]:
     """Every refund Stripe lists for a deposit's charge, applied (charge.refunded names none since 2022-11-15)."""
     reference = deposit.payment_intent or deposit.reference
-    return [said for found in stripe_api.refunds_of(reference, timeout=timeout) if (said := refund_seen(found))]
+    said = [said for found in stripe_api.refunds_of(reference, timeout=timeout) if (said := refund_seen(found))]
+    if deposit.entry_id is not None:
+        with transaction.atomic():
+            clawbacks.stood_in_done(CardDeposit.locked(deposit.pk, "entry"))
+    return said
+
+
+def stood_in_listed(deposit: CardDeposit, *, timeout: float = stripe_api.READ_SECONDS) -> list[str]:
+    """For a deposit with a refund of ours standing in for refunds made elsewhere: Stripe's whole list of the
+    charge's refunds, recorded, which ends the standing in. Nothing (and no request) for any other deposit;
+    StripeFailed when the list cannot be read (the refund stays standing in: reconciliation tries again)."""
+    if not deposit.refunds.filter(clawbacks.STANDING_IN).exists():
+        return []
+    return refunds_of_deposit_seen(deposit, timeout=timeout)

@@ -71,6 +71,7 @@ class StripeDouble:
         mocked.add_callback(responses.POST, f"{API}/v1/refunds", self._create_refund)
         mocked.add_callback(responses.GET, re.compile(rf"{API}/v1/refunds(\?.*)?$"), self._list_refunds)
         mocked.add_callback(responses.GET, re.compile(rf"{API}/v1/disputes(\?.*)?$"), self._list_disputes)
+        mocked.add_callback(responses.GET, re.compile(rf"{API}/v1/charges(\?.*)?$"), self._list_charges)
         mocked.add_callback(
             responses.GET, re.compile(rf"{API}/v1/radar/early_fraud_warnings(\?.*)?$"), self._list_warnings
         )
@@ -171,6 +172,38 @@ class StripeDouble:
         }
         self.warnings[warning["id"]] = warning
         return warning
+
+    def _list_charges(self, request) -> tuple[int, dict, str]:
+        """The charges the PaymentIntents made (one each), newest first, shaped as Stripe's Charge objects."""
+        if self.down:
+            self._unreachable()
+        since = int(dict(parse_qsl(urlsplit(request.url).query)).get("created[gte]", 0))
+        data = []
+        for intent in reversed(self.intents.values()):
+            if intent["created"] < since:
+                continue
+            refunded = sum(
+                r["amount"]
+                for r in self.refunds.values()
+                if r["payment_intent"] == intent["id"] and r["status"] != "failed"
+            )
+            data.append(
+                {
+                    "id": intent["latest_charge"],
+                    "object": "charge",
+                    "amount": intent["amount"],
+                    "amount_refunded": refunded,
+                    "created": intent["created"],
+                    "description": intent["description"],
+                    "disputed": any(d.get("payment_intent") == intent["id"] for d in self.disputes.values()),
+                    "paid": intent["status"] == "succeeded",
+                    "payment_intent": intent["id"],
+                    "refunded": refunded >= intent["amount"],
+                    "status": "succeeded" if intent["status"] == "succeeded" else "failed",
+                    "payment_method_details": {"card": {"brand": "visa", "last4": "4242"}, "type": "card"},
+                }
+            )
+        return self._answer(200, {"object": "list", "data": data, "has_more": False, "url": "/v1/charges"})
 
     def _list_warnings(self, request) -> tuple[int, dict, str]:
         if self.down:

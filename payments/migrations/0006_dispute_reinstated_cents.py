@@ -1,7 +1,8 @@
 """A dispute keeps what Stripe reinstated (payments.clawbacks works out the money from it); held_back_cents goes.
 
-A dispute reinstated before this migration gave back part of it and held back the rest for a refund: what
-Stripe reinstated is both together (its reinstating entries plus what was held back).
+A dispute reinstated before this migration gave back what Stripe reinstated, capped at what the dispute had
+taken, and held back the part a refund had sent to the card: both together, against what it took, say
+whether Stripe reinstated all of it or part.
 """
 
 from django.db import migrations, models
@@ -20,7 +21,17 @@ def reinstated_as_given(apps, schema_editor):
             )["total"]
             or 0
         )
-        dispute.reinstated_cents = min(given + dispute.held_back_cents, dispute.amount_cents)
+        took = -(
+            LedgerEntry.objects.using(database)
+            .filter(corrects_id=dispute.deposit.entry_id, kind="dispute")
+            .aggregate(total=Sum("amount_cents"))["total"]
+            or 0
+        )
+        # The old code gave back at most what the dispute itself took (a refund may have taken the rest first):
+        # all of that given back (or held back) reads as Stripe reinstating everything (0); less, as a partial
+        # reinstatement of that much. Reconciliation reads what Stripe says and corrects a guess.
+        reinstated = given + dispute.held_back_cents
+        dispute.reinstated_cents = 0 if reinstated >= took else min(reinstated, dispute.amount_cents)
         dispute.save(update_fields=["reinstated_cents"], using=database)
 
 

@@ -52,6 +52,11 @@ def test_a_dispute_takes_what_a_refund_that_failed_had_stood_for(
     send(client, failed(stripe_double, dashboard))
     # No refund reached the card; the dispute withdrew 25 dollars and Stripe still holds them.
     assert taken(deposit) == 25_00 and balance(account) == 100_00
+    if not refunds_readable:
+        # Ours still stands in (the money stays taken, as a refund) until the charge's list is read.
+        stripe_double.not_permitted.clear()
+        call_command("reconcile_card_deposits", "--resolve", stdout=StringIO())
+        assert taken(deposit) == 25_00 and balance(account) == 100_00
     assert LedgerEntry.objects.filter(corrects=deposit.entry, kind="dispute").exists()
 
 
@@ -161,3 +166,88 @@ def test_a_won_dispute_a_failed_refund_and_late_events_never_raise(client, accou
     assert balance(account) == 125_00
     send(client, stripe_double.event("refund.failed", old))  # answered 200 (send checks it)
     assert balance(account) == 125_00
+
+
+# A refund of ours standing in for refunds made elsewhere, while Stripe's list of them cannot be read ----------
+
+
+def stood_in_unread(stripe_double, deposit, *refunds_made: tuple[int, str]) -> list[dict]:
+    made = [
+        stripe_double.refund_in_dashboard(deposit.payment_intent, cents, status=status)
+        for cents, status in refunds_made
+    ]
+    stripe_double.not_permitted.add("/v1/refunds")  # a key without the permission, or Stripe slow
+    ours = refunds.card_deposit_refund(deposit_id=deposit.pk, clawback=True)
+    assert ours.status == "succeeded" and ours.failure_reason == "already refunded in Stripe"
+    return made
+
+
+def test_a_refund_recorded_while_ours_stands_in_never_gives_back_money_the_card_has(client, account, stripe_double):
+    deposit = paid_deposit(account, 25_00)
+    first, second = stood_in_unread(stripe_double, deposit, (10_00, "pending"), (15_00, "pending"))
+    for made in (first, second):
+        send(client, stripe_double.event("refund.created", made))
+        assert balance(account) == 100_00  # 25 dollars are on their way to the card
+
+
+def test_an_older_failed_refund_seen_while_ours_stands_in_changes_nothing(client, account, stripe_double):
+    deposit = paid_deposit(account, 25_00)
+    old, _live = stood_in_unread(stripe_double, deposit, (25_00, "failed"), (25_00, "pending"))
+    send(client, stripe_double.event("refund.failed", old))
+    assert taken(deposit) == 25_00 and balance(account) == 100_00
+
+
+@pytest.mark.parametrize("then", ["reconciliation", "the next refund event"])
+def test_the_charges_whole_list_ends_the_standing_in(client, account, stripe_double, then):
+    """The refund ours stood for fails while the list cannot be read: the money stays taken (never given while
+    the card may have it); once the list is read, it comes back. No clock is compared."""
+    deposit = paid_deposit(account, 25_00)
+    [made] = stood_in_unread(stripe_double, deposit, (25_00, "pending"))
+    send(client, stripe_double.event("refund.created", made))
+    send(client, failed(stripe_double, made))
+    assert balance(account) == 100_00
+    stripe_double.not_permitted.clear()
+    if then == "reconciliation":
+        call_command("reconcile_card_deposits", "--resolve", stdout=StringIO())
+    else:
+        send(client, failed(stripe_double, made))  # Stripe sends an event again, or another of the charge's
+    assert taken(deposit) == 0 and balance(account) == 125_00
+    assert Refund.objects.get(failure_reason="stood for refunds made in Stripe").status == "canceled"
+
+
+# Version 3's connector charges never credited: a refund of theirs moves no member money -----------------
+
+
+def uncredited(account):
+    from payments.models import CardDeposit
+    from tests.payments.test_card_deposits import start
+
+    deposit = start(account, 25_00)
+    CardDeposit.objects.filter(pk=deposit.pk).update(charged_by="connector")
+    return deposit
+
+
+def test_a_version_3_refund_stripe_refuses_fails(account, stripe_double):
+    deposit = uncredited(account)
+    stripe_double.refund_refusal = "charge_disputed"
+    refund = refunds.charge_refund_uncredited(deposit_id=deposit.pk, reference="ch_connector_1")
+    assert refund.status == "failed" and balance(account) == 100_00
+
+
+def test_a_version_3_refund_that_fails_later_is_applied(client, account, stripe_double):
+    deposit = uncredited(account)
+    stripe_double.refund_status = "pending"
+    refund = refunds.charge_refund_uncredited(deposit_id=deposit.pk, reference="ch_connector_1")
+    made = stripe_double.refunds[refund.stripe_id]
+    send(client, stripe_double.event("refund.failed", {**made, "status": "failed"}))
+    assert Refund.objects.get(pk=refund.pk).status == "failed" and balance(account) == 100_00
+
+
+def test_a_version_3_refund_whose_answer_was_lost_is_finished_by_reconciliation(account, stripe_double):
+    deposit = uncredited(account)
+    stripe_double.down = True
+    refunds.charge_refund_uncredited(deposit_id=deposit.pk, reference="ch_connector_1")
+    stripe_double.down = False
+    stripe_double.refund_refusal = "charge_disputed"
+    call_command("reconcile_card_deposits", "--resolve", stdout=StringIO())
+    assert Refund.objects.get().status == "failed"
