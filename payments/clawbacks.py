@@ -19,6 +19,7 @@ so the member's history says which. The same facts in any order end in the same 
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
 from django.db.models import Q, Sum
 from django.utils import timezone
@@ -88,15 +89,16 @@ def _lost(entry: LedgerEntry, kinds: tuple[str, str]) -> int:
     return -(entries.aggregate(total=Sum("amount_cents"))["total"] or 0)
 
 
-def stood_in_done(deposit: CardDeposit) -> None:
-    """A whole list of the charge's refunds was just recorded, each with its status now: a refund of ours that
-    stood for refunds made elsewhere is done (canceled), since those refunds now count themselves.
+def stood_in_done(deposit: CardDeposit, *, listed_from: datetime) -> None:
+    """A whole list of the charge's refunds, read from listed_from on, was just recorded, each with its status:
+    a refund of ours that stood for refunds made elsewhere before that read is done (canceled), since those
+    refunds now count themselves. One that began standing in meanwhile is not: the list may predate its refunds.
 
     Only a whole list can say so: a single refund's event cannot tell whether it is one ours stood for (a
     refund that failed before ours was refused is not), and counting ours meanwhile only keeps money taken
     that may be the member's, never gives back money the card has. Under the account's and deposit's locks.
     """
-    stood_in = deposit.refunds.select_for_update(of=("self",)).filter(STANDING_IN)
+    stood_in = deposit.refunds.select_for_update(of=("self",)).filter(STANDING_IN, updated__lt=listed_from)
     if stood_in.update(status=Refund.Status.CANCELED, failure_reason=STOOD_FOR, updated=timezone.now()):
         follow(deposit)
 

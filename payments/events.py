@@ -67,8 +67,8 @@ def event_apply(row: StripeEvent, event: dict) -> StripeEvent:
     kind = str(event.get("type") or "")
     try:
         if kind in ASKS_STRIPE:
-            # It asks Stripe before it changes anything: no transaction of ours is open while it waits, and
-            # each change it then makes commits on its own, each applied once whoever comes second.
+            # It may ask Stripe: no transaction of ours (no lock) is open while it waits, and each change it
+            # makes commits on its own, each applied once whoever comes second.
             applied = _apply(event)
             _applied(row, applied)
         else:
@@ -200,5 +200,8 @@ HANDLERS: dict[str, Callable[[dict, str], Applied]] = {
     "charge.dispute.closed": _dispute,
     "radar.early_fraud_warning.created": _early_fraud_warning,
 }
-# Applied outside a transaction of ours: they ask Stripe first (SPEC "Money actions commit before they call out").
-ASKS_STRIPE = frozenset({"charge.refunded"})
+# Applied outside a transaction of ours: they may ask Stripe (SPEC "Money actions commit before they call out"):
+# charge.refunded for the charge's refunds, a refund event for them too while a refund of ours stands in.
+ASKS_STRIPE = frozenset(
+    {"charge.refunded", "refund.created", "refund.updated", "refund.failed", "charge.refund.updated"}
+)

@@ -89,7 +89,12 @@ def _refunds_listed(report: Report, *, since: datetime, resolve: bool) -> None:
         # Refunds of ours standing in for refunds made elsewhere: the charge's whole list ends that.
         standing_in = Refund.objects.filter(clawbacks.STANDING_IN).values_list("deposit_id", flat=True)
         for deposit in CardDeposit.objects.filter(pk__in=standing_in).order_by("pk"):
-            report.refunds_seen.extend(refunds.stood_in_listed(deposit))
+            try:
+                report.refunds_seen.extend(refunds.stood_in_listed(deposit))
+            except StripeFailed as failed:  # this deposit's list: the others, and the scan below, go on
+                report.unread.append(f"refunds of card deposit {deposit.pk}: {failed}")
+            except NotYet:
+                continue  # a refund listed there is about a charge still being settled: the next run
     for found in stripe_api.refunds_created(since=since):
         if Refund.objects.filter(stripe_id=found.id, status=found.status).exists():
             continue  # as we have it

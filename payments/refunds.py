@@ -330,10 +330,10 @@ def _dashboard_refund(*, deposit_id: int, found: stripe_api.RefundAnswer) -> Ref
 def refunds_of_deposit_seen(deposit: CardDeposit, *, timeout: float = stripe_api.READ_SECONDS) -> list[str]:
     """Every refund Stripe lists for a deposit's charge, applied (charge.refunded names none since 2022-11-15)."""
     reference = deposit.payment_intent or deposit.reference
+    listed_from = timezone.now()
     said = [said for found in stripe_api.refunds_of(reference, timeout=timeout) if (said := refund_seen(found))]
-    if deposit.entry_id is not None:
-        with transaction.atomic():
-            clawbacks.stood_in_done(CardDeposit.locked(deposit.pk, "entry"))
+    with transaction.atomic():
+        clawbacks.stood_in_done(CardDeposit.locked(deposit.pk, "entry"), listed_from=listed_from)
     return said
 
 

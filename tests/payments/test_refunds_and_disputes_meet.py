@@ -11,11 +11,13 @@ from __future__ import annotations
 from io import StringIO
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
+from django.db import connection
+from django.utils import timezone
 
 from accounts.models import LedgerEntry
-from payments import refunds
-from payments.models import Refund
+from payments import refunds, stripe_api
+from payments.models import CardDeposit, Refund
 from tests.payments.test_after_the_call import balance, paid_deposit, send
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("stripe_double")]
@@ -251,3 +253,142 @@ def test_a_version_3_refund_whose_answer_was_lost_is_finished_by_reconciliation(
     stripe_double.refund_refusal = "charge_disputed"
     call_command("reconcile_card_deposits", "--resolve", stdout=StringIO())
     assert Refund.objects.get().status == "failed"
+
+
+# Locks and Stripe's lists, and what a whole list can end (a fourth review) ----------------------------------
+
+
+def _spy(monkeypatch, seen):
+    """Where Stripe is asked: how many transactions of ours are open then, beyond the test's own."""
+    baseline = len(connection.atomic_blocks)
+    real_list = stripe_api.refunds_of
+
+    def listed(reference, **kwargs):
+        seen.append(len(connection.atomic_blocks) - baseline)
+        return real_list(reference, **kwargs)
+
+    monkeypatch.setattr(stripe_api, "refunds_of", listed)
+
+
+def test_a_refund_event_while_ours_stands_in_asks_stripe_with_no_lock_held(client, account, stripe_double, monkeypatch):
+    deposit = paid_deposit(account, 25_00)
+    [made] = stood_in_unread(stripe_double, deposit, (25_00, "pending"))
+    send(client, stripe_double.event("refund.created", made))  # recorded; the list still cannot be read
+    stripe_double.not_permitted.clear()
+    seen: list = []
+    _spy(monkeypatch, seen)
+    send(client, stripe_double.event("refund.updated", {**made, "status": "succeeded"}))
+    assert seen == [0]  # Stripe asked once, with no transaction of ours open: no lock held while it waits
+
+
+def test_a_dashboard_refund_event_while_ours_stands_in_asks_stripe_with_no_lock_held(
+    client, account, stripe_double, monkeypatch
+):
+    deposit = paid_deposit(account, 25_00)
+    [made] = stood_in_unread(stripe_double, deposit, (25_00, "pending"))
+    stripe_double.not_permitted.clear()
+    seen: list = []
+    _spy(monkeypatch, seen)
+    send(client, stripe_double.event("refund.created", made))
+    assert seen == [0]
+
+
+def test_a_version_3_refund_stripe_says_was_already_refunded_stands_in_no_longer_than_its_list(account, stripe_double):
+    deposit = uncredited(account)
+    stripe_double.refunds["re_elsewhere"] = {
+        "id": "re_elsewhere",
+        "object": "refund",
+        "amount": 25_00,
+        "charge": "ch_connector_1",
+        "payment_intent": None,
+        "created": 1,
+        "currency": "usd",
+        "status": "succeeded",
+        "metadata": {},
+    }
+    stripe_double.refund_refusal = "charge_already_refunded"
+    ours = refunds.charge_refund_uncredited(deposit_id=deposit.pk, reference="ch_connector_1")
+    # The whole list, read at once, ends the standing in, as for a credited deposit (no member money moves).
+    assert ours.status == "canceled" and ours.failure_reason == "stood for refunds made in Stripe"
+    assert balance(account) == 100_00
+
+
+def test_reconciliation_stops_on_not_yet_from_a_version_3_stand_in_while_a_member_is_paying(account, stripe_double):
+    deposit = uncredited(account)
+    stripe_double.refunds["re_elsewhere"] = {
+        "id": "re_elsewhere",
+        "object": "refund",
+        "amount": 25_00,
+        "charge": "ch_connector_1",
+        "payment_intent": "pi_connector_1",
+        "created": 1,
+        "currency": "usd",
+        "status": "succeeded",
+        "metadata": {},
+    }
+    stripe_double.refund_refusal = "charge_already_refunded"
+    refunds.charge_refund_uncredited(deposit_id=deposit.pk, reference="ch_connector_1")
+    # Another deposit is being charged right now (its PaymentIntent not known yet).
+    from tests.payments.test_card_deposits import start
+
+    paying = start(account, 10_00, call_sid="CA" + "1" * 32)
+    CardDeposit.objects.filter(pk=paying.pk).update(status="charging", charging_started=timezone.now())
+    call_command("reconcile_card_deposits", "--resolve", stdout=StringIO())  # runs: that deposit waits
+
+
+def test_one_stand_in_whose_list_stripe_refuses_stops_reconciliation_finding_other_deposits_refunds(
+    client, account, stripe_double, monkeypatch
+):
+    """E.g. a stand-in left from test mode after the keys became live: Stripe answers 404 for its PaymentIntent."""
+    stuck = paid_deposit(account, 25_00)
+    stood_in_unread(stripe_double, stuck, (25_00, "pending"))
+    stripe_double.not_permitted.clear()
+    other = paid_deposit(account, 30_00)
+    stripe_double.refund_in_dashboard(other.payment_intent, 30_00)  # its events never came
+    real = stripe_api.refunds_of
+
+    def refunds_of(reference, **kwargs):
+        if reference == stuck.payment_intent:
+            raise stripe_api.StripeFailed("InvalidRequestError 404 - No such payment_intent")
+        return real(reference, **kwargs)
+
+    monkeypatch.setattr(stripe_api, "refunds_of", refunds_of)
+    with pytest.raises(CommandError, match=f"refunds of card deposit {stuck.pk}: InvalidRequestError 404"):
+        call_command("reconcile_card_deposits", "--resolve", stdout=StringIO())
+    assert taken(other) == 30_00  # the other deposit's dashboard refund is still found
+
+
+def test_a_list_read_before_a_stand_in_was_made_ends_it(client, account, stripe_double, monkeypatch):
+    """charge.refunded (for an earlier partial refund) reads the list; meanwhile a dashboard refund of the rest is
+    made, an operator's refund is refused as already refunded and stands in (its own read failing); then the
+    handler's stood_in_done cancels that stand-in on a list that never showed the dashboard refund."""
+    deposit = paid_deposit(account, 25_00)
+    pi = deposit.payment_intent
+    early = stripe_double.refund_in_dashboard(pi, 5_00)
+    send(client, stripe_double.event("refund.created", early))
+    assert balance(account) == 120_00
+    real = stripe_api.refunds_of
+    late = {}
+
+    def refunds_of(reference, **kwargs):
+        listed = real(reference, **kwargs)
+        if not late:
+            late["made"] = stripe_double.refund_in_dashboard(pi, 20_00)  # the rest, just after the read
+            stripe_double.not_permitted.add("/v1/refunds")
+            ours = refunds.card_deposit_refund(deposit_id=deposit.pk, clawback=True)
+            assert ours.failure_reason == "already refunded in Stripe"
+            stripe_double.not_permitted.clear()
+        return listed
+
+    monkeypatch.setattr(stripe_api, "refunds_of", refunds_of)
+    charge = {
+        "id": stripe_double.charge_of(pi),
+        "object": "charge",
+        "payment_intent": pi,
+        "amount": 25_00,
+        "amount_refunded": 5_00,
+        "refunded": False,
+    }
+    send(client, stripe_double.event("charge.refunded", charge))
+    # Stripe sent all 25 dollars to the card: the list read before ours stood in does not end it.
+    assert balance(account) == 100_00
