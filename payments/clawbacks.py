@@ -60,15 +60,15 @@ def follow(deposit: CardDeposit) -> list[str]:
     ]
     said = []
     # What goes back first: a refund that failed may give back what a dispute then takes.
-    for delta, _take, give in sorted(moves, key=lambda move: move[0]):
+    for delta, take, give in sorted(moves, key=lambda move: move[0]):
         if delta < 0:
             given = ledger.card_money_give_back(entry=entry, amount_cents=-delta, kind=give)
             _link_given_back(given, refunds if give == LedgerEntry.Kind.REFUND_RETURNED else disputes)
             said.append(f"{-delta} cents given back ({give})")
         elif delta > 0:
-            taken = ledger.card_money_take_back(entry=entry, amount_cents=delta, kind=_take, owing=True)
-            _link_taken(taken, refunds if _take == LedgerEntry.Kind.REFUND else disputes)
-            said.append(f"{delta} cents taken back ({_take})")
+            taken = ledger.card_money_take_back(entry=entry, amount_cents=delta, kind=take, owing=True)
+            _link_taken(taken, refunds if take == LedgerEntry.Kind.REFUND else disputes)
+            said.append(f"{delta} cents taken back ({take})")
     if said:
         logger.warning("card deposit money follows Stripe: deposit=%s %s", deposit.pk, "; ".join(said))
     return said
@@ -98,7 +98,7 @@ def stood_in_done(deposit: CardDeposit, *, listed_from: datetime) -> None:
     refund that failed before ours was refused is not), and counting ours meanwhile only keeps money taken
     that may be the member's, never gives back money the card has. Under the account's and deposit's locks.
     """
-    stood_in = deposit.refunds.select_for_update(of=("self",)).filter(STANDING_IN, updated__lt=listed_from)
+    stood_in = deposit.refunds.filter(STANDING_IN, updated__lt=listed_from)
     if stood_in.update(status=Refund.Status.CANCELED, failure_reason=STOOD_FOR, updated=timezone.now()):
         follow(deposit)
 

@@ -174,9 +174,8 @@ def refund_ended(*, refund_id: int, status: str, reason: str = "", stripe_id: st
     clawbacks.follow(deposit)
     refund.refresh_from_db()
     payments_metrics.refund_status(status)
-    logger.warning(
-        "card deposit refund %s, money given back: deposit=%s refund=%s", status, refund.deposit_id, refund.public_id
-    )
+    # What it moved (given back, or on to a dispute that withdrew the money meanwhile) is clawbacks' own line.
+    logger.warning("card deposit refund %s: deposit=%s refund=%s", status, refund.deposit_id, refund.public_id)
     return refund
 
 
