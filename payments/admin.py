@@ -67,7 +67,7 @@ def _refund(deposit: CardDeposit, operator=None, recorded=None) -> Outcome:
         return Outcome(refused="a dispute is open")
     except InsufficientFunds:
         return Outcome(refused="the money was spent: it cannot be refunded")
-    if refund.status in (Refund.Status.FAILED, Refund.Status.CANCELED):
+    if refund.status in Refund.ENDED:
         return Outcome(history=f"Stripe refused the refund ({refund.failure_reason}): the money was given back.")
     if refund.status == Refund.Status.REQUESTED:
         return Outcome(

@@ -184,13 +184,6 @@ class CardDeposit(models.Model):
         Account.objects.select_for_update().filter(pk=account_id).get()
         return cls.objects.select_for_update(of=("self",)).select_related(*related).get(pk=deposit_id)
 
-    def dispute_taken_cents(self) -> int:
-        """What the deposit's dispute took from the member: at Stripe's withdrawal, and later from a refund of
-        ours that had the money first and failed. Stripe disputes a charge at most once: its entries are the
-        dispute's."""
-        entries = LedgerEntry.objects.filter(corrects_id=self.entry_id, kind=LedgerEntry.Kind.DISPUTE)
-        return -(entries.aggregate(total=models.Sum("amount_cents"))["total"] or 0)
-
 
 class DepositAttempt(models.Model):
     """A member ID entered on the deposit line that cannot receive deposits (unknown, or not verified).

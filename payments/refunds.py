@@ -31,7 +31,7 @@ from payments.models import CardDeposit, Refund
 logger = logging.getLogger(__name__)
 
 # Refunds that took money back and may still succeed: what is left to refund excludes them.
-STANDING = ~Q(status__in=[Refund.Status.FAILED, Refund.Status.CANCELED])
+STANDING = ~Q(status__in=Refund.ENDED)
 
 
 def refundable_cents(deposit: CardDeposit) -> int:
@@ -144,10 +144,10 @@ def _already_refunded(refund: Refund) -> Refund:
 @transaction.atomic
 def refund_update(*, refund_id: int, stripe_id: str, status: str, reason: str = "") -> Refund:
     """Stripe's word on a refund of ours; failed or canceled gives the money back once."""
-    if status in (Refund.Status.FAILED, Refund.Status.CANCELED):
+    if status in Refund.ENDED:
         return refund_ended(refund_id=refund_id, status=status, reason=reason, stripe_id=stripe_id)
     refund = Refund.objects.select_for_update().get(pk=refund_id)
-    if refund.status in (Refund.Status.FAILED, Refund.Status.CANCELED, Refund.Status.SUCCEEDED):
+    if refund.status in (*Refund.ENDED, Refund.Status.SUCCEEDED):
         return refund  # settled: an older word changes nothing
     refund.stripe_id = stripe_id or refund.stripe_id
     before, refund.status = refund.status, status if status in Refund.Status.values else refund.status

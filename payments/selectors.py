@@ -104,7 +104,7 @@ def refunds_needing_a_look(*, now: datetime | None = None, count: int = 20) -> l
     """Refunds not yet succeeded (ours waiting on Stripe, or its answer lost), and those that failed lately."""
     now = now or timezone.now()
     waiting = Q(status__in=[Refund.Status.REQUESTED, Refund.Status.PENDING, Refund.Status.REQUIRES_ACTION])
-    failed = Q(status__in=[Refund.Status.FAILED, Refund.Status.CANCELED], updated__gte=now - FAILED_REFUNDS_SHOWN)
+    failed = Q(status__in=Refund.ENDED, updated__gte=now - FAILED_REFUNDS_SHOWN)
     rows = Refund.objects.filter(waiting | failed).select_related("deposit__account")
     return list(rows.order_by("-created")[:count])
 

@@ -67,7 +67,7 @@ class Command(BaseCommand):
                 f"card deposit {found.pk} changed meanwhile: run this again. Nothing was changed."
             ) from None
         found.account.refresh_from_db()
-        if refund.status in (Refund.Status.FAILED, Refund.Status.CANCELED):
+        if refund.status in Refund.ENDED:
             # Nothing reached the card: an error, so that a script or an operator's shell sees it failed.
             raise CommandError(self._said(refund, found))
         self.stdout.write(self._said(refund, found))
@@ -90,7 +90,7 @@ class Command(BaseCommand):
 
     def _said(self, refund: Refund, deposit: CardDeposit) -> str:
         amount, balance = format_dollars(refund.amount_cents), deposit.account.balance
-        if refund.status in (Refund.Status.FAILED, Refund.Status.CANCELED):
+        if refund.status in Refund.ENDED:
             return (
                 f"Stripe refused the refund of card deposit {deposit.pk} ({refund.failure_reason}): the {amount} is "
                 f"back on {deposit.account}, balance {balance}."
