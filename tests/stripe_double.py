@@ -102,6 +102,18 @@ class StripeDouble:
         self.refunds[refund["id"]] = refund
         return refund
 
+    def charge_refunded(self, payment_intent: str, amount_refunded: int) -> dict:
+        """The Charge a charge.refunded event carries (since 2022-11-15 without its refunds)."""
+        amount = self.intents[payment_intent]["amount"]
+        return {
+            "id": self.charge_of(payment_intent),
+            "object": "charge",
+            "payment_intent": payment_intent,
+            "amount": amount,
+            "amount_refunded": amount_refunded,
+            "refunded": amount_refunded >= amount,
+        }
+
     def dispute(self, payment_intent: str, amount: int, status: str = "needs_response", moves=()) -> dict:
         """A dispute as Stripe's Dispute object shows it; moves are its balance transactions' amounts
         (-amount when Stripe withdrew the money, +amount when it reinstated it)."""

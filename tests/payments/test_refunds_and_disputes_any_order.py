@@ -54,14 +54,7 @@ def test_a_charges_refunds_and_dispute_in_any_order_end_where_stripe_is(client, 
         events.append(
             stripe_double.event("charge.dispute.funds_reinstated" if reinstated else "charge.dispute.closed", closed)
         )
-    charge = {
-        "id": stripe_double.charge_of(pi),
-        "object": "charge",
-        "payment_intent": pi,
-        "amount": 25_00,
-        "amount_refunded": 25_00,
-        "refunded": True,
-    }
+    charge = stripe_double.charge_refunded(pi, 25_00)
     events.append(stripe_double.event("charge.refunded", charge))
     events += [rng.choice(events) for _ in range(2)]  # sent twice
     steps = [*events, "reconcile", "reconcile", "refund again"]

@@ -85,14 +85,7 @@ def test_stripes_list_of_refunds_alone_settles_it(client, account, stripe_double
     if how == "reconciliation":
         call_command("reconcile_card_deposits", "--resolve", stdout=StringIO())
     else:
-        charge = {
-            "id": stripe_double.charge_of(pi),
-            "object": "charge",
-            "payment_intent": pi,
-            "amount": 25_00,
-            "amount_refunded": 25_00,
-            "refunded": True,
-        }
+        charge = stripe_double.charge_refunded(pi, 25_00)
         send(client, stripe_double.event("charge.refunded", charge))
     assert taken(deposit) == 25_00 and balance(account) == 100_00
     assert Refund.objects.get(failure_reason="stood for refunds made in Stripe").status == "canceled"
@@ -220,6 +213,21 @@ def test_the_charges_whole_list_ends_the_standing_in(client, account, stripe_dou
 # Version 3's connector charges never credited: a refund of theirs moves no member money -----------------
 
 
+def refund_elsewhere(stripe_double, *, payment_intent: str | None) -> None:
+    """A refund of version 3's connector charge made outside the service (Stripe's dashboard, a script)."""
+    stripe_double.refunds["re_elsewhere"] = {
+        "id": "re_elsewhere",
+        "object": "refund",
+        "amount": 25_00,
+        "charge": "ch_connector_1",
+        "payment_intent": payment_intent,
+        "created": 1,
+        "currency": "usd",
+        "status": "succeeded",
+        "metadata": {},
+    }
+
+
 def uncredited(account):
     from payments.models import CardDeposit
     from tests.payments.test_card_deposits import start
@@ -295,17 +303,7 @@ def test_a_dashboard_refund_event_while_ours_stands_in_asks_stripe_with_no_lock_
 
 def test_a_version_3_refund_stripe_says_was_already_refunded_stands_in_no_longer_than_its_list(account, stripe_double):
     deposit = uncredited(account)
-    stripe_double.refunds["re_elsewhere"] = {
-        "id": "re_elsewhere",
-        "object": "refund",
-        "amount": 25_00,
-        "charge": "ch_connector_1",
-        "payment_intent": None,
-        "created": 1,
-        "currency": "usd",
-        "status": "succeeded",
-        "metadata": {},
-    }
+    refund_elsewhere(stripe_double, payment_intent=None)
     stripe_double.refund_refusal = "charge_already_refunded"
     ours = refunds.charge_refund_uncredited(deposit_id=deposit.pk, reference="ch_connector_1")
     # The whole list, read at once, ends the standing in, as for a credited deposit (no member money moves).
@@ -315,17 +313,7 @@ def test_a_version_3_refund_stripe_says_was_already_refunded_stands_in_no_longer
 
 def test_reconciliation_stops_on_not_yet_from_a_version_3_stand_in_while_a_member_is_paying(account, stripe_double):
     deposit = uncredited(account)
-    stripe_double.refunds["re_elsewhere"] = {
-        "id": "re_elsewhere",
-        "object": "refund",
-        "amount": 25_00,
-        "charge": "ch_connector_1",
-        "payment_intent": "pi_connector_1",
-        "created": 1,
-        "currency": "usd",
-        "status": "succeeded",
-        "metadata": {},
-    }
+    refund_elsewhere(stripe_double, payment_intent="pi_connector_1")
     stripe_double.refund_refusal = "charge_already_refunded"
     refunds.charge_refund_uncredited(deposit_id=deposit.pk, reference="ch_connector_1")
     # Another deposit is being charged right now (its PaymentIntent not known yet).
@@ -381,14 +369,7 @@ def test_a_list_read_before_a_stand_in_was_made_ends_it(client, account, stripe_
         return listed
 
     monkeypatch.setattr(stripe_api, "refunds_of", refunds_of)
-    charge = {
-        "id": stripe_double.charge_of(pi),
-        "object": "charge",
-        "payment_intent": pi,
-        "amount": 25_00,
-        "amount_refunded": 5_00,
-        "refunded": False,
-    }
+    charge = stripe_double.charge_refunded(pi, 5_00)
     send(client, stripe_double.event("charge.refunded", charge))
     # Stripe sent all 25 dollars to the card: the list read before ours stood in does not end it.
     assert balance(account) == 100_00
