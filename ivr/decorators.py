@@ -80,7 +80,9 @@ def signature_refusal(request: HttpRequest) -> str | None:
     Behind Fly's proxy the request arrives over plain HTTP on another host, so
     the URL is rebuilt from BASE_URL, as Twilio saw it. Without the signature
     settings header, Twilio signed with the account's Auth Token (HMAC-SHA1):
-    TWILIO_AUTH_TOKEN, or TWILIO_SECONDARY_AUTH_TOKEN while a token is rotated.
+    TWILIO_AUTH_TOKEN, or TWILIO_SECONDARY_AUTH_TOKEN while a token is rotated
+    (for a deposit line on a subaccount: TWILIO_DEPOSIT_AUTH_TOKEN, or
+    TWILIO_DEPOSIT_SECONDARY_AUTH_TOKEN).
     With it, a Webhook Rule's SharedKey signed, with the algorithm the header
     names, and only TWILIO_WEBHOOK_SHARED_KEY is tried.
     """
@@ -114,8 +116,9 @@ def signature_refusal(request: HttpRequest) -> str | None:
     ):
         request.twilio_line = MEMBERS
         return None
+    deposit_tokens = (deposit_token, settings.TWILIO_DEPOSIT_SECONDARY_AUTH_TOKEN)
     if (deposit_path or shared) and any(
-        _signed_with(validator, url, request.POST, signature, HMAC_SHA1) for validator in _validators(deposit_token)
+        _signed_with(validator, url, request.POST, signature, HMAC_SHA1) for validator in _validators(*deposit_tokens)
     ):
         request.twilio_line = DEPOSIT
         return None

@@ -430,6 +430,14 @@ STRIPE_API_BASE = os.environ.get("STRIPE_API_BASE", "").strip().rstrip("/")
 PAY_RESULT_DEADLINE_SECONDS = _env.number("PAY_RESULT_DEADLINE_SECONDS", 10, minimum=1)
 # The deposit line's number may sit on a PCI subaccount, which signs with its own token.
 TWILIO_DEPOSIT_AUTH_TOKEN = os.environ.get("TWILIO_DEPOSIT_AUTH_TOKEN", "").strip() or TWILIO_AUTH_TOKEN
+# The subaccount's next token, accepted beside its own only while it is rotated (docs/TWILIO.md): without it,
+# every deposit call between promoting the new token in Twilio and the app restarting with it gets 403.
+TWILIO_DEPOSIT_SECONDARY_AUTH_TOKEN = os.environ.get("TWILIO_DEPOSIT_SECONDARY_AUTH_TOKEN", "").strip()
+if TWILIO_DEPOSIT_SECONDARY_AUTH_TOKEN and TWILIO_DEPOSIT_AUTH_TOKEN == TWILIO_AUTH_TOKEN:
+    _env.problem(
+        "TWILIO_DEPOSIT_SECONDARY_AUTH_TOKEN is for a deposit line on a subaccount with its own "
+        "TWILIO_DEPOSIT_AUTH_TOKEN; rotating the main account's token takes TWILIO_SECONDARY_AUTH_TOKEN"
+    )
 
 # Prometheus metrics for Fly's scraper (docs/METRICS.md): gunicorn's master
 # serves them on this port; empty turns them off. Never the public port, which

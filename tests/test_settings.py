@@ -335,13 +335,21 @@ def test_base_url_must_be_https_with_debug_off():
     assert manage("check", **debug).returncode == 0
 
 
+def test_a_deposit_secondary_token_without_a_deposit_token_of_its_own_is_refused():
+    result = manage("check", **{**PRODUCTION, "TWILIO_DEPOSIT_SECONDARY_AUTH_TOKEN": "n" * 32})
+    assert result.returncode != 0
+    assert "TWILIO_DEPOSIT_SECONDARY_AUTH_TOKEN is for a deposit line on a subaccount" in result.stderr
+    own = {"TWILIO_DEPOSIT_AUTH_TOKEN": "d" * 32, "TWILIO_DEPOSIT_SECONDARY_AUTH_TOKEN": "n" * 32}
+    assert manage("check", **{**PRODUCTION, **own}).returncode == 0
+
+
 def test_a_scheduled_machine_given_what_the_readmes_deploy_gives_it_runs_its_command(tmp_path):
     """Deploy, steps 1, 3 and 6: the app's secrets, and `--env` for what fly.toml's [env] gives the app."""
     readme = (ROOT / "README.md").read_text()
     deploy = readme[readme.index("## Deploy (Fly.io)") : readme.index("### Many machines")]
     secrets_file = re.search(r"```\n(SECRET_KEY=\.\.\.\n(?:[A-Z_0-9]+=.*\n)+)```", deploy).group(1)
     secrets = {line.split("=", 1)[0] for line in secrets_file.splitlines()}
-    schedules = deploy[deploy.index("**6. The schedules**") : deploy.index("**7.")]
+    schedules = deploy[deploy.index("**7. The schedules**") : deploy.index("**8.")]
     runs = re.findall(r"fly machine run .*?-- (python /app/manage\.py [a-z_]+[^\n]*)", schedules, re.S)
     given_env = set(re.findall(r"--env ([A-Z_0-9]+)=", schedules))
     assert len(runs) == 2 and given_env == {"BASE_URL"}
@@ -355,6 +363,9 @@ def test_a_scheduled_machine_given_what_the_readmes_deploy_gives_it_runs_its_com
         "PAY_CONNECTOR": "Default",
         "STRIPE_SECRET_KEY": "sk_test_x",
         "STRIPE_WEBHOOK_SECRET": "whsec_x",
+        # The database's two roads: a SQLite file here, which has only the one.
+        "DATABASE_DIRECT_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        "DATABASE_POOLER": "session",
         "TIME_ZONE": "America/New_York",
         "STAFF_PHONE_NUMBER": "+12025550100",
         "BASE_URL": "https://myibot.fly.dev",

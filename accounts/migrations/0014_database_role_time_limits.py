@@ -1,6 +1,6 @@
 """The app's role starts every session in this database with the webhooks' time limits.
 
-Behind a pooler in transaction mode (Fly Managed Postgres's PgBouncer) a session's own settings do
+Behind a pooler in transaction mode (Fly Managed Postgres's PgBouncer, when its cluster is set so) a session's own settings do
 not hold, and libpq's `options` are refused: the role's settings are what every server connection
 starts with (myibot/postgresql/timeouts.py, which also checks them at each start). PostgreSQL only;
 undone by resetting them.

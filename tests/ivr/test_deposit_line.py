@@ -446,6 +446,18 @@ def test_the_deposit_lines_own_token_opens_the_deposit_line_only(family, account
     assert _signed_by(settings.TWILIO_AUTH_TOKEN, "/twilio/step/deposit_member_id?n=1", family) == 403
 
 
+def test_while_the_subaccounts_token_is_rotated_both_open_the_deposit_line_only(family, account, settings):
+    """docs/TWILIO.md: the subaccount's next token is accepted beside its own, for the deposit line's URLs only."""
+    settings.TWILIO_DEPOSIT_AUTH_TOKEN = "the-pci-subaccounts-token"
+    assert _signed_by("the-subaccounts-next-token", "/twilio/deposit", family) == 403
+    settings.TWILIO_DEPOSIT_SECONDARY_AUTH_TOKEN = "the-subaccounts-next-token"
+    assert _signed_by("the-subaccounts-next-token", "/twilio/deposit", family) == 200
+    assert _signed_by("the-subaccounts-next-token", "/twilio/step/deposit_member_id?n=1", family) == 200
+    assert _signed_by("the-pci-subaccounts-token", "/twilio/step/deposit_member_id?n=1", family) == 200
+    assert _signed_by("the-subaccounts-next-token", "/twilio/voice", family) == 403
+    assert _signed_by("the-subaccounts-next-token", "/twilio/step/pin?n=1", family) == 403
+
+
 def test_neither_token_opens_a_call_of_the_other_line(make_phone, account, settings):
     """A deposit-line URL posted with a members' CallSid neither restarts nor ends the members' call."""
     settings.TWILIO_DEPOSIT_AUTH_TOKEN = "the-pci-subaccounts-token"
