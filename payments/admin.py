@@ -67,6 +67,11 @@ def _refund(deposit: CardDeposit, operator=None, recorded=None) -> Outcome:
         return Outcome(refused="a dispute is open")
     except InsufficientFunds:
         return Outcome(refused="the money was spent: it cannot be refunded")
+    if refunds.stood_in(refund):
+        return Outcome(
+            history="Stripe says the card was already refunded (refunds made in Stripe): nothing more went to the "
+            "card, and the money stays taken back for those refunds."
+        )
     if refund.status in Refund.ENDED:
         return Outcome(history=f"Stripe refused the refund ({refund.failure_reason}): the money was given back.")
     if refund.status == Refund.Status.REQUESTED:

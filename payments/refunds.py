@@ -128,6 +128,10 @@ def _ask_stripe(refund: Refund) -> Refund:
 def _already_refunded(refund: Refund) -> Refund:
     CardDeposit.locked(refund.deposit_id)  # the account, then the deposit: the order every money path takes
     refund = Refund.objects.select_for_update().get(pk=refund.pk)
+    if refund.status != Refund.Status.REQUESTED:
+        # Stripe's "already refunded" came twice (the admin and reconciliation asked at once): the first
+        # answer made it stand in, and a list read since may have ended that; a second answer changes nothing.
+        return refund
     refund.status, refund.failure_reason, refund.updated = (
         Refund.Status.SUCCEEDED,
         clawbacks.ALREADY_REFUNDED,
@@ -179,9 +183,31 @@ def refund_ended(*, refund_id: int, status: str, reason: str = "", stripe_id: st
     return refund
 
 
+def stood_in(refund: Refund) -> bool:
+    """Whether Stripe answered this refund of ours that the card was already refunded (made elsewhere): it sent
+    nothing to the card, and the money it took stands for those refunds (payments.clawbacks)."""
+    return refund.stripe_id is None and refund.failure_reason in (clawbacks.ALREADY_REFUNDED, clawbacks.STOOD_FOR)
+
+
+# Why a refund Stripe cannot be asked for ends: version 3 refunded deposits it had credited with a made-up
+# reference (migration payments 0003 emptied it), so there is no charge of ours to refund.
+NO_CHARGE = "no charge in Stripe to refund"
+
+
 def refund_finish(refund: Refund) -> Refund:
-    """A refund whose answer was lost: found in Stripe's list by its UUID, or asked again (none was made)."""
+    """A refund whose answer was lost: found in Stripe's list by its UUID, or asked again (none was made).
+
+    One whose deposit names no charge (version 3's, see NO_CHARGE) was never made and cannot be: it ends
+    failed, its money the member's again, as after any refund Stripe refuses, and the deposit is flagged.
+    """
     deposit = refund.deposit
+    if not (deposit.payment_intent or deposit.reference):
+        ended = refund_ended(refund_id=refund.pk, status=Refund.Status.FAILED, reason=NO_CHARGE)
+        CardDeposit.objects.filter(pk=deposit.pk).update(
+            needs_look="version 3 refund with no charge to refund: the money is the member's again; "
+            "pair the credit with its charge (reconcile_card_deposits)"
+        )
+        return ended
     made = [
         found
         for found in stripe_api.refunds_of(deposit.payment_intent or deposit.reference)

@@ -373,3 +373,74 @@ def test_a_list_read_before_a_stand_in_was_made_ends_it(client, account, stripe_
     send(client, stripe_double.event("charge.refunded", charge))
     # Stripe sent all 25 dollars to the card: the list read before ours stood in does not end it.
     assert balance(account) == 100_00
+
+
+# A fifth review: version 3's refunds with no charge, and what an operator is told of a stand-in -------------
+
+
+def test_a_version_3_refund_of_no_charge_ends_failed_and_reconciliation_goes_on(account, stripe_double):
+    """Version 3 credited a deposit with a made-up missing-N reference, then refunded it: it took the money and
+    asked Stripe to refund a charge that does not exist. Migration 0003 emptied the reference and left the
+    refund requested. Stripe cannot be asked about it: it fails (the money is the member's again, as after
+    any refund Stripe refuses), and the rest of the run is done (a dashboard refund of another deposit)."""
+    from accounts import ledger
+
+    v3 = paid_deposit(account, 10_00)
+    taken_back = ledger.card_money_take_back(entry=v3.entry, amount_cents=10_00, kind=LedgerEntry.Kind.REFUND)
+    CardDeposit.objects.filter(pk=v3.pk).update(charged_by="connector", payment_intent=None, reference=None)
+    Refund.objects.create(deposit=v3, amount_cents=10_00, status="requested", taken_by=taken_back)
+    other = paid_deposit(account, 25_00)
+    stripe_double.refund_in_dashboard(other.payment_intent, 25_00)  # its events never came
+    assert balance(account) == 125_00
+    out = StringIO()
+    call_command("reconcile_card_deposits", "--resolve", stdout=out)
+    ended = Refund.objects.get(deposit=v3)
+    assert (ended.status, ended.failure_reason) == ("failed", refunds.NO_CHARGE)
+    assert taken(v3) == 0 and taken(other) == 25_00 and balance(account) == 110_00
+    assert "no charge to refund" in CardDeposit.objects.get(pk=v3.pk).needs_look
+    assert f"Refund of card deposit {v3.pk}: failed" in out.getvalue()
+    # Said once: the next run finds nothing more to do with it.
+    call_command("reconcile_card_deposits", "--resolve", stdout=StringIO())
+    assert balance(account) == 110_00 and LedgerEntry.objects.filter(kind=LedgerEntry.Kind.REFUND_RETURNED).count() == 1
+
+
+def test_the_operator_is_told_a_refund_stood_in_never_that_its_money_was_given_back(account, stripe_double):
+    """A whole-charge refund made in Stripe's dashboard, its events not come yet: the operator's refund is
+    answered "already refunded", stands in, and ends as soon as Stripe's list is read. The money stays taken
+    (the card has it), and neither the admin's history nor the command says it was given back."""
+    from django.contrib.admin.models import LogEntry
+    from django.contrib.auth.models import Group, User
+
+    from tests.payments.test_admin import act, staff_client
+
+    deposit = paid_deposit(account, 25_00)
+    stripe_double.refund_in_dashboard(deposit.payment_intent, 25_00)
+    user = User.objects.create_user("olivia", password="not-used-here-9", is_staff=True)
+    user.groups.add(Group.objects.get(name="Operators"))
+    act(staff_client(user), "refund", deposit.pk)
+    ours = Refund.objects.get(operator=user)
+    assert ours.failure_reason == "stood for refunds made in Stripe" and refunds.stood_in(ours)
+    assert balance(account) == 100_00
+    said = LogEntry.objects.latest("pk").change_message
+    assert "given back" not in said and "already refunded" in said, said
+
+    second = paid_deposit(account, 25_00)
+    stripe_double.refund_in_dashboard(second.payment_intent, 25_00)
+    out = StringIO()
+    call_command("refund_card_deposit", "--deposit", str(second.pk), stdout=out)  # no CommandError: the card has it
+    assert "already refunded" in out.getvalue() and "back on" not in out.getvalue()
+    assert balance(account) == 100_00
+
+
+def test_a_second_already_refunded_answer_does_not_stand_in_again(account, stripe_double):
+    """The admin and reconciliation asked Stripe at once and both heard "already refunded": the list read after
+    the first ended the standing in; the second answer must not start it again (and take money again)."""
+    deposit = paid_deposit(account, 25_00)
+    stripe_double.refund_in_dashboard(deposit.payment_intent, 25_00)
+    refunds.card_deposit_refund(deposit_id=deposit.pk)
+    ours = Refund.objects.get(stripe_id__isnull=True)
+    assert ours.status == "canceled"
+    refunds._already_refunded(ours)
+    ours.refresh_from_db()
+    assert (ours.status, ours.failure_reason) == ("canceled", "stood for refunds made in Stripe")
+    assert balance(account) == 100_00 and taken(deposit) == 25_00

@@ -67,7 +67,7 @@ class Command(BaseCommand):
                 f"card deposit {found.pk} changed meanwhile: run this again. Nothing was changed."
             ) from None
         found.account.refresh_from_db()
-        if refund.status in Refund.ENDED:
+        if refund.status in Refund.ENDED and not refunds.stood_in(refund):
             # Nothing reached the card: an error, so that a script or an operator's shell sees it failed.
             raise CommandError(self._said(refund, found))
         self.stdout.write(self._said(refund, found))
@@ -90,6 +90,12 @@ class Command(BaseCommand):
 
     def _said(self, refund: Refund, deposit: CardDeposit) -> str:
         amount, balance = format_dollars(refund.amount_cents), deposit.account.balance
+        if refunds.stood_in(refund):
+            return (
+                f"Stripe says card deposit {deposit.pk}'s charge was already refunded (refunds made in Stripe): "
+                f"nothing more went to the card, and the money stays taken back for those refunds; {deposit.account} "
+                f"balance now {balance}."
+            )
         if refund.status in Refund.ENDED:
             return (
                 f"Stripe refused the refund of card deposit {deposit.pk} ({refund.failure_reason}): the {amount} is "
