@@ -360,9 +360,14 @@ def _credit(deposit: CardDeposit, *, now: datetime, payment_intent: str = "", re
 
 def release_at(charged: datetime) -> datetime:
     """When card money charged at `charged` may leave by transfer: the next local midnight plus the hold, so
-    that the date a member hears is a whole day."""
-    _, midnight = local_time.day_bounds(charged)
-    return midnight + timedelta(hours=settings.CARD_FUNDS_HOLD_HOURS)
+    that the date a member hears is a whole day.
+
+    The hold's whole days are counted on the local calendar, not as elapsed hours: across a clock change
+    72 hours after a midnight is 23:00 or 01:00, and the member would hear one day and be held to another.
+    """
+    hours = settings.CARD_FUNDS_HOLD_HOURS
+    release_day = local_time.local_date(charged) + timedelta(days=1 + hours // 24)
+    return local_time.day_start(release_day) + timedelta(hours=hours % 24)
 
 
 def _code_context(deposit: CardDeposit) -> str:
@@ -379,16 +384,27 @@ def confirmation_code(deposit: CardDeposit) -> str:
 # Version 3: Twilio's connector charged inside <Pay> -------------------------------------------------
 
 
+# <Pay> results after which Twilio's connector (version 3, <Pay chargeAmount>) may have charged the card: it
+# reports an error of its own or Twilio's when its request to Stripe timed out or failed midway, whatever
+# Stripe did. A star, a hang-up or too many wrong entries end <Pay> before any charge.
+CONNECTOR_MAY_HAVE_CHARGED = frozenset({"payment-connector-error", "internal-error"})
+
+
 def _connector_result(deposit: CardDeposit, *, paid: PayResult, now: datetime) -> CardDeposit:
     """A call that began before version 4 was deployed: its <Pay> charged, and its result is credited once."""
     reference = _clean(_REFERENCE, paid.confirmation_code)
     if deposit.result != SUCCESS or not reference:
         deposit.status, deposit.not_charged_reason, deposit.decided = "not_charged", CardDeposit.Reason.PAY_RESULT, now
-        if deposit.result == SUCCESS:
-            # Twilio says charged, but names no charge: reconcile_card_deposits pairs it by its description.
+        if deposit.result == SUCCESS or deposit.result in CONNECTOR_MAY_HAVE_CHARGED:
+            # Twilio says charged but names no charge, or its connector failed while it may have been charging:
+            # neither is "not charged". reconcile_card_deposits pairs the charge by its description.
             deposit.status, deposit.not_charged_reason = CardDeposit.Status.UNCERTAIN, ""
             deposit.charging_started, deposit.decided = now, None
-            deposit.needs_look = "version 3 success with no processor reference: pair it with reconcile --credit"
+            deposit.needs_look = (
+                "version 3 success with no processor reference: pair it with reconcile --credit"
+                if deposit.result == SUCCESS
+                else f"version 3 {deposit.result}: the connector may have charged; pair it with reconcile --credit"
+            )
         deposit.save()
         return deposit
     field = "payment_intent" if reference.startswith("pi_") else "reference"

@@ -85,6 +85,21 @@ def test_a_version_3_result_for_a_call_begun_before_the_deploy_is_credited_once(
     assert CardDeposit.objects.get().reference == "ch_3PqTest0000000001"
 
 
+@pytest.mark.parametrize("result", ["payment-connector-error", "internal-error"])
+def test_a_version_3_connector_error_is_never_said_to_be_not_charged(family, account, result):
+    """Twilio's connector may report an error after Stripe charged (its request timed out): not "not charged",
+    and no other card offered; the deposit stays open for reconciliation to pair with its charge."""
+    to_pay(family)
+    CardDeposit.objects.update(charged_by="connector")
+    answer = family.pay(result, PayErrorCode="64012")
+    assert "not charged" not in answer.text and "another card" not in answer.text
+    assert "We do not know yet if your card was charged. Please do not pay again" in answer.text
+    deposit = CardDeposit.objects.get()
+    assert deposit.status == "uncertain" and "connector may have charged" in deposit.needs_look
+    account.refresh_from_db()
+    assert account.balance_cents == 100_00
+
+
 def _success() -> dict[str, str]:
     return {
         "Result": "success",

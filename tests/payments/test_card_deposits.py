@@ -443,3 +443,38 @@ def test_a_version_3_paid_deposit_keeps_its_charge_and_is_refundable(account, st
     )
     assert paid.status == "paid" and paid.payment_intent == "pi_3QOld0001" and stripe_double.charge_requests == []
     assert codes.is_code(charges.confirmation_code(paid))
+
+
+# The hold ends at a local midnight, clock changes included (a sixth review) ---------------------------------
+
+
+NEW_YORK = "America/New_York"
+
+
+@override_settings(TIME_ZONE=NEW_YORK, CARD_FUNDS_HOLD_HOURS=72)
+@pytest.mark.parametrize(
+    ("charged", "free_from"),
+    [
+        ((2026, 10, 30, 16), (2026, 11, 3)),  # clocks go back on Sunday 1 November: 72 h would end at 23:00
+        ((2026, 3, 6, 16), (2026, 3, 10)),  # clocks go forward on Sunday 8 March: 72 h would end at 01:00
+        ((2026, 12, 5, 23, 59), (2026, 12, 9)),
+    ],
+)
+def test_the_hold_ends_at_the_local_midnight_the_member_hears_across_a_clock_change(account, charged, free_from):
+    from datetime import date, datetime, time
+    from zoneinfo import ZoneInfo
+
+    from accounts import holds as money_holds
+    from myibot import local_time
+    from payments import holds
+
+    when = datetime(*charged, tzinfo=ZoneInfo(NEW_YORK))
+    release = charges.release_at(when)
+    assert local_time.local(release).time() == time(0, 0) and local_time.local_date(release) == date(*free_from)
+    deposit = charges.card_deposit_start(
+        account=account, amount_cents=100_00, call_sid="CA1", line="l", vouched=True, now=when
+    )
+    charges.credit(deposit_id=deposit.pk, payment_intent="pi_3Qhold", amount_cents=100_00, now=when)
+    assert holds.card_money_held(account.pk, when + timedelta(minutes=1)).until == date(*free_from)
+    assert money_holds.held(account_id=account.pk, now=release - timedelta(minutes=1)).cents == 100_00
+    assert money_holds.held(account_id=account.pk, now=release).cents == 0
