@@ -59,8 +59,8 @@ API_VERSION = stripe.api_version
 # What an operator's command or reconciliation may wait for one answer.
 READ_SECONDS = 20
 # What opening a connection to Stripe may take, within any budget (a TLS handshake to a healthy API: well
-# under a second).
-CONNECT_SECONDS = 2.0
+# under a second), and at most a third of the budget: the rest is for the answer.
+CONNECT_SECONDS = 1.0
 # What applying one of Stripe's events may wait for one answer (a charge.refunded lists the charge's
 # refunds): well inside the time Stripe waits for /stripe/events to answer. A read that takes longer
 # answers 500, and Stripe sends the event again (for up to 3 days); reconciliation lists them too.
@@ -110,10 +110,21 @@ def _client_for(key: str, base: str, timeout: float) -> stripe.StripeClient:
     if key == TEST_PROCESSOR_KEY and _test_processor is not None:
         http_client = _test_processor()
     else:
-        # (connect, read): each bounded by the budget; requests bounds each socket wait, not their sum.
-        http_client = stripe.RequestsClient(timeout=(min(timeout, CONNECT_SECONDS), timeout))
+        http_client = stripe.RequestsClient(timeout=connect_and_read(timeout))
     addresses = {"api": base} if base else None
     return stripe.StripeClient(key, max_network_retries=0, http_client=http_client, base_addresses=addresses)
+
+
+def connect_and_read(budget: float) -> tuple[float, float]:
+    """requests' (connect, read) timeouts for a budget: their sum is the budget.
+
+    requests bounds the connect and each wait for the answer's bytes apart, not their sum: a budget given
+    to both would let a slow handshake plus a slow answer take twice the budget, past the action request's
+    deadline (payments.charges). So the connect's share comes off the read's. (An answer arriving in many
+    slow pieces may still take longer; Stripe's are a few kilobytes, one or two reads.)
+    """
+    connect = min(CONNECT_SECONDS, budget / 3)
+    return connect, budget - connect
 
 
 def load_before_the_fork() -> None:

@@ -478,3 +478,16 @@ def test_the_hold_ends_at_the_local_midnight_the_member_hears_across_a_clock_cha
     assert holds.card_money_held(account.pk, when + timedelta(minutes=1)).until == date(*free_from)
     assert money_holds.held(account_id=account.pk, now=release - timedelta(minutes=1)).cents == 100_00
     assert money_holds.held(account_id=account.pk, now=release).cents == 0
+
+
+@pytest.mark.parametrize("budget", [0.5, 2.5, 5.0, 8.0, 20.0])
+def test_a_stripe_budget_bounds_the_connect_and_the_answer_together(budget, settings):
+    """requests bounds the connect and the read apart: the connect's share comes off the read's, so that a slow
+    handshake and a slow answer together still end inside the budget the action request's deadline gave."""
+    from payments import stripe_api
+
+    connect, read = stripe_api.connect_and_read(budget)
+    assert connect + read == pytest.approx(budget) and 0 < connect <= stripe_api.CONNECT_SECONDS and read > connect
+    settings.STRIPE_SECRET_KEY, settings.STRIPE_API_BASE = "sk_test_budget", ""
+    client = stripe_api._client(budget)
+    assert client._requestor._client._timeout == (connect, read)
