@@ -438,6 +438,12 @@ if TWILIO_DEPOSIT_SECONDARY_AUTH_TOKEN and TWILIO_DEPOSIT_AUTH_TOKEN == TWILIO_A
         "TWILIO_DEPOSIT_SECONDARY_AUTH_TOKEN is for a deposit line on a subaccount with its own "
         "TWILIO_DEPOSIT_AUTH_TOKEN; rotating the main account's token takes TWILIO_SECONDARY_AUTH_TOKEN"
     )
+elif TWILIO_DEPOSIT_SECONDARY_AUTH_TOKEN and TWILIO_DEPOSIT_SECONDARY_AUTH_TOKEN in (
+    TWILIO_AUTH_TOKEN,
+    TWILIO_SECONDARY_AUTH_TOKEN,
+):
+    # The members' token would then open the deposit line's URLs, which its own token keeps apart.
+    _env.problem("TWILIO_DEPOSIT_SECONDARY_AUTH_TOKEN must be the subaccount's token, not a members' line token")
 
 # Prometheus metrics for Fly's scraper (docs/METRICS.md): gunicorn's master
 # serves them on this port; empty turns them off. Never the public port, which

@@ -341,6 +341,10 @@ def test_a_deposit_secondary_token_without_a_deposit_token_of_its_own_is_refused
     assert "TWILIO_DEPOSIT_SECONDARY_AUTH_TOKEN is for a deposit line on a subaccount" in result.stderr
     own = {"TWILIO_DEPOSIT_AUTH_TOKEN": "d" * 32, "TWILIO_DEPOSIT_SECONDARY_AUTH_TOKEN": "n" * 32}
     assert manage("check", **{**PRODUCTION, **own}).returncode == 0
+    # A members' token as the deposit line's next one would open the deposit line to the members' token.
+    crossed = {**own, "TWILIO_DEPOSIT_SECONDARY_AUTH_TOKEN": PRODUCTION["TWILIO_AUTH_TOKEN"]}
+    result = manage("check", **{**PRODUCTION, **crossed})
+    assert result.returncode != 0 and "must be the subaccount's token" in result.stderr
 
 
 def test_a_scheduled_machine_given_what_the_readmes_deploy_gives_it_runs_its_command(tmp_path):
