@@ -13,6 +13,7 @@ so a withdrawal reported after its reinstatement takes nothing.
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
 from django.db import transaction
 from django.utils import timezone
@@ -25,13 +26,17 @@ logger = logging.getLogger(__name__)
 
 
 def dispute_seen(
-    seen: stripe_api.DisputeSeen, *, withdrawn: bool = False, reinstated: bool = False, current: bool = False
+    seen: stripe_api.DisputeSeen,
+    *,
+    withdrawn: bool = False,
+    reinstated: bool = False,
+    read_at: datetime | None = None,
 ) -> str | None:
     """Apply what Stripe says of a dispute, once; what it did in words, or None when it is not on a charge of ours.
 
-    withdrawn/reinstated: the event's type says so, whatever the object's balance transactions show. current:
-    the dispute as Stripe has it now (reconciliation read it), not an event's copy that may be stale: its
-    status is believed whatever ours is.
+    withdrawn/reinstated: the event's type says so, whatever the object's balance transactions show. read_at:
+    the dispute as Stripe had it then (reconciliation read it), not an event's copy that may be stale: its
+    status is believed whatever ours is, unless ours changed since (an event applied meanwhile is newer).
     """
     deposit = paid_deposit_or_not_yet(charge=seen.charge, payment_intent=seen.payment_intent)
     if deposit is None:
@@ -41,16 +46,19 @@ def dispute_seen(
         seen,
         withdrawn=withdrawn or seen.withdrawn,
         reinstated=reinstated or seen.reinstated,
-        current=current,
+        read_at=read_at,
     )
 
 
 @transaction.atomic
-def _apply(deposit_id: int, seen: stripe_api.DisputeSeen, *, withdrawn: bool, reinstated: bool, current: bool) -> str:
+def _apply(
+    deposit_id: int, seen: stripe_api.DisputeSeen, *, withdrawn: bool, reinstated: bool, read_at: datetime | None
+) -> str:
     deposit = CardDeposit.locked(deposit_id, "entry")
     dispute = Dispute.objects.select_for_update().filter(stripe_id=seen.id).first()
     if dispute is None:
         dispute = Dispute(stripe_id=seen.id, deposit=deposit, amount_cents=max(seen.amount_cents, 1))
+    current = read_at is not None and (dispute.pk is None or dispute.updated <= read_at)
     if current or dispute.takes(seen.status):
         dispute.status = seen.status[:30] or dispute.status
     dispute.reason = seen.reason[:40] or dispute.reason

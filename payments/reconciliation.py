@@ -106,13 +106,15 @@ def _refunds_listed(report: Report, *, since: datetime, resolve: bool) -> None:
 
 
 def _disputes_listed(report: Report, *, days: int, resolve: bool) -> None:
-    for seen in stripe_api.disputes_created(since=timezone.now() - timedelta(days=max(days, DISPUTE_DAYS))):
+    # Each dispute is believed as listed unless an event changed ours after the listing began (newer than it).
+    read_at = timezone.now()
+    for seen in stripe_api.disputes_created(since=read_at - timedelta(days=max(days, DISPUTE_DAYS))):
         if _as_we_have_it(seen):
             continue
         if refunds.paid_deposit_charged_by(charge=seen.charge, payment_intent=seen.payment_intent) is None:
             continue
         try:
-            said = disputes.dispute_seen(seen, current=True) if resolve else f"dispute {seen.id}: {seen.status}"
+            said = disputes.dispute_seen(seen, read_at=read_at) if resolve else f"dispute {seen.id}: {seen.status}"
         except NotYet:
             continue  # its deposit is settled above, or by the next run; the dispute is applied then
         if said:

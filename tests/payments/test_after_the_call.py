@@ -354,8 +354,15 @@ def test_appeal_words_out_of_order_end_where_stripe_is_and_reconciliation_believ
     send(client, stripe_double.event("charge.dispute.updated", stripe_double.dispute(pi, 40_00, "appeal_under_review")))
     assert Dispute.objects.get().is_open
     # Reconciliation reads the dispute as Stripe has it now, and believes it.
-    disputes.dispute_seen(stripe_api.dispute_from(stripe_double.dispute(pi, 40_00, "lost", [-40_00])), current=True)
+    disputes.dispute_seen(
+        stripe_api.dispute_from(stripe_double.dispute(pi, 40_00, "lost", [-40_00])), read_at=timezone.now()
+    )
     assert Dispute.objects.get().status == "lost" and balance(account) == 100_00
+    # Unless an event changed ours after Stripe's list was read: the event is the newer word.
+    listed_at = timezone.now()
+    send(client, stripe_double.event("charge.dispute.closed", stripe_double.dispute(pi, 40_00, "won", [-40_00, 40_00])))
+    disputes.dispute_seen(stripe_api.dispute_from(stripe_double.dispute(pi, 40_00, "lost", [-40_00])), read_at=listed_at)
+    assert Dispute.objects.get().status == "won" and balance(account) == 140_00
 
 
 def test_a_closed_inquiry_the_bank_escalates_is_a_dispute_again(client, account, stripe_double):
