@@ -361,7 +361,9 @@ def test_appeal_words_out_of_order_end_where_stripe_is_and_reconciliation_believ
     # Unless an event changed ours after Stripe's list was read: the event is the newer word.
     listed_at = timezone.now()
     send(client, stripe_double.event("charge.dispute.closed", stripe_double.dispute(pi, 40_00, "won", [-40_00, 40_00])))
-    disputes.dispute_seen(stripe_api.dispute_from(stripe_double.dispute(pi, 40_00, "lost", [-40_00])), read_at=listed_at)
+    disputes.dispute_seen(
+        stripe_api.dispute_from(stripe_double.dispute(pi, 40_00, "lost", [-40_00])), read_at=listed_at
+    )
     assert Dispute.objects.get().status == "won" and balance(account) == 140_00
 
 
