@@ -168,6 +168,7 @@ def connector_findings(*, days: int) -> list[Finding]:
         return []
     findings: list[Finding] = []
     known_references: set[str] = set()
+    described: set[int] = set()  # deposits a charge's description names: they have a charge, whatever it says
     for charge in stripe_api.charges_created(since=since):
         known_references |= charge.references
         named = DESCRIPTION.fullmatch(charge.description.strip())
@@ -176,16 +177,23 @@ def connector_findings(*, days: int) -> list[Finding]:
             deposit = next((d for d in deposits.values() if {d.reference, d.payment_intent} & charge.references), None)
         if deposit is None or not charge.paid:
             continue
+        described.add(deposit.pk)
         credited = deposit.entry_id is not None
-        if not credited and not charge.refunded and not deposit.refunds.exists():
+        # A refund of ours that failed or was canceled gave nothing to the card: only the others count.
+        refunding = deposit.refunds.filter(refunds.STANDING).exists()
+        if not credited and not charge.refunded and not refunding:
             findings.append(Finding(CHARGED_NOT_CREDITED, deposit, charge))
         elif credited and charge.disputed:
             findings.append(Finding(DISPUTED_IN_STRIPE, deposit, charge))
-        elif credited and charge.refunded and not deposit.refunds.exists():
+        elif credited and charge.refunded and not refunding:
             findings.append(Finding(REFUNDED_IN_STRIPE, deposit, charge))
     for deposit in deposits.values():
         paid = deposit.created >= since and deposit.status == CardDeposit.Status.PAID
-        if paid and not ({deposit.reference, deposit.payment_intent} & known_references):
+        if (
+            paid
+            and deposit.pk not in described
+            and not ({deposit.reference, deposit.payment_intent} & known_references)
+        ):
             findings.append(Finding(NO_CHARGE, deposit, None))
     return findings
 

@@ -189,25 +189,24 @@ def stood_in(refund: Refund) -> bool:
     return refund.stripe_id is None and refund.failure_reason in (clawbacks.ALREADY_REFUNDED, clawbacks.STOOD_FOR)
 
 
-# Why a refund Stripe cannot be asked for ends: version 3 refunded deposits it had credited with a made-up
-# reference (migration payments 0003 emptied it), so there is no charge of ours to refund.
+# Why a refund ends that Stripe could not be asked for: version 3 credited some deposits with a made-up
+# reference (migration payments 0003 emptied it) and refunded one against it, and Stripe holds no charge of
+# that deposit at all.
 NO_CHARGE = "no charge in Stripe to refund"
 
 
 def refund_finish(refund: Refund) -> Refund:
     """A refund whose answer was lost: found in Stripe's list by its UUID, or asked again (none was made).
 
-    One whose deposit names no charge (version 3's, see NO_CHARGE) was never made and cannot be: it ends
-    failed, its money the member's again, as after any refund Stripe refuses, and the deposit is flagged.
+    Version 3 refunded some deposits whose reference it had made up (`missing-N`), against no charge: those
+    are first paired with the charge its connector described "MyiBot deposit N" (_paired_with_its_charge).
     """
     deposit = refund.deposit
     if not (deposit.payment_intent or deposit.reference):
-        ended = refund_ended(refund_id=refund.pk, status=Refund.Status.FAILED, reason=NO_CHARGE)
-        CardDeposit.objects.filter(pk=deposit.pk).update(
-            needs_look="version 3 refund with no charge to refund: the money is the member's again; "
-            "pair the credit with its charge (reconcile_card_deposits)"
-        )
-        return ended
+        deposit = _paired_with_its_charge(refund)
+        refund = Refund.objects.select_related("deposit").get(pk=refund.pk)
+        if deposit is None:
+            return refund
     made = [
         found
         for found in stripe_api.refunds_of(deposit.payment_intent or deposit.reference)
@@ -218,6 +217,46 @@ def refund_finish(refund: Refund) -> Refund:
             refund_id=refund.pk, stripe_id=made[0].id, status=made[0].status, reason=made[0].failure_reason
         )
     return _ask_stripe(refund)
+
+
+def _paired_with_its_charge(refund: Refund) -> CardDeposit | None:
+    """Version 3's refund of a deposit with no charge reference: the deposit with its connector's charge named,
+    so that the refund is finished as any other (found in Stripe's list, asked, or standing in for refunds
+    made in Stripe's dashboard meanwhile); None when the refund was settled here instead.
+
+    Its money was taken when version 3 asked Stripe to refund a reference Stripe did not know: the card got
+    nothing from that. Stripe holding no charge of the deposit at all, none was refunded either: the refund
+    fails and the money is the member's again. A charge another deposit already names is left for an operator
+    (the refund stays requested and the money taken). StripeFailed when the charges cannot be read.
+    """
+    deposit = refund.deposit
+    description = f"MyiBot deposit {deposit.pk}"
+    found = [
+        charge
+        for charge in stripe_api.charges_created(
+            since=deposit.created - timedelta(days=1), until=deposit.created + timedelta(days=1)
+        )
+        if charge.description.strip() == description and charge.paid and charge.amount_cents == deposit.amount_cents
+    ]
+    if not found:
+        refund_ended(refund_id=refund.pk, status=Refund.Status.FAILED, reason=NO_CHARGE)
+        CardDeposit.objects.filter(pk=deposit.pk).update(
+            needs_look="version 3 refund, and Stripe holds no charge of this deposit: the money is the member's again"
+        )
+        return None
+    charge = found[0]
+    with transaction.atomic():
+        deposit = CardDeposit.locked(deposit.pk)
+        taken = CardDeposit.objects.filter(Q(reference=charge.id) | Q(payment_intent=charge.id)).exclude(pk=deposit.pk)
+        if len(found) > 1 or taken.exists():
+            deposit.needs_look = f"version 3 refund: its charge {charge.id} is not this deposit's alone; settle by hand"
+            deposit.save(update_fields=["needs_look"])
+            return None
+        deposit.reference = deposit.reference or charge.id
+        deposit.needs_look = f"version 3 refund paired with its charge {charge.id} by description"
+        deposit.save(update_fields=["reference", "needs_look"])
+    logger.warning("card deposit paired with its charge: deposit=%s charge=%s", deposit.pk, charge.id)
+    return deposit
 
 
 def charge_refund_uncredited(*, deposit_id: int, reference: str, operator=None) -> Refund:

@@ -368,9 +368,13 @@ class Charge:
         return {self.id, self.payment_intent} - {""}
 
 
-def charges_created(*, since: datetime) -> Iterator[Charge]:
-    """Every charge made since `since`, page by page (version 3's connector charges are found by description)."""
-    for charge in _listed(lambda client: client.v1.charges, _created_since(since)):
+def charges_created(*, since: datetime, until: datetime | None = None) -> Iterator[Charge]:
+    """Every charge made since `since` (until `until`), page by page (version 3's connector charges are found
+    by description)."""
+    created = _created_since(since)
+    if until is not None:
+        created["created"]["lte"] = int(until.timestamp())
+    for charge in _listed(lambda client: client.v1.charges, created):
         card = ((charge.get("payment_method_details") or {}).get("card")) or {}
         yield Charge(
             id=charge["id"],

@@ -189,10 +189,11 @@ class StripeDouble:
         """The charges the PaymentIntents made (one each), newest first, shaped as Stripe's Charge objects."""
         if self.down:
             self._unreachable()
-        since = int(dict(parse_qsl(urlsplit(request.url).query)).get("created[gte]", 0))
+        query = dict(parse_qsl(urlsplit(request.url).query))
+        since, until = int(query.get("created[gte]", 0)), int(query.get("created[lte]", 2**40))
         data = []
         for intent in reversed(self.intents.values()):
-            if intent["created"] < since:
+            if not since <= intent["created"] <= until:
                 continue
             refunded = sum(
                 r["amount"]
@@ -413,7 +414,9 @@ class StripeDouble:
             code, self.refund_refusal = self.refund_refusal, ""
             error = {"type": "invalid_request_error", "code": code, "message": "This charge cannot be refunded."}
             return self._answer(400, {"error": error})
-        intent = self.intents.get(form.get("payment_intent", ""))
+        intent = self.intents.get(form.get("payment_intent", "")) or next(
+            (i for i in self.intents.values() if form.get("charge") and i["latest_charge"] == form.get("charge")), None
+        )
         if intent is not None:
             # As Stripe: never more than the charge, counting refunds made anywhere (its dashboard too).
             done = sum(
@@ -431,7 +434,8 @@ class StripeDouble:
             "object": "refund",
             "amount": int(form.get("amount", 0)),
             "charge": intent["latest_charge"] if intent else form.get("charge"),
-            "payment_intent": form.get("payment_intent"),
+            # As Stripe: a refund of a PaymentIntent's charge names the PaymentIntent, however it was asked.
+            "payment_intent": intent["id"] if intent else form.get("payment_intent"),
             "created": int(time.time()),
             "currency": "usd",
             "status": self.refund_status,

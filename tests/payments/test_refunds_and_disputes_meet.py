@@ -378,30 +378,68 @@ def test_a_list_read_before_a_stand_in_was_made_ends_it(client, account, stripe_
 # A fifth review: version 3's refunds with no charge, and what an operator is told of a stand-in -------------
 
 
-def test_a_version_3_refund_of_no_charge_ends_failed_and_reconciliation_goes_on(account, stripe_double):
-    """Version 3 credited a deposit with a made-up missing-N reference, then refunded it: it took the money and
-    asked Stripe to refund a charge that does not exist. Migration 0003 emptied the reference and left the
-    refund requested. Stripe cannot be asked about it: it fails (the money is the member's again, as after
-    any refund Stripe refuses), and the rest of the run is done (a dashboard refund of another deposit)."""
+def v3_refunded_against_no_charge(account, stripe_double, cents: int = 10_00) -> CardDeposit:
+    """Version 3 credited a deposit with a made-up missing-N reference (its connector's charge is described
+    "MyiBot deposit N"), then refunded it: it took the money and asked Stripe to refund a charge Stripe did not
+    know. Migration 0003 emptied the reference and left the refund requested."""
     from accounts import ledger
 
-    v3 = paid_deposit(account, 10_00)
-    taken_back = ledger.card_money_take_back(entry=v3.entry, amount_cents=10_00, kind=LedgerEntry.Kind.REFUND)
-    CardDeposit.objects.filter(pk=v3.pk).update(charged_by="connector", payment_intent=None, reference=None)
-    Refund.objects.create(deposit=v3, amount_cents=10_00, status="requested", taken_by=taken_back)
+    deposit = paid_deposit(account, cents)
+    taken_back = ledger.card_money_take_back(entry=deposit.entry, amount_cents=cents, kind=LedgerEntry.Kind.REFUND)
+    CardDeposit.objects.filter(pk=deposit.pk).update(charged_by="connector", payment_intent=None, reference=None)
+    Refund.objects.create(deposit=deposit, amount_cents=cents, status="requested", taken_by=taken_back)
+    return CardDeposit.objects.get(pk=deposit.pk)
+
+
+def test_a_version_3_refund_against_no_charge_is_paired_with_its_charge_and_sent_to_the_card(account, stripe_double):
+    v3 = v3_refunded_against_no_charge(account, stripe_double)
+    charge = next(i["latest_charge"] for i in stripe_double.intents.values())
     other = paid_deposit(account, 25_00)
     stripe_double.refund_in_dashboard(other.payment_intent, 25_00)  # its events never came
-    assert balance(account) == 125_00
+    out = StringIO()
+    call_command("reconcile_card_deposits", "--resolve", stdout=out)
+    ours = Refund.objects.get(deposit=v3)
+    assert ours.status == "succeeded" and stripe_double.refunds[ours.stripe_id]["charge"] == charge
+    assert CardDeposit.objects.get(pk=v3.pk).reference == charge and taken(v3) == 10_00
+    assert taken(other) == 25_00 and balance(account) == 100_00  # the run went on past it
+
+
+def test_a_version_3_refund_whose_charge_was_refunded_in_stripe_keeps_the_money_taken(account, stripe_double):
+    """The operator, told version 3's refund failed, refunded the charge in Stripe's dashboard: the card has
+    the money, so the member must not get it back too."""
+    v3 = v3_refunded_against_no_charge(account, stripe_double)
+    pi = next(iter(stripe_double.intents))
+    stripe_double.refund_in_dashboard(pi, 10_00)
+    call_command("reconcile_card_deposits", "--resolve", stdout=StringIO())
+    ours = Refund.objects.get(deposit=v3, stripe_id__isnull=True)
+    assert (ours.status, ours.failure_reason) == ("canceled", "stood for refunds made in Stripe")
+    assert taken(v3) == 10_00 and balance(account) == 100_00
+    call_command("reconcile_card_deposits", "--resolve", stdout=StringIO())
+    assert balance(account) == 100_00
+
+
+def test_a_version_3_refund_with_no_charge_in_stripe_fails_and_gives_the_money_back(account, stripe_double):
+    v3 = v3_refunded_against_no_charge(account, stripe_double)
+    stripe_double.intents.clear()  # Stripe holds no charge of the deposit at all
     out = StringIO()
     call_command("reconcile_card_deposits", "--resolve", stdout=out)
     ended = Refund.objects.get(deposit=v3)
     assert (ended.status, ended.failure_reason) == ("failed", refunds.NO_CHARGE)
-    assert taken(v3) == 0 and taken(other) == 25_00 and balance(account) == 110_00
-    assert "no charge to refund" in CardDeposit.objects.get(pk=v3.pk).needs_look
+    assert taken(v3) == 0 and balance(account) == 110_00
+    assert "Stripe holds no charge" in CardDeposit.objects.get(pk=v3.pk).needs_look
     assert f"Refund of card deposit {v3.pk}: failed" in out.getvalue()
-    # Said once: the next run finds nothing more to do with it.
-    call_command("reconcile_card_deposits", "--resolve", stdout=StringIO())
+    call_command("reconcile_card_deposits", "--resolve", stdout=StringIO())  # said once
     assert balance(account) == 110_00 and LedgerEntry.objects.filter(kind=LedgerEntry.Kind.REFUND_RETURNED).count() == 1
+
+
+def test_a_version_3_refund_stays_taken_while_stripes_charges_cannot_be_read(account, stripe_double):
+    v3 = v3_refunded_against_no_charge(account, stripe_double)
+    stripe_double.down = True
+    out = StringIO()
+    with pytest.raises(CommandError):
+        call_command("reconcile_card_deposits", "--resolve", stdout=out)
+    assert Refund.objects.get(deposit=v3).status == "requested" and taken(v3) == 10_00
+    assert f"Refund of card deposit {v3.pk} still requested" in out.getvalue()
 
 
 def test_the_operator_is_told_a_refund_stood_in_never_that_its_money_was_given_back(account, stripe_double):
@@ -444,3 +482,16 @@ def test_a_second_already_refunded_answer_does_not_stand_in_again(account, strip
     ours.refresh_from_db()
     assert (ours.status, ours.failure_reason) == ("canceled", "stood for refunds made in Stripe")
     assert balance(account) == 100_00 and taken(deposit) == 25_00
+
+
+def test_a_deposit_its_charges_description_names_is_never_reported_as_having_no_charge(account, stripe_double):
+    """Version 3's missing-N deposit, credited, its connector's charge described "MyiBot deposit N": it has a
+    charge (unpaired), and a failed refund of ours gave the card nothing, so Stripe's refund is reported."""
+    from payments import reconciliation
+
+    deposit = paid_deposit(account, 10_00)
+    CardDeposit.objects.filter(pk=deposit.pk).update(charged_by="connector", payment_intent=None, reference=None)
+    assert [f.what for f in reconciliation.connector_findings(days=7)] == []
+    Refund.objects.create(deposit=deposit, amount_cents=10_00, status="failed")
+    stripe_double.refund_in_dashboard(next(iter(stripe_double.intents)), 10_00)
+    assert [f.what for f in reconciliation.connector_findings(days=7)] == [reconciliation.REFUNDED_IN_STRIPE]
