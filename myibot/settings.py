@@ -444,6 +444,15 @@ elif TWILIO_DEPOSIT_SECONDARY_AUTH_TOKEN and TWILIO_DEPOSIT_SECONDARY_AUTH_TOKEN
 ):
     # The members' token would then open the deposit line's URLs, which its own token keeps apart.
     _env.problem("TWILIO_DEPOSIT_SECONDARY_AUTH_TOKEN must be the subaccount's token, not a members' line token")
+if TWILIO_SECONDARY_AUTH_TOKEN and TWILIO_DEPOSIT_AUTH_TOKEN != TWILIO_AUTH_TOKEN and TWILIO_SECONDARY_AUTH_TOKEN in (
+    TWILIO_DEPOSIT_AUTH_TOKEN,
+    TWILIO_DEPOSIT_SECONDARY_AUTH_TOKEN,
+):
+    # The subaccount's token would then open sign-in, PINs and transfers: its own rotation has its own name.
+    _env.problem(
+        "TWILIO_SECONDARY_AUTH_TOKEN must not be the deposit line's subaccount token: rotating that one takes "
+        "TWILIO_DEPOSIT_SECONDARY_AUTH_TOKEN"
+    )
 
 # Prometheus metrics for Fly's scraper (docs/METRICS.md): gunicorn's master
 # serves them on this port; empty turns them off. Never the public port, which

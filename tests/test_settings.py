@@ -345,6 +345,10 @@ def test_a_deposit_secondary_token_without_a_deposit_token_of_its_own_is_refused
     crossed = {**own, "TWILIO_DEPOSIT_SECONDARY_AUTH_TOKEN": PRODUCTION["TWILIO_AUTH_TOKEN"]}
     result = manage("check", **{**PRODUCTION, **crossed})
     assert result.returncode != 0 and "must be the subaccount's token" in result.stderr
+    # And the other way round: the subaccount's next token put in the members' variable by mistake.
+    crossed = {**own, "TWILIO_SECONDARY_AUTH_TOKEN": own["TWILIO_DEPOSIT_SECONDARY_AUTH_TOKEN"]}
+    result = manage("check", **{**PRODUCTION, **crossed})
+    assert result.returncode != 0 and "must not be the deposit line's subaccount token" in result.stderr
 
 
 def test_a_scheduled_machine_given_what_the_readmes_deploy_gives_it_runs_its_command(tmp_path):
