@@ -444,9 +444,14 @@ elif TWILIO_DEPOSIT_SECONDARY_AUTH_TOKEN and TWILIO_DEPOSIT_SECONDARY_AUTH_TOKEN
 ):
     # The members' token would then open the deposit line's URLs, which its own token keeps apart.
     _env.problem("TWILIO_DEPOSIT_SECONDARY_AUTH_TOKEN must be the subaccount's token, not a members' line token")
-if TWILIO_SECONDARY_AUTH_TOKEN and TWILIO_DEPOSIT_AUTH_TOKEN != TWILIO_AUTH_TOKEN and TWILIO_SECONDARY_AUTH_TOKEN in (
-    TWILIO_DEPOSIT_AUTH_TOKEN,
-    TWILIO_DEPOSIT_SECONDARY_AUTH_TOKEN,
+if (
+    TWILIO_SECONDARY_AUTH_TOKEN
+    and TWILIO_DEPOSIT_AUTH_TOKEN != TWILIO_AUTH_TOKEN
+    and TWILIO_SECONDARY_AUTH_TOKEN
+    in (
+        TWILIO_DEPOSIT_AUTH_TOKEN,
+        TWILIO_DEPOSIT_SECONDARY_AUTH_TOKEN,
+    )
 ):
     # The subaccount's token would then open sign-in, PINs and transfers: its own rotation has its own name.
     _env.problem(
