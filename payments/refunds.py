@@ -230,13 +230,14 @@ def _paired_with_its_charge(refund: Refund) -> CardDeposit | None:
     (the refund stays requested and the money taken). StripeFailed when the charges cannot be read.
     """
     deposit = refund.deposit
-    description = f"MyiBot deposit {deposit.pk}"
     found = [
         charge
         for charge in stripe_api.charges_created(
             since=deposit.created - timedelta(days=1), until=deposit.created + timedelta(days=1)
         )
-        if charge.description.strip() == description and charge.paid and charge.amount_cents == deposit.amount_cents
+        if charge.description.strip() == deposit.description
+        and charge.paid
+        and charge.amount_cents == deposit.amount_cents
     ]
     if not found:
         refund_ended(refund_id=refund.pk, status=Refund.Status.FAILED, reason=NO_CHARGE)
@@ -247,7 +248,9 @@ def _paired_with_its_charge(refund: Refund) -> CardDeposit | None:
     charge = found[0]
     with transaction.atomic():
         deposit = CardDeposit.locked(deposit.pk)
-        taken = CardDeposit.objects.filter(Q(reference=charge.id) | Q(payment_intent=charge.id)).exclude(pk=deposit.pk)
+        references = charge.references
+        taken = CardDeposit.objects.filter(Q(reference__in=references) | Q(payment_intent__in=references))
+        taken = taken.exclude(pk=deposit.pk)
         if len(found) > 1 or taken.exists():
             deposit.needs_look = f"version 3 refund: its charge {charge.id} is not this deposit's alone; settle by hand"
             deposit.save(update_fields=["needs_look"])

@@ -432,6 +432,17 @@ def test_a_version_3_refund_with_no_charge_in_stripe_fails_and_gives_the_money_b
     assert balance(account) == 110_00 and LedgerEntry.objects.filter(kind=LedgerEntry.Kind.REFUND_RETURNED).count() == 1
 
 
+def test_a_version_3_refund_whose_charge_another_deposit_names_is_left_to_an_operator(account, stripe_double):
+    v3 = v3_refunded_against_no_charge(account, stripe_double)
+    charge = next(i["latest_charge"] for i in stripe_double.intents.values())
+    other = paid_deposit(account, 25_00)
+    CardDeposit.objects.filter(pk=other.pk).update(reference=charge)
+    call_command("reconcile_card_deposits", "--resolve", stdout=StringIO())
+    assert Refund.objects.get(deposit=v3).status == "requested" and taken(v3) == 10_00
+    assert "not this deposit's alone" in CardDeposit.objects.get(pk=v3.pk).needs_look
+    assert stripe_double.refunds == {}  # nothing asked of Stripe for it
+
+
 def test_a_version_3_refund_stays_taken_while_stripes_charges_cannot_be_read(account, stripe_double):
     v3 = v3_refunded_against_no_charge(account, stripe_double)
     stripe_double.down = True
