@@ -433,26 +433,18 @@ TWILIO_DEPOSIT_AUTH_TOKEN = os.environ.get("TWILIO_DEPOSIT_AUTH_TOKEN", "").stri
 # The subaccount's next token, accepted beside its own only while it is rotated (docs/TWILIO.md): without it,
 # every deposit call between promoting the new token in Twilio and the app restarting with it gets 403.
 TWILIO_DEPOSIT_SECONDARY_AUTH_TOKEN = os.environ.get("TWILIO_DEPOSIT_SECONDARY_AUTH_TOKEN", "").strip()
+# Each token opens one line's URLs (ivr.decorators): none may stand in the other line's variables.
+_members_tokens = {TWILIO_AUTH_TOKEN, TWILIO_SECONDARY_AUTH_TOKEN} - {""}
+_deposit_tokens = {TWILIO_DEPOSIT_AUTH_TOKEN, TWILIO_DEPOSIT_SECONDARY_AUTH_TOKEN} - {""}
 if TWILIO_DEPOSIT_SECONDARY_AUTH_TOKEN and TWILIO_DEPOSIT_AUTH_TOKEN == TWILIO_AUTH_TOKEN:
     _env.problem(
         "TWILIO_DEPOSIT_SECONDARY_AUTH_TOKEN is for a deposit line on a subaccount with its own "
         "TWILIO_DEPOSIT_AUTH_TOKEN; rotating the main account's token takes TWILIO_SECONDARY_AUTH_TOKEN"
     )
-elif TWILIO_DEPOSIT_SECONDARY_AUTH_TOKEN and TWILIO_DEPOSIT_SECONDARY_AUTH_TOKEN in (
-    TWILIO_AUTH_TOKEN,
-    TWILIO_SECONDARY_AUTH_TOKEN,
-):
+elif TWILIO_DEPOSIT_SECONDARY_AUTH_TOKEN in _members_tokens:
     # The members' token would then open the deposit line's URLs, which its own token keeps apart.
     _env.problem("TWILIO_DEPOSIT_SECONDARY_AUTH_TOKEN must be the subaccount's token, not a members' line token")
-if (
-    TWILIO_SECONDARY_AUTH_TOKEN
-    and TWILIO_DEPOSIT_AUTH_TOKEN != TWILIO_AUTH_TOKEN
-    and TWILIO_SECONDARY_AUTH_TOKEN
-    in (
-        TWILIO_DEPOSIT_AUTH_TOKEN,
-        TWILIO_DEPOSIT_SECONDARY_AUTH_TOKEN,
-    )
-):
+if TWILIO_DEPOSIT_AUTH_TOKEN != TWILIO_AUTH_TOKEN and TWILIO_SECONDARY_AUTH_TOKEN in _deposit_tokens:
     # The subaccount's token would then open sign-in, PINs and transfers: its own rotation has its own name.
     _env.problem(
         "TWILIO_SECONDARY_AUTH_TOKEN must not be the deposit line's subaccount token: rotating that one takes "
