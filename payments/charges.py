@@ -30,6 +30,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import DatabaseError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from accounts import codes, ledger
@@ -419,12 +420,26 @@ def _connector_result(deposit: CardDeposit, *, paid: PayResult, now: datetime) -
     return _credit(deposit, now=now, **{field: reference})
 
 
-def connector_credit(*, deposit_id: int, reference: str, card_type: str, card_last4: str) -> CardDeposit:
-    """Version 3: credit a connector's charge Stripe holds for a deposit that was never credited."""
+def named_elsewhere(references: set[str], *, deposit_id: int) -> bool:
+    """Whether another card deposit names one of a charge's ids (its charge or its PaymentIntent, in either
+    field): version 3 kept whichever <Pay> reported, so one charge may be known by either."""
+    return (
+        CardDeposit.objects.filter(Q(reference__in=references) | Q(payment_intent__in=references))
+        .exclude(pk=deposit_id)
+        .exists()
+    )
+
+
+def connector_credit(
+    *, deposit_id: int, reference: str, card_type: str, card_last4: str, references: set[str] = frozenset()
+) -> CardDeposit:
+    """Version 3: credit a connector's charge Stripe holds for a deposit that was never credited.
+
+    references: every id Stripe gives the charge (stripe_api.Charge.references), so that a charge another
+    deposit was credited for by its other id is never credited twice (UnknownDeposit)."""
     with transaction.atomic():
         deposit = CardDeposit.locked(deposit_id, "account")
-        field = "payment_intent" if reference.startswith("pi_") else "reference"
-        taken = CardDeposit.objects.filter(**{field: reference}).exclude(pk=deposit.pk).exists()
+        taken = named_elsewhere({reference, *references}, deposit_id=deposit.pk)
         if deposit.status == CardDeposit.Status.PAID or deposit.refunds.exists() or taken:
             raise UnknownDeposit
         deposit.result = deposit.result or "reconciled"

@@ -29,6 +29,7 @@ CHARGED_NOT_CREDITED = "charged, never credited"
 REFUNDED_IN_STRIPE = "credited, refunded in Stripe"
 DISPUTED_IN_STRIPE = "credited, disputed in Stripe"
 NO_CHARGE = "credited, no charge in Stripe"
+NAMED_ELSEWHERE = "charged, never credited here, but another card deposit names the charge"
 
 
 @dataclass(frozen=True)
@@ -182,7 +183,10 @@ def connector_findings(*, days: int) -> list[Finding]:
         # A refund of ours that failed or was canceled gave nothing to the card: only the others count.
         refunding = deposit.refunds.filter(refunds.STANDING).exists()
         if not credited and not charge.refunded and not refunding:
-            findings.append(Finding(CHARGED_NOT_CREDITED, deposit, charge))
+            # Its description names this deposit, but another was credited for it by one of its ids: settled
+            # by hand, never credited or refunded from here (the member there keeps it; the card paid once).
+            elsewhere = charges.named_elsewhere(charge.references, deposit_id=deposit.pk)
+            findings.append(Finding(NAMED_ELSEWHERE if elsewhere else CHARGED_NOT_CREDITED, deposit, charge))
         elif credited and charge.disputed:
             findings.append(Finding(DISPUTED_IN_STRIPE, deposit, charge))
         elif credited and charge.refunded and not refunding:

@@ -23,7 +23,7 @@ from django.utils import timezone
 from accounts import ledger
 from accounts.errors import InsufficientFunds
 from accounts.models import Account, LedgerEntry
-from payments import clawbacks, stripe_api
+from payments import charges, clawbacks, stripe_api
 from payments import metrics as payments_metrics
 from payments.errors import AlreadyRefunded, DisputeOpen, NotACardDeposit, NotCharged, NotYet, StripeNotConfigured
 from payments.models import CardDeposit, Refund
@@ -248,10 +248,7 @@ def _paired_with_its_charge(refund: Refund) -> CardDeposit | None:
     charge = found[0]
     with transaction.atomic():
         deposit = CardDeposit.locked(deposit.pk)
-        references = charge.references
-        taken = CardDeposit.objects.filter(Q(reference__in=references) | Q(payment_intent__in=references))
-        taken = taken.exclude(pk=deposit.pk)
-        if len(found) > 1 or taken.exists():
+        if len(found) > 1 or charges.named_elsewhere(charge.references, deposit_id=deposit.pk):
             deposit.needs_look = f"version 3 refund: its charge {charge.id} is not this deposit's alone; settle by hand"
             deposit.save(update_fields=["needs_look"])
             return None
@@ -262,13 +259,20 @@ def _paired_with_its_charge(refund: Refund) -> CardDeposit | None:
     return deposit
 
 
-def charge_refund_uncredited(*, deposit_id: int, reference: str, operator=None) -> Refund:
-    """Version 3: refund a connector's charge that was never credited; the ledger never had the money."""
+def charge_refund_uncredited(
+    *, deposit_id: int, reference: str, operator=None, references: set[str] = frozenset()
+) -> Refund:
+    """Version 3: refund a connector's charge that was never credited; the ledger never had the money.
+
+    references: every id Stripe gives the charge; one another deposit names was credited there, and is
+    never refunded from here (AlreadyRefunded): the member would keep money the card got back."""
     if not stripe_api.configured():
         raise StripeNotConfigured
     with transaction.atomic():
         deposit = CardDeposit.objects.select_for_update(of=("self",)).get(pk=deposit_id)
         if deposit.entry_id or deposit.refunds.filter(STANDING).exists():
+            raise AlreadyRefunded
+        if charges.named_elsewhere({reference, *references}, deposit_id=deposit.pk):
             raise AlreadyRefunded
         if deposit.status != CardDeposit.Status.NOT_CHARGED:
             deposit.status, deposit.not_charged_reason = CardDeposit.Status.NOT_CHARGED, CardDeposit.Reason.NO_CHARGE

@@ -506,3 +506,47 @@ def test_a_deposit_its_charges_description_names_is_never_reported_as_having_no_
     Refund.objects.create(deposit=deposit, amount_cents=10_00, status="failed")
     stripe_double.refund_in_dashboard(next(iter(stripe_double.intents)), 10_00)
     assert [f.what for f in reconciliation.connector_findings(days=7)] == [reconciliation.REFUNDED_IN_STRIPE]
+
+
+# An operators' review: version 3's --credit and --refund of a charge another deposit names ----------------
+
+
+def v3_charge_named_by_another(account, stripe_double, *, named_as: str):
+    """Version 3 credited deposit `other` for a charge, naming it by its charge id or its PaymentIntent's; the
+    connector described the same charge "MyiBot deposit N" for deposit N, never credited."""
+    from tests.payments.test_card_deposits import start
+
+    other = paid_deposit(account, 25_00)
+    pi = other.payment_intent
+    charge = stripe_double.charge_of(pi)
+    CardDeposit.objects.filter(pk=other.pk).update(
+        charged_by="connector", payment_intent=None, reference=charge if named_as == "charge" else pi
+    )
+    uncredited = start(account, 25_00, call_sid="CA" + "7" * 32)
+    CardDeposit.objects.filter(pk=uncredited.pk).update(charged_by="connector")
+    stripe_double.intents[pi]["description"] = uncredited.description
+    return uncredited, charge
+
+
+@pytest.mark.parametrize("named_as", ["charge", "payment_intent"])
+@pytest.mark.parametrize("settle", ["--credit", "--refund"])
+def test_a_charge_another_deposit_names_is_never_credited_or_refunded_again(account, stripe_double, named_as, settle):
+    from payments import charges, reconciliation
+
+    uncredited, charge = v3_charge_named_by_another(account, stripe_double, named_as=named_as)
+    assert balance(account) == 125_00  # the one charge, credited once, to the other deposit
+    out = StringIO()
+    call_command("reconcile_card_deposits", stdout=out)
+    assert f"{reconciliation.NAMED_ELSEWHERE}: charge {charge}" in out.getvalue()
+    with pytest.raises(CommandError, match="not a card deposit charged but never credited"):
+        call_command("reconcile_card_deposits", settle, charge, stdout=StringIO())
+    assert stripe_double.refunds == {} and balance(account) == 125_00
+    # And the services themselves refuse, whoever calls them.
+    references = {charge, next(iter(stripe_double.intents))}
+    with pytest.raises(charges.UnknownDeposit):
+        charges.connector_credit(
+            deposit_id=uncredited.pk, reference=charge, card_type="visa", card_last4="4242", references=references
+        )
+    with pytest.raises(refunds.AlreadyRefunded):
+        refunds.charge_refund_uncredited(deposit_id=uncredited.pk, reference=charge, references=references)
+    assert stripe_double.refunds == {} and LedgerEntry.objects.filter(kind=LedgerEntry.Kind.CARD).count() == 1

@@ -137,13 +137,16 @@ class Command(BaseCommand):
                     reference=charge.id,
                     card_type=charge.card_type,
                     card_last4=charge.card_last4,
+                    references=charge.references,
                 )
                 self.stdout.write(
                     f"Credited card deposit {deposit.pk} of {format_dollars(deposit.amount_cents)} to {deposit.account} "
                     f"as ledger entry {deposit.entry_id} (charge {charge.id})."
                 )
                 return
-            refund = refunds.charge_refund_uncredited(deposit_id=finding.deposit.pk, reference=charge.id)
+            refund = refunds.charge_refund_uncredited(
+                deposit_id=finding.deposit.pk, reference=charge.id, references=charge.references
+            )
         except (errors.UnknownDeposit, errors.AlreadyRefunded):
             raise CommandError(
                 f"card deposit {finding.deposit.pk} was settled meanwhile, or charge {reference} already credited "
