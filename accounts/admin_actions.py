@@ -47,6 +47,9 @@ class Outcome:
     refused: str | None = None
     # The object is gone (a rejected registration): its history entry is a deletion.
     deleted: bool = False
+    # Something changed, but not what the action is for (Stripe refused a refund, or its answer was lost):
+    # recorded in the history, said to the operator as a warning, and not counted in the summary.
+    warning: bool = False
 
 
 class ReadOnly:
@@ -143,8 +146,11 @@ class GuardedActionsAdmin(admin.ModelAdmin):
                     if outcome.history:
                         self._record(request, obj, outcome)
             if outcome.history:
-                changed += 1
                 logger.info("admin %s: operator=%s %s=%s %s", verb, operator, name, pk, outcome.history)
+                if outcome.warning:
+                    self.message_user(request, f"{obj}: {outcome.history}", messages.WARNING)
+                else:
+                    changed += 1
             else:
                 logger.info(
                     "admin %s: operator=%s %s=%s nothing changed: %s", verb, operator, name, pk, outcome.refused

@@ -67,17 +67,24 @@ def _refund(deposit: CardDeposit, operator=None, recorded=None) -> Outcome:
         return Outcome(refused="a dispute is open")
     except InsufficientFunds:
         return Outcome(refused="the money was spent: it cannot be refunded")
+    # Each of these is recorded, and said as a warning: the card did not get the money from this refund.
     if refunds.stood_in(refund):
         return Outcome(
             history="Stripe says the card was already refunded (refunds made in Stripe): nothing more went to the "
-            "card, and the money stays taken back for those refunds."
+            "card, and the money stays taken back for those refunds.",
+            warning=True,
         )
     if refund.status in Refund.ENDED:
-        return Outcome(history=f"Stripe refused the refund ({refund.failure_reason}): the money was given back.")
+        return Outcome(
+            history=f"Stripe refused the refund ({refund.failure_reason}): nothing reached the card, and the money "
+            "was given back.",
+            warning=True,
+        )
     if refund.status == Refund.Status.REQUESTED:
         return Outcome(
             history=f"Taken off the account for refund {refund.public_id}; Stripe's answer was lost: "
-            "reconcile_card_deposits --resolve finishes it."
+            "reconcile_card_deposits --resolve finishes it.",
+            warning=True,
         )
     return Outcome(
         history=f"Refunded to the card (Stripe refund {refund.stripe_id}, {refund.status}) with a refund entry."

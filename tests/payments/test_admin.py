@@ -190,3 +190,29 @@ def test_a_dispute_blocks_the_admin_refund(operator, account, stripe_double):
     act(operator, "refund", deposit.pk)
     assert not Refund.objects.exists()
     assert timedelta(0) <= timezone.now() - deposit.created
+
+
+@pytest.mark.parametrize(
+    ("stripe_does", "said"),
+    [
+        ("refuses", b"Stripe refused the refund (InvalidRequestError 400 resource_missing): nothing reached the card"),
+        ("loses its answer", b"Stripe&#x27;s answer was lost"),
+        ("says it was refunded already", b"Stripe says the card was already refunded"),
+    ],
+)
+def test_a_refund_that_did_not_reach_the_card_is_a_warning_never_refunded(
+    operator, account, stripe_double, stripe_does, said
+):
+    """An operator who reads "Refunded 1 card deposit(s)." tells the family the card was refunded."""
+    deposit = pay(start(account))
+    if stripe_does == "refuses":
+        stripe_double.refund_refusal = "resource_missing"
+    elif stripe_does == "loses its answer":
+        stripe_double.refunds_lost = 1
+    else:
+        stripe_double.refund_in_dashboard(deposit.payment_intent, 25_00)
+    answer = act(operator, "refund", deposit.pk)
+    assert b"Refunded 1 card deposit(s)." not in answer.content and b"Refunded 0 card deposit(s)." in answer.content
+    assert said in answer.content
+    assert b'<li class="warning">' in answer.content
+    assert LogEntry.objects.filter(object_id=str(deposit.pk)).count() == 2  # taken off, then what Stripe said
