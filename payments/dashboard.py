@@ -9,8 +9,8 @@ from datetime import date, datetime
 from accounts.dashboard import DAYS, stacked_bars
 from accounts.dollars import format_dollars
 from myibot import local_time
-from payments import selectors
-from payments.models import CardDeposit
+from payments import clawbacks, selectors
+from payments.models import CardDeposit, Refund
 
 # (status, css class, name): the chart's series, bottom up.
 STATUSES = [
@@ -27,6 +27,7 @@ class Day:
     day: date
     counts: dict[str, int]
     paid_cents: int
+    refunds: int = 0
 
     @property
     def paid_display(self) -> str:
@@ -61,8 +62,11 @@ def build(now: datetime) -> dict[str, object]:
         ],
         tick_every=7,
     )
+    refunds_needing_a_look = selectors.refunds_needing_a_look(now=now)
+    for refund in refunds_needing_a_look:
+        refund.said = refund_words(refund)
     after_the_call = {
-        "refunds_needing_a_look": selectors.refunds_needing_a_look(now=now),
+        "refunds_needing_a_look": refunds_needing_a_look,
         "disputes_open": selectors.disputes_open(),
         "members_owing": selectors.members_owing(),
         "stripe_events_not_applied": selectors.events_not_applied(now=now),
@@ -72,7 +76,26 @@ def build(now: datetime) -> dict[str, object]:
         "card_money_after_chart": after_chart,
         **after_the_call,
         "card_money_needing_a_look_count": sum(len(rows) for rows in after_the_call.values()),
-        "card_deposit_days": [Day(day, dict(per_day[day]), paid[day]) for day in reversed(days) if per_day[day]][:7],
+        "card_deposit_days": [
+            Day(day, dict(per_day[day]), paid[day], after[day]["refund"])
+            for day in reversed(days)
+            if any(per_day[day].values()) or after[day]["refund"]
+        ][:7],
         "card_deposits_needing_a_look": selectors.needing_a_look(now=now),
         "card_deposit_lines_failing": selectors.lines_failing_in_a_row(now=now),
     }
+
+
+def refund_words(refund: Refund) -> str:
+    """What became of a refund on the dashboard, true of the card and of the member's money alike."""
+    if refund.status == Refund.Status.REQUESTED:
+        return "Stripe's answer lost: reconcile_card_deposits --resolve finishes it"
+    if refund.status not in Refund.ENDED:
+        return "Stripe has not finished it"
+    if refund.failure_reason == clawbacks.STOOD_FOR:
+        return "the card was refunded in Stripe instead: the money stays taken back for that refund"
+    if refund.given_back_by_id is not None:
+        return "nothing reached the card: the money was given back to the member"
+    if refund.taken_by_id is None:
+        return "nothing reached the card, and no member money was taken for it"
+    return "nothing reached the card: the member's money follows what Stripe holds (a dispute, another refund)"

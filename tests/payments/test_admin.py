@@ -216,3 +216,48 @@ def test_a_refund_that_did_not_reach_the_card_is_a_warning_never_refunded(
     assert said in answer.content
     assert b'<li class="warning">' in answer.content
     assert LogEntry.objects.filter(object_id=str(deposit.pk)).count() == 2  # taken off, then what Stripe said
+
+
+def _dashboard_list(operator, list_id: str) -> str:
+    page = operator.get("/admin/", secure=True).content.decode()
+    return page.split(f'id="{list_id}"')[1].split("</ul>")[0]
+
+
+def test_the_dashboards_recent_days_count_what_was_not_charged_and_the_refunds(operator, account, stripe_double):
+    assert "No card deposits this week." in _dashboard_list(operator, "card-deposit-days")
+    pay(start(account), "", result="caller-hung-up")
+    refunded = pay(start(account, call_sid="CA" + "8" * 32))
+    from payments import refunds
+
+    refunds.card_deposit_refund(deposit_id=refunded.pk)
+    days = _dashboard_list(operator, "card-deposit-days")
+    assert "$25.00 paid in 1; 1 not charged; 1 refund asked" in days, days
+    assert days.count("<li>") == 1  # today only: a day with nothing is not listed
+
+
+@pytest.mark.parametrize(
+    ("how", "said"),
+    [
+        ("refused", "nothing reached the card: the money was given back to the member"),
+        ("refunded in Stripe", "the card was refunded in Stripe instead: the money stays taken back"),
+    ],
+)
+def test_the_dashboard_says_what_became_of_a_refund_that_did_not_reach_the_card(
+    operator, account, stripe_double, how, said
+):
+    from payments import refunds
+
+    deposit = pay(start(account))
+    if how == "refused":
+        stripe_double.refund_refusal = "resource_missing"
+    else:
+        stripe_double.refund_in_dashboard(deposit.payment_intent, 25_00)
+    refunds.card_deposit_refund(deposit_id=deposit.pk)
+    line = next(
+        li
+        for li in _dashboard_list(operator, "card-money-needing-a-look").split("<li>")
+        if f"Refund of card deposit {deposit.pk}</a>" in li and ("failed" in li or "canceled" in li)
+    )
+    assert said in line, line
+    account.refresh_from_db()
+    assert account.balance_cents == (125_00 if how == "refused" else 100_00)
