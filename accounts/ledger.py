@@ -88,7 +88,9 @@ def transfer_check(*, account: Account, amount_cents: int, now: datetime | None 
     """Refuse an amount early, before the caller picks a recipient; transfer_submit checks again, locked.
 
     The refusals come in the order the caller needs them (SPEC "Card money and the ledger after the
-    call"): not verified, money owed, money held, the per-transfer limit, the daily limit.
+    call"): not verified, money owed, money held, the per-transfer limit, the daily limit. Money held is
+    said only where it is what stops the amount: "you can send only X now" never names an X a limit
+    refuses (then the limit is said), and held money a debt used up is no money to wait for.
     """
     if not account.is_verified:
         raise AccountNotVerified
@@ -98,11 +100,12 @@ def transfer_check(*, account: Account, amount_cents: int, now: datetime | None 
         raise InvalidAmount
     held_now = holds.held(account_id=account.pk, now=now or timezone.now())
     sendable = holds.sendable_cents(balance_cents=account.balance_cents, held_now=held_now)
-    if held_now.cents and amount_cents > sendable:
+    limit, room = transfer_limit_cents(), daily_room_cents(account=account, now=now)
+    held_on_the_balance = min(held_now.cents, account.balance_cents)
+    if held_on_the_balance and amount_cents > sendable and sendable < min(limit, room):
         raise MoneyHeld(sendable_cents=sendable, held=held_now)
-    if amount_cents > transfer_limit_cents():
-        raise TransferLimitExceeded(limit_cents=transfer_limit_cents())
-    room = daily_room_cents(account=account, now=now)
+    if amount_cents > limit:
+        raise TransferLimitExceeded(limit_cents=limit)
     if amount_cents > room:
         raise DailyLimitReached(room_cents=room, limit_cents=daily_limit_cents())
     if amount_cents > account.balance_cents:

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db.models import Exists, OuterRef, QuerySet, Sum
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from accounts import codes
@@ -70,11 +71,12 @@ def ledger_recent(*, account: Account, count: int = 5) -> list[LedgerEntry]:
 
 
 def last_card_deposit(*, account: Account, since: datetime) -> LedgerEntry | None:
-    """The account's newest card deposit since a moment, not refunded, or None: one query, on the recent index."""
+    """The account's newest card deposit since a moment whose money is all on the account (none taken back, or
+    all of it given back: a refund that failed, a dispute won), or None: one query, on the recent index."""
     return (
-        LedgerEntry.objects.filter(
-            account=account, kind=LedgerEntry.Kind.CARD, created__gte=since, corrections__isnull=True
-        )
+        LedgerEntry.objects.filter(account=account, kind=LedgerEntry.Kind.CARD, created__gte=since)
+        .annotate(taken_back=Coalesce(Sum("corrections__amount_cents"), 0))
+        .filter(taken_back=0)
         .order_by("-created", "-id")
         .first()
     )

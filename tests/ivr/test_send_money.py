@@ -4,7 +4,7 @@ import pytest
 
 from accounts import codes
 from accounts.ledger import deposit
-from accounts.models import ConfirmationCode, LedgerEntry, Recipient, Transfer
+from accounts.models import Account, ConfirmationCode, LedgerEntry, Recipient, Transfer
 from accounts.selectors import ledger_balance_cents
 from tests.conftest import spoken_code
 
@@ -302,3 +302,66 @@ def timedelta_minutes(minutes: int):
     from datetime import timedelta
 
     return timedelta(minutes=minutes)
+
+
+# What a member hears when card money is held (a review) ------------------------------------------------
+
+
+def test_you_can_send_only_names_no_more_than_todays_limit_allows(signed_in, account, recipient, settings):
+    # 100 dollars free, 40 held; today's limit leaves only 50.
+    settings.DAILY_TRANSFER_LIMIT_DOLLARS = 50
+    card_deposit(account, 40_00)
+    refused = to_confirm_amount(signed_in, "120")
+    # 100 are free, but only 50 may leave today: the limit is what stops 120, and is said.
+    assert "You can send only 100 dollars now." not in refused.text, refused.text
+    assert "The most you can still send today is 50 dollars." in refused.text
+
+
+def test_you_can_send_only_names_no_more_than_one_transfer_may_be(signed_in, account, recipient, settings):
+    settings.TRANSFER_LIMIT_DOLLARS = 60
+    card_deposit(account, 40_00)
+    refused = to_confirm_amount(signed_in, "120")
+    assert "You can send only 100 dollars now." not in refused.text, refused.text
+    assert "The most you can send at one time is 60 dollars." in refused.text
+
+
+def test_todays_limit_reached_is_not_said_as_money_you_can_send_now(signed_in, account, recipient, settings):
+    from accounts import ledger
+
+    settings.DAILY_TRANSFER_LIMIT_DOLLARS = 20
+    ledger.transfer_submit(account=account, recipient_code="246810", amount_cents=20_00, idempotency_key="k1")
+    card_deposit(account, 40_00)  # balance 120: 80 free, 40 held; nothing more today
+    refused = to_confirm_amount(signed_in, "100")
+    assert "You can send only 80 dollars now." not in refused.text, refused.text
+    assert "You have reached today's limit of 20 dollars." in refused.text
+    assert not Transfer.objects.exclude(idempotency_key="k1").exists()
+
+
+def test_a_zero_balance_is_not_promised_as_card_money_sendable_on_a_date(phone, account, recipient):
+    # The member owed 30; a family's 30-dollar card deposit paid the debt: the balance is 0.
+    Account.objects.filter(pk=account.pk).update(balance_cents=-30_00, lowest_balance_cents=-30_00)
+    account.refresh_from_db()
+    card_deposit(account, 30_00)
+    account.refresh_from_db()
+    assert account.balance_cents == 0
+    phone.dial()
+    assert "Main menu" in phone.press("3971").text
+    assert "Your balance is 0 dollars." in phone.press("1").text
+    phone.press("2")
+    refused = to_confirm_amount(phone, "5")
+    # The held card money paid the debt: there is nothing to wait for, and no date is promised.
+    assert "you can send it starting" not in refused.text, refused.text
+    assert "You do not have enough money. Your balance is 0 dollars." in refused.text
+
+
+def test_the_last_card_deposit_named_is_the_last_one_whose_failed_refund_gave_the_money_back(signed_in, account):
+    from accounts import ledger
+
+    card_deposit(account, 50_00, hours_ago=6 * 24)
+    later = card_deposit(account, 25_00, hours_ago=5 * 24)  # both released by now
+    ledger.card_money_take_back(entry=later.entry, amount_cents=25_00, kind=LedgerEntry.Kind.REFUND)
+    ledger.card_money_give_back(entry=later.entry, amount_cents=25_00, kind=LedgerEntry.Kind.REFUND_RETURNED)
+    balance = signed_in.press("1").text
+    assert "Your balance is 175 dollars." in balance
+    # The 25 dollars of five days ago are on the balance (the refund failed): they are the last card deposit.
+    assert "Your last card deposit was 25 dollars" in balance, balance

@@ -556,11 +556,15 @@ def test_money_taken_back_is_no_longer_held(account, stripe_double):
 def test_the_refusals_come_in_order_unverified_owed_held_per_transfer_daily(account, stripe_double, settings):
     from accounts.errors import AccountNotVerified, TransferLimitExceeded
 
-    paid_deposit(account, 200_00)
+    paid_deposit(account, 200_00)  # 300 dollars, 100 of them free
     account.refresh_from_db()
-    settings.TRANSFER_LIMIT_DOLLARS = 50
+    settings.TRANSFER_LIMIT_DOLLARS = 500
     with pytest.raises(MoneyHeld):
         ledger.transfer_check(account=account, amount_cents=150_00)  # held before the per-transfer limit
+    # Held only where it is what stops the amount: "you can send only 100 now" would be false at 50 a transfer.
+    settings.TRANSFER_LIMIT_DOLLARS = 50
+    with pytest.raises(TransferLimitExceeded):
+        ledger.transfer_check(account=account, amount_cents=150_00)
     with pytest.raises(TransferLimitExceeded):
         ledger.transfer_check(account=account, amount_cents=60_00)
     Account.objects.filter(pk=account.pk).update(balance_cents=-5_00, lowest_balance_cents=-5_00)
