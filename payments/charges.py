@@ -96,11 +96,20 @@ def member_lookup(*, member_id: str, line: str, vouched: bool, now: datetime | N
     not verified: both sound the same to the caller.
     """
     now = now or timezone.now()
-    if refusal := limits.lookup_refusal(line=line, vouched=vouched, now=now):
+    # In the step's own transaction when there is one (no savepoint: nothing in it raises), else its own.
+    with transaction.atomic(savepoint=False):
+        # The line's lock: parallel calls from one line must not all pass its count before any writes its
+        # attempt (every withheld number shares one bucket, held by each call's own three tries instead).
+        if line != limits.WITHHELD_LINE:
+            limits.lock("lookup", line)
+        refusal = limits.lookup_refusal(line=line, vouched=vouched, now=now)
+        member = None if refusal else Account.objects.filter(member_id=member_id, status=Account.Status.ACTIVE).first()
+        if not refusal and member is None:
+            DepositAttempt.objects.create(line=line, created=now)
+    # Raised once the attempt is committed: inside the block, the refusal would roll it back.
+    if refusal:
         raise TooManyAttempts(refusal)
-    member = Account.objects.filter(member_id=member_id, status=Account.Status.ACTIVE).first()
     if member is None:
-        DepositAttempt.objects.create(line=line, created=now)
         raise CannotReceiveDeposits
     return member
 
@@ -186,9 +195,14 @@ def _last_four(masked: str | None) -> str:
 @transaction.atomic
 def _token_received(*, deposit_id: int, call_sid: str, paid: PayResult) -> tuple[CardDeposit, str]:
     """Record what <Pay> said; the token when this request is the one to charge it, else ""."""
-    deposit = CardDeposit.objects.select_for_update(of=("self",)).filter(pk=deposit_id, call_sid=call_sid).first()
-    if deposit is None:
+    charged_by = CardDeposit.objects.filter(pk=deposit_id, call_sid=call_sid).values_list("charged_by", flat=True)
+    if not charged_by:
         raise UnknownDeposit
+    if charged_by[0] == ChargedBy.CONNECTOR:
+        # Version 3's result credits here (_connector_result): the account first, then the deposit, the order
+        # every money path takes (reconcile --credit takes them so), or the two could deadlock.
+        CardDeposit.locked(deposit_id)
+    deposit = CardDeposit.objects.select_for_update(of=("self",)).filter(pk=deposit_id, call_sid=call_sid).first()
     if deposit.status != CardDeposit.Status.PENDING or deposit.token_received:
         return deposit.same_charge_as or deposit, ""  # Twilio's retry, or another worker answered first
     now = timezone.now()
@@ -445,7 +459,8 @@ def connector_credit(
         deposit.result = deposit.result or "reconciled"
         deposit.card_type = deposit.card_type or _clean(_CARD_TYPE, card_type.lower())
         deposit.card_last4 = deposit.card_last4 or _last_four(card_last4)
-        return _credit(deposit, now=timezone.now(), **{field: reference})
+        named_by = "payment_intent" if reference.startswith("pi_") else "reference"
+        return _credit(deposit, now=timezone.now(), **{named_by: reference})
 
 
 # Settling what was left open, read-only toward Stripe -----------------------------------------------

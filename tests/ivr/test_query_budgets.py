@@ -159,17 +159,19 @@ def test_the_deposit_line_step_by_step(make_phone, account, django_assert_max_nu
         (lambda: phone.twiml(phone.post("/twilio/deposit")), 4),
         # the call read, then written where it was read
         (lambda: phone.press("1"), 2),
-        # locked: the call; the attempt counted (the line's and the service's counts, the insert); the member
-        (lambda: phone.press("123456"), 7),
+        # locked: the call; the attempt counted under the line's lock (on PostgreSQL an advisory lock, one query
+        # more; the line's and the service's counts, the insert); the member
+        (lambda: phone.press("123456"), 8),
         # the member, and what is left of today's limit
         (lambda: phone.press("1"), 4),
         (lambda: phone.press("25#"), 4),
         # locked: the call, the member; one payment at a time, the line's failures; the room; the pending deposit
         (lambda: phone.press("1"), 14),
-        # the token taken (locked: the deposit); the card's limits under its lock (on PostgreSQL an advisory lock,
-        # one more query) and the member's room again, charging; the credit (locked: the member, the deposit; the
-        # room, the entry, its code); then the call
-        (lambda: phone.pay(), 36),
+        # the token taken (who charges it read first, a version 3 deposit taking the member's lock before its own;
+        # then locked: the deposit); the card's limits under its lock (on PostgreSQL an advisory lock, one more
+        # query) and the member's room again, charging; the credit (locked: the member, the deposit; the room, the
+        # entry, its code); then the call
+        (lambda: phone.pay(), 37),
         (lambda: phone.press("1"), 3),
     ]
     for step, budget in steps:

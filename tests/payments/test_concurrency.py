@@ -9,8 +9,8 @@ from django.test import override_settings
 
 from accounts import selectors as account_selectors
 from accounts.models import Account, LedgerEntry
-from payments import charges, errors
-from payments.models import CardDeposit
+from payments import charges, errors, limits
+from payments.models import CardDeposit, ChargedBy, DepositAttempt
 from tests.accounts.test_concurrency import all_at_once, make_account
 from tests.conftest import postgres_only
 
@@ -82,3 +82,64 @@ def test_two_families_starting_at_once_cannot_both_take_the_last_of_the_day():
     assert len(started) == 1 and all(
         isinstance(r, (errors.PaymentInProgress, errors.AmountRefused)) for r in results if r not in started
     ), results
+
+
+# A PostgreSQL review: a line's lookups, and version 3's late result against reconcile --credit -------------
+
+
+@override_settings(DEPOSIT_ATTEMPTS_PER_LINE_PER_DAY=3)
+def test_parallel_member_id_lookups_from_one_line_never_pass_its_limit(monkeypatch):
+    """Two failed lookups today, one left: six calls from the line enter unknown IDs at once. One is answered,
+    five refused; before, each counted before any wrote its attempt, and all six were answered."""
+    DepositAttempt.objects.create(line=LINE)
+    DepositAttempt.objects.create(line=LINE)
+    real = limits.lookup_refusal
+
+    def slow_refusal(**kwargs):
+        refusal = real(**kwargs)
+        time.sleep(0.3)  # every call has counted before any writes its attempt, unless the line's lock orders them
+        return refusal
+
+    monkeypatch.setattr(limits, "lookup_refusal", slow_refusal)
+    results = all_at_once(
+        [lambda n=n: charges.member_lookup(member_id=f"99999{n}", line=LINE, vouched=True) for n in range(6)]
+    )
+    answered = [r for r in results if isinstance(r, errors.CannotReceiveDeposits)]
+    refused = [r for r in results if isinstance(r, errors.TooManyAttempts)]
+    assert (len(answered), len(refused)) == (1, 5), results
+    assert DepositAttempt.objects.filter(line=LINE).count() == 3
+
+
+def test_a_late_version_3_result_and_reconcile_credit_never_deadlock(monkeypatch):
+    """The late action request of a call begun before version 4 credits its connector's charge while an
+    operator's reconcile --credit credits the same deposit: both take the member's lock, then the deposit's."""
+    account = make_account("+12025000022", "100022", 0)
+    deposit = charges.card_deposit_start(account=account, amount_cents=25_00, call_sid="CAV3", line=LINE, vouched=True)
+    CardDeposit.objects.filter(pk=deposit.pk).update(charged_by=ChargedBy.CONNECTOR)
+    real = charges._connector_result
+
+    def slow_connector_result(*args, **kwargs):
+        time.sleep(0.6)  # holding the locks _token_received took
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(charges, "_connector_result", slow_connector_result)
+    paid = charges.PayResult(result="success", confirmation_code="ch_3Review", card_number="xxxx4242")
+
+    def operator():
+        time.sleep(0.2)  # the action request holds its locks by now
+        return charges.connector_credit(
+            deposit_id=deposit.pk, reference="ch_3Review", card_type="visa", card_last4="4242"
+        )
+
+    results = all_at_once(
+        [
+            lambda: charges.card_deposit_paid(
+                deposit_id=deposit.pk, call_sid="CAV3", paid=paid, deadline=time.monotonic() + 13
+            ),
+            operator,
+        ]
+    )
+    assert not any("deadlock" in str(result) for result in results), results
+    account.refresh_from_db()
+    assert account.balance_cents == 25_00 == account_selectors.ledger_balance_cents(account=account)
+    assert LedgerEntry.objects.filter(kind=LedgerEntry.Kind.CARD).count() == 1

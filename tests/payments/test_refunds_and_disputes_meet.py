@@ -550,3 +550,25 @@ def test_a_charge_another_deposit_names_is_never_credited_or_refunded_again(acco
     with pytest.raises(refunds.AlreadyRefunded):
         refunds.charge_refund_uncredited(deposit_id=uncredited.pk, reference=charge, references=references)
     assert stripe_double.refunds == {} and LedgerEntry.objects.filter(kind=LedgerEntry.Kind.CARD).count() == 1
+
+
+def test_reconcile_credit_credits_a_version_3_charge_never_credited(account, stripe_double):
+    """reconcile_card_deposits --credit REF, the whole way: the connector's charge, described for a deposit
+    never credited, is credited to it once."""
+    from tests.payments.test_card_deposits import start
+
+    source = paid_deposit(account, 25_00)  # only for a charge in Stripe; then nothing of ours names it
+    pi = source.payment_intent
+    charge = stripe_double.charge_of(pi)
+    CardDeposit.objects.filter(pk=source.pk).update(charged_by="connector", payment_intent=None, reference=None)
+    uncredited = start(account, 25_00, call_sid="CA" + "6" * 32)
+    CardDeposit.objects.filter(pk=uncredited.pk).update(charged_by="connector")
+    stripe_double.intents[pi]["description"] = uncredited.description
+    out = StringIO()
+    call_command("reconcile_card_deposits", "--credit", charge, stdout=out)
+    assert f"Credited card deposit {uncredited.pk} of $25.00" in out.getvalue()
+    credited = CardDeposit.objects.get(pk=uncredited.pk)
+    assert credited.status == "paid" and credited.reference == charge and balance(account) == 150_00
+    with pytest.raises(CommandError):
+        call_command("reconcile_card_deposits", "--credit", charge, stdout=StringIO())  # once
+    assert balance(account) == 150_00
