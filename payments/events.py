@@ -41,10 +41,13 @@ def event_receive(event: dict) -> StripeEvent:
     Raises DatabaseError when applying failed for a passing reason: the caller answers 500.
     """
     obj = (event.get("data") or {}).get("object") or {}
+    kind = str(event.get("type") or "")[:80]
     row = StripeEvent(
         event_id=str(event.get("id") or "")[:255],
-        type=str(event.get("type") or "")[:80],
-        object_id=str(obj.get("id") or "")[:255],
+        type=kind,
+        # Only the ids of what the service applies (a PaymentIntent, a charge, a refund, a dispute, a warning):
+        # an event it ignores may be about a card's PaymentMethod, whose id is never kept.
+        object_id=str(obj.get("id") or "")[:255] if kind in HANDLERS else "",
         livemode=bool(event.get("livemode")),
         happened=datetime.fromtimestamp(int(event.get("created") or 0), tz=UTC) if event.get("created") else None,
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from datetime import timedelta
+from io import StringIO
 
 import pytest
 from django.utils import timezone
@@ -871,3 +872,48 @@ def test_reconciliation_runs_against_the_simulators_processor(account, settings)
     out = StringIO()
     call_command("reconcile_card_deposits", "--resolve", stdout=out)
     assert "Stripe and the card deposits agree." in out.getvalue()
+
+
+# A review of events in: --since goes on past an event that waits; no PaymentMethod id kept ------------------
+
+
+def test_stripe_events_since_goes_on_past_an_event_that_must_wait_for_a_later_one(account, stripe_double):
+    from django.core.management import CommandError, call_command
+
+    from tests.payments.test_card_deposits import pay, start
+
+    stripe_double.lose_next(2, "timeout")  # charged; both answers lost: uncertain, its PaymentIntent unknown
+    deposit = pay(start(account))
+    assert deposit.status == "uncertain" and deposit.payment_intent is None
+    [made] = stripe_double.intents.values()
+    # A refund of another charge on the same Stripe account, a minute earlier (the webhook was down): while a
+    # deposit's answer is lost, an unknown PaymentIntent's event waits, as it may be that deposit's.
+    foreign = {
+        "id": "re_3QForeign",
+        "object": "refund",
+        "amount": 500,
+        "charge": "ch_3QForeign",
+        "payment_intent": "pi_3QForeign",
+        "status": "succeeded",
+        "metadata": {},
+        "created": int(time.time()) - 60,
+    }
+    stripe_double.event("refund.created", foreign, created=int(time.time()) - 60)
+    stripe_double.event("payment_intent.succeeded", made)  # what --since is there to apply
+    out = StringIO()
+    with pytest.raises(CommandError, match="1 event"):
+        call_command("stripe_events", "--since", timezone.localdate().isoformat(), stdout=out)
+    assert "refund.created: not applied yet" in out.getvalue()
+    deposit.refresh_from_db()
+    assert deposit.status == "paid" and balance(account) == 125_00
+    # Once the deposit is credited, the refund of the other charge is no longer waited on: set aside as not ours.
+    call_command("stripe_events", "--since", timezone.localdate().isoformat(), stdout=StringIO())
+    assert StripeEvent.objects.get(event_id__startswith="evt", object_id="re_3QForeign").outcome == "not ours"
+
+
+def test_an_event_the_service_ignores_keeps_no_id_of_its_object(client, account, stripe_double):
+    """`stripe listen` forwards every type: a PaymentMethod's event must not leave its pm_ id in a row."""
+    method = {"id": "pm_1QSecretCardToken", "object": "payment_method", "type": "card", "card": {"last4": "4242"}}
+    send(client, stripe_double.event("payment_method.attached", method))
+    row = StripeEvent.objects.get()
+    assert row.outcome == "ignored" and row.object_id == ""
