@@ -98,3 +98,26 @@ def test_a_full_reinstatement_after_a_refund_took_first_reads_as_all_and_the_ref
         assert Account.objects.get(pk=account.pk).balance_cents == 125_00
     finally:
         migrate(executor_leaf_nodes())
+
+
+def test_events_of_types_the_service_ignores_keep_no_id_of_their_object():
+    """payments 0007: a payment_method.attached event kept its pm_ id; the events applied keep theirs."""
+    old = migrate([("payments", "0006_dispute_reinstated_cents")])
+    StripeEvent = old.get_model("payments", "StripeEvent")
+    StripeEvent.objects.create(event_id="evt_1", type="payment_method.attached", object_id="pm_1QSecret")
+    StripeEvent.objects.create(event_id="evt_2", type="charge.refunded", object_id="ch_1")
+    try:
+        new = migrate([("payments", "0007_stripe_events_keep_no_card_ids")])
+        kept = dict(new.get_model("payments", "StripeEvent").objects.values_list("event_id", "object_id"))
+        assert kept == {"evt_1": "", "evt_2": "ch_1"}
+    finally:
+        migrate(executor_leaf_nodes())
+
+
+def test_the_migration_names_the_types_the_service_applies():
+    from importlib import import_module
+
+    from payments import events
+
+    frozen = import_module("payments.migrations.0007_stripe_events_keep_no_card_ids")
+    assert sorted(frozen.APPLIED) == sorted(events.HANDLERS)
