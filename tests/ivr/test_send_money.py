@@ -307,22 +307,22 @@ def timedelta_minutes(minutes: int):
 # What a member hears when card money is held (a review) ------------------------------------------------
 
 
-def test_you_can_send_only_names_no_more_than_todays_limit_allows(signed_in, account, recipient, settings):
-    # 100 dollars free, 40 held; today's limit leaves only 50.
-    settings.DAILY_TRANSFER_LIMIT_DOLLARS = 50
+@pytest.mark.parametrize(
+    ("limit", "dollars", "said"),
+    [
+        ("DAILY_TRANSFER_LIMIT_DOLLARS", 50, "The most you can still send today is 50 dollars."),
+        ("TRANSFER_LIMIT_DOLLARS", 60, "The most you can send at one time is 60 dollars."),
+    ],
+)
+def test_you_can_send_only_names_no_more_than_a_limit_allows(
+    signed_in, account, recipient, settings, limit, dollars, said
+):
+    # 100 dollars free, 40 held; a limit allows less than 100: the limit is what stops 120, and is said.
+    setattr(settings, limit, dollars)
     card_deposit(account, 40_00)
     refused = to_confirm_amount(signed_in, "120")
-    # 100 are free, but only 50 may leave today: the limit is what stops 120, and is said.
     assert "You can send only 100 dollars now." not in refused.text, refused.text
-    assert "The most you can still send today is 50 dollars." in refused.text
-
-
-def test_you_can_send_only_names_no_more_than_one_transfer_may_be(signed_in, account, recipient, settings):
-    settings.TRANSFER_LIMIT_DOLLARS = 60
-    card_deposit(account, 40_00)
-    refused = to_confirm_amount(signed_in, "120")
-    assert "You can send only 100 dollars now." not in refused.text, refused.text
-    assert "The most you can send at one time is 60 dollars." in refused.text
+    assert said in refused.text
 
 
 def test_todays_limit_reached_is_not_said_as_money_you_can_send_now(signed_in, account, recipient, settings):

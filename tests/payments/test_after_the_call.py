@@ -431,9 +431,9 @@ def test_a_forged_stale_or_other_mode_dispute_event_changes_nothing(client, acco
     assert StripeEvent.objects.get().outcome == "not ours" and balance(account) == 125_00
 
 
-def test_a_refund_on_someone_elses_charge_is_stored_and_ignored(client, account, stripe_double):
-    paid_deposit(account)
-    foreign = {
+def foreign_refund(created: int) -> dict:
+    """A refund of another charge on the same Stripe account: not ours."""
+    return {
         "id": "re_3QForeign",
         "object": "refund",
         "amount": 500,
@@ -441,8 +441,13 @@ def test_a_refund_on_someone_elses_charge_is_stored_and_ignored(client, account,
         "payment_intent": "pi_3QForeign",
         "status": "succeeded",
         "metadata": {},
-        "created": int(time.time()),
+        "created": created,
     }
+
+
+def test_a_refund_on_someone_elses_charge_is_stored_and_ignored(client, account, stripe_double):
+    paid_deposit(account)
+    foreign = foreign_refund(int(time.time()))
     send(client, stripe_double.event("refund.created", foreign))
     assert StripeEvent.objects.get().outcome == "not ours" and balance(account) == 125_00
 
@@ -888,17 +893,7 @@ def test_stripe_events_since_goes_on_past_an_event_that_must_wait_for_a_later_on
     [made] = stripe_double.intents.values()
     # A refund of another charge on the same Stripe account, a minute earlier (the webhook was down): while a
     # deposit's answer is lost, an unknown PaymentIntent's event waits, as it may be that deposit's.
-    foreign = {
-        "id": "re_3QForeign",
-        "object": "refund",
-        "amount": 500,
-        "charge": "ch_3QForeign",
-        "payment_intent": "pi_3QForeign",
-        "status": "succeeded",
-        "metadata": {},
-        "created": int(time.time()) - 60,
-    }
-    stripe_double.event("refund.created", foreign, created=int(time.time()) - 60)
+    stripe_double.event("refund.created", foreign_refund(int(time.time()) - 60), created=int(time.time()) - 60)
     stripe_double.event("payment_intent.succeeded", made)  # what --since is there to apply
     out = StringIO()
     with pytest.raises(CommandError, match="1 event"):
