@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.db import connection
 from django.db.models import Exists, OuterRef, QuerySet, Sum
-from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from accounts import codes
@@ -25,6 +25,7 @@ from accounts.models import (
     Transfer,
 )
 from myibot import local_time
+from myibot.db import Columns, built_once, fetch_all, row_to_instance, select_columns
 
 # Money ------------------------------------------------------------------------
 
@@ -56,9 +57,21 @@ def transfers_counted_today(*, account: Account, now: datetime | None = None) ->
 
 def daily_room_cents(*, account: Account, now: datetime | None = None) -> int:
     """What the account may still send today (in TIME_ZONE): the limit less what it sent since local
-    midnight; a rejected transfer gives its room back. One query, on an index."""
-    sent = transfers_counted_today(account=account, now=now).aggregate(total=Sum("amount_cents"))["total"]
-    return max(daily_limit_cents() - (sent or 0), 0)
+    midnight; a rejected transfer gives its room back. One query, on an index (transfers_counted_today's)."""
+    start, end = local_time.day_bounds(now or timezone.now())
+    adapt = connection.ops.adapt_datetimefield_value
+    [(sent,)] = fetch_all(_sent_today_sql(), [account.pk, adapt(start), adapt(end), Transfer.Status.REJECTED])
+    return max(daily_limit_cents() - int(sent or 0), 0)
+
+
+@built_once
+def _sent_today_sql() -> str:
+    """transfers_counted_today's sum, written once: it is asked at every amount a member enters."""
+    transfer = Columns(Transfer)
+    return (
+        f"SELECT SUM({transfer.amount_cents}) FROM {transfer.table} WHERE {transfer.account} = %s "  # noqa: S608 - names from model metadata, values as parameters
+        f"AND {transfer.created} >= %s AND {transfer.created} < %s AND NOT {transfer.status} = %s"
+    )
 
 
 def ledger_recent(*, account: Account, count: int = 5) -> list[LedgerEntry]:
@@ -73,12 +86,24 @@ def ledger_recent(*, account: Account, count: int = 5) -> list[LedgerEntry]:
 def last_card_deposit(*, account: Account, since: datetime) -> LedgerEntry | None:
     """The account's newest card deposit since a moment whose money is all on the account (none taken back, or
     all of it given back: a refund that failed, a dispute won), or None: one query, on the recent index."""
+    rows = fetch_all(
+        _last_card_deposit_sql(),
+        [account.pk, LedgerEntry.Kind.CARD, connection.ops.adapt_datetimefield_value(since)],
+    )
+    return row_to_instance(LedgerEntry, rows[0]) if rows else None
+
+
+@built_once
+def _last_card_deposit_sql() -> str:
+    """Written once: the balance asks it every time a member hears it."""
+    entry, correction = Columns(LedgerEntry), Columns(LedgerEntry, alias="correction")
+    taken_back = (
+        f"SELECT SUM({correction.amount_cents}) FROM {correction.table} WHERE {correction.corrects} = {entry.id}"  # noqa: S608 - names from model metadata
+    )
     return (
-        LedgerEntry.objects.filter(account=account, kind=LedgerEntry.Kind.CARD, created__gte=since)
-        .annotate(taken_back=Coalesce(Sum("corrections__amount_cents"), 0))
-        .filter(taken_back=0)
-        .order_by("-created", "-id")
-        .first()
+        f"SELECT {select_columns(LedgerEntry)} FROM {entry.table} WHERE {entry.account} = %s AND {entry.kind} = %s "  # noqa: S608 - names from model metadata, values as parameters
+        f"AND {entry.created} >= %s AND COALESCE(({taken_back}), 0) = 0 ORDER BY {entry.created} DESC, {entry.id} DESC "
+        "LIMIT 1"
     )
 
 

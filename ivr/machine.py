@@ -198,6 +198,10 @@ class Step:
     def answer(self, call: CallSession, keys: str) -> Outcome:
         raise NotImplementedError
 
+    def locks_for(self, entry: str | None) -> bool:
+        """Whether answering with entry holds the call locked for the whole step (locks_call; a menu: per key)."""
+        return self.locks_call
+
     def silence(self, call: CallSession) -> Outcome | None:
         """Where an empty entry (silence, or a lone #) leads; None asks again. Either way it counts toward three."""
         return None
@@ -343,8 +347,9 @@ def answer_prompt(
     read (UPDATE ... WHERE prompt_number = n): two round trips. If another
     request moved the call first (Twilio's retry of this one, most likely), it
     looks again, locked, and finds itself a retry. A step that counts PINs,
-    creates an account or moves money (Step.locks_call) holds the call's row
-    locked for the whole step, so that a retry waits for its first attempt.
+    creates an account or moves money (Step.locks_call, or the key of a menu's
+    option that does: Step.locks_for) holds the call's row locked for the
+    whole step, so that a retry waits for its first attempt.
     """
     answer = {
         "call_sid": call_sid,
@@ -357,7 +362,7 @@ def answer_prompt(
         "line": line,
     }
     named = STEPS.get(step_name)
-    if named is not None and not named.locks_call:
+    if named is not None and not named.locks_for(_entry(named, keys)):
         try:
             return _answer(**answer, locked=False)
         except CallMoved:

@@ -12,7 +12,7 @@ from django.db import connection, models
 from django.db.models import Q
 from django.utils import timezone
 
-from myibot.db import row_to_instance, select_columns
+from myibot.db import Columns, row_to_instance, select_columns
 
 # The first step of every call.
 ENTRY_STEP = "entry"
@@ -106,6 +106,18 @@ class CallSession(models.Model):
         account_field.set_cached_value(call, account)
         return call
 
+    @classmethod
+    def forget(cls, call_sid: str, *, caller: str, deposit_line: bool | None) -> bool:
+        """Delete the call if it is this caller's (and on this line, unless None): whether it was. One statement."""
+        key = (connection.vendor, deposit_line is not None)
+        if key not in _FORGET_SQL:
+            call = Columns(cls)
+            on_line = f" AND {call.deposit_line} = %s" if deposit_line is not None else ""
+            _FORGET_SQL[key] = f"DELETE FROM {call.table} WHERE {call.call_sid} = %s AND {call.caller} = %s{on_line}"  # noqa: S608 - names from model metadata, values as parameters
+        with connection.cursor() as cursor:
+            cursor.execute(_FORGET_SQL[key], [call_sid, caller, *([deposit_line] if deposit_line is not None else [])])
+            return cursor.rowcount > 0
+
     @property
     def signed_in(self) -> bool:
         return self.account_id is not None
@@ -132,6 +144,7 @@ class CallSession(models.Model):
 
 
 _FIND_SQL: dict[tuple[str, bool], str] = {}
+_FORGET_SQL: dict[tuple[str, bool], str] = {}
 
 
 def _find_sql(*, locked: bool) -> str:

@@ -12,6 +12,7 @@ bulk_create(ignore_conflicts=True) cannot say whether the row went in.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import cache
 
 from django.db import connection, models
 
@@ -51,33 +52,44 @@ def select_columns(model: type[models.Model]) -> str:
     return ", ".join(f"{quote(table)}.{quote(field.column)}" for field in model._meta.concrete_fields)
 
 
-# Per database vendor and model: the attribute names, and each column's converters with the column they convert.
-_readers: dict[tuple[str, type[models.Model]], tuple[list[str], list[list[tuple[Callable, object]]]]] = {}
+# Per database vendor, model and fields: each column's converters, with the column they convert.
+_converters: dict[tuple[str, type[models.Model], tuple[str, ...]], list[list[tuple[Callable, object]]]] = {}
+
+
+def _column_converters(model: type[models.Model], attnames: tuple[str, ...]) -> list[list[tuple[Callable, object]]]:
+    key = (connection.vendor, model, attnames)
+    if key not in _converters:
+        fields = [model._meta.get_field(name) for name in attnames]
+        columns = [field.get_col(model._meta.db_table) for field in fields]
+        _converters[key] = [
+            [
+                (converter, column)
+                for converter in connection.ops.get_db_converters(column) + field.get_db_converters(connection)
+            ]
+            for field, column in zip(fields, columns, strict=True)
+        ]
+    return _converters[key]
+
+
+def converted(model: type[models.Model], attnames: tuple[str, ...], values: Sequence[object]) -> list[object]:
+    """Columns of model's fields (by attname, in that order) as the ORM reads them: SQLite's dates are text."""
+    result = []
+    for value, column_converters in zip(values, _column_converters(model, attnames), strict=True):
+        for converter, column in column_converters:
+            value = converter(value, column, connection)
+        result.append(value)
+    return result
 
 
 def row_to_instance(model: type[models.Model], values: Sequence[object]) -> models.Model:
     """An instance from its columns (in select_columns' order), converted as the ORM converts them."""
-    key = (connection.vendor, model)
-    if key not in _readers:
-        fields = model._meta.concrete_fields
-        columns = [field.get_col(model._meta.db_table) for field in fields]
-        _readers[key] = (
-            [field.attname for field in fields],
-            [
-                [
-                    (converter, column)
-                    for converter in connection.ops.get_db_converters(column) + field.get_db_converters(connection)
-                ]
-                for field, column in zip(fields, columns, strict=True)
-            ],
-        )
-    attnames, converters = _readers[key]
-    converted = []
-    for value, column_converters in zip(values, converters, strict=True):
-        for converter, column in column_converters:
-            value = converter(value, column, connection)
-        converted.append(value)
-    return model.from_db(connection.alias, attnames, converted)
+    attnames = _attnames(model)
+    return model.from_db(connection.alias, attnames, converted(model, attnames, values))
+
+
+@cache
+def _attnames(model: type[models.Model]) -> tuple[str, ...]:
+    return tuple(field.attname for field in model._meta.concrete_fields)
 
 
 # Per statement shape: its SQL, and the fields whose values it sets, in order.
@@ -132,3 +144,50 @@ def update_where(
     with connection.cursor() as cursor:
         cursor.execute(sql, [*values, instance.pk, *where.values()])
         return cursor.rowcount
+
+
+# Queries written by hand, built once ------------------------------------------
+#
+# A few queries run on every balance or amount a member hears. Compiled by the
+# ORM each time they cost several times what PostgreSQL takes to answer them;
+# written here once, with the model's own table and column names, they cost
+# the round trip. tests/test_query_plans.py checks each uses an index.
+
+
+class Columns:
+    """A model's table and its fields' columns, quoted as this database quotes them: Columns(Account).balance_cents."""
+
+    def __init__(self, model: type[models.Model], *, alias: str = "") -> None:
+        self.model, self.alias = model, alias
+
+    @property
+    def table(self) -> str:
+        """What FROM names: the table, and its alias when the same table is read twice."""
+        table = connection.ops.quote_name(self.model._meta.db_table)
+        return f"{table} {connection.ops.quote_name(self.alias)}" if self.alias else table
+
+    def __getattr__(self, name: str) -> str:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        field = self.model._meta.get_field(name)
+        qualifier = connection.ops.quote_name(self.alias or self.model._meta.db_table)
+        return f"{qualifier}.{connection.ops.quote_name(field.column)}"
+
+
+def built_once(build: Callable[[], str]) -> Callable[[], str]:
+    """build() called once per database vendor: the SQL it writes from model metadata, kept."""
+    built: dict[str, str] = {}
+
+    def sql() -> str:
+        if connection.vendor not in built:
+            built[connection.vendor] = build()
+        return built[connection.vendor]
+
+    sql.__doc__ = build.__doc__
+    return sql
+
+
+def fetch_all(sql: str, params: Sequence[object]) -> list[tuple]:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()

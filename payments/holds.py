@@ -10,38 +10,40 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from django.db import transaction
-from django.db.models import Q, Sum
+from django.db import connection, transaction
 
 from accounts.holds import NOTHING_HELD, Held
 from accounts.models import LedgerEntry
+from myibot.db import Columns, built_once, converted, fetch_all
 from myibot.local_time import local_date
 from payments.models import CardDeposit
 
 
 def card_money_held(account_id: int, now: datetime) -> Held:
-    """One query for an account with no card money held (the usual case), two otherwise."""
-    deposits = list(
-        CardDeposit.objects.filter(account_id=account_id, status=CardDeposit.Status.PAID)
-        .filter(Q(release_at__gt=now) | Q(held_for_review=True))
-        .values_list("entry_id", "amount_cents", "release_at", "held_for_review")
-    )
-    if not deposits:
-        return NOTHING_HELD
-    taken = dict(
-        LedgerEntry.objects.filter(corrects_id__in=[entry for entry, *_ in deposits])
-        .values("corrects_id")
-        .annotate(total=Sum("amount_cents"))
-        .values_list("corrects_id", "total")
-    )
+    """What the account's card deposits still hold: one query, on the account's deposits (asked at every balance)."""
     total = NOTHING_HELD
-    for entry, amount, release, for_review in deposits:
-        left = amount + (taken.get(entry) or 0)  # taken back is negative, given back positive
+    for left, release, for_review in fetch_all(
+        _held_sql(), [account_id, CardDeposit.Status.PAID, connection.ops.adapt_datetimefield_value(now), True]
+    ):
+        release, for_review = converted(CardDeposit, ("release_at", "held_for_review"), (release, for_review))
         if left > 0:
             # A release at local midnight is free from that date on; a release later in a day, from the next.
             free_from = local_date(release - timedelta(microseconds=1)) + timedelta(days=1) if release else None
-            total += Held(left, None if for_review else free_from)
+            total += Held(int(left), None if for_review else free_from)
     return total
+
+
+@built_once
+def _held_sql() -> str:
+    """A paid deposit's money still on the account (taken back is negative, given back positive), its release, and
+    whether an operator must release it: for each of an account's deposits whose release is ahead or under review."""
+    deposit, entry = Columns(CardDeposit), Columns(LedgerEntry)
+    taken = f"SELECT SUM({entry.amount_cents}) FROM {entry.table} WHERE {entry.corrects} = {deposit.entry}"  # noqa: S608 - names from model metadata
+    return (
+        f"SELECT {deposit.amount_cents} + COALESCE(({taken}), 0), {deposit.release_at}, {deposit.held_for_review} "  # noqa: S608 - names from model metadata, values as parameters
+        f"FROM {deposit.table} WHERE {deposit.account} = %s AND {deposit.status} = %s "
+        f"AND ({deposit.release_at} > %s OR {deposit.held_for_review} = %s)"
+    )
 
 
 @transaction.atomic

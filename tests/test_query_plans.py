@@ -30,6 +30,7 @@ from accounts.models import (
     Transfer,
 )
 from ivr.models import CallSession, _find_sql
+from payments import holds
 from tests.conftest import postgres_only
 
 pytestmark = [postgres_only("it reads PostgreSQL's query plans (EXPLAIN)"), pytest.mark.django_db]
@@ -54,6 +55,10 @@ def hot_queries():
         "the daily limit": selectors.transfers_counted_today(account=account, now=now)
         .values("account")
         .annotate(total=Sum("amount_cents")),
+        # Written by hand once, asked at every amount and every balance.
+        "the daily limit, as an amount asks it": (selectors._sent_today_sql(), [1, now, now, "rejected"]),
+        "card money held": (holds._held_sql(), [1, "paid", now, True]),
+        "the last card deposit": (selectors._last_card_deposit_sql(), [1, "card", now]),
         "a transfer's key": Transfer.objects.filter(idempotency_key="CA1:1:5"),
         "a recipient code": Recipient.objects.filter(code="246810", active=True),
         "a free confirmation code": ConfirmationCode.objects.filter(code_hash="0" * 64, expires__gt=now),

@@ -117,6 +117,8 @@ class Option:
     leads_to: type[Step] | str | Callable[[CallSession], Outcome] | None
     # Refused for a pending account: no money moves until staff verify it.
     verified_only: bool = False
+    # Moves money or writes an account: the call stays locked while it does (Step.locks_call, for this key only).
+    locks_call: bool = False
 
 
 class MenuPrompt(Step):
@@ -152,6 +154,9 @@ class MenuPrompt(Step):
         if self.in_one_sentence:
             return [" ".join(str(line) for line in lines)]
         return lines
+
+    def locks_for(self, entry: str | None) -> bool:
+        return self.locks_call or any(option.locks_call and option.key == entry for option in self.options)
 
     def answer(self, call: CallSession, keys: str) -> Outcome:
         option = next(option for option in self.options if option.key == keys)

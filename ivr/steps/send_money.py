@@ -157,12 +157,12 @@ def cancel_sending(call: CallSession) -> Outcome:
 @step
 class SendConfirm(MenuPrompt):
     name = "send_confirm"
-    locks_call = True
     help = gettext_lazy("Press 1 to send this money now, or 2 to cancel.")
     abandoned = NOTHING_SENT
     in_one_sentence = True
     options = (
-        Option("1", gettext_lazy("To confirm, press 1."), send_now),
+        # Only the key that sends holds the call locked: a retry of it waits for the transfer, and finds it.
+        Option("1", gettext_lazy("To confirm, press 1."), send_now, locks_call=True),
         Option("2", gettext_lazy("To cancel, press 2."), cancel_sending),
     )
 

@@ -85,6 +85,29 @@ def test_cancel_writes_nothing(signed_in, account, recipient):
     assert not ConfirmationCode.objects.filter(purpose="transfer").exists()
 
 
+def test_a_cancel_after_the_confirmation_was_sent_sends_nothing_more(signed_in, account, recipient):
+    """Only the key that sends holds the call locked; a cancel posted for the same prompt (a replay, or a
+    crossed request) after it finds the call moved on: the transfer stands once, and nothing is cancelled."""
+    to_confirm(signed_in)
+    action = signed_in.last.gather.get("action")
+    sent = signed_in.twiml(signed_in.post(action, {"Digits": "1"}))
+    assert "is submitted" in sent.text
+
+    crossed = signed_in.twiml(signed_in.post(action, {"Digits": "2"}))
+    assert "Cancelled" not in crossed.text
+    assert Transfer.objects.count() == 1
+    account.refresh_from_db()
+    assert account.balance_cents == 7500
+
+
+def test_only_the_key_that_sends_locks_the_confirmation():
+    from ivr.machine import STEPS
+
+    confirm = STEPS["send_confirm"]
+    assert confirm.locks_for("1")
+    assert not any(confirm.locks_for(entry) for entry in ("2", "0", "*", None, "12"))
+
+
 @pytest.mark.parametrize(
     "amount, heard",
     [
