@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Exists, OuterRef, QuerySet, Sum
+from django.db.models import QuerySet, Sum
 from django.utils import timezone
 
 from accounts import codes
@@ -25,7 +25,7 @@ from accounts.models import (
     Transfer,
 )
 from myibot import local_time
-from myibot.db import Columns, built_once, fetch_all, row_to_instance, select_columns
+from myibot.db import Columns, built_once, fetch_all, first_where, row_to_instance, select_columns
 
 # Money ------------------------------------------------------------------------
 
@@ -134,19 +134,23 @@ def caller_home(*, phone_number: str, now: datetime | None = None) -> HomeLine |
     if not phone_number:
         return None
     now = now or timezone.now()
-    found = (
-        Account.objects.filter(home_number=phone_number)
-        .annotate(
-            shared=Exists(SharedLine.objects.filter(phone_number=OuterRef("home_number"))),
-            spray=Exists(SignInSpray.objects.filter(until__gt=now)),
-        )
-        .values_list("pk", "language", "shared", "spray")
-        .first()
-    )
-    if found is None:
+    found = fetch_all(_caller_home_sql(), [connection.ops.adapt_datetimefield_value(now), phone_number])
+    if not found:
         return None
-    account_id, language, shared, spray = found
+    [(account_id, language, shared, spray)] = found
     return HomeLine(account_id=account_id, language=language, pin_only=not (shared or spray))
+
+
+@built_once
+def _caller_home_sql() -> str:
+    """Written once: every call asks it first. Home numbers are unique: one row or none."""
+    account, line, spray = Columns(Account), Columns(SharedLine), Columns(SignInSpray)
+    return (
+        f"SELECT {account.id}, {account.language}, "  # noqa: S608 - names from model metadata, values as parameters
+        f"EXISTS (SELECT 1 FROM {line.table} WHERE {line.phone_number} = {account.home_number}), "
+        f"EXISTS (SELECT 1 FROM {spray.table} WHERE {spray.until} > %s) "
+        f"FROM {account.table} WHERE {account.home_number} = %s"
+    )
 
 
 def is_shared_line(phone_number: str) -> bool:
@@ -202,4 +206,4 @@ def spray_active(*, now: datetime | None = None) -> SignInSpray | None:
 
 def recipient_active(*, code: str) -> Recipient | None:
     """The approved recipient a caller may send to by this code, or None (unknown or no longer active)."""
-    return Recipient.objects.filter(code=code, active=True).first()
+    return first_where(Recipient, code=code, active=True)

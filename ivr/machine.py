@@ -27,7 +27,9 @@ from functools import lru_cache
 from typing import ClassVar
 
 from django.conf import settings
+from django.core.signals import setting_changed
 from django.db import transaction
+from django.dispatch import receiver
 from django.urls import reverse
 from django.utils import timezone, translation
 from django.utils.crypto import salted_hmac
@@ -254,7 +256,7 @@ def _first_step(call: CallSession) -> str:
 class Reply:
     """What to answer Twilio, and what to log about it (never the keys)."""
 
-    twiml: VoiceResponse
+    twiml: VoiceResponse | str  # built, or written already (a prompt: _render)
     outcome: str
 
 
@@ -786,14 +788,50 @@ def _save(call: CallSession) -> None:
         raise CallMoved
 
 
-def _render(call: CallSession, notices: list[Words] | tuple[Words, ...] = (), *, repeat: bool = False) -> VoiceResponse:
+def _render(
+    call: CallSession, notices: list[Words] | tuple[Words, ...] = (), *, repeat: bool = False
+) -> VoiceResponse | str:
+    """The call's prompt as TwiML, after notices; written once per prompt, language and words (_prompts)."""
     current = STEPS[call.step]
-    action = step_url(current.name, call.prompt_number)
-    notices = [notice for notice in notices if str(notice)]
+    notices = tuple(str(notice) for notice in notices if str(notice))
     lines = current.prompt(call)
     if current.takes_language_key and not call.signed_in and (repeat or call.timeouts or call.invalid_entries):
         # A caller who missed the language prompt, or did not follow this one: 9 is another language.
         lines += [language_offer(code, LANGUAGE_KEY) for code in other_languages(call.language)]
+    action = step_url(current.name, call.prompt_number)
+    if any(isinstance(line, Code) for line in lines):
+        # A code read out (a confirmation, a registration) is said once: never kept in memory, even written.
+        return _prompt_twiml(current, notices, lines, repeat=repeat, action=action)
+    key = (
+        current.name,
+        translation.get_language(),
+        notices,
+        repeat,
+        tuple(line if isinstance(line, InLanguage) or line is PAUSE else str(line) for line in lines),
+    )
+    template = _prompts.get(key)
+    if template is None:
+        template = twiml.Template(_prompt_twiml(current, notices, lines, repeat=repeat, action=twiml.Template.ACTION))
+        if len(_prompts) >= PROMPTS_KEPT:
+            _prompts.clear()
+        _prompts[key] = template
+    return template.fill(action)
+
+
+# Prompts written once: (step, language, notices, repeat, lines) -> its template. A balance or an amount
+# said makes one of its own, so the number kept is bounded; any setting changed (a test's) empties it.
+_prompts: dict[tuple, twiml.Template] = {}
+PROMPTS_KEPT = 512
+
+
+@receiver(setting_changed)
+def _forget_prompts(**kwargs) -> None:
+    _prompts.clear()
+
+
+def _prompt_twiml(
+    current: Step, notices: tuple[str, ...], lines: list[Line], *, repeat: bool, action: str
+) -> VoiceResponse:
     outside = [line for line in lines if isinstance(line, Code) and line.uninterrupted]
     lines = [line for line in lines if line not in outside]
     response = VoiceResponse()
@@ -803,7 +841,7 @@ def _render(call: CallSession, notices: list[Words] | tuple[Words, ...] = (), *,
             twiml.say(response, notice)
         for line in outside:
             _speak(response, line)
-        notices = []
+        notices = ()
     with response.gather(
         input="dtmf",
         action=action,

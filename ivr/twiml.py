@@ -136,8 +136,28 @@ def goodbye_in_every_language(*words: Promise) -> VoiceResponse:
     return response
 
 
-def twiml_response(response: VoiceResponse) -> HttpResponse:
-    return HttpResponse(to_xml(response), content_type="text/xml; charset=utf-8")
+def twiml_response(response: VoiceResponse | str) -> HttpResponse:
+    """The answer to Twilio: a response built now, or a document already written (Template.fill)."""
+    document = response if isinstance(response, str) else to_xml(response)
+    return HttpResponse(document, content_type="text/xml; charset=utf-8")
+
+
+class Template:
+    """A document written once with a stand-in for its action URL, filled in for each prompt that says it.
+
+    A prompt's words are the same for every caller at it in a language; only its URL (the prompt number)
+    changes. Building the twilio objects and writing them out took a fifth of a menu step's time.
+    The stand-in is plain letters, which XML escapes to themselves, so filling in the escaped URL
+    writes exactly what to_xml writes for the response built with that URL (tests/ivr/test_twiml.py).
+    """
+
+    ACTION = "MYIBOTACTIONURL"
+
+    def __init__(self, response: VoiceResponse) -> None:
+        self.parts = to_xml(response).split(self.ACTION)
+
+    def fill(self, action: str) -> str:
+        return escape(action).join(self.parts)
 
 
 def to_xml(response: TwiML) -> str:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
 from twilio.twiml.voice_response import VoiceResponse
 
-from ivr import twiml
+from ivr import machine, twiml
+from ivr.languages import other_languages
+from ivr.models import CallSession
 from tests.conftest import xml_tree
+from tests.ivr.test_prompts import PROMPTS
 
 
 def test_escaping_nesting_and_attributes_as_twilio_writes_them():
@@ -39,3 +43,29 @@ def test_escaping_nesting_and_attributes_as_twilio_writes_them():
 def test_the_apology_and_a_goodbye():
     for response in (twiml.unavailable(), twiml.goodbye("Adiós.", "Goodbye & thanks.")):
         assert xml_tree(twiml.to_xml(response)) == xml_tree(str(response))
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("stripe_double")
+@pytest.mark.parametrize("step_name", list(PROMPTS))
+@pytest.mark.parametrize("notices, repeat", [((), False), (("A notice & more.",), True)], ids=["first", "again"])
+def test_a_prompt_written_once_is_what_building_it_with_its_url_writes(at, step_name, notices, repeat):
+    """ivr.machine._render keeps each prompt written with a stand-in URL and fills in the prompt's own."""
+    call = CallSession.objects.get(call_sid=at(step_name).call_sid)
+    current = machine.STEPS[call.step]
+    with machine.speaking(call):
+        machine._prompts.clear()
+        machine._render(call, notices, repeat=repeat)
+        call.prompt_number += 7
+        served = machine._render(call, notices, repeat=repeat)
+        lines = current.prompt(call)
+        if current.takes_language_key and not call.signed_in and (repeat or call.timeouts or call.invalid_entries):
+            lines += [machine.language_offer(code, machine.LANGUAGE_KEY) for code in other_languages(call.language)]
+        built = machine._prompt_twiml(
+            current, notices, lines, repeat=repeat, action=machine.step_url(current.name, call.prompt_number)
+        )
+    written = served if isinstance(served, str) else twiml.to_xml(served)
+    assert written == twiml.to_xml(built)
+    assert f"n={call.prompt_number}" in written
+    # Kept, unless it reads out a code (never kept in memory).
+    assert len(machine._prompts) == (0 if any(isinstance(line, machine.Code) for line in lines) else 1)
