@@ -86,15 +86,16 @@ def ledger_recent(*, account: Account, count: int = 5) -> list[LedgerEntry]:
 def last_card_deposit(*, account: Account, since: datetime) -> LedgerEntry | None:
     """The account's newest card deposit since a moment whose money is all on the account (none taken back, or
     all of it given back: a refund that failed, a dispute won), or None: one query, on the recent index."""
-    rows = fetch_all(
-        _last_card_deposit_sql(),
-        [account.pk, LedgerEntry.Kind.CARD, connection.ops.adapt_datetimefield_value(since)],
-    )
+    rows = fetch_all(last_card_deposit_sql(), last_card_deposit_params(account.pk, since))
     return row_to_instance(LedgerEntry, rows[0]) if rows else None
 
 
+def last_card_deposit_params(account_id: int, since: datetime) -> list[object]:
+    return [account_id, LedgerEntry.Kind.CARD, connection.ops.adapt_datetimefield_value(since)]
+
+
 @built_once
-def _last_card_deposit_sql() -> str:
+def last_card_deposit_sql() -> str:
     """Written once: the balance asks it every time a member hears it."""
     entry, correction = Columns(LedgerEntry), Columns(LedgerEntry, alias="correction")
     taken_back = (

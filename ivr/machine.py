@@ -283,6 +283,12 @@ def start_call(
     if line is not None and deposit_line != (line == "deposit"):
         raise NotThisLine
     start = {"call_sid": call_sid, "caller": caller, "trusted": trusted, "greeting": greeting, "line": line}
+    try:
+        # Almost every first webhook is a new call: its row goes in with its first prompt in one statement,
+        # without a transaction (no BEGIN and COMMIT to wait for). A call already there is restarted below.
+        return _start_new_call(**start, deposit_line=deposit_line)
+    except CallAlreadyStarted:
+        pass
     with transaction.atomic():
         try:
             return _start_call(**start, deposit_line=deposit_line)
@@ -290,6 +296,17 @@ def start_call(
             # A retry of this webhook inserted the call between our look and
             # our insert; looking again (locked) waits for it and finds it.
             return _start_call(**start, deposit_line=deposit_line)
+
+
+def _start_new_call(
+    *, call_sid: str, caller: str, trusted: bool, greeting: Words, deposit_line: bool, line: str | None
+) -> Reply:
+    """The first prompt of a call not yet stored; CallAlreadyStarted (nothing written) if it is."""
+    call = CallSession(call_sid=call_sid, caller=caller, caller_trusted=trusted, deposit_line=deposit_line)
+    _restart(call)
+    reply = _ask(call, [greeting], outcome="started")
+    activity.call_started()  # once the insert went in: a retry that lost the race counts nothing
+    return reply
 
 
 class NotThisLine(Exception):

@@ -12,19 +12,40 @@ from datetime import datetime, timedelta
 
 from django.db import connection, transaction
 
+from accounts import selectors
 from accounts.holds import NOTHING_HELD, Held
 from accounts.models import LedgerEntry
-from myibot.db import Columns, built_once, converted, fetch_all
+from myibot.db import Columns, built_once, converted, fetch_all, row_to_instance
 from myibot.local_time import local_date
 from payments.models import CardDeposit
 
 
 def card_money_held(account_id: int, now: datetime) -> Held:
-    """What the account's card deposits still hold: one query, on the account's deposits (asked at every balance)."""
+    """What the account's card deposits still hold: one query, on the account's deposits (every transfer asks)."""
+    return _held(fetch_all(_held_sql(), _held_params(account_id, now)))
+
+
+def card_money_and_last_deposit(
+    account_id: int, now: datetime, *, deposits_since: datetime
+) -> tuple[Held, LedgerEntry | None]:
+    """What card_money_held says, and the account's last card deposit since deposits_since whose money is all on
+    the account (accounts.selectors.last_card_deposit): both in one round trip, for a member hearing the balance."""
+    rows = fetch_all(
+        _held_and_last_deposit_sql(),
+        [*_held_params(account_id, now), *selectors.last_card_deposit_params(account_id, deposits_since)],
+    )
+    held = _held([row[1:4] for row in rows if row[0] == 0])
+    last = [row_to_instance(LedgerEntry, row[4:]) for row in rows if row[0] == 1]
+    return held, (last[0] if last else None)
+
+
+def _held_params(account_id: int, now: datetime) -> list[object]:
+    return [account_id, CardDeposit.Status.PAID, connection.ops.adapt_datetimefield_value(now), True]
+
+
+def _held(rows: list[tuple]) -> Held:
     total = NOTHING_HELD
-    for left, release, for_review in fetch_all(
-        _held_sql(), [account_id, CardDeposit.Status.PAID, connection.ops.adapt_datetimefield_value(now), True]
-    ):
+    for left, release, for_review in rows:
         release, for_review = converted(CardDeposit, ("release_at", "held_for_review"), (release, for_review))
         if left > 0:
             # A release at local midnight is free from that date on; a release later in a day, from the next.
@@ -43,6 +64,16 @@ def _held_sql() -> str:
         f"SELECT {deposit.amount_cents} + COALESCE(({taken}), 0), {deposit.release_at}, {deposit.held_for_review} "  # noqa: S608 - names from model metadata, values as parameters
         f"FROM {deposit.table} WHERE {deposit.account} = %s AND {deposit.status} = %s "
         f"AND ({deposit.release_at} > %s OR {deposit.held_for_review} = %s)"
+    )
+
+
+@built_once
+def _held_and_last_deposit_sql() -> str:
+    """_held_sql's rows (marked 0) and the last card deposit's (marked 1), each padded with the other's columns."""
+    ledger_columns = len(LedgerEntry._meta.concrete_fields)
+    return (
+        f"SELECT 0, held.*, {', '.join(['NULL'] * ledger_columns)} FROM ({_held_sql()}) AS held "  # noqa: S608 - SQL built from model metadata, values as parameters
+        f"UNION ALL SELECT 1, NULL, NULL, NULL, last.* FROM ({selectors.last_card_deposit_sql()}) AS last"
     )
 
 

@@ -58,7 +58,11 @@ def hot_queries():
         # Written by hand once, asked at every amount and every balance.
         "the daily limit, as an amount asks it": (selectors._sent_today_sql(), [1, now, now, "rejected"]),
         "card money held": (holds._held_sql(), [1, "paid", now, True]),
-        "the last card deposit": (selectors._last_card_deposit_sql(), [1, "card", now]),
+        "the last card deposit": (selectors.last_card_deposit_sql(), [1, "card", now]),
+        "card money held and the last card deposit, as the balance asks them": (
+            holds._held_and_last_deposit_sql(),
+            [1, "paid", now, True, 1, "card", now],
+        ),
         "a caller's home number, as a call asks it": (selectors._caller_home_sql(), [now, "+12026230001"]),
         "a transfer's key": Transfer.objects.filter(idempotency_key="CA1:1:5"),
         "a recipient code": Recipient.objects.filter(code="246810", active=True),

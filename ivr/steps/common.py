@@ -64,13 +64,19 @@ def rest_held(held: Held, *, all_of_it: bool) -> str:
     return _("The rest is from a card deposit: you can send it starting %(date)s.") % {"date": spoken_date(held.until)}
 
 
-def balance_words(account: Account, *, now: datetime | None = None) -> list[Line]:
-    """The balance as the member hears it: what is owed instead, and what can be sent now when some is held."""
+def balance_words(account: Account, *, now: datetime | None = None, held_now: Held | None = None) -> list[Line]:
+    """The balance as the member hears it: what is owed instead, and what can be sent now when some is held.
+
+    held_now: what is held, when the caller asked already (the balance prompt, with its other question).
+    """
     if account.balance_cents < 0:
         return [owed_words(-account.balance_cents)]
     lines: list[Line] = [_("Your balance is %(amount)s.") % {"amount": spoken_amount(account.balance_cents)}]
-    held_now = holds.held(account_id=account.pk, now=now or timezone.now())
-    if held_now.cents and account.balance_cents:
+    if not account.balance_cents:
+        return lines  # nothing on the balance: nothing of it is held
+    if held_now is None:
+        held_now = holds.held(account_id=account.pk, now=now or timezone.now())
+    if held_now.cents:
         sendable = holds.sendable_cents(balance_cents=account.balance_cents, held_now=held_now)
         if sendable:
             lines.append(_("You can send %(amount)s now.") % {"amount": spoken_amount(sendable)})

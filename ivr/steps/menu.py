@@ -33,6 +33,7 @@ from ivr.steps.common import (
 )
 from ivr.steps.entry import count_wrong_pin, locked
 from ivr.steps.send_money import SendAmount
+from payments import holds as card_money
 
 
 @step
@@ -46,15 +47,19 @@ class Balance(MenuPrompt):
     )
 
     def prompt(self, call: CallSession) -> list[Line]:
-        lines = balance_words(call.account)
+        account, card = call.account, None
+        if account.balance_cents < 0:
+            lines = balance_words(account)  # what is owed, and nothing else
+        else:
+            # What is held and the week's last card deposit, asked together: one round trip, not two.
+            now = timezone.now()
+            held_now, card = card_money.card_money_and_last_deposit(
+                account.pk, now, deposits_since=now - CARD_DEPOSIT_NEWS
+            )
+            lines = balance_words(account, now=now, held_now=held_now)
         # Money a family put on by card this week is named, so the member knows it came; while card money
-        # is held (or owed), the balance's own words already say so.
-        card = (
-            selectors.last_card_deposit(account=call.account, since=timezone.now() - CARD_DEPOSIT_NEWS)
-            if len(lines) == 1 and call.account.balance_cents >= 0
-            else None
-        )
-        if card is not None:
+        # is held, the balance's own words already say so.
+        if card is not None and len(lines) == 1:
             lines.append(
                 _("Your last card deposit was %(amount)s, on %(date)s.")
                 % {"amount": spoken_dollars(card.amount_cents), "date": spoken_date(card.created)}
