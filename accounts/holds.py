@@ -3,7 +3,7 @@
 The balance counts money as soon as it arrives, but some of it may not leave by transfer at once:
 card money, until its hold ends (SPEC "Card money and the ledger after the call"). Accounts does not
 know where such money comes from; the app that makes it registers a source at start-up
-(payments.apps), and every transfer and every spoken balance asks through `held`.
+(payments.apps), and every transfer asks through `held`; the spoken balance asks card money itself (see `held`).
 """
 
 from __future__ import annotations
@@ -47,7 +47,11 @@ def register(source: HoldSource) -> None:
 
 
 def held(*, account_id: int, now: datetime) -> Held:
-    """What of the account's balance cannot leave yet. Under the account's lock when a transfer asks."""
+    """What of the account's balance cannot leave yet. Under the account's lock when a transfer asks.
+
+    The balance a member hears asks its one source, card money, directly, with its other question in the same
+    round trip (ivr/steps/menu.py); a test keeps card money the only source registered.
+    """
     total = NOTHING_HELD
     for source in _sources:
         total += source(account_id, now)

@@ -193,6 +193,9 @@ class Step:
     takes_language_key: ClassVar[bool] = False
     # Checks a PIN: the machine has count_pin_attempt() count it first (locks_call too).
     checks_pin: ClassVar[bool] = False
+    # Its prompt says digits that are the caller's own in its words (a recipient code, a card's last
+    # four): never kept in memory once said (_render), as a prompt with a Code line is not either.
+    says_digits: ClassVar[bool] = False
 
     def prompt(self, call: CallSession) -> list[Line]:
         raise NotImplementedError
@@ -816,8 +819,9 @@ def _render(
         # A caller who missed the language prompt, or did not follow this one: 9 is another language.
         lines += [language_offer(code, LANGUAGE_KEY) for code in other_languages(call.language)]
     action = step_url(current.name, call.prompt_number)
-    if any(isinstance(line, Code) for line in lines):
-        # A code read out (a confirmation, a registration) is said once: never kept in memory, even written.
+    if current.says_digits or any(isinstance(line, Code) for line in lines):
+        # A code read out (a confirmation, a registration, a recipient's) or a card's digits are said once:
+        # never kept in memory, even written.
         return _prompt_twiml(current, notices, lines, repeat=repeat, action=action)
     key = (
         current.name,

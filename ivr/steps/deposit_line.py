@@ -378,6 +378,7 @@ class DepositDone(DepositStep, MenuPrompt):
     """The money is on the account: the amount, the card's last four, and a confirmation code read slowly."""
 
     name = "deposit_done"
+    says_digits = True  # the card's last four
     help = gettext_lazy("Press 1 to hear the confirmation code again, or 2 to put money on another account.")
     abandoned = ""
     in_one_sentence = True

@@ -157,6 +157,7 @@ def cancel_sending(call: CallSession) -> Outcome:
 @step
 class SendConfirm(MenuPrompt):
     name = "send_confirm"
+    says_digits = True  # the recipient's code
     help = gettext_lazy("Press 1 to send this money now, or 2 to cancel.")
     abandoned = NOTHING_SENT
     in_one_sentence = True

@@ -6,6 +6,7 @@ import pytest
 from django.test import override_settings
 
 from accounts.models import Account, LedgerEntry
+from ivr import machine
 from ivr.models import CallSession
 from payments.models import CardDeposit
 
@@ -53,6 +54,7 @@ def test_a_family_pays_by_card_and_the_member_is_credited_once(family, account):
     answer = family.pay()
     assert "Thank you. 25 dollars are on the account." in answer.text
     assert "Your card ending in 4, 2, 4, 2 was charged." in answer.text
+    assert not any("4, 2, 4, 2" in repr(key) for key in machine._prompts), "a card's digits kept in memory"
     assert "Your confirmation code is:" in answer.text
     assert "To hear the code again, press 1. For another deposit, press 2." in answer.text
     account.refresh_from_db()

@@ -388,3 +388,14 @@ def test_the_last_card_deposit_named_is_the_last_one_whose_failed_refund_gave_th
     assert "Your balance is 175 dollars." in balance
     # The 25 dollars of five days ago are on the balance (the refund failed): they are the last card deposit.
     assert "Your last card deposit was 25 dollars" in balance, balance
+
+
+def test_the_balance_asks_every_source_of_held_money():
+    """The balance asks card money directly (what is held and the last card deposit in one round trip,
+    ivr/steps/menu.py), transfers ask accounts.holds' registry: while card money is the only source they agree.
+    A new source of held money must be asked at the balance too, or the member hears money as sendable that
+    a transfer then refuses."""
+    from accounts import holds
+    from payments.holds import card_money_held
+
+    assert holds._sources == [card_money_held]

@@ -67,5 +67,17 @@ def test_a_prompt_written_once_is_what_building_it_with_its_url_writes(at, step_
     written = served if isinstance(served, str) else twiml.to_xml(served)
     assert written == twiml.to_xml(built)
     assert f"n={call.prompt_number}" in written
-    # Kept, unless it reads out a code (never kept in memory).
-    assert len(machine._prompts) == (0 if any(isinstance(line, machine.Code) for line in lines) else 1)
+    # Kept, unless it reads out a code or a card's digits (never kept in memory).
+    says_digits = current.says_digits or any(isinstance(line, machine.Code) for line in lines)
+    assert len(machine._prompts) == (0 if says_digits else 1)
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("stripe_double")
+def test_digits_a_prompt_says_of_the_caller_are_never_kept_in_memory(at):
+    """A recipient's code at the confirmation, as much as a code read out with its pauses, is said once."""
+    machine._prompts.clear()
+    confirm = at("send_confirm")
+    assert "recipient code 2, 4, 6, 8, 1, 0" in confirm.last.text
+    assert not any("2, 4, 6, 8, 1, 0" in repr(key) for key in machine._prompts)
+    assert not any(key[0] == "send_confirm" for key in machine._prompts)
