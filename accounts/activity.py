@@ -20,6 +20,7 @@ from prometheus_client import Counter
 
 from accounts.models import ActivityKind, HourlyActivity
 from myibot import metrics
+from myibot.db import asynchronous_source
 
 # The domain's series in Prometheus (docs/METRICS.md); the phone's own are in ivr/metrics.py.
 CALLS = Counter("myibot_calls", "Calls started (a new CallSid at /twilio/voice).")
@@ -32,12 +33,16 @@ TRANSFER_CENTS = Counter("myibot_transfer_cents", "Cents sent in submitted trans
 
 
 def _count(kind: str, now: datetime | None = None) -> None:
+    # After the step's commit, on its own: it need not wait for the disk (a count lost in a database crash
+    # is one event missing from the dashboard's hour, never money or a caller's state).
     hour = (now or timezone.now()).replace(minute=0, second=0, microsecond=0)
     table, quote = HourlyActivity._meta.db_table, connection.ops.quote_name
     hour_value = HourlyActivity._meta.get_field("hour").get_db_prep_save(hour, connection)
+    source = asynchronous_source()
+    values = f"SELECT %s, %s, 1{source}" if source else "VALUES (%s, %s, 1)"
     with connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {quote(table)} (hour, kind, count) VALUES (%s, %s, 1) "  # noqa: S608 - names from model metadata, values as parameters
+            f"INSERT INTO {quote(table)} (hour, kind, count) {values} "  # names from model metadata, values as parameters
             f"ON CONFLICT (hour, kind) DO UPDATE SET count = {quote(table)}.count + 1",
             [hour_value, kind],
         )

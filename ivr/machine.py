@@ -793,8 +793,10 @@ def _ask(call: CallSession, notices: list[Words], *, outcome: str, repeat: bool 
 def _save(call: CallSession) -> None:
     call.updated = timezone.now()
     if call._state.adding:
-        # ON CONFLICT DO NOTHING: a unique violation would put the CallSid in PostgreSQL's log.
-        if not insert_unless_conflict(call):
+        # ON CONFLICT DO NOTHING: a unique violation would put the CallSid in PostgreSQL's log. Outside a
+        # transaction (a new call's first webhook) it commits without waiting for the disk, as the
+        # optimistic write-back below does, and with the same risk: a database crash may lose it.
+        if not insert_unless_conflict(call, asynchronous_commit=True):
             raise CallAlreadyStarted
         return
     # Everything a step may change, and not the CallSid and caller it never does.

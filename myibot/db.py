@@ -17,14 +17,21 @@ from functools import cache
 from django.db import connection, models
 
 
-def insert_unless_conflict(instance: models.Model) -> bool:
-    """Insert instance; True and its pk set if it went in, False if a unique rule already held the values."""
+def insert_unless_conflict(instance: models.Model, *, asynchronous_commit: bool = False) -> bool:
+    """Insert instance; True and its pk set if it went in, False if a unique rule already held the values.
+
+    asynchronous_commit: as update_where's (outside a transaction on PostgreSQL, the one statement commits
+    without waiting for the disk).
+    """
     meta = instance._meta
     fields = [field for field in meta.concrete_fields if not field.primary_key]
     quote = connection.ops.quote_name
+    placeholders = ", ".join(["%s"] * len(fields))
+    source = asynchronous_source() if asynchronous_commit else ""
     sql = (
-        f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(field.column) for field in fields)}) "  # noqa: S608 - names from model metadata, values as parameters
-        f"VALUES ({', '.join(['%s'] * len(fields))}) ON CONFLICT DO NOTHING RETURNING {quote(meta.pk.column)}"
+        f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(field.column) for field in fields)}) "
+        f"{f'SELECT {placeholders}{source}' if source else f'VALUES ({placeholders})'} "
+        f"ON CONFLICT DO NOTHING RETURNING {quote(meta.pk.column)}"
     )
     values = [field.get_db_prep_save(field.pre_save(instance, add=True), connection) for field in fields]
     with connection.cursor() as cursor:
@@ -35,6 +42,19 @@ def insert_unless_conflict(instance: models.Model) -> bool:
     instance.pk = row[0]
     instance._state.adding, instance._state.db = False, connection.alias
     return True
+
+
+def asynchronous_source() -> str:
+    """A FROM clause that has this one statement commit without waiting for its WAL to reach the disk, or "".
+
+    On PostgreSQL, outside a transaction only: synchronous_commit off for the statement's own implicit
+    transaction (set_config(..., true)), about a third of a small write's time. A crash of the database, or
+    a failover to a replica, can then lose it (the writes of the last three wal_writer_delay, 0.6 s by
+    default), never corrupt it. Inside a transaction, "": the transaction's commit stays durable.
+    """
+    if connection.vendor != "postgresql" or not connection.get_autocommit() or connection.in_atomic_block:
+        return ""
+    return " FROM (SELECT set_config('synchronous_commit', 'off', true)) AS asynchronous_commit"
 
 
 # Reading and writing a row with SQL built once --------------------------------
@@ -94,7 +114,7 @@ def _attnames(model: type[models.Model]) -> tuple[str, ...]:
 
 # Per statement shape: its SQL, and the fields whose values it sets, in order.
 _updates: dict[
-    tuple[str, type[models.Model], tuple[str, ...], tuple[str, ...], bool], tuple[str, list[models.Field]]
+    tuple[str, type[models.Model], tuple[str, ...], tuple[str, ...], str], tuple[str, list[models.Field]]
 ] = {}
 
 
@@ -110,33 +130,18 @@ def update_where(
     QuerySet.filter(pk=..., **where).update(...) with its SQL built once; the
     values go through get_db_prep_save, as the ORM's do.
 
-    asynchronous_commit: on PostgreSQL, outside a transaction, this one
-    statement commits without waiting for its WAL to reach the disk
-    (synchronous_commit off for its own implicit transaction only, through
-    set_config(..., true)): a third of its time. A crash of the database, or a
-    failover to a replica, can then lose it (the writes of the last three
-    wal_writer_delay, 0.6 s by default), never corrupt it. Inside a
-    transaction it is ignored: the transaction's commit stays durable.
+    asynchronous_commit: this one statement commits without waiting for the
+    disk, where it can (asynchronous_source).
     """
     meta, where = instance._meta, where or {}
-    asynchronous = (
-        asynchronous_commit
-        and connection.vendor == "postgresql"
-        and connection.get_autocommit()
-        and not connection.in_atomic_block
-    )
-    key = (connection.vendor, type(instance), tuple(fields), tuple(where), asynchronous)
+    source = asynchronous_source() if asynchronous_commit else ""
+    key = (connection.vendor, type(instance), tuple(fields), tuple(where), source)
     if key not in _updates:
         quote = connection.ops.quote_name
         setting = [meta.get_field(name) for name in fields]
         assignments = ", ".join(f"{quote(field.column)} = %s" for field in setting)
         conditions = " AND ".join(
             f"{quote(meta.db_table)}.{quote(meta.get_field(name).column)} = %s" for name in (meta.pk.name, *where)
-        )
-        source = (
-            " FROM (SELECT set_config('synchronous_commit', 'off', true)) AS asynchronous_commit"
-            if asynchronous
-            else ""
         )
         _updates[key] = (f"UPDATE {quote(meta.db_table)} SET {assignments}{source} WHERE {conditions}", setting)  # noqa: S608 - names from model metadata, values as parameters
     sql, setting = _updates[key]

@@ -188,3 +188,28 @@ def test_every_new_session_of_the_role_starts_with_the_time_limits_and_each_star
         settings.DB_LOCK_TIMEOUT_MS = 3000
         timeouts.ensure()
     assert new_session_limits() == ("3s", "4s")
+
+
+@postgres_only("asynchronous commit (synchronous_commit) is PostgreSQL's")
+@pytest.mark.django_db(transaction=True)
+def test_a_new_calls_row_and_the_hours_count_commit_asynchronously_a_restart_durably(phone, account):
+    from django.test.utils import CaptureQueriesContext
+
+    from accounts.models import HourlyActivity
+
+    def writes(action) -> list[bool]:
+        """Each INSERT or UPDATE the action made: whether it committed without waiting for the disk."""
+        with CaptureQueriesContext(connection) as queries:
+            action()
+        return [
+            "set_config" in query["sql"]
+            for query in queries.captured_queries
+            if query["sql"].startswith(("INSERT", "UPDATE"))
+        ]
+
+    assert writes(phone.dial) == [True, True]  # the call's row with its first prompt, then the hour's count
+    # Twilio's retry of the first webhook: the insert finds the call there and writes nothing; the restart,
+    # under the call's lock, commits durably, and the call is not counted twice.
+    assert writes(phone.dial) == [True, False]
+    assert CallSession.objects.filter(call_sid=phone.call_sid).count() == 1
+    assert HourlyActivity.objects.get(kind="call").count == 1
