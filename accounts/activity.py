@@ -20,7 +20,7 @@ from prometheus_client import Counter
 
 from accounts.models import ActivityKind, HourlyActivity
 from myibot import metrics
-from myibot.db import asynchronous_source
+from myibot.db import inserted
 
 # The domain's series in Prometheus (docs/METRICS.md); the phone's own are in ivr/metrics.py.
 CALLS = Counter("myibot_calls", "Calls started (a new CallSid at /twilio/voice).")
@@ -38,8 +38,7 @@ def _count(kind: str, now: datetime | None = None) -> None:
     hour = (now or timezone.now()).replace(minute=0, second=0, microsecond=0)
     table, quote = HourlyActivity._meta.db_table, connection.ops.quote_name
     hour_value = HourlyActivity._meta.get_field("hour").get_db_prep_save(hour, connection)
-    source = asynchronous_source()
-    values = f"SELECT %s, %s, 1{source}" if source else "VALUES (%s, %s, 1)"
+    values = inserted("%s, %s, 1", asynchronous_commit=True)
     with connection.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {quote(table)} (hour, kind, count) {values} "  # names from model metadata, values as parameters

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import QuerySet, Sum
+from django.db.models import Sum
 from django.utils import timezone
 
 from accounts import codes
@@ -43,21 +43,12 @@ def daily_limit_cents() -> int:
     return settings.DAILY_TRANSFER_LIMIT_DOLLARS * 100
 
 
-def transfers_counted_today(*, account: Account, now: datetime | None = None) -> QuerySet[Transfer]:
-    """The account's transfers that count toward today's limit: submitted or settled since local midnight.
-
-    Today is the calendar day in TIME_ZONE. A range on created, not a __date
-    lookup, so that the (account, created) index serves it.
-    """
-    start, end = local_time.day_bounds(now or timezone.now())
-    return Transfer.objects.filter(account=account, created__gte=start, created__lt=end).exclude(
-        status=Transfer.Status.REJECTED
-    )
-
-
 def daily_room_cents(*, account: Account, now: datetime | None = None) -> int:
     """What the account may still send today (in TIME_ZONE): the limit less what it sent since local
-    midnight; a rejected transfer gives its room back. One query, on an index (transfers_counted_today's)."""
+    midnight; a rejected transfer gives its room back. One query, on the (account, created) index.
+
+    Today is the calendar day in TIME_ZONE: a range on created, not a date of it, so that the index serves it.
+    """
     start, end = local_time.day_bounds(now or timezone.now())
     adapt = connection.ops.adapt_datetimefield_value
     [(sent,)] = fetch_all(_sent_today_sql(), [account.pk, adapt(start), adapt(end), Transfer.Status.REJECTED])
@@ -66,7 +57,8 @@ def daily_room_cents(*, account: Account, now: datetime | None = None) -> int:
 
 @built_once
 def _sent_today_sql() -> str:
-    """transfers_counted_today's sum, written once: it is asked at every amount a member enters."""
+    """What the account sent between two moments, rejected transfers left out: written once, as every amount a
+    member enters asks it."""
     transfer = Columns(Transfer)
     return (
         f"SELECT SUM({transfer.amount_cents}) FROM {transfer.table} WHERE {transfer.account} = %s "  # noqa: S608 - names from model metadata, values as parameters

@@ -26,11 +26,9 @@ def insert_unless_conflict(instance: models.Model, *, asynchronous_commit: bool 
     meta = instance._meta
     fields = [field for field in meta.concrete_fields if not field.primary_key]
     quote = connection.ops.quote_name
-    placeholders = ", ".join(["%s"] * len(fields))
-    source = asynchronous_source() if asynchronous_commit else ""
+    rows = inserted(", ".join(["%s"] * len(fields)), asynchronous_commit=asynchronous_commit)
     sql = (
-        f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(field.column) for field in fields)}) "
-        f"{f'SELECT {placeholders}{source}' if source else f'VALUES ({placeholders})'} "
+        f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(field.column) for field in fields)}) {rows} "
         f"ON CONFLICT DO NOTHING RETURNING {quote(meta.pk.column)}"
     )
     values = [field.get_db_prep_save(field.pre_save(instance, add=True), connection) for field in fields]
@@ -42,6 +40,13 @@ def insert_unless_conflict(instance: models.Model, *, asynchronous_commit: bool 
     instance.pk = row[0]
     instance._state.adding, instance._state.db = False, connection.alias
     return True
+
+
+def inserted(values: str, *, asynchronous_commit: bool) -> str:
+    """What an INSERT inserts: VALUES (values), or, committed without waiting for the disk where it can
+    (asynchronous_source), SELECT values FROM the clause that says so."""
+    source = asynchronous_source() if asynchronous_commit else ""
+    return f"SELECT {values}{source}" if source else f"VALUES ({values})"
 
 
 def asynchronous_source() -> str:

@@ -14,7 +14,7 @@ from datetime import timedelta
 import psycopg.sql
 import pytest
 from django.db import connection
-from django.db.models import Exists, OuterRef, Sum
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from accounts import dashboard, selectors
@@ -52,11 +52,8 @@ def hot_queries():
         .select_related("transfer__recipient")
         .order_by("-created", "-id")[:5],
         # The services' own queries: today's and the dashboard's days run from local midnight (TIME_ZONE).
-        "the daily limit": selectors.transfers_counted_today(account=account, now=now)
-        .values("account")
-        .annotate(total=Sum("amount_cents")),
         # Written by hand once, asked at every amount and every balance.
-        "the daily limit, as an amount asks it": (selectors._sent_today_sql(), [1, now, now, "rejected"]),
+        "the daily limit": (selectors._sent_today_sql(), [1, now, now, "rejected"]),
         "card money held": (holds._held_sql(), [1, "paid", now, True]),
         "the last card deposit": (selectors.last_card_deposit_sql(), [1, "card", now]),
         "card money held and the last card deposit, as the balance asks them": (
