@@ -25,7 +25,7 @@ from accounts.models import (
     Transfer,
 )
 from myibot import local_time
-from myibot.db import Columns, built_once, fetch_all, first_where, row_to_instance, select_columns
+from myibot.db import Columns, built_once, fetch_all, first_where, select_columns
 
 # Money ------------------------------------------------------------------------
 
@@ -75,20 +75,15 @@ def ledger_recent(*, account: Account, count: int = 5) -> list[LedgerEntry]:
     )
 
 
-def last_card_deposit(*, account: Account, since: datetime) -> LedgerEntry | None:
-    """The account's newest card deposit since a moment whose money is all on the account (none taken back, or
-    all of it given back: a refund that failed, a dispute won), or None: one query, on the recent index."""
-    rows = fetch_all(last_card_deposit_sql(), last_card_deposit_params(account.pk, since))
-    return row_to_instance(LedgerEntry, rows[0]) if rows else None
-
-
 def last_card_deposit_params(account_id: int, since: datetime) -> list[object]:
     return [account_id, LedgerEntry.Kind.CARD, connection.ops.adapt_datetimefield_value(since)]
 
 
 @built_once
 def last_card_deposit_sql() -> str:
-    """Written once: the balance asks it every time a member hears it."""
+    """The account's newest card deposit since a moment whose money is all on the account (none taken back, or
+    all of it given back: a refund that failed, a dispute won), as its ledger entry's columns, or no row: on the
+    recent index. Written once: the balance asks it, with what is held (payments.holds), at every hearing."""
     entry, correction = Columns(LedgerEntry), Columns(LedgerEntry, alias="correction")
     taken_back = (
         f"SELECT SUM({correction.amount_cents}) FROM {correction.table} WHERE {correction.corrects} = {entry.id}"  # noqa: S608 - names from model metadata
