@@ -5,7 +5,8 @@ one upsert (INSERT ... ON CONFLICT DO UPDATE), so two workers counting the
 same hour never lose a count and never raise a unique violation. It runs when
 the step's transaction commits, on its own: every call of the hour updates
 one row, and holding its lock until a step's commit would line all calls up
-behind each other.
+behind each other. In a webhook it runs after the answer has gone
+(myibot.after_answer): the caller never waits for the dashboard.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from prometheus_client import Counter
 
 from accounts.models import ActivityKind, HourlyActivity
 from myibot import metrics
+from myibot.after_answer import after_answer
 from myibot.db import inserted
 
 # The domain's series in Prometheus (docs/METRICS.md); the phone's own are in ivr/metrics.py.
@@ -47,6 +49,12 @@ def _count(kind: str, now: datetime | None = None) -> None:
         )
 
 
+def _count_after(kind: str, now: datetime | None = None) -> None:
+    """Count the event in the hour once its transaction commits (at once outside one), and once the webhook's
+    answer has gone, if it is a webhook's (myibot.after_answer): the caller never waits for the count."""
+    transaction.on_commit(partial(after_answer, partial(_count, kind, now or timezone.now()), what="the hour's count"))
+
+
 def _on_commit(what: Callable[[], object]) -> None:
     """Count an event in Prometheus when its transaction commits (at once outside one).
 
@@ -58,22 +66,22 @@ def _on_commit(what: Callable[[], object]) -> None:
 
 
 def call_started() -> None:
-    transaction.on_commit(partial(_count, ActivityKind.CALL))
+    _count_after(ActivityKind.CALL)
     _on_commit(CALLS.inc)
 
 
 def signed_in() -> None:
-    transaction.on_commit(partial(_count, ActivityKind.SIGN_IN))
+    _count_after(ActivityKind.SIGN_IN)
     _on_commit(SIGN_INS.inc)
 
 
 def sign_in_failed(now: datetime | None = None) -> None:
-    transaction.on_commit(partial(_count, ActivityKind.FAILED_PIN, now))
+    _count_after(ActivityKind.FAILED_PIN, now)
     _on_commit(SIGN_IN_FAILURES.inc)
 
 
 def account_locked(now: datetime | None = None) -> None:
-    transaction.on_commit(partial(_count, ActivityKind.LOCK, now))
+    _count_after(ActivityKind.LOCK, now)
     _on_commit(LOCKS.inc)
 
 

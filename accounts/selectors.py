@@ -75,8 +75,8 @@ def ledger_recent(*, account: Account, count: int = 5) -> list[LedgerEntry]:
     )
 
 
-def last_card_deposit_params(account_id: int, since: datetime) -> list[object]:
-    return [account_id, LedgerEntry.Kind.CARD, connection.ops.adapt_datetimefield_value(since)]
+def last_card_deposit_params(account: object, since: datetime) -> list[object]:
+    return [account, LedgerEntry.Kind.CARD, connection.ops.adapt_datetimefield_value(since)]
 
 
 @built_once
@@ -84,14 +84,19 @@ def last_card_deposit_sql() -> str:
     """The account's newest card deposit since a moment whose money is all on the account (none taken back, or
     all of it given back: a refund that failed, a dispute won), as its ledger entry's columns, or no row: on the
     recent index. Written once: the balance asks it, with what is held (payments.holds), at every hearing."""
+    return last_card_deposit_sql_for("%s")
+
+
+def last_card_deposit_sql_for(account: str) -> str:
+    """last_card_deposit_sql, with the account named by account (a placeholder, or a subquery that finds it)."""
     entry, correction = Columns(LedgerEntry), Columns(LedgerEntry, alias="correction")
     taken_back = (
         f"SELECT SUM({correction.amount_cents}) FROM {correction.table} WHERE {correction.corrects} = {entry.id}"  # noqa: S608 - names from model metadata
     )
     return (
-        f"SELECT {select_columns(LedgerEntry)} FROM {entry.table} WHERE {entry.account} = %s AND {entry.kind} = %s "  # noqa: S608 - names from model metadata, values as parameters
-        f"AND {entry.created} >= %s AND COALESCE(({taken_back}), 0) = 0 ORDER BY {entry.created} DESC, {entry.id} DESC "
-        "LIMIT 1"
+        f"SELECT {select_columns(LedgerEntry)} FROM {entry.table} WHERE {entry.account} = {account} "  # noqa: S608 - names from model metadata, values as parameters
+        f"AND {entry.kind} = %s AND {entry.created} >= %s AND COALESCE(({taken_back}), 0) = 0 "
+        f"ORDER BY {entry.created} DESC, {entry.id} DESC LIMIT 1"
     )
 
 

@@ -26,6 +26,7 @@ from twilio.request_validator import (
 
 from ivr import metrics, twiml
 from ivr.machine import NotThisLine
+from myibot import after_answer
 
 logger = logging.getLogger(__name__)
 
@@ -207,7 +208,7 @@ def twilio_webhook(view: View | None = None, *, deadline_seconds: str = "WEBHOOK
             return HttpResponseForbidden("invalid signature\n", content_type="text/plain")
         request.webhook_deadline = time.monotonic() + getattr(settings, deadline_seconds)
         try:
-            with connection.execute_wrapper(_deadline(request.webhook_deadline)):
+            with after_answer.collected() as later, connection.execute_wrapper(_deadline(request.webhook_deadline)):
                 response = view(request, *args, **kwargs)
         except NotThisLine:
             logger.warning("webhook refused: another line's call path=%s call=%s", request.path, call_label(request))
@@ -233,6 +234,9 @@ def twilio_webhook(view: View | None = None, *, deadline_seconds: str = "WEBHOOK
         )
         metrics.webhook_answered(str(step), str(outcome), seconds)
         logger.info("webhook call=%s step=%s outcome=%s ms=%.0f", call_label(request), step, outcome, seconds * 1000)
+        # What the view left for after its answer (a write-back, a count) runs once the answer is sent, whatever
+        # it was: it is what would have run before the answer, had the caller waited for it.
+        after_answer.run_after_sending(response, later, call=call_label(request))
         return response
 
     return webhook

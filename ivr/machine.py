@@ -20,10 +20,12 @@ caller asking for the other options. Notices are nested inside the next
 
 from __future__ import annotations
 
+import logging
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import ClassVar
 
 from django.conf import settings
@@ -42,7 +44,10 @@ from ivr import twiml
 from ivr.languages import other_language, other_languages
 from ivr.models import CallSession
 from myibot import languages
-from myibot.db import insert_unless_conflict, update_where
+from myibot.after_answer import after_answer
+from myibot.db import insert_unless_conflict, update_later, update_where
+
+logger = logging.getLogger(__name__)
 
 # Three silences, or three unusable entries, in a row at one prompt (FreeSWITCH's
 # max-timeouts and max-failures): goodbye before sign-in, the main menu after.
@@ -196,6 +201,8 @@ class Step:
     # Its prompt says digits that are the caller's own in its words (a recipient code, a card's last
     # four): never kept in memory once said (_render), as a prompt with a Code line is not either.
     says_digits: ClassVar[bool] = False
+    # Its prompt says what card money holds (the balance): an answer that leads here reads it with the call.
+    says_card_money: ClassVar[bool] = False
 
     def prompt(self, call: CallSession) -> list[Line]:
         raise NotImplementedError
@@ -206,6 +213,11 @@ class Step:
     def locks_for(self, entry: str | None) -> bool:
         """Whether answering with entry holds the call locked for the whole step (locks_call; a menu: per key)."""
         return self.locks_call
+
+    def leads_to_card_money(self, entry: str | None) -> bool:
+        """Whether answering with entry leads to a prompt that says card money (says_card_money): the call is
+        then read with it, in the same statement (CallSession.find_with_card_money): one round trip, not two."""
+        return False
 
     def silence(self, call: CallSession) -> Outcome | None:
         """Where an empty entry (silence, or a lone #) leads; None asks again. Either way it counts toward three."""
@@ -358,7 +370,7 @@ def answer_prompt(
     called: str = "",
     line: str | None = None,
 ) -> Reply:
-    """Take the caller's keys for the prompt a URL names.
+    """Take the caller's keys for the prompt a URL names (after the write-back of the prompt, if it is late).
 
     keys is None for the <Redirect> after a <Gather>; None and "" are both an
     empty entry (silence, or a lone "#" however Twilio delivered it). called
@@ -373,6 +385,31 @@ def answer_prompt(
     option that does: Step.locks_for) holds the call's row locked for the
     whole step, so that a retry waits for its first attempt.
     """
+    return _after_write_back(
+        _answer_prompt,
+        call_sid=call_sid,
+        caller=caller,
+        trusted=trusted,
+        step_name=step_name,
+        prompt_number=prompt_number,
+        keys=keys,
+        called=called,
+        line=line,
+    )
+
+
+def _answer_prompt(
+    *,
+    call_sid: str,
+    caller: str,
+    trusted: bool,
+    step_name: str,
+    prompt_number: int | None,
+    keys: str | None,
+    called: str,
+    line: str | None,
+    waited: bool,
+) -> Reply:
     answer = {
         "call_sid": call_sid,
         "caller": caller,
@@ -386,14 +423,46 @@ def answer_prompt(
     named = STEPS.get(step_name)
     if named is not None and not named.locks_for(_entry(named, keys)):
         try:
-            return _answer(**answer, locked=False)
+            return _answer(**answer, locked=False, waited=waited)
         except CallMoved:
             pass
     # A PIN attempt is counted first, committed on its own: never inside the
     # step's transaction, whose rollback (a timeout) would make the guess free.
     attempt = _count_pin_attempt(named, **answer) if named is not None and named.checks_pin else None
     with transaction.atomic():
-        return _answer(**answer, locked=True, pin_attempt=attempt)
+        return _answer(**answer, locked=True, waited=waited, pin_attempt=attempt)
+
+
+# How long a request whose prompt is ahead of the call waits for the prompt's write-back, pause by pause
+# (about half a second in all): it normally lands within milliseconds of the answer (myibot.after_answer).
+WRITE_BACK_PAUSES = (0.01, 0.02, 0.04, 0.08, 0.15, 0.2)
+
+
+class WriteBackPending(Exception):
+    """The request answers a prompt newer than the call's stored one: that prompt's write-back has not landed."""
+
+
+def _after_write_back(answer: Callable[..., Reply], **request: object) -> Reply:
+    """answer(**request), after the write-back of the prompt the request answers, if that is still on its way.
+
+    A step that moves no money answers first and writes the call back after (_save): a caller quick on the
+    keys, or a client with no think time, can answer the new prompt before its UPDATE commits. answer
+    raises WriteBackPending, having written nothing (and released any lock, which the write-back would
+    otherwise wait for); a short wait, then again. A write-back that never lands (it failed, or another
+    request moved the call first) leaves the request stale: answer(waited=True) starts the call again.
+    """
+    for pause in WRITE_BACK_PAUSES:
+        try:
+            return answer(**request, waited=False)
+        except WriteBackPending:
+            time.sleep(pause)
+    return answer(**request, waited=True)
+
+
+def _ahead(call: CallSession, prompt_number: int | None, *, waited: bool) -> None:
+    """WriteBackPending if the request answers a prompt the call's stored state has not reached yet."""
+    if not waited and prompt_number is not None and prompt_number > call.prompt_number:
+        raise WriteBackPending
 
 
 class CallMoved(Exception):
@@ -443,9 +512,14 @@ def _answer(
     called: str,
     line: str | None,
     locked: bool,
+    waited: bool,
     pin_attempt: object | None = None,
 ) -> Reply:
-    call = _find(call_sid, caller=caller, locked=locked, line=line)
+    named = STEPS.get(step_name)
+    with_card_money = not locked and named is not None and named.leads_to_card_money(_entry(named, keys))
+    call = _find(call_sid, caller=caller, locked=locked, line=line, with_card_money=with_card_money)
+    if call is not None:
+        _ahead(call, prompt_number, waited=waited)
     if call is None:
         # A call we do not know (state purged, or a replayed URL): start over.
         return _start_call(
@@ -508,12 +582,18 @@ def _on_line(call: CallSession, line: str | None) -> bool:
     return line is None or call.deposit_line == (line == "deposit")
 
 
-def _find(call_sid: str, *, caller: str, locked: bool, line: str | None = None) -> CallSession | None:
+def _find(
+    call_sid: str, *, caller: str, locked: bool, line: str | None = None, with_card_money: bool = False
+) -> CallSession | None:
     """The call, if it is this caller's; unlocked, a miss is retried locked (starting over writes a new call).
 
     NotThisLine when the request was signed by the other line's token: it neither opens nor restarts the call.
+    with_card_money (unlocked only): read with what the balance says of card money, in the same statement.
     """
-    call = CallSession.find(call_sid, locked=locked)
+    if with_card_money:
+        call = CallSession.find_with_card_money(call_sid, now=timezone.now())
+    else:
+        call = CallSession.find(call_sid, locked=locked)
     if call is not None and not _on_line(call, line):
         raise NotThisLine
     if call is None or call.caller != caller:
@@ -672,12 +752,35 @@ def staff_call_ended(
 ) -> Reply:
     """Twilio's <Dial> action: the call to staff is over; back to the prompt the caller was at.
 
-    status is Twilio's DialCallStatus; each is answered with a calm sentence.
+    status is Twilio's DialCallStatus; each is answered with a calm sentence. A <Dial> that fails at once
+    may come back before the write-back of the prompt that dialled: waited for (_after_write_back).
     """
+    return _after_write_back(
+        _staff_call_ended,
+        call_sid=call_sid,
+        caller=caller,
+        trusted=trusted,
+        prompt_number=prompt_number,
+        status=status,
+        line=line,
+    )
+
+
+def _staff_call_ended(
+    *,
+    call_sid: str,
+    caller: str,
+    trusted: bool,
+    prompt_number: int | None,
+    status: str,
+    line: str | None,
+    waited: bool,
+) -> Reply:
     with transaction.atomic():
         call = _find(call_sid, caller=caller, locked=True, line=line)
         if call is None:
             return _start_call(call_sid=call_sid, caller=caller, trusted=trusted, greeting=START_AGAIN)
+        _ahead(call, prompt_number, waited=waited)
         answer = _digest(f"staff call:{prompt_number}:{status!r}")
         if call.ended or prompt_number != call.prompt_number or not call.last_notices.get("dial"):
             if answer == call.last_answer:
@@ -694,7 +797,7 @@ def _pay(call: CallSession, deposit_id: int) -> Reply:
     """Hand the call to <Pay>: card digits go to Twilio and its connector, never here. Back at payment_made."""
     call.prompt_number += 1
     call.last_notices = {"pay": deposit_id}
-    _save(call)
+    _save(call, at_once=True)  # before Twilio has the <Pay>: its action request finds it written
     return Reply(_render_pay(call), "to pay")
 
 
@@ -728,7 +831,8 @@ def payment_made(
 
     result holds the request's fields a step may read (Result, PaymentConfirmationCode, the card's
     type and masked number). Twilio's retry of the request (the same prompt and the same fields)
-    hears the same answer again; the step's service credits a deposit once whatever comes.
+    hears the same answer again; the step's service credits a deposit once whatever comes. The <Pay>
+    prompt is written before Twilio has it (_pay), so no write-back is waited for here.
     """
     with transaction.atomic():
         call = _find(call_sid, caller=caller, locked=True, line=line)
@@ -790,7 +894,8 @@ def _ask(call: CallSession, notices: list[Words], *, outcome: str, repeat: bool 
         return Reply(_render(call, notices, repeat=repeat), outcome)
 
 
-def _save(call: CallSession) -> None:
+def _save(call: CallSession, *, at_once: bool = False) -> None:
+    """Write the call's state; a step that moves no money writes it after the answer, unless at_once."""
     call.updated = timezone.now()
     if call._state.adding:
         # ON CONFLICT DO NOTHING: a unique violation would put the CallSid in PostgreSQL's log. Outside a
@@ -803,10 +908,22 @@ def _save(call: CallSession) -> None:
     read_at = getattr(call, "read_at_prompt", None)
     if read_at is None:
         update_where(call, CallSession.STEP_FIELDS)
-    # Written back optimistically (a step that moves no money and counts no PIN), and
-    # committed without waiting for the disk: a database crash may lose the last
-    # prompt moves, and the caller's next entry then hears "Let's start again".
-    elif not update_where(call, CallSession.STEP_FIELDS, where={"prompt_number": read_at}, asynchronous_commit=True):
+    # Written back optimistically (a step that moves no money and counts no PIN), after the answer has
+    # gone (myibot.after_answer: the caller does not wait for it), and committed without waiting for the
+    # disk: a database crash may lose the last prompt moves, and the caller's next entry then hears
+    # "Let's start again". Outside a webhook it runs here, and CallMoved has the step run again locked.
+    else:
+        write_back = update_later(
+            call, CallSession.STEP_FIELDS, where={"prompt_number": read_at}, asynchronous_commit=True
+        )
+        if at_once:
+            _written_back(write_back)
+        else:
+            after_answer(partial(_written_back, write_back), what="the call's write-back")
+
+
+def _written_back(write_back: Callable[[], int]) -> None:
+    if not write_back():
         raise CallMoved
 
 

@@ -12,7 +12,18 @@ from django.db import connection, models
 from django.db.models import Q
 from django.utils import timezone
 
-from myibot.db import Columns, row_to_instance, select_columns
+from accounts.models import Account
+from myibot.db import (
+    Columns,
+    built_once,
+    cast_types,
+    fetch_all,
+    row_to_instance,
+    rows_by_shape,
+    select_columns,
+    union_of_shapes,
+)
+from payments import holds
 
 # The first step of every call.
 ENTRY_STEP = "entry"
@@ -97,8 +108,25 @@ class CallSession(models.Model):
         with connection.cursor() as cursor:
             cursor.execute(_FIND_SQL[key], [call_sid])
             row = cursor.fetchone()
-        if row is None:
+        return None if row is None else cls._from_row(row)
+
+    @classmethod
+    def find_with_card_money(cls, call_sid: str, *, now: datetime) -> CallSession | None:
+        """find(locked=False), with what the balance says of card money now (payments.holds.CardMoney) as
+        call.card_money, read in the same statement: a step whose answer may be the balance spares the
+        caller a round trip. card_money is None for a call not signed in."""
+        widths = [len(cls._meta.concrete_fields) + len(Account._meta.concrete_fields), *holds.card_money_widths()]
+        rows = fetch_all(_find_with_card_money_sql(), [call_sid, *holds.card_money_params(call_sid, now)])
+        (found, held_rows, last_rows) = rows_by_shape(rows, widths)
+        if not found:
             return None
+        call = cls._from_row(found[0])
+        call.card_money = holds.card_money_from(held_rows, last_rows) if call.account_id is not None else None
+        return call
+
+    @classmethod
+    def _from_row(cls, row: tuple) -> CallSession:
+        """The call and its account (None signed out) from their columns, in select_columns' order."""
         width = len(cls._meta.concrete_fields)
         call = row_to_instance(cls, row[:width])
         account_field = cls._meta.get_field("account")
@@ -145,6 +173,19 @@ class CallSession(models.Model):
 
 _FIND_SQL: dict[tuple[str, bool], str] = {}
 _FORGET_SQL: dict[tuple[str, bool], str] = {}
+
+
+@built_once
+def _find_with_card_money_sql() -> str:
+    """The call with its account, and card money's two queries for the call's account, in one statement."""
+    call = Columns(CallSession)
+    account = f"(SELECT {call.account} FROM {call.table} WHERE {call.call_sid} = %s)"  # noqa: S608 - names from model metadata
+    return union_of_shapes(
+        [
+            (_find_sql(locked=False), cast_types(CallSession) + cast_types(Account)),
+            *holds.card_money_queries(account),
+        ]
+    )
 
 
 def _find_sql(*, locked: bool) -> str:

@@ -11,6 +11,7 @@ bulk_create(ignore_conflicts=True) cannot say whether the row went in.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 from functools import cache
 
@@ -138,6 +139,17 @@ def update_where(
     asynchronous_commit: this one statement commits without waiting for the
     disk, where it can (asynchronous_source).
     """
+    return update_later(instance, fields, where=where, asynchronous_commit=asynchronous_commit)()
+
+
+def update_later(
+    instance: models.Model,
+    fields: Sequence[str],
+    *,
+    where: dict[str, object] | None = None,
+    asynchronous_commit: bool = False,
+) -> Callable[[], int]:
+    """update_where's statement with the instance's values as they are now, to run when called (0 or 1 rows)."""
     meta, where = instance._meta, where or {}
     source = asynchronous_source() if asynchronous_commit else ""
     key = (connection.vendor, type(instance), tuple(fields), tuple(where), source)
@@ -150,10 +162,20 @@ def update_where(
         )
         _updates[key] = (f"UPDATE {quote(meta.db_table)} SET {assignments}{source} WHERE {conditions}", setting)  # noqa: S608 - names from model metadata, values as parameters
     sql, setting = _updates[key]
-    values = [field.get_db_prep_save(getattr(instance, field.attname), connection) for field in setting]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [*values, instance.pk, *where.values()])
-        return cursor.rowcount
+    # A JSON value is serialised only when the statement runs: a copy, so that what runs is what is here now.
+    values = [field.get_db_prep_save(_as_now(getattr(instance, field.attname)), connection) for field in setting]
+    params = [*values, instance.pk, *where.values()]
+
+    def update() -> int:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.rowcount
+
+    return update
+
+
+def _as_now(value: object) -> object:
+    return copy.deepcopy(value) if isinstance(value, dict | list) else value
 
 
 # Queries written by hand, built once ------------------------------------------
@@ -220,3 +242,37 @@ def fetch_all(sql: str, params: Sequence[object]) -> list[tuple]:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchall()
+
+
+# Rows of different shapes in one round trip ------------------------------------
+
+
+def cast_types(model: type[models.Model]) -> list[str]:
+    """The type each concrete column of model has in a CAST, in field order (what select_columns reads)."""
+    return [field.cast_db_type(connection) for field in model._meta.concrete_fields]
+
+
+def union_of_shapes(queries: Sequence[tuple[str, Sequence[str]]]) -> str:
+    """Queries whose rows differ in shape, as one statement: one round trip, not one each.
+
+    queries: each query's SQL and its columns' types (as CAST names them). UNION ALL of them, each row
+    marked with its query's place and carrying its own columns where they go, NULLs of the right type in
+    every other query's place (PostgreSQL settles a UNION's column types pairwise: an untyped NULL met
+    twice would be text). rows_by_shape takes them apart.
+    """
+    nulls = [", ".join(f"CAST(NULL AS {kind})" for kind in types) for _sql, types in queries]
+    selects = []
+    for place, (sql, _types) in enumerate(queries):
+        columns = [*nulls[:place], f"shape_{place}.*", *nulls[place + 1 :]]
+        selects.append(f"SELECT {place}, {', '.join(columns)} FROM ({sql}) AS shape_{place}")  # noqa: S608 - SQL built from model metadata
+    return " UNION ALL ".join(selects)
+
+
+def rows_by_shape(rows: Sequence[Sequence[object]], widths: Sequence[int]) -> list[list[tuple]]:
+    """union_of_shapes' rows, per query in its order, each with its own columns only."""
+    starts = [1 + sum(widths[:place]) for place in range(len(widths))]
+    shaped: list[list[tuple]] = [[] for _ in widths]
+    for row in rows:
+        place = row[0]
+        shaped[place].append(tuple(row[starts[place] : starts[place] + widths[place]]))
+    return shaped

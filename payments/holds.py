@@ -8,14 +8,25 @@ a dispute) is no longer held: it is no longer on the balance. Registered with ac
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db import connection, transaction
+from django.db.models import BigIntegerField
 
 from accounts import selectors
 from accounts.holds import NOTHING_HELD, Held
 from accounts.models import LedgerEntry
-from myibot.db import Columns, built_once, converted, fetch_all, row_to_instance
+from myibot.db import (
+    Columns,
+    built_once,
+    cast_types,
+    converted,
+    fetch_all,
+    row_to_instance,
+    rows_by_shape,
+    union_of_shapes,
+)
 from myibot.local_time import local_date
 from payments.models import CardDeposit
 
@@ -25,22 +36,54 @@ def card_money_held(account_id: int, now: datetime) -> Held:
     return _held(fetch_all(_held_sql(), _held_params(account_id, now)))
 
 
-def card_money_and_last_deposit(
-    account_id: int, now: datetime, *, deposits_since: datetime
-) -> tuple[Held, LedgerEntry | None]:
-    """What card_money_held says, and the account's last card deposit since deposits_since whose money is all on
-    the account (accounts.selectors.last_card_deposit): both in one round trip, for a member hearing the balance."""
-    rows = fetch_all(
-        _held_and_last_deposit_sql(),
-        [*_held_params(account_id, now), *selectors.last_card_deposit_params(account_id, deposits_since)],
+# How long the balance names the last card deposit a family made.
+LAST_DEPOSIT_NEWS = timedelta(days=7)
+
+
+@dataclass(frozen=True)
+class CardMoney:
+    """What the balance says of card money: what is held now, and the week's last card deposit whose money is
+    all on the account (accounts.selectors.last_card_deposit_sql), or None."""
+
+    held: Held
+    last_deposit: LedgerEntry | None
+
+
+def card_money(account_id: int, now: datetime) -> CardMoney:
+    """What card_money_held says, and the last card deposit since LAST_DEPOSIT_NEWS ago: one round trip, for a
+    member hearing the balance (ivr reads it with the call instead where it can: card_money_queries)."""
+    held_rows, last_rows = rows_by_shape(
+        fetch_all(_card_money_sql(), card_money_params(account_id, now)), card_money_widths()
     )
-    held = _held([row[1:4] for row in rows if row[0] == 0])
-    last = [row_to_instance(LedgerEntry, row[4:]) for row in rows if row[0] == 1]
-    return held, (last[0] if last else None)
+    return card_money_from(held_rows, last_rows)
 
 
-def _held_params(account_id: int, now: datetime) -> list[object]:
-    return [account_id, CardDeposit.Status.PAID, connection.ops.adapt_datetimefield_value(now), True]
+def card_money_queries(account: str) -> list[tuple[str, list[str]]]:
+    """card_money's two queries, as myibot.db.union_of_shapes takes them (SQL, column types), with the account
+    named by account: "%s", or a subquery that finds it (the call's, read in the same statement)."""
+    return [
+        (_held_sql_for(account), _held_types()),
+        (selectors.last_card_deposit_sql_for(account), cast_types(LedgerEntry)),
+    ]
+
+
+def card_money_params(account: object, now: datetime) -> list[object]:
+    """The parameters of card_money_queries, in order; account: the account's id, or what its subquery takes."""
+    return [*_held_params(account, now), *selectors.last_card_deposit_params(account, now - LAST_DEPOSIT_NEWS)]
+
+
+def card_money_widths() -> list[int]:
+    """How many columns each of card_money_queries reads (myibot.db.rows_by_shape)."""
+    return [3, len(LedgerEntry._meta.concrete_fields)]
+
+
+def card_money_from(held_rows: list[tuple], last_rows: list[tuple]) -> CardMoney:
+    """card_money_queries' rows (per query, as myibot.db.rows_by_shape gives them) as what the balance says."""
+    return CardMoney(_held(held_rows), row_to_instance(LedgerEntry, last_rows[0]) if last_rows else None)
+
+
+def _held_params(account: object, now: datetime) -> list[object]:
+    return [account, CardDeposit.Status.PAID, connection.ops.adapt_datetimefield_value(now), True]
 
 
 def _held(rows: list[tuple]) -> Held:
@@ -58,23 +101,34 @@ def _held(rows: list[tuple]) -> Held:
 def _held_sql() -> str:
     """A paid deposit's money still on the account (taken back is negative, given back positive), its release, and
     whether an operator must release it: for each of an account's deposits whose release is ahead or under review."""
+    return _held_sql_for("%s")
+
+
+def _held_sql_for(account: str) -> str:
+    """_held_sql, with the account named by account (a placeholder, or a subquery that finds it)."""
     deposit, entry = Columns(CardDeposit), Columns(LedgerEntry)
     taken = f"SELECT SUM({entry.amount_cents}) FROM {entry.table} WHERE {entry.corrects} = {deposit.entry}"  # noqa: S608 - names from model metadata
     return (
         f"SELECT {deposit.amount_cents} + COALESCE(({taken}), 0), {deposit.release_at}, {deposit.held_for_review} "  # noqa: S608 - names from model metadata, values as parameters
-        f"FROM {deposit.table} WHERE {deposit.account} = %s AND {deposit.status} = %s "
+        f"FROM {deposit.table} WHERE {deposit.account} = {account} AND {deposit.status} = %s "
         f"AND ({deposit.release_at} > %s OR {deposit.held_for_review} = %s)"
     )
 
 
+def _held_types() -> list[str]:
+    # What is left is the amount plus a SUM: a bigint on PostgreSQL.
+    release, review = (CardDeposit._meta.get_field(name) for name in ("release_at", "held_for_review"))
+    return [
+        BigIntegerField().cast_db_type(connection),
+        release.cast_db_type(connection),
+        review.cast_db_type(connection),
+    ]
+
+
 @built_once
-def _held_and_last_deposit_sql() -> str:
-    """_held_sql's rows (marked 0) and the last card deposit's (marked 1), each padded with the other's columns."""
-    ledger_columns = len(LedgerEntry._meta.concrete_fields)
-    return (
-        f"SELECT 0, held.*, {', '.join(['NULL'] * ledger_columns)} FROM ({_held_sql()}) AS held "  # noqa: S608 - SQL built from model metadata, values as parameters
-        f"UNION ALL SELECT 1, NULL, NULL, NULL, last.* FROM ({selectors.last_card_deposit_sql()}) AS last"
-    )
+def _card_money_sql() -> str:
+    """card_money's two queries in one statement (myibot.db.union_of_shapes)."""
+    return union_of_shapes(card_money_queries("%s"))
 
 
 @transaction.atomic

@@ -14,7 +14,8 @@ import psycopg
 import pytest
 from django.conf import settings
 from django.db import connection
-from django.test import Client
+from django.test import Client, RequestFactory
+from django.urls import resolve
 from django.utils import timezone
 from twilio.request_validator import RequestValidator
 
@@ -119,6 +120,19 @@ def spoken_code(text: str) -> str:
     return match.group(1).replace(", ", "")
 
 
+def sent(response) -> None:
+    """What the WSGI server does once a response's body is sent: response.close(), which runs what the webhook
+    left for after its answer. As Django's test client does, without closing the test's database connection."""
+    from django.core.signals import request_finished
+    from django.db import close_old_connections
+
+    request_finished.disconnect(close_old_connections)
+    try:
+        response.close()
+    finally:
+        request_finished.connect(close_old_connections)
+
+
 def sign(url: str, params: dict[str, str]) -> str:
     return RequestValidator(settings.TWILIO_AUTH_TOKEN).compute_signature(url, params)
 
@@ -171,6 +185,27 @@ class Phone:
 
     def post(self, url: str, params: dict[str, str] | None = None, *, signed: bool = True, extra: dict | None = None):
         """POST to a full URL (BASE_URL + path) as Twilio does; returns the HTTP response."""
+        path, body, headers = self._request(url, params, signed=signed, extra=extra)
+        response = self.client.post(path, body, secure=True, **headers)
+        self.responses.append(response)
+        return response
+
+    def unsent(self, keys: str | None = None, *, url: str | None = None):
+        """The answer to the last prompt with keys (or to a POST to url), as its view returns it: before the
+        server sends it, so what the webhook left for after its answer (myibot.after_answer) has not run
+        until sent(response)."""
+        if url is None:
+            url, params = self.last.gather.get("action"), {"Digits": keys}
+        else:
+            params = {}
+        path, body, headers = self._request(url, params)
+        request = RequestFactory().post(path, body, secure=True, **headers)
+        match = resolve(request.path)
+        return match.func(request, *match.args, **match.kwargs)
+
+    def _request(
+        self, url: str, params: dict[str, str] | None, *, signed: bool = True, extra: dict | None = None
+    ) -> tuple[str, dict[str, str], dict[str, str]]:
         if url.startswith("/"):
             url = settings.BASE_URL + url
         body = {
@@ -189,10 +224,7 @@ class Phone:
         if signed:
             headers["HTTP_X_TWILIO_SIGNATURE"] = sign(url, body)
         parts = urlsplit(url)
-        path = parts.path + (f"?{parts.query}" if parts.query else "")
-        response = self.client.post(path, body, secure=True, **headers)
-        self.responses.append(response)
-        return response
+        return parts.path + (f"?{parts.query}" if parts.query else ""), body, headers
 
     def twiml(self, response) -> Twiml:
         assert response.status_code == 200, response.content

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from accounts.models import Account, Transfer
 from ivr.models import CallSession
-from myibot.db import update_where
+from myibot.db import update_later, update_where
 from tests.conftest import postgres_only, second_connection
 
 pytestmark = pytest.mark.django_db
@@ -82,6 +82,17 @@ def test_update_where_writes_the_fields_only_where_the_condition_holds(call):
     call.account = None
     assert update_where(call, ["account"]) == 1
     assert CallSession.objects.get(pk=call.pk).account_id is None
+
+
+def test_update_later_writes_the_values_as_they_were_when_it_was_asked_for(call):
+    """The write-back runs after the answer is sent (myibot.after_answer): what it writes is the state answered."""
+    call.step, call.scratch = "balance", {"amount_cents": 2500}
+    update = update_later(call, ["step", "scratch"], where={"prompt_number": 7})
+    call.step, call.scratch["amount_cents"] = "history", 9900  # changed after: not written
+    assert CallSession.objects.get(pk=call.pk).step == "menu", "nothing until it runs"
+    assert update() == 1
+    stored = CallSession.objects.get(pk=call.pk)
+    assert (stored.step, stored.scratch) == ("balance", {"amount_cents": 2500})
 
 
 @postgres_only("a row lock held from a second connection (FOR UPDATE NOWAIT): SQLite has no row locks")

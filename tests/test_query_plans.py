@@ -29,7 +29,7 @@ from accounts.models import (
     SignInSpray,
     Transfer,
 )
-from ivr.models import CallSession, _find_sql
+from ivr.models import CallSession, _find_sql, _find_with_card_money_sql
 from payments import holds
 from tests.conftest import postgres_only
 
@@ -57,8 +57,12 @@ def hot_queries():
         "card money held": (holds._held_sql(), [1, "paid", now, True]),
         "the last card deposit": (selectors.last_card_deposit_sql(), [1, "card", now]),
         "card money held and the last card deposit, as the balance asks them": (
-            holds._held_and_last_deposit_sql(),
-            [1, "paid", now, True, 1, "card", now],
+            holds._card_money_sql(),
+            holds.card_money_params(1, now),
+        ),
+        "a step that may lead to the balance: the call, its account and its card money": (
+            _find_with_card_money_sql(),
+            ["CA" + "0" * 32, *holds.card_money_params("CA" + "0" * 32, now)],
         ),
         "a caller's home number, as a call asks it": (selectors._caller_home_sql(), [now, "+12026230001"]),
         "a transfer's key": Transfer.objects.filter(idempotency_key="CA1:1:5"),

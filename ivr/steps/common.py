@@ -26,7 +26,7 @@ from accounts.errors import MoneyHeld
 from accounts.holds import Held
 from accounts.models import Account
 from accounts.spoken import spoken_amount, spoken_date
-from ivr.machine import MAIN_MENU, PAUSE, Again, Code, Goto, Line, Outcome, Step, Words
+from ivr.machine import MAIN_MENU, PAUSE, STEPS, Again, Code, Goto, Line, Outcome, Step, Words
 from ivr.models import CallSession
 
 FOUR_DIGITS = re.compile(r"[0-9]{4}", re.ASCII)
@@ -163,6 +163,15 @@ class MenuPrompt(Step):
 
     def locks_for(self, entry: str | None) -> bool:
         return self.locks_call or any(option.locks_call and option.key == entry for option in self.options)
+
+    def leads_to_card_money(self, entry: str | None) -> bool:
+        option = next((option for option in self.options if option.key == entry), None)
+        if option is None:
+            return False
+        target = self.name if option.leads_to is None else option.leads_to
+        if isinstance(target, str):
+            target = STEPS.get(target)
+        return bool(getattr(target, "says_card_money", False))
 
     def answer(self, call: CallSession, keys: str) -> Outcome:
         option = next(option for option in self.options if option.key == keys)

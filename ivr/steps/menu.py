@@ -7,8 +7,6 @@ once, and the prompt, the keys it takes and where each leads are derived from it
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from django.conf import settings
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -33,7 +31,7 @@ from ivr.steps.common import (
 )
 from ivr.steps.entry import count_wrong_pin, locked
 from ivr.steps.send_money import SendAmount
-from payments import holds as card_money
+from payments import holds
 
 
 @step
@@ -46,17 +44,19 @@ class Balance(MenuPrompt):
         Option("2", FOR_THE_MAIN_MENU, MAIN_MENU),
     )
 
+    says_card_money = True
+
     def prompt(self, call: CallSession) -> list[Line]:
         account, card = call.account, None
         if account.balance_cents < 0:
             lines = balance_words(account)  # what is owed, and nothing else
         else:
-            # What is held and the week's last card deposit, asked together: one round trip, not two.
+            # What is held and the week's last card deposit: read with the call where the answer that led
+            # here said so (Step.leads_to_card_money), else asked together now.
             now = timezone.now()
-            held_now, card = card_money.card_money_and_last_deposit(
-                account.pk, now, deposits_since=now - CARD_DEPOSIT_NEWS
-            )
-            lines = balance_words(account, now=now, held_now=held_now)
+            said = getattr(call, "card_money", None) or holds.card_money(account.pk, now)
+            lines = balance_words(account, now=now, held_now=said.held)
+            card = said.last_deposit
         # Money a family put on by card this week is named, so the member knows it came; while card money
         # is held, the balance's own words already say so.
         if card is not None and len(lines) == 1:
@@ -85,9 +85,6 @@ class History(MenuPrompt):
         lines: list[Line] = [describe_entry(entry) for entry in entries] or [_("You have no transactions yet.")]
         return [*lines, PAUSE, *self.offers(call)]
 
-
-# How long the balance names the last card deposit a family made.
-CARD_DEPOSIT_NEWS = timedelta(days=7)
 
 TRANSFER_STATUS = {
     Transfer.Status.SUBMITTED: gettext_lazy("It is submitted."),
