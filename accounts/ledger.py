@@ -84,13 +84,22 @@ def deposit(*, account: Account, amount_cents: int, now: datetime | None = None,
     return entry
 
 
-def transfer_check(*, account: Account, amount_cents: int, now: datetime | None = None) -> None:
+def transfer_check(
+    *,
+    account: Account,
+    amount_cents: int,
+    now: datetime | None = None,
+    held_now: holds.Held | None = None,
+    room_cents: int | None = None,
+) -> None:
     """Refuse an amount early, before the caller picks a recipient; transfer_submit checks again, locked.
 
     The refusals come in the order the caller needs them (SPEC "Card money and the ledger after the
     call"): not verified, money owed, money held, the per-transfer limit, the daily limit. Money held is
     said only where it is what stops the amount: "you can send only X now" never names an X a limit
     refuses (then the limit is said), and held money a debt used up is no money to wait for.
+    held_now and room_cents: what is held and what is left of today's limit, when the caller read them
+    already (with the call, in one statement: payments.holds.AMOUNT_CHECK); else asked here.
     """
     if not account.is_verified:
         raise AccountNotVerified
@@ -98,9 +107,11 @@ def transfer_check(*, account: Account, amount_cents: int, now: datetime | None 
         raise MoneyOwed(owed_cents=-account.balance_cents)
     if amount_cents <= 0:
         raise InvalidAmount
-    held_now = holds.held(account_id=account.pk, now=now or timezone.now())
+    if held_now is None:
+        held_now = holds.held(account_id=account.pk, now=now or timezone.now())
     sendable = holds.sendable_cents(balance_cents=account.balance_cents, held_now=held_now)
-    limit, room = transfer_limit_cents(), daily_room_cents(account=account, now=now)
+    limit = transfer_limit_cents()
+    room = daily_room_cents(account=account, now=now) if room_cents is None else room_cents
     held_on_the_balance = min(held_now.cents, account.balance_cents)
     if held_on_the_balance and amount_cents > sendable and sendable < min(limit, room):
         raise MoneyHeld(sendable_cents=sendable, held=held_now)

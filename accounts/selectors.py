@@ -25,7 +25,7 @@ from accounts.models import (
     Transfer,
 )
 from myibot import local_time
-from myibot.db import Columns, built_once, fetch_all, first_where, select_columns
+from myibot.db import Columns, Question, built_once, cast_types, fetch_all, first_where, row_to_instance, select_columns
 
 # Money ------------------------------------------------------------------------
 
@@ -49,9 +49,18 @@ def daily_room_cents(*, account: Account, now: datetime | None = None) -> int:
 
     Today is the calendar day in TIME_ZONE: a range on created, not a date of it, so that the index serves it.
     """
-    start, end = local_time.day_bounds(now or timezone.now())
+    return daily_room_from(fetch_all(_sent_today_sql(), sent_today_params(account.pk, now or timezone.now())))
+
+
+def sent_today_params(account: object, now: datetime) -> list[object]:
+    start, end = local_time.day_bounds(now)
     adapt = connection.ops.adapt_datetimefield_value
-    [(sent,)] = fetch_all(_sent_today_sql(), [account.pk, adapt(start), adapt(end), Transfer.Status.REJECTED])
+    return [account, adapt(start), adapt(end), Transfer.Status.REJECTED]
+
+
+def daily_room_from(rows: list[tuple]) -> int:
+    """daily_room_cents from what _sent_today_sql read (one row: the sum, or NULL)."""
+    [(sent,)] = rows
     return max(daily_limit_cents() - int(sent or 0), 0)
 
 
@@ -59,9 +68,14 @@ def daily_room_cents(*, account: Account, now: datetime | None = None) -> int:
 def _sent_today_sql() -> str:
     """What the account sent between two moments, rejected transfers left out: written once, as every amount a
     member enters asks it."""
+    return sent_today_sql_for("%s")
+
+
+def sent_today_sql_for(account: str) -> str:
+    """_sent_today_sql, with the account named by account (a placeholder, or a subquery that finds it)."""
     transfer = Columns(Transfer)
     return (
-        f"SELECT SUM({transfer.amount_cents}) FROM {transfer.table} WHERE {transfer.account} = %s "  # noqa: S608 - names from model metadata, values as parameters
+        f"SELECT SUM({transfer.amount_cents}) FROM {transfer.table} WHERE {transfer.account} = {account} "  # noqa: S608 - names from model metadata, values as parameters
         f"AND {transfer.created} >= %s AND {transfer.created} < %s AND NOT {transfer.status} = %s"
     )
 
@@ -200,3 +214,24 @@ def spray_active(*, now: datetime | None = None) -> SignInSpray | None:
 def recipient_active(*, code: str) -> Recipient | None:
     """The approved recipient a caller may send to by this code, or None (unknown or no longer active)."""
     return first_where(Recipient, code=code, active=True)
+
+
+def _recipient_queries(account: str) -> list[tuple[str, list[str]]]:
+    recipient = Columns(Recipient)
+    return [
+        (
+            f"SELECT {select_columns(Recipient)} FROM {recipient.table} WHERE {recipient.code} = %s "  # noqa: S608 - names from model metadata, values as parameters
+            f"AND {recipient.active} = %s ORDER BY {recipient.id} LIMIT 1",
+            cast_types(Recipient),
+        )
+    ]
+
+
+# recipient_active for the code the caller typed (the entry), read with the call (myibot.db.Question).
+RECIPIENT = Question(
+    "the recipient of the code typed",
+    queries=_recipient_queries,
+    params=lambda account, entry, now: [entry, True],
+    answer=lambda rows: row_to_instance(Recipient, rows[0][0]) if rows[0] else None,
+    about_entry=True,
+)

@@ -45,7 +45,7 @@ from ivr.languages import other_language, other_languages
 from ivr.models import CallSession
 from myibot import languages
 from myibot.after_answer import after_answer
-from myibot.db import insert_unless_conflict, update_later, update_where
+from myibot.db import Question, insert_unless_conflict, update_later, update_where
 
 logger = logging.getLogger(__name__)
 
@@ -201,8 +201,9 @@ class Step:
     # Its prompt says digits that are the caller's own in its words (a recipient code, a card's last
     # four): never kept in memory once said (_render), as a prompt with a Code line is not either.
     says_digits: ClassVar[bool] = False
-    # Its prompt says what card money holds (the balance): an answer that leads here reads it with the call.
-    says_card_money: ClassVar[bool] = False
+    # What its prompt asks of the account (the balance: its card money): an answer that leads here has it read
+    # with the call (read_with_call).
+    prompt_asks: ClassVar[tuple[Question, ...]] = ()
 
     def prompt(self, call: CallSession) -> list[Line]:
         raise NotImplementedError
@@ -214,10 +215,11 @@ class Step:
         """Whether answering with entry holds the call locked for the whole step (locks_call; a menu: per key)."""
         return self.locks_call
 
-    def leads_to_card_money(self, entry: str | None) -> bool:
-        """Whether answering with entry leads to a prompt that says card money (says_card_money): the call is
-        then read with it, in the same statement (CallSession.find_with_card_money): one round trip, not two."""
-        return False
+    def read_with_call(self, entry: str | None) -> tuple[Question, ...]:
+        """What answering with entry will ask (of the account, or of the entry itself), to be read in the same
+        statement as the call (CallSession.find_with): one round trip, not one more for each. A step that asks
+        something in answer() names it here, and so does a menu for the prompt (prompt_asks) a key leads to."""
+        return ()
 
     def silence(self, call: CallSession) -> Outcome | None:
         """Where an empty entry (silence, or a lone #) leads; None asks again. Either way it counts toward three."""
@@ -428,7 +430,7 @@ def _answer_prompt(
             pass
     # A PIN attempt is counted first, committed on its own: never inside the
     # step's transaction, whose rollback (a timeout) would make the guess free.
-    attempt = _count_pin_attempt(named, **answer) if named is not None and named.checks_pin else None
+    attempt = _count_pin_attempt(named, **answer, waited=waited) if named is not None and named.checks_pin else None
     with transaction.atomic():
         return _answer(**answer, locked=True, waited=waited, pin_attempt=attempt)
 
@@ -480,9 +482,16 @@ def _count_pin_attempt(
     keys: str | None,
     called: str,
     line: str | None,
+    waited: bool,
 ) -> object | None:
-    """Before the step runs: count a PIN entered at a prompt that checks one, unless this is a retry or stale."""
+    """Before the step runs: count a PIN entered at a prompt that checks one, unless this is a retry or stale.
+
+    A PIN typed at a prompt whose write-back has not landed yet waits for it (WriteBackPending), as the
+    step does: counted then, never skipped and then checked.
+    """
     call = CallSession.find(call_sid, locked=False)
+    if call is not None and _on_line(call, line) and call.caller == caller:
+        _ahead(call, prompt_number, waited=waited)
     if (
         call is None
         or not _on_line(call, line)
@@ -516,8 +525,9 @@ def _answer(
     pin_attempt: object | None = None,
 ) -> Reply:
     named = STEPS.get(step_name)
-    with_card_money = not locked and named is not None and named.leads_to_card_money(_entry(named, keys))
-    call = _find(call_sid, caller=caller, locked=locked, line=line, with_card_money=with_card_money)
+    entry = _entry(named, keys) if named is not None else None
+    questions = named.read_with_call(entry) if named is not None and not locked and entry is not None else ()
+    call = _find(call_sid, caller=caller, locked=locked, line=line, questions=questions, entry=entry or "")
     if call is not None:
         _ahead(call, prompt_number, waited=waited)
     if call is None:
@@ -583,15 +593,21 @@ def _on_line(call: CallSession, line: str | None) -> bool:
 
 
 def _find(
-    call_sid: str, *, caller: str, locked: bool, line: str | None = None, with_card_money: bool = False
+    call_sid: str,
+    *,
+    caller: str,
+    locked: bool,
+    line: str | None = None,
+    questions: tuple[Question, ...] = (),
+    entry: str = "",
 ) -> CallSession | None:
     """The call, if it is this caller's; unlocked, a miss is retried locked (starting over writes a new call).
 
     NotThisLine when the request was signed by the other line's token: it neither opens nor restarts the call.
-    with_card_money (unlocked only): read with what the balance says of card money, in the same statement.
+    questions (unlocked only): read with the call, for entry, in the same statement (Step.read_with_call).
     """
-    if with_card_money:
-        call = CallSession.find_with_card_money(call_sid, now=timezone.now())
+    if questions:
+        call = CallSession.find_with(call_sid, questions, entry=entry, now=timezone.now())
     else:
         call = CallSession.find(call_sid, locked=locked)
     if call is not None and not _on_line(call, line):

@@ -11,11 +11,13 @@ from datetime import datetime, timedelta
 from django.db import connection, models
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.functional import cached_property
 
 from accounts.models import Account
 from myibot.db import (
     Columns,
-    built_once,
+    Question,
+    ask,
     cast_types,
     fetch_all,
     row_to_instance,
@@ -23,7 +25,6 @@ from myibot.db import (
     select_columns,
     union_of_shapes,
 )
-from payments import holds
 
 # The first step of every call.
 ENTRY_STEP = "entry"
@@ -111,18 +112,41 @@ class CallSession(models.Model):
         return None if row is None else cls._from_row(row)
 
     @classmethod
-    def find_with_card_money(cls, call_sid: str, *, now: datetime) -> CallSession | None:
-        """find(locked=False), with what the balance says of card money now (payments.holds.CardMoney) as
-        call.card_money, read in the same statement: a step whose answer may be the balance spares the
-        caller a round trip. card_money is None for a call not signed in."""
-        widths = [len(cls._meta.concrete_fields) + len(Account._meta.concrete_fields), *holds.card_money_widths()]
-        rows = fetch_all(_find_with_card_money_sql(), [call_sid, *holds.card_money_params(call_sid, now)])
-        (found, held_rows, last_rows) = rows_by_shape(rows, widths)
+    def find_with(
+        cls, call_sid: str, questions: tuple[Question, ...], *, entry: str, now: datetime
+    ) -> CallSession | None:
+        """find(locked=False), with the answers to questions about the call's account and the caller's entry
+        (myibot.db.Question) read in the same statement: what the step's answer will ask costs the caller
+        no round trip of its own. call.asked(question) then gives them; none are kept for a call signed out."""
+        key = (connection.vendor, tuple(question.name for question in questions))
+        if key not in _FIND_WITH_SQL:
+            _FIND_WITH_SQL[key] = _find_with_sql(questions)
+        params: list[object] = [call_sid]
+        widths = [len(cls._meta.concrete_fields) + len(Account._meta.concrete_fields)]
+        for question in questions:
+            params += question.params(call_sid, entry, now)
+            widths += question.widths()
+        found, *answers = rows_by_shape(fetch_all(_FIND_WITH_SQL[key], params), widths)
         if not found:
             return None
         call = cls._from_row(found[0])
-        call.card_money = holds.card_money_from(held_rows, last_rows) if call.account_id is not None else None
+        if call.account_id is not None:
+            for question in questions:
+                rows, answers = answers[: len(question.widths())], answers[len(question.widths()) :]
+                call.read_with[question.key(entry)] = question.answer(rows)
         return call
+
+    def asked(self, question: Question, *, entry: str = "", now: datetime | None = None) -> object:
+        """question's answer for this call's account and entry: read with the call where the step's answer said it
+        would be asked (find_with, Step.read_with_call), else asked now, on its own."""
+        if question.key(entry) in self.read_with:
+            return self.read_with[question.key(entry)]
+        return ask(question, account=self.account_id, entry=entry, now=now or timezone.now())
+
+    @cached_property
+    def read_with(self) -> dict[tuple[str, str], object]:
+        """Answers read with the call (find_with), by question and entry."""
+        return {}
 
     @classmethod
     def _from_row(cls, row: tuple) -> CallSession:
@@ -173,17 +197,17 @@ class CallSession(models.Model):
 
 _FIND_SQL: dict[tuple[str, bool], str] = {}
 _FORGET_SQL: dict[tuple[str, bool], str] = {}
+_FIND_WITH_SQL: dict[tuple[str, tuple[str, ...]], str] = {}
 
 
-@built_once
-def _find_with_card_money_sql() -> str:
-    """The call with its account, and card money's two queries for the call's account, in one statement."""
+def _find_with_sql(questions: tuple[Question, ...]) -> str:
+    """The call with its account, and each question's queries for the call's account, in one statement."""
     call = Columns(CallSession)
     account = f"(SELECT {call.account} FROM {call.table} WHERE {call.call_sid} = %s)"  # noqa: S608 - names from model metadata
     return union_of_shapes(
         [
             (_find_sql(locked=False), cast_types(CallSession) + cast_types(Account)),
-            *holds.card_money_queries(account),
+            *(query for question in questions for query in question.queries(account)),
         ]
     )
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from functools import cache
 
 from django.db import connection, models
@@ -276,3 +278,47 @@ def rows_by_shape(rows: Sequence[Sequence[object]], widths: Sequence[int]) -> li
         place = row[0]
         shaped[place].append(tuple(row[starts[place] : starts[place] + widths[place]]))
     return shaped
+
+
+@dataclass(frozen=True)
+class Question:
+    """Something a step asks of its call's account, or of what the caller typed, written so that it can be read
+    in the same statement as the call (ivr.models.CallSession.find_with): one round trip, not two.
+
+    queries(account): its SELECTs as union_of_shapes takes them, the account named by account (a placeholder,
+    or a subquery that finds the call's). params(account, entry, now): their parameters, in order.
+    answer(rows): what the rows say (rows_by_shape's, one list per SELECT).
+    """
+
+    name: str
+    queries: Callable[[str], list[tuple[str, list[str]]]]
+    params: Callable[[object, str, datetime], list[object]]
+    answer: Callable[[list[list[tuple]]], object]
+    # Asked of what the caller typed (a recipient's code), not only of the account: its answer is for that entry.
+    about_entry: bool = False
+
+    def key(self, entry: str) -> tuple[str, str]:
+        """What an answer read with the call is kept under: the question, and the entry where it is about one."""
+        return (self.name, entry if self.about_entry else "")
+
+    def widths(self) -> list[int]:
+        """How many columns each SELECT reads (rows_by_shape)."""
+        return _widths(self, connection.vendor)
+
+
+@cache
+def _widths(question: Question, vendor: str) -> list[int]:
+    return [len(types) for _sql, types in question.queries("%s")]
+
+
+# Per database vendor and question: the question's SQL on its own.
+_asked: dict[tuple[str, str], str] = {}
+
+
+def ask(question: Question, *, account: object, entry: str = "", now: datetime) -> object:
+    """question's answer for the account (its id) and entry, asked on its own: one round trip."""
+    key = (connection.vendor, question.name)
+    if key not in _asked:
+        _asked[key] = union_of_shapes(question.queries("%s"))
+    rows = fetch_all(_asked[key], question.params(account, entry, now))
+    return question.answer(rows_by_shape(rows, question.widths()))

@@ -19,13 +19,12 @@ from accounts.holds import NOTHING_HELD, Held
 from accounts.models import LedgerEntry
 from myibot.db import (
     Columns,
+    Question,
     built_once,
     cast_types,
     converted,
     fetch_all,
     row_to_instance,
-    rows_by_shape,
-    union_of_shapes,
 )
 from myibot.local_time import local_date
 from payments.models import CardDeposit
@@ -49,37 +48,40 @@ class CardMoney:
     last_deposit: LedgerEntry | None
 
 
-def card_money(account_id: int, now: datetime) -> CardMoney:
-    """What card_money_held says, and the last card deposit since LAST_DEPOSIT_NEWS ago: one round trip, for a
-    member hearing the balance (ivr reads it with the call instead where it can: card_money_queries)."""
-    held_rows, last_rows = rows_by_shape(
-        fetch_all(_card_money_sql(), card_money_params(account_id, now)), card_money_widths()
-    )
-    return card_money_from(held_rows, last_rows)
-
-
 def card_money_queries(account: str) -> list[tuple[str, list[str]]]:
-    """card_money's two queries, as myibot.db.union_of_shapes takes them (SQL, column types), with the account
-    named by account: "%s", or a subquery that finds it (the call's, read in the same statement)."""
+    """What is held, and the last card deposit since LAST_DEPOSIT_NEWS ago, with the account named by account."""
     return [
         (_held_sql_for(account), _held_types()),
         (selectors.last_card_deposit_sql_for(account), cast_types(LedgerEntry)),
     ]
 
 
-def card_money_params(account: object, now: datetime) -> list[object]:
-    """The parameters of card_money_queries, in order; account: the account's id, or what its subquery takes."""
-    return [*_held_params(account, now), *selectors.last_card_deposit_params(account, now - LAST_DEPOSIT_NEWS)]
+# What the balance says of card money (CardMoney): read with the call where the answer leads to the balance
+# (ivr.models.CallSession.find_with), asked on its own otherwise (myibot.db.ask).
+CARD_MONEY = Question(
+    "card money",
+    queries=card_money_queries,
+    params=lambda account, entry, now: [
+        *_held_params(account, now),
+        *selectors.last_card_deposit_params(account, now - LAST_DEPOSIT_NEWS),
+    ],
+    answer=lambda rows: CardMoney(_held(rows[0]), row_to_instance(LedgerEntry, rows[1][0]) if rows[1] else None),
+)
 
 
-def card_money_widths() -> list[int]:
-    """How many columns each of card_money_queries reads (myibot.db.rows_by_shape)."""
-    return [3, len(LedgerEntry._meta.concrete_fields)]
+def _amount_check_queries(account: str) -> list[tuple[str, list[str]]]:
+    return [(_held_sql_for(account), _held_types()), (selectors.sent_today_sql_for(account), [_big_integer()])]
 
 
-def card_money_from(held_rows: list[tuple], last_rows: list[tuple]) -> CardMoney:
-    """card_money_queries' rows (per query, as myibot.db.rows_by_shape gives them) as what the balance says."""
-    return CardMoney(_held(held_rows), row_to_instance(LedgerEntry, last_rows[0]) if last_rows else None)
+# What an amount typed is checked against before the recipient is asked (accounts.ledger.transfer_check): the
+# card money held and what is left of today's limit, read with the call. Card money is the only source of held
+# money registered with accounts.holds (a test keeps it so); the transfer itself asks the registry, locked.
+AMOUNT_CHECK = Question(
+    "what an amount is checked against",
+    queries=_amount_check_queries,
+    params=lambda account, entry, now: [*_held_params(account, now), *selectors.sent_today_params(account, now)],
+    answer=lambda rows: (_held(rows[0]), selectors.daily_room_from(rows[1])),
+)
 
 
 def _held_params(account: object, now: datetime) -> list[object]:
@@ -118,17 +120,11 @@ def _held_sql_for(account: str) -> str:
 def _held_types() -> list[str]:
     # What is left is the amount plus a SUM: a bigint on PostgreSQL.
     release, review = (CardDeposit._meta.get_field(name) for name in ("release_at", "held_for_review"))
-    return [
-        BigIntegerField().cast_db_type(connection),
-        release.cast_db_type(connection),
-        review.cast_db_type(connection),
-    ]
+    return [_big_integer(), release.cast_db_type(connection), review.cast_db_type(connection)]
 
 
-@built_once
-def _card_money_sql() -> str:
-    """card_money's two queries in one statement (myibot.db.union_of_shapes)."""
-    return union_of_shapes(card_money_queries("%s"))
+def _big_integer() -> str:
+    return BigIntegerField().cast_db_type(connection)
 
 
 @transaction.atomic

@@ -29,7 +29,8 @@ from accounts.models import (
     SignInSpray,
     Transfer,
 )
-from ivr.models import CallSession, _find_sql, _find_with_card_money_sql
+from ivr.models import CallSession, _find_sql, _find_with_sql
+from myibot.db import union_of_shapes
 from payments import holds
 from tests.conftest import postgres_only
 
@@ -56,14 +57,18 @@ def hot_queries():
         "the daily limit": (selectors._sent_today_sql(), [1, now, now, "rejected"]),
         "card money held": (holds._held_sql(), [1, "paid", now, True]),
         "the last card deposit": (selectors.last_card_deposit_sql(), [1, "card", now]),
-        "card money held and the last card deposit, as the balance asks them": (
-            holds._card_money_sql(),
-            holds.card_money_params(1, now),
+        "card money held and the last card deposit, as the balance asks them on their own": (
+            union_of_shapes(holds.CARD_MONEY.queries("%s")),
+            holds.CARD_MONEY.params(1, "", now),
         ),
-        "a step that may lead to the balance: the call, its account and its card money": (
-            _find_with_card_money_sql(),
-            ["CA" + "0" * 32, *holds.card_money_params("CA" + "0" * 32, now)],
-        ),
+        # A step's call read with what its answer asks (CallSession.find_with), as the steps ask them.
+        **{
+            f"the call, its account and {question.name}": (
+                _find_with_sql((question,)),
+                ["CA" + "0" * 32, *question.params("CA" + "0" * 32, "246810", now)],
+            )
+            for question in (holds.CARD_MONEY, holds.AMOUNT_CHECK, selectors.RECIPIENT)
+        },
         "a caller's home number, as a call asks it": (selectors._caller_home_sql(), [now, "+12026230001"]),
         "a transfer's key": Transfer.objects.filter(idempotency_key="CA1:1:5"),
         "a recipient code": Recipient.objects.filter(code="246810", active=True),

@@ -28,6 +28,7 @@ from accounts.models import Account
 from accounts.spoken import spoken_amount, spoken_date
 from ivr.machine import MAIN_MENU, PAUSE, STEPS, Again, Code, Goto, Line, Outcome, Step, Words
 from ivr.models import CallSession
+from myibot.db import Question
 
 FOUR_DIGITS = re.compile(r"[0-9]{4}", re.ASCII)
 SIX_DIGITS = re.compile(r"[0-9]{6}", re.ASCII)
@@ -164,14 +165,12 @@ class MenuPrompt(Step):
     def locks_for(self, entry: str | None) -> bool:
         return self.locks_call or any(option.locks_call and option.key == entry for option in self.options)
 
-    def leads_to_card_money(self, entry: str | None) -> bool:
+    def read_with_call(self, entry: str | None) -> tuple[Question, ...]:
         option = next((option for option in self.options if option.key == entry), None)
-        if option is None:
-            return False
-        target = self.name if option.leads_to is None else option.leads_to
+        target = self.name if option is not None and option.leads_to is None else getattr(option, "leads_to", None)
         if isinstance(target, str):
             target = STEPS.get(target)
-        return bool(getattr(target, "says_card_money", False))
+        return tuple(getattr(target, "prompt_asks", ()))
 
     def answer(self, call: CallSession, keys: str) -> Outcome:
         option = next(option for option in self.options if option.key == keys)

@@ -44,7 +44,7 @@ class Balance(MenuPrompt):
         Option("2", FOR_THE_MAIN_MENU, MAIN_MENU),
     )
 
-    says_card_money = True
+    prompt_asks = (holds.CARD_MONEY,)
 
     def prompt(self, call: CallSession) -> list[Line]:
         account, card = call.account, None
@@ -52,9 +52,9 @@ class Balance(MenuPrompt):
             lines = balance_words(account)  # what is owed, and nothing else
         else:
             # What is held and the week's last card deposit: read with the call where the answer that led
-            # here said so (Step.leads_to_card_money), else asked together now.
+            # here said so (prompt_asks), else asked now, together.
             now = timezone.now()
-            said = getattr(call, "card_money", None) or holds.card_money(account.pk, now)
+            said = call.asked(holds.CARD_MONEY, now=now)
             lines = balance_words(account, now=now, held_now=said.held)
             card = said.last_deposit
         # Money a family put on by card this week is named, so the member knows it came; while card money

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
@@ -22,6 +23,8 @@ from ivr.steps.common import (
     held_refusal,
     keep_code,
 )
+from myibot.db import Question
+from payments import holds
 
 NOT_ENOUGH_MONEY = gettext_lazy("You do not have enough money.")
 
@@ -41,10 +44,18 @@ class SendAmount(Step):
     def prompt(self, call: CallSession) -> list[Line]:
         return [_("How many dollars would you like to send? Enter the amount in whole dollars, then press pound.")]
 
+    def read_with_call(self, entry: str | None) -> tuple[Question, ...]:
+        return (holds.AMOUNT_CHECK,) if entry and self.keys.fullmatch(entry) else ()
+
     def answer(self, call: CallSession, keys: str) -> Outcome:
         amount_cents = int(keys) * 100
+        now = timezone.now()
+        # What is held and today's room: read with the call (read_with_call), checked here in order.
+        held_now, room_cents = call.asked(holds.AMOUNT_CHECK, now=now)
         try:
-            ledger.transfer_check(account=call.account, amount_cents=amount_cents)
+            ledger.transfer_check(
+                account=call.account, amount_cents=amount_cents, now=now, held_now=held_now, room_cents=room_cents
+            )
         except errors.AccountNotVerified:
             return Goto(MAIN_MENU, NOT_VERIFIED)
         except errors.MoneyOwed as refusal:
@@ -93,8 +104,11 @@ class SendRecipient(Step):
     def prompt(self, call: CallSession) -> list[Line]:
         return [_("Enter the 6-digit code of the person you are sending to.")]
 
+    def read_with_call(self, entry: str | None) -> tuple[Question, ...]:
+        return (selectors.RECIPIENT,) if entry and self.keys.fullmatch(entry) else ()
+
     def answer(self, call: CallSession, keys: str) -> Outcome:
-        recipient = selectors.recipient_active(code=keys)
+        recipient = call.asked(selectors.RECIPIENT, entry=keys)  # read with the call (read_with_call)
         if recipient is None:
             return Again(_("We could not find that recipient code."), strike=False)
         call.scratch.update(recipient_code=recipient.code, recipient_name=recipient.name)

@@ -34,9 +34,9 @@ def test_it_answers_before_writing_the_call_back(signed_in):
     assert (_stored(signed_in).step, _stored(signed_in).prompt_number) == ("balance", before.prompt_number + 1)
 
 
-def test_the_caller_waits_only_for_what_the_prompt_needs(signed_in, recipient):
-    """The round trips before the answer: the call read, and what the next prompt says; the write-back after."""
-    for keys, before_answer in [("2", 1), ("25", 3), ("246810", 2), ("2", 1)]:
+def test_the_caller_waits_for_one_round_trip_to_send_money(signed_in, recipient):
+    """The call read with what the answer asks (the amount's checks, the recipient), the write-back after."""
+    for keys, before_answer in [("2", 1), ("25", 1), ("246810", 1), ("2", 1)]:
         with CaptureQueriesContext(connection) as answering:
             unsent = signed_in.unsent(keys)
         with CaptureQueriesContext(connection) as after:
@@ -47,7 +47,7 @@ def test_the_caller_waits_only_for_what_the_prompt_needs(signed_in, recipient):
 
 
 def test_the_balance_is_one_round_trip_before_the_answer_with_its_card_money(signed_in):
-    """The call, its account and what card money holds in one statement (CallSession.find_with_card_money)."""
+    """The call, its account and what card money holds in one statement (CallSession.find_with)."""
     for keys in ["1", "1", "2"]:  # the balance, again, the main menu
         with CaptureQueriesContext(connection) as answering:
             unsent = signed_in.unsent(keys)
@@ -72,6 +72,24 @@ def test_an_answer_quicker_than_the_write_back_waits_for_it(signed_in, monkeypat
     assert pauses == [machine.WRITE_BACK_PAUSES[0]]
     assert _stored(signed_in).step == "menu"
     assert f"n={_stored(signed_in).prompt_number}" in answer.gather.get("action")
+
+
+def test_a_pin_typed_before_its_prompts_write_back_lands_is_counted_and_checked(signed_in, monkeypatch):
+    """The PIN is counted before its step runs: that count waits for the write-back too, never skips it."""
+    unsent = signed_in.unsent("5")  # change the PIN: the current PIN's prompt, written back after
+    signed_in.twiml(unsent)
+    real_find = CallSession.find
+
+    def find_then_land(call_sid, *, locked):
+        found = real_find(call_sid, locked=locked)
+        sent(unsent)  # the write-back lands just after the count looked (and before the step's own look)
+        return found
+
+    monkeypatch.setattr(CallSession, "find", find_then_land)
+    monkeypatch.setattr(machine.time, "sleep", lambda seconds: None)
+    answer = signed_in.press("1111")  # a wrong current PIN, before the write-back has landed
+    # Counted, then checked: not the prompt again with no word (a PIN never checked uncounted is re-asked).
+    assert "That PIN is not correct." in answer.text, answer.text
 
 
 def test_a_write_back_that_never_lands_starts_the_call_again(signed_in, monkeypatch):

@@ -393,7 +393,7 @@ def test_the_last_card_deposit_named_is_the_last_one_whose_failed_refund_gave_th
 @pytest.mark.parametrize("hours_ago", [1, 5 * 24], ids=["held", "released, named as the last card deposit"])
 def test_the_balance_says_the_same_whether_read_with_the_call_or_asked_on_its_own(signed_in, account, hours_ago):
     """From the main menu the balance's card money is read with the call, in one statement
-    (CallSession.find_with_card_money); after help at the balance it is asked on its own: the same words."""
+    (CallSession.find_with); after help at the balance it is asked on its own: the same words."""
     card_deposit(account, 40_00, hours_ago=hours_ago)
     read_with_the_call = signed_in.press("1").text
     asked_after_help = signed_in.press("0").text
@@ -404,10 +404,10 @@ def test_the_balance_says_the_same_whether_read_with_the_call_or_asked_on_its_ow
 
 
 def test_the_balance_asks_every_source_of_held_money():
-    """The balance asks card money directly (what is held and the last card deposit in one round trip,
-    ivr/steps/menu.py), transfers ask accounts.holds' registry: while card money is the only source they agree.
-    A new source of held money must be asked at the balance too, or the member hears money as sendable that
-    a transfer then refuses."""
+    """The balance and the amount's first check ask card money directly, read with the call
+    (payments.holds.CARD_MONEY and AMOUNT_CHECK), transfers ask accounts.holds' registry: while card money is
+    the only source they agree. A new source of held money must be asked by those two questions too, or the
+    member hears money as sendable that a transfer then refuses."""
     from accounts import holds
     from payments.holds import card_money_held
 
