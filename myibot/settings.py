@@ -225,10 +225,15 @@ for _alias, _database in DATABASES.items():
     # Server-side binding sends values apart from the SQL, so that a statement
     # PostgreSQL logs on an error (a lock timeout, say) shows $1, not what a
     # caller typed: at default settings it never logs parameters on errors.
-    # Prepared once a query ran 5 times on a connection (psycopg's default), when allowed.
+    # Prepared the second time a query runs on a connection, when allowed, and planned once then: the
+    # backend has each session plan prepared statements generically (plan_cache_mode, myibot/postgresql).
+    # A connection lives 5 minutes and runs each of a step's statements a few dozen times: at psycopg's
+    # default (5) and PostgreSQL's (five custom plans first) most of them would be planned anew, which
+    # for the statements that read a call with what its answer asks costs more than running them
+    # (docs/PERFORMANCE.md). tests/test_query_plans.py checks the generic plans of the hot queries.
     _database.setdefault("OPTIONS", {}).update(
         server_side_binding=True,
-        prepare_threshold=5 if DB_PREPARED_STATEMENTS and _alias == "default" else None,
+        prepare_threshold=1 if DB_PREPARED_STATEMENTS and _alias == "default" else None,
         connect_timeout=DB_CONNECT_TIMEOUT,
         # A server gone without a word (its host lost) never answers, and statement_timeout,
         # which it would enforce, cannot end the wait: a query whose bytes go unacknowledged

@@ -157,6 +157,27 @@ def test_only_steps_that_move_no_money_and_count_no_pin_commit_asynchronously(ph
     assert Transfer.objects.filter(account=account, amount_cents=100).count() == 1
 
 
+@postgres_only("prepared statements and their plans are PostgreSQL's")
+@pytest.mark.django_db(transaction=True)
+def test_a_steps_statements_are_prepared_at_their_second_run_and_planned_once(call):
+    """prepare_threshold 1 and plan_cache_mode force_generic_plan: planned once per connection, for any values."""
+    from django.db import connections
+
+    connections["default"].close()  # a new session, as a gunicorn thread opens
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW plan_cache_mode")
+        assert cursor.fetchone()[0] == "force_generic_plan"
+    for _ in range(3):
+        assert CallSession.find(call.call_sid, locked=False).pk == call.pk
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE statement LIKE %s",
+            ["%ivr_callsession%call_sid%"],
+        )
+        # Prepared at the second run; that run and the third on its one generic plan, none planned for its values.
+        assert cursor.fetchall() == [(2, 0)]
+
+
 @postgres_only("the role's own settings in the database (pg_db_role_setting)")
 @pytest.mark.django_db(transaction=True)
 def test_every_new_session_of_the_role_starts_with_the_time_limits_and_each_start_sets_them_again(settings):

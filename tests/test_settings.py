@@ -222,7 +222,7 @@ def test_postgresql_connections_carry_their_time_limits_and_bind_values_server_s
     assert "'tcp_user_timeout': 4000" in result.stdout and "'keepalives': 1" in result.stdout
 
 
-@pytest.mark.parametrize(("value", "threshold"), [("", "5"), ("true", "5"), ("false", "None")])
+@pytest.mark.parametrize(("value", "threshold"), [("", "1"), ("true", "1"), ("false", "None")])
 def test_postgresql_uses_our_backend_and_prepared_statements_unless_turned_off(value, threshold):
     result = manage(
         "shell",

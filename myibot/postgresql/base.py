@@ -47,10 +47,19 @@ class DatabaseWrapper(PostgreSQLDatabaseWrapper):
         # never libpq's `options`, which PgBouncer refuses.
         limits = self.settings_dict.get("TIME_LIMITS") or {}
         if limits.get("set_on_connect"):
+            # Where psycopg prepares statements (settings: prepare_threshold), each is planned once, for
+            # any values, not five times with its values first (PostgreSQL's default): a step's statements
+            # cost their run, not their planning. Their generic plans use indexes (tests/test_query_plans.py).
+            prepared = self.settings_dict["OPTIONS"].get("prepare_threshold") is not None
             with self.connection.cursor() as cursor:
                 cursor.execute(
-                    "SELECT set_config('lock_timeout', %s, false), set_config('statement_timeout', %s, false)",
-                    [f"{limits['lock_timeout']}ms", f"{limits['statement_timeout']}ms"],
+                    "SELECT set_config('lock_timeout', %s, false), set_config('statement_timeout', %s, false), "
+                    "set_config('plan_cache_mode', %s, false)",
+                    [
+                        f"{limits['lock_timeout']}ms",
+                        f"{limits['statement_timeout']}ms",
+                        "force_generic_plan" if prepared else "auto",
+                    ],
                 )
             if not self.get_autocommit():
                 self.connection.commit()
