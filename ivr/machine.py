@@ -20,7 +20,6 @@ caller asking for the other options. Notices are nested inside the next
 
 from __future__ import annotations
 
-import logging
 import re
 import time
 from collections.abc import Callable
@@ -46,8 +45,6 @@ from ivr.models import CallSession
 from myibot import languages
 from myibot.after_answer import after_answer
 from myibot.db import Question, insert_unless_conflict, update_later, update_where
-
-logger = logging.getLogger(__name__)
 
 # Three silences, or three unusable entries, in a row at one prompt (FreeSWITCH's
 # max-timeouts and max-failures): goodbye before sign-in, the main menu after.
@@ -379,10 +376,12 @@ def answer_prompt(
     is the service's own number (Twilio's To), the caller ID of a call to staff.
 
     A step that only reads (a menu, the balance, an amount) runs without a
-    transaction and writes the call back only if it is still at the prompt it
-    read (UPDATE ... WHERE prompt_number = n): two round trips. If another
-    request moved the call first (Twilio's retry of this one, most likely), it
-    looks again, locked, and finds itself a retry. A step that counts PINs,
+    transaction: one round trip reads the call with what its answer asks
+    (Step.read_with_call), and the call is written back after the answer is
+    sent, only if it is still at the prompt it read (UPDATE ... WHERE
+    prompt_number = n; _save). Twilio's retry of it, computed from the same
+    state, answers the same; whichever writes second changes nothing, and a
+    retry that comes after the write-back finds itself a retry. A step that counts PINs,
     creates an account or moves money (Step.locks_call, or the key of a menu's
     option that does: Step.locks_for) holds the call's row locked for the
     whole step, so that a retry waits for its first attempt.
