@@ -386,31 +386,6 @@ def answer_prompt(
     option that does: Step.locks_for) holds the call's row locked for the
     whole step, so that a retry waits for its first attempt.
     """
-    return _after_write_back(
-        _answer_prompt,
-        call_sid=call_sid,
-        caller=caller,
-        trusted=trusted,
-        step_name=step_name,
-        prompt_number=prompt_number,
-        keys=keys,
-        called=called,
-        line=line,
-    )
-
-
-def _answer_prompt(
-    *,
-    call_sid: str,
-    caller: str,
-    trusted: bool,
-    step_name: str,
-    prompt_number: int | None,
-    keys: str | None,
-    called: str,
-    line: str | None,
-    waited: bool,
-) -> Reply:
     answer = {
         "call_sid": call_sid,
         "caller": caller,
@@ -422,16 +397,20 @@ def _answer_prompt(
         "line": line,
     }
     named = STEPS.get(step_name)
-    if named is not None and not named.locks_for(_entry(named, keys)):
-        try:
-            return _answer(**answer, locked=False, waited=waited)
-        except CallMoved:
-            pass
-    # A PIN attempt is counted first, committed on its own: never inside the
-    # step's transaction, whose rollback (a timeout) would make the guess free.
-    attempt = _count_pin_attempt(named, **answer, waited=waited) if named is not None and named.checks_pin else None
-    with transaction.atomic():
-        return _answer(**answer, locked=True, waited=waited, pin_attempt=attempt)
+
+    def attempt(waited: bool) -> Reply:
+        if named is not None and not named.locks_for(_entry(named, keys)):
+            try:
+                return _answer(**answer, locked=False, waited=waited)
+            except CallMoved:
+                pass
+        # A PIN attempt is counted first, committed on its own: never inside the
+        # step's transaction, whose rollback (a timeout) would make the guess free.
+        counted = _count_pin_attempt(named, **answer, waited=waited) if named is not None and named.checks_pin else None
+        with transaction.atomic():
+            return _answer(**answer, locked=True, waited=waited, pin_attempt=counted)
+
+    return _after_write_back(attempt)
 
 
 # How long a request whose prompt is ahead of the call waits for the prompt's write-back, pause by pause
@@ -443,21 +422,21 @@ class WriteBackPending(Exception):
     """The request answers a prompt newer than the call's stored one: that prompt's write-back has not landed."""
 
 
-def _after_write_back(answer: Callable[..., Reply], **request: object) -> Reply:
-    """answer(**request), after the write-back of the prompt the request answers, if that is still on its way.
+def _after_write_back(attempt: Callable[[bool], Reply]) -> Reply:
+    """attempt(waited), after the write-back of the prompt the request answers, if that is still on its way.
 
     A step that moves no money answers first and writes the call back after (_save): a caller quick on the
-    keys, or a client with no think time, can answer the new prompt before its UPDATE commits. answer
+    keys, or a client with no think time, can answer the new prompt before its UPDATE commits. attempt
     raises WriteBackPending, having written nothing (and released any lock, which the write-back would
     otherwise wait for); a short wait, then again. A write-back that never lands (it failed, or another
-    request moved the call first) leaves the request stale: answer(waited=True) starts the call again.
+    request moved the call first) leaves the request stale: attempt(waited=True) starts the call again.
     """
     for pause in WRITE_BACK_PAUSES:
         try:
-            return answer(**request, waited=False)
+            return attempt(False)
         except WriteBackPending:
             time.sleep(pause)
-    return answer(**request, waited=True)
+    return attempt(True)
 
 
 def _ahead(call: CallSession, prompt_number: int | None, *, waited: bool) -> None:
@@ -770,42 +749,25 @@ def staff_call_ended(
     status is Twilio's DialCallStatus; each is answered with a calm sentence. A <Dial> that fails at once
     may come back before the write-back of the prompt that dialled: waited for (_after_write_back).
     """
-    return _after_write_back(
-        _staff_call_ended,
-        call_sid=call_sid,
-        caller=caller,
-        trusted=trusted,
-        prompt_number=prompt_number,
-        status=status,
-        line=line,
-    )
 
+    def attempt(waited: bool) -> Reply:
+        with transaction.atomic():
+            call = _find(call_sid, caller=caller, locked=True, line=line)
+            if call is None:
+                return _start_call(call_sid=call_sid, caller=caller, trusted=trusted, greeting=START_AGAIN)
+            _ahead(call, prompt_number, waited=waited)
+            answer = _digest(f"staff call:{prompt_number}:{status!r}")
+            if call.ended or prompt_number != call.prompt_number or not call.last_notices.get("dial"):
+                if answer == call.last_answer:
+                    return _replay(call)
+                _restart(call)
+                return _ask(call, [START_AGAIN], outcome="stale")
+            call.last_answer = answer
+            with speaking(call):
+                notice = STAFF_CALL_ENDED.get(status, STAFF_CALL_ENDED["failed"])
+                return _ask(call, [notice], outcome=f"staff call {status[:20] or 'unknown'}", repeat=True)
 
-def _staff_call_ended(
-    *,
-    call_sid: str,
-    caller: str,
-    trusted: bool,
-    prompt_number: int | None,
-    status: str,
-    line: str | None,
-    waited: bool,
-) -> Reply:
-    with transaction.atomic():
-        call = _find(call_sid, caller=caller, locked=True, line=line)
-        if call is None:
-            return _start_call(call_sid=call_sid, caller=caller, trusted=trusted, greeting=START_AGAIN)
-        _ahead(call, prompt_number, waited=waited)
-        answer = _digest(f"staff call:{prompt_number}:{status!r}")
-        if call.ended or prompt_number != call.prompt_number or not call.last_notices.get("dial"):
-            if answer == call.last_answer:
-                return _replay(call)
-            _restart(call)
-            return _ask(call, [START_AGAIN], outcome="stale")
-        call.last_answer = answer
-        with speaking(call):
-            notice = STAFF_CALL_ENDED.get(status, STAFF_CALL_ENDED["failed"])
-            return _ask(call, [notice], outcome=f"staff call {status[:20] or 'unknown'}", repeat=True)
+    return _after_write_back(attempt)
 
 
 def _pay(call: CallSession, deposit_id: int) -> Reply:
