@@ -160,13 +160,18 @@ def test_only_steps_that_move_no_money_and_count_no_pin_commit_asynchronously(ph
 @postgres_only("prepared statements and their plans are PostgreSQL's")
 @pytest.mark.django_db(transaction=True)
 def test_a_steps_statements_are_prepared_at_their_second_run_and_planned_once(call):
-    """prepare_threshold 1 and plan_cache_mode force_generic_plan: planned once per connection, for any values."""
+    """prepare_threshold 1 and plan_cache_mode force_generic_plan: planned once per connection, for any values.
+
+    Behind a pooler in transaction mode (DATABASE_POOLER=transaction, as the PgBouncer stage of .ci/run
+    runs this) nothing is prepared, and the session is left as the server has it.
+    """
     from django.db import connections
 
+    prepared = connection.settings_dict["OPTIONS"].get("prepare_threshold") is not None
     connections["default"].close()  # a new session, as a gunicorn thread opens
     with connection.cursor() as cursor:
         cursor.execute("SHOW plan_cache_mode")
-        assert cursor.fetchone()[0] == "force_generic_plan"
+        assert cursor.fetchone()[0] == ("force_generic_plan" if prepared else "auto")
     for _ in range(3):
         assert CallSession.find(call.call_sid, locked=False).pk == call.pk
     with connection.cursor() as cursor:
@@ -175,7 +180,7 @@ def test_a_steps_statements_are_prepared_at_their_second_run_and_planned_once(ca
             ["%ivr_callsession%call_sid%"],
         )
         # Prepared at the second run; that run and the third on its one generic plan, none planned for its values.
-        assert cursor.fetchall() == [(2, 0)]
+        assert cursor.fetchall() == ([(2, 0)] if prepared else [])
 
 
 @postgres_only("the role's own settings in the database (pg_db_role_setting)")
