@@ -757,17 +757,25 @@ def staff_call_ended(
                 return _start_call(call_sid=call_sid, caller=caller, trusted=trusted, greeting=START_AGAIN)
             _ahead(call, prompt_number, waited=waited)
             answer = _digest(f"staff call:{prompt_number}:{status!r}")
-            if call.ended or prompt_number != call.prompt_number or not call.last_notices.get("dial"):
-                if answer == call.last_answer:
-                    return _replay(call)
-                _restart(call)
-                return _ask(call, [START_AGAIN], outcome="stale")
+            if (elsewhere := _not_awaited(call, answer, prompt_number=prompt_number, handed_to="dial")) is not None:
+                return elsewhere
             call.last_answer = answer
             with speaking(call):
                 notice = STAFF_CALL_ENDED.get(status, STAFF_CALL_ENDED["failed"])
                 return _ask(call, [notice], outcome=f"staff call {status[:20] or 'unknown'}", repeat=True)
 
     return _after_write_back(attempt)
+
+
+def _not_awaited(call: CallSession, answer: str, *, prompt_number: int | None, handed_to: str) -> Reply | None:
+    """For Twilio's report of a verb the call was handed to (handed_to: "dial" or "pay"): the same words again
+    for its retry, the start again for a stale or copied URL; None when it is the report the call awaits."""
+    if call.ended or prompt_number != call.prompt_number or not call.last_notices.get(handed_to):
+        if answer == call.last_answer:
+            return _replay(call)
+        _restart(call)
+        return _ask(call, [START_AGAIN], outcome="stale")
+    return None
 
 
 def _pay(call: CallSession, deposit_id: int) -> Reply:
@@ -821,11 +829,8 @@ def payment_made(
             response.hangup()
             return Reply(response, "unknown call")
         answer = _digest(f"pay:{prompt_number}:{sorted(result.items())!r}")
-        if call.ended or prompt_number != call.prompt_number or not call.last_notices.get("pay"):
-            if answer == call.last_answer:
-                return _replay(call)
-            _restart(call)
-            return _ask(call, [START_AGAIN], outcome="stale")
+        if (elsewhere := _not_awaited(call, answer, prompt_number=prompt_number, handed_to="pay")) is not None:
+            return elsewhere
         call.last_answer = answer
         current, deposit_id = STEPS[call.step], call.last_notices["pay"]
         with speaking(call):
