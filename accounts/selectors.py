@@ -25,7 +25,7 @@ from accounts.models import (
     Transfer,
 )
 from myibot import local_time
-from myibot.db import Columns, Question, built_once, cast_types, fetch_all, first_where, row_to_instance, select_columns
+from myibot.db import Columns, Question, built_once, cast_types, fetch_all, row_to_instance, select_columns
 
 # Money ------------------------------------------------------------------------
 
@@ -211,11 +211,6 @@ def spray_active(*, now: datetime | None = None) -> SignInSpray | None:
 # Recipients ---------------------------------------------------------------------
 
 
-def recipient_active(*, code: str) -> Recipient | None:
-    """The approved recipient a caller may send to by this code, or None (unknown or no longer active)."""
-    return first_where(Recipient, code=code, active=True)
-
-
 def _recipient_queries(account: str) -> list[tuple[str, list[str]]]:
     recipient = Columns(Recipient)
     return [
@@ -227,7 +222,8 @@ def _recipient_queries(account: str) -> list[tuple[str, list[str]]]:
     ]
 
 
-# recipient_active for the code the caller typed (the entry), read with the call (myibot.db.Question).
+# The approved recipient a caller may send to by the code typed (the entry), or None (unknown or no longer
+# active): read with the call (myibot.db.Question), the lowest id first.
 RECIPIENT = Question(
     "the recipient of the code typed",
     queries=_recipient_queries,

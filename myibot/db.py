@@ -221,25 +221,6 @@ def built_once(build: Callable[[], str]) -> Callable[[], str]:
     return sql
 
 
-_first_where: dict[tuple[str, type[models.Model], tuple[str, ...]], str] = {}
-
-
-def first_where(model: type[models.Model], **where: object) -> models.Model | None:
-    """model.objects.filter(**where).first() with its SQL built once: equality on fields only, lowest pk first."""
-    key = (connection.vendor, model, tuple(where))
-    if key not in _first_where:
-        columns = Columns(model)
-        conditions = " AND ".join(f"{getattr(columns, name)} = %s" for name in where)
-        _first_where[key] = (
-            f"SELECT {select_columns(model)} FROM {columns.table} WHERE {conditions} "  # noqa: S608 - names from model metadata, values as parameters
-            f"ORDER BY {getattr(columns, model._meta.pk.name)} LIMIT 1"
-        )
-    fields = [model._meta.get_field(name) for name in where]
-    values = [field.get_db_prep_value(value, connection) for field, value in zip(fields, where.values(), strict=True)]
-    rows = fetch_all(_first_where[key], values)
-    return row_to_instance(model, rows[0]) if rows else None
-
-
 def fetch_all(sql: str, params: Sequence[object]) -> list[tuple]:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
