@@ -80,32 +80,34 @@ def select_columns(model: type[models.Model]) -> str:
     return ", ".join(f"{quote(table)}.{quote(field.column)}" for field in model._meta.concrete_fields)
 
 
-# Per database vendor, model and fields: each column's converters, with the column they convert.
-_converters: dict[tuple[str, type[models.Model], tuple[str, ...]], list[list[tuple[Callable, object]]]] = {}
+# Per database vendor, model and fields: the columns that have converters (by position), with them.
+_converters: dict[tuple[str, type[models.Model], tuple[str, ...]], list[tuple[int, list[Callable], object]]] = {}
 
 
-def _column_converters(model: type[models.Model], attnames: tuple[str, ...]) -> list[list[tuple[Callable, object]]]:
+def _column_converters(
+    model: type[models.Model], attnames: tuple[str, ...]
+) -> list[tuple[int, list[Callable], object]]:
     key = (connection.vendor, model, attnames)
     if key not in _converters:
         fields = [model._meta.get_field(name) for name in attnames]
         columns = [field.get_col(model._meta.db_table) for field in fields]
-        _converters[key] = [
-            [
-                (converter, column)
-                for converter in connection.ops.get_db_converters(column) + field.get_db_converters(connection)
-            ]
-            for field, column in zip(fields, columns, strict=True)
+        converting = [
+            (position, connection.ops.get_db_converters(column) + field.get_db_converters(connection), column)
+            for position, (field, column) in enumerate(zip(fields, columns, strict=True))
         ]
+        # Most columns have none: a row is read on every webhook, and only these are looked at.
+        _converters[key] = [(position, converters, column) for position, converters, column in converting if converters]
     return _converters[key]
 
 
 def converted(model: type[models.Model], attnames: tuple[str, ...], values: Sequence[object]) -> list[object]:
     """Columns of model's fields (by attname, in that order) as the ORM reads them: SQLite's dates are text."""
-    result = []
-    for value, column_converters in zip(values, _column_converters(model, attnames), strict=True):
-        for converter, column in column_converters:
-            value = converter(value, column, connection)
-        result.append(value)
+    if len(values) != len(attnames):
+        raise ValueError(f"{len(values)} values for {len(attnames)} fields of {model.__name__}")
+    result, database = list(values), connection
+    for position, converters, column in _column_converters(model, attnames):
+        for converter in converters:
+            result[position] = converter(result[position], column, database)
     return result
 
 
@@ -164,13 +166,15 @@ def update_later(
         )
         _updates[key] = (f"UPDATE {quote(meta.db_table)} SET {assignments}{source} WHERE {conditions}", setting)  # noqa: S608 - names from model metadata, values as parameters
     sql, setting = _updates[key]
-    # A JSON value is serialised only when the statement runs: a copy, so that what runs is what is here now.
-    values = [field.get_db_prep_save(_as_now(getattr(instance, field.attname)), connection) for field in setting]
-    params = [*values, instance.pk, *where.values()]
+    # The values as they are now (a copy of a JSON value, so that what runs is what is here now), made ready
+    # for the database only when the statement runs: after the answer, where the caller does not wait for it.
+    values = [_as_now(getattr(instance, field.attname)) for field in setting]
+    pk, conditions = instance.pk, list(where.values())
 
     def update() -> int:
+        params = [field.get_db_prep_save(value, connection) for field, value in zip(setting, values, strict=True)]
         with connection.cursor() as cursor:
-            cursor.execute(sql, params)
+            cursor.execute(sql, [*params, pk, *conditions])
             return cursor.rowcount
 
     return update
