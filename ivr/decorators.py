@@ -8,6 +8,7 @@ import re
 import time
 from collections.abc import Callable
 from functools import lru_cache, wraps
+from typing import Protocol
 from urllib.parse import urlparse
 
 from django.conf import settings
@@ -31,6 +32,13 @@ from myibot import after_answer
 logger = logging.getLogger(__name__)
 
 View = Callable[..., HttpResponse]
+
+
+class ReadsAhead(Protocol):
+    """A view's read sent ahead (twilio_webhook's read_ahead): dropped unless the view took it."""
+
+    def discard(self) -> None: ...
+
 
 # A CallSid is "CA" and hex digits; anything else in one must not reach a log line.
 _NOT_SID = re.compile(r"[^0-9A-Za-z]")
@@ -182,7 +190,12 @@ def _is_timeout(error: Exception) -> bool:
     )
 
 
-def twilio_webhook(view: View | None = None, *, deadline_seconds: str = "WEBHOOK_DEADLINE_SECONDS") -> View:
+def twilio_webhook(
+    view: View | None = None,
+    *,
+    deadline_seconds: str = "WEBHOOK_DEADLINE_SECONDS",
+    read_ahead: Callable[..., ReadsAhead | None] | None = None,
+) -> View:
     """CSRF-exempt, POST only, signed by Twilio or 403, never an error status, never late.
 
     Always on, whatever DEBUG says. A failure inside the view is logged with its
@@ -194,15 +207,31 @@ def twilio_webhook(view: View | None = None, *, deadline_seconds: str = "WEBHOOK
     One log line per webhook: call, step, outcome, milliseconds. deadline_seconds names the setting
     that bounds this webhook's queries (the <Pay> action request, which also waits for Stripe, has its
     own); the view reads the deadline as request.webhook_deadline (time.monotonic()).
+
+    read_ahead(request, *args, **kwargs): the view's read, sent to the database before the signature is
+    checked (ivr.machine.read_call_ahead), so that the database answers while it is; the view finds it as
+    request.read_ahead. Only for a request that carries a signature; whatever the view does with it, its
+    rows are taken or dropped before the answer goes, a 403 included.
     """
     if view is None:
-        return lambda wrapped: twilio_webhook(wrapped, deadline_seconds=deadline_seconds)
+        return lambda wrapped: twilio_webhook(wrapped, deadline_seconds=deadline_seconds, read_ahead=read_ahead)
 
     @csrf_exempt
     @require_POST
     @wraps(view)
     def webhook(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
         started = time.perf_counter()
+        sent = None
+        if read_ahead is not None and request.headers.get("X-Twilio-Signature"):
+            sent = read_ahead(request, *args, **kwargs)
+        request.read_ahead = sent
+        try:
+            return answered(request, started, *args, **kwargs)
+        finally:
+            if sent is not None:
+                sent.discard()
+
+    def answered(request: HttpRequest, started: float, *args: object, **kwargs: object) -> HttpResponse:
         if refusal := signature_refusal(request):
             logger.warning("webhook refused: %s path=%s", refusal, request.path)
             return HttpResponseForbidden("invalid signature\n", content_type="text/plain")

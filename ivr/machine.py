@@ -41,7 +41,7 @@ from twilio.twiml.voice_response import VoiceResponse
 from accounts import activity
 from ivr import twiml
 from ivr.languages import other_language, other_languages
-from ivr.models import CallSession
+from ivr.models import CallAhead, CallSession
 from myibot import languages
 from myibot.after_answer import after_answer
 from myibot.db import Question, insert_unless_conflict, update_later, update_where
@@ -358,6 +358,25 @@ def _restart(call: CallSession) -> None:
     call.go_to(_first_step(call))
 
 
+def read_call_ahead(*, call_sid: str, step_name: str, keys: str | None) -> CallAhead | None:
+    """The read answer_prompt will make for these keys at step_name's prompt, sent to the database now.
+
+    Sent before the request's signature is checked, so that PostgreSQL answers while it is: the first
+    unlocked attempt takes it (_find). None for a step that locks the call for these keys (a PIN, money,
+    an account written: their reads wait for a transaction and a lock) or one we do not know, and on SQLite.
+    It only reads: a request that turns out not to be Twilio's gets its 403 once the rows are dropped.
+    """
+    named = STEPS.get(step_name)
+    if named is None:
+        return None
+    entry = _entry(named, keys)
+    if named.locks_for(entry):
+        return None
+    # As _answer asks them: what the answer's prompt will ask, read with the call (Step.read_with_call).
+    questions = named.read_with_call(entry) if entry is not None else ()
+    return CallSession.read_ahead(call_sid, questions, entry=entry or "", now=timezone.now())
+
+
 def answer_prompt(
     *,
     call_sid: str,
@@ -368,6 +387,7 @@ def answer_prompt(
     keys: str | None,
     called: str = "",
     line: str | None = None,
+    sent_ahead: CallAhead | None = None,
 ) -> Reply:
     """Take the caller's keys for the prompt a URL names (after the write-back of the prompt, if it is late).
 
@@ -385,6 +405,9 @@ def answer_prompt(
     creates an account or moves money (Step.locks_call, or the key of a menu's
     option that does: Step.locks_for) holds the call's row locked for the
     whole step, so that a retry waits for its first attempt.
+
+    sent_ahead: the call's read, sent before the request's signature was checked (read_call_ahead); the
+    first unlocked attempt takes it instead of reading.
     """
     answer = {
         "call_sid": call_sid,
@@ -401,7 +424,7 @@ def answer_prompt(
     def attempt(waited: bool) -> Reply:
         if named is not None and not named.locks_for(_entry(named, keys)):
             try:
-                return _answer(**answer, locked=False, waited=waited)
+                return _answer(**answer, locked=False, waited=waited, sent_ahead=sent_ahead)
             except CallMoved:
                 pass
         # A PIN attempt is counted first, committed on its own: never inside the
@@ -501,11 +524,20 @@ def _answer(
     locked: bool,
     waited: bool,
     pin_attempt: object | None = None,
+    sent_ahead: CallAhead | None = None,
 ) -> Reply:
     named = STEPS.get(step_name)
     entry = _entry(named, keys) if named is not None else None
     questions = named.read_with_call(entry) if named is not None and not locked and entry is not None else ()
-    call = _find(call_sid, caller=caller, locked=locked, line=line, questions=questions, entry=entry or "")
+    call = _find(
+        call_sid,
+        caller=caller,
+        locked=locked,
+        line=line,
+        questions=questions,
+        entry=entry or "",
+        sent_ahead=sent_ahead,
+    )
     if call is not None:
         _ahead(call, prompt_number, waited=waited)
     if call is None:
@@ -578,13 +610,17 @@ def _find(
     line: str | None = None,
     questions: tuple[Question, ...] = (),
     entry: str = "",
+    sent_ahead: CallAhead | None = None,
 ) -> CallSession | None:
     """The call, if it is this caller's; unlocked, a miss is retried locked (starting over writes a new call).
 
     NotThisLine when the request was signed by the other line's token: it neither opens nor restarts the call.
     questions (unlocked only): read with the call, for entry, in the same statement (Step.read_with_call).
+    sent_ahead: that same read, already sent (read_call_ahead), taken once.
     """
-    if questions:
+    if sent_ahead is not None and not locked and sent_ahead.reads(call_sid, questions, entry=entry):
+        call = sent_ahead.call()
+    elif questions:
         call = CallSession.find_with(call_sid, questions, entry=entry, now=timezone.now())
     else:
         call = CallSession.find(call_sid, locked=locked)

@@ -17,6 +17,7 @@ from accounts.models import Account
 from myibot.db import (
     Columns,
     Question,
+    ReadAhead,
     ask,
     cast_types,
     fetch_all,
@@ -118,23 +119,18 @@ class CallSession(models.Model):
         """find(locked=False), with the answers to questions about the call's account and the caller's entry
         (myibot.db.Question) read in the same statement: what the step's answer will ask costs the caller
         no round trip of its own. call.asked(question) then gives them; none are kept for a call signed out."""
-        key = (connection.vendor, tuple(question.name for question in questions))
-        if key not in _FIND_WITH_SQL:
-            _FIND_WITH_SQL[key] = _find_with_sql(questions)
-        params: list[object] = [call_sid]
-        widths = [len(cls._meta.concrete_fields) + len(Account._meta.concrete_fields)]
-        for question in questions:
-            params += question.params(call_sid, entry, now)
-            widths += question.widths()
-        found, *answers = rows_by_shape(fetch_all(_FIND_WITH_SQL[key], params), widths)
-        if not found:
-            return None
-        call = cls._from_row(found[0])
-        if call.account_id is not None:
-            for question in questions:
-                rows, answers = answers[: len(question.widths())], answers[len(question.widths()) :]
-                call.read_with[question.key(entry)] = question.answer(rows)
-        return call
+        reading = _Reading(call_sid, questions, entry=entry, now=now)
+        return reading.call(fetch_all(reading.sql, reading.params))
+
+    @classmethod
+    def read_ahead(
+        cls, call_sid: str, questions: tuple[Question, ...], *, entry: str, now: datetime
+    ) -> CallAhead | None:
+        """find(locked=False), or find_with when there are questions, sent now and read when the step needs the
+        call (myibot.db.ReadAhead): None where it is not sent (SQLite), and the step reads as usual."""
+        reading = _Reading(call_sid, questions, entry=entry, now=now)
+        sent = ReadAhead.send(reading.sql, reading.params)
+        return None if sent is None else CallAhead(reading, sent)
 
     def asked(self, question: Question, *, entry: str = "", now: datetime | None = None) -> object:
         """question's answer for this call's account and entry: read with the call where the step's answer said it
@@ -198,6 +194,65 @@ class CallSession(models.Model):
 _FIND_SQL: dict[tuple[str, bool], str] = {}
 _FORGET_SQL: dict[tuple[str, bool], str] = {}
 _FIND_WITH_SQL: dict[tuple[str, tuple[str, ...]], str] = {}
+
+
+class _Reading:
+    """The statement that reads a call unlocked, with what questions ask of it (none: find's own), and how its
+    rows become the call (find, find_with, read_ahead)."""
+
+    def __init__(self, call_sid: str, questions: tuple[Question, ...], *, entry: str, now: datetime) -> None:
+        self.call_sid, self.questions, self.entry = call_sid, questions, entry
+        self.params: list[object] = [call_sid]
+        if not questions:
+            key = (connection.vendor, False)
+            if key not in _FIND_SQL:
+                _FIND_SQL[key] = _find_sql(locked=False)
+            self.sql = _FIND_SQL[key]
+            return
+        key = (connection.vendor, tuple(question.name for question in questions))
+        if key not in _FIND_WITH_SQL:
+            _FIND_WITH_SQL[key] = _find_with_sql(questions)
+        self.sql = _FIND_WITH_SQL[key]
+        self.widths = [len(CallSession._meta.concrete_fields) + len(Account._meta.concrete_fields)]
+        for question in questions:
+            self.params += question.params(call_sid, entry, now)
+            self.widths += question.widths()
+
+    def call(self, rows: list[tuple]) -> CallSession | None:
+        if not self.questions:
+            return CallSession._from_row(rows[0]) if rows else None
+        found, *answers = rows_by_shape(rows, self.widths)
+        if not found:
+            return None
+        call = CallSession._from_row(found[0])
+        if call.account_id is not None:
+            for question in self.questions:
+                rows, answers = answers[: len(question.widths())], answers[len(question.widths()) :]
+                call.read_with[question.key(self.entry)] = question.answer(rows)
+        return call
+
+
+class CallAhead:
+    """A call's read sent ahead (CallSession.read_ahead): the call, once, for the step it was sent for."""
+
+    def __init__(self, reading: _Reading, sent: ReadAhead) -> None:
+        self._reading, self._sent = reading, sent
+
+    def reads(self, call_sid: str, questions: tuple[Question, ...], *, entry: str) -> bool:
+        """Whether this is the read find_with (or find, unlocked) would make now, and is still to be taken."""
+        reading = self._reading
+        return not self._sent.taken and (reading.call_sid, reading.questions, reading.entry) == (
+            call_sid,
+            questions,
+            entry,
+        )
+
+    def call(self) -> CallSession | None:
+        return self._reading.call(self._sent.rows())
+
+    def discard(self) -> None:
+        """Its rows dropped if no step took them: the connection is free for the next statement."""
+        self._sent.discard()
 
 
 def _find_with_sql(questions: tuple[Question, ...]) -> str:

@@ -14,6 +14,7 @@ from twilio.twiml.voice_response import VoiceResponse
 
 from ivr import caller_id, machine, metrics, services, twiml
 from ivr.decorators import call_label, signed_line, twilio_webhook
+from ivr.models import CallAhead
 from ivr.steps.deposit_line import NOT_AVAILABLE, UNCERTAIN
 from payments import charges, stripe_api
 from payments.errors import UnknownDeposit
@@ -40,9 +41,13 @@ def _answer(response: VoiceResponse, step: str, outcome: str) -> HttpResponse:
     return http
 
 
+def _names_a_call(request: HttpRequest) -> bool:
+    return bool(request.POST.get("CallSid", "").strip()) and len(request.POST["CallSid"]) <= 64
+
+
 def _refusal(request: HttpRequest) -> HttpResponse | None:
     """A goodbye for a request that names no call. Nothing is stored."""
-    if not request.POST.get("CallSid", "").strip() or len(request.POST["CallSid"]) > 64:
+    if not _names_a_call(request):
         return _answer(twiml.goodbye(MISSING_CALL), "entry", "no CallSid")
     return None
 
@@ -66,19 +71,30 @@ def voice(request: HttpRequest) -> HttpResponse:
     return _answer(reply.twiml, "entry", reply.outcome)
 
 
-@twilio_webhook
+def _keys(request: HttpRequest) -> str | None:
+    # Nothing here reads FinishedOnKey: Twilio's docs leave open whether it comes (ivr/machine.py).
+    return None if request.GET.get("no_input") else request.POST.get("Digits")
+
+
+def _read_call_ahead(request: HttpRequest, step_name: str) -> CallAhead | None:
+    """The call's read for these keys, sent while the request's signature is checked (machine.read_call_ahead)."""
+    if not _names_a_call(request):
+        return None
+    return machine.read_call_ahead(call_sid=request.POST["CallSid"], step_name=step_name, keys=_keys(request))
+
+
+@twilio_webhook(read_ahead=_read_call_ahead)
 def step(request: HttpRequest, step_name: str) -> HttpResponse:
     """The caller's keys for a prompt, or the <Redirect> that follows it when nothing came."""
     if refusal := _refusal(request):
         return refusal
-    # Nothing here reads FinishedOnKey: Twilio's docs leave open whether it comes (ivr/machine.py).
-    keys = None if request.GET.get("no_input") else request.POST.get("Digits")
     reply = machine.answer_prompt(
         call_sid=request.POST["CallSid"],
         step_name=step_name,
         prompt_number=_prompt_number(request),
-        keys=keys,
+        keys=_keys(request),
         called=caller_id.caller_number(request.POST.get("To")),
+        sent_ahead=request.read_ahead,
         **_caller(request),
     )
     return _answer(reply.twiml, step_name, reply.outcome)

@@ -12,12 +12,16 @@ bulk_create(ignore_conflicts=True) cannot say whether the row went in.
 from __future__ import annotations
 
 import copy
+import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 
-from django.db import connection, models
+from django.db import DatabaseError, connection, models
+
+logger = logging.getLogger(__name__)
 
 
 def insert_unless_conflict(instance: models.Model, *, asynchronous_commit: bool = False) -> bool:
@@ -229,6 +233,94 @@ def fetch_all(sql: str, params: Sequence[object]) -> list[tuple]:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchall()
+
+
+# A read sent ahead -----------------------------------------------------------------
+#
+# Most of a webhook's one read is waiting: for PostgreSQL to wake and answer, then for this process to
+# wake to its answer. Sent before work that does not need its rows (checking the request's signature),
+# the database answers while that work runs, and the rows are often there when they are wanted.
+
+
+class ReadAhead:
+    """A statement sent to PostgreSQL now; its rows taken later with rows(), or dropped with discard().
+
+    Until then the connection carries nothing else: whoever sends one takes its rows or discards it before
+    anything else uses the connection (ivr.decorators.twilio_webhook does, whatever its view did).
+
+    The statement goes exactly as Cursor.execute sends it (psycopg's prepared statements and parameter
+    types), through psycopg's own generator for execute(), stopped where execute() would wait for the
+    answer and resumed in rows(). psycopg has no public "send now, read later" outside pipeline mode, and
+    in pipeline mode PostgreSQL holds the answer back until a sync, which is one more round trip. The
+    generator is psycopg's internals: requirements.txt pins psycopg, and tests/test_db_rows.py runs this on
+    PostgreSQL, directly and through PgBouncer (.ci/run).
+    """
+
+    def __init__(self, sql: str, params: list[object], cursor: object, generator: object, waiting_for: object):
+        self.sql, self.params = sql, params
+        self._cursor, self._generator, self._waiting_for = cursor, generator, waiting_for
+        self._sent_at = time.monotonic()
+        self.taken = False
+
+    @classmethod
+    def send(cls, sql: str, params: Sequence[object]) -> ReadAhead | None:
+        """The statement sent, or None where it is not (SQLite, which answers in this process anyway; a
+        connection that cannot send): the caller then reads as it always did."""
+        if connection.vendor != "postgresql":
+            return None
+        params = list(params)
+        try:
+            with connection.wrap_database_errors:
+                connection.ensure_connection()
+                cursor = connection.create_cursor()
+                generator = cursor._execute_gen(sql, params)
+                waiting_for = next(generator)
+        except Exception as error:
+            # Whatever stopped it, the step reads again the usual way, which reports what is wrong.
+            logger.warning("read ahead not sent: %s", type(error).__name__)
+            return None
+        return cls(sql, params, cursor, generator, waiting_for)
+
+    def rows(self) -> list[tuple]:
+        """The statement's rows, waiting for what is still on its way; its error, as Django raises it."""
+        if self.taken:
+            raise RuntimeError("a read ahead's rows are taken once")
+        self.taken = True
+        try:
+            with connection.wrap_database_errors:
+                self._cursor.connection.wait(_resumed(self._generator, self._waiting_for))
+                return self._cursor.fetchall()
+        finally:
+            self._cursor.close()
+            if connection.queries_logged:
+                # As Django's debug cursor logs a query (tests count them): from its sending to its rows.
+                connection.queries_log.append(
+                    {
+                        "sql": connection.ops.last_executed_query(self._cursor, self.sql, self.params),
+                        "time": f"{time.monotonic() - self._sent_at:.3f}",
+                    }
+                )
+
+    def discard(self) -> None:
+        """Drop the rows if nobody took them, so that the connection is free again; an error is the database's
+        to report to whoever reads next (Django replaces a connection that failed)."""
+        if self.taken:
+            return
+        try:
+            self.rows()
+        except DatabaseError as error:
+            logger.info("read ahead dropped with an error: %s", type(error).__name__)
+
+
+def _resumed(generator, waiting_for):
+    """psycopg's execute() generator, from where ReadAhead.send left it: first the wait it asked for then."""
+    ready = yield waiting_for
+    while True:
+        try:
+            waiting_for = generator.send(ready)
+        except StopIteration as done:
+            return done.value
+        ready = yield waiting_for
 
 
 # Rows of different shapes in one round trip ------------------------------------

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import psycopg
 import pytest
-from django.db import connection, transaction
+from django.db import DataError, OperationalError, connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from accounts.models import Account, Transfer
 from ivr.models import CallSession
-from myibot.db import update_later, update_where
+from myibot.db import ReadAhead, fetch_all, update_later, update_where
 from tests.conftest import postgres_only, second_connection
 
 pytestmark = pytest.mark.django_db
@@ -250,3 +251,59 @@ def test_a_new_calls_row_and_the_hours_count_commit_asynchronously_a_restart_dur
     assert writes(phone.dial) == [True, False]
     assert CallSession.objects.filter(call_sid=phone.call_sid).count() == 1
     assert HourlyActivity.objects.get(kind="call").count == 1
+
+
+# A read sent ahead (myibot.db.ReadAhead) ------------------------------------------------------------------
+
+
+def test_a_read_ahead_is_not_sent_on_sqlite_where_a_read_waits_for_nothing(call):
+    if connection.vendor == "postgresql":
+        pytest.skip("on PostgreSQL it is sent: the tests below")
+    assert ReadAhead.send("SELECT 1", []) is None
+
+
+@postgres_only("a statement on the wire while this process goes on: SQLite answers inside it")
+def test_a_read_ahead_is_on_the_wire_until_its_rows_are_taken_and_they_are_a_reads(call):
+    sql = "SELECT call_sid, prompt_number FROM ivr_callsession WHERE call_sid = %s"
+    ahead = ReadAhead.send(sql, [call.call_sid])
+    assert connection.connection.pgconn.transaction_status == psycopg.pq.TransactionStatus.ACTIVE, "sent, not done"
+    with CaptureQueriesContext(connection) as counted:
+        assert ahead.rows() == [(call.call_sid, 7)] == fetch_all(sql, [call.call_sid])
+    # Counted as Django counts a query (the query budgets hold wherever the read was sent).
+    assert len(counted) == 2 and call.call_sid in counted[0]["sql"]
+    with pytest.raises(RuntimeError):
+        ahead.rows()
+    ahead.discard()  # taken: nothing to drop
+
+
+@postgres_only("a statement on the wire while this process goes on: SQLite answers inside it")
+def test_a_read_ahead_dropped_leaves_the_connection_free_for_the_next_statement(call):
+    ahead = ReadAhead.send("SELECT pg_sleep(0.05), %s::text", ["x"])
+    ahead.discard()
+    ahead.discard()
+    assert connection.connection.pgconn.transaction_status != psycopg.pq.TransactionStatus.ACTIVE
+    assert CallSession.find(call.call_sid, locked=False).pk == call.pk
+
+
+@postgres_only("a statement on the wire while this process goes on: SQLite answers inside it")
+@pytest.mark.django_db(transaction=True)
+def test_a_read_ahead_that_fails_raises_as_django_does_when_taken_and_quietly_when_dropped(call):
+    failing = ReadAhead.send("SELECT 1 / (%s - 1)", [1])
+    with pytest.raises(DataError):  # Django's, not psycopg's: the webhook's error handling knows it
+        failing.rows()
+    ReadAhead.send("SELECT 1 / (%s - 1)", [1]).discard()
+    # The statement's own error, in autocommit: the connection goes on.
+    assert CallSession.find(call.call_sid, locked=False).pk == call.pk
+
+
+@postgres_only("a statement on the wire while this process goes on: SQLite answers inside it")
+@pytest.mark.django_db(transaction=True)
+def test_a_read_ahead_over_the_statement_timeout_is_a_timeout_the_webhook_recognises(call):
+    (limit,) = fetch_all("SELECT current_setting('statement_timeout')", [])[0]
+    fetch_all("SELECT set_config('statement_timeout', '50ms', false)", [])
+    try:
+        slow = ReadAhead.send("SELECT pg_sleep(%s)", [1])
+        with pytest.raises(OperationalError, match="canceling statement"):
+            slow.rows()
+    finally:
+        fetch_all("SELECT set_config('statement_timeout', %s, false)", [limit])
