@@ -221,6 +221,8 @@ def twilio_webhook(
     @wraps(view)
     def webhook(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
         started = time.perf_counter()
+        # The deadline counts from the request's arrival: the read sent ahead may have waited on a connect.
+        request.webhook_deadline = time.monotonic() + getattr(settings, deadline_seconds)
         sent = None
         if read_ahead is not None and request.headers.get("X-Twilio-Signature"):
             sent = read_ahead(request, *args, **kwargs)
@@ -235,7 +237,6 @@ def twilio_webhook(
         if refusal := signature_refusal(request):
             logger.warning("webhook refused: %s path=%s", refusal, request.path)
             return HttpResponseForbidden("invalid signature\n", content_type="text/plain")
-        request.webhook_deadline = time.monotonic() + getattr(settings, deadline_seconds)
         try:
             with after_answer.collected() as later, connection.execute_wrapper(_deadline(request.webhook_deadline)):
                 response = view(request, *args, **kwargs)

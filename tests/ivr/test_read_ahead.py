@@ -8,12 +8,15 @@ signature at all makes no read.
 
 from __future__ import annotations
 
+import time
+
 import psycopg
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from ivr import decorators, machine
+from ivr.twiml import UNAVAILABLE
 from ivr.models import CallSession
 from tests.conftest import postgres_only, sent
 
@@ -123,3 +126,16 @@ def test_a_read_ahead_that_finds_the_write_back_late_is_read_again(signed_in, ch
     assert "Your balance is" in signed_in.press("1").text  # hear it again, answered at the new prompt
     assert len(reads) == 1, "read ahead first (stale), then once the usual way"
     assert checked[-1] is True
+
+
+def test_the_time_budget_counts_from_the_request_not_from_after_its_read_ahead(signed_in, settings, monkeypatch):
+    """A read ahead that had to wait (a connect, a slow server) spends the webhook's time: no query starts past
+    the deadline counted from the request's arrival, and the caller hears the apology in time."""
+    settings.WEBHOOK_DEADLINE_SECONDS = 0.05
+
+    def slow(**kwargs):
+        time.sleep(0.1)  # and sends nothing: the step reads the call itself, past the deadline
+        return None
+
+    monkeypatch.setattr(machine, "read_call_ahead", slow)
+    assert str(UNAVAILABLE) in signed_in.press("1").text
