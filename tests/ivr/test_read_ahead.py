@@ -16,8 +16,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from ivr import decorators, machine
-from ivr.twiml import UNAVAILABLE
 from ivr.models import CallSession
+from ivr.twiml import UNAVAILABLE
 from tests.conftest import postgres_only, sent
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("stripe_double")]
