@@ -223,15 +223,14 @@ def twilio_webhook(
         started = time.perf_counter()
         # The deadline counts from the request's arrival: the read sent ahead may have waited on a connect.
         request.webhook_deadline = time.monotonic() + getattr(settings, deadline_seconds)
-        sent = None
-        if read_ahead is not None and request.headers.get("X-Twilio-Signature"):
-            sent = read_ahead(request, *args, **kwargs)
-        request.read_ahead = sent
+        request.read_ahead = None
         try:
+            if read_ahead is not None and request.headers.get("X-Twilio-Signature"):
+                request.read_ahead = read_ahead(request, *args, **kwargs)
             return answered(request, started, *args, **kwargs)
         finally:
-            if sent is not None:
-                sent.discard()
+            if request.read_ahead is not None:
+                request.read_ahead.discard()
 
     def answered(request: HttpRequest, started: float, *args: object, **kwargs: object) -> HttpResponse:
         if refusal := signature_refusal(request):

@@ -270,13 +270,19 @@ class ReadAhead:
             return None
         params = list(params)
         try:
+            # As Django's own cursor() does: a connection the server ended while idle (a restart, a failover,
+            # an idle timeout) is closed and opened anew, not written to and found dead at its answer. Before
+            # create_cursor, which marks the connection used (myibot/postgresql: long idle, asked).
+            connection.close_if_health_check_failed()
             with connection.wrap_database_errors:
                 connection.ensure_connection()
                 cursor = connection.create_cursor()
                 generator = cursor._execute_gen(sql, params)
                 waiting_for = next(generator)
         except Exception as error:
-            # Whatever stopped it, the step reads again the usual way, which reports what is wrong.
+            # Whatever stopped it, the step reads again the usual way, which checks the connection again
+            # and reports what is wrong.
+            connection.health_check_done = False
             logger.warning("read ahead not sent: %s", type(error).__name__)
             return None
         return cls(sql, params, cursor, generator, waiting_for)
@@ -295,11 +301,16 @@ class ReadAhead:
             if connection.queries_logged:
                 # As Django's debug cursor logs a query (tests count them): from its sending to its rows.
                 connection.queries_log.append(
-                    {
-                        "sql": connection.ops.last_executed_query(self._cursor, self.sql, self.params),
-                        "time": f"{time.monotonic() - self._sent_at:.3f}",
-                    }
+                    {"sql": self._logged(), "time": f"{time.monotonic() - self._sent_at:.3f}"}
                 )
+
+    def _logged(self) -> str:
+        """The statement with its values, as Django logs a query; only its SQL where the connection that
+        would write them is gone (so that the error the read raised is the one reported)."""
+        try:
+            return connection.ops.last_executed_query(self._cursor, self.sql, self.params)
+        except Exception:
+            return self.sql
 
     def discard(self) -> None:
         """Drop the rows if nobody took them, so that the connection is free again; an error is the database's

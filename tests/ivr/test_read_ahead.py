@@ -18,7 +18,7 @@ from django.test.utils import CaptureQueriesContext
 from ivr import decorators, machine
 from ivr.models import CallSession
 from ivr.twiml import UNAVAILABLE
-from tests.conftest import postgres_only, sent
+from tests.conftest import postgres_only, second_connection, sent
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("stripe_double")]
 
@@ -139,3 +139,20 @@ def test_the_time_budget_counts_from_the_request_not_from_after_its_read_ahead(s
 
     monkeypatch.setattr(machine, "read_call_ahead", slow)
     assert str(UNAVAILABLE) in signed_in.press("1").text
+
+
+@postgres_only("a connection PostgreSQL ends while it is idle (pg_terminate_backend)")
+@pytest.mark.django_db(transaction=True)
+def test_a_connection_the_server_ended_while_idle_is_opened_anew_before_the_read_goes(signed_in, checked):
+    """As Django's own cursor does at a request's first query (CONN_HEALTH_CHECKS): a restart, a failover or an
+    idle timeout costs the caller a new connection, not the apology."""
+    pid = connection.connection.info.backend_pid
+    with second_connection() as other:
+        other.execute("SELECT pg_terminate_backend(%s)", [pid])
+    deadline = time.monotonic() + 5
+    while connection.is_usable() and time.monotonic() < deadline:  # the server's goodbye reaches the socket
+        time.sleep(0.01)
+    connection.health_check_done = False  # what Django does as a request starts
+    assert "Your balance is 100 dollars" in signed_in.press("1").text
+    assert connection.connection.info.backend_pid != pid
+    assert checked == [True], "read ahead, on the new connection"
