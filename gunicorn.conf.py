@@ -77,6 +77,29 @@ def _bound_malloc() -> None:
 _bound_malloc()
 
 
+# One Argon2 check at a time in this instance (accounts.pins): its workers take turns on a file the master
+# makes, each check holding 19 MiB for about 25 ms. Set at import, like PROMETHEUS_MULTIPROC_DIR below, so
+# that the workers inherit it; a reload (SIGHUP) keeps the file; the master removes it when it exits.
+def _argon2_lock_file() -> str:
+    path = os.environ.get("ARGON2_LOCK_FILE", "").strip()
+    if not path:
+        descriptor, path = tempfile.mkstemp(prefix="myibot-argon2-", suffix=".lock")
+        os.close(descriptor)
+        os.environ["ARGON2_LOCK_FILE"] = path
+        atexit.register(_remove_made_file, path, os.getpid())
+    return path
+
+
+def _remove_made_file(path: str, master_pid: int) -> None:
+    # Workers inherit this exit handler: only the master that made the file removes it.
+    if os.getpid() == master_pid:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
+
+
+argon2_lock_file = _argon2_lock_file()
+
+
 # Prometheus metrics (docs/METRICS.md). Each worker counts into its own files
 # in one directory, and the master serves their sum to Fly's scraper on
 # METRICS_ADDRESS:METRICS_PORT (prometheus_client's multiprocess mode). prometheus_client

@@ -7,15 +7,22 @@ minutes; with the pepper, the database alone gives up nothing.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import hmac
 import itertools
+import logging
+import os
 import threading
+import time
 from collections.abc import Callable
+from typing import BinaryIO
 
 from django.conf import settings
 from django.contrib.auth.hashers import check_password, make_password
 from django.utils.translation import gettext
+
+logger = logging.getLogger(__name__)
 
 # The most used 4-digit PINs that no rule below catches. The rules cover all
 # of the top 20 in DataGenetics' 2012 study of 3.4 million PINs (1234, 1111,
@@ -50,10 +57,62 @@ def pin_weakness(pin: str) -> str | None:
     return None
 
 
-# One Argon2 computation at a time in a process. Each takes 19 MiB and a whole
-# core for about 25 ms: with two workers on two cores, more at once would not
-# finish sooner, only hold more memory (see docs/PERFORMANCE.md).
-_argon2_slot = threading.BoundedSemaphore(1)
+class _Argon2Turn:
+    """One Argon2 computation at a time in this process, and in this instance's workers where gunicorn.conf.py
+    names a file for them to take turns on (ARGON2_LOCK_FILE).
+
+    Each computation holds 19 MiB for about 25 ms of a core. Two workers hashing at once held 38 MiB more
+    than their calls need, and the instance's peak went past the 150 MiB a 256 MB Fly machine leaves it
+    (docs/PERFORMANCE.md, "Memory"); on a Fly machine's one shared core they would not finish sooner either.
+    The workers' turn is an advisory lock on the file (flock), which the kernel releases with a worker that
+    dies holding it. A turn not had within TURN_WAIT_SECONDS is taken anyway (a worker frozen mid-check):
+    the caller's PIN is checked, only with more memory for a moment.
+    """
+
+    TURN_WAIT_SECONDS = 1.0
+
+    def __init__(self) -> None:
+        self._threads = threading.Lock()
+        self._file: BinaryIO | None = None
+        self._opened: tuple[int, str] | None = None  # by which process, which file
+
+    def __enter__(self) -> None:
+        self._threads.acquire()
+        self._holding = self._take_instance_turn()
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            if self._holding:
+                fcntl.flock(self._file, fcntl.LOCK_UN)
+        finally:
+            self._threads.release()
+
+    def _take_instance_turn(self) -> bool:
+        path = os.environ.get("ARGON2_LOCK_FILE", "").strip()
+        if not path:
+            return False
+        try:
+            if self._opened != (os.getpid(), path):
+                # Opened in this process: a descriptor inherited across fork would share one lock with the master.
+                if self._file is not None and self._opened[0] == os.getpid():
+                    self._file.close()
+                self._file, self._opened = open(path, "ab"), (os.getpid(), path)  # noqa: SIM115 - held for the process
+            give_up_at = time.monotonic() + self.TURN_WAIT_SECONDS
+            while True:
+                try:
+                    fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    return True
+                except BlockingIOError:
+                    if time.monotonic() > give_up_at:
+                        logger.warning("argon2: no turn within %.1f s, checking anyway", self.TURN_WAIT_SECONDS)
+                        return False
+                    time.sleep(0.002)
+        except OSError as error:
+            logger.warning("argon2: no instance-wide turn (%s), this process's only", type(error).__name__)
+            return False
+
+
+_argon2_slot = _Argon2Turn()
 
 
 def _peppered(pin: str) -> str:

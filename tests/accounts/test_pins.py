@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import fcntl
 import itertools
+import multiprocessing
+import os
 
 import pytest
 from argon2 import PasswordHasher, Type, extract_parameters
@@ -127,3 +130,70 @@ def test_the_weak_pin_rules_refuse_repeats_runs_years_steps_pairs_and_common_pin
 )
 def test_each_weak_pin_has_its_reason(pin, reason):
     assert reason in pins.pin_weakness(pin)
+
+
+# One Argon2 check at a time in an instance (pins._Argon2Turn) --------------------------------------------
+
+
+def _child_holding_the_turn(lock_file: str, holding, release) -> None:
+    """A worker of the same instance, in the middle of a check."""
+    os.environ["ARGON2_LOCK_FILE"] = lock_file
+    with pins._Argon2Turn():
+        holding.set()
+        release.wait(10)
+
+
+@pytest.fixture
+def instance_turns(tmp_path, monkeypatch) -> str:
+    lock_file = str(tmp_path / "argon2.lock")
+    monkeypatch.setenv("ARGON2_LOCK_FILE", lock_file)
+    return lock_file
+
+
+def test_workers_of_one_instance_take_turns_at_argon2(instance_turns):
+    forked = multiprocessing.get_context("fork")
+    holding, release = forked.Event(), forked.Event()
+    worker = forked.Process(target=_child_holding_the_turn, args=(instance_turns, holding, release))
+    worker.start()
+    try:
+        assert holding.wait(10)
+        with open(instance_turns, "ab") as ours, pytest.raises(BlockingIOError):
+            fcntl.flock(ours, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the other worker's turn
+        release.set()
+        worker.join(10)
+        # Then ours: now another worker would wait.
+        with pins._Argon2Turn(), open(instance_turns, "ab") as other, pytest.raises(BlockingIOError):
+            fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    finally:
+        release.set()
+        worker.join(10)
+
+
+def test_a_worker_that_dies_holding_the_turn_gives_it_up(instance_turns):
+    forked = multiprocessing.get_context("fork")
+    holding, release = forked.Event(), forked.Event()
+    worker = forked.Process(target=_child_holding_the_turn, args=(instance_turns, holding, release))
+    worker.start()
+    assert holding.wait(10)
+    worker.kill()  # gunicorn's timeout, the OOM killer: no __exit__ runs
+    worker.join(10)
+    assert pins.pin_matches("4682", pins.hash_pin("4682"))
+    with open(instance_turns, "ab") as free:
+        fcntl.flock(free, fcntl.LOCK_EX | fcntl.LOCK_NB)  # and nobody holds it after
+
+
+def test_a_turn_not_had_in_time_is_taken_anyway(instance_turns, monkeypatch, caplog):
+    """A worker frozen mid-check (until gunicorn's timeout ends it) never leaves a caller's PIN unchecked."""
+    monkeypatch.setattr(pins._Argon2Turn, "TURN_WAIT_SECONDS", 0.01)
+    with open(instance_turns, "ab") as frozen:
+        fcntl.flock(frozen, fcntl.LOCK_EX)
+        assert pins.pin_matches("4682", pins.hash_pin("4682"))
+    assert "no turn within" in caplog.text
+
+
+def test_outside_gunicorn_a_process_takes_turns_only_among_its_threads(monkeypatch):
+    monkeypatch.delenv("ARGON2_LOCK_FILE", raising=False)
+    turn = pins._Argon2Turn()
+    with turn:
+        assert not turn._holding and turn._threads.locked()
+    assert not turn._threads.locked()
