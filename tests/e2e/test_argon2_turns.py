@@ -3,6 +3,7 @@ and removes it when it stops. Runs on PostgreSQL when the suite does, else on a 
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -18,10 +19,8 @@ pytestmark = pytest.mark.e2e
 def _open_files(pid: int) -> set[str]:
     found = set()
     for link in Path(f"/proc/{pid}/fd").iterdir():
-        try:
+        with contextlib.suppress(OSError):  # closed meanwhile
             found.add(str(link.readlink()))
-        except OSError:
-            pass  # closed meanwhile
     return found
 
 
