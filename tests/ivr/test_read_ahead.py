@@ -44,23 +44,21 @@ def checked(monkeypatch) -> list[bool]:
 
 
 @postgres_only(ON_THE_WIRE)
-def test_a_menu_step_is_read_while_its_signature_is_checked(signed_in, checked):
-    for keys, heard in [("1", "Your balance is 100 dollars"), ("1", "Your balance is"), ("2", "Main menu")]:
+@pytest.mark.parametrize(
+    "walk",
+    [
+        # The balance (with its card money: CallSession.find_with), again, the menu.
+        [("1", "Your balance is 100 dollars"), ("1", "Your balance is"), ("2", "Main menu")],
+        # The amount (with what is held and today's room), the recipient by the code typed.
+        [("2", "How many dollars"), ("25", "Enter the 6-digit code"), ("246810", "Jane Doe")],
+    ],
+    ids=["balance and menu", "amount and recipient"],
+)
+def test_a_step_is_read_while_its_signature_is_checked_with_what_its_answer_asks(signed_in, recipient, checked, walk):
+    for keys, heard in walk:
         with CaptureQueriesContext(connection) as answering:
             unsent = signed_in.unsent(keys)
-        # One read before the answer, as ever (the balance with its card money: CallSession.find_with).
-        assert len(answering) == 1, [query["sql"][:60] for query in answering]
-        assert heard in unsent.content.decode()
-        sent(unsent)
-        signed_in.twiml(unsent)
-    assert checked == [True, True, True]
-
-
-@postgres_only(ON_THE_WIRE)
-def test_the_amount_and_the_recipient_are_read_ahead_with_what_they_ask(signed_in, recipient, checked):
-    for keys, heard in [("2", "How many dollars"), ("25", "Enter the 6-digit code"), ("246810", "Jane Doe")]:
-        with CaptureQueriesContext(connection) as answering:
-            unsent = signed_in.unsent(keys)
+        # One read before the answer, as ever.
         assert len(answering) == 1, [query["sql"][:60] for query in answering]
         assert heard in unsent.content.decode()
         sent(unsent)
