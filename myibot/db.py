@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 
-from django.db import DatabaseError, connection, models
+from django.db import Error as DatabaseDriverError
+from django.db import connection, models
 
 logger = logging.getLogger(__name__)
 
@@ -319,7 +320,7 @@ class ReadAhead:
             return
         try:
             self.rows()
-        except DatabaseError as error:
+        except DatabaseDriverError as error:  # DatabaseError, and InterfaceError (a connection already closed)
             logger.info("read ahead dropped with an error: %s", type(error).__name__)
 
 

@@ -307,3 +307,14 @@ def test_a_read_ahead_over_the_statement_timeout_is_a_timeout_the_webhook_recogn
             slow.rows()
     finally:
         fetch_all("SELECT set_config('statement_timeout', %s, false)", [limit])
+
+
+@postgres_only("a statement on the wire while this process goes on: SQLite answers inside it")
+@pytest.mark.django_db(transaction=True)
+def test_a_read_ahead_whose_connection_is_gone_is_dropped_quietly(call):
+    """Whatever became of the connection, dropping the rows never turns a refusal or an apology into a 500."""
+    ahead = ReadAhead.send("SELECT %s::text", ["x"])
+    connection.connection.close()
+    ahead.discard()
+    connection.close()  # Django's own, as at the end of the request; the next one connects anew
+    assert CallSession.find(call.call_sid, locked=False).pk == call.pk
