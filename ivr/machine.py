@@ -358,6 +358,11 @@ def _restart(call: CallSession) -> None:
     call.go_to(_first_step(call))
 
 
+def _read_with_call(named: Step, entry: str | None) -> tuple[Question, ...]:
+    """What the answer's prompt will ask, read with the call, unlocked (Step.read_with_call); nothing for no entry."""
+    return named.read_with_call(entry) if entry is not None else ()
+
+
 def read_call_ahead(*, call_sid: str, step_name: str, keys: str | None) -> CallAhead | None:
     """The read answer_prompt will make for these keys at step_name's prompt, sent to the database now.
 
@@ -372,9 +377,7 @@ def read_call_ahead(*, call_sid: str, step_name: str, keys: str | None) -> CallA
     entry = _entry(named, keys)
     if named.locks_for(entry):
         return None
-    # As _answer asks them: what the answer's prompt will ask, read with the call (Step.read_with_call).
-    questions = named.read_with_call(entry) if entry is not None else ()
-    return CallSession.read_ahead(call_sid, questions, entry=entry or "", now=timezone.now())
+    return CallSession.read_ahead(call_sid, _read_with_call(named, entry), entry=entry or "", now=timezone.now())
 
 
 def answer_prompt(
@@ -528,7 +531,7 @@ def _answer(
 ) -> Reply:
     named = STEPS.get(step_name)
     entry = _entry(named, keys) if named is not None else None
-    questions = named.read_with_call(entry) if named is not None and not locked and entry is not None else ()
+    questions = _read_with_call(named, entry) if named is not None and not locked else ()
     call = _find(
         call_sid,
         caller=caller,

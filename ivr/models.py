@@ -104,11 +104,8 @@ class CallSession(models.Model):
         reads, without compiling it on every webhook. locked: the call's row
         stays locked (FOR UPDATE OF the call only) until the transaction ends.
         """
-        key = (connection.vendor, locked)
-        if key not in _FIND_SQL:
-            _FIND_SQL[key] = _find_sql(locked=locked)
         with connection.cursor() as cursor:
-            cursor.execute(_FIND_SQL[key], [call_sid])
+            cursor.execute(_find_statement(locked=locked), [call_sid])
             row = cursor.fetchone()
         return None if row is None else cls._from_row(row)
 
@@ -204,10 +201,7 @@ class _Reading:
         self.call_sid, self.questions, self.entry = call_sid, questions, entry
         self.params: list[object] = [call_sid]
         if not questions:
-            key = (connection.vendor, False)
-            if key not in _FIND_SQL:
-                _FIND_SQL[key] = _find_sql(locked=False)
-            self.sql = _FIND_SQL[key]
+            self.sql = _find_statement(locked=False)
             return
         key = (connection.vendor, tuple(question.name for question in questions))
         if key not in _FIND_WITH_SQL:
@@ -265,6 +259,14 @@ def _find_with_sql(questions: tuple[Question, ...]) -> str:
             *(query for question in questions for query in question.queries(account)),
         ]
     )
+
+
+def _find_statement(*, locked: bool) -> str:
+    """find's SQL, built once per database vendor."""
+    key = (connection.vendor, locked)
+    if key not in _FIND_SQL:
+        _FIND_SQL[key] = _find_sql(locked=locked)
+    return _FIND_SQL[key]
 
 
 def _find_sql(*, locked: bool) -> str:
